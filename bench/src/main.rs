@@ -1,0 +1,3 @@
+//! Benchmarks of tend (filled in by `bench/README.md`'s programs).
+
+fn main() {}

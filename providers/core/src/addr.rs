@@ -1,0 +1,139 @@
+//! Resource addresses: `provider.kind.name` with an optional instance key, `host.file.motd[web]`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// The stable identity of a resource instance: `PROVIDER.KIND.NAME` and, for resources that
+/// expand into several instances (a file on several hosts), an instance key: `host.file.motd[web]`.
+///
+/// Ordered by provider, kind, name, then key, so sorted output is deterministic.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct ResourceAddr {
+    /// Provider name, e.g. `host`.
+    pub provider: String,
+    /// Resource kind within the provider, e.g. `file`.
+    pub kind: String,
+    /// The name given in config, e.g. `motd`.
+    pub name: String,
+    /// Instance key, e.g. the host name for host resources.
+    pub key: Option<String>,
+}
+
+/// Why a string is not a valid resource address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddrError {
+    /// Not three dot-separated parts.
+    #[error("`{0}` is not a resource address: expected PROVIDER.KIND.NAME, e.g. host.file.motd")]
+    Shape(String),
+    /// A part holds a character outside `[A-Za-z0-9_-]`.
+    #[error("`{addr}`: `{part}` may only contain letters, digits, `_` and `-`")]
+    BadPart {
+        /// The whole input.
+        addr: String,
+        /// The offending part.
+        part: String,
+    },
+}
+
+impl ResourceAddr {
+    /// An address without an instance key.
+    pub fn new(provider: impl Into<String>, kind: impl Into<String>, name: impl Into<String>) -> Self {
+        Self { provider: provider.into(), kind: kind.into(), name: name.into(), key: None }
+    }
+
+    /// The same resource with the given instance key.
+    #[must_use]
+    pub fn with_key(&self, key: Option<String>) -> Self {
+        Self { key, ..self.clone() }
+    }
+
+    /// The resource this instance belongs to (the address without its key).
+    #[must_use]
+    pub fn base(&self) -> Self {
+        self.with_key(None)
+    }
+
+    /// `provider.kind`, the resource type.
+    pub fn type_name(&self) -> String {
+        format!("{}.{}", self.provider, self.kind)
+    }
+
+    /// Whether `s` is a valid name part.
+    pub fn is_valid_part(s: &str) -> bool {
+        !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    }
+}
+
+impl fmt::Display for ResourceAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.provider, self.kind, self.name)?;
+        if let Some(key) = &self.key {
+            write!(f, "[{key}]")?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for ResourceAddr {
+    type Err = AddrError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (body, key) = match s.find('[') {
+            Some(open) if s.ends_with(']') && open + 1 < s.len() - 1 => {
+                (&s[..open], Some(s[open + 1..s.len() - 1].to_string()))
+            }
+            Some(_) => return Err(AddrError::Shape(s.to_string())),
+            None => (s, None),
+        };
+        let parts: Vec<&str> = body.split('.').collect();
+        let [provider, kind, name] = parts.as_slice() else {
+            return Err(AddrError::Shape(s.to_string()));
+        };
+        for part in [provider, kind, name] {
+            if !Self::is_valid_part(part) {
+                return Err(AddrError::BadPart { addr: s.to_string(), part: (*part).to_string() });
+            }
+        }
+        Ok(Self { provider: (*provider).into(), kind: (*kind).into(), name: (*name).into(), key })
+    }
+}
+
+impl From<ResourceAddr> for String {
+    fn from(a: ResourceAddr) -> Self {
+        a.to_string()
+    }
+}
+
+impl TryFrom<String> for ResourceAddr {
+    type Error = AddrError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_with_and_without_key() {
+        for s in ["host.file.motd", "host.file.motd[web-1]", "ec2.instance.a_b"] {
+            let a: ResourceAddr = s.parse().unwrap();
+            assert_eq!(a.to_string(), s);
+        }
+        let a: ResourceAddr = "host.file.motd[web]".parse().unwrap();
+        assert_eq!(a.key.as_deref(), Some("web"));
+        assert_eq!(a.base().to_string(), "host.file.motd");
+    }
+
+    #[test]
+    fn rejects_bad_shapes() {
+        assert!(matches!("host.file".parse::<ResourceAddr>(), Err(AddrError::Shape(_))));
+        assert!(matches!("host.file.a.b".parse::<ResourceAddr>(), Err(AddrError::Shape(_))));
+        assert!(matches!("host.fi le.a".parse::<ResourceAddr>(), Err(AddrError::BadPart { .. })));
+        assert!(matches!("host.file.a[]".parse::<ResourceAddr>(), Err(AddrError::Shape(_))));
+    }
+}

@@ -1,0 +1,65 @@
+//! Provider errors and their classification.
+
+use std::time::Duration;
+
+use crate::Observed;
+
+/// How the engine should react to a failed provider call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// May succeed if retried soon (network blip, throttling).
+    Transient,
+    /// The remote side is not ready yet; try again after the given time.
+    Waiting {
+        /// How long to wait before the next attempt.
+        after: Duration,
+    },
+    /// Retrying will not help until the config changes (bad input, permission denied).
+    Terminal,
+}
+
+/// An error from a provider call, with the context a user needs to fix it.
+///
+/// The message describes this layer only (lowercase, no trailing period); the cause, if any, is
+/// in `source` and printed by the CLI as a `Caused by:` chain.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ProviderError {
+    /// Retry classification.
+    pub kind: ErrorKind,
+    /// What went wrong, naming the path, host or API call.
+    pub message: String,
+    /// What a user can do about it, if known.
+    pub hint: Option<String>,
+    /// What exists now, if the call failed after creating something (recorded as tainted).
+    pub partial: Option<Observed>,
+    /// The underlying cause.
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl ProviderError {
+    /// A terminal error with a message.
+    pub fn terminal(message: impl Into<String>) -> Self {
+        Self { kind: ErrorKind::Terminal, message: message.into(), hint: None, partial: None, source: None }
+    }
+
+    /// A transient error with a message.
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self { kind: ErrorKind::Transient, ..Self::terminal(message) }
+    }
+
+    /// Attach the underlying cause.
+    #[must_use]
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// Attach a hint for the user.
+    #[must_use]
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}

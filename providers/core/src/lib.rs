@@ -1,0 +1,36 @@
+//! `tend-provider`: the interface between tend's engine and its providers.
+//!
+//! A *provider* (hosts, EC2, Kubernetes) manages one family of resources. The engine decides
+//! order, concurrency, state and reporting; a provider handles one resource at a time:
+//!
+//! ```text
+//! expand   one configured resource -> its instances (a host file on three hosts = three instances)
+//! validate provider-specific checks on literal config values
+//! read     observe the actual state of many instances in one batch
+//! plan     desired config + observed state -> PlannedChange (action, before, after, forcing fields)
+//! apply    carry out one planned action and return what now exists
+//! ```
+//!
+//! Main types: [`ResourceAddr`] (identity), [`Value`] (config and attribute values, with
+//! [`Value::Unknown`] for "known after apply"), [`KindSchema`] (the fields of a resource kind and
+//! whether a change is in place or forces replacement), [`Provider`] and its request/response
+//! structs, [`ProviderError`] with its [`ErrorKind`] classification.
+//!
+//! This crate depends on nothing else in the workspace; provider crates and the state store
+//! depend only on it. Start with [`Provider`].
+
+mod addr;
+mod error;
+mod provider;
+mod schema;
+mod value;
+
+pub use addr::{AddrError, ResourceAddr};
+pub use error::{ErrorKind, ProviderError};
+pub use provider::{
+    Action, ApplyRequest, Attributes, ExpandRequest, FieldError, Instance, Observed, PlanRequest,
+    PlannedChange, PriorRecord, Provider, ProviderConfig, ProviderFactory, ReadItem, ReadRequest,
+    Sibling, Target,
+};
+pub use schema::{FieldSchema, FieldType, KindSchema, Role, UpdateMode};
+pub use value::Value;

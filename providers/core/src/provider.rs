@@ -1,0 +1,277 @@
+//! The [`Provider`] trait and its request/response structs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+
+use crate::{KindSchema, ProviderError, ResourceAddr, Value};
+
+/// Observed attributes or planned values of one instance, by field name.
+pub type Attributes = BTreeMap<String, Value>;
+
+/// What `read` found for one instance.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Observed {
+    /// The remote id, if the object has one (instance id, ...).
+    pub id: Option<String>,
+    /// Attributes as they are now. Referencable as `${ADDRESS.FIELD}`.
+    pub attributes: Attributes,
+}
+
+/// What tend recorded for an instance at its last apply.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PriorRecord {
+    /// Remote id, if any.
+    pub id: Option<String>,
+    /// Attributes recorded after the last apply.
+    pub attributes: Attributes,
+}
+
+/// The resource an instance lives on (for host resources: the host), with its known values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    /// Address of the target resource, e.g. `host.local.this`.
+    pub addr: ResourceAddr,
+    /// Its config and outputs; may hold [`Value::Unknown`] at plan time.
+    pub attributes: Attributes,
+}
+
+/// Settings handed to [`ProviderFactory::configure`].
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    /// The `[providers.NAME]` table of `tend.toml`, or an empty table.
+    pub settings: Attributes,
+    /// Root of the config checkout; files referenced by config are resolved inside it.
+    pub config_root: PathBuf,
+}
+
+/// Builds a configured [`Provider`].
+pub trait ProviderFactory: Send + Sync {
+    /// The provider name used in addresses (`host`, `ec2`, `kube`).
+    fn name(&self) -> &'static str;
+    /// The kinds this provider offers (available before configuration, for validation).
+    fn kinds(&self) -> Vec<KindSchema>;
+    /// Configure a provider instance for one run.
+    fn configure(&self, config: ProviderConfig) -> Result<Box<dyn Provider>, ProviderError>;
+}
+
+/// Another resource of the same provider, as seen by [`Provider::expand`].
+#[derive(Debug, Clone)]
+pub struct Sibling {
+    /// Its address (no key).
+    pub addr: ResourceAddr,
+    /// Its literal config values; fields that hold references are [`Value::Unknown`].
+    pub literal: Attributes,
+}
+
+/// Input to [`Provider::expand`].
+#[derive(Debug)]
+pub struct ExpandRequest<'a> {
+    /// The resource being expanded (no key).
+    pub addr: &'a ResourceAddr,
+    /// Its literal config values; fields that hold references are [`Value::Unknown`].
+    pub literal: &'a Attributes,
+    /// All resources of this provider in the config.
+    pub siblings: &'a [Sibling],
+}
+
+/// One instance of a configured resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    /// Instance key (host name for host resources); `None` for single-instance resources.
+    pub key: Option<String>,
+    /// The resource this instance lives on, if any. It becomes a dependency, and its values
+    /// are passed as [`Target`] to `read`, `plan` and `apply`.
+    pub target: Option<ResourceAddr>,
+}
+
+impl Instance {
+    /// The single, unkeyed instance of a resource that lives nowhere in particular.
+    pub fn single() -> Self {
+        Self { key: None, target: None }
+    }
+}
+
+/// A problem with one field (or the whole resource when `field` is `None`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// The field at fault, for pointing at its source location.
+    pub field: Option<String>,
+    /// What is wrong, lowercase.
+    pub message: String,
+    /// How to fix it.
+    pub hint: Option<String>,
+}
+
+impl FieldError {
+    /// An error about one field.
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        Self { field: Some(field.into()), message: message.into(), hint: None }
+    }
+
+    /// An error about the whole resource.
+    pub fn resource(message: impl Into<String>) -> Self {
+        Self { field: None, message: message.into(), hint: None }
+    }
+
+    /// Attach a hint.
+    #[must_use]
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+/// One instance to observe.
+#[derive(Debug, Clone)]
+pub struct ReadItem {
+    /// Instance address.
+    pub addr: ResourceAddr,
+    /// Desired config, evaluated with what is known before planning (may hold unknowns);
+    /// `None` for an instance that is in state but no longer in config.
+    pub config: Option<Attributes>,
+    /// The last recorded state, if any.
+    pub prior: Option<PriorRecord>,
+    /// Where the instance lives, if anywhere.
+    pub target: Option<Target>,
+}
+
+/// A batch of instances of one provider to observe together.
+#[derive(Debug, Clone, Default)]
+pub struct ReadRequest {
+    /// The instances; the response has one entry per item, in the same order.
+    pub items: Vec<ReadItem>,
+}
+
+/// The action planned for one instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Nothing to do.
+    NoOp,
+    /// Create it.
+    Create,
+    /// Change it in place.
+    Update,
+    /// Replace it: delete + create, or create first when `create_first`.
+    Replace {
+        /// Create the replacement before deleting the old object.
+        create_first: bool,
+    },
+    /// Delete it.
+    Delete,
+}
+
+/// Input to [`Provider::plan`].
+#[derive(Debug, Clone)]
+pub struct PlanRequest {
+    /// Instance address.
+    pub addr: ResourceAddr,
+    /// Desired config (may hold unknowns), or `None` to plan deletion.
+    pub config: Option<Attributes>,
+    /// What `read` found; `None` if absent.
+    pub observed: Option<Observed>,
+    /// The last recorded state, if any.
+    pub prior: Option<PriorRecord>,
+    /// Where the instance lives.
+    pub target: Option<Target>,
+    /// Dependencies of this instance (via address-list fields) that change in this plan.
+    pub upstream_changes: BTreeSet<ResourceAddr>,
+}
+
+/// What a provider plans for one instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedChange {
+    /// The action. The provider returns `Replace { create_first: false }`; the engine sets
+    /// `create_first` from the resource's lifecycle.
+    pub action: Action,
+    /// Attributes as they are (empty when absent).
+    pub before: Attributes,
+    /// Attributes as they will be; [`Value::Unknown`] where only apply can tell.
+    pub after: Attributes,
+    /// Fields whose change forces replacement.
+    pub requires_replace: Vec<String>,
+    /// Upstream changes that trigger this change (for commands run on change).
+    pub triggered_by: Vec<ResourceAddr>,
+    /// A short note for the plan (e.g. why a command is skipped).
+    pub note: Option<String>,
+}
+
+impl PlannedChange {
+    /// A change with the given action and no before/after.
+    pub fn new(action: Action) -> Self {
+        Self {
+            action,
+            before: Attributes::new(),
+            after: Attributes::new(),
+            requires_replace: Vec::new(),
+            triggered_by: Vec::new(),
+            note: None,
+        }
+    }
+}
+
+/// Input to [`Provider::apply`]: one concrete step.
+#[derive(Debug, Clone)]
+pub struct ApplyRequest {
+    /// Instance address.
+    pub addr: ResourceAddr,
+    /// `Create`, `Update` or `Delete` (the engine splits a replacement into its two steps).
+    pub action: Action,
+    /// Fully known desired config (`None` for `Delete`).
+    pub config: Option<Attributes>,
+    /// The object as observed before (for `Update` and `Delete`).
+    pub observed: Option<Observed>,
+    /// The last recorded state, if any.
+    pub prior: Option<PriorRecord>,
+    /// Where the instance lives, fully known.
+    pub target: Option<Target>,
+}
+
+/// A provider: validates, observes, plans and converges resources of its kinds.
+///
+/// # Guarantees (the engine's side)
+/// - `apply` is only called with fully known config and target.
+/// - Calls for one instance are never concurrent; calls for different instances may be.
+/// - The engine checks that `apply` returned what `plan` promised and reports a mismatch as a
+///   provider bug.
+///
+/// # Assumptions (the provider's side)
+/// - **Idempotent:** every `apply` is safe to repeat after a crash or a cancellation; creating
+///   what already exists converges it, deleting what is absent succeeds.
+/// - **Cancellation:** a future dropped mid-way must leave the remote object either as it was or
+///   as desired (atomic writes, tagged creates), never corrupt.
+/// - A remote "not found" during `read` is `Ok(None)`, not an error.
+/// - `read` observes many instances in as few remote calls as possible.
+///
+/// # Caveats
+/// - `plan` may be called twice for one instance: at plan time with unknowns, and again at
+///   apply time once upstream values are known.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// Provider name.
+    fn name(&self) -> &'static str;
+
+    /// Schemas of the kinds this provider offers.
+    fn kinds(&self) -> &[KindSchema];
+
+    /// Expand one configured resource into its instances. The default is one instance.
+    fn expand(&self, _req: &ExpandRequest<'_>) -> Result<Vec<Instance>, FieldError> {
+        Ok(vec![Instance::single()])
+    }
+
+    /// Provider-specific checks of literal config values (types are already checked).
+    fn validate(&self, _addr: &ResourceAddr, _literal: &Attributes) -> Vec<FieldError> {
+        Vec::new()
+    }
+
+    /// Observe a batch of instances; one result per item, in order.
+    async fn read(&self, req: ReadRequest) -> Vec<Result<Option<Observed>, ProviderError>>;
+
+    /// Plan one instance.
+    async fn plan(&self, req: PlanRequest) -> Result<PlannedChange, ProviderError>;
+
+    /// Carry out one step and return what exists afterwards (`None` after a delete).
+    async fn apply(&self, req: ApplyRequest) -> Result<Option<Observed>, ProviderError>;
+}

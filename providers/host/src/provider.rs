@@ -1,0 +1,198 @@
+//! [`HostProvider`]: dispatch to the kinds, batching observation per host.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use tend_provider::{
+    ApplyRequest, Attributes, ExpandRequest, FieldError, Instance, KindSchema, Observed, PlanRequest, PlannedChange,
+    Provider, ProviderConfig, ProviderError, ProviderFactory, ReadItem, ReadRequest, ResourceAddr, Target, Value,
+};
+
+use crate::resources::{self, Kind, command, directory, file, get_str, local};
+use crate::transport::{LocalTransport, StatRequest, Transport};
+
+/// Registers the host provider.
+#[derive(Debug, Default)]
+pub struct HostFactory;
+
+impl ProviderFactory for HostFactory {
+    fn name(&self) -> &'static str {
+        "host"
+    }
+
+    fn kinds(&self) -> Vec<KindSchema> {
+        resources::schemas()
+    }
+
+    fn configure(&self, config: ProviderConfig) -> Result<Box<dyn Provider>, ProviderError> {
+        Ok(Box::new(HostProvider::new(config.config_root)))
+    }
+}
+
+/// The host provider for one run.
+pub struct HostProvider {
+    kinds: Vec<KindSchema>,
+    config_root: PathBuf,
+    transports: Mutex<HashMap<ResourceAddr, Arc<dyn Transport>>>,
+}
+
+impl std::fmt::Debug for HostProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostProvider").field("config_root", &self.config_root).finish_non_exhaustive()
+    }
+}
+
+impl HostProvider {
+    /// A provider resolving `source` files inside `config_root`.
+    pub fn new(config_root: PathBuf) -> Self {
+        Self { kinds: resources::schemas(), config_root, transports: Mutex::new(HashMap::new()) }
+    }
+
+    fn kind(addr: &ResourceAddr) -> Result<Kind, ProviderError> {
+        Kind::from_name(&addr.kind).ok_or_else(|| ProviderError::terminal(format!("unknown kind `host.{}`", addr.kind)))
+    }
+
+    /// The transport for a host, one per host per run, reused for every operation on it.
+    fn transport(&self, target: Option<&Target>) -> Result<Arc<dyn Transport>, ProviderError> {
+        let target = target.ok_or_else(|| ProviderError::terminal("resource is not placed on a host"))?;
+        let mut cache = self.transports.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(t) = cache.get(&target.addr) {
+            return Ok(t.clone());
+        }
+        let t: Arc<dyn Transport> = match target.addr.kind.as_str() {
+            "local" => Arc::new(LocalTransport::new(target.addr.name.clone())),
+            other => {
+                return Err(ProviderError::terminal(format!("host kind `{other}` has no transport")));
+            }
+        };
+        cache.insert(target.addr.clone(), t.clone());
+        Ok(t)
+    }
+
+    /// Observe every item placed on one host with one `stat_many` call.
+    async fn read_host(
+        &self,
+        items: &[&ReadItem],
+    ) -> Result<Vec<Result<Option<Observed>, ProviderError>>, ProviderError> {
+        let transport = self.transport(items[0].target.as_ref())?;
+        let mut stats_wanted = Vec::new();
+        let mut slot = Vec::with_capacity(items.len());
+        for item in items {
+            let path = match Self::kind(&item.addr)? {
+                Kind::File | Kind::Directory => {
+                    file::observe_path(item.config.as_ref(), item.prior.as_ref().map(|p| &p.attributes))
+                }
+                Kind::Command => item.config.as_ref().and_then(|c| get_str(c, "creates")).map(str::to_string),
+                Kind::Local => None,
+            };
+            slot.push(path.map(|p| {
+                stats_wanted.push(StatRequest { path: p, hash: Self::kind(&item.addr).ok() == Some(Kind::File) });
+                stats_wanted.len() - 1
+            }));
+        }
+        let stats = transport.stat_many(&stats_wanted).await?;
+        let mut out = Vec::with_capacity(items.len());
+        for (item, idx) in items.iter().zip(slot) {
+            let stat = idx.map(|i| &stats[i]);
+            out.push(match Self::kind(&item.addr)? {
+                Kind::File => Ok(stat.and_then(file::observed)),
+                Kind::Directory => Ok(stat.and_then(directory::observed)),
+                Kind::Command => {
+                    let creates_exists = stat.is_some_and(|s| s.file_type.is_some());
+                    let unless_ok = match item.config.as_ref().and_then(|c| get_str(c, "unless")) {
+                        Some(cmd) if !creates_exists => transport.exec(cmd, None).await.map(|o| o.status == 0),
+                        _ => Ok(false),
+                    };
+                    unless_ok
+                        .map(|ok| command::observed(item.prior.as_ref().map(|p| &p.attributes), creates_exists, ok))
+                        .map_err(ProviderError::from)
+                }
+                Kind::Local => Ok(None),
+            });
+        }
+        Ok(out)
+    }
+}
+
+fn guards(observed: Option<&Observed>) -> (bool, bool) {
+    let flag = |k: &str| observed.and_then(|o| o.attributes.get(k)).and_then(Value::as_bool).unwrap_or(false);
+    (flag("creates_exists"), flag("unless_ok"))
+}
+
+#[async_trait]
+impl Provider for HostProvider {
+    fn name(&self) -> &'static str {
+        "host"
+    }
+
+    fn kinds(&self) -> &[KindSchema] {
+        &self.kinds
+    }
+
+    fn expand(&self, req: &ExpandRequest<'_>) -> Result<Vec<Instance>, FieldError> {
+        crate::expand::expand(req)
+    }
+
+    fn validate(&self, addr: &ResourceAddr, literal: &Attributes) -> Vec<FieldError> {
+        match Kind::from_name(&addr.kind) {
+            Some(Kind::File) => file::validate(literal, &self.config_root),
+            Some(Kind::Directory) => directory::validate(literal),
+            _ => Vec::new(),
+        }
+    }
+
+    async fn read(&self, req: ReadRequest) -> Vec<Result<Option<Observed>, ProviderError>> {
+        let mut results: Vec<Option<Result<Option<Observed>, ProviderError>>> = req.items.iter().map(|_| None).collect();
+        let mut by_host: BTreeMap<ResourceAddr, Vec<usize>> = BTreeMap::new();
+        for (i, item) in req.items.iter().enumerate() {
+            match (&item.target, Self::kind(&item.addr)) {
+                (_, Ok(Kind::Local)) => results[i] = Some(Ok(None)),
+                (Some(t), Ok(_)) => by_host.entry(t.addr.clone()).or_default().push(i),
+                (None, Ok(_)) => results[i] = Some(Ok(None)),
+                (_, Err(e)) => results[i] = Some(Err(e)),
+            }
+        }
+        for indices in by_host.values() {
+            let items: Vec<&ReadItem> = indices.iter().map(|i| &req.items[*i]).collect();
+            match self.read_host(&items).await {
+                Ok(found) => {
+                    for (i, r) in indices.iter().zip(found) {
+                        results[*i] = Some(r);
+                    }
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    for i in indices {
+                        results[*i] = Some(Err(ProviderError { kind: e.kind, ..ProviderError::terminal(msg.clone()) }));
+                    }
+                }
+            }
+        }
+        results.into_iter().map(|r| r.expect("every item got a result")).collect()
+    }
+
+    async fn plan(&self, req: PlanRequest) -> Result<PlannedChange, ProviderError> {
+        match Self::kind(&req.addr)? {
+            Kind::Local => Ok(local::plan(&req)),
+            Kind::File => file::plan(&req, &self.config_root),
+            Kind::Directory => directory::plan(&req),
+            Kind::Command => Ok(command::plan(&req, guards(req.observed.as_ref()))),
+        }
+    }
+
+    async fn apply(&self, req: ApplyRequest) -> Result<Option<Observed>, ProviderError> {
+        let kind = Self::kind(&req.addr)?;
+        if kind == Kind::Local {
+            return Ok(local::apply(req.config.as_ref()));
+        }
+        let t = self.transport(req.target.as_ref())?;
+        match kind {
+            Kind::File => file::apply(t.as_ref(), &req, &self.config_root).await,
+            Kind::Directory => directory::apply(t.as_ref(), &req).await,
+            Kind::Command => command::apply(t.as_ref(), &req).await,
+            Kind::Local => unreachable!("handled above"),
+        }
+    }
+}

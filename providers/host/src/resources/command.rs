@@ -1,0 +1,87 @@
+//! `host.command`: a command run once, when its text changes, or when what it watches changes.
+
+use tend_provider::{
+    Action, ApplyRequest, Attributes, FieldSchema, FieldType, KindSchema, Observed, PlanRequest, PlannedChange,
+    ProviderError, Value,
+};
+
+use super::{get_str, required_str};
+use crate::transport::Transport;
+
+/// Schema of `host.command`.
+pub fn schema() -> KindSchema {
+    KindSchema {
+        kind: "command",
+        doc: "a shell command run on a host (sh -c)",
+        fields: vec![
+            FieldSchema::input("on", FieldType::Any, "host names, or a label selector table"),
+            FieldSchema::input("run", FieldType::String, "the command, run with `sh -c`").required(),
+            FieldSchema::input("creates", FieldType::String, "skip when this path exists"),
+            FieldSchema::input("unless", FieldType::String, "skip when this command exits 0"),
+            FieldSchema::input("cwd", FieldType::String, "working directory"),
+            FieldSchema::input("on_change", FieldType::AddressList, "run again when any of these resources change"),
+        ],
+    }
+}
+
+/// Observed attributes of a command: what was last run plus the state of its guards.
+pub fn observed(prior: Option<&Attributes>, creates_exists: bool, unless_ok: bool) -> Option<Observed> {
+    let mut a = prior.cloned()?;
+    a.insert("creates_exists".into(), Value::Bool(creates_exists));
+    a.insert("unless_ok".into(), Value::Bool(unless_ok));
+    Some(Observed { id: None, attributes: a })
+}
+
+fn shown(config: &Attributes) -> Attributes {
+    ["run", "cwd"].iter().filter_map(|f| config.get(*f).map(|v| ((*f).to_string(), v.clone()))).collect()
+}
+
+/// Plan one command.
+pub fn plan(req: &PlanRequest, guards: (bool, bool)) -> PlannedChange {
+    let prior = req.prior.as_ref().map(|p| shown(&p.attributes));
+    let Some(config) = &req.config else {
+        let mut c = PlannedChange::new(Action::Delete);
+        c.before = prior.unwrap_or_default();
+        c.note = Some("nothing to undo; tend forgets the command".into());
+        return c;
+    };
+    let after = shown(config);
+    let mut c = PlannedChange { after: after.clone(), before: prior.clone().unwrap_or_default(), ..PlannedChange::new(Action::NoOp) };
+    let (creates_exists, unless_ok) = guards;
+    if creates_exists {
+        c.note = Some(format!("skipped: {} exists", get_str(config, "creates").unwrap_or_default()));
+        return c;
+    }
+    if unless_ok {
+        c.note = Some("skipped: `unless` command succeeded".into());
+        return c;
+    }
+    if prior.is_none() {
+        c.action = Action::Create;
+    } else if prior.as_ref() != Some(&after) {
+        c.action = Action::Update;
+    } else if !req.upstream_changes.is_empty() {
+        c.action = Action::Update;
+        c.triggered_by = req.upstream_changes.iter().cloned().collect();
+    }
+    c
+}
+
+/// Run the command.
+pub async fn apply(t: &dyn Transport, req: &ApplyRequest) -> Result<Option<Observed>, ProviderError> {
+    if req.action == Action::Delete {
+        return Ok(None);
+    }
+    let config = req.config.as_ref().ok_or_else(|| ProviderError::terminal("no config to apply"))?;
+    let run = required_str(config, "run")?;
+    let out = t.exec(run, get_str(config, "cwd")).await?;
+    if out.status != 0 {
+        let tail: Vec<&str> = out.stderr.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect();
+        let mut err = ProviderError::terminal(format!("command exited with status {} on host `{}`", out.status, t.host()));
+        if !tail.is_empty() {
+            err = err.with_hint(format!("its last lines of stderr:\n{}", tail.join("\n")));
+        }
+        return Err(err);
+    }
+    Ok(Some(Observed { id: None, attributes: shown(config) }))
+}

@@ -1,0 +1,205 @@
+//! `host.file`: a file with given content, mode and ownership, written atomically.
+
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+use tend_provider::{
+    Action, ApplyRequest, Attributes, FieldError, FieldSchema, FieldType, KindSchema, Observed, PlanRequest,
+    PlannedChange, ProviderError, Value,
+};
+
+use super::{desired_attrs, format_mode, get_str, is_unknown, required_str, validate_mode, validate_path};
+use crate::transport::{FileType, PathStat, Transport};
+
+/// Schema of `host.file`.
+pub fn schema() -> KindSchema {
+    KindSchema {
+        kind: "file",
+        doc: "a file on a host, written atomically",
+        fields: vec![
+            FieldSchema::input("on", FieldType::Any, "host names, or a label selector table"),
+            FieldSchema::input("path", FieldType::String, "absolute path on the host").required().forces_replacement(),
+            FieldSchema::input("content", FieldType::String, "the file's content"),
+            FieldSchema::input("source", FieldType::String, "a file in the config repository to copy"),
+            FieldSchema::input("mode", FieldType::String, "octal mode, default 0644 for new files"),
+            FieldSchema::input("owner", FieldType::String, "owner user name"),
+            FieldSchema::input("group", FieldType::String, "owner group name"),
+            FieldSchema::output("sha256", FieldType::String, "hex SHA-256 of the content"),
+            FieldSchema::output("size", FieldType::Int, "size in bytes"),
+        ],
+    }
+}
+
+/// Checks of literal config.
+pub fn validate(literal: &Attributes, config_root: &Path) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    validate_path(literal, "path", &mut errors);
+    validate_mode(literal, &mut errors);
+    let has = |f: &str| literal.contains_key(f);
+    match (has("content"), has("source")) {
+        (true, true) => errors.push(
+            FieldError::field("source", "set either `content` or `source`, not both")
+                .with_hint("`content` is the text itself; `source` names a file in the config repository"),
+        ),
+        (false, false) => errors.push(
+            FieldError::resource("a file needs `content` or `source`")
+                .with_hint("e.g. content = \"hello\\n\" or source = \"files/motd\""),
+        ),
+        _ => {}
+    }
+    if let Some(src) = get_str(literal, "source") {
+        if let Err(e) = resolve_source(config_root, src) {
+            errors.push(FieldError::field("source", e.message).with_hint(e.hint.unwrap_or_default()));
+        }
+    }
+    errors
+}
+
+/// The path `read` should observe: what was applied last, else what config asks for.
+pub fn observe_path(config: Option<&Attributes>, prior: Option<&Attributes>) -> Option<String> {
+    prior.and_then(|p| get_str(p, "path")).or_else(|| config.and_then(|c| get_str(c, "path"))).map(str::to_string)
+}
+
+/// Turn a stat into observed attributes.
+pub fn observed(stat: &PathStat) -> Option<Observed> {
+    let ft = stat.file_type?;
+    let mut a = Attributes::new();
+    a.insert("path".into(), Value::from(stat.path.as_str()));
+    a.insert("mode".into(), Value::from(format_mode(stat.mode)));
+    a.insert("owner".into(), Value::from(stat.owner.as_str()));
+    a.insert("group".into(), Value::from(stat.group.as_str()));
+    if ft == FileType::File {
+        a.insert("sha256".into(), stat.sha256.clone().map_or(Value::Null, Value::String));
+        a.insert("size".into(), Value::Int(i64::try_from(stat.size).unwrap_or(i64::MAX)));
+    } else {
+        a.insert("type".into(), Value::from(type_name(ft)));
+    }
+    Some(Observed { id: None, attributes: a })
+}
+
+pub(crate) fn type_name(ft: FileType) -> &'static str {
+    match ft {
+        FileType::File => "file",
+        FileType::Directory => "directory",
+        FileType::Symlink => "symlink",
+        FileType::Other => "special file",
+    }
+}
+
+fn resolve_source(root: &Path, src: &str) -> Result<std::path::PathBuf, ProviderError> {
+    let candidate = root.join(src);
+    let resolved = fs_err::canonicalize(&candidate).map_err(|e| {
+        ProviderError::terminal(format!("source file `{src}` cannot be read"))
+            .with_source(e)
+            .with_hint("`source` is a path relative to the config directory")
+    })?;
+    let root = fs_err::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    if !resolved.starts_with(&root) {
+        return Err(ProviderError::terminal(format!("source file `{src}` is outside the config directory"))
+            .with_hint("copy the file into the config repository and refer to it by a relative path"));
+    }
+    Ok(resolved)
+}
+
+/// The desired bytes, or `None` when they are only known after apply.
+pub fn desired_content(config: &Attributes, root: &Path) -> Result<Option<Vec<u8>>, ProviderError> {
+    if is_unknown(config, "content") || is_unknown(config, "source") {
+        return Ok(None);
+    }
+    if let Some(src) = get_str(config, "source") {
+        let path = resolve_source(root, src)?;
+        return fs_err::read(&path)
+            .map(Some)
+            .map_err(|e| ProviderError::terminal(format!("source file `{src}` cannot be read")).with_source(e));
+    }
+    Ok(Some(get_str(config, "content").unwrap_or_default().as_bytes().to_vec()))
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// The attributes config asks for, as they will be observed.
+fn desired(config: &Attributes, observed: Option<&Observed>, root: &Path) -> Result<Attributes, ProviderError> {
+    let mut a = Attributes::new();
+    a.insert("path".into(), config.get("path").cloned().unwrap_or(Value::Null));
+    match desired_content(config, root)? {
+        Some(bytes) => {
+            a.insert("sha256".into(), Value::String(sha256_hex(&bytes)));
+            a.insert("size".into(), Value::Int(i64::try_from(bytes.len()).unwrap_or(i64::MAX)));
+        }
+        None => {
+            a.insert("sha256".into(), Value::Unknown);
+            a.insert("size".into(), Value::Unknown);
+        }
+    }
+    let mode = match config.get("mode") {
+        Some(v) => v.clone(),
+        None => observed.and_then(|o| o.attributes.get("mode").cloned()).unwrap_or_else(|| Value::from("0644")),
+    };
+    a.insert("mode".into(), mode);
+    for f in ["owner", "group"] {
+        if let Some(v) = config.get(f) {
+            a.insert(f.into(), v.clone());
+        }
+    }
+    Ok(a)
+}
+
+/// Plan one file.
+pub fn plan(req: &PlanRequest, root: &Path) -> Result<PlannedChange, ProviderError> {
+    let observed = req.observed.as_ref();
+    let Some(config) = &req.config else {
+        let mut c = PlannedChange::new(Action::Delete);
+        c.before = observed.map(|o| o.attributes.clone()).unwrap_or_default();
+        if observed.is_none() {
+            c.note = Some("already absent".into());
+        }
+        return Ok(c);
+    };
+    if let Some(t) = observed.and_then(|o| get_str(&o.attributes, "type")) {
+        let path = get_str(config, "path").unwrap_or_default();
+        return Err(ProviderError::terminal(format!("{path} exists and is a {t}, not a file"))
+            .with_hint("remove it by hand or choose another path; tend does not replace what it did not create"));
+    }
+    let after = desired(config, observed, root)?;
+    let before: Attributes = observed
+        .map(|o| o.attributes.iter().filter(|(k, _)| after.contains_key(*k)).map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
+    let prior_path = req.prior.as_ref().and_then(|p| get_str(&p.attributes, "path"));
+    let mut change = PlannedChange::new(Action::NoOp);
+    if prior_path.is_some_and(|p| Some(&Value::from(p)) != config.get("path")) && observed.is_some() {
+        change.action = Action::Replace { create_first: false };
+        change.requires_replace = vec!["path".into()];
+    } else if observed.is_none() {
+        change.action = Action::Create;
+    } else if before != after {
+        change.action = Action::Update;
+    }
+    change.before = before;
+    change.after = after;
+    Ok(change)
+}
+
+/// Apply one step.
+pub async fn apply(t: &dyn Transport, req: &ApplyRequest, root: &Path) -> Result<Option<Observed>, ProviderError> {
+    if req.action == Action::Delete {
+        if let Some(path) = observe_path(None, req.observed.as_ref().map(|o| &o.attributes)) {
+            t.remove_file(&path).await?;
+        }
+        return Ok(None);
+    }
+    let config = req.config.as_ref().ok_or_else(|| ProviderError::terminal("no config to apply"))?;
+    let path = required_str(config, "path")?;
+    let content = desired_content(config, root)?.ok_or_else(|| ProviderError::terminal("content is not known"))?;
+    let attrs = desired_attrs(config);
+    let observed = req.observed.as_ref().filter(|o| get_str(&o.attributes, "path") == Some(path));
+    let same_content = observed.is_some_and(|o| get_str(&o.attributes, "sha256") == Some(&sha256_hex(&content)));
+    if same_content {
+        t.set_attrs(path, &attrs).await?;
+    } else {
+        t.write_file(path, &content, &attrs).await?;
+    }
+    let after = desired(config, observed, root)?;
+    Ok(Some(Observed { id: None, attributes: after }))
+}

@@ -1,0 +1,50 @@
+//! `host.local`: the machine tend runs on.
+
+use tend_provider::{Action, Attributes, FieldSchema, FieldType, KindSchema, Observed, PlanRequest, PlannedChange, Value};
+
+/// Schema of `host.local`.
+pub fn schema() -> KindSchema {
+    KindSchema {
+        kind: "local",
+        doc: "the machine tend runs on, reached without a network",
+        fields: vec![
+            FieldSchema::input("labels", FieldType::Map(Box::new(FieldType::String)), "labels for `on = { key = value }` selectors"),
+            FieldSchema::output("hostname", FieldType::String, "the machine's host name"),
+        ],
+    }
+}
+
+fn hostname() -> String {
+    hostname::get().map_or_else(|_| "localhost".into(), |h| h.to_string_lossy().into_owned())
+}
+
+/// The attributes a local host has.
+pub fn attributes(config: &Attributes) -> Attributes {
+    let mut a = Attributes::new();
+    a.insert("hostname".into(), Value::String(hostname()));
+    a.insert("labels".into(), config.get("labels").cloned().unwrap_or(Value::Map(Default::default())));
+    a
+}
+
+/// Plan: a host is "created" when tend starts managing it; label changes are in-place.
+pub fn plan(req: &PlanRequest) -> PlannedChange {
+    let Some(config) = &req.config else {
+        let mut c = PlannedChange::new(Action::Delete);
+        c.before = req.prior.as_ref().map(|p| p.attributes.clone()).unwrap_or_default();
+        c.note = Some("tend stops managing this host; nothing on it is touched by this step".into());
+        return c;
+    };
+    let after = attributes(config);
+    let before = req.prior.as_ref().map(|p| p.attributes.clone());
+    let action = match &before {
+        None => Action::Create,
+        Some(b) if *b == after => Action::NoOp,
+        Some(_) => Action::Update,
+    };
+    PlannedChange { before: before.unwrap_or_default(), after, ..PlannedChange::new(action) }
+}
+
+/// Apply: nothing to change on the machine itself.
+pub fn apply(config: Option<&Attributes>) -> Option<Observed> {
+    config.map(|c| Observed { id: Some(hostname()), attributes: attributes(c) })
+}

@@ -1,0 +1,136 @@
+//! The host resource kinds, one file each, dispatched from [`Kind`].
+
+pub mod command;
+pub mod directory;
+pub mod file;
+pub mod local;
+
+use tend_provider::{Attributes, FieldError, KindSchema, ProviderError, Value};
+
+use crate::transport::{FileAttrs, TransportError};
+
+/// A host resource kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `host.local`: the machine tend runs on.
+    Local,
+    /// `host.file`.
+    File,
+    /// `host.directory`.
+    Directory,
+    /// `host.command`.
+    Command,
+}
+
+impl Kind {
+    /// Parse a kind name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "local" => Self::Local,
+            "file" => Self::File,
+            "directory" => Self::Directory,
+            "command" => Self::Command,
+            _ => return None,
+        })
+    }
+
+    /// Whether resources of this kind are hosts (rather than things placed on hosts).
+    pub fn is_host(self) -> bool {
+        matches!(self, Self::Local)
+    }
+}
+
+/// All kind schemas of the host provider.
+pub fn schemas() -> Vec<KindSchema> {
+    vec![local::schema(), file::schema(), directory::schema(), command::schema()]
+}
+
+/// A string field, if set and known.
+pub fn get_str<'a>(attrs: &'a Attributes, name: &str) -> Option<&'a str> {
+    attrs.get(name).and_then(Value::as_str)
+}
+
+/// Whether a field is set to an unknown value.
+pub fn is_unknown(attrs: &Attributes, name: &str) -> bool {
+    matches!(attrs.get(name), Some(Value::Unknown))
+}
+
+/// Format permission bits as config writes them: `0644`.
+pub fn format_mode(mode: u32) -> String {
+    format!("{mode:04o}")
+}
+
+/// Parse `0644` / `644` / `"0o644"`.
+pub fn parse_mode(s: &str) -> Option<u32> {
+    let digits = s.strip_prefix("0o").unwrap_or(s);
+    if digits.is_empty() || digits.len() > 5 {
+        return None;
+    }
+    u32::from_str_radix(digits, 8).ok().filter(|m| *m <= 0o7777)
+}
+
+/// Check the `mode` field of literal config.
+pub fn validate_mode(literal: &Attributes, errors: &mut Vec<FieldError>) {
+    if let Some(m) = get_str(literal, "mode") {
+        if parse_mode(m).is_none() {
+            errors.push(
+                FieldError::field("mode", format!("`{m}` is not an octal file mode"))
+                    .with_hint("write the mode as an octal string, e.g. mode = \"0644\""),
+            );
+        }
+    }
+}
+
+/// Check that `path` is absolute.
+pub fn validate_path(literal: &Attributes, field: &str, errors: &mut Vec<FieldError>) {
+    if let Some(p) = get_str(literal, field) {
+        if !p.starts_with('/') {
+            errors.push(
+                FieldError::field(field, format!("`{p}` is not an absolute path"))
+                    .with_hint("host paths must start with `/`; use ${path.root} for paths inside the config directory"),
+            );
+        }
+    }
+}
+
+/// Mode/owner/group requested by config.
+pub fn desired_attrs(config: &Attributes) -> FileAttrs {
+    FileAttrs {
+        mode: get_str(config, "mode").and_then(parse_mode),
+        owner: get_str(config, "owner").map(str::to_string),
+        group: get_str(config, "group").map(str::to_string),
+    }
+}
+
+/// A required string field of fully known config.
+pub fn required_str<'a>(config: &'a Attributes, name: &str) -> Result<&'a str, ProviderError> {
+    get_str(config, name).ok_or_else(|| ProviderError::terminal(format!("`{name}` is not set")))
+}
+
+impl From<TransportError> for ProviderError {
+    fn from(e: TransportError) -> Self {
+        let kind = match e.source.kind() {
+            std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted | std::io::ErrorKind::ConnectionReset => {
+                tend_provider::ErrorKind::Transient
+            }
+            _ => tend_provider::ErrorKind::Terminal,
+        };
+        let message = e.to_string();
+        ProviderError { kind, message, hint: None, partial: None, source: Some(Box::new(e.source)) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_parse_and_format() {
+        assert_eq!(parse_mode("0644"), Some(0o644));
+        assert_eq!(parse_mode("755"), Some(0o755));
+        assert_eq!(parse_mode("0o600"), Some(0o600));
+        assert_eq!(parse_mode("0999"), None);
+        assert_eq!(parse_mode("rw-r--r--"), None);
+        assert_eq!(format_mode(0o600), "0600");
+    }
+}

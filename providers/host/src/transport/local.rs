@@ -1,0 +1,263 @@
+//! The `local` transport: the machine tend runs on, through the file system and `sh`.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use async_trait::async_trait;
+use sha2::{Digest, Sha256};
+
+use super::{ExecOutput, FileAttrs, FileType, PathStat, StatRequest, Transport, TransportError};
+use crate::users::Users;
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// The local machine.
+#[derive(Debug, Clone)]
+pub struct LocalTransport {
+    host: String,
+    users: Arc<OnceLock<Users>>,
+}
+
+impl LocalTransport {
+    /// A transport for the local machine, named `host` in messages.
+    pub fn new(host: impl Into<String>) -> Self {
+        Self { host: host.into(), users: Arc::new(OnceLock::new()) }
+    }
+
+    fn users(&self) -> &Users {
+        self.users.get_or_init(Users::load_local)
+    }
+
+    fn err(&self, op: &'static str, path: &str) -> impl FnOnce(std::io::Error) -> TransportError + '_ {
+        let path = path.to_string();
+        move |source| TransportError { host: self.host.clone(), op, path, source }
+    }
+
+    fn stat_one(&self, req: &StatRequest) -> Result<PathStat, TransportError> {
+        let absent = PathStat {
+            path: req.path.clone(),
+            file_type: None,
+            mode: 0,
+            owner: String::new(),
+            group: String::new(),
+            size: 0,
+            sha256: None,
+        };
+        let meta = match std::fs::symlink_metadata(&req.path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(absent),
+            Err(e) if e.raw_os_error() == Some(20) => return Ok(absent), // ENOTDIR: a parent is a file
+            Err(e) => return Err(self.err("stat", &req.path)(e)),
+        };
+        let ft = meta.file_type();
+        let file_type = if ft.is_file() {
+            FileType::File
+        } else if ft.is_dir() {
+            FileType::Directory
+        } else if ft.is_symlink() {
+            FileType::Symlink
+        } else {
+            FileType::Other
+        };
+        let sha256 = if req.hash && file_type == FileType::File { Some(self.hash_file(&req.path)?) } else { None };
+        Ok(PathStat {
+            path: req.path.clone(),
+            file_type: Some(file_type),
+            mode: meta.mode() & 0o7777,
+            owner: self.users().user_name(meta.uid()),
+            group: self.users().group_name(meta.gid()),
+            size: meta.len(),
+            sha256,
+        })
+    }
+
+    fn hash_file(&self, path: &str) -> Result<String, TransportError> {
+        let mut file = fs_err::File::open(path).map_err(self.err("read", path))?;
+        let mut hasher = Sha256::new();
+        let mut buf = [0u8; 64 * 1024];
+        loop {
+            let n = file.read(&mut buf).map_err(self.err("read", path))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        Ok(hex::encode(hasher.finalize()))
+    }
+
+    fn apply_attrs(&self, path: &Path, attrs: &FileAttrs) -> Result<(), TransportError> {
+        let p = path.to_string_lossy();
+        if let Some(mode) = attrs.mode {
+            fs_err::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(self.err("chmod", &p))?;
+        }
+        if attrs.owner.is_some() || attrs.group.is_some() {
+            let lookup_err = |what: &str, name: &str| {
+                self.err("chown", &p)(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("no {what} named `{name}`"),
+                ))
+            };
+            let uid = match &attrs.owner {
+                Some(o) => Some(self.users().uid(o).ok_or_else(|| lookup_err("user", o))?),
+                None => None,
+            };
+            let gid = match &attrs.group {
+                Some(g) => Some(self.users().gid(g).ok_or_else(|| lookup_err("group", g))?),
+                None => None,
+            };
+            std::os::unix::fs::lchown(path, uid, gid).map_err(self.err("chown", &p))?;
+        }
+        Ok(())
+    }
+
+    fn write_blocking(&self, path: &str, content: &[u8], attrs: &FileAttrs) -> Result<(), TransportError> {
+        use fs_err::os::unix::fs::OpenOptionsExt;
+        let target = Path::new(path);
+        let parent = target.parent().unwrap_or(Path::new("/"));
+        if !parent.exists() {
+            fs_err::create_dir_all(parent).map_err(self.err("create directory", &parent.to_string_lossy()))?;
+        }
+        let name = target.file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
+        let temp = parent.join(format!(
+            ".{name}.tend-{}-{}",
+            std::process::id(),
+            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let result = (|| {
+            let mut f = fs_err::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&temp)
+                .map_err(self.err("write", path))?;
+            f.write_all(content).map_err(self.err("write", path))?;
+            drop(f);
+            self.apply_attrs(&temp, &FileAttrs { mode: Some(attrs.mode.unwrap_or(0o644)), ..attrs.clone() })?;
+            fs_err::rename(&temp, target).map_err(self.err("rename into place", path))
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+        result
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, TransportError> + Send + 'static,
+) -> Result<T, TransportError> {
+    tokio::task::spawn_blocking(f).await.expect("transport tasks do not panic")
+}
+
+#[async_trait]
+impl Transport for LocalTransport {
+    fn host(&self) -> &str {
+        &self.host
+    }
+
+    async fn stat_many(&self, reqs: &[StatRequest]) -> Result<Vec<PathStat>, TransportError> {
+        let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get).min(8);
+        let chunk = reqs.len().div_ceil(threads).max(64);
+        let mut tasks = Vec::new();
+        for part in reqs.chunks(chunk) {
+            let part = part.to_vec();
+            let me = self.clone();
+            tasks.push(tokio::task::spawn_blocking(move || {
+                part.iter().map(|r| me.stat_one(r)).collect::<Result<Vec<_>, _>>()
+            }));
+        }
+        let mut out = Vec::with_capacity(reqs.len());
+        for t in tasks {
+            out.extend(t.await.expect("stat tasks do not panic")?);
+        }
+        Ok(out)
+    }
+
+    async fn write_file(&self, path: &str, content: &[u8], attrs: &FileAttrs) -> Result<(), TransportError> {
+        let (me, path, content, attrs) = (self.clone(), path.to_string(), content.to_vec(), attrs.clone());
+        blocking(move || me.write_blocking(&path, &content, &attrs)).await
+    }
+
+    async fn set_attrs(&self, path: &str, attrs: &FileAttrs) -> Result<(), TransportError> {
+        let (me, path, attrs) = (self.clone(), path.to_string(), attrs.clone());
+        blocking(move || me.apply_attrs(Path::new(&path), &attrs)).await
+    }
+
+    async fn create_dir(&self, path: &str, attrs: &FileAttrs) -> Result<(), TransportError> {
+        let (me, path, attrs) = (self.clone(), path.to_string(), attrs.clone());
+        blocking(move || {
+            fs_err::create_dir_all(&path).map_err(me.err("create directory", &path))?;
+            me.apply_attrs(Path::new(&path), &attrs)
+        })
+        .await
+    }
+
+    async fn remove_file(&self, path: &str) -> Result<(), TransportError> {
+        let (me, path) = (self.clone(), path.to_string());
+        blocking(move || match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(me.err("remove", &path)(e)),
+            _ => Ok(()),
+        })
+        .await
+    }
+
+    async fn remove_dir(&self, path: &str) -> Result<(), TransportError> {
+        let (me, path) = (self.clone(), path.to_string());
+        blocking(move || match std::fs::remove_dir(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(me.err("remove directory", &path)(e)),
+            _ => Ok(()),
+        })
+        .await
+    }
+
+    async fn exec(&self, command: &str, cwd: Option<&str>) -> Result<ExecOutput, TransportError> {
+        let mut cmd = tokio::process::Command::new("sh");
+        cmd.arg("-c").arg(command).stdin(std::process::Stdio::null()).kill_on_drop(true);
+        if let Some(dir) = cwd {
+            cmd.current_dir(dir);
+        }
+        let out = cmd.output().await.map_err(self.err("run", command))?;
+        Ok(ExecOutput {
+            status: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn writes_atomically_and_observes_in_one_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = LocalTransport::new("local");
+        let a = dir.path().join("deep/a.txt").to_string_lossy().into_owned();
+        let missing = dir.path().join("missing").to_string_lossy().into_owned();
+        t.write_file(&a, b"hello\n", &FileAttrs { mode: Some(0o640), ..Default::default() }).await.unwrap();
+        let stats = t
+            .stat_many(&[StatRequest { path: a.clone(), hash: true }, StatRequest { path: missing, hash: true }])
+            .await
+            .unwrap();
+        assert_eq!(stats[0].file_type, Some(FileType::File));
+        assert_eq!(stats[0].mode, 0o640);
+        assert_eq!(stats[0].size, 6);
+        assert_eq!(
+            stats[0].sha256.as_deref(),
+            Some("5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03")
+        );
+        assert_eq!(stats[1].file_type, None);
+        let leftovers: Vec<_> = fs_err::read_dir(dir.path().join("deep")).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temp file is left behind");
+    }
+
+    #[tokio::test]
+    async fn exec_reports_status_and_output() {
+        let t = LocalTransport::new("local");
+        let out = t.exec("echo out; echo err >&2; exit 3", None).await.unwrap();
+        assert_eq!((out.status, out.stdout.as_str(), out.stderr.as_str()), (3, "out\n", "err\n"));
+    }
+}

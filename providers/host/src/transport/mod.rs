@@ -1,0 +1,111 @@
+//! The [`Transport`] trait: everything host resources need from a host.
+
+mod local;
+
+use async_trait::async_trait;
+pub use local::LocalTransport;
+
+/// What kind of object a path is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileType {
+    /// Regular file.
+    File,
+    /// Directory.
+    Directory,
+    /// Symbolic link (not followed).
+    Symlink,
+    /// Anything else.
+    Other,
+}
+
+/// One path to observe.
+#[derive(Debug, Clone)]
+pub struct StatRequest {
+    /// Absolute path.
+    pub path: String,
+    /// Whether to hash the content if it is a regular file.
+    pub hash: bool,
+}
+
+/// What a path is now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathStat {
+    /// The path asked for.
+    pub path: String,
+    /// `None` when absent.
+    pub file_type: Option<FileType>,
+    /// Permission bits (`0o7777` mask).
+    pub mode: u32,
+    /// Owner user name (or numeric id if it has no name).
+    pub owner: String,
+    /// Owner group name (or numeric id).
+    pub group: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Hex SHA-256 of the content, for regular files when asked.
+    pub sha256: Option<String>,
+}
+
+/// Attributes to set on a written file or directory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FileAttrs {
+    /// Permission bits.
+    pub mode: Option<u32>,
+    /// Owner user name.
+    pub owner: Option<String>,
+    /// Owner group name.
+    pub group: Option<String>,
+}
+
+/// Result of running a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    /// Exit status (`-1` if killed by a signal).
+    pub status: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+/// A transport failure, naming the host, the operation and the path.
+#[derive(Debug, thiserror::Error)]
+#[error("{op} {path} on host `{host}` failed")]
+pub struct TransportError {
+    /// Host name.
+    pub host: String,
+    /// Operation, e.g. `write`.
+    pub op: &'static str,
+    /// The path or command concerned.
+    pub path: String,
+    /// The cause.
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// How host resources reach a host.
+///
+/// # Guarantees expected of implementations
+/// - `stat_many` observes all paths in as few round trips as the transport allows (one for SSH).
+/// - `write_file` is atomic: readers see the old or the new content, never a mix; missing
+///   parent directories are created.
+/// - Removing what is absent succeeds.
+#[async_trait]
+pub trait Transport: Send + Sync {
+    /// Host name, for messages.
+    fn host(&self) -> &str;
+    /// Observe many paths at once.
+    async fn stat_many(&self, reqs: &[StatRequest]) -> Result<Vec<PathStat>, TransportError>;
+    /// Write a file atomically with the given attributes.
+    async fn write_file(&self, path: &str, content: &[u8], attrs: &FileAttrs) -> Result<(), TransportError>;
+    /// Set mode / owner / group of an existing path.
+    async fn set_attrs(&self, path: &str, attrs: &FileAttrs) -> Result<(), TransportError>;
+    /// Create a directory (and missing parents) with the given attributes on the leaf.
+    async fn create_dir(&self, path: &str, attrs: &FileAttrs) -> Result<(), TransportError>;
+    /// Remove a file.
+    async fn remove_file(&self, path: &str) -> Result<(), TransportError>;
+    /// Remove an empty directory.
+    async fn remove_dir(&self, path: &str) -> Result<(), TransportError>;
+    /// Run `sh -c command` in `cwd`.
+    async fn exec(&self, command: &str, cwd: Option<&str>) -> Result<ExecOutput, TransportError>;
+}

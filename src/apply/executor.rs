@@ -1,0 +1,228 @@
+//! One step of an apply: evaluate, re-plan, check, apply, check, record.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use tend_provider::{Action, ApplyRequest, Attributes, Observed, PlanRequest, PriorRecord, ProviderError, ResourceAddr, Target};
+use tend_state::{Record, RecordStatus, StateError, StateStore, now_rfc3339};
+
+use crate::hash::inputs_hash;
+use crate::plan::{Change, Plan, Resolver, eval_fields};
+use crate::registry::Providers;
+
+/// One schedulable step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// The change itself.
+    Main(usize),
+    /// Deleting the old object of a create-before-destroy replacement.
+    Deposed(usize),
+}
+
+/// What every step shares.
+pub struct Ctx {
+    pub plan: Plan,
+    pub providers: Providers,
+    pub store: Arc<dyn StateStore>,
+    /// Known attributes of every instance applied or unchanged so far.
+    pub known: Mutex<HashMap<ResourceAddr, Attributes>>,
+    /// Addresses planned to change.
+    pub changing: HashSet<ResourceAddr>,
+}
+
+/// A failed step, rendered for people.
+#[derive(Debug, Clone)]
+pub struct StepError(pub String);
+
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(&format!("\n  Caused by: {c}"));
+        cur = c.source();
+    }
+    s
+}
+
+fn provider_err(e: &ProviderError) -> StepError {
+    let mut s = chain(e);
+    if let Some(h) = &e.hint {
+        s.push_str(&format!("\n  hint: {h}"));
+    }
+    StepError(s)
+}
+
+fn state_err(e: &StateError) -> StepError {
+    let mut s = format!("recording in state failed: {}", chain(e));
+    if let Some(h) = e.hint() {
+        s.push_str(&format!("\n  hint: {h}"));
+    }
+    StepError(s)
+}
+
+impl Ctx {
+    fn known_snapshot(&self) -> std::sync::MutexGuard<'_, HashMap<ResourceAddr, Attributes>> {
+        self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn target(&self, c: &Change) -> Option<Target> {
+        let known = self.known_snapshot();
+        c.target.as_ref().map(|t| Target { addr: t.clone(), attributes: known.get(t).cloned().unwrap_or_default() })
+    }
+
+    fn prior(c: &Change) -> Option<PriorRecord> {
+        c.prior.as_ref().map(|a| PriorRecord { id: c.prior_id.clone(), attributes: a.clone() })
+    }
+
+    fn observed(c: &Change) -> Option<Observed> {
+        c.observed.as_ref().map(|a| Observed { id: c.observed_id.clone(), attributes: a.clone() })
+    }
+
+    /// Evaluate a change's config with every upstream value known.
+    fn config(&self, c: &Change) -> Result<Attributes, StepError> {
+        let Some(exprs) = &c.config else { return Ok(Attributes::new()) };
+        let known = self.known_snapshot();
+        let resolver = Resolver { instances: &self.plan.instances, known: &known, final_values: true };
+        eval_fields(&resolver, &c.addr, exprs).map_err(|e| StepError(e.to_string()))
+    }
+
+    /// A no-op: make its values known to dependents.
+    pub fn settle_noop(&self, i: usize) {
+        let c = &self.plan.changes[i];
+        let mut values = self.config(c).unwrap_or_default();
+        values.extend(c.prior.clone().unwrap_or_default());
+        values.extend(c.after.clone().unwrap_or_default().into_iter().filter(|(_, v)| v.is_known()));
+        self.known_snapshot().insert(c.addr.clone(), values);
+    }
+
+    /// Run one step.
+    pub async fn run(&self, step: Step) -> Result<(), StepError> {
+        match step {
+            Step::Main(i) => self.run_main(i).await,
+            Step::Deposed(i) => {
+                let c = &self.plan.changes[i];
+                self.apply_one(c, Action::Delete, None, Self::observed(c)).await.map(|_| ())
+            }
+        }
+    }
+
+    async fn apply_one(
+        &self,
+        c: &Change,
+        action: Action,
+        config: Option<Attributes>,
+        observed: Option<Observed>,
+    ) -> Result<Option<Observed>, StepError> {
+        let provider = &self.providers[&c.addr.provider];
+        let req = ApplyRequest { addr: c.addr.clone(), action, config, observed, prior: Self::prior(c), target: self.target(c) };
+        match provider.apply(req).await {
+            Ok(o) => Ok(o),
+            Err(e) => {
+                if let Some(partial) = &e.partial {
+                    let rec = self.record(c, partial, "", RecordStatus::Tainted);
+                    if let Err(se) = self.store.put(&rec).await {
+                        return Err(StepError(format!("{}\n  and recording it as tainted failed: {se}", provider_err(&e).0)));
+                    }
+                }
+                Err(provider_err(&e))
+            }
+        }
+    }
+
+    fn record(&self, c: &Change, o: &Observed, hash: &str, status: RecordStatus) -> Record {
+        Record {
+            addr: c.addr.clone(),
+            remote_id: o.id.clone(),
+            status,
+            inputs_hash: hash.to_string(),
+            attributes: o.attributes.clone(),
+            target: c.target.clone(),
+            dependencies: c.depends_on.clone(),
+            prevent_destroy: c.lifecycle.prevent_destroy,
+            updated_at: now_rfc3339(),
+        }
+    }
+
+    async fn run_main(&self, i: usize) -> Result<(), StepError> {
+        let c = &self.plan.changes[i];
+        if c.action == Action::Delete {
+            self.apply_one(c, Action::Delete, None, Self::observed(c)).await?;
+            return match self.store.remove(&c.addr).await {
+                Ok(_) | Err(StateError::NoSuchRecord { .. }) => Ok(()),
+                Err(e) => Err(state_err(&e)),
+            };
+        }
+        let config = self.config(c)?;
+        if let Some((k, _)) = config.iter().find(|(_, v)| !v.is_known()) {
+            return Err(StepError(format!("`{k}` is still unknown at apply time; this is a bug in the provider of an upstream resource")));
+        }
+        self.check_still_planned(c, &config).await?;
+        let observed = Self::observed(c);
+        let result = match c.action {
+            Action::Create | Action::Update => self.apply_one(c, c.action, Some(config.clone()), observed).await?,
+            Action::Replace { create_first: false } => {
+                self.apply_one(c, Action::Delete, None, observed).await?;
+                if let Err(e) = self.store.remove(&c.addr).await {
+                    if !matches!(e, StateError::NoSuchRecord { .. }) {
+                        return Err(state_err(&e));
+                    }
+                }
+                self.apply_one(c, Action::Create, Some(config.clone()), None).await?
+            }
+            Action::Replace { create_first: true } => self.apply_one(c, Action::Create, Some(config.clone()), None).await?,
+            Action::NoOp | Action::Delete => unreachable!("handled above"),
+        };
+        let Some(obs) = result else {
+            return Err(StepError(format!("provider `{}` returned nothing after {:?}; this is a provider bug", c.addr.provider, c.action)));
+        };
+        let rec = self.record(c, &obs, &inputs_hash(&config), RecordStatus::Ready);
+        self.store.put(&rec).await.map_err(|e| state_err(&e))?;
+        let mut values = config;
+        values.extend(obs.attributes.clone());
+        self.known_snapshot().insert(c.addr.clone(), values);
+        if let Some(after) = &c.after {
+            for (k, planned) in after.iter().filter(|(_, v)| v.is_known()) {
+                let got = obs.attributes.get(k);
+                if got != Some(planned) {
+                    return Err(StepError(format!(
+                        "provider `{}` applied `{k}` = {} but planned {planned}; this is a provider bug (the result is recorded in state)",
+                        c.addr.provider,
+                        got.map_or_else(|| "nothing".to_string(), ToString::to_string),
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Re-plan with final values and refuse if a value known at plan time differs now
+    /// (the config's files changed since a saved plan was made).
+    async fn check_still_planned(&self, c: &Change, config: &Attributes) -> Result<(), StepError> {
+        let provider = &self.providers[&c.addr.provider];
+        let upstream = c.trigger_deps.iter().filter(|a| self.changing.contains(*a)).cloned().collect();
+        let replan = provider
+            .plan(PlanRequest {
+                addr: c.addr.clone(),
+                config: Some(config.clone()),
+                observed: Self::observed(c),
+                prior: Self::prior(c),
+                target: self.target(c),
+                upstream_changes: upstream,
+            })
+            .await
+            .map_err(|e| provider_err(&e))?;
+        if let Some(after) = &c.after {
+            for (k, planned) in after.iter().filter(|(_, v)| v.is_known()) {
+                match replan.after.get(k) {
+                    Some(now) if now.is_known() && now != planned => {
+                        return Err(StepError(format!(
+                            "`{k}` was planned as {planned} but is now {now}: the config or the files it uses changed since the plan was made\n  hint: run `tend plan` again"
+                        )));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,244 @@
+//! The dependency walk.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tend_provider::{Action, ResourceAddr};
+use tend_state::{StateError, StateStore};
+
+use super::executor::{Ctx, Step};
+use crate::plan::{Plan, Summary};
+use crate::registry::Providers;
+use crate::report::{Outcome, Reporter};
+
+/// How to apply.
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    /// Steps run at once (at least 1).
+    pub parallelism: usize,
+    /// `user@host`, for history.
+    pub who: String,
+    /// Set to stop scheduling new steps (running ones finish).
+    pub cancel: Arc<AtomicBool>,
+}
+
+/// What an apply did.
+#[derive(Debug, Clone, Default)]
+pub struct ApplyOutcome {
+    /// Each attempted or skipped change, in completion order.
+    pub results: Vec<(ResourceAddr, Action, Outcome)>,
+    /// Counts of changes that succeeded.
+    pub applied: Summary,
+    /// Changes that failed.
+    pub failed: usize,
+    /// Changes skipped because something upstream failed or the run was interrupted.
+    pub skipped: usize,
+    /// Whether the run was interrupted.
+    pub interrupted: bool,
+}
+
+impl ApplyOutcome {
+    /// Whether everything planned was applied.
+    pub fn success(&self) -> bool {
+        self.failed == 0 && self.skipped == 0 && !self.interrupted
+    }
+
+    /// `2 added, 1 changed, 0 replaced, 0 destroyed; 1 failed, 2 skipped`.
+    pub fn summary_line(&self) -> String {
+        let a = &self.applied;
+        let mut s = format!("{} added, {} changed, {} replaced, {} destroyed", a.add, a.change, a.replace, a.destroy);
+        if self.failed + self.skipped > 0 {
+            s.push_str(&format!("; {} failed, {} skipped", self.failed, self.skipped));
+        }
+        s
+    }
+}
+
+/// Apply a plan: walk its changes in dependency order with bounded parallelism, record each in
+/// state as it finishes, and write one history row.
+#[tracing::instrument(skip_all, fields(revision = %plan.revision))]
+pub async fn apply(
+    plan: &Plan,
+    providers: &Providers,
+    store: Arc<dyn StateStore>,
+    reporter: Arc<dyn Reporter>,
+    opts: ApplyOptions,
+) -> Result<ApplyOutcome, StateError> {
+    let history = store.begin_history(&plan.revision, &opts.who, &plan.summary().to_string()).await?;
+    let outcome = walk(plan, providers, store.clone(), reporter, &opts).await;
+    let result = if outcome.interrupted {
+        "interrupted"
+    } else if outcome.success() {
+        "success"
+    } else {
+        "failed"
+    };
+    store.finish_history(history, &outcome.summary_line(), result).await?;
+    Ok(outcome)
+}
+
+struct Schedule {
+    steps: Vec<Step>,
+    waits_on: Vec<BTreeSet<usize>>,
+    dependents: Vec<BTreeSet<usize>>,
+}
+
+fn schedule(plan: &Plan) -> Schedule {
+    let n = plan.changes.len();
+    let index: HashMap<&ResourceAddr, usize> = plan.changes.iter().enumerate().map(|(i, c)| (&c.addr, i)).collect();
+    let mut steps: Vec<Step> = (0..n).map(Step::Main).collect();
+    let mut waits_on: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); n];
+    for (i, c) in plan.changes.iter().enumerate() {
+        for d in &c.depends_on {
+            let Some(&j) = index.get(d) else { continue };
+            if c.action == Action::Delete {
+                // What a deleted resource depended on must outlive it.
+                waits_on[j].insert(i);
+            } else {
+                waits_on[i].insert(j);
+            }
+        }
+    }
+    for (i, c) in plan.changes.iter().enumerate() {
+        if c.action == (Action::Replace { create_first: true }) {
+            let dependents: BTreeSet<usize> = (0..n).filter(|k| waits_on[*k].contains(&i)).collect();
+            let mut w = dependents;
+            w.insert(i);
+            steps.push(Step::Deposed(i));
+            waits_on.push(w);
+        }
+    }
+    let mut dependents = vec![BTreeSet::new(); steps.len()];
+    for (s, w) in waits_on.iter().enumerate() {
+        for d in w {
+            dependents[*d].insert(s);
+        }
+    }
+    Schedule { steps, waits_on, dependents }
+}
+
+async fn walk(plan: &Plan, providers: &Providers, store: Arc<dyn StateStore>, reporter: Arc<dyn Reporter>, opts: &ApplyOptions) -> ApplyOutcome {
+    let sched = schedule(plan);
+    let mut known = HashMap::new();
+    for c in plan.changes.iter().filter(|c| c.action == Action::Delete) {
+        known.insert(c.addr.clone(), c.prior.clone().unwrap_or_default());
+    }
+    let ctx = Arc::new(Ctx {
+        plan: plan.clone(),
+        providers: providers.clone(),
+        store,
+        known: Mutex::new(known),
+        changing: plan.changes.iter().filter(|c| c.is_change()).map(|c| c.addr.clone()).collect(),
+    });
+    let mut remaining: Vec<usize> = sched.waits_on.iter().map(BTreeSet::len).collect();
+    let mut ready: BTreeSet<usize> = (0..sched.steps.len()).filter(|s| remaining[*s] == 0).collect();
+    let mut skip_cause: HashMap<usize, ResourceAddr> = HashMap::new();
+    let mut done: HashSet<usize> = HashSet::new();
+    let mut out = ApplyOutcome::default();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut running = 0usize;
+    let parallelism = opts.parallelism.max(1);
+    loop {
+        while running < parallelism {
+            let Some(s) = ready.pop_first() else { break };
+            let step = sched.steps[s];
+            let (Step::Main(i) | Step::Deposed(i)) = step;
+            let c = &plan.changes[i];
+            let cancelled = opts.cancel.load(Ordering::SeqCst);
+            if let Some(cause) = skip_cause.get(&s).cloned().or_else(|| cancelled.then(|| c.addr.clone())) {
+                if cancelled {
+                    out.interrupted = true;
+                }
+                if c.is_change() && matches!(step, Step::Main(_)) {
+                    let outcome = Outcome::Skipped(cause.clone());
+                    reporter.post_apply(&c.addr, c.action, &outcome, std::time::Duration::ZERO);
+                    out.results.push((c.addr.clone(), c.action, outcome));
+                    out.skipped += 1;
+                }
+                finish(s, &sched, &mut remaining, &mut ready, &mut done, Some(cause), &mut skip_cause);
+                continue;
+            }
+            if !c.is_change() {
+                ctx.settle_noop(i);
+                finish(s, &sched, &mut remaining, &mut ready, &mut done, None, &mut skip_cause);
+                continue;
+            }
+            if matches!(step, Step::Main(_)) {
+                reporter.pre_apply(&c.addr, c.action);
+            }
+            let ctx = ctx.clone();
+            running += 1;
+            tasks.spawn(async move {
+                let started = Instant::now();
+                let span = tracing::info_span!("resource", addr = %ctx.plan.changes[i].addr, provider = %ctx.plan.changes[i].addr.provider, action = ?ctx.plan.changes[i].action);
+                let result = tracing::Instrument::instrument(ctx.run(step), span).await;
+                (s, step, result, started.elapsed())
+            });
+        }
+        let Some(joined) = tasks.join_next().await else { break };
+        running -= 1;
+        let (s, step, result, elapsed) = joined.expect("apply steps do not panic");
+        let (Step::Main(i) | Step::Deposed(i)) = step;
+        let c = &plan.changes[i];
+        let failure = match result {
+            Ok(()) => {
+                if matches!(step, Step::Main(_)) {
+                    tracing::info!(addr = %c.addr, action = ?c.action, duration_ms = elapsed.as_millis(), "applied");
+                    reporter.post_apply(&c.addr, c.action, &Outcome::Applied, elapsed);
+                    out.results.push((c.addr.clone(), c.action, Outcome::Applied));
+                    out.applied = add(out.applied, c.action);
+                }
+                None
+            }
+            Err(e) => {
+                tracing::info!(addr = %c.addr, action = ?c.action, duration_ms = elapsed.as_millis(), "failed");
+                let outcome = Outcome::Failed(if matches!(step, Step::Deposed(_)) {
+                    format!("the replacement is in place, but destroying the old object failed: {}", e.0)
+                } else {
+                    e.0
+                });
+                reporter.post_apply(&c.addr, c.action, &outcome, elapsed);
+                out.results.push((c.addr.clone(), c.action, outcome));
+                out.failed += 1;
+                Some(c.addr.clone())
+            }
+        };
+        finish(s, &sched, &mut remaining, &mut ready, &mut done, failure, &mut skip_cause);
+    }
+    out
+}
+
+fn add(mut s: Summary, a: Action) -> Summary {
+    match a {
+        Action::Create => s.add += 1,
+        Action::Update => s.change += 1,
+        Action::Replace { .. } => s.replace += 1,
+        Action::Delete => s.destroy += 1,
+        Action::NoOp => s.noop += 1,
+    }
+    s
+}
+
+/// Mark a step done; release its dependents, passing on a failure as their skip cause.
+fn finish(
+    s: usize,
+    sched: &Schedule,
+    remaining: &mut [usize],
+    ready: &mut BTreeSet<usize>,
+    done: &mut HashSet<usize>,
+    failed: Option<ResourceAddr>,
+    skip_cause: &mut HashMap<usize, ResourceAddr>,
+) {
+    done.insert(s);
+    for &d in &sched.dependents[s] {
+        if let Some(cause) = &failed {
+            skip_cause.entry(d).or_insert_with(|| cause.clone());
+        }
+        remaining[d] -= 1;
+        if remaining[d] == 0 {
+            ready.insert(d);
+        }
+    }
+}

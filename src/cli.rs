@@ -1,0 +1,146 @@
+//! Command-line arguments (clap derive types only).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// tend: converge hosts, cloud VMs and Kubernetes to the state declared in a Git repository.
+#[derive(Debug, Parser)]
+#[command(name = "tend", version, about, propagate_version = true)]
+pub struct Cli {
+    /// The config directory (holding tend.toml).
+    #[arg(short = 'C', long = "config", global = true, default_value = ".", env = "TEND_CONFIG", value_name = "DIR")]
+    pub config: PathBuf,
+    /// The state file (default: from tend.toml, else ~/.local/state/tend/PROJECT/state.db).
+    #[arg(long, global = true, env = "TEND_STATE", value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    /// Select an environment of tend.toml ([environments.NAME]).
+    #[arg(long = "env", global = true, env = "TEND_ENV", value_name = "NAME")]
+    pub environment: Option<String>,
+    /// Set a variable, overriding tend.toml and the environment (repeatable).
+    #[arg(long = "var", global = true, value_name = "NAME=VALUE", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
+    /// More log output on stderr (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+fn parse_var(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("`{s}` is not NAME=VALUE"))
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show what apply would change.
+    Plan(PlanArgs),
+    /// Converge the targets: plan and apply, or apply a saved plan.
+    Apply(ApplyArgs),
+    /// Check config, references and the graph without touching any target.
+    Validate,
+    /// Print the dependency graph.
+    Graph(GraphArgs),
+    /// Inspect or edit state.
+    #[command(subcommand)]
+    State(StateCommand),
+    /// List past applies.
+    History(HistoryArgs),
+}
+
+/// `tend plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Print the plan as JSON (schema: docs/plan-json.md).
+    #[arg(long)]
+    pub json: bool,
+    /// Save the plan to FILE for `tend apply FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Exit 0 when nothing changes, 2 when something would, 1 on error.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+}
+
+/// `tend apply`.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// A plan saved with `tend plan --out`, applied exactly as saved.
+    #[arg(value_name = "PLAN_FILE")]
+    pub plan_file: Option<PathBuf>,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// How many changes run at once.
+    #[arg(long, value_name = "N")]
+    pub parallelism: Option<usize>,
+}
+
+/// `tend graph`.
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+    pub format: GraphFormat,
+}
+
+/// Graph output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    /// Graphviz DOT.
+    Dot,
+    /// JSON.
+    Json,
+}
+
+/// `tend state ...`.
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// List the addresses in state.
+    List,
+    /// Show one resource's record.
+    Show {
+        /// Resource address, e.g. 'host.file.motd[web]'.
+        address: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget resources without touching the targets.
+    Rm {
+        /// Resource addresses.
+        #[arg(required = true)]
+        addresses: Vec<String>,
+    },
+    /// Clear the apply lock left by a run that died.
+    Unlock {
+        /// Clear it even if its holder may still be running.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// `tend history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}

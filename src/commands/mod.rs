@@ -1,0 +1,147 @@
+//! Subcommands. The only place (with main.rs) that prints or decides exit codes.
+//!
+//! Exit codes: 0 success; 1 user error (bad config, stale plan, lock held, refused
+//! confirmation); 2 operational failure (a resource failed, I/O). `plan --detailed-exitcode`
+//! returns 2 when changes are pending.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod apply;
+mod graph;
+mod history;
+mod plan;
+mod progress;
+mod state;
+mod validate;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use tend::config::LoadOptions;
+use tend::registry::Registry;
+use tend::state::StateError;
+use tend::workspace::{Workspace, WorkspaceError};
+
+use crate::cli::{Cli, Command, LogFormat};
+
+/// A failure, rendered, with its exit code.
+#[derive(Debug)]
+pub struct Failure {
+    /// 1 user error, 2 operational.
+    pub code: u8,
+    /// `error: …`, `Caused by:` lines, `hint:` lines.
+    pub text: String,
+}
+
+impl Failure {
+    /// A user error (exit 1).
+    pub fn user(message: impl std::fmt::Display, hint: Option<String>) -> Self {
+        Self { code: 1, text: render("error", message.to_string(), None, hint) }
+    }
+
+    /// From any error with its cause chain.
+    pub fn from_error(code: u8, e: &(dyn std::error::Error + 'static), hint: Option<String>) -> Self {
+        Self { code, text: render("error", e.to_string(), e.source(), hint) }
+    }
+}
+
+fn render(label: &str, message: String, mut cause: Option<&(dyn std::error::Error + 'static)>, hint: Option<String>) -> String {
+    let mut s = format!("{label}: {message}\n");
+    while let Some(c) = cause {
+        s.push_str(&format!("  Caused by: {c}\n"));
+        cause = c.source();
+    }
+    if let Some(h) = hint {
+        s.push('\n');
+        for line in h.lines() {
+            s.push_str(&format!("hint: {line}\n"));
+        }
+    }
+    s
+}
+
+impl From<StateError> for Failure {
+    fn from(e: StateError) -> Self {
+        let code = match e {
+            StateError::Database { .. } => 2,
+            _ => 1,
+        };
+        let hint = e.hint();
+        Self::from_error(code, &e, hint)
+    }
+}
+
+impl From<WorkspaceError> for Failure {
+    fn from(e: WorkspaceError) -> Self {
+        match e {
+            WorkspaceError::Config(d) => {
+                let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+                let width = if color { 100 } else { 80 };
+                Self { code: 1, text: format!("{}error: the configuration is invalid ({} problem{})\n", d.render(width, color), d.items.len(), if d.items.len() == 1 { "" } else { "s" }) }
+            }
+            WorkspaceError::State(s) => s.into(),
+            other @ WorkspaceError::Provider { .. } => Self::from_error(1, &other, None),
+        }
+    }
+}
+
+/// Set up tracing on stderr: `-v` debug, `-vv` trace, `RUST_LOG` overrides.
+pub fn init_logging(verbose: u8, format: LogFormat) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "tend=debug,tend_host=debug,tend_state=debug,info",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()).try_init(),
+    };
+}
+
+pub(crate) fn load_workspace(cli: &Cli) -> Result<Workspace, Failure> {
+    let opts = LoadOptions { root: cli.config.clone(), environment: cli.environment.clone(), vars: cli.vars.clone() };
+    Ok(Workspace::load(Registry::builtin(), &opts, cli.state.clone())?)
+}
+
+/// Run a parsed command line.
+pub async fn run(cli: Cli) -> ExitCode {
+    let result = match &cli.command {
+        Command::Plan(args) => plan::run(&cli, args).await,
+        Command::Apply(args) => apply::run(&cli, args).await,
+        Command::Validate => validate::run(&cli).await,
+        Command::Graph(args) => graph::run(&cli, args).await,
+        Command::State(cmd) => state::run(&cli, cmd).await,
+        Command::History(args) => history::run(&cli, args).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(f) => {
+            eprint!("{}", f.text);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+/// Print a plan's errors; returns a failure if there are any.
+pub(crate) fn plan_errors(plan: &tend::plan::Plan) -> Result<(), Failure> {
+    if plan.errors.is_empty() {
+        return Ok(());
+    }
+    let mut text = String::new();
+    for e in &plan.errors {
+        let msg = match &e.addr {
+            Some(a) if !e.message.contains(&a.to_string()) => format!("{a}: {}", e.message),
+            _ => e.message.clone(),
+        };
+        text.push_str(&render("error", msg, None, e.hint.clone()));
+    }
+    text.push_str(&format!("error: the plan has {} error{}; nothing was applied\n", plan.errors.len(), if plan.errors.len() == 1 { "" } else { "s" }));
+    Err(Failure { code: 1, text })
+}
+
+pub(crate) fn who() -> String {
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+    let host = hostname::get().map_or_else(|_| "unknown-host".into(), |h| h.to_string_lossy().into_owned());
+    format!("{user}@{host}")
+}

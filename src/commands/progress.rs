@@ -1,0 +1,72 @@
+//! Apply progress on stderr: a progress bar on a terminal, plain lines otherwise.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tend::provider::{Action, ResourceAddr};
+use tend::report::{Outcome, Reporter};
+
+/// Progress for `tend apply`.
+pub struct CliReporter {
+    bar: Option<ProgressBar>,
+}
+
+fn verb(a: Action) -> (&'static str, &'static str) {
+    match a {
+        Action::Create => ("creating", "created"),
+        Action::Update => ("updating", "updated"),
+        Action::Replace { .. } => ("replacing", "replaced"),
+        Action::Delete => ("destroying", "destroyed"),
+        Action::NoOp => ("checking", "unchanged"),
+    }
+}
+
+impl CliReporter {
+    /// A reporter for `total` changes.
+    pub fn new(total: usize) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+            bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {wide_msg}").expect("the template is valid"));
+            bar
+        });
+        Self { bar }
+    }
+
+    fn line(&self, s: &str) {
+        #[allow(clippy::print_stderr)]
+        match &self.bar {
+            Some(b) => b.println(s),
+            None => eprintln!("{s}"),
+        }
+    }
+
+    /// Remove the bar.
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+impl Reporter for CliReporter {
+    fn pre_apply(&self, addr: &ResourceAddr, action: Action) {
+        match &self.bar {
+            Some(b) => b.set_message(format!("{addr}: {}…", verb(action).0)),
+            None => self.line(&format!("{addr}: {}...", verb(action).0)),
+        }
+    }
+
+    fn post_apply(&self, addr: &ResourceAddr, action: Action, outcome: &Outcome, elapsed: Duration) {
+        if let Some(b) = &self.bar {
+            b.inc(1);
+        }
+        let ms = elapsed.as_millis();
+        match outcome {
+            Outcome::Applied => self.line(&format!("{addr}: {} ({ms} ms)", verb(action).1)),
+            Outcome::Failed(msg) => self.line(&format!("{addr}: failed: {msg}")),
+            Outcome::Skipped(cause) if cause == addr => self.line(&format!("{addr}: not started (interrupted)")),
+            Outcome::Skipped(cause) => self.line(&format!("{addr}: skipped ({cause} failed)")),
+        }
+    }
+}

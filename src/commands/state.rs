@@ -1,0 +1,117 @@
+//! `tend state list|show|rm|unlock`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use tend::provider::ResourceAddr;
+use tend::state::{SqliteStore, StateError, StateStore};
+
+use super::{Failure, load_workspace};
+use crate::cli::{Cli, StateCommand};
+
+/// The state file: `--state`, else from the config.
+pub fn state_path(cli: &Cli) -> Result<PathBuf, Failure> {
+    match &cli.state {
+        Some(p) => Ok(p.clone()),
+        None => Ok(load_workspace(cli)?.state_path),
+    }
+}
+
+fn parse_addr(s: &str) -> Result<ResourceAddr, Failure> {
+    s.parse().map_err(|e: tend::provider::AddrError| Failure::user(e, None))
+}
+
+pub async fn run(cli: &Cli, cmd: &StateCommand) -> Result<ExitCode, Failure> {
+    let path = state_path(cli)?;
+    match cmd {
+        StateCommand::List => {
+            if let Some(store) = SqliteStore::open_read_only(&path)? {
+                for addr in store.load().await?.records.keys() {
+                    println!("{addr}");
+                }
+            }
+        }
+        StateCommand::Show { address, json } => {
+            let addr = parse_addr(address)?;
+            let store = SqliteStore::open_read_only(&path)?.ok_or(StateError::NoSuchRecord { addr: address.clone() })?;
+            let snapshot = store.load().await?;
+            let rec = snapshot.records.get(&addr).ok_or(StateError::NoSuchRecord { addr: address.clone() })?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(rec).expect("records serialize to JSON"));
+            } else {
+                println!("{}", rec.addr);
+                println!("  status:       {:?}", rec.status);
+                if let Some(id) = &rec.remote_id {
+                    println!("  remote id:    {id}");
+                }
+                if let Some(t) = &rec.target {
+                    println!("  on:           {t}");
+                }
+                println!("  updated at:   {}", rec.updated_at);
+                println!("  inputs hash:  {}", rec.inputs_hash);
+                if !rec.dependencies.is_empty() {
+                    let deps: Vec<String> = rec.dependencies.iter().map(ToString::to_string).collect();
+                    println!("  depends on:   {}", deps.join(", "));
+                }
+                if rec.prevent_destroy {
+                    println!("  prevent_destroy: true");
+                }
+                println!("  attributes:");
+                let w = rec.attributes.keys().map(String::len).max().unwrap_or(0);
+                for (k, v) in &rec.attributes {
+                    println!("    {k:w$} = {v}");
+                }
+            }
+        }
+        StateCommand::Rm { addresses } => {
+            let store = SqliteStore::open_read_only(&path)?.ok_or(StateError::NoSuchRecord { addr: addresses[0].clone() })?;
+            drop(store);
+            let store = SqliteStore::open(&path)?;
+            store.lock("state rm").await?;
+            let mut result = Ok(());
+            for a in addresses {
+                match parse_addr(a) {
+                    Ok(addr) => match store.remove(&addr).await {
+                        Ok(_) => println!("Forgot {addr} (the target was not touched)."),
+                        Err(e) => {
+                            result = Err(Failure::from(e));
+                            break;
+                        }
+                    },
+                    Err(f) => {
+                        result = Err(f);
+                        break;
+                    }
+                }
+            }
+            store.unlock().await?;
+            result?;
+        }
+        StateCommand::Unlock { force } => {
+            let store = SqliteStore::open(&path)?;
+            match store.lock("state unlock").await {
+                Ok(_) => {
+                    store.unlock().await?;
+                    println!("State at {} was not locked.", path.display());
+                }
+                Err(StateError::StaleLock { holder, .. }) => {
+                    store.force_unlock().await?;
+                    println!("Cleared the lock left by {holder}.");
+                }
+                Err(StateError::Locked { holder, .. }) if *force => {
+                    store.force_unlock().await?;
+                    println!("Cleared the lock held by {holder}.");
+                }
+                Err(e @ StateError::Locked { .. }) => {
+                    return Err(Failure::from_error(
+                        1,
+                        &e,
+                        Some("its holder may still be running; pass --force only if you are sure it is not".into()),
+                    ));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

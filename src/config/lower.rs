@@ -1,0 +1,322 @@
+//! Lowering: spanned nodes → the validated [`Config`] model, collecting every diagnostic.
+
+use std::collections::BTreeMap;
+
+use tend_provider::{FieldType, KindSchema, ResourceAddr, Role, Value};
+
+use super::diag::Diagnostic;
+use super::model::{DriftPolicy, Expr, Field, Lifecycle, Resource};
+use super::node::{Key, Node, NodeKind};
+use super::source::Span;
+use super::suggest::nearest;
+use super::template::{self, Scope};
+use crate::registry::Registry;
+
+/// Top-level keys that only tend.toml may hold.
+pub const RESERVED: &[&str] = &["project", "variables", "environments", "providers"];
+/// Meta fields every resource accepts.
+pub const META: &[&str] = &["depends_on", "lifecycle", "drift"];
+
+/// Lowers resource tables of one or more files.
+pub struct Lowerer<'a> {
+    /// Provider schemas.
+    pub registry: &'a Registry,
+    /// Variables and paths.
+    pub scope: Scope<'a>,
+    /// Resources found so far.
+    pub resources: BTreeMap<ResourceAddr, Resource>,
+    /// Problems found so far.
+    pub diags: Vec<Diagnostic>,
+}
+
+impl Lowerer<'_> {
+    /// Lower every `[PROVIDER.KIND.NAME]` table under a document root.
+    pub fn document(&mut self, root: &Node, is_tend_toml: bool) {
+        let NodeKind::Map(entries) = &root.kind else { return };
+        for (pkey, pnode) in entries {
+            if RESERVED.contains(&pkey.name.as_str()) {
+                if !is_tend_toml {
+                    self.diags.push(
+                        Diagnostic::at(pkey.span, format!("`{}` belongs in tend.toml", pkey.name), "not a provider")
+                            .with_hint("project settings, variables, environments and providers are read from tend.toml at the config root"),
+                    );
+                }
+                continue;
+            }
+            if !self.registry.has_provider(&pkey.name) {
+                let names = self.registry.provider_names();
+                let hint = match nearest(&pkey.name, names.iter().copied()) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!("known providers: {}", names.join(", ")),
+                };
+                self.diags.push(Diagnostic::at(pkey.span, format!("unknown provider `{}`", pkey.name), "not a provider").with_hint(hint));
+                continue;
+            }
+            let Some(kinds) = self.expect_map(pnode, &format!("`{}` must be a table of resource kinds", pkey.name)) else { continue };
+            for (kkey, knode) in kinds {
+                let Some(schema) = self.registry.kind(&pkey.name, &kkey.name) else {
+                    let names = self.registry.kind_names(&pkey.name);
+                    let hint = match nearest(&kkey.name, names.iter().copied()) {
+                        Some(s) => format!("did you mean `{}.{s}`?", pkey.name),
+                        None => format!("kinds of `{}`: {}", pkey.name, names.join(", ")),
+                    };
+                    self.diags.push(
+                        Diagnostic::at(kkey.span, format!("unknown resource kind `{}.{}`", pkey.name, kkey.name), "unknown kind")
+                            .with_hint(hint),
+                    );
+                    continue;
+                };
+                let Some(named) = self.expect_map(knode, &format!("`{}.{}` must be a table of named resources", pkey.name, kkey.name)) else { continue };
+                for (nkey, body) in named {
+                    self.resource(&pkey.name, schema, nkey, body);
+                }
+            }
+        }
+    }
+
+    fn expect_map<'n>(&mut self, node: &'n Node, summary: &str) -> Option<&'n Vec<(Key, Node)>> {
+        if let NodeKind::Map(m) = &node.kind {
+            Some(m)
+        } else {
+            self.diags.push(Diagnostic::at(node.span, summary.to_string(), format!("this is a {}", node.kind.type_name())));
+            None
+        }
+    }
+
+    fn resource(&mut self, provider: &str, schema: &KindSchema, key: &Key, body: &Node) {
+        if !ResourceAddr::is_valid_part(&key.name) {
+            self.diags.push(Diagnostic::at(key.span, format!("`{}` is not a valid resource name", key.name), "invalid name")
+                .with_hint("names may contain letters, digits, `_` and `-`"));
+            return;
+        }
+        let addr = ResourceAddr::new(provider, schema.kind, key.name.clone());
+        if let Some(first) = self.resources.get(&addr) {
+            self.diags.push(
+                Diagnostic::at(key.span, format!("duplicate resource `{addr}`"), "declared again here")
+                    .with_label(first.span, "first declared here")
+                    .with_hint("each address may be declared once across all config files; rename one of them"),
+            );
+            return;
+        }
+        let Some(entries) = self.expect_map(body, &format!("resource `{addr}` must be a table")) else { return };
+        let mut res = Resource {
+            addr: addr.clone(),
+            span: key.span,
+            fields: BTreeMap::new(),
+            depends_on: Vec::new(),
+            lifecycle: Lifecycle::default(),
+            drift: DriftPolicy::default(),
+        };
+        for (fkey, fnode) in entries {
+            match fkey.name.as_str() {
+                "depends_on" => res.depends_on = self.depends_on(fnode),
+                "lifecycle" => res.lifecycle = self.lifecycle(fnode, schema),
+                "drift" => res.drift = self.drift(fnode),
+                name => match schema.field(name) {
+                    None => {
+                        let candidates = schema.input_names().chain(META.iter().copied());
+                        let hint = match nearest(name, candidates) {
+                            Some(s) => format!("did you mean `{s}`?"),
+                            None => format!("fields of {}: {}", addr.type_name(), schema.input_names().collect::<Vec<_>>().join(", ")),
+                        };
+                        self.diags.push(Diagnostic::at(fkey.span, format!("unknown field `{name}` in `{addr}`"), "unknown field").with_hint(hint));
+                    }
+                    Some(f) if f.role == Role::Output => {
+                        self.diags.push(
+                            Diagnostic::at(fkey.span, format!("`{name}` is an output of {} and cannot be set", addr.type_name()), "output field")
+                                .with_hint(format!("read it elsewhere as ${{{addr}.{name}}}")),
+                        );
+                    }
+                    Some(f) => {
+                        if let Some(expr) = self.expr(fnode) {
+                            if let Err(d) = check_type(&expr, &f.ty, fnode.span, name) {
+                                self.diags.push(d);
+                            } else {
+                                res.fields.insert(name.to_string(), Field { expr, key_span: fkey.span, span: fnode.span });
+                            }
+                        }
+                    }
+                },
+            }
+        }
+        for f in schema.fields.iter().filter(|f| f.required && f.role == Role::Input) {
+            if !res.fields.contains_key(f.name) && !entries.iter().any(|(k, _)| k.name == f.name) {
+                self.diags.push(
+                    Diagnostic::at(key.span, format!("`{addr}` is missing required field `{}`", f.name), "declared here")
+                        .with_hint(format!("{}: {}", f.name, f.doc)),
+                );
+            }
+        }
+        self.resources.insert(addr, res);
+    }
+
+    /// Convert a node into an expression, parsing templates in strings.
+    pub fn expr(&mut self, node: &Node) -> Option<Expr> {
+        Some(match &node.kind {
+            NodeKind::Null => Expr::Literal(Value::Null),
+            NodeKind::Bool(b) => Expr::Literal(Value::Bool(*b)),
+            NodeKind::Int(i) => Expr::Literal(Value::Int(*i)),
+            NodeKind::Float(f) => Expr::Literal(Value::Float(*f)),
+            NodeKind::String(s) => match template::parse(s, node.span, &self.scope) {
+                Ok(e) => e,
+                Err(d) => {
+                    self.diags.push(d);
+                    return None;
+                }
+            },
+            NodeKind::List(items) => Expr::List(items.iter().map(|n| self.expr(n)).collect::<Option<Vec<_>>>()?),
+            NodeKind::Map(entries) => Expr::Map(
+                entries.iter().map(|(k, n)| self.expr(n).map(|e| (k.name.clone(), e))).collect::<Option<BTreeMap<_, _>>>()?,
+            ),
+        })
+    }
+
+    fn depends_on(&mut self, node: &Node) -> Vec<(ResourceAddr, Span)> {
+        let NodeKind::List(items) = &node.kind else {
+            self.diags.push(Diagnostic::at(node.span, "`depends_on` must be a list of resource addresses", format!("this is a {}", node.kind.type_name()))
+                .with_hint("e.g. depends_on = [\"host.directory.site\"]"));
+            return Vec::new();
+        };
+        items
+            .iter()
+            .filter_map(|n| match &n.kind {
+                NodeKind::String(s) => match s.parse::<ResourceAddr>() {
+                    Ok(a) => Some((a, n.span)),
+                    Err(e) => {
+                        self.diags.push(Diagnostic::at(n.span, e.to_string(), "not an address"));
+                        None
+                    }
+                },
+                other => {
+                    self.diags.push(Diagnostic::at(n.span, "`depends_on` entries must be strings", format!("this is a {}", other.type_name())));
+                    None
+                }
+            })
+            .collect()
+    }
+
+    fn lifecycle(&mut self, node: &Node, schema: &KindSchema) -> Lifecycle {
+        let mut lc = Lifecycle::default();
+        let Some(entries) = self.expect_map(node, "`lifecycle` must be a table") else { return lc };
+        for (k, v) in entries {
+            match (k.name.as_str(), &v.kind) {
+                ("create_before_destroy", NodeKind::Bool(b)) => lc.create_before_destroy = *b,
+                ("prevent_destroy", NodeKind::Bool(b)) => lc.prevent_destroy = *b,
+                ("ignore_changes", NodeKind::List(items)) => {
+                    for item in items {
+                        match &item.kind {
+                            NodeKind::String(f) if schema.field(f).is_some() => lc.ignore_changes.push(f.clone()),
+                            NodeKind::String(f) => self.diags.push(
+                                Diagnostic::at(item.span, format!("`ignore_changes` names unknown field `{f}`"), "unknown field")
+                                    .with_hint(nearest(f, schema.fields.iter().map(|x| x.name)).map_or_else(String::new, |s| format!("did you mean `{s}`?"))),
+                            ),
+                            other => self.diags.push(Diagnostic::at(item.span, "`ignore_changes` entries must be field names", format!("this is a {}", other.type_name()))),
+                        }
+                    }
+                }
+                (name @ ("create_before_destroy" | "prevent_destroy"), other) => self.diags.push(
+                    Diagnostic::at(v.span, format!("wrong type for `lifecycle.{name}`: expected boolean, found {}", other.type_name()), "expected true or false"),
+                ),
+                ("ignore_changes", other) => self.diags.push(Diagnostic::at(
+                    v.span,
+                    format!("wrong type for `lifecycle.ignore_changes`: expected list of field names, found {}", other.type_name()),
+                    "expected a list",
+                )),
+                (name, _) => {
+                    let hint = nearest(name, ["create_before_destroy", "prevent_destroy", "ignore_changes"])
+                        .map_or_else(|| "lifecycle fields: create_before_destroy, prevent_destroy, ignore_changes".to_string(), |s| format!("did you mean `{s}`?"));
+                    self.diags.push(Diagnostic::at(k.span, format!("unknown field `lifecycle.{name}`"), "unknown field").with_hint(hint));
+                }
+            }
+        }
+        lc
+    }
+
+    fn drift(&mut self, node: &Node) -> DriftPolicy {
+        match &node.kind {
+            NodeKind::String(s) if s == "correct" => DriftPolicy::Correct,
+            NodeKind::String(s) if s == "report" => DriftPolicy::Report,
+            NodeKind::String(s) if s == "ignore" => DriftPolicy::Ignore,
+            _ => {
+                self.diags.push(Diagnostic::at(node.span, "`drift` must be \"correct\", \"report\" or \"ignore\"", "invalid drift policy"));
+                DriftPolicy::default()
+            }
+        }
+    }
+}
+
+/// Check an expression against a field type (references are checked when evaluated).
+fn check_type(expr: &Expr, ty: &FieldType, span: Span, name: &str) -> Result<(), Diagnostic> {
+    let mismatch = |found: &str| {
+        Diagnostic::at(span, format!("wrong type for `{name}`: expected {}, found {found}", ty.describe()), format!("expected {}", ty.describe()))
+    };
+    match (ty, expr) {
+        (FieldType::Any, _) => Ok(()),
+        (_, Expr::Template(parts)) => {
+            if matches!(ty, FieldType::String) || parts.len() == 1 { Ok(()) } else { Err(mismatch("string")) }
+        }
+        (FieldType::String, Expr::Literal(Value::String(_)))
+        | (FieldType::Int, Expr::Literal(Value::Int(_)))
+        | (FieldType::Bool, Expr::Literal(Value::Bool(_))) => Ok(()),
+        (FieldType::List(inner), Expr::List(items)) => items.iter().try_for_each(|e| check_type(e, inner, span, name)),
+        (FieldType::Map(inner), Expr::Map(items)) => items.values().try_for_each(|e| check_type(e, inner, span, name)),
+        (FieldType::AddressList, Expr::List(items)) => items.iter().try_for_each(|e| match e {
+            Expr::Literal(Value::String(s)) => s.parse::<ResourceAddr>().map(|_| ()).map_err(|e| Diagnostic::at(span, e.to_string(), "not an address")),
+            _ => Err(mismatch("a list holding something other than address strings")),
+        }),
+        (_, Expr::Literal(v)) => Err(mismatch(v.type_name())),
+        (_, Expr::List(_)) => Err(mismatch("list")),
+        (_, Expr::Map(_)) => Err(mismatch("table")),
+    }
+}
+
+/// Check every reference, `depends_on` and address-list target exists, and that referenced
+/// fields exist in the target's schema.
+pub fn check_references(resources: &BTreeMap<ResourceAddr, Resource>, registry: &Registry) -> Vec<Diagnostic> {
+    let mut diags = Vec::new();
+    let addrs: Vec<String> = resources.keys().map(ToString::to_string).collect();
+    let missing = |addr: &ResourceAddr, span: Span, what: &str| {
+        let hint = match nearest(&addr.base().to_string(), addrs.iter().map(String::as_str)) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None => "declare it, or fix the address".to_string(),
+        };
+        Diagnostic::at(span, format!("{what} `{}`, which is not declared", addr.base()), "no such resource").with_hint(hint)
+    };
+    for res in resources.values() {
+        for (dep, span) in &res.depends_on {
+            if !resources.contains_key(&dep.base()) {
+                diags.push(missing(dep, *span, &format!("`{}` depends on", res.addr)));
+            }
+        }
+        let schema = registry.kind(&res.addr.provider, &res.addr.kind).expect("lowered resources have a schema");
+        for (name, field) in &res.fields {
+            if schema.field(name).is_some_and(|f| f.ty == FieldType::AddressList) {
+                if let Some(Value::List(items)) = field.expr.literal() {
+                    for a in items.iter().filter_map(Value::as_str).filter_map(|s| s.parse::<ResourceAddr>().ok()) {
+                        if !resources.contains_key(&a.base()) {
+                            diags.push(missing(&a, field.span, &format!("`{}.{name}` names", res.addr)));
+                        }
+                    }
+                }
+            }
+            for r in field.expr.references() {
+                let Some(target) = resources.get(&r.addr.base()) else {
+                    diags.push(missing(&r.addr, r.span, &format!("`{}` refers to", res.addr)));
+                    continue;
+                };
+                let tschema = registry.kind(&target.addr.provider, &target.addr.kind).expect("lowered resources have a schema");
+                if tschema.field(&r.field).is_none() {
+                    let hint = nearest(&r.field, tschema.fields.iter().map(|f| f.name)).map_or_else(
+                        || format!("fields of {}: {}", target.addr.type_name(), tschema.fields.iter().map(|f| f.name).collect::<Vec<_>>().join(", ")),
+                        |s| format!("did you mean `{s}`?"),
+                    );
+                    diags.push(
+                        Diagnostic::at(r.span, format!("`{}` refers to `{r}`, but {} has no field `{}`", res.addr, target.addr.type_name(), r.field), "no such field")
+                            .with_hint(hint),
+                    );
+                }
+            }
+        }
+    }
+    diags
+}

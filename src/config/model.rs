@@ -1,0 +1,189 @@
+//! The validated config model that the graph and the planner work on.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use tend_provider::{Attributes, ResourceAddr, Value};
+
+use super::source::{SourceMap, Span};
+
+/// A reference `${ADDRESS.FIELD.path...}` to another resource's value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reference {
+    /// The resource, with an instance key if one was written.
+    pub addr: ResourceAddr,
+    /// The field.
+    pub field: String,
+    /// Keys / indices into the field's value.
+    pub path: Vec<String>,
+    /// Where the reference is written (not saved in plan files).
+    #[serde(skip)]
+    pub span: Span,
+}
+
+impl std::fmt::Display for Reference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.addr, self.field)?;
+        for p in &self.path {
+            write!(f, ".{p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One piece of a string template.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Part {
+    /// Literal text.
+    Lit(String),
+    /// An interpolated reference.
+    Ref(Reference),
+}
+
+/// A config value that may contain references, evaluated at plan and again at apply time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Expr {
+    /// A plain value.
+    Literal(Value),
+    /// A string with `${...}` parts; a template of exactly one reference keeps its type.
+    Template(Vec<Part>),
+    /// A list holding expressions.
+    List(Vec<Expr>),
+    /// A table holding expressions.
+    Map(BTreeMap<String, Expr>),
+}
+
+impl Expr {
+    /// Every reference inside.
+    pub fn references(&self) -> Vec<&Reference> {
+        let mut out = Vec::new();
+        self.collect_refs(&mut out);
+        out
+    }
+
+    fn collect_refs<'a>(&'a self, out: &mut Vec<&'a Reference>) {
+        match self {
+            Self::Literal(_) => {}
+            Self::Template(parts) => out.extend(parts.iter().filter_map(|p| match p {
+                Part::Ref(r) => Some(r),
+                Part::Lit(_) => None,
+            })),
+            Self::List(l) => l.iter().for_each(|e| e.collect_refs(out)),
+            Self::Map(m) => m.values().for_each(|e| e.collect_refs(out)),
+        }
+    }
+
+    /// The value if it holds no reference.
+    pub fn literal(&self) -> Option<Value> {
+        match self {
+            Self::Literal(v) => Some(v.clone()),
+            Self::Template(_) => None,
+            Self::List(l) => l.iter().map(Expr::literal).collect::<Option<Vec<_>>>().map(Value::List),
+            Self::Map(m) => m
+                .iter()
+                .map(|(k, e)| e.literal().map(|v| (k.clone(), v)))
+                .collect::<Option<BTreeMap<_, _>>>()
+                .map(Value::Map),
+        }
+    }
+}
+
+/// A config field: its expression and where it is written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Field {
+    /// The value.
+    pub expr: Expr,
+    /// Span of the key.
+    pub key_span: Span,
+    /// Span of the value.
+    pub span: Span,
+}
+
+/// `lifecycle = { ... }`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lifecycle {
+    /// Build the replacement before deleting the old object.
+    pub create_before_destroy: bool,
+    /// Refuse any plan that deletes or replaces this resource.
+    pub prevent_destroy: bool,
+    /// Fields whose differences are ignored.
+    pub ignore_changes: Vec<String>,
+}
+
+/// `drift = "..."`: what to do when the target changed outside tend.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DriftPolicy {
+    /// Put it back (default).
+    #[default]
+    Correct,
+    /// Show it in plans but leave it.
+    Report,
+    /// Neither show nor correct it.
+    Ignore,
+}
+
+/// One configured resource (before expansion into instances).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resource {
+    /// `PROVIDER.KIND.NAME`.
+    pub addr: ResourceAddr,
+    /// Span of the resource's name key.
+    pub span: Span,
+    /// Provider fields.
+    pub fields: BTreeMap<String, Field>,
+    /// `depends_on`, each with its span.
+    pub depends_on: Vec<(ResourceAddr, Span)>,
+    /// `lifecycle`.
+    pub lifecycle: Lifecycle,
+    /// `drift`.
+    pub drift: DriftPolicy,
+}
+
+impl Resource {
+    /// Field values as far as they are known without evaluating references (what `expand` and
+    /// `validate` see): a field holding a reference is [`Value::Unknown`].
+    pub fn literal_fields(&self) -> Attributes {
+        self.fields.iter().map(|(k, f)| (k.clone(), f.expr.literal().unwrap_or(Value::Unknown))).collect()
+    }
+
+    /// Field expressions by name.
+    pub fn exprs(&self) -> BTreeMap<String, Expr> {
+        self.fields.iter().map(|(k, f)| (k.clone(), f.expr.clone())).collect()
+    }
+}
+
+/// `[project]` settings of tend.toml.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Project {
+    /// Project name (default: the config directory's name).
+    pub name: String,
+    /// State file, resolved against the config directory.
+    pub state: Option<PathBuf>,
+    /// Default apply parallelism.
+    pub parallelism: Option<usize>,
+}
+
+/// A loaded, validated config directory.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The config directory (absolute).
+    pub root: PathBuf,
+    /// Every loaded file.
+    pub sources: SourceMap,
+    /// `[project]`.
+    pub project: Project,
+    /// The selected environment, if any.
+    pub environment: Option<String>,
+    /// Final variable values.
+    pub variables: BTreeMap<String, Value>,
+    /// `[providers.NAME]` tables.
+    pub provider_settings: BTreeMap<String, Attributes>,
+    /// Resources by address.
+    pub resources: BTreeMap<ResourceAddr, Resource>,
+    /// Identifies the config content: `local@sha256:<hex>` for a plain directory.
+    pub revision: String,
+}

@@ -1,0 +1,160 @@
+//! The build steps of [`ResourceGraph`].
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use petgraph::Direction;
+use petgraph::stable_graph::NodeIndex;
+use tend_provider::{ExpandRequest, FieldType, ResourceAddr, Sibling, Value};
+use tend_state::Snapshot;
+
+use super::{EdgeKind, Node, ResourceGraph};
+use crate::config::{Config, Diagnostic, Diagnostics};
+use crate::registry::{Providers, Registry};
+
+/// Build the graph for `config` against the recorded `state`.
+pub fn build(config: &Config, registry: &Registry, providers: &Providers, state: &Snapshot) -> Result<ResourceGraph, Diagnostics> {
+    let mut g = ResourceGraph::default();
+    let mut diags = Vec::new();
+    add_desired(config, providers, &mut g, &mut diags);
+    tracing::trace!(step = "add_desired", nodes = g.graph.node_count());
+    add_orphans(state, &mut g);
+    tracing::trace!(step = "add_orphans", nodes = g.graph.node_count());
+    add_edges(config, registry, state, &mut g);
+    tracing::trace!(step = "add_edges", edges = g.graph.edge_count());
+    if diags.is_empty() {
+        diags.extend(check_cycles(config, &g));
+    }
+    if diags.is_empty() { Ok(g) } else { Err(Diagnostics { items: diags, sources: config.sources.clone() }) }
+}
+
+fn add_desired(config: &Config, providers: &Providers, g: &mut ResourceGraph, diags: &mut Vec<Diagnostic>) {
+    let mut siblings: BTreeMap<&str, Vec<Sibling>> = BTreeMap::new();
+    for res in config.resources.values() {
+        siblings.entry(&res.addr.provider).or_default().push(Sibling { addr: res.addr.clone(), literal: res.literal_fields() });
+    }
+    for res in config.resources.values() {
+        let provider = &providers[&res.addr.provider];
+        let literal = res.literal_fields();
+        let field_span = |field: &Option<String>| {
+            field.as_ref().and_then(|f| res.fields.get(f)).map_or(res.span, |f| f.span)
+        };
+        for e in provider.validate(&res.addr, &literal) {
+            let d = Diagnostic::at(field_span(&e.field), format!("`{}`: {}", res.addr, e.message), "here");
+            diags.push(d.with_hint(e.hint.unwrap_or_default()));
+        }
+        let req = ExpandRequest { addr: &res.addr, literal: &literal, siblings: &siblings[res.addr.provider.as_str()] };
+        match provider.expand(&req) {
+            Ok(instances) => {
+                let addrs: Vec<ResourceAddr> = instances.iter().map(|i| res.addr.with_key(i.key.clone())).collect();
+                for (inst, addr) in instances.into_iter().zip(&addrs) {
+                    let n = g.graph.add_node(Node { addr: addr.clone(), desired: true, target: inst.target });
+                    g.index.insert(addr.clone(), n);
+                }
+                g.instances.insert(res.addr.clone(), addrs);
+            }
+            Err(e) => {
+                let d = Diagnostic::at(field_span(&e.field), format!("`{}`: {}", res.addr, e.message), "here");
+                diags.push(d.with_hint(e.hint.unwrap_or_default()));
+            }
+        }
+    }
+}
+
+fn add_orphans(state: &Snapshot, g: &mut ResourceGraph) {
+    for rec in state.records.values() {
+        if !g.index.contains_key(&rec.addr) {
+            let n = g.graph.add_node(Node { addr: rec.addr.clone(), desired: false, target: rec.target.clone() });
+            g.index.insert(rec.addr.clone(), n);
+        }
+    }
+}
+
+fn add_edges(config: &Config, registry: &Registry, state: &Snapshot, g: &mut ResourceGraph) {
+    let mut edges: BTreeSet<(NodeIndex, NodeIndex, EdgeKind)> = BTreeSet::new();
+    for (addr, &n) in &g.index {
+        let node = &g.graph[n];
+        let mut add = |deps: Vec<ResourceAddr>, kind: EdgeKind| {
+            for d in deps {
+                if let Some(&m) = g.index.get(&d) {
+                    edges.insert((m, n, kind));
+                }
+            }
+        };
+        if let Some(t) = &node.target {
+            add(vec![t.clone()], EdgeKind::Target);
+        }
+        if !node.desired {
+            if let Some(rec) = state.records.get(addr) {
+                add(rec.dependencies.clone(), EdgeKind::Recorded);
+            }
+            continue;
+        }
+        let res = &config.resources[&addr.base()];
+        for (dep, _) in &res.depends_on {
+            add(g.resolve(addr, dep), EdgeKind::DependsOn);
+        }
+        let schema = registry.kind(&res.addr.provider, &res.addr.kind).expect("lowered resources have a schema");
+        for (name, field) in &res.fields {
+            for r in field.expr.references() {
+                add(g.resolve(addr, &r.addr), EdgeKind::Reference);
+            }
+            if schema.field(name).is_some_and(|f| f.ty == FieldType::AddressList) {
+                if let Some(Value::List(items)) = field.expr.literal() {
+                    for a in items.iter().filter_map(Value::as_str).filter_map(|s| s.parse::<ResourceAddr>().ok()) {
+                        add(g.resolve(addr, &a), EdgeKind::Trigger);
+                    }
+                }
+            }
+        }
+    }
+    for (a, b, kind) in edges {
+        g.graph.add_edge(a, b, kind);
+    }
+}
+
+/// A cycle becomes one diagnostic naming each member in order, pointing at each declaration.
+fn check_cycles(config: &Config, g: &ResourceGraph) -> Vec<Diagnostic> {
+    let mut diags = Vec::new();
+    let mut sccs = petgraph::algo::tarjan_scc(&g.graph);
+    sccs.sort_by(|a, b| min_addr(g, a).cmp(&min_addr(g, b)));
+    for scc in sccs {
+        let self_loop = scc.len() == 1 && g.graph.contains_edge(scc[0], scc[0]);
+        if scc.len() < 2 && !self_loop {
+            continue;
+        }
+        let members: BTreeSet<NodeIndex> = scc.iter().copied().collect();
+        let start = *scc.iter().min_by_key(|n| &g.graph[**n].addr).expect("non-empty scc");
+        // Follow dependencies (incoming edges) inside the component until a node repeats.
+        let mut path = vec![start];
+        loop {
+            let cur = *path.last().expect("path starts non-empty");
+            let next = g
+                .graph
+                .neighbors_directed(cur, Direction::Incoming)
+                .filter(|m| members.contains(m))
+                .min_by_key(|m| &g.graph[*m].addr)
+                .expect("every member of a cycle has a dependency inside it");
+            if let Some(pos) = path.iter().position(|p| *p == next) {
+                path.drain(..pos);
+                path.push(next);
+                break;
+            }
+            path.push(next);
+        }
+        let names: Vec<String> = path.iter().map(|n| g.graph[*n].addr.to_string()).collect();
+        let mut d = Diagnostic::global(format!("dependency cycle: {}", names.join(" → ")))
+            .with_hint("break the cycle: remove a reference or a `depends_on` between these resources");
+        for (i, n) in path.iter().take(path.len() - 1).enumerate() {
+            if let Some(res) = config.resources.get(&g.graph[*n].addr.base()) {
+                let next = &g.graph[path[i + 1]].addr;
+                d = d.with_label(res.span, format!("{}. depends on {next}", i + 1));
+            }
+        }
+        diags.push(d);
+    }
+    diags
+}
+
+fn min_addr<'a>(g: &'a ResourceGraph, scc: &[NodeIndex]) -> Option<&'a ResourceAddr> {
+    scc.iter().map(|n| &g.graph[*n].addr).min()
+}

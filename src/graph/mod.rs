@@ -1,0 +1,106 @@
+//! The dependency graph of one reconcile: expanded resource instances plus orphans from state.
+//!
+//! [`build`] runs named steps in order — add desired instances (provider `expand`), add orphans
+//! from state, add edges (`depends_on`, references, address-list fields, targets, recorded
+//! dependencies of orphans), check for cycles. Edges point from a dependency to its dependent,
+//! so [`ResourceGraph::order`] lists dependencies first, ties broken by address.
+
+mod build;
+mod render;
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+
+pub use build::build;
+use petgraph::Direction;
+use petgraph::stable_graph::{NodeIndex, StableDiGraph};
+use tend_provider::ResourceAddr;
+
+/// Why an edge exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EdgeKind {
+    /// `depends_on`.
+    DependsOn,
+    /// A `${...}` reference.
+    Reference,
+    /// An address-list field such as `on_change`.
+    Trigger,
+    /// The instance lives on this target (its host).
+    Target,
+    /// A dependency recorded in state for a resource no longer in config.
+    Recorded,
+}
+
+/// One resource instance in the graph.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    /// Instance address.
+    pub addr: ResourceAddr,
+    /// `false` for an orphan: in state, no longer in config.
+    pub desired: bool,
+    /// The instance's target (its host), if any.
+    pub target: Option<ResourceAddr>,
+}
+
+/// Resource instances and their dependencies.
+#[derive(Debug, Default)]
+pub struct ResourceGraph {
+    /// The graph; edges point from dependency to dependent.
+    pub graph: StableDiGraph<Node, EdgeKind>,
+    /// Node by instance address.
+    pub index: BTreeMap<ResourceAddr, NodeIndex>,
+    /// Instance addresses of each configured resource.
+    pub instances: BTreeMap<ResourceAddr, Vec<ResourceAddr>>,
+}
+
+impl ResourceGraph {
+    /// Instances a reference from `referrer` to `target` means: an explicit key picks one; else
+    /// the instance with the referrer's own key (the same host), else every instance.
+    pub fn resolve(&self, referrer: &ResourceAddr, target: &ResourceAddr) -> Vec<ResourceAddr> {
+        if target.key.is_some() {
+            return self.index.contains_key(target).then(|| target.clone()).into_iter().collect();
+        }
+        let all = self.instances.get(&target.base()).cloned().unwrap_or_default();
+        if let Some(same) = all.iter().find(|a| a.key.is_some() && a.key == referrer.key) {
+            return vec![same.clone()];
+        }
+        all
+    }
+
+    /// Node indices in dependency order (dependencies first), ties broken by address.
+    pub fn order(&self) -> Vec<NodeIndex> {
+        let mut indegree: BTreeMap<NodeIndex, usize> = self
+            .graph
+            .node_indices()
+            .map(|n| (n, self.graph.neighbors_directed(n, Direction::Incoming).count()))
+            .collect();
+        let mut ready: BinaryHeap<Reverse<(ResourceAddr, NodeIndex)>> = indegree
+            .iter()
+            .filter(|(_, d)| **d == 0)
+            .map(|(n, _)| Reverse((self.graph[*n].addr.clone(), *n)))
+            .collect();
+        let mut out = Vec::with_capacity(indegree.len());
+        while let Some(Reverse((_, n))) = ready.pop() {
+            out.push(n);
+            for m in self.graph.neighbors_directed(n, Direction::Outgoing) {
+                let d = indegree.get_mut(&m).expect("every node has an indegree");
+                *d -= 1;
+                if *d == 0 {
+                    ready.push(Reverse((self.graph[m].addr.clone(), m)));
+                }
+            }
+        }
+        out
+    }
+
+    /// Direct dependencies of a node, sorted, with the edge kinds.
+    pub fn dependencies(&self, n: NodeIndex) -> BTreeMap<ResourceAddr, Vec<EdgeKind>> {
+        let mut out: BTreeMap<ResourceAddr, Vec<EdgeKind>> = BTreeMap::new();
+        for e in self.graph.edges_directed(n, Direction::Incoming) {
+            use petgraph::visit::EdgeRef;
+            out.entry(self.graph[e.source()].addr.clone()).or_default().push(*e.weight());
+        }
+        out
+    }
+}

@@ -1,0 +1,96 @@
+//! Evaluating config expressions against what is known about other resources.
+
+use std::collections::{BTreeMap, HashMap};
+
+use tend_provider::{Attributes, ResourceAddr, Value};
+
+use crate::config::{Expr, Part, Reference};
+
+/// A reference that cannot be evaluated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EvalError {
+    /// The reference matches several instances.
+    #[error("`${{{reference}}}` is ambiguous: `{resource}` has instances {}; name one, e.g. ${{{}.{field}}}", .candidates.join(", "), .candidates[0])]
+    Ambiguous {
+        /// The reference as written.
+        reference: String,
+        /// The resource referred to.
+        resource: String,
+        /// The field referred to.
+        field: String,
+        /// Matching instances.
+        candidates: Vec<String>,
+    },
+    /// The reference matches no instance.
+    #[error("`${{{0}}}` refers to a resource with no instances")]
+    NoInstance(String),
+}
+
+/// Resolves references to instances and looks up their known values.
+pub struct Resolver<'a> {
+    /// Instances of each configured resource.
+    pub instances: &'a BTreeMap<ResourceAddr, Vec<ResourceAddr>>,
+    /// Known attributes of each instance (config ∪ planned or applied attributes).
+    pub known: &'a HashMap<ResourceAddr, Attributes>,
+    /// Whether every producer has been applied, so a missing attribute is null, not unknown.
+    pub final_values: bool,
+}
+
+impl Resolver<'_> {
+    fn lookup(&self, referrer: &ResourceAddr, r: &Reference) -> Result<Value, EvalError> {
+        let inst = if r.addr.key.is_some() {
+            r.addr.clone()
+        } else {
+            let all = self.instances.get(&r.addr.base()).map(Vec::as_slice).unwrap_or_default();
+            match all.iter().find(|a| a.key.is_some() && a.key == referrer.key) {
+                Some(same) => same.clone(),
+                None => match all {
+                    [one] => one.clone(),
+                    [] => return Err(EvalError::NoInstance(r.to_string())),
+                    many => {
+                        return Err(EvalError::Ambiguous {
+                            reference: r.to_string(),
+                            resource: r.addr.to_string(),
+                            field: r.field.clone(),
+                            candidates: many.iter().map(ToString::to_string).collect(),
+                        });
+                    }
+                },
+            }
+        };
+        let missing = if self.final_values { Value::Null } else { Value::Unknown };
+        let Some(attrs) = self.known.get(&inst) else { return Ok(missing) };
+        let Some(v) = attrs.get(&r.field) else { return Ok(missing) };
+        Ok(v.get_path(&r.path).cloned().unwrap_or(missing))
+    }
+
+    /// Evaluate one expression for `referrer`.
+    pub fn eval(&self, referrer: &ResourceAddr, expr: &Expr) -> Result<Value, EvalError> {
+        Ok(match expr {
+            Expr::Literal(v) => v.clone(),
+            Expr::List(items) => Value::List(items.iter().map(|e| self.eval(referrer, e)).collect::<Result<_, _>>()?),
+            Expr::Map(m) => Value::Map(m.iter().map(|(k, e)| Ok((k.clone(), self.eval(referrer, e)?))).collect::<Result<_, _>>()?),
+            Expr::Template(parts) => {
+                if let [Part::Ref(r)] = parts.as_slice() {
+                    return self.lookup(referrer, r);
+                }
+                let mut s = String::new();
+                for p in parts {
+                    match p {
+                        Part::Lit(l) => s.push_str(l),
+                        Part::Ref(r) => match self.lookup(referrer, r)? {
+                            Value::Unknown => return Ok(Value::Unknown),
+                            v => s.push_str(&v.to_template_string()),
+                        },
+                    }
+                }
+                Value::String(s)
+            }
+        })
+    }
+}
+
+/// Evaluate every field of a resource.
+pub fn eval_fields(resolver: &Resolver<'_>, referrer: &ResourceAddr, exprs: &BTreeMap<String, Expr>) -> Result<Attributes, EvalError> {
+    exprs.iter().map(|(k, e)| Ok((k.clone(), resolver.eval(referrer, e)?))).collect()
+}

@@ -1,0 +1,188 @@
+//! Plans: what tend will do, as a value that can be printed, saved and applied later.
+//!
+//! [`plan`] refreshes (batched provider reads), then asks each provider to plan each instance in
+//! dependency order, and applies the engine's policies (drift, lifecycle, reasons). The
+//! [`Plan`] carries the state lineage + serial it was made against, so a saved plan is refused
+//! once state moves on.
+
+mod eval;
+mod planner;
+mod render_json;
+mod render_text;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+pub use eval::{EvalError, Resolver, eval_fields};
+pub use planner::{PlanInput, plan};
+pub use render_json::render_json;
+pub use render_text::render_text;
+use serde::{Deserialize, Serialize};
+use tend_provider::{Action, Attributes, ResourceAddr};
+
+use crate::config::{Expr, Lifecycle};
+
+/// Saved plan files start with this format marker.
+pub const PLAN_FORMAT: &str = "tend-plan/1";
+
+/// Why a resource changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeReason {
+    /// Nothing changes.
+    None,
+    /// Not applied before.
+    New,
+    /// Its config changed since the last apply.
+    ConfigChanged,
+    /// It was changed or deleted outside tend.
+    Drift,
+    /// It is in state but no longer in config.
+    Removed,
+    /// Its last apply failed halfway.
+    Tainted,
+    /// A resource it watches (`on_change`) changes.
+    Triggered,
+}
+
+/// The planned change of one resource instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    /// Instance address.
+    pub addr: ResourceAddr,
+    /// What will happen.
+    pub action: Action,
+    /// Why.
+    pub reason: ChangeReason,
+    /// Attributes now (`None` when absent).
+    pub before: Option<Attributes>,
+    /// Attributes after apply (`None` when deleted); unknown values are known after apply.
+    pub after: Option<Attributes>,
+    /// Fields forcing replacement.
+    pub requires_replace: Vec<String>,
+    /// Upstream changes that trigger this one.
+    pub triggered_by: Vec<ResourceAddr>,
+    /// A note from the provider or the engine.
+    pub note: Option<String>,
+    /// Drift found and left alone because of `drift = "report"`.
+    pub drift_reported: bool,
+    /// Direct dependencies (instance addresses).
+    pub depends_on: Vec<ResourceAddr>,
+    /// Dependencies through address-list fields (`on_change`).
+    pub trigger_deps: Vec<ResourceAddr>,
+    /// The target the instance lives on.
+    pub target: Option<ResourceAddr>,
+    /// Config expressions, evaluated again at apply (`None` for removed resources).
+    pub config: Option<BTreeMap<String, Expr>>,
+    /// What refresh observed.
+    pub observed: Option<Attributes>,
+    /// Remote id observed.
+    pub observed_id: Option<String>,
+    /// Attributes recorded at the last apply.
+    pub prior: Option<Attributes>,
+    /// Remote id recorded at the last apply.
+    pub prior_id: Option<String>,
+    /// Lifecycle settings.
+    pub lifecycle: Lifecycle,
+}
+
+impl Change {
+    /// Whether applying this change does anything.
+    pub fn is_change(&self) -> bool {
+        self.action != Action::NoOp
+    }
+}
+
+/// A problem that makes a plan unapplyable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanError {
+    /// The resource concerned, if any.
+    pub addr: Option<ResourceAddr>,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub hint: Option<String>,
+}
+
+/// Counts of planned actions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// Creates.
+    pub add: usize,
+    /// In-place updates.
+    pub change: usize,
+    /// Replacements.
+    pub replace: usize,
+    /// Deletes.
+    pub destroy: usize,
+    /// No-ops.
+    pub noop: usize,
+}
+
+impl Summary {
+    /// Count the actions of a list of changes.
+    pub fn of<'a>(actions: impl IntoIterator<Item = &'a Action>) -> Self {
+        let mut s = Self::default();
+        for a in actions {
+            match a {
+                Action::NoOp => s.noop += 1,
+                Action::Create => s.add += 1,
+                Action::Update => s.change += 1,
+                Action::Replace { .. } => s.replace += 1,
+                Action::Delete => s.destroy += 1,
+            }
+        }
+        s
+    }
+
+    /// Whether anything changes.
+    pub fn any(&self) -> bool {
+        self.add + self.change + self.replace + self.destroy > 0
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} to add, {} to change, {} to replace, {} to destroy", self.add, self.change, self.replace, self.destroy)
+    }
+}
+
+/// A plan: every instance's change, in dependency order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// [`PLAN_FORMAT`].
+    pub format: String,
+    /// The config revision planned.
+    pub revision: String,
+    /// The environment selected, if any.
+    pub environment: Option<String>,
+    /// The config directory.
+    pub config_root: PathBuf,
+    /// State lineage the plan was made against (empty for no state yet).
+    pub lineage: String,
+    /// State serial the plan was made against.
+    pub serial: u64,
+    /// Changes in dependency order, including no-ops.
+    pub changes: Vec<Change>,
+    /// Instances of each configured resource (for resolving references at apply).
+    pub instances: BTreeMap<ResourceAddr, Vec<ResourceAddr>>,
+    /// Problems; a plan with errors is not applyable.
+    pub errors: Vec<PlanError>,
+}
+
+impl Plan {
+    /// Counts of planned actions.
+    pub fn summary(&self) -> Summary {
+        Summary::of(self.changes.iter().map(|c| &c.action))
+    }
+
+    /// Whether the plan has no errors.
+    pub fn is_applyable(&self) -> bool {
+        self.errors.is_empty()
+    }
+
+    /// Whether anything would change.
+    pub fn has_changes(&self) -> bool {
+        self.summary().any()
+    }
+}

@@ -1,0 +1,374 @@
+//! Refresh then plan, in dependency order.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use petgraph::stable_graph::NodeIndex;
+use tend_provider::{
+    Action, Attributes, Observed, PlanRequest, PlannedChange, PriorRecord, Provider, ProviderError, ReadItem, ReadRequest,
+    ResourceAddr, Target,
+};
+use tend_state::{Record, RecordStatus, Snapshot};
+
+use super::eval::{Resolver, eval_fields};
+use super::{Change, ChangeReason, PLAN_FORMAT, Plan, PlanError};
+use crate::config::{Config, DriftPolicy, Lifecycle};
+use crate::graph::{EdgeKind, ResourceGraph};
+use crate::hash::inputs_hash;
+use crate::registry::Providers;
+
+/// What [`plan`] works on.
+pub struct PlanInput<'a> {
+    /// The loaded config.
+    pub config: &'a Config,
+    /// Configured providers.
+    pub providers: &'a Providers,
+    /// The graph built from config and state.
+    pub graph: &'a ResourceGraph,
+    /// The recorded state.
+    pub state: &'a Snapshot,
+}
+
+type ReadResult = Result<Option<Observed>, ProviderError>;
+
+/// Refresh every instance (one batched read per provider), then plan each in dependency order.
+#[tracing::instrument(skip_all, fields(revision = %input.config.revision))]
+pub async fn plan(input: PlanInput<'_>) -> Plan {
+    let order = input.graph.order();
+    let mut errors = Vec::new();
+    let observed = refresh(&input, &order, &mut errors).await;
+    let mut known: HashMap<ResourceAddr, Attributes> = HashMap::with_capacity(order.len());
+    let mut changes: Vec<Change> = Vec::with_capacity(order.len());
+    let mut actions: HashMap<ResourceAddr, Action> = HashMap::with_capacity(order.len());
+    let mut blocked: BTreeSet<ResourceAddr> = BTreeSet::new();
+    for n in order {
+        let node = &input.graph.graph[n];
+        let addr = &node.addr;
+        let deps = input.graph.dependencies(n);
+        if let Some(up) = deps.keys().find(|d| blocked.contains(*d)) {
+            tracing::debug!(%addr, upstream = %up, "not planned: upstream failed to plan");
+            blocked.insert(addr.clone());
+            continue;
+        }
+        let record = input.state.records.get(addr);
+        let obs = match observed.get(addr) {
+            Some(Err(e)) => {
+                errors.push(PlanError { addr: Some(addr.clone()), message: format!("refresh failed: {e}"), hint: e.hint.clone() });
+                blocked.insert(addr.clone());
+                continue;
+            }
+            Some(Ok(o)) => o.clone(),
+            None => None,
+        };
+        let result = if node.desired {
+            plan_desired(&input, n, &deps, record, obs, &known, &actions).await
+        } else {
+            plan_orphan(&input, n, &deps, record, obs).await
+        };
+        match result {
+            Ok((change, values)) => {
+                known.insert(addr.clone(), values);
+                actions.insert(addr.clone(), change.action);
+                changes.push(change);
+            }
+            Err(e) => {
+                errors.push(e);
+                blocked.insert(addr.clone());
+            }
+        }
+    }
+    check_prevent_destroy(input.config, &changes, &mut errors);
+    Plan {
+        format: PLAN_FORMAT.into(),
+        revision: input.config.revision.clone(),
+        environment: input.config.environment.clone(),
+        config_root: input.config.root.clone(),
+        lineage: input.state.lineage.clone(),
+        serial: input.state.serial,
+        changes,
+        instances: input.graph.instances.clone(),
+        errors,
+    }
+}
+
+fn prior_of(record: Option<&Record>) -> Option<PriorRecord> {
+    record.map(|r| PriorRecord { id: r.remote_id.clone(), attributes: r.attributes.clone() })
+}
+
+/// Observe every instance, one batched `read` per provider, providers in parallel.
+async fn refresh(input: &PlanInput<'_>, order: &[NodeIndex], errors: &mut Vec<PlanError>) -> HashMap<ResourceAddr, ReadResult> {
+    // What is known before planning: config evaluated against recorded attributes.
+    let mut prior_known: HashMap<ResourceAddr, Attributes> = HashMap::with_capacity(order.len());
+    let mut batches: BTreeMap<String, ReadRequest> = BTreeMap::new();
+    for &n in order {
+        let node = &input.graph.graph[n];
+        let record = input.state.records.get(&node.addr);
+        let config = if node.desired {
+            let res = &input.config.resources[&node.addr.base()];
+            let resolver = Resolver { instances: &input.graph.instances, known: &prior_known, final_values: false };
+            match eval_fields(&resolver, &node.addr, &res.exprs()) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    errors.push(PlanError { addr: Some(node.addr.clone()), message: e.to_string(), hint: None });
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
+        let mut values = config.clone().unwrap_or_default();
+        if let Some(r) = record {
+            values.extend(r.attributes.clone());
+        }
+        let target = node.target.as_ref().map(|t| Target { addr: t.clone(), attributes: prior_known.get(t).cloned().unwrap_or_default() });
+        prior_known.insert(node.addr.clone(), values);
+        batches.entry(node.addr.provider.clone()).or_default().items.push(ReadItem {
+            addr: node.addr.clone(),
+            config,
+            prior: prior_of(record),
+            target,
+        });
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for (name, req) in batches {
+        let Some(provider) = input.providers.get(&name).cloned() else {
+            errors.push(PlanError {
+                addr: None,
+                message: format!("state holds `{name}` resources but this build has no `{name}` provider"),
+                hint: Some(format!("use a tend build with the `{name}` feature, or forget them with `tend state rm`")),
+            });
+            continue;
+        };
+        tasks.spawn(async move {
+            let addrs: Vec<ResourceAddr> = req.items.iter().map(|i| i.addr.clone()).collect();
+            let started = std::time::Instant::now();
+            let results = provider.read(req).await;
+            tracing::debug!(provider = %name, items = addrs.len(), duration_ms = started.elapsed().as_millis(), "refreshed");
+            addrs.into_iter().zip(results).collect::<Vec<_>>()
+        });
+    }
+    let mut out = HashMap::with_capacity(order.len());
+    while let Some(done) = tasks.join_next().await {
+        out.extend(done.expect("refresh tasks do not panic"));
+    }
+    out
+}
+
+fn provider_for(input: &PlanInput<'_>, addr: &ResourceAddr) -> Result<Arc<dyn Provider>, PlanError> {
+    input.providers.get(&addr.provider).cloned().ok_or_else(|| PlanError {
+        addr: Some(addr.clone()),
+        message: format!("no `{}` provider in this build", addr.provider),
+        hint: None,
+    })
+}
+
+async fn plan_desired(
+    input: &PlanInput<'_>,
+    n: NodeIndex,
+    deps: &BTreeMap<ResourceAddr, Vec<EdgeKind>>,
+    record: Option<&Record>,
+    observed: Option<Observed>,
+    known: &HashMap<ResourceAddr, Attributes>,
+    actions: &HashMap<ResourceAddr, Action>,
+) -> Result<(Change, Attributes), PlanError> {
+    let node = &input.graph.graph[n];
+    let addr = &node.addr;
+    let res = &input.config.resources[&addr.base()];
+    let err = |message: String, hint: Option<String>| PlanError { addr: Some(addr.clone()), message, hint };
+    let resolver = Resolver { instances: &input.graph.instances, known, final_values: false };
+    let exprs = res.exprs();
+    let config = eval_fields(&resolver, addr, &exprs).map_err(|e| err(e.to_string(), None))?;
+    // A target that is being (re)built holds nothing yet: whatever was observed is not there.
+    let target_rebuilt = node.target.as_ref().is_some_and(|t| matches!(actions.get(t), Some(Action::Create | Action::Replace { .. })));
+    let observed = if target_rebuilt { None } else { observed };
+    let target = node.target.as_ref().map(|t| Target { addr: t.clone(), attributes: known.get(t).cloned().unwrap_or_default() });
+    let trigger_deps: Vec<ResourceAddr> =
+        deps.iter().filter(|(_, k)| k.contains(&EdgeKind::Trigger)).map(|(a, _)| a.clone()).collect();
+    let upstream_changes = trigger_deps.iter().filter(|a| actions.get(*a).is_some_and(|x| *x != Action::NoOp)).cloned().collect();
+    let provider = provider_for(input, addr)?;
+    let planned = provider
+        .plan(PlanRequest {
+            addr: addr.clone(),
+            config: Some(config.clone()),
+            observed: observed.clone(),
+            prior: prior_of(record),
+            target,
+            upstream_changes,
+        })
+        .await
+        .map_err(|e| err(e.to_string(), e.hint.clone()))?;
+    let decided = decide(planned, &config, record, observed.as_ref(), &res.lifecycle, res.drift);
+    let mut values = config.clone();
+    values.extend(decided.after.clone());
+    let change = Change {
+        addr: addr.clone(),
+        action: decided.action,
+        reason: decided.reason,
+        before: observed.as_ref().map(|_| decided.before.clone()),
+        after: Some(decided.after),
+        requires_replace: decided.requires_replace,
+        triggered_by: decided.triggered_by,
+        note: decided.note,
+        drift_reported: decided.drift_reported,
+        depends_on: deps.keys().cloned().collect(),
+        trigger_deps,
+        target: node.target.clone(),
+        config: Some(exprs),
+        observed: observed.as_ref().map(|o| o.attributes.clone()),
+        observed_id: observed.and_then(|o| o.id),
+        prior: record.map(|r| r.attributes.clone()),
+        prior_id: record.and_then(|r| r.remote_id.clone()),
+        lifecycle: res.lifecycle.clone(),
+    };
+    Ok((change, values))
+}
+
+struct Decided {
+    action: Action,
+    reason: ChangeReason,
+    before: Attributes,
+    after: Attributes,
+    requires_replace: Vec<String>,
+    triggered_by: Vec<ResourceAddr>,
+    note: Option<String>,
+    drift_reported: bool,
+}
+
+/// The engine's policies on top of what the provider planned.
+fn decide(
+    p: PlannedChange,
+    config: &Attributes,
+    record: Option<&Record>,
+    observed: Option<&Observed>,
+    lifecycle: &Lifecycle,
+    drift: DriftPolicy,
+) -> Decided {
+    let mut d = Decided {
+        action: p.action,
+        reason: ChangeReason::None,
+        before: p.before,
+        after: p.after,
+        requires_replace: p.requires_replace,
+        triggered_by: p.triggered_by,
+        note: p.note,
+        drift_reported: false,
+    };
+    // ignore_changes: differences only in ignored fields are no change.
+    if !lifecycle.ignore_changes.is_empty() && matches!(d.action, Action::Update | Action::Replace { .. }) {
+        let changed: Vec<&String> = d.after.keys().filter(|k| d.before.get(*k) != d.after.get(*k)).collect();
+        let ignored = |k: &String| lifecycle.ignore_changes.contains(k);
+        d.requires_replace.retain(|k| !ignored(k));
+        if changed.iter().all(|k| ignored(k)) && d.triggered_by.is_empty() {
+            d.action = Action::NoOp;
+        } else if matches!(d.action, Action::Replace { .. }) && d.requires_replace.is_empty() {
+            d.action = Action::Update;
+        }
+    }
+    match record {
+        Some(r) if r.status == RecordStatus::Tainted => {
+            d.reason = ChangeReason::Tainted;
+            d.action = if observed.is_some() { Action::Replace { create_first: false } } else { Action::Create };
+        }
+        None => {
+            // Something that already matches but was never recorded is adopted: recorded on apply.
+            if d.action == Action::NoOp && observed.is_some() {
+                d.action = Action::Create;
+                d.note = Some("already as desired; tend will record it".into());
+            }
+            if d.action != Action::NoOp {
+                d.reason = ChangeReason::New;
+            }
+        }
+        Some(_) if d.action == Action::NoOp => {}
+        Some(_) if !d.triggered_by.is_empty() => d.reason = ChangeReason::Triggered,
+        Some(r) if r.inputs_hash != inputs_hash(config) => d.reason = ChangeReason::ConfigChanged,
+        Some(_) => {
+            d.reason = ChangeReason::Drift;
+            match drift {
+                DriftPolicy::Correct => {}
+                DriftPolicy::Report => {
+                    d.drift_reported = true;
+                    d.action = Action::NoOp;
+                }
+                DriftPolicy::Ignore => {
+                    d.action = Action::NoOp;
+                    d.reason = ChangeReason::None;
+                }
+            }
+        }
+    }
+    if let Action::Replace { .. } = d.action {
+        d.action = Action::Replace { create_first: lifecycle.create_before_destroy };
+    }
+    d
+}
+
+async fn plan_orphan(
+    input: &PlanInput<'_>,
+    n: NodeIndex,
+    deps: &BTreeMap<ResourceAddr, Vec<EdgeKind>>,
+    record: Option<&Record>,
+    observed: Option<Observed>,
+) -> Result<(Change, Attributes), PlanError> {
+    let node = &input.graph.graph[n];
+    let addr = &node.addr;
+    let record = record.expect("orphans come from state");
+    let provider = provider_for(input, addr)?;
+    let planned = provider
+        .plan(PlanRequest {
+            addr: addr.clone(),
+            config: None,
+            observed: observed.clone(),
+            prior: prior_of(Some(record)),
+            target: None,
+            upstream_changes: BTreeSet::new(),
+        })
+        .await
+        .map_err(|e| PlanError { addr: Some(addr.clone()), message: e.to_string(), hint: e.hint.clone() })?;
+    let change = Change {
+        addr: addr.clone(),
+        action: Action::Delete,
+        reason: ChangeReason::Removed,
+        before: Some(if planned.before.is_empty() { record.attributes.clone() } else { planned.before }),
+        after: None,
+        requires_replace: Vec::new(),
+        triggered_by: Vec::new(),
+        note: planned.note,
+        drift_reported: false,
+        depends_on: deps.keys().cloned().collect(),
+        trigger_deps: Vec::new(),
+        target: node.target.clone(),
+        config: None,
+        observed: observed.as_ref().map(|o| o.attributes.clone()),
+        observed_id: observed.and_then(|o| o.id),
+        prior: Some(record.attributes.clone()),
+        prior_id: record.remote_id.clone(),
+        lifecycle: Lifecycle { prevent_destroy: record.prevent_destroy, ..Lifecycle::default() },
+    };
+    Ok((change, record.attributes.clone()))
+}
+
+fn check_prevent_destroy(config: &Config, changes: &[Change], errors: &mut Vec<PlanError>) {
+    for c in changes.iter().filter(|c| c.lifecycle.prevent_destroy) {
+        let verb = match c.action {
+            Action::Delete => "destroy",
+            Action::Replace { .. } => "replace",
+            _ => continue,
+        };
+        let why = if c.requires_replace.is_empty() { String::new() } else { format!(" (changing {} forces replacement)", c.requires_replace.join(", ")) };
+        let location = config
+            .resources
+            .get(&c.addr.base())
+            .map(|r| format!(" declared at {}", config.sources.location(r.span)))
+            .unwrap_or_default();
+        errors.push(PlanError {
+            addr: Some(c.addr.clone()),
+            message: format!("`{}`{location} has lifecycle.prevent_destroy set, but this plan would {verb} it{why}", c.addr),
+            hint: Some(if c.action == Action::Delete && c.config.is_none() {
+                "put it back in the config, or set prevent_destroy = false and apply before removing it; `tend state rm` forgets it without touching the target".into()
+            } else {
+                "revert the change that forces replacement, or set lifecycle.prevent_destroy = false if replacing it is intended".into()
+            }),
+        });
+    }
+}

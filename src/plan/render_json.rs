@@ -1,0 +1,80 @@
+//! The machine-readable plan; its schema is documented in docs/plan-json.md and is stable.
+
+use serde_json::{Value as J, json};
+use tend_provider::{Action, Attributes, Value};
+
+use super::{Change, Plan};
+
+/// Format version of the JSON plan.
+pub const JSON_FORMAT_VERSION: &str = "1";
+
+fn action_name(a: Action) -> &'static str {
+    match a {
+        Action::NoOp => "no-op",
+        Action::Create => "create",
+        Action::Update => "update",
+        Action::Replace { create_first: true } => "create-before-destroy",
+        Action::Replace { create_first: false } => "destroy-before-create",
+        Action::Delete => "delete",
+    }
+}
+
+/// Known values as JSON (unknowns become `null`), plus the sorted names of unknown fields.
+fn split_unknown(attrs: &Attributes) -> (J, Vec<&str>) {
+    let mut unknown = Vec::new();
+    let mut obj = serde_json::Map::new();
+    for (k, v) in attrs {
+        if v.is_known() {
+            obj.insert(k.clone(), v.to_json());
+        } else {
+            unknown.push(k.as_str());
+            obj.insert(k.clone(), if matches!(v, Value::Unknown) { J::Null } else { v.to_json() });
+        }
+    }
+    (J::Object(obj), unknown)
+}
+
+fn change_json(c: &Change) -> J {
+    let (after, after_unknown) = match &c.after {
+        Some(a) => {
+            let (j, u) = split_unknown(a);
+            (j, u)
+        }
+        None => (J::Null, Vec::new()),
+    };
+    json!({
+        "address": c.addr.to_string(),
+        "resource": c.addr.base().to_string(),
+        "provider": c.addr.provider,
+        "kind": c.addr.kind,
+        "instance": c.addr.key,
+        "action": action_name(c.action),
+        "reason": c.reason,
+        "before": c.before.as_ref().map(|b| split_unknown(b).0),
+        "after": after,
+        "after_unknown": after_unknown,
+        "requires_replace": c.requires_replace,
+        "triggered_by": c.triggered_by.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "drift_reported": c.drift_reported,
+        "note": c.note,
+        "depends_on": c.depends_on.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    })
+}
+
+/// Render a plan as JSON.
+pub fn render_json(plan: &Plan) -> J {
+    let s = plan.summary();
+    json!({
+        "format_version": JSON_FORMAT_VERSION,
+        "revision": plan.revision,
+        "environment": plan.environment,
+        "applyable": plan.is_applyable(),
+        "summary": { "add": s.add, "change": s.change, "replace": s.replace, "destroy": s.destroy, "noop": s.noop },
+        "changes": plan.changes.iter().map(change_json).collect::<Vec<_>>(),
+        "errors": plan.errors.iter().map(|e| json!({
+            "address": e.addr.as_ref().map(ToString::to_string),
+            "message": e.message,
+            "hint": e.hint,
+        })).collect::<Vec<_>>(),
+    })
+}

@@ -1,0 +1,111 @@
+//! The human plan: `+` create, `~` update, `-/+` replace, `-` destroy, and a summary line.
+
+use std::fmt::Write;
+
+use tend_provider::{Action, Attributes, Value};
+
+use super::{Change, ChangeReason, Plan};
+
+fn show(v: &Value) -> String {
+    match v {
+        Value::Unknown => "(known after apply)".into(),
+        other => other.to_string(),
+    }
+}
+
+fn header(c: &Change) -> String {
+    let why = match c.reason {
+        ChangeReason::Drift if c.action == Action::Create => " (it was deleted outside tend)",
+        ChangeReason::Drift => " (changed outside tend)",
+        ChangeReason::Tainted => " (its last apply failed)",
+        ChangeReason::Removed => " (no longer in config)",
+        _ => "",
+    };
+    match c.action {
+        Action::Create => format!("will be created{why}"),
+        Action::Update if !c.triggered_by.is_empty() => {
+            let by: Vec<String> = c.triggered_by.iter().map(ToString::to_string).collect();
+            format!("will run again: {} changed", by.join(", "))
+        }
+        Action::Update => format!("will be updated in place{why}"),
+        Action::Replace { create_first } => {
+            let forced = if c.requires_replace.is_empty() { String::new() } else { format!("; {} forces replacement", c.requires_replace.join(", ")) };
+            let order = if create_first { "create the replacement, then destroy" } else { "destroy, then create the replacement" };
+            format!("must be replaced ({order}{forced}){why}")
+        }
+        Action::Delete => format!("will be destroyed{why}"),
+        Action::NoOp => "is unchanged".into(),
+    }
+}
+
+fn symbol(a: Action) -> &'static str {
+    match a {
+        Action::Create => "  +",
+        Action::Update => "  ~",
+        Action::Replace { .. } => "-/+",
+        Action::Delete => "  -",
+        Action::NoOp => "   ",
+    }
+}
+
+fn attributes(out: &mut String, c: &Change) {
+    let empty = Attributes::new();
+    let before = c.before.as_ref().unwrap_or(&empty);
+    let after = c.after.as_ref().unwrap_or(&empty);
+    let mut keys: Vec<&String> = before.keys().chain(after.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let width = keys.iter().map(|k| k.len()).max().unwrap_or(0);
+    let mut hidden = 0;
+    for k in keys {
+        let (b, a) = (before.get(k), after.get(k));
+        let forces = if c.requires_replace.contains(k) { " # forces replacement" } else { "" };
+        let line = match (c.action, b, a) {
+            (Action::Delete, Some(b), _) => format!("      - {k:width$} = {}", show(b)),
+            (_, None, Some(a)) => format!("      + {k:width$} = {}", show(a)),
+            (_, Some(b), Some(a)) if b != a => format!("      ~ {k:width$} = {} -> {}{forces}", show(b), show(a)),
+            (_, Some(_), None) if c.action != Action::Delete => continue,
+            _ => {
+                hidden += 1;
+                continue;
+            }
+        };
+        let _ = writeln!(out, "{line}");
+    }
+    if hidden > 0 && c.action != Action::Create {
+        let _ = writeln!(out, "        ({hidden} unchanged attribute{} hidden)", if hidden == 1 { "" } else { "s" });
+    }
+}
+
+/// Render a plan for people. Deterministic: no timestamps, changes in dependency order.
+pub fn render_text(plan: &Plan) -> String {
+    let mut out = String::new();
+    let changes: Vec<&Change> = plan.changes.iter().filter(|c| c.is_change()).collect();
+    if !changes.is_empty() {
+        let _ = writeln!(out, "tend will perform these actions:\n");
+        for c in &changes {
+            let _ = writeln!(out, "  # {} {}", c.addr, header(c));
+            if let Some(note) = &c.note {
+                let _ = writeln!(out, "  # ({note})");
+            }
+            let _ = writeln!(out, "{} {}", symbol(c.action), c.addr);
+            attributes(&mut out, c);
+            out.push('\n');
+        }
+    }
+    let reported: Vec<&Change> = plan.changes.iter().filter(|c| c.drift_reported).collect();
+    if !reported.is_empty() {
+        let _ = writeln!(out, "Drift detected and left alone (drift = \"report\"):\n");
+        for c in reported {
+            let _ = writeln!(out, "  ~ {}", c.addr);
+            attributes(&mut out, &Change { action: Action::Update, ..(*c).clone() });
+        }
+        out.push('\n');
+    }
+    if changes.is_empty() {
+        let _ = writeln!(out, "No changes. The targets match the configuration.");
+    } else {
+        let _ = writeln!(out, "Plan: {}.", plan.summary());
+    }
+    out
+}

@@ -1,0 +1,364 @@
+//! The embedded default store: one SQLite file (WAL), created 0600.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use tend_provider::ResourceAddr;
+
+use crate::{HistoryEntry, LockInfo, Record, Snapshot, StateError, StateStore, now_rfc3339};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS resources (addr TEXT PRIMARY KEY, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    revision TEXT NOT NULL, started_at TEXT NOT NULL, finished_at TEXT,
+    who TEXT NOT NULL, summary TEXT NOT NULL, result TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS lock (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    host TEXT NOT NULL, pid INTEGER NOT NULL, started_at TEXT NOT NULL, operation TEXT NOT NULL);
+";
+
+/// State in one SQLite file.
+#[derive(Debug)]
+pub struct SqliteStore {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    /// Open the state file for writing, creating it (mode 0600, parent directories 0700) if it
+    /// does not exist. An existing file that is not a tend state database is an error and is
+    /// left untouched.
+    pub fn open(path: &Path) -> Result<Self, StateError> {
+        if !path.exists() {
+            create_private_file(path)?;
+        }
+        Self::open_with(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+    }
+
+    /// Open an existing state file for reading only; `Ok(None)` when there is none yet.
+    pub fn open_read_only(path: &Path) -> Result<Option<Self>, StateError> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        Self::open_with(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX).map(Some)
+    }
+
+    fn open_with(path: &Path, flags: OpenFlags) -> Result<Self, StateError> {
+        let open_err = |e: rusqlite::Error| StateError::Open { path: path.to_path_buf(), source: Box::new(e) };
+        // Opening reads nothing; check readability first so permissions are reported as such.
+        if let Err(e) = fs_err::File::open(path) {
+            return Err(StateError::Open { path: path.to_path_buf(), source: Box::new(e) });
+        }
+        let conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
+        let corrupt = |e: rusqlite::Error| StateError::Corrupt { path: path.to_path_buf(), source: Box::new(e) };
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(open_err)?;
+        let empty = fs_err::metadata(path).map(|m| m.len() == 0).unwrap_or(false);
+        if empty && !flags.contains(OpenFlags::SQLITE_OPEN_READ_ONLY) {
+            conn.execute_batch("PRAGMA journal_mode=WAL;").map_err(corrupt)?;
+            conn.execute_batch(SCHEMA).map_err(corrupt)?;
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('lineage', ?1), ('serial', '0'), ('format', '1')",
+                params![new_lineage()],
+            )
+            .map_err(corrupt)?;
+        } else if empty {
+            return Err(StateError::Corrupt {
+                path: path.to_path_buf(),
+                source: "the file is empty".into(),
+            });
+        }
+        conn.execute_batch("PRAGMA synchronous=NORMAL;").map_err(corrupt)?;
+        let format: Option<String> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'format'", [], |r| r.get(0))
+            .optional()
+            .map_err(corrupt)?;
+        if format.as_deref() != Some("1") {
+            return Err(StateError::Corrupt {
+                path: path.to_path_buf(),
+                source: "the database has no tend state format marker".into(),
+            });
+        }
+        Ok(Self { path: path.to_path_buf(), conn: Mutex::new(conn) })
+    }
+
+    /// The state file path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn db_err(&self) -> impl Fn(rusqlite::Error) -> StateError + '_ {
+        |source| StateError::Database { path: self.path.clone(), source }
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A poisoned mutex only means another thread panicked mid-call; SQLite's own
+        // transactions keep the file consistent, so carry on with the connection.
+        self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn bump_serial(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<u64> {
+        tx.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'serial'", [])?;
+        let s: String = tx.query_row("SELECT value FROM meta WHERE key = 'serial'", [], |r| r.get(0))?;
+        Ok(s.parse().unwrap_or(0))
+    }
+
+    fn read_lock(conn: &Connection) -> rusqlite::Result<Option<LockInfo>> {
+        conn.query_row("SELECT host, pid, started_at, operation FROM lock WHERE id = 1", [], |r| {
+            Ok(LockInfo { host: r.get(0)?, pid: r.get(1)?, started_at: r.get(2)?, operation: r.get(3)? })
+        })
+        .optional()
+    }
+}
+
+fn create_private_file(path: &Path) -> Result<(), StateError> {
+    use fs_err::os::unix::fs::OpenOptionsExt;
+    let open = |e: std::io::Error| StateError::Open { path: path.to_path_buf(), source: Box::new(e) };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if !parent.exists() {
+            fs_err::create_dir_all(parent).map_err(open)?;
+            fs_err::set_permissions(parent, std::os::unix::fs::PermissionsExt::from_mode(0o700)).map_err(open)?;
+        }
+    }
+    fs_err::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(open)?;
+    Ok(())
+}
+
+fn new_lineage() -> String {
+    use std::io::Read;
+    let mut buf = [0u8; 16];
+    let random = fs_err::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buf));
+    if random.is_err() {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        buf.copy_from_slice(&(nanos ^ u128::from(std::process::id())).to_le_bytes());
+    }
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn this_host() -> String {
+    hostname::get().map_or_else(|_| "unknown-host".into(), |h| h.to_string_lossy().into_owned())
+}
+
+fn process_alive(pid: u32) -> bool {
+    if cfg!(target_os = "linux") { Path::new(&format!("/proc/{pid}")).exists() } else { true }
+}
+
+#[async_trait]
+impl StateStore for SqliteStore {
+    async fn load(&self) -> Result<Snapshot, StateError> {
+        let conn = self.conn();
+        let err = self.db_err();
+        let lineage: String =
+            conn.query_row("SELECT value FROM meta WHERE key = 'lineage'", [], |r| r.get(0)).map_err(&err)?;
+        let serial: String =
+            conn.query_row("SELECT value FROM meta WHERE key = 'serial'", [], |r| r.get(0)).map_err(&err)?;
+        let mut stmt = conn.prepare("SELECT addr, data FROM resources").map_err(&err)?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(&err)?;
+        let mut snapshot = Snapshot { lineage, serial: serial.parse().unwrap_or(0), records: Default::default() };
+        for row in rows {
+            let (addr, data) = row.map_err(&err)?;
+            let record: Record = serde_json::from_str(&data).map_err(|e| StateError::Corrupt {
+                path: self.path.clone(),
+                source: format!("record `{addr}`: {e}").into(),
+            })?;
+            snapshot.records.insert(record.addr.clone(), record);
+        }
+        Ok(snapshot)
+    }
+
+    async fn lock(&self, operation: &str) -> Result<LockInfo, StateError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(self.db_err())?;
+        if let Some(holder) = Self::read_lock(&tx).map_err(self.db_err())? {
+            let path = self.path.clone();
+            return Err(if holder.host == this_host() && !process_alive(holder.pid) {
+                StateError::StaleLock { holder, path }
+            } else {
+                StateError::Locked { holder, path }
+            });
+        }
+        let info = LockInfo {
+            host: this_host(),
+            pid: std::process::id(),
+            started_at: now_rfc3339(),
+            operation: operation.to_string(),
+        };
+        tx.execute(
+            "INSERT INTO lock (id, host, pid, started_at, operation) VALUES (1, ?1, ?2, ?3, ?4)",
+            params![info.host, info.pid, info.started_at, info.operation],
+        )
+        .map_err(self.db_err())?;
+        tx.commit().map_err(self.db_err())?;
+        Ok(info)
+    }
+
+    async fn unlock(&self) -> Result<(), StateError> {
+        let n = self
+            .conn()
+            .execute("DELETE FROM lock WHERE id = 1 AND host = ?1 AND pid = ?2", params![this_host(), std::process::id()])
+            .map_err(self.db_err())?;
+        if n == 0 { Err(StateError::NotLocked { path: self.path.clone() }) } else { Ok(()) }
+    }
+
+    async fn lock_holder(&self) -> Result<Option<LockInfo>, StateError> {
+        Self::read_lock(&self.conn()).map_err(self.db_err())
+    }
+
+    async fn force_unlock(&self) -> Result<Option<LockInfo>, StateError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(self.db_err())?;
+        let holder = Self::read_lock(&tx).map_err(self.db_err())?;
+        tx.execute("DELETE FROM lock WHERE id = 1", []).map_err(self.db_err())?;
+        tx.commit().map_err(self.db_err())?;
+        Ok(holder)
+    }
+
+    async fn put(&self, record: &Record) -> Result<u64, StateError> {
+        let data = serde_json::to_string(record).expect("a record always serializes to JSON");
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(self.db_err())?;
+        tx.execute(
+            "INSERT INTO resources (addr, data) VALUES (?1, ?2) ON CONFLICT(addr) DO UPDATE SET data = excluded.data",
+            params![record.addr.to_string(), data],
+        )
+        .map_err(self.db_err())?;
+        let serial = Self::bump_serial(&tx).map_err(self.db_err())?;
+        tx.commit().map_err(self.db_err())?;
+        Ok(serial)
+    }
+
+    async fn remove(&self, addr: &ResourceAddr) -> Result<u64, StateError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(self.db_err())?;
+        let n = tx.execute("DELETE FROM resources WHERE addr = ?1", params![addr.to_string()]).map_err(self.db_err())?;
+        if n == 0 {
+            return Err(StateError::NoSuchRecord { addr: addr.to_string() });
+        }
+        let serial = Self::bump_serial(&tx).map_err(self.db_err())?;
+        tx.commit().map_err(self.db_err())?;
+        Ok(serial)
+    }
+
+    async fn begin_history(&self, revision: &str, who: &str, summary: &str) -> Result<i64, StateError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO history (revision, started_at, who, summary, result) VALUES (?1, ?2, ?3, ?4, 'running')",
+            params![revision, now_rfc3339(), who, summary],
+        )
+        .map_err(self.db_err())?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    async fn finish_history(&self, id: i64, summary: &str, result: &str) -> Result<(), StateError> {
+        self.conn()
+            .execute(
+                "UPDATE history SET finished_at = ?1, summary = ?2, result = ?3 WHERE id = ?4",
+                params![now_rfc3339(), summary, result, id],
+            )
+            .map_err(self.db_err())?;
+        Ok(())
+    }
+
+    async fn history(&self) -> Result<Vec<HistoryEntry>, StateError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT id, revision, started_at, finished_at, who, summary, result FROM history ORDER BY id")
+            .map_err(self.db_err())?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(HistoryEntry {
+                    id: r.get(0)?,
+                    revision: r.get(1)?,
+                    started_at: r.get(2)?,
+                    finished_at: r.get(3)?,
+                    who: r.get(4)?,
+                    summary: r.get(5)?,
+                    result: r.get(6)?,
+                })
+            })
+            .map_err(self.db_err())?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(self.db_err())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use tend_provider::Value;
+
+    use super::*;
+    use crate::RecordStatus;
+
+    fn record(addr: &str) -> Record {
+        Record {
+            addr: addr.parse().unwrap(),
+            remote_id: None,
+            status: RecordStatus::Ready,
+            inputs_hash: "h".into(),
+            attributes: [("path".to_string(), Value::from("/x"))].into(),
+            target: None,
+            dependencies: vec![],
+            prevent_destroy: false,
+            updated_at: now_rfc3339(),
+        }
+    }
+
+    #[tokio::test]
+    async fn creates_private_file_and_bumps_serial_per_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/state.db");
+        let store = SqliteStore::open(&path).unwrap();
+        let mode = fs_err::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let s0 = store.load().await.unwrap();
+        assert_eq!(s0.serial, 0);
+        assert_eq!(s0.lineage.len(), 32);
+        assert_eq!(store.put(&record("host.file.a[h]")).await.unwrap(), 1);
+        assert_eq!(store.put(&record("host.file.b[h]")).await.unwrap(), 2);
+        assert_eq!(store.remove(&"host.file.a[h]".parse().unwrap()).await.unwrap(), 3);
+        drop(store);
+        let reopened = SqliteStore::open(&path).unwrap().load().await.unwrap();
+        assert_eq!(reopened.serial, 3);
+        assert_eq!(reopened.lineage, s0.lineage);
+        assert_eq!(reopened.records.keys().map(ToString::to_string).collect::<Vec<_>>(), ["host.file.b[h]"]);
+    }
+
+    #[tokio::test]
+    async fn lock_names_holder_and_detects_dead_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let a = SqliteStore::open(&path).unwrap();
+        let b = SqliteStore::open(&path).unwrap();
+        a.lock("apply").await.unwrap();
+        match b.lock("apply").await {
+            Err(StateError::Locked { holder, .. }) => assert_eq!(holder.pid, std::process::id()),
+            other => panic!("expected Locked, got {other:?}"),
+        }
+        a.unlock().await.unwrap();
+        // A lock row left by a process that no longer exists on this host.
+        a.conn()
+            .execute(
+                "INSERT INTO lock (id, host, pid, started_at, operation) VALUES (1, ?1, ?2, 'then', 'apply')",
+                params![this_host(), 999_999_999u32],
+            )
+            .unwrap();
+        assert!(matches!(b.lock("apply").await, Err(StateError::StaleLock { .. })));
+        assert_eq!(b.force_unlock().await.unwrap().map(|h| h.pid), Some(999_999_999));
+        b.lock("apply").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn refuses_and_keeps_a_file_that_is_not_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        fs_err::write(&path, b"this is not sqlite at all, just some bytes that happen to be here").unwrap();
+        let before = fs_err::read(&path).unwrap();
+        assert!(matches!(SqliteStore::open(&path), Err(StateError::Corrupt { .. })));
+        assert!(matches!(SqliteStore::open_read_only(&path), Err(StateError::Corrupt { .. })));
+        assert_eq!(fs_err::read(&path).unwrap(), before, "a corrupt state file must never be overwritten");
+    }
+}

@@ -1,0 +1,42 @@
+//! The backend-neutral [`StateStore`] trait.
+
+use async_trait::async_trait;
+use tend_provider::ResourceAddr;
+
+use crate::{HistoryEntry, LockInfo, Record, Snapshot, StateError};
+
+/// Where tend keeps what it applied.
+///
+/// # Guarantees
+/// - `put` and `remove` are durable when they return and each bumps `serial` by one.
+/// - `lock` fails with `Locked` or `StaleLock` naming the holder when the lock is taken.
+///
+/// # Assumptions
+/// - Writers hold the lock; readers (`plan`) do not need it.
+///
+/// # Caveats
+/// - The embedded SQLite backend's lock is for processes sharing one file system; the team
+///   backend uses database advisory locks.
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    /// Read everything.
+    async fn load(&self) -> Result<Snapshot, StateError>;
+    /// Take the apply lock for `operation`.
+    async fn lock(&self, operation: &str) -> Result<LockInfo, StateError>;
+    /// Release the lock this process holds.
+    async fn unlock(&self) -> Result<(), StateError>;
+    /// Who holds the lock, if anyone.
+    async fn lock_holder(&self) -> Result<Option<LockInfo>, StateError>;
+    /// Clear the lock whoever holds it; returns the holder it cleared.
+    async fn force_unlock(&self) -> Result<Option<LockInfo>, StateError>;
+    /// Insert or replace one record; returns the new serial.
+    async fn put(&self, record: &Record) -> Result<u64, StateError>;
+    /// Remove one record; returns the new serial.
+    async fn remove(&self, addr: &ResourceAddr) -> Result<u64, StateError>;
+    /// Start a history row; returns its id.
+    async fn begin_history(&self, revision: &str, who: &str, summary: &str) -> Result<i64, StateError>;
+    /// Finish a history row.
+    async fn finish_history(&self, id: i64, summary: &str, result: &str) -> Result<(), StateError>;
+    /// All history rows, oldest first.
+    async fn history(&self) -> Result<Vec<HistoryEntry>, StateError>;
+}
