@@ -20,7 +20,7 @@ pub struct Cli {
     /// Set a variable, overriding tend.toml and the environment (repeatable).
     #[arg(long = "var", global = true, value_name = "NAME=VALUE", value_parser = parse_var)]
     pub vars: Vec<(String, String)>,
-    /// More log output on stderr (-v debug, -vv trace); RUST_LOG overrides.
+    /// More log output on stderr (-v debug, -vv trace); `RUST_LOG` overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// Log format on stderr.

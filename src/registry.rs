@@ -16,7 +16,10 @@ pub struct Registry {
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry").field("providers", &self.factories.keys().collect::<Vec<_>>()).finish()
+        f.debug_struct("Registry")
+            .field("providers", &self.factories.keys().collect::<Vec<_>>())
+            .field("kinds", &self.kinds.iter().map(|(p, k)| (p, k.len())).collect::<Vec<_>>())
+            .finish()
     }
 }
 

@@ -119,7 +119,7 @@ impl Ctx {
             Ok(o) => Ok(o),
             Err(e) => {
                 if let Some(partial) = &e.partial {
-                    let rec = self.record(c, partial, "", RecordStatus::Tainted);
+                    let rec = Self::record(c, partial, "", RecordStatus::Tainted);
                     if let Err(se) = self.store.put(&rec).await {
                         return Err(StepError(format!("{}\n  and recording it as tainted failed: {se}", provider_err(&e).0)));
                     }
@@ -129,7 +129,7 @@ impl Ctx {
         }
     }
 
-    fn record(&self, c: &Change, o: &Observed, hash: &str, status: RecordStatus) -> Record {
+    fn record(c: &Change, o: &Observed, hash: &str, status: RecordStatus) -> Record {
         Record {
             addr: c.addr.clone(),
             remote_id: o.id.clone(),
@@ -162,11 +162,10 @@ impl Ctx {
             Action::Create | Action::Update => self.apply_one(c, c.action, Some(config.clone()), observed).await?,
             Action::Replace { create_first: false } => {
                 self.apply_one(c, Action::Delete, None, observed).await?;
-                if let Err(e) = self.store.remove(&c.addr).await {
-                    if !matches!(e, StateError::NoSuchRecord { .. }) {
+                if let Err(e) = self.store.remove(&c.addr).await
+                    && !matches!(e, StateError::NoSuchRecord { .. }) {
                         return Err(state_err(&e));
                     }
-                }
                 self.apply_one(c, Action::Create, Some(config.clone()), None).await?
             }
             Action::Replace { create_first: true } => self.apply_one(c, Action::Create, Some(config.clone()), None).await?,
@@ -175,7 +174,7 @@ impl Ctx {
         let Some(obs) = result else {
             return Err(StepError(format!("provider `{}` returned nothing after {:?}; this is a provider bug", c.addr.provider, c.action)));
         };
-        let rec = self.record(c, &obs, &inputs_hash(&config), RecordStatus::Ready);
+        let rec = Self::record(c, &obs, &inputs_hash(&config), RecordStatus::Ready);
         self.store.put(&rec).await.map_err(|e| state_err(&e))?;
         let mut values = config;
         values.extend(obs.attributes.clone());

@@ -157,7 +157,7 @@ async fn walk(plan: &Plan, providers: &Providers, store: Arc<dyn StateStore>, re
                     out.results.push((c.addr.clone(), c.action, outcome));
                     out.skipped += 1;
                 }
-                finish(s, &sched, &mut remaining, &mut ready, &mut done, Some(cause), &mut skip_cause);
+                finish(s, &sched, &mut remaining, &mut ready, &mut done, Some(&cause), &mut skip_cause);
                 continue;
             }
             if !c.is_change() {
@@ -205,7 +205,7 @@ async fn walk(plan: &Plan, providers: &Providers, store: Arc<dyn StateStore>, re
                 Some(c.addr.clone())
             }
         };
-        finish(s, &sched, &mut remaining, &mut ready, &mut done, failure, &mut skip_cause);
+        finish(s, &sched, &mut remaining, &mut ready, &mut done, failure.as_ref(), &mut skip_cause);
     }
     out
 }
@@ -228,12 +228,12 @@ fn finish(
     remaining: &mut [usize],
     ready: &mut BTreeSet<usize>,
     done: &mut HashSet<usize>,
-    failed: Option<ResourceAddr>,
+    failed: Option<&ResourceAddr>,
     skip_cause: &mut HashMap<usize, ResourceAddr>,
 ) {
     done.insert(s);
     for &d in &sched.dependents[s] {
-        if let Some(cause) = &failed {
+        if let Some(cause) = failed {
             skip_cause.entry(d).or_insert_with(|| cause.clone());
         }
         remaining[d] -= 1;

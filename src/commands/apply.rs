@@ -18,40 +18,37 @@ use crate::cli::{ApplyArgs, Cli};
 pub async fn run(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode, Failure> {
     let mut ws = load_workspace(cli)?;
     let parallelism = args.parallelism.or(ws.config.project.parallelism).unwrap_or(10);
-    let (plan, store) = match &args.plan_file {
-        Some(file) => {
-            let plan = read_plan(file)?;
-            ws.configure_all()?;
-            let store = ws.open_state()?;
-            store.lock("apply").await?;
-            if let Err(f) = check_fresh(&store, &plan, file).await {
-                let _ = store.unlock().await;
-                return Err(f);
-            }
-            (plan, store)
+    let (plan, store) = if let Some(file) = &args.plan_file {
+        let plan = read_plan(file)?;
+        ws.configure_all()?;
+        let store = ws.open_state()?;
+        store.lock("apply").await?;
+        if let Err(f) = check_fresh(&store, &plan, file).await {
+            let _ = store.unlock().await;
+            return Err(f);
         }
-        None => {
-            let state = ws.read_state().await?;
-            let plan = ws.plan(&state).await?;
-            print!("{}", render_text(&plan));
-            plan_errors(&plan)?;
-            if !plan.has_changes() {
-                return Ok(ExitCode::SUCCESS);
-            }
-            confirm(args.auto_approve)?;
-            let store = ws.open_state()?;
-            store.lock("apply").await?;
-            let now = store.load().await;
-            let moved = now.as_ref().map(|s| s.serial != state.serial || (!state.lineage.is_empty() && s.lineage != state.lineage));
-            if !matches!(moved, Ok(false)) {
-                let _ = store.unlock().await;
-                return Err(match now {
-                    Err(e) => e.into(),
-                    Ok(_) => Failure::user("state changed while this plan was being made", Some("another run applied meanwhile; run `tend apply` again".into())),
-                });
-            }
-            (plan, store)
+        (plan, store)
+    } else {
+        let state = ws.read_state().await?;
+        let plan = ws.plan(&state).await?;
+        print!("{}", render_text(&plan));
+        plan_errors(&plan)?;
+        if !plan.has_changes() {
+            return Ok(ExitCode::SUCCESS);
         }
+        confirm(args.auto_approve)?;
+        let store = ws.open_state()?;
+        store.lock("apply").await?;
+        let now = store.load().await;
+        let moved = now.as_ref().map(|s| s.serial != state.serial || (!state.lineage.is_empty() && s.lineage != state.lineage));
+        if !matches!(moved, Ok(false)) {
+            let _ = store.unlock().await;
+            return Err(match now {
+                Err(e) => e.into(),
+                Ok(_) => Failure::user("state changed while this plan was being made", Some("another run applied meanwhile; run `tend apply` again".into())),
+            });
+        }
+        (plan, store)
     };
     let result = run_locked(&ws, &plan, &store, parallelism).await;
     let unlocked = store.unlock().await;
@@ -152,7 +149,7 @@ fn report(outcome: &ApplyOutcome) -> Result<ExitCode, Failure> {
     let skipped: Vec<String> = outcome
         .results
         .iter()
-        .filter_map(|(a, _, o)| matches!(o, Outcome::Skipped(_)).then(|| a.to_string()))
+        .filter(|&(_a, _, o)| matches!(o, Outcome::Skipped(_))).map(|(a, _, _o)| a.to_string())
         .collect();
     if !skipped.is_empty() {
         let why = if outcome.interrupted { "interrupted before they started" } else { "skipped because something they depend on failed" };

@@ -35,16 +35,16 @@ pub struct Failure {
 impl Failure {
     /// A user error (exit 1).
     pub fn user(message: impl std::fmt::Display, hint: Option<String>) -> Self {
-        Self { code: 1, text: render("error", message.to_string(), None, hint) }
+        Self { code: 1, text: render("error", &message.to_string(), None, hint) }
     }
 
     /// From any error with its cause chain.
     pub fn from_error(code: u8, e: &(dyn std::error::Error + 'static), hint: Option<String>) -> Self {
-        Self { code, text: render("error", e.to_string(), e.source(), hint) }
+        Self { code, text: render("error", &e.to_string(), e.source(), hint) }
     }
 }
 
-fn render(label: &str, message: String, mut cause: Option<&(dyn std::error::Error + 'static)>, hint: Option<String>) -> String {
+fn render(label: &str, message: &str, mut cause: Option<&(dyn std::error::Error + 'static)>, hint: Option<String>) -> String {
     let mut s = format!("{label}: {message}\n");
     while let Some(c) = cause {
         s.push_str(&format!("  Caused by: {c}\n"));
@@ -109,7 +109,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     let result = match &cli.command {
         Command::Plan(args) => plan::run(&cli, args).await,
         Command::Apply(args) => apply::run(&cli, args).await,
-        Command::Validate => validate::run(&cli).await,
+        Command::Validate => validate::run(&cli),
         Command::Graph(args) => graph::run(&cli, args).await,
         Command::State(cmd) => state::run(&cli, cmd).await,
         Command::History(args) => history::run(&cli, args).await,
@@ -134,7 +134,7 @@ pub(crate) fn plan_errors(plan: &tend::plan::Plan) -> Result<(), Failure> {
             Some(a) if !e.message.contains(&a.to_string()) => format!("{a}: {}", e.message),
             _ => e.message.clone(),
         };
-        text.push_str(&render("error", msg, None, e.hint.clone()));
+        text.push_str(&render("error", &msg, None, e.hint.clone()));
     }
     text.push_str(&format!("error: the plan has {} error{}; nothing was applied\n", plan.errors.len(), if plan.errors.len() == 1 { "" } else { "s" }));
     Err(Failure { code: 1, text })

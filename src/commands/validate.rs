@@ -7,7 +7,7 @@ use tend::state::Snapshot;
 use super::{Failure, load_workspace};
 use crate::cli::Cli;
 
-pub async fn run(cli: &Cli) -> Result<ExitCode, Failure> {
+pub fn run(cli: &Cli) -> Result<ExitCode, Failure> {
     let ws = load_workspace(cli)?;
     let graph = ws.graph(&Snapshot::default())?;
     let resources = ws.config.resources.len();

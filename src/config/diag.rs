@@ -129,7 +129,10 @@ impl RenderPart {
                     .iter()
                     .filter(|l| l.span.file == *file)
                     .map(|l| {
-                        let start = (l.span.start as usize).min(f.text.len());
+                        // A label past the last visible character (an error at the end of the
+                        // file) points at that character.
+                        let last = f.text.trim_end().len().saturating_sub(1);
+                        let start = (l.span.start as usize).min(last);
                         let len = (l.span.end - l.span.start) as usize;
                         miette::LabeledSpan::new(Some(l.message.clone()), start, len.min(f.text.len() - start))
                     })

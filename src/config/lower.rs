@@ -8,7 +8,7 @@ use super::diag::Diagnostic;
 use super::model::{DriftPolicy, Expr, Field, Lifecycle, Resource};
 use super::node::{Key, Node, NodeKind};
 use super::source::Span;
-use super::suggest::nearest;
+use super::suggest::{nearest, nearest_addr};
 use super::template::{self, Scope};
 use crate::registry::Registry;
 
@@ -251,11 +251,12 @@ fn check_type(expr: &Expr, ty: &FieldType, span: Span, name: &str) -> Result<(),
         Diagnostic::at(span, format!("wrong type for `{name}`: expected {}, found {found}", ty.describe()), format!("expected {}", ty.describe()))
     };
     match (ty, expr) {
-        (FieldType::Any, _) => Ok(()),
-        (_, Expr::Template(parts)) => {
-            if matches!(ty, FieldType::String) || parts.len() == 1 { Ok(()) } else { Err(mismatch("string")) }
+        (_, Expr::Template(parts)) if !matches!(ty, FieldType::String | FieldType::Any) && parts.len() > 1 => {
+            Err(mismatch("string"))
         }
-        (FieldType::String, Expr::Literal(Value::String(_)))
+        (FieldType::Any, _)
+        | (_, Expr::Template(_))
+        | (FieldType::String, Expr::Literal(Value::String(_)))
         | (FieldType::Int, Expr::Literal(Value::Int(_)))
         | (FieldType::Bool, Expr::Literal(Value::Bool(_))) => Ok(()),
         (FieldType::List(inner), Expr::List(items)) => items.iter().try_for_each(|e| check_type(e, inner, span, name)),
@@ -276,7 +277,7 @@ pub fn check_references(resources: &BTreeMap<ResourceAddr, Resource>, registry: 
     let mut diags = Vec::new();
     let addrs: Vec<String> = resources.keys().map(ToString::to_string).collect();
     let missing = |addr: &ResourceAddr, span: Span, what: &str| {
-        let hint = match nearest(&addr.base().to_string(), addrs.iter().map(String::as_str)) {
+        let hint = match nearest_addr(&addr.base().to_string(), addrs.iter().map(String::as_str)) {
             Some(s) => format!("did you mean `{s}`?"),
             None => "declare it, or fix the address".to_string(),
         };
@@ -290,15 +291,14 @@ pub fn check_references(resources: &BTreeMap<ResourceAddr, Resource>, registry: 
         }
         let schema = registry.kind(&res.addr.provider, &res.addr.kind).expect("lowered resources have a schema");
         for (name, field) in &res.fields {
-            if schema.field(name).is_some_and(|f| f.ty == FieldType::AddressList) {
-                if let Some(Value::List(items)) = field.expr.literal() {
+            if schema.field(name).is_some_and(|f| f.ty == FieldType::AddressList)
+                && let Some(Value::List(items)) = field.expr.literal() {
                     for a in items.iter().filter_map(Value::as_str).filter_map(|s| s.parse::<ResourceAddr>().ok()) {
                         if !resources.contains_key(&a.base()) {
                             diags.push(missing(&a, field.span, &format!("`{}.{name}` names", res.addr)));
                         }
                     }
                 }
-            }
             for r in field.expr.references() {
                 let Some(target) = resources.get(&r.addr.base()) else {
                     diags.push(missing(&r.addr, r.span, &format!("`{}` refers to", res.addr)));

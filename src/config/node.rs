@@ -115,8 +115,8 @@ pub fn parse_yaml(file: u32, text: &str) -> Result<Vec<Node>, Diagnostic> {
     let mut builder = YamlBuilder { file, stack: Vec::new(), docs: Vec::new(), anchors: HashMap::new() };
     for ev in Parser::new_from_str(text) {
         let (event, span) = ev.map_err(|e| {
-            let at = byte(e.marker().index());
-            Diagnostic::at(Span::new(file, at..at + 1), "invalid YAML", e.info().to_string())
+            let at = byte(e.marker().index()).min(text.len());
+            Diagnostic::at(Span::new(file, at..at), format!("invalid YAML: {}", e.info()), "here")
         })?;
         let span = Span::new(file, byte(span.start.index())..byte(span.end.index()));
         builder.event(event, span)?;
@@ -224,26 +224,22 @@ fn plain_scalar(s: &str) -> NodeKind {
         "false" | "False" | "FALSE" => return NodeKind::Bool(false),
         _ => {}
     }
-    if let Some(hex) = s.strip_prefix("0x") {
-        if let Ok(i) = i64::from_str_radix(hex, 16) {
+    if let Some(hex) = s.strip_prefix("0x")
+        && let Ok(i) = i64::from_str_radix(hex, 16) {
             return NodeKind::Int(i);
         }
-    }
-    if let Some(oct) = s.strip_prefix("0o") {
-        if let Ok(i) = i64::from_str_radix(oct, 8) {
+    if let Some(oct) = s.strip_prefix("0o")
+        && let Ok(i) = i64::from_str_radix(oct, 8) {
             return NodeKind::Int(i);
         }
-    }
-    if s.bytes().all(|b| b.is_ascii_digit() || b == b'-' || b == b'+') {
-        if let Ok(i) = s.parse::<i64>() {
+    if s.bytes().all(|b| b.is_ascii_digit() || b == b'-' || b == b'+')
+        && let Ok(i) = s.parse::<i64>() {
             return NodeKind::Int(i);
         }
-    }
-    if s.bytes().any(|b| b.is_ascii_digit()) && s.bytes().all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b)) {
-        if let Ok(f) = s.parse::<f64>() {
+    if s.bytes().any(|b| b.is_ascii_digit()) && s.bytes().all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b))
+        && let Ok(f) = s.parse::<f64>() {
             return NodeKind::Float(f);
         }
-    }
     match s {
         ".inf" | ".Inf" | ".INF" | "+.inf" => NodeKind::Float(f64::INFINITY),
         "-.inf" | "-.Inf" | "-.INF" => NodeKind::Float(f64::NEG_INFINITY),

@@ -54,13 +54,11 @@ pub fn parse(text: &str, span: Span, scope: &Scope<'_>) -> Result<Expr, Diagnost
         parts.push(Part::Lit(lit));
     }
     // A string that is exactly `${var.x}` keeps the variable's type.
-    if let Some(inner) = text.strip_prefix("${").and_then(|t| t.strip_suffix('}')) {
-        if !inner.contains("${") {
-            if let Resolved::Value(v) = resolve(inner.trim(), span, scope)? {
+    if let Some(inner) = text.strip_prefix("${").and_then(|t| t.strip_suffix('}'))
+        && !inner.contains("${")
+            && let Resolved::Value(v) = resolve(inner.trim(), span, scope)? {
                 return Ok(Expr::Literal(v));
             }
-        }
-    }
     Ok(match parts.as_slice() {
         [] => Expr::Literal(Value::String(String::new())),
         [Part::Lit(s)] => Expr::Literal(Value::String(s.clone())),
@@ -98,18 +96,15 @@ pub fn parse_reference(inner: &str, span: Span) -> Result<Reference, Diagnostic>
             "references look like ${PROVIDER.KIND.NAME.FIELD}, ${var.NAME} or ${path.root}",
         )
     };
-    let (head, key, tail) = match inner.find('[') {
-        Some(open) => {
-            let close = inner[open..].find(']').map(|c| open + c).ok_or_else(bad)?;
-            (&inner[..open], Some(inner[open + 1..close].to_string()), inner[close + 1..].strip_prefix('.').ok_or_else(bad)?)
-        }
-        None => {
-            let mut it = inner.splitn(4, '.');
-            let (p, k, n) = (it.next().ok_or_else(bad)?, it.next().ok_or_else(bad)?, it.next().ok_or_else(bad)?);
-            let rest = it.next().ok_or_else(bad)?;
-            let head_len = p.len() + k.len() + n.len() + 2;
-            (&inner[..head_len], None, rest)
-        }
+    let (head, key, tail) = if let Some(open) = inner.find('[') {
+        let close = inner[open..].find(']').map(|c| open + c).ok_or_else(bad)?;
+        (&inner[..open], Some(inner[open + 1..close].to_string()), inner[close + 1..].strip_prefix('.').ok_or_else(bad)?)
+    } else {
+        let mut it = inner.splitn(4, '.');
+        let (p, k, n) = (it.next().ok_or_else(bad)?, it.next().ok_or_else(bad)?, it.next().ok_or_else(bad)?);
+        let rest = it.next().ok_or_else(bad)?;
+        let head_len = p.len() + k.len() + n.len() + 2;
+        (&inner[..head_len], None, rest)
     };
     let addr: ResourceAddr = head.parse().map_err(|_| bad())?;
     let mut segs = tail.split('.').map(str::to_string);

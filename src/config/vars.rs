@@ -123,15 +123,12 @@ pub fn settings(doc: &Node, root: &Path, root_str: &str, opts: &super::LoadOptio
     }
     let env_vars = match &opts.environment {
         None => None,
-        Some(name) => match envs.get(name) {
-            Some((_, vars)) => Some(vars.clone()),
-            None => {
-                let names: Vec<&str> = envs.keys().map(String::as_str).collect();
-                diags.push(Diagnostic::global(format!("environment `{name}` is not declared in tend.toml")).with_hint(
-                    if names.is_empty() { "declare it as [environments.NAME.variables]".to_string() } else { format!("declared environments: {}", names.join(", ")) },
-                ));
-                None
-            }
+        Some(name) => if let Some((_, vars)) = envs.get(name) { Some(vars.clone()) } else {
+            let names: Vec<&str> = envs.keys().map(String::as_str).collect();
+            diags.push(Diagnostic::global(format!("environment `{name}` is not declared in tend.toml")).with_hint(
+                if names.is_empty() { "declare it as [environments.NAME.variables]".to_string() } else { format!("declared environments: {}", names.join(", ")) },
+            ));
+            None
         },
     };
     let variables = merge(defaults, env_vars, &opts.vars, diags);

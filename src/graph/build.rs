@@ -98,13 +98,12 @@ fn add_edges(config: &Config, registry: &Registry, state: &Snapshot, g: &mut Res
             for r in field.expr.references() {
                 add(g.resolve(addr, &r.addr), EdgeKind::Reference);
             }
-            if schema.field(name).is_some_and(|f| f.ty == FieldType::AddressList) {
-                if let Some(Value::List(items)) = field.expr.literal() {
+            if schema.field(name).is_some_and(|f| f.ty == FieldType::AddressList)
+                && let Some(Value::List(items)) = field.expr.literal() {
                     for a in items.iter().filter_map(Value::as_str).filter_map(|s| s.parse::<ResourceAddr>().ok()) {
                         add(g.resolve(addr, &a), EdgeKind::Trigger);
                     }
                 }
-            }
         }
     }
     for (a, b, kind) in edges {

@@ -55,7 +55,12 @@ fn attributes(out: &mut String, c: &Change) {
     let mut keys: Vec<&String> = before.keys().chain(after.keys()).collect();
     keys.sort();
     keys.dedup();
-    let width = keys.iter().map(|k| k.len()).max().unwrap_or(0);
+    let shown = |k: &String| match (c.action, before.get(k), after.get(k)) {
+        (Action::Delete, Some(_), _) | (_, None, Some(_)) => true,
+        (_, Some(b), Some(a)) => b != a,
+        _ => false,
+    };
+    let width = keys.iter().filter(|k| shown(k)).map(|k| k.len()).max().unwrap_or(0);
     let mut hidden = 0;
     for k in keys {
         let (b, a) = (before.get(k), after.get(k));

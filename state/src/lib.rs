@@ -2,8 +2,8 @@
 //!
 //! - [`StateStore`] is the backend-neutral trait: load a [`Snapshot`], take and release the
 //!   apply lock, persist one [`Record`] at a time (after *each* resource), and keep the apply
-//!   [`HistoryEntry`] log. A PostgreSQL backend implements the same trait later.
-//! - [`SqliteStore`] is the embedded default: one SQLite file in WAL mode, created with mode 0600,
+//!   [`HistoryEntry`] log. A `PostgreSQL` backend implements the same trait later.
+//! - [`SqliteStore`] is the embedded default: one `SQLite` file in WAL mode, created with mode 0600,
 //!   never overwritten when it is unreadable or not a tend state file.
 //!
 //! Every write bumps the snapshot's `serial`; a saved plan remembers `lineage` + `serial` so

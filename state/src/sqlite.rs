@@ -1,4 +1,4 @@
-//! The embedded default store: one SQLite file (WAL), created 0600.
+//! The embedded default store: one `SQLite` file (WAL), created 0600.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -21,7 +21,7 @@ CREATE TABLE IF NOT EXISTS lock (
     host TEXT NOT NULL, pid INTEGER NOT NULL, started_at TEXT NOT NULL, operation TEXT NOT NULL);
 ";
 
-/// State in one SQLite file.
+/// State in one `SQLite` file.
 #[derive(Debug)]
 pub struct SqliteStore {
     path: PathBuf,
@@ -56,7 +56,7 @@ impl SqliteStore {
         let conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
         let corrupt = |e: rusqlite::Error| StateError::Corrupt { path: path.to_path_buf(), source: Box::new(e) };
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(open_err)?;
-        let empty = fs_err::metadata(path).map(|m| m.len() == 0).unwrap_or(false);
+        let empty = fs_err::metadata(path).is_ok_and(|m| m.len() == 0);
         if empty && !flags.contains(OpenFlags::SQLITE_OPEN_READ_ONLY) {
             conn.execute_batch("PRAGMA journal_mode=WAL;").map_err(corrupt)?;
             conn.execute_batch(SCHEMA).map_err(corrupt)?;
@@ -117,12 +117,11 @@ impl SqliteStore {
 fn create_private_file(path: &Path) -> Result<(), StateError> {
     use fs_err::os::unix::fs::OpenOptionsExt;
     let open = |e: std::io::Error| StateError::Open { path: path.to_path_buf(), source: Box::new(e) };
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        if !parent.exists() {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+        && !parent.exists() {
             fs_err::create_dir_all(parent).map_err(open)?;
             fs_err::set_permissions(parent, std::os::unix::fs::PermissionsExt::from_mode(0o700)).map_err(open)?;
         }
-    }
     fs_err::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(open)?;
     Ok(())
 }
@@ -135,7 +134,11 @@ fn new_lineage() -> String {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         buf.copy_from_slice(&(nanos ^ u128::from(std::process::id())).to_le_bytes());
     }
-    buf.iter().map(|b| format!("{b:02x}")).collect()
+    buf.iter().fold(String::with_capacity(32), |mut s, b| {
+        use std::fmt::Write;
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 fn this_host() -> String {
@@ -157,7 +160,7 @@ impl StateStore for SqliteStore {
             conn.query_row("SELECT value FROM meta WHERE key = 'serial'", [], |r| r.get(0)).map_err(&err)?;
         let mut stmt = conn.prepare("SELECT addr, data FROM resources").map_err(&err)?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(&err)?;
-        let mut snapshot = Snapshot { lineage, serial: serial.parse().unwrap_or(0), records: Default::default() };
+        let mut snapshot = Snapshot { lineage, serial: serial.parse().unwrap_or(0), records: std::collections::BTreeMap::new() };
         for row in rows {
             let (addr, data) = row.map_err(&err)?;
             let record: Record = serde_json::from_str(&data).map_err(|e| StateError::Corrupt {

@@ -15,7 +15,7 @@ use crate::{HistoryEntry, LockInfo, Record, Snapshot, StateError};
 /// - Writers hold the lock; readers (`plan`) do not need it.
 ///
 /// # Caveats
-/// - The embedded SQLite backend's lock is for processes sharing one file system; the team
+/// - The embedded `SQLite` backend's lock is for processes sharing one file system; the team
 ///   backend uses database advisory locks.
 #[async_trait]
 pub trait StateStore: Send + Sync {

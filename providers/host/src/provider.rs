@@ -148,9 +148,8 @@ impl Provider for HostProvider {
         let mut by_host: BTreeMap<ResourceAddr, Vec<usize>> = BTreeMap::new();
         for (i, item) in req.items.iter().enumerate() {
             match (&item.target, Self::kind(&item.addr)) {
-                (_, Ok(Kind::Local)) => results[i] = Some(Ok(None)),
-                (Some(t), Ok(_)) => by_host.entry(t.addr.clone()).or_default().push(i),
-                (None, Ok(_)) => results[i] = Some(Ok(None)),
+                (Some(t), Ok(k)) if k != Kind::Local => by_host.entry(t.addr.clone()).or_default().push(i),
+                (_, Ok(_)) => results[i] = Some(Ok(None)),
                 (_, Err(e)) => results[i] = Some(Err(e)),
             }
         }

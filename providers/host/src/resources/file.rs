@@ -47,11 +47,10 @@ pub fn validate(literal: &Attributes, config_root: &Path) -> Vec<FieldError> {
         ),
         _ => {}
     }
-    if let Some(src) = get_str(literal, "source") {
-        if let Err(e) = resolve_source(config_root, src) {
+    if let Some(src) = get_str(literal, "source")
+        && let Err(e) = resolve_source(config_root, src) {
             errors.push(FieldError::field("source", e.message).with_hint(e.hint.unwrap_or_default()));
         }
-    }
     errors
 }
 
@@ -123,15 +122,12 @@ fn sha256_hex(bytes: &[u8]) -> String {
 fn desired(config: &Attributes, observed: Option<&Observed>, root: &Path) -> Result<Attributes, ProviderError> {
     let mut a = Attributes::new();
     a.insert("path".into(), config.get("path").cloned().unwrap_or(Value::Null));
-    match desired_content(config, root)? {
-        Some(bytes) => {
-            a.insert("sha256".into(), Value::String(sha256_hex(&bytes)));
-            a.insert("size".into(), Value::Int(i64::try_from(bytes.len()).unwrap_or(i64::MAX)));
-        }
-        None => {
-            a.insert("sha256".into(), Value::Unknown);
-            a.insert("size".into(), Value::Unknown);
-        }
+    if let Some(bytes) = desired_content(config, root)? {
+        a.insert("sha256".into(), Value::String(sha256_hex(&bytes)));
+        a.insert("size".into(), Value::Int(i64::try_from(bytes.len()).unwrap_or(i64::MAX)));
+    } else {
+        a.insert("sha256".into(), Value::Unknown);
+        a.insert("size".into(), Value::Unknown);
     }
     let mode = match config.get("mode") {
         Some(v) => v.clone(),

@@ -22,7 +22,7 @@ fn hostname() -> String {
 pub fn attributes(config: &Attributes) -> Attributes {
     let mut a = Attributes::new();
     a.insert("hostname".into(), Value::String(hostname()));
-    a.insert("labels".into(), config.get("labels").cloned().unwrap_or(Value::Map(Default::default())));
+    a.insert("labels".into(), config.get("labels").cloned().unwrap_or(Value::Map(std::collections::BTreeMap::new())));
     a
 }
 

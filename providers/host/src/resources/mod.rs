@@ -71,26 +71,24 @@ pub fn parse_mode(s: &str) -> Option<u32> {
 
 /// Check the `mode` field of literal config.
 pub fn validate_mode(literal: &Attributes, errors: &mut Vec<FieldError>) {
-    if let Some(m) = get_str(literal, "mode") {
-        if parse_mode(m).is_none() {
+    if let Some(m) = get_str(literal, "mode")
+        && parse_mode(m).is_none() {
             errors.push(
                 FieldError::field("mode", format!("`{m}` is not an octal file mode"))
                     .with_hint("write the mode as an octal string, e.g. mode = \"0644\""),
             );
         }
-    }
 }
 
 /// Check that `path` is absolute.
 pub fn validate_path(literal: &Attributes, field: &str, errors: &mut Vec<FieldError>) {
-    if let Some(p) = get_str(literal, field) {
-        if !p.starts_with('/') {
+    if let Some(p) = get_str(literal, field)
+        && !p.starts_with('/') {
             errors.push(
                 FieldError::field(field, format!("`{p}` is not an absolute path"))
                     .with_hint("host paths must start with `/`; use ${path.root} for paths inside the config directory"),
             );
         }
-    }
 }
 
 /// Mode/owner/group requested by config.

@@ -77,7 +77,7 @@ impl LocalTransport {
     fn hash_file(&self, path: &str) -> Result<String, TransportError> {
         let mut file = fs_err::File::open(path).map_err(self.err("read", path))?;
         let mut hasher = Sha256::new();
-        let mut buf = [0u8; 64 * 1024];
+        let mut buf = vec![0u8; 64 * 1024];
         loop {
             let n = file.read(&mut buf).map_err(self.err("read", path))?;
             if n == 0 {

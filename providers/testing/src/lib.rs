@@ -1,0 +1,178 @@
+//! `tend-provider-testing`: [`FakeFactory`] / `FakeProvider`, an in-memory test double of a
+//! provider whose objects get ids only when created — like a cloud API — so engine tests can
+//! plan "known after apply" values, replacements and failures without a server.
+//!
+//! It is a dev-dependency only; the real providers are tested against real servers.
+//!
+//! Kind `fake.thing`: `value` (in place), `immutable` (forces replacement), `fail` (apply
+//! fails), `partial` (apply fails after creating: recorded tainted); outputs `id`, `echo`
+//! (= value). Every remote call is appended to [`FakeFactory::calls`].
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use tend_provider::{
+    Action, ApplyRequest, Attributes, FieldSchema, FieldType, KindSchema, Observed, PlanRequest, PlannedChange, Provider,
+    ProviderConfig, ProviderError, ProviderFactory, ReadRequest, Value,
+};
+
+#[derive(Debug, Default)]
+struct Shared {
+    objects: Mutex<BTreeMap<String, Observed>>,
+    calls: Mutex<Vec<String>>,
+    next_id: AtomicU64,
+}
+
+/// Registers the fake provider; clones share one in-memory "cloud".
+#[derive(Debug, Clone, Default)]
+pub struct FakeFactory {
+    shared: Arc<Shared>,
+}
+
+impl FakeFactory {
+    /// A fresh, empty fake cloud.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The remote calls made so far, e.g. `create fake.thing.a`.
+    pub fn calls(&self) -> Vec<String> {
+        self.shared.calls.lock().expect("fake lock").clone()
+    }
+
+    /// Objects that exist, by address.
+    pub fn objects(&self) -> BTreeMap<String, Observed> {
+        self.shared.objects.lock().expect("fake lock").clone()
+    }
+
+    /// Change an object behind tend's back (drift).
+    pub fn tamper(&self, addr: &str, field: &str, value: Value) {
+        if let Some(o) = self.shared.objects.lock().expect("fake lock").get_mut(addr) {
+            o.attributes.insert(field.into(), value);
+        }
+    }
+}
+
+fn schema() -> KindSchema {
+    KindSchema {
+        kind: "thing",
+        doc: "an in-memory object with an id assigned at creation",
+        fields: vec![
+            FieldSchema::input("value", FieldType::String, "changed in place"),
+            FieldSchema::input("immutable", FieldType::String, "forces replacement").forces_replacement(),
+            FieldSchema::input("fail", FieldType::Bool, "apply fails"),
+            FieldSchema::input("partial", FieldType::Bool, "apply fails after creating"),
+            FieldSchema::output("id", FieldType::String, "assigned at creation"),
+            FieldSchema::output("echo", FieldType::String, "the value, as stored"),
+        ],
+    }
+}
+
+impl ProviderFactory for FakeFactory {
+    fn name(&self) -> &'static str {
+        "fake"
+    }
+
+    fn kinds(&self) -> Vec<KindSchema> {
+        vec![schema()]
+    }
+
+    fn configure(&self, _config: ProviderConfig) -> Result<Box<dyn Provider>, ProviderError> {
+        Ok(Box::new(FakeProvider { shared: self.shared.clone(), kinds: vec![schema()] }))
+    }
+}
+
+/// The configured fake provider.
+#[derive(Debug)]
+pub struct FakeProvider {
+    shared: Arc<Shared>,
+    kinds: Vec<KindSchema>,
+}
+
+fn stored(config: &Attributes) -> Attributes {
+    let mut a: Attributes =
+        ["value", "immutable"].iter().filter_map(|k| config.get(*k).map(|v| ((*k).to_string(), v.clone()))).collect();
+    a.insert("echo".into(), config.get("value").cloned().unwrap_or(Value::Null));
+    a
+}
+
+impl FakeProvider {
+    fn log(&self, s: String) {
+        self.shared.calls.lock().expect("fake lock").push(s);
+    }
+}
+
+#[async_trait]
+impl Provider for FakeProvider {
+    fn name(&self) -> &'static str {
+        "fake"
+    }
+
+    fn kinds(&self) -> &[KindSchema] {
+        &self.kinds
+    }
+
+    async fn read(&self, req: ReadRequest) -> Vec<Result<Option<Observed>, ProviderError>> {
+        self.log(format!("read {} items", req.items.len()));
+        let objects = self.shared.objects.lock().expect("fake lock");
+        req.items.iter().map(|i| Ok(objects.get(&i.addr.to_string()).cloned())).collect()
+    }
+
+    async fn plan(&self, req: PlanRequest) -> Result<PlannedChange, ProviderError> {
+        let before = req.observed.as_ref().map(|o| {
+            let mut a = o.attributes.clone();
+            a.insert("id".into(), o.id.clone().map_or(Value::Null, Value::String));
+            a
+        });
+        let Some(config) = &req.config else {
+            return Ok(PlannedChange { before: before.unwrap_or_default(), ..PlannedChange::new(Action::Delete) });
+        };
+        let mut after = stored(config);
+        let (action, replace) = match &before {
+            None => (Action::Create, vec![]),
+            Some(b) if b.get("immutable") != after.get("immutable") => (Action::Replace { create_first: false }, vec!["immutable".to_string()]),
+            Some(b) if ["value", "echo"].iter().any(|k| b.get(*k) != after.get(*k)) => (Action::Update, vec![]),
+            Some(_) => (Action::NoOp, vec![]),
+        };
+        let keep_id = matches!(action, Action::Update | Action::NoOp);
+        let id = before.as_ref().and_then(|b| b.get("id").cloned()).filter(|_| keep_id).unwrap_or(Value::Unknown);
+        after.insert("id".into(), id);
+        Ok(PlannedChange { action, before: before.unwrap_or_default(), after, requires_replace: replace, ..PlannedChange::new(action) })
+    }
+
+    async fn apply(&self, req: ApplyRequest) -> Result<Option<Observed>, ProviderError> {
+        let addr = req.addr.to_string();
+        let verb = match req.action {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Delete => "delete",
+            _ => "other",
+        };
+        self.log(format!("{verb} {addr}"));
+        if req.action == Action::Delete {
+            self.shared.objects.lock().expect("fake lock").remove(&addr);
+            return Ok(None);
+        }
+        let config = req.config.clone().unwrap_or_default();
+        if config.get("fail") == Some(&Value::Bool(true)) {
+            return Err(ProviderError::terminal(format!("injected failure creating {addr}")).with_hint("set fail = false"));
+        }
+        let id = match (&req.action, req.observed.as_ref().and_then(|o| o.id.clone())) {
+            (Action::Update, Some(id)) => id,
+            _ => format!("fake-{}", self.shared.next_id.fetch_add(1, Ordering::SeqCst) + 1),
+        };
+        let mut attributes = stored(&config);
+        attributes.insert("id".into(), Value::String(id.clone()));
+        let obs = Observed { id: Some(id), attributes };
+        if config.get("partial") == Some(&Value::Bool(true)) {
+            let mut e = ProviderError::terminal(format!("injected failure after creating {addr}"));
+            e.partial = Some(obs.clone());
+            self.shared.objects.lock().expect("fake lock").insert(addr, obs);
+            return Err(e);
+        }
+        self.shared.objects.lock().expect("fake lock").insert(addr, obs.clone());
+        Ok(Some(obs))
+    }
+}

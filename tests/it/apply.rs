@@ -1,0 +1,147 @@
+//! Apply behaviour through the library: ordering, failures, tainting, drift, outputs.
+
+use tend::plan::ChangeReason;
+use tend::provider::{Action, Value};
+use tend::report::Outcome;
+
+use crate::support::{Bench, write_tree};
+
+fn config(bench: &Bench, name: &str, text: &str) -> std::path::PathBuf {
+    let root = bench.dir.path().join(name);
+    write_tree(&root, &[("tend.toml", text)]);
+    root
+}
+
+#[tokio::test]
+async fn failure_skips_dependents_once_and_independent_branches_go_on() {
+    let bench = Bench::new();
+    let root = config(
+        &bench,
+        "cfg",
+        r#"
+[fake.thing.broken]
+value = "x"
+fail = true
+
+[fake.thing.child]
+value = "${fake.thing.broken.id}"
+
+[fake.thing.grandchild]
+value = "${fake.thing.child.id}"
+
+[fake.thing.independent]
+value = "fine"
+"#,
+    );
+    let outcome = bench.apply(&root).await;
+    let mut lines: Vec<String> = outcome
+        .results
+        .iter()
+        .map(|(a, act, o)| match o {
+            Outcome::Applied => format!("{a} {act:?}: applied"),
+            Outcome::Failed(m) => format!("{a} {act:?}: failed: {m}"),
+            Outcome::Skipped(c) => format!("{a} {act:?}: skipped because {c} failed"),
+        })
+        .collect();
+    lines.sort();
+    lines.push(outcome.summary_line());
+    insta::assert_snapshot!(lines.join("\n"));
+    assert_eq!(outcome.failed, 1);
+    assert_eq!(outcome.skipped, 2);
+    // State records exactly what was applied.
+    assert_eq!(bench.records().await, ["fake.thing.independent"]);
+    assert_eq!(bench.fake.objects().keys().collect::<Vec<_>>(), ["fake.thing.independent"]);
+}
+
+#[tokio::test]
+async fn outputs_flow_into_dependents_at_apply_time() {
+    let bench = Bench::new();
+    let root = config(&bench, "cfg", "[fake.thing.a]\nvalue = \"one\"\n\n[fake.thing.b]\nvalue = \"a is ${fake.thing.a.id}\"\n");
+    assert!(bench.apply(&root).await.success());
+    let objects = bench.fake.objects();
+    let a_id = objects["fake.thing.a"].id.clone().expect("a has an id");
+    assert_eq!(objects["fake.thing.b"].attributes["value"], Value::String(format!("a is {a_id}")));
+    // And a second plan is all no-ops.
+    assert!(!bench.plan(&root).await.has_changes());
+}
+
+#[tokio::test]
+async fn create_before_destroy_creates_then_converges_dependents_then_destroys() {
+    let bench = Bench::new();
+    let v1 = "[fake.thing.a]\nimmutable = \"v1\"\nlifecycle = { create_before_destroy = true }\n\n[fake.thing.b]\nvalue = \"${fake.thing.a.id}\"\n";
+    let root = config(&bench, "cfg", v1);
+    assert!(bench.apply(&root).await.success());
+    write_tree(&root, &[("tend.toml", &v1.replace("v1", "v2"))]);
+    let plan = bench.plan(&root).await;
+    let a = plan.changes.iter().find(|c| c.addr.to_string() == "fake.thing.a").expect("a planned");
+    assert_eq!(a.action, Action::Replace { create_first: true });
+    assert_eq!(a.requires_replace, ["immutable"]);
+    let before = bench.fake.calls().len();
+    assert!(bench.apply_plan(&root, &plan).await.success());
+    let calls: Vec<String> = bench.fake.calls()[before..].iter().filter(|c| !c.starts_with("read")).cloned().collect();
+    assert_eq!(calls, ["create fake.thing.a", "update fake.thing.b", "delete fake.thing.a"]);
+}
+
+#[tokio::test]
+async fn without_create_before_destroy_the_old_object_goes_first() {
+    let bench = Bench::new();
+    let root = config(&bench, "cfg", "[fake.thing.a]\nimmutable = \"v1\"\n");
+    assert!(bench.apply(&root).await.success());
+    write_tree(&root, &[("tend.toml", "[fake.thing.a]\nimmutable = \"v2\"\n")]);
+    let before = bench.fake.calls().len();
+    assert!(bench.apply(&root).await.success());
+    let calls: Vec<String> = bench.fake.calls()[before..].iter().filter(|c| !c.starts_with("read")).cloned().collect();
+    assert_eq!(calls, ["delete fake.thing.a", "create fake.thing.a"]);
+}
+
+#[tokio::test]
+async fn removed_resources_are_destroyed_dependents_first() {
+    let bench = Bench::new();
+    let root = config(
+        &bench,
+        "cfg",
+        "[fake.thing.base]\nvalue = \"b\"\n\n[fake.thing.mid]\nvalue = \"${fake.thing.base.id}\"\n\n[fake.thing.top]\nvalue = \"${fake.thing.mid.id}\"\n",
+    );
+    assert!(bench.apply(&root).await.success());
+    write_tree(&root, &[("tend.toml", "")]);
+    let before = bench.fake.calls().len();
+    let outcome = bench.apply(&root).await;
+    assert!(outcome.success(), "{outcome:?}");
+    assert_eq!(outcome.applied.destroy, 3);
+    let calls: Vec<String> = bench.fake.calls()[before..].iter().filter(|c| !c.starts_with("read")).cloned().collect();
+    assert_eq!(calls, ["delete fake.thing.top", "delete fake.thing.mid", "delete fake.thing.base"]);
+    assert!(bench.records().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_half_created_resource_is_tainted_and_replaced_next_time() {
+    let bench = Bench::new();
+    let root = config(&bench, "cfg", "[fake.thing.a]\nvalue = \"x\"\npartial = true\n");
+    let outcome = bench.apply(&root).await;
+    assert_eq!(outcome.failed, 1);
+    assert_eq!(bench.records().await, ["fake.thing.a"], "what was created is recorded");
+    write_tree(&root, &[("tend.toml", "[fake.thing.a]\nvalue = \"x\"\n")]);
+    let plan = bench.plan(&root).await;
+    let a = &plan.changes[0];
+    assert_eq!((a.action, a.reason), (Action::Replace { create_first: false }, ChangeReason::Tainted));
+}
+
+#[tokio::test]
+async fn drift_is_corrected_reported_or_ignored_as_configured() {
+    let bench = Bench::new();
+    let root = config(
+        &bench,
+        "cfg",
+        "[fake.thing.fix]\nvalue = \"v\"\n\n[fake.thing.tell]\nvalue = \"v\"\ndrift = \"report\"\n\n[fake.thing.quiet]\nvalue = \"v\"\ndrift = \"ignore\"\n",
+    );
+    assert!(bench.apply(&root).await.success());
+    for a in ["fake.thing.fix", "fake.thing.tell", "fake.thing.quiet"] {
+        bench.fake.tamper(a, "value", Value::from("changed by hand"));
+    }
+    let plan = bench.plan(&root).await;
+    let by = |n: &str| plan.changes.iter().find(|c| c.addr.name == n).expect("planned").clone();
+    assert_eq!((by("fix").action, by("fix").reason), (Action::Update, ChangeReason::Drift));
+    assert_eq!((by("tell").action, by("tell").drift_reported), (Action::NoOp, true));
+    assert_eq!((by("quiet").action, by("quiet").drift_reported), (Action::NoOp, false));
+    insta::assert_snapshot!(tend::plan::render_text(&plan));
+}

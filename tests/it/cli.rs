@@ -1,0 +1,298 @@
+//! The `tend` binary on a copy of examples/quickstart, and the bad-input paths a user meets:
+//! locked, stale-locked and corrupt state, stale saved plans, refused confirmation.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use crate::support::repo;
+
+struct Run {
+    dir: tempfile::TempDir,
+}
+
+impl Run {
+    /// A temp dir holding a copy of the quickstart (without its output).
+    fn quickstart() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        copy_dir(&repo().join("examples/quickstart"), &dir.path().join("qs"));
+        Self { dir }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("qs")
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state/state.db")
+    }
+
+    fn site(&self) -> PathBuf {
+        self.root().join("out/site")
+    }
+
+    fn tend(&self, args: &[&str]) -> Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tend"))
+            .args(["-C", &self.root().to_string_lossy(), "--state", &self.state().to_string_lossy()])
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env("XDG_STATE_HOME", self.dir.path().join("xdg"))
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("tend runs")
+    }
+
+    /// Replace what differs between machines and runs.
+    fn clean(&self, s: &[u8]) -> String {
+        let host = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+        let mut text = String::from_utf8_lossy(s).replace(&self.dir.path().to_string_lossy().into_owned(), "[TMP]");
+        text = mask_sha256(&text);
+        if !host.is_empty() {
+            text = text.replace(&format!("\"{host}\""), "\"[HOST]\"");
+        }
+        text
+    }
+}
+
+/// Replace every 64-digit lowercase hex run with `[SHA256]`.
+fn mask_sha256(t: &str) -> String {
+    let mut out = String::new();
+    let mut run = String::new();
+    for ch in t.chars().chain(std::iter::once('\0')) {
+        if ch.is_ascii_hexdigit() && !ch.is_ascii_uppercase() {
+            run.push(ch);
+            continue;
+        }
+        out.push_str(if run.len() == 64 { "[SHA256]" } else { &run });
+        run.clear();
+        if ch != '\0' {
+            out.push(ch);
+        }
+    }
+    out
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs_err::create_dir_all(to).expect("mkdir");
+    for entry in fs_err::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let name = entry.file_name();
+        if name == "out" {
+            continue;
+        }
+        let (src, dst) = (entry.path(), to.join(&name));
+        if entry.file_type().expect("type").is_dir() { copy_dir(&src, &dst) } else { fs_err::copy(&src, &dst).map(|_| ()).expect("copy") }
+    }
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn quickstart_lifecycle_apply_noop_drift_correct_delete_history() {
+    let run = Run::quickstart();
+
+    let plan = run.tend(&["plan", "--detailed-exitcode"]);
+    assert_eq!(code(&plan), 2, "changes pending: {}", stderr(&plan));
+    insta::assert_snapshot!("quickstart_first_plan", run.clean(&plan.stdout));
+
+    let apply = run.tend(&["apply", "--auto-approve"]);
+    assert_eq!(code(&apply), 0, "{}", stderr(&apply));
+    assert!(String::from_utf8_lossy(&apply.stdout).contains("Apply complete: 7 added, 0 changed, 0 replaced, 0 destroyed."));
+    let index = fs_err::read_to_string(run.site().join("index.html")).expect("index written");
+    assert!(index.starts_with("<h1>Hello from the demo site</h1>"), "{index}");
+    assert_eq!(fs_err::read_to_string(run.site().join("app.conf")).expect("app.conf"), "listen = 8080\ngreeting = \"Hello\"\n");
+    assert_eq!(fs_err::metadata(run.site().join("app.conf")).expect("stat").permissions().mode() & 0o777, 0o600);
+    assert!(run.site().join("MANIFEST.sha256").exists(), "the command ran");
+    assert_eq!(fs_err::metadata(run.state()).expect("state").permissions().mode() & 0o777, 0o600);
+
+    let noop = run.tend(&["plan", "--detailed-exitcode"]);
+    assert_eq!(code(&noop), 0, "{}", stderr(&noop));
+    assert_eq!(String::from_utf8_lossy(&noop.stdout), "No changes. The targets match the configuration.\n");
+
+    fs_err::write(run.site().join("index.html"), "edited by hand\n").expect("tamper");
+    let manifest_before = fs_err::metadata(run.site().join("MANIFEST.sha256")).expect("stat").modified().expect("mtime");
+    let drift = run.tend(&["plan", "--detailed-exitcode"]);
+    assert_eq!(code(&drift), 2);
+    insta::assert_snapshot!("quickstart_drift_plan", run.clean(&drift.stdout));
+
+    let fix = run.tend(&["apply", "--auto-approve"]);
+    assert_eq!(code(&fix), 0, "{}", stderr(&fix));
+    assert_eq!(fs_err::read_to_string(run.site().join("index.html")).expect("index"), index, "drift corrected");
+    let manifest_after = fs_err::metadata(run.site().join("MANIFEST.sha256")).expect("stat").modified().expect("mtime");
+    assert!(manifest_after >= manifest_before, "the on_change command ran again");
+
+    fs_err::remove_file(run.root().join("app.yaml")).expect("remove resource");
+    let delete_plan = run.tend(&["plan"]);
+    insta::assert_snapshot!("quickstart_delete_plan", run.clean(&delete_plan.stdout));
+    let delete = run.tend(&["apply", "--auto-approve"]);
+    assert_eq!(code(&delete), 0, "{}", stderr(&delete));
+    assert!(!run.site().join("app.conf").exists(), "removed resource deleted");
+
+    let history = run.tend(&["history", "--json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&history.stdout).expect("history JSON");
+    let rows = rows.as_array().expect("array");
+    let summary: Vec<(String, String)> =
+        rows.iter().map(|r| (r["result"].as_str().unwrap_or("").to_string(), r["summary"].as_str().unwrap_or("").to_string())).collect();
+    assert_eq!(
+        summary,
+        [
+            ("success".to_string(), "7 added, 0 changed, 0 replaced, 0 destroyed".to_string()),
+            ("success".to_string(), "0 added, 2 changed, 0 replaced, 0 destroyed".to_string()),
+            ("success".to_string(), "0 added, 0 changed, 0 replaced, 1 destroyed".to_string()),
+        ]
+    );
+    assert!(rows.iter().all(|r| r["revision"].as_str().is_some_and(|s| s.starts_with("local@sha256:"))));
+    let text = run.tend(&["history"]);
+    assert_eq!(String::from_utf8_lossy(&text.stdout).lines().count(), 4, "header + three applies");
+
+    let list = run.tend(&["state", "list"]);
+    insta::assert_snapshot!("quickstart_state_list", String::from_utf8_lossy(&list.stdout));
+    let show = run.tend(&["state", "show", "host.file.index[this]"]);
+    assert!(String::from_utf8_lossy(&show.stdout).contains("sha256"), "{}", stderr(&show));
+}
+
+#[test]
+fn environment_and_var_override_variables() {
+    let run = Run::quickstart();
+    let out = run.tend(&["--env", "prod", "--var", "port=9090", "apply", "--auto-approve"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(fs_err::read_to_string(run.site().join("app.conf")).expect("app.conf"), "listen = 9090\ngreeting = \"Welcome\"\n");
+    let bad = run.tend(&["--env", "qa", "plan"]);
+    assert_eq!(code(&bad), 1);
+    assert!(stderr(&bad).contains("environment `qa` is not declared"), "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("declared environments: prod"), "{}", stderr(&bad));
+    let typo = run.tend(&["--var", "prot=1", "plan"]);
+    assert!(stderr(&typo).contains("did you mean `port`?"), "{}", stderr(&typo));
+}
+
+#[test]
+fn apply_without_a_terminal_needs_auto_approve() {
+    let run = Run::quickstart();
+    let out = run.tend(&["apply"]);
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("refusing to apply without confirmation"), "{}", stderr(&out));
+    assert!(!run.site().exists(), "nothing applied");
+    assert!(!run.state().exists(), "no state written");
+}
+
+#[test]
+fn saved_plan_applies_exactly_and_is_refused_once_stale() {
+    let run = Run::quickstart();
+    let planfile = run.dir.path().join("p1.plan");
+    let out = run.tend(&["plan", "--out", &planfile.to_string_lossy()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(fs_err::metadata(&planfile).expect("plan").permissions().mode() & 0o777, 0o600);
+    // A second saved plan, made against the same (empty) state.
+    let p2 = run.dir.path().join("p2.plan");
+    assert_eq!(code(&run.tend(&["plan", "--out", &p2.to_string_lossy()])), 0);
+
+    let apply = run.tend(&["apply", &planfile.to_string_lossy()]);
+    assert_eq!(code(&apply), 0, "{}", stderr(&apply));
+    assert!(run.site().join("index.html").exists());
+
+    let stale = run.tend(&["apply", &p2.to_string_lossy()]);
+    assert_eq!(code(&stale), 1);
+    let msg = run.clean(&stale.stderr);
+    insta::assert_snapshot!("stale_saved_plan", msg);
+}
+
+#[test]
+fn saved_plan_is_refused_when_a_source_file_changed_after_planning() {
+    let run = Run::quickstart();
+    let planfile = run.dir.path().join("p.plan");
+    assert_eq!(code(&run.tend(&["plan", "--out", &planfile.to_string_lossy()])), 0);
+    fs_err::write(run.root().join("files/style.css"), "body { color: red }\n").expect("edit source");
+    let out = run.tend(&["apply", &planfile.to_string_lossy()]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("host.file.style[this]") && err.contains("changed since the plan was made"), "{err}");
+    assert!(!run.site().join("assets/style.css").exists(), "the changed file was not written");
+}
+
+#[test]
+fn locked_state_names_its_holder() {
+    let run = Run::quickstart();
+    fs_err::create_dir_all(run.state().parent().expect("parent")).expect("mkdir");
+    let store = tend::state::SqliteStore::open(&run.state()).expect("state");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(tend::state::StateStore::lock(&store, "apply")).expect("lock");
+    let out = run.tend(&["apply", "--auto-approve"]);
+    assert_eq!(code(&out), 1);
+    let err = stderr(&out);
+    assert!(err.contains(&format!("state is locked by `apply` (pid {} on ", std::process::id())), "{err}");
+    assert!(err.contains("hint: wait for that run to finish"), "{err}");
+    assert!(!run.site().exists(), "nothing applied while locked");
+}
+
+#[test]
+fn lock_left_by_a_dead_process_is_reported_and_cleared() {
+    let run = Run::quickstart();
+    fs_err::create_dir_all(run.state().parent().expect("parent")).expect("mkdir");
+    drop(tend::state::SqliteStore::open(&run.state()).expect("state"));
+    let host = hostname::get().expect("hostname").to_string_lossy().into_owned();
+    let db = rusqlite::Connection::open(run.state()).expect("sqlite");
+    db.execute(
+        "INSERT INTO lock (id, host, pid, started_at, operation) VALUES (1, ?1, 999999999, '2026-01-01T00:00:00Z', 'apply')",
+        [&host],
+    )
+    .expect("insert lock");
+    drop(db);
+    let out = run.tend(&["apply", "--auto-approve"]);
+    assert_eq!(code(&out), 1);
+    let err = stderr(&out).replace(&host, "[HOST]");
+    insta::assert_snapshot!("stale_lock", err);
+    let unlock = run.tend(&["state", "unlock"]);
+    assert_eq!(code(&unlock), 0, "{}", stderr(&unlock));
+    assert_eq!(code(&run.tend(&["apply", "--auto-approve"])), 0);
+}
+
+#[test]
+fn corrupt_state_is_reported_and_never_overwritten() {
+    let run = Run::quickstart();
+    fs_err::create_dir_all(run.state().parent().expect("parent")).expect("mkdir");
+    let garbage = b"definitely not a sqlite database, but someone's notes\n".repeat(20);
+    fs_err::write(run.state(), &garbage).expect("write garbage");
+    for args in [&["plan"][..], &["apply", "--auto-approve"][..]] {
+        let out = run.tend(args);
+        assert_eq!(code(&out), 1, "{args:?}");
+        let err = run.clean(&out.stderr);
+        assert!(err.contains("state file [TMP]/state/state.db is corrupt or not a tend state file"), "{err}");
+        assert!(err.contains("tend will not overwrite it"), "{err}");
+    }
+    assert_eq!(fs_err::read(run.state()).expect("read"), garbage);
+}
+
+#[test]
+fn json_plan_is_parseable_and_complete() {
+    let run = Run::quickstart();
+    let out = run.tend(&["plan", "--json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(plan["format_version"], "1");
+    assert_eq!(plan["summary"]["add"], 7);
+    assert_eq!(plan["applyable"], true);
+    let addrs: Vec<&str> = plan["changes"].as_array().expect("changes").iter().filter_map(|c| c["address"].as_str()).collect();
+    assert_eq!(addrs.first(), Some(&"host.local.this"), "dependencies come first");
+    assert!(addrs.contains(&"host.command.manifest[this]"));
+}
+
+#[test]
+fn validate_and_graph_do_not_touch_anything() {
+    let run = Run::quickstart();
+    let v = run.tend(&["validate"]);
+    assert_eq!(code(&v), 0, "{}", stderr(&v));
+    assert!(String::from_utf8_lossy(&v.stdout).starts_with("The configuration is valid: 7 resources, 7 instances"));
+    let dot = run.tend(&["graph"]);
+    assert!(String::from_utf8_lossy(&dot.stdout).contains("\"host.directory.site[this]\" -> \"host.file.index[this]\" [label = \"reference\"];"));
+    let json = run.tend(&["graph", "--format", "json"]);
+    let g: serde_json::Value = serde_json::from_slice(&json.stdout).expect("graph JSON");
+    assert_eq!(g["nodes"].as_array().map(Vec::len), Some(7));
+    assert!(!run.site().exists() && !run.state().exists());
+}

@@ -1,0 +1,66 @@
+//! Bad config: every case in `tests/fixtures/invalid/` fails with diagnostics naming the file,
+//! line and column, snapshotted as rendered (no colour, 80 columns).
+
+use tend::config::Diagnostics;
+use tend::state::Snapshot;
+use tend::workspace::WorkspaceError;
+
+use crate::support::{Bench, repo};
+
+fn diagnostics(name: &str) -> Diagnostics {
+    let root = repo().join("tests/fixtures/invalid").join(name);
+    let bench = Bench::new();
+    match bench.load(&root) {
+        Err(WorkspaceError::Config(d)) => d,
+        Err(other) => panic!("{name}: expected config diagnostics, got {other:?}"),
+        Ok(ws) => match ws.graph(&Snapshot::default()) {
+            Err(WorkspaceError::Config(d)) => d,
+            other => panic!("{name}: expected an error, got {other:?}"),
+        },
+    }
+}
+
+macro_rules! cases {
+    ($($name:ident),* $(,)?) => { $(
+        #[test]
+        fn $name() {
+            let d = diagnostics(stringify!($name));
+            insta::assert_snapshot!(stringify!($name), d.render(80, false));
+        }
+    )* };
+}
+
+cases!(
+    malformed_toml,
+    malformed_yaml,
+    unknown_field,
+    wrong_type,
+    duplicate_address,
+    missing_reference,
+    missing_field_reference,
+    cycle,
+    unknown_provider,
+    unknown_kind,
+    undefined_variable,
+    missing_required,
+    unknown_host,
+    relative_path,
+    unknown_depends_on,
+);
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let root = tempfile::tempdir().expect("temp dir");
+    crate::support::write_tree(
+        root.path(),
+        &[
+            ("tend.toml", "[host.local.this]\n"),
+            ("a.toml", "[host.file.x]\npath = \"/x\"\ncontnet = \"a\"\n"),
+            ("b.yaml", "host:\n  file:\n    y:\n      path: /y\n      content: b\n      mode: 1\n"),
+        ],
+    );
+    let err = Bench::new().load(root.path()).expect_err("invalid");
+    let WorkspaceError::Config(d) = err else { panic!("expected diagnostics") };
+    let locations: Vec<String> = d.items.iter().map(|i| d.sources.location(i.labels[0].span)).collect();
+    assert_eq!(locations, ["a.toml:3:1", "b.yaml:6:13"]);
+}

@@ -1,0 +1,7 @@
+//! tend's integration tests: one binary, one module per area.
+
+mod apply;
+mod cli;
+mod config_errors;
+mod plan;
+mod support;

@@ -1,0 +1,73 @@
+//! Shared helpers: load a config directory with the fake provider registered, plan, apply.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use tend::apply::{ApplyOptions, ApplyOutcome, apply};
+use tend::config::LoadOptions;
+use tend::plan::Plan;
+use tend::registry::Registry;
+use tend::report::Silent;
+use tend::state::{SqliteStore, StateStore};
+use tend::workspace::{Workspace, WorkspaceError};
+use tend_provider_testing::FakeFactory;
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A test workspace: a temp dir for state and outputs plus a fake cloud.
+pub struct Bench {
+    pub dir: tempfile::TempDir,
+    pub fake: FakeFactory,
+}
+
+impl Bench {
+    pub fn new() -> Self {
+        Self { dir: tempfile::tempdir().expect("temp dir"), fake: FakeFactory::new() }
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join("state.db")
+    }
+
+    pub fn load(&self, root: &Path) -> Result<Workspace, WorkspaceError> {
+        let opts = LoadOptions { root: root.to_path_buf(), ..LoadOptions::default() };
+        Workspace::load(Registry::builtin().with(self.fake.clone()), &opts, Some(self.state()))
+    }
+
+    pub async fn plan(&self, root: &Path) -> Plan {
+        let mut ws = self.load(root).unwrap_or_else(|e| panic!("{} does not load: {e:?}", root.display()));
+        let state = ws.read_state().await.expect("state reads");
+        ws.plan(&state).await.expect("plan builds")
+    }
+
+    pub async fn apply(&self, root: &Path) -> ApplyOutcome {
+        let plan = self.plan(root).await;
+        assert!(plan.is_applyable(), "plan has errors: {:?}", plan.errors);
+        self.apply_plan(root, &plan).await
+    }
+
+    pub async fn apply_plan(&self, root: &Path, plan: &Plan) -> ApplyOutcome {
+        let mut ws = self.load(root).expect("loads");
+        ws.configure_all().expect("providers configure");
+        let store: Arc<dyn StateStore> = Arc::new(SqliteStore::open(&self.state()).expect("state opens"));
+        let opts = ApplyOptions { parallelism: 4, who: "test@host".into(), cancel: Arc::new(AtomicBool::new(false)) };
+        apply(plan, &ws.providers, store, Arc::new(Silent), opts).await.expect("apply runs")
+    }
+
+    pub async fn records(&self) -> Vec<String> {
+        SqliteStore::open(&self.state()).expect("opens").load().await.expect("loads").records.keys().map(ToString::to_string).collect()
+    }
+}
+
+/// Write files (relative path, content) under a directory.
+pub fn write_tree(root: &Path, files: &[(&str, &str)]) {
+    for (rel, content) in files {
+        let p = root.join(rel);
+        fs_err::create_dir_all(p.parent().expect("has parent")).expect("mkdir");
+        fs_err::write(p, content).expect("write");
+    }
+}
