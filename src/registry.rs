@@ -70,7 +70,7 @@ impl Registry {
     pub fn configure(&self, config: &Config) -> Result<Providers, (String, ProviderError)> {
         let mut out = Providers::new();
         for (name, factory) in &self.factories {
-            let used = config.resources.keys().any(|a| a.provider == *name);
+            let used = config.resources.keys().any(|a| &*a.provider == *name);
             if !used && !config.provider_settings.contains_key(*name) {
                 continue;
             }

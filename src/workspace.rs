@@ -99,7 +99,7 @@ impl Workspace {
 
     /// Build the graph and plan against a state snapshot.
     pub async fn plan(&mut self, state: &Snapshot) -> Result<Plan, WorkspaceError> {
-        if state.records.keys().any(|a| !self.providers.contains_key(&a.provider)) {
+        if state.records.keys().any(|a| !self.providers.contains_key(&*a.provider)) {
             self.configure_all()?;
         }
         let graph = self.graph(state)?;

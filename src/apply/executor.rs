@@ -21,7 +21,7 @@ pub enum Step {
 
 /// What every step shares.
 pub struct Ctx {
-    pub plan: Plan,
+    pub plan: Arc<Plan>,
     pub providers: Providers,
     pub store: Arc<dyn StateStore>,
     /// Known attributes of every instance applied or unchanged so far.
@@ -90,7 +90,7 @@ impl Ctx {
     pub fn settle_noop(&self, i: usize) {
         let c = &self.plan.changes[i];
         let mut values = self.config(c).unwrap_or_default();
-        values.extend(c.prior.clone().unwrap_or_default());
+        values.extend(c.prior.as_deref().cloned().unwrap_or_default());
         values.extend(c.after.clone().unwrap_or_default().into_iter().filter(|(_, v)| v.is_known()));
         self.known_snapshot().insert(c.addr.clone(), values);
     }
@@ -113,7 +113,7 @@ impl Ctx {
         config: Option<Attributes>,
         observed: Option<Observed>,
     ) -> Result<Option<Observed>, StepError> {
-        let provider = &self.providers[&c.addr.provider];
+        let provider = &self.providers[&*c.addr.provider];
         let req = ApplyRequest { addr: c.addr.clone(), action, config, observed, prior: Self::prior(c), target: self.target(c) };
         match provider.apply(req).await {
             Ok(o) => Ok(o),
@@ -135,7 +135,7 @@ impl Ctx {
             remote_id: o.id.clone(),
             status,
             inputs_hash: hash.to_string(),
-            attributes: o.attributes.clone(),
+            attributes: Arc::new(o.attributes.clone()),
             target: c.target.clone(),
             dependencies: c.depends_on.clone(),
             prevent_destroy: c.lifecycle.prevent_destroy,
@@ -197,7 +197,7 @@ impl Ctx {
     /// Re-plan with final values and refuse if a value known at plan time differs now
     /// (the config's files changed since a saved plan was made).
     async fn check_still_planned(&self, c: &Change, config: &Attributes) -> Result<(), StepError> {
-        let provider = &self.providers[&c.addr.provider];
+        let provider = &self.providers[&*c.addr.provider];
         let upstream = c.trigger_deps.iter().filter(|a| self.changing.contains(*a)).cloned().collect();
         let replan = provider
             .plan(PlanRequest {

@@ -60,7 +60,7 @@ impl ApplyOutcome {
 /// state as it finishes, and write one history row.
 #[tracing::instrument(skip_all, fields(revision = %plan.revision))]
 pub async fn apply(
-    plan: &Plan,
+    plan: Arc<Plan>,
     providers: &Providers,
     store: Arc<dyn StateStore>,
     reporter: Arc<dyn Reporter>,
@@ -119,11 +119,11 @@ fn schedule(plan: &Plan) -> Schedule {
     Schedule { steps, waits_on, dependents }
 }
 
-async fn walk(plan: &Plan, providers: &Providers, store: Arc<dyn StateStore>, reporter: Arc<dyn Reporter>, opts: &ApplyOptions) -> ApplyOutcome {
-    let sched = schedule(plan);
+async fn walk(plan: Arc<Plan>, providers: &Providers, store: Arc<dyn StateStore>, reporter: Arc<dyn Reporter>, opts: &ApplyOptions) -> ApplyOutcome {
+    let sched = schedule(&plan);
     let mut known = HashMap::new();
     for c in plan.changes.iter().filter(|c| c.action == Action::Delete) {
-        known.insert(c.addr.clone(), c.prior.clone().unwrap_or_default());
+        known.insert(c.addr.clone(), c.prior.as_deref().cloned().unwrap_or_default());
     }
     let ctx = Arc::new(Ctx {
         plan: plan.clone(),

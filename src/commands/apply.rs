@@ -50,7 +50,7 @@ pub async fn run(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode, Failure> {
         }
         (plan, store)
     };
-    let result = run_locked(&ws, &plan, &store, parallelism).await;
+    let result = run_locked(&ws, plan, &store, parallelism).await;
     let unlocked = store.unlock().await;
     let outcome = result?;
     unlocked?;
@@ -111,7 +111,7 @@ fn confirm(auto_approve: bool) -> Result<(), Failure> {
     }
 }
 
-async fn run_locked(ws: &Workspace, plan: &Plan, store: &SqliteStore, parallelism: usize) -> Result<ApplyOutcome, Failure> {
+async fn run_locked(ws: &Workspace, plan: Plan, store: &SqliteStore, parallelism: usize) -> Result<ApplyOutcome, Failure> {
     let cancel = Arc::new(AtomicBool::new(false));
     let watcher = {
         let cancel = cancel.clone();
@@ -128,7 +128,7 @@ async fn run_locked(ws: &Workspace, plan: &Plan, store: &SqliteStore, parallelis
     let reporter = Arc::new(CliReporter::new(plan.changes.iter().filter(|c| c.is_change()).count()));
     let store: Arc<dyn StateStore> = Arc::new(SqliteStore::open(store.path())?);
     let opts = ApplyOptions { parallelism, who: who(), cancel };
-    let outcome = apply(plan, &ws.providers, store, reporter.clone(), opts).await;
+    let outcome = apply(Arc::new(plan), &ws.providers, store, reporter.clone(), opts).await;
     reporter.finish();
     watcher.abort();
     Ok(outcome?)

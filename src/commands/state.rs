@@ -58,7 +58,7 @@ pub async fn run(cli: &Cli, cmd: &StateCommand) -> Result<ExitCode, Failure> {
                 }
                 println!("  attributes:");
                 let w = rec.attributes.keys().map(String::len).max().unwrap_or(0);
-                for (k, v) in &rec.attributes {
+                for (k, v) in rec.attributes.iter() {
                     println!("    {k:w$} = {v}");
                 }
             }

@@ -52,39 +52,17 @@ pub fn load(opts: &LoadOptions, registry: &Registry) -> Result<Config, Diagnosti
         }
     };
     let mut diags = Vec::new();
-    let mut docs: Vec<(Node, bool)> = Vec::new();
     let mut digest = Sha256::new();
-    for path in config_files(&root) {
-        let text = match fs_err::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) => {
-                diags.push(Diagnostic::global(format!("cannot read {}: {e}", path.display())));
-                continue;
-            }
-        };
-        let is_tend_toml = path == root.join("tend.toml");
-        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or_default().to_string();
-        let id = sources.add(&root, path, text);
-        let text = &sources.file(id).text;
-        digest.update(sources.file(id).name.as_bytes());
-        digest.update([0]);
-        digest.update(text.as_bytes());
-        digest.update([0]);
-        if ext == "toml" {
-            match node::parse_toml(id, text) {
-                Ok(n) => docs.push((n, is_tend_toml)),
-                Err(d) => diags.push(d),
-            }
-        } else {
-            match node::parse_yaml(id, text) {
-                Ok(ns) => docs.extend(ns.into_iter().map(|n| (n, false))),
-                Err(d) => diags.push(d),
-            }
-        }
-    }
+    let files = config_files(&root);
+    let tend_toml_path = root.join("tend.toml");
+    // tend.toml first: it defines the variables every other file may use.
+    let tend_toml = if files.contains(&tend_toml_path) {
+        read_and_parse(&root, &tend_toml_path, &mut sources, &mut digest, &mut diags)
+    } else {
+        None
+    };
     let root_str = root.to_string_lossy().into_owned();
-    let tend_toml = docs.iter().find(|(_, t)| *t).map(|(n, _)| n.clone());
-    let settings = match &tend_toml {
+    let settings = match tend_toml.as_ref().and_then(|(_, d)| d.first()) {
         Some(n) => vars::settings(n, &root, &root_str, opts, &mut diags),
         None => vars::Settings::defaults(&root, opts, &mut diags),
     };
@@ -94,8 +72,19 @@ pub fn load(opts: &LoadOptions, registry: &Registry) -> Result<Config, Diagnosti
         resources: BTreeMap::new(),
         diags,
     };
-    for (doc, is_tend_toml) in &docs {
-        lowerer.document(doc, *is_tend_toml);
+    if let Some((_, docs)) = &tend_toml {
+        for doc in docs {
+            lowerer.document(doc, true);
+        }
+    }
+    drop(tend_toml);
+    // Every other file: parse, lower, and drop its tree before reading the next.
+    for path in files.iter().filter(|p| **p != tend_toml_path) {
+        if let Some((_, docs)) = read_and_parse(&root, path, &mut sources, &mut digest, &mut lowerer.diags) {
+            for doc in &docs {
+                lowerer.document(doc, false);
+            }
+        }
     }
     let mut diags = lowerer.diags;
     let resources = lowerer.resources;
@@ -116,6 +105,38 @@ pub fn load(opts: &LoadOptions, registry: &Registry) -> Result<Config, Diagnosti
         resources,
         revision,
     })
+}
+
+/// Read one file into the source map and parse it into document trees.
+fn read_and_parse(
+    root: &Path,
+    path: &Path,
+    sources: &mut SourceMap,
+    digest: &mut Sha256,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<(u32, Vec<Node>)> {
+    let text = match fs_err::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            diags.push(Diagnostic::global(format!("cannot read {}: {e}", path.display())));
+            return None;
+        }
+    };
+    let is_toml = path.extension().and_then(|e| e.to_str()) == Some("toml");
+    let id = sources.add(root, path.to_path_buf(), text);
+    let file = sources.file(id);
+    digest.update(file.name.as_bytes());
+    digest.update([0]);
+    digest.update(file.text.as_bytes());
+    digest.update([0]);
+    let parsed = if is_toml { node::parse_toml(id, &file.text).map(|n| vec![n]) } else { node::parse_yaml(id, &file.text) };
+    match parsed {
+        Ok(docs) => Some((id, docs)),
+        Err(d) => {
+            diags.push(d);
+            None
+        }
+    }
 }
 
 /// Config files under `root`, sorted, honouring `.gitignore` and `.tendignore`.

@@ -15,7 +15,7 @@ use crate::registry::{Providers, Registry};
 pub fn build(config: &Config, registry: &Registry, providers: &Providers, state: &Snapshot) -> Result<ResourceGraph, Diagnostics> {
     let mut g = ResourceGraph::default();
     let mut diags = Vec::new();
-    add_desired(config, providers, &mut g, &mut diags);
+    add_desired(config, registry, providers, &mut g, &mut diags);
     tracing::trace!(step = "add_desired", nodes = g.graph.node_count());
     add_orphans(state, &mut g);
     tracing::trace!(step = "add_orphans", nodes = g.graph.node_count());
@@ -27,13 +27,16 @@ pub fn build(config: &Config, registry: &Registry, providers: &Providers, state:
     if diags.is_empty() { Ok(g) } else { Err(Diagnostics { items: diags, sources: config.sources.clone() }) }
 }
 
-fn add_desired(config: &Config, providers: &Providers, g: &mut ResourceGraph, diags: &mut Vec<Diagnostic>) {
+fn add_desired(config: &Config, registry: &Registry, providers: &Providers, g: &mut ResourceGraph, diags: &mut Vec<Diagnostic>) {
     let mut siblings: BTreeMap<&str, Vec<Sibling>> = BTreeMap::new();
     for res in config.resources.values() {
-        siblings.entry(&res.addr.provider).or_default().push(Sibling { addr: res.addr.clone(), literal: res.literal_fields() });
+        let entry = siblings.entry(&res.addr.provider).or_default();
+        if registry.kind(&res.addr.provider, &res.addr.kind).is_some_and(|k| k.target) {
+            entry.push(Sibling { addr: res.addr.clone(), literal: res.literal_fields() });
+        }
     }
     for res in config.resources.values() {
-        let provider = &providers[&res.addr.provider];
+        let provider = &providers[&*res.addr.provider];
         let literal = res.literal_fields();
         let field_span = |field: &Option<String>| {
             field.as_ref().and_then(|f| res.fields.get(f)).map_or(res.span, |f| f.span)
@@ -42,7 +45,7 @@ fn add_desired(config: &Config, providers: &Providers, g: &mut ResourceGraph, di
             let d = Diagnostic::at(field_span(&e.field), format!("`{}`: {}", res.addr, e.message), "here");
             diags.push(d.with_hint(e.hint.unwrap_or_default()));
         }
-        let req = ExpandRequest { addr: &res.addr, literal: &literal, siblings: &siblings[res.addr.provider.as_str()] };
+        let req = ExpandRequest { addr: &res.addr, literal: &literal, siblings: &siblings[&*res.addr.provider] };
         match provider.expand(&req) {
             Ok(instances) => {
                 let addrs: Vec<ResourceAddr> = instances.iter().map(|i| res.addr.with_key(i.key.clone())).collect();

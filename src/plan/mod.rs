@@ -72,14 +72,15 @@ pub struct Change {
     pub trigger_deps: Vec<ResourceAddr>,
     /// The target the instance lives on.
     pub target: Option<ResourceAddr>,
-    /// Config expressions, evaluated again at apply (`None` for removed resources).
+    /// Config expressions, evaluated again at apply (`None` for removed resources, and for
+    /// no-ops that nothing references).
     pub config: Option<BTreeMap<String, Expr>>,
-    /// What refresh observed.
+    /// What refresh observed (`None` for no-ops).
     pub observed: Option<Attributes>,
     /// Remote id observed.
     pub observed_id: Option<String>,
-    /// Attributes recorded at the last apply.
-    pub prior: Option<Attributes>,
+    /// Attributes recorded at the last apply (shared with the state snapshot).
+    pub prior: Option<std::sync::Arc<Attributes>>,
     /// Remote id recorded at the last apply.
     pub prior_id: Option<String>,
     /// Lifecycle settings.

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
+use petgraph::Direction;
 use petgraph::stable_graph::NodeIndex;
 use tend_provider::{
     Action, Attributes, Observed, PlanRequest, PlannedChange, PriorRecord, Provider, ProviderError, ReadItem, ReadRequest,
@@ -36,7 +37,7 @@ type ReadResult = Result<Option<Observed>, ProviderError>;
 pub async fn plan(input: PlanInput<'_>) -> Plan {
     let order = input.graph.order();
     let mut errors = Vec::new();
-    let observed = refresh(&input, &order, &mut errors).await;
+    let mut observed = refresh(&input, &order, &mut errors).await;
     let mut known: HashMap<ResourceAddr, Attributes> = HashMap::with_capacity(order.len());
     let mut changes: Vec<Change> = Vec::with_capacity(order.len());
     let mut actions: HashMap<ResourceAddr, Action> = HashMap::with_capacity(order.len());
@@ -51,13 +52,14 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
             continue;
         }
         let record = input.state.records.get(addr);
-        let obs = match observed.get(addr) {
+        // Taken out of the map: each observation is used once, and freed as planning goes on.
+        let obs = match observed.remove(addr) {
             Some(Err(e)) => {
                 errors.push(PlanError { addr: Some(addr.clone()), message: format!("refresh failed: {e}"), hint: e.hint.clone() });
                 blocked.insert(addr.clone());
                 continue;
             }
-            Some(Ok(o)) => o.clone(),
+            Some(Ok(o)) => o,
             None => None,
         };
         let result = if node.desired {
@@ -67,7 +69,9 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
         };
         match result {
             Ok((change, values)) => {
-                known.insert(addr.clone(), values);
+                if has_dependents(input.graph, n) {
+                    known.insert(addr.clone(), values);
+                }
                 actions.insert(addr.clone(), change.action);
                 changes.push(change);
             }
@@ -89,6 +93,11 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
         instances: input.graph.instances.clone(),
         errors,
     }
+}
+
+/// Whether anything depends on this node (only then are its values kept for references).
+fn has_dependents(graph: &ResourceGraph, n: NodeIndex) -> bool {
+    graph.graph.neighbors_directed(n, Direction::Outgoing).next().is_some()
 }
 
 fn prior_of(record: Option<&Record>) -> Option<PriorRecord> {
@@ -116,13 +125,15 @@ async fn refresh(input: &PlanInput<'_>, order: &[NodeIndex], errors: &mut Vec<Pl
         } else {
             None
         };
-        let mut values = config.clone().unwrap_or_default();
-        if let Some(r) = record {
-            values.extend(r.attributes.clone());
+        if has_dependents(input.graph, n) {
+            let mut values = config.clone().unwrap_or_default();
+            if let Some(r) = record {
+                values.extend(r.attributes.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+            prior_known.insert(node.addr.clone(), values);
         }
         let target = node.target.as_ref().map(|t| Target { addr: t.clone(), attributes: prior_known.get(t).cloned().unwrap_or_default() });
-        prior_known.insert(node.addr.clone(), values);
-        batches.entry(node.addr.provider.clone()).or_default().items.push(ReadItem {
+        batches.entry(node.addr.provider.to_string()).or_default().items.push(ReadItem {
             addr: node.addr.clone(),
             config,
             prior: prior_of(record),
@@ -155,7 +166,7 @@ async fn refresh(input: &PlanInput<'_>, order: &[NodeIndex], errors: &mut Vec<Pl
 }
 
 fn provider_for(input: &PlanInput<'_>, addr: &ResourceAddr) -> Result<Arc<dyn Provider>, PlanError> {
-    input.providers.get(&addr.provider).cloned().ok_or_else(|| PlanError {
+    input.providers.get(&*addr.provider).cloned().ok_or_else(|| PlanError {
         addr: Some(addr.clone()),
         message: format!("no `{}` provider in this build", addr.provider),
         hint: None,
@@ -198,8 +209,11 @@ async fn plan_desired(
         .await
         .map_err(|e| err(e.to_string(), e.hint.clone()))?;
     let decided = decide(planned, &config, record, observed.as_ref(), &res.lifecycle, res.drift);
-    let mut values = config.clone();
+    tracing::trace!(%addr, action = ?decided.action, reason = ?decided.reason, "planned");
+    let mut values = config;
     values.extend(decided.after.clone());
+    // A no-op needs no copies for apply unless something downstream reads its values.
+    let keep = decided.action != Action::NoOp || has_dependents(input.graph, n);
     let change = Change {
         addr: addr.clone(),
         action: decided.action,
@@ -213,10 +227,10 @@ async fn plan_desired(
         depends_on: deps.keys().cloned().collect(),
         trigger_deps,
         target: node.target.clone(),
-        config: Some(exprs),
-        observed: observed.as_ref().map(|o| o.attributes.clone()),
+        config: keep.then_some(exprs),
+        observed: observed.as_ref().filter(|_| decided.action != Action::NoOp).map(|o| o.attributes.clone()),
         observed_id: observed.and_then(|o| o.id),
-        prior: record.map(|r| r.attributes.clone()),
+        prior: record.filter(|_| keep).map(|r| r.attributes.clone()),
         prior_id: record.and_then(|r| r.remote_id.clone()),
         lifecycle: res.lifecycle.clone(),
     };
@@ -329,7 +343,7 @@ async fn plan_orphan(
         addr: addr.clone(),
         action: Action::Delete,
         reason: ChangeReason::Removed,
-        before: Some(if planned.before.is_empty() { record.attributes.clone() } else { planned.before }),
+        before: Some(if planned.before.is_empty() { (*record.attributes).clone() } else { planned.before }),
         after: None,
         requires_replace: Vec::new(),
         triggered_by: Vec::new(),
@@ -345,7 +359,7 @@ async fn plan_orphan(
         prior_id: record.remote_id.clone(),
         lifecycle: Lifecycle { prevent_destroy: record.prevent_destroy, ..Lifecycle::default() },
     };
-    Ok((change, record.attributes.clone()))
+    Ok((change, (*record.attributes).clone()))
 }
 
 fn check_prevent_destroy(config: &Config, changes: &[Change], errors: &mut Vec<PlanError>) {

@@ -45,9 +45,9 @@ fn change_json(c: &Change) -> J {
     json!({
         "address": c.addr.to_string(),
         "resource": c.addr.base().to_string(),
-        "provider": c.addr.provider,
-        "kind": c.addr.kind,
-        "instance": c.addr.key,
+        "provider": &*c.addr.provider,
+        "kind": &*c.addr.kind,
+        "instance": c.addr.key.as_deref(),
         "action": action_name(c.action),
         "reason": c.reason,
         "before": c.before.as_ref().map(|b| split_unknown(b).0),

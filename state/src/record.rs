@@ -28,8 +28,8 @@ pub struct Record {
     /// Hash of the evaluated inputs at apply (a keyed HMAC for secret inputs), used to tell a
     /// config change from drift.
     pub inputs_hash: String,
-    /// Attributes after apply (outputs).
-    pub attributes: Attributes,
+    /// Attributes after apply (outputs); shared with the plan's view of prior state.
+    pub attributes: std::sync::Arc<Attributes>,
     /// The target the instance lives on (e.g. its host), with the values used at apply.
     pub target: Option<ResourceAddr>,
     /// Addresses it depended on, so deleting it later is still ordered.

@@ -302,7 +302,7 @@ mod tests {
             remote_id: None,
             status: RecordStatus::Ready,
             inputs_hash: "h".into(),
-            attributes: [("path".to_string(), Value::from("/x"))].into(),
+            attributes: std::sync::Arc::new([("path".to_string(), Value::from("/x"))].into()),
             target: None,
             dependencies: vec![],
             prevent_destroy: false,

@@ -139,7 +139,7 @@ async fn drift_is_corrected_reported_or_ignored_as_configured() {
         bench.fake.tamper(a, "value", Value::from("changed by hand"));
     }
     let plan = bench.plan(&root).await;
-    let by = |n: &str| plan.changes.iter().find(|c| c.addr.name == n).expect("planned").clone();
+    let by = |n: &str| plan.changes.iter().find(|c| &*c.addr.name == n).expect("planned").clone();
     assert_eq!((by("fix").action, by("fix").reason), (Action::Update, ChangeReason::Drift));
     assert_eq!((by("tell").action, by("tell").drift_reported), (Action::NoOp, true));
     assert_eq!((by("quiet").action, by("quiet").drift_reported), (Action::NoOp, false));

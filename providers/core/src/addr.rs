@@ -1,25 +1,29 @@
 //! Resource addresses: `provider.kind.name` with an optional instance key, `host.file.motd[web]`.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
 /// The stable identity of a resource instance: `PROVIDER.KIND.NAME` and, for resources that
 /// expand into several instances (a file on several hosts), an instance key: `host.file.motd[web]`.
 ///
-/// Ordered by provider, kind, name, then key, so sorted output is deterministic.
+/// Ordered by provider, kind, name, then key, so sorted output is deterministic. The parts are
+/// shared strings: addresses are cloned into graphs, plans and records, and a clone allocates
+/// nothing.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
 #[serde(into = "String", try_from = "String")]
 pub struct ResourceAddr {
     /// Provider name, e.g. `host`.
-    pub provider: String,
+    pub provider: Arc<str>,
     /// Resource kind within the provider, e.g. `file`.
-    pub kind: String,
+    pub kind: Arc<str>,
     /// The name given in config, e.g. `motd`.
-    pub name: String,
+    pub name: Arc<str>,
     /// Instance key, e.g. the host name for host resources.
-    pub key: Option<String>,
+    pub key: Option<Arc<str>>,
 }
 
 /// Why a string is not a valid resource address.
@@ -38,22 +42,35 @@ pub enum AddrError {
     },
 }
 
+/// Provider names, kinds and instance keys (host names) repeat across thousands of addresses;
+/// they are interned so every address shares one copy. Names are unique and are not.
+fn intern(s: &str) -> Arc<str> {
+    static TABLE: OnceLock<Mutex<HashSet<Arc<str>>>> = OnceLock::new();
+    let mut table = TABLE.get_or_init(Mutex::default).lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(found) = table.get(s) {
+        return found.clone();
+    }
+    let new: Arc<str> = Arc::from(s);
+    table.insert(new.clone());
+    new
+}
+
 impl ResourceAddr {
     /// An address without an instance key.
-    pub fn new(provider: impl Into<String>, kind: impl Into<String>, name: impl Into<String>) -> Self {
-        Self { provider: provider.into(), kind: kind.into(), name: name.into(), key: None }
+    pub fn new(provider: &str, kind: &str, name: impl Into<Arc<str>>) -> Self {
+        Self { provider: intern(provider), kind: intern(kind), name: name.into(), key: None }
     }
 
     /// The same resource with the given instance key.
     #[must_use]
-    pub fn with_key(&self, key: Option<String>) -> Self {
-        Self { key, ..self.clone() }
+    pub fn with_key<K: AsRef<str>>(&self, key: Option<K>) -> Self {
+        Self { key: key.map(|k| intern(k.as_ref())), ..self.clone() }
     }
 
     /// The resource this instance belongs to (the address without its key).
     #[must_use]
     pub fn base(&self) -> Self {
-        self.with_key(None)
+        self.with_key(None::<&str>)
     }
 
     /// `provider.kind`, the resource type.
@@ -82,9 +99,7 @@ impl FromStr for ResourceAddr {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (body, key) = match s.find('[') {
-            Some(open) if s.ends_with(']') && open + 1 < s.len() - 1 => {
-                (&s[..open], Some(s[open + 1..s.len() - 1].to_string()))
-            }
+            Some(open) if s.ends_with(']') && open + 1 < s.len() - 1 => (&s[..open], Some(&s[open + 1..s.len() - 1])),
             Some(_) => return Err(AddrError::Shape(s.to_string())),
             None => (s, None),
         };
@@ -97,7 +112,7 @@ impl FromStr for ResourceAddr {
                 return Err(AddrError::BadPart { addr: s.to_string(), part: (*part).to_string() });
             }
         }
-        Ok(Self { provider: (*provider).into(), kind: (*kind).into(), name: (*name).into(), key })
+        Ok(Self::new(provider, kind, *name).with_key(key))
     }
 }
 

@@ -24,8 +24,8 @@ pub struct Observed {
 pub struct PriorRecord {
     /// Remote id, if any.
     pub id: Option<String>,
-    /// Attributes recorded after the last apply.
-    pub attributes: Attributes,
+    /// Attributes recorded after the last apply (shared with the state snapshot).
+    pub attributes: std::sync::Arc<Attributes>,
 }
 
 /// The resource an instance lives on (for host resources: the host), with its known values.
@@ -72,7 +72,7 @@ pub struct ExpandRequest<'a> {
     pub addr: &'a ResourceAddr,
     /// Its literal config values; fields that hold references are [`Value::Unknown`].
     pub literal: &'a Attributes,
-    /// All resources of this provider in the config.
+    /// The resources of this provider whose kind is a placement target (`KindSchema::target`).
     pub siblings: &'a [Sibling],
 }
 

@@ -103,6 +103,9 @@ pub struct KindSchema {
     pub kind: &'static str,
     /// One line describing the kind.
     pub doc: &'static str,
+    /// Whether other resources are placed on resources of this kind (hosts): only these are
+    /// passed to [`Provider::expand`](crate::Provider::expand) as siblings.
+    pub target: bool,
     /// Input and output fields.
     pub fields: Vec<FieldSchema>,
 }

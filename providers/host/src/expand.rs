@@ -30,8 +30,8 @@ pub fn expand(req: &ExpandRequest<'_>) -> Result<Vec<Instance>, FieldError> {
                 let Some(name) = n.as_str() else {
                     return Err(FieldError::field("on", format!("expected host names, found a {}", n.type_name())));
                 };
-                let Some(h) = hosts.iter().find(|h| h.addr.name == name) else {
-                    let known: Vec<&str> = hosts.iter().map(|h| h.addr.name.as_str()).collect();
+                let Some(h) = hosts.iter().find(|h| &*h.addr.name == name) else {
+                    let known: Vec<&str> = hosts.iter().map(|h| &*h.addr.name).collect();
                     return Err(FieldError::field("on", format!("no host named `{name}`"))
                         .with_hint(format!("declared hosts: {}", known.join(", "))));
                 };
@@ -64,6 +64,6 @@ pub fn expand(req: &ExpandRequest<'_>) -> Result<Vec<Instance>, FieldError> {
     };
     Ok(chosen
         .into_iter()
-        .map(|h| Instance { key: Some(h.addr.name.clone()), target: Some(ResourceAddr::clone(&h.addr)) })
+        .map(|h| Instance { key: Some(h.addr.name.to_string()), target: Some(ResourceAddr::clone(&h.addr)) })
         .collect())
 }

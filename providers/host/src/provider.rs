@@ -61,8 +61,8 @@ impl HostProvider {
         if let Some(t) = cache.get(&target.addr) {
             return Ok(t.clone());
         }
-        let t: Arc<dyn Transport> = match target.addr.kind.as_str() {
-            "local" => Arc::new(LocalTransport::new(target.addr.name.clone())),
+        let t: Arc<dyn Transport> = match &*target.addr.kind {
+            "local" => Arc::new(LocalTransport::new(&*target.addr.name)),
             other => {
                 return Err(ProviderError::terminal(format!("host kind `{other}` has no transport")));
             }
@@ -82,7 +82,7 @@ impl HostProvider {
         for item in items {
             let path = match Self::kind(&item.addr)? {
                 Kind::File | Kind::Directory => {
-                    file::observe_path(item.config.as_ref(), item.prior.as_ref().map(|p| &p.attributes))
+                    file::observe_path(item.config.as_ref(), item.prior.as_ref().map(|p| &*p.attributes))
                 }
                 Kind::Command => item.config.as_ref().and_then(|c| get_str(c, "creates")).map(str::to_string),
                 Kind::Local => None,
@@ -106,7 +106,7 @@ impl HostProvider {
                         _ => Ok(false),
                     };
                     unless_ok
-                        .map(|ok| command::observed(item.prior.as_ref().map(|p| &p.attributes), creates_exists, ok))
+                        .map(|ok| command::observed(item.prior.as_ref().map(|p| &*p.attributes), creates_exists, ok))
                         .map_err(ProviderError::from)
                 }
                 Kind::Local => Ok(None),

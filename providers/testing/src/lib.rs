@@ -58,6 +58,7 @@ impl FakeFactory {
 fn schema() -> KindSchema {
     KindSchema {
         kind: "thing",
+        target: false,
         doc: "an in-memory object with an id assigned at creation",
         fields: vec![
             FieldSchema::input("value", FieldType::String, "changed in place"),

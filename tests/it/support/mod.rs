@@ -55,7 +55,7 @@ impl Bench {
         ws.configure_all().expect("providers configure");
         let store: Arc<dyn StateStore> = Arc::new(SqliteStore::open(&self.state()).expect("state opens"));
         let opts = ApplyOptions { parallelism: 4, who: "test@host".into(), cancel: Arc::new(AtomicBool::new(false)) };
-        apply(plan, &ws.providers, store, Arc::new(Silent), opts).await.expect("apply runs")
+        apply(Arc::new(plan.clone()), &ws.providers, store, Arc::new(Silent), opts).await.expect("apply runs")
     }
 
     pub async fn records(&self) -> Vec<String> {

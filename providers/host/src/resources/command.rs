@@ -12,6 +12,7 @@ use crate::transport::Transport;
 pub fn schema() -> KindSchema {
     KindSchema {
         kind: "command",
+        target: false,
         doc: "a shell command run on a host (sh -c)",
         fields: vec![
             FieldSchema::input("on", FieldType::Any, "host names, or a label selector table"),

@@ -12,6 +12,7 @@ use crate::transport::{FileType, PathStat, Transport};
 pub fn schema() -> KindSchema {
     KindSchema {
         kind: "directory",
+        target: false,
         doc: "a directory on a host",
         fields: vec![
             FieldSchema::input("on", FieldType::Any, "host names, or a label selector table"),

@@ -15,6 +15,7 @@ use crate::transport::{FileType, PathStat, Transport};
 pub fn schema() -> KindSchema {
     KindSchema {
         kind: "file",
+        target: false,
         doc: "a file on a host, written atomically",
         fields: vec![
             FieldSchema::input("on", FieldType::Any, "host names, or a label selector table"),

@@ -6,6 +6,7 @@ use tend_provider::{Action, Attributes, FieldSchema, FieldType, KindSchema, Obse
 pub fn schema() -> KindSchema {
     KindSchema {
         kind: "local",
+        target: true,
         doc: "the machine tend runs on, reached without a network",
         fields: vec![
             FieldSchema::input("labels", FieldType::Map(Box::new(FieldType::String)), "labels for `on = { key = value }` selectors"),
@@ -30,12 +31,12 @@ pub fn attributes(config: &Attributes) -> Attributes {
 pub fn plan(req: &PlanRequest) -> PlannedChange {
     let Some(config) = &req.config else {
         let mut c = PlannedChange::new(Action::Delete);
-        c.before = req.prior.as_ref().map(|p| p.attributes.clone()).unwrap_or_default();
+        c.before = req.prior.as_ref().map(|p| (*p.attributes).clone()).unwrap_or_default();
         c.note = Some("tend stops managing this host; nothing on it is touched by this step".into());
         return c;
     };
     let after = attributes(config);
-    let before = req.prior.as_ref().map(|p| p.attributes.clone());
+    let before = req.prior.as_ref().map(|p| (*p.attributes).clone());
     let action = match &before {
         None => Action::Create,
         Some(b) if *b == after => Action::NoOp,
