@@ -189,9 +189,12 @@ async fn plan_desired(
     let resolver = Resolver { instances: &input.graph.instances, known, final_values: false };
     let exprs = res.exprs();
     let config = eval_fields(&resolver, addr, &exprs).map_err(|e| err(e.to_string(), None))?;
-    // A target that is being (re)built holds nothing yet: whatever was observed is not there.
-    let target_rebuilt = node.target.as_ref().is_some_and(|t| matches!(actions.get(t), Some(Action::Create | Action::Replace { .. })));
-    let observed = if target_rebuilt { None } else { observed };
+    // What was observed on a target that is being replaced, or whose values (its address) are
+    // only known after apply, is not what the resource will meet: plan it as absent.
+    let target_unsettled = node.target.as_ref().is_some_and(|t| {
+        matches!(actions.get(t), Some(Action::Replace { .. })) || known.get(t).is_some_and(|a| a.values().any(|v| !v.is_known()))
+    });
+    let observed = if target_unsettled { None } else { observed };
     let target = node.target.as_ref().map(|t| Target { addr: t.clone(), attributes: known.get(t).cloned().unwrap_or_default() });
     let trigger_deps: Vec<ResourceAddr> =
         deps.iter().filter(|(_, k)| k.contains(&EdgeKind::Trigger)).map(|(a, _)| a.clone()).collect();
@@ -284,11 +287,6 @@ fn decide(
             d.action = if observed.is_some() { Action::Replace { create_first: false } } else { Action::Create };
         }
         None => {
-            // Something that already matches but was never recorded is adopted: recorded on apply.
-            if d.action == Action::NoOp && observed.is_some() {
-                d.action = Action::Create;
-                d.note = Some("already as desired; tend will record it".into());
-            }
             if d.action != Action::NoOp {
                 d.reason = ChangeReason::New;
             }

@@ -9,6 +9,8 @@
 //! Every write bumps the snapshot's `serial`; a saved plan remembers `lineage` + `serial` so
 //! applying it after state moved on is refused.
 
+#![deny(missing_docs)]
+
 mod error;
 mod record;
 mod sqlite;

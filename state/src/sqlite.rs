@@ -49,6 +49,12 @@ impl SqliteStore {
 
     fn open_with(path: &Path, flags: OpenFlags) -> Result<Self, StateError> {
         let open_err = |e: rusqlite::Error| StateError::Open { path: path.to_path_buf(), source: Box::new(e) };
+        if path.is_dir() {
+            return Err(StateError::Open {
+                path: path.to_path_buf(),
+                source: Box::new(std::io::Error::new(std::io::ErrorKind::IsADirectory, "it is a directory")),
+            });
+        }
         // Opening reads nothing; check readability first so permissions are reported as such.
         if let Err(e) = fs_err::File::open(path) {
             return Err(StateError::Open { path: path.to_path_buf(), source: Box::new(e) });

@@ -296,3 +296,33 @@ fn validate_and_graph_do_not_touch_anything() {
     assert_eq!(g["nodes"].as_array().map(Vec::len), Some(7));
     assert!(!run.site().exists() && !run.state().exists());
 }
+
+#[test]
+fn prevent_destroy_stops_the_plan_and_touches_nothing() {
+    let run = Run::quickstart();
+    let site = run.root().join("site.toml");
+    let text = fs_err::read_to_string(&site).expect("site.toml");
+    fs_err::write(&site, text.replace("source = \"files/style.css\"", "source = \"files/style.css\"\nlifecycle = { prevent_destroy = true }"))
+        .expect("write");
+    assert_eq!(code(&run.tend(&["apply", "--auto-approve"])), 0);
+    // Changing the path forces replacement; removing it would destroy it.
+    let moved = fs_err::read_to_string(&site).expect("site.toml").replace("/style.css\"\nsource", "/main.css\"\nsource");
+    fs_err::write(&site, moved).expect("write");
+    let out = run.tend(&["apply", "--auto-approve"]);
+    assert_eq!(code(&out), 1);
+    let err = stderr(&out);
+    assert!(err.contains("`host.file.style[this]` declared at site.toml:17:12 has lifecycle.prevent_destroy set, but this plan would replace it (changing path forces replacement)"), "{err}");
+    assert!(err.contains("nothing was applied"), "{err}");
+    assert!(run.site().join("assets/style.css").exists() && !run.site().join("assets/main.css").exists());
+}
+
+#[test]
+fn a_state_path_that_cannot_be_opened_is_named() {
+    let run = Run::quickstart();
+    fs_err::create_dir_all(run.state()).expect("a directory where the state file should be");
+    let out = run.tend(&["apply", "--auto-approve"]);
+    assert_eq!(code(&out), 1);
+    let err = run.clean(&out.stderr);
+    assert!(err.contains("error: cannot open state file [TMP]/state/state.db\n  Caused by: it is a directory"), "{err}");
+    assert!(!run.site().exists(), "nothing applied");
+}

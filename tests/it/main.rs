@@ -3,5 +3,6 @@
 mod apply;
 mod cli;
 mod config_errors;
+mod host_local;
 mod plan;
 mod support;

@@ -19,6 +19,8 @@
 //! This crate depends on nothing else in the workspace; provider crates and the state store
 //! depend only on it. Start with [`Provider`].
 
+#![deny(missing_docs)]
+
 mod addr;
 mod error;
 mod provider;

@@ -106,7 +106,7 @@ impl HostProvider {
                         _ => Ok(false),
                     };
                     unless_ok
-                        .map(|ok| command::observed(item.prior.as_ref().map(|p| &*p.attributes), creates_exists, ok))
+                        .map(|ok| Some(command::observed(item.prior.as_ref().map(|p| &*p.attributes), creates_exists, ok)))
                         .map_err(ProviderError::from)
                 }
                 Kind::Local => Ok(None),

@@ -26,11 +26,11 @@ pub fn schema() -> KindSchema {
 }
 
 /// Observed attributes of a command: what was last run plus the state of its guards.
-pub fn observed(prior: Option<&Attributes>, creates_exists: bool, unless_ok: bool) -> Option<Observed> {
-    let mut a = prior.cloned()?;
+pub fn observed(prior: Option<&Attributes>, creates_exists: bool, unless_ok: bool) -> Observed {
+    let mut a = prior.cloned().unwrap_or_default();
     a.insert("creates_exists".into(), Value::Bool(creates_exists));
     a.insert("unless_ok".into(), Value::Bool(unless_ok));
-    Some(Observed { id: None, attributes: a })
+    Observed { id: None, attributes: a }
 }
 
 fn shown(config: &Attributes) -> Attributes {

@@ -84,14 +84,19 @@ pub fn plan(req: &PlanRequest) -> Result<PlannedChange, ProviderError> {
         Action::Replace { create_first: false }
     } else if observed.is_none() {
         Action::Create
-    } else if before == after {
+    } else if before == after && req.prior.is_some() {
         Action::NoOp
+    } else if before == after {
+        Action::Create
     } else {
         Action::Update
     };
     let mut c = PlannedChange { before, after, ..PlannedChange::new(action) };
     if matches!(action, Action::Replace { .. }) {
         c.requires_replace = vec!["path".into()];
+    }
+    if action == Action::Create && observed.is_some() {
+        c.note = Some("already as desired; tend will record it".into());
     }
     Ok(c)
 }

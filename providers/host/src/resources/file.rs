@@ -172,6 +172,9 @@ pub fn plan(req: &PlanRequest, root: &Path) -> Result<PlannedChange, ProviderErr
         change.action = Action::Create;
     } else if before != after {
         change.action = Action::Update;
+    } else if req.prior.is_none() {
+        change.action = Action::Create;
+        change.note = Some("already as desired; tend will record it".into());
     }
     change.before = before;
     change.after = after;

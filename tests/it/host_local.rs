@@ -1,0 +1,140 @@
+//! The host provider on the local machine: guards, ownership, directories, failures.
+
+use std::os::unix::fs::MetadataExt;
+
+use tend::provider::Action;
+use tend::report::Outcome;
+use tend::workspace::WorkspaceError;
+
+use crate::support::{Bench, write_tree};
+
+fn cfg(bench: &Bench, body: &str) -> std::path::PathBuf {
+    let root = bench.dir.path().join("cfg");
+    write_tree(&root, &[("tend.toml", &format!("[host.local.this]\n\n{body}"))]);
+    root
+}
+
+#[tokio::test]
+async fn command_guards_creates_and_unless_skip_the_command() {
+    let bench = Bench::new();
+    let root = cfg(
+        &bench,
+        r#"
+[host.command.made]
+run = "echo ran > ${path.root}/made.log"
+creates = "${path.root}/tend.toml"
+
+[host.command.unless_true]
+run = "echo ran > ${path.root}/unless_true.log"
+unless = "true"
+
+[host.command.unless_false]
+run = "echo ran > ${path.root}/unless_false.log"
+unless = "false"
+"#,
+    );
+    let plan = bench.plan(&root).await;
+    let action = |n: &str| plan.changes.iter().find(|c| &*c.addr.name == n).map(|c| (c.action, c.note.clone())).expect("planned");
+    assert_eq!(action("made").0, Action::NoOp);
+    assert!(action("made").1.unwrap_or_default().contains("skipped"), "{:?}", action("made"));
+    assert_eq!(action("unless_true").0, Action::NoOp);
+    assert_eq!(action("unless_false").0, Action::Create);
+    assert!(bench.apply_plan(&root, &plan).await.success());
+    assert!(!root.join("made.log").exists() && !root.join("unless_true.log").exists());
+    assert_eq!(fs_err::read_to_string(root.join("unless_false.log")).expect("ran"), "ran\n");
+}
+
+#[tokio::test]
+async fn a_failing_command_reports_status_and_stderr_and_skips_its_dependents() {
+    let bench = Bench::new();
+    let root = cfg(
+        &bench,
+        r#"
+[host.command.broken]
+run = "echo 'no such service: web' >&2; exit 3"
+
+[host.file.after]
+path = "${path.root}/out/after.txt"
+content = "x"
+depends_on = ["host.command.broken"]
+
+[host.file.independent]
+path = "${path.root}/out/independent.txt"
+content = "y"
+"#,
+    );
+    let outcome = bench.apply(&root).await;
+    let failed: Vec<String> = outcome.results.iter().filter_map(|(a, _, o)| match o {
+        Outcome::Failed(m) => Some(format!("{a}: {m}")),
+        _ => None,
+    }).collect();
+    assert_eq!(failed.len(), 1);
+    assert!(failed[0].contains("command exited with status 3 on host `this`"), "{}", failed[0]);
+    assert!(failed[0].contains("no such service: web"), "{}", failed[0]);
+    assert!(outcome.results.iter().any(|(a, _, o)| &*a.name == "after" && matches!(o, Outcome::Skipped(_))));
+    assert!(root.join("out/independent.txt").exists() && !root.join("out/after.txt").exists());
+}
+
+#[tokio::test]
+async fn owner_group_and_mode_are_applied_and_drift_in_them_is_seen() {
+    if !nix_is_root() {
+        eprintln!("skipped: changing file ownership needs root");
+        return;
+    }
+    let bench = Bench::new();
+    let root = cfg(
+        &bench,
+        "[host.file.owned]\npath = \"${path.root}/out/owned.txt\"\ncontent = \"o\"\nowner = \"nobody\"\ngroup = \"nogroup\"\nmode = \"0640\"\n",
+    );
+    assert!(bench.apply(&root).await.success());
+    let meta = fs_err::metadata(root.join("out/owned.txt")).expect("written");
+    assert_eq!((meta.uid(), meta.gid(), meta.mode() & 0o7777), (65534, 65534, 0o640));
+    std::os::unix::fs::chown(root.join("out/owned.txt"), Some(0), None).expect("chown back");
+    let plan = bench.plan(&root).await;
+    let c = &plan.changes.iter().find(|c| &*c.addr.name == "owned").expect("planned");
+    assert_eq!(c.action, Action::Update);
+    assert_eq!(c.before.as_ref().and_then(|b| b.get("owner")).and_then(|v| v.as_str()), Some("root"));
+    assert!(bench.apply_plan(&root, &plan).await.success());
+    assert_eq!(fs_err::metadata(root.join("out/owned.txt")).expect("stat").uid(), 65534);
+}
+
+fn nix_is_root() -> bool {
+    fs_err::read_to_string("/proc/self/status")
+        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false)
+}
+
+#[tokio::test]
+async fn source_must_stay_inside_the_config_directory() {
+    let bench = Bench::new();
+    write_tree(bench.dir.path(), &[("outside.txt", "not config")]);
+    let root = cfg(&bench, "[host.file.leak]\npath = \"${path.root}/out/leak\"\nsource = \"../outside.txt\"\n");
+    let err = bench.load(&root).and_then(|ws| ws.graph(&tend::state::Snapshot::default())).expect_err("refused");
+    let WorkspaceError::Config(d) = err else { panic!("expected diagnostics") };
+    assert!(d.items[0].summary.contains("source file `../outside.txt` is outside the config directory"), "{d}");
+}
+
+#[tokio::test]
+async fn a_directory_with_unmanaged_files_is_not_deleted() {
+    let bench = Bench::new();
+    let root = cfg(&bench, "[host.directory.d]\npath = \"${path.root}/out/d\"\n");
+    assert!(bench.apply(&root).await.success());
+    fs_err::write(root.join("out/d/someone-elses.txt"), "keep me").expect("write");
+    write_tree(&root, &[("tend.toml", "[host.local.this]\n")]);
+    let outcome = bench.apply(&root).await;
+    assert_eq!(outcome.failed, 1);
+    let (_, _, Outcome::Failed(msg)) = &outcome.results[0] else { panic!("expected a failure: {outcome:?}") };
+    assert!(msg.contains("remove directory") && msg.contains("tend does not manage"), "{msg}");
+    assert!(root.join("out/d/someone-elses.txt").exists());
+    assert!(bench.records().await.iter().any(|a| a.starts_with("host.directory.d")), "still recorded");
+}
+
+#[tokio::test]
+async fn a_file_where_a_directory_stands_is_a_plan_error() {
+    let bench = Bench::new();
+    let root = cfg(&bench, "[host.file.f]\npath = \"${path.root}/out/taken\"\ncontent = \"x\"\n");
+    fs_err::create_dir_all(root.join("out/taken")).expect("mkdir");
+    let plan = bench.plan(&root).await;
+    assert!(!plan.is_applyable());
+    assert!(plan.errors[0].message.contains("out/taken exists and is a directory, not a file"), "{:?}", plan.errors);
+}
