@@ -68,26 +68,20 @@ impl Registry {
 
     /// Configure every provider the config uses.
     pub fn configure(&self, config: &Config) -> Result<Providers, (String, ProviderError)> {
-        let mut out = Providers::new();
-        for (name, factory) in &self.factories {
-            let used = config.resources.keys().any(|a| &*a.provider == *name);
-            if !used && !config.provider_settings.contains_key(*name) {
-                continue;
-            }
-            let settings = config.provider_settings.get(*name).cloned().unwrap_or_default();
-            let p = factory
-                .configure(ProviderConfig { settings, config_root: config.root.clone() })
-                .map_err(|e| ((*name).to_string(), e))?;
-            out.insert((*name).to_string(), Arc::from(p));
-        }
-        Ok(out)
+        self.configure_where(config, |name| {
+            config.resources.keys().any(|a| &*a.provider == name) || config.provider_settings.contains_key(name)
+        })
     }
 
     /// Configure every registered provider (for applying saved plans and deleting orphans whose
     /// provider the config no longer uses).
     pub fn configure_all(&self, config: &Config) -> Result<Providers, (String, ProviderError)> {
+        self.configure_where(config, |_| true)
+    }
+
+    fn configure_where(&self, config: &Config, wanted: impl Fn(&str) -> bool) -> Result<Providers, (String, ProviderError)> {
         let mut out = Providers::new();
-        for (name, factory) in &self.factories {
+        for (name, factory) in self.factories.iter().filter(|(name, _)| wanted(name)) {
             let settings = config.provider_settings.get(*name).cloned().unwrap_or_default();
             let p = factory
                 .configure(ProviderConfig { settings, config_root: config.root.clone() })

@@ -5,7 +5,7 @@ use tend_provider::{
     PlannedChange, ProviderError, Value,
 };
 
-use super::{desired_attrs, format_mode, get_str, required_str, validate_mode, validate_path};
+use super::{before_for, desired_attrs, format_mode, get_str, required_str, validate_mode, validate_path};
 use crate::transport::{FileType, PathStat, Transport};
 
 /// Schema of `host.directory`.
@@ -76,9 +76,7 @@ pub fn plan(req: &PlanRequest) -> Result<PlannedChange, ProviderError> {
             .with_hint("remove it by hand or choose another path"));
     }
     let after = desired(config, observed);
-    let before: Attributes = observed
-        .map(|o| o.attributes.iter().filter(|(k, _)| after.contains_key(*k)).map(|(k, v)| (k.clone(), v.clone())).collect())
-        .unwrap_or_default();
+    let before = before_for(observed, &after);
     let prior_path = req.prior.as_ref().and_then(|p| get_str(&p.attributes, "path"));
     let action = if prior_path.is_some_and(|p| Some(&Value::from(p)) != config.get("path")) && observed.is_some() {
         Action::Replace { create_first: false }

@@ -8,7 +8,7 @@ use tend_provider::{
     PlannedChange, ProviderError, Value,
 };
 
-use super::{desired_attrs, format_mode, get_str, is_unknown, required_str, validate_mode, validate_path};
+use super::{before_for, desired_attrs, format_mode, get_str, is_unknown, required_str, validate_mode, validate_path};
 use crate::transport::{FileType, PathStat, Transport};
 
 /// Schema of `host.file`.
@@ -160,9 +160,7 @@ pub fn plan(req: &PlanRequest, root: &Path) -> Result<PlannedChange, ProviderErr
             .with_hint("remove it by hand or choose another path; tend does not replace what it did not create"));
     }
     let after = desired(config, observed, root)?;
-    let before: Attributes = observed
-        .map(|o| o.attributes.iter().filter(|(k, _)| after.contains_key(*k)).map(|(k, v)| (k.clone(), v.clone())).collect())
-        .unwrap_or_default();
+    let before = before_for(observed, &after);
     let prior_path = req.prior.as_ref().and_then(|p| get_str(&p.attributes, "path"));
     let mut change = PlannedChange::new(Action::NoOp);
     if prior_path.is_some_and(|p| Some(&Value::from(p)) != config.get("path")) && observed.is_some() {

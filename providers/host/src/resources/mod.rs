@@ -45,6 +45,13 @@ pub fn schemas() -> Vec<KindSchema> {
     vec![local::schema(), file::schema(), directory::schema(), command::schema()]
 }
 
+/// The observed attributes that the plan compares: those it also plans.
+pub fn before_for(observed: Option<&tend_provider::Observed>, after: &Attributes) -> Attributes {
+    observed
+        .map(|o| o.attributes.iter().filter(|(k, _)| after.contains_key(*k)).map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default()
+}
+
 /// A string field, if set and known.
 pub fn get_str<'a>(attrs: &'a Attributes, name: &str) -> Option<&'a str> {
     attrs.get(name).and_then(Value::as_str)
