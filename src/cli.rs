@@ -1,4 +1,6 @@
 //! Command-line arguments (clap derive types only).
+// Doc comments here are the `--help` text users read, not rustdoc.
+#![allow(clippy::doc_markdown)]
 
 use std::path::PathBuf;
 
@@ -20,6 +22,10 @@ pub struct Cli {
     /// Set a variable, overriding tend.toml and the environment (repeatable).
     #[arg(long = "var", global = true, value_name = "NAME=VALUE", value_parser = parse_var)]
     pub vars: Vec<(String, String)>,
+    /// An age identity file or SSH private key for decrypting secrets (repeatable; also
+    /// TEND_AGE_KEY_FILE, SOPS_AGE_KEY_FILE, SOPS_AGE_KEY, SOPS_AGE_SSH_PRIVATE_KEY_FILE).
+    #[arg(short = 'i', long = "identity", global = true, value_name = "FILE")]
+    pub identities: Vec<PathBuf>,
     /// More log output on stderr (-v debug, -vv trace); `RUST_LOG` overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,

@@ -19,6 +19,7 @@ pub mod hash;
 pub mod plan;
 pub mod registry;
 pub mod report;
+pub mod secrets;
 pub mod workspace;
 
 pub use tend_provider as provider;

@@ -10,6 +10,7 @@ use crate::config::{self, Config, Diagnostics, LoadOptions};
 use crate::graph::{self, ResourceGraph};
 use crate::plan::{self, Plan, PlanInput};
 use crate::registry::{Providers, Registry};
+use crate::secrets::Secrets;
 
 /// Why a workspace could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +42,8 @@ pub struct Workspace {
     pub providers: Providers,
     /// The state file.
     pub state_path: PathBuf,
+    /// Declared secrets, decrypted on first use.
+    pub secrets: std::sync::Arc<Secrets>,
 }
 
 impl std::fmt::Debug for Workspace {
@@ -68,7 +71,8 @@ impl Workspace {
         let state_path = state
             .or_else(|| config.project.state.clone())
             .unwrap_or_else(|| default_state_path(&config.project.name));
-        Ok(Self { registry, config, providers, state_path })
+        let secrets = std::sync::Arc::new(Secrets::new(config.root.clone(), config.secrets.clone(), opts.identities.clone()));
+        Ok(Self { registry, config, providers, state_path, secrets })
     }
 
     /// Configure every registered provider (for deleting resources of providers the config no
@@ -103,6 +107,6 @@ impl Workspace {
             self.configure_all()?;
         }
         let graph = self.graph(state)?;
-        Ok(plan::plan(PlanInput { config: &self.config, providers: &self.providers, graph: &graph, state }).await)
+        Ok(plan::plan(PlanInput { config: &self.config, providers: &self.providers, graph: &graph, state, secrets: &self.secrets }).await)
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use tend_provider::{Action, ApplyRequest, Attributes, Observed, PlanRequest, PriorRecord, ProviderError, ResourceAddr, Target};
+use tend_provider::{Action, ApplyRequest, Attributes, Observed, PlanRequest, PriorRecord, ProviderError, ResourceAddr, Target, Value};
 use tend_state::{Record, RecordStatus, StateError, StateStore, now_rfc3339};
 
 use crate::hash::inputs_hash;
@@ -28,6 +28,10 @@ pub struct Ctx {
     pub known: Mutex<HashMap<ResourceAddr, Attributes>>,
     /// Addresses planned to change.
     pub changing: HashSet<ResourceAddr>,
+    /// Declared secrets, decrypted on first use.
+    pub secrets: Arc<crate::secrets::Secrets>,
+    /// Key of the keyed input hashes recorded in state.
+    pub hmac_key: String,
 }
 
 /// A failed step, rendered for people.
@@ -82,8 +86,14 @@ impl Ctx {
     fn config(&self, c: &Change) -> Result<Attributes, StepError> {
         let Some(exprs) = &c.config else { return Ok(Attributes::new()) };
         let known = self.known_snapshot();
-        let resolver = Resolver { instances: &self.plan.instances, known: &known, final_values: true };
-        eval_fields(&resolver, &c.addr, exprs).map_err(|e| StepError(e.to_string()))
+        let resolver = Resolver { secrets: &self.secrets, instances: &self.plan.instances, known: &known, final_values: true };
+        eval_fields(&resolver, &c.addr, exprs).map_err(|e| {
+            let hint = match &e {
+                crate::plan::EvalError::Secret(s) => s.hint().map(|h| format!("\n  hint: {h}")).unwrap_or_default(),
+                _ => String::new(),
+            };
+            StepError(format!("{e}{hint}"))
+        })
     }
 
     /// A no-op: make its values known to dependents.
@@ -91,7 +101,8 @@ impl Ctx {
         let c = &self.plan.changes[i];
         let mut values = self.config(c).unwrap_or_default();
         values.extend(c.prior.as_deref().cloned().unwrap_or_default());
-        values.extend(c.after.clone().unwrap_or_default().into_iter().filter(|(_, v)| v.is_known()));
+        // Planned values that were redacted in a saved plan do not replace re-evaluated ones.
+        values.extend(c.after.clone().unwrap_or_default().into_iter().filter(|(_, v)| v.is_known() && *v != Value::Redacted));
         self.known_snapshot().insert(c.addr.clone(), values);
     }
 
@@ -174,13 +185,13 @@ impl Ctx {
         let Some(obs) = result else {
             return Err(StepError(format!("provider `{}` returned nothing after {:?}; this is a provider bug", c.addr.provider, c.action)));
         };
-        let rec = Self::record(c, &obs, &inputs_hash(&config), RecordStatus::Ready);
+        let rec = Self::record(c, &obs, &inputs_hash(&config, &self.hmac_key), RecordStatus::Ready);
         self.store.put(&rec).await.map_err(|e| state_err(&e))?;
         let mut values = config;
         values.extend(obs.attributes.clone());
         self.known_snapshot().insert(c.addr.clone(), values);
         if let Some(after) = &c.after {
-            for (k, planned) in after.iter().filter(|(_, v)| v.is_known()) {
+            for (k, planned) in after.iter().filter(|(_, v)| v.is_known() && **v != Value::Redacted) {
                 let got = obs.attributes.get(k);
                 if got != Some(planned) {
                     return Err(StepError(format!(
@@ -202,6 +213,7 @@ impl Ctx {
         let replan = provider
             .plan(PlanRequest {
                 addr: c.addr.clone(),
+                inputs_changed: matches!(c.reason, crate::plan::ChangeReason::ConfigChanged | crate::plan::ChangeReason::New),
                 config: Some(config.clone()),
                 observed: Self::observed(c),
                 prior: Self::prior(c),
@@ -211,7 +223,7 @@ impl Ctx {
             .await
             .map_err(|e| provider_err(&e))?;
         if let Some(after) = &c.after {
-            for (k, planned) in after.iter().filter(|(_, v)| v.is_known()) {
+            for (k, planned) in after.iter().filter(|(_, v)| v.is_known() && **v != Value::Redacted) {
                 match replan.after.get(k) {
                     Some(now) if now.is_known() && now != planned => {
                         return Err(StepError(format!(

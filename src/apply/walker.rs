@@ -22,6 +22,8 @@ pub struct ApplyOptions {
     pub who: String,
     /// Set to stop scheduling new steps (running ones finish).
     pub cancel: Arc<AtomicBool>,
+    /// Declared secrets (re-decrypted at apply: plans never hold plaintext).
+    pub secrets: Arc<crate::secrets::Secrets>,
 }
 
 /// What an apply did.
@@ -66,8 +68,9 @@ pub async fn apply(
     reporter: Arc<dyn Reporter>,
     opts: ApplyOptions,
 ) -> Result<ApplyOutcome, StateError> {
+    let hmac_key = store.hmac_key().await?;
     let history = store.begin_history(&plan.revision, &opts.who, &plan.summary().to_string()).await?;
-    let outcome = walk(plan, providers, store.clone(), reporter, &opts).await;
+    let outcome = walk(plan, providers, store.clone(), reporter, &opts, hmac_key).await;
     let result = if outcome.interrupted {
         "interrupted"
     } else if outcome.success() {
@@ -119,7 +122,14 @@ fn schedule(plan: &Plan) -> Schedule {
     Schedule { steps, waits_on, dependents }
 }
 
-async fn walk(plan: Arc<Plan>, providers: &Providers, store: Arc<dyn StateStore>, reporter: Arc<dyn Reporter>, opts: &ApplyOptions) -> ApplyOutcome {
+async fn walk(
+    plan: Arc<Plan>,
+    providers: &Providers,
+    store: Arc<dyn StateStore>,
+    reporter: Arc<dyn Reporter>,
+    opts: &ApplyOptions,
+    hmac_key: String,
+) -> ApplyOutcome {
     let sched = schedule(&plan);
     let mut known = HashMap::new();
     for c in plan.changes.iter().filter(|c| c.action == Action::Delete) {
@@ -131,6 +141,8 @@ async fn walk(plan: Arc<Plan>, providers: &Providers, store: Arc<dyn StateStore>
         store,
         known: Mutex::new(known),
         changing: plan.changes.iter().filter(|c| c.is_change()).map(|c| c.addr.clone()).collect(),
+        secrets: opts.secrets.clone(),
+        hmac_key,
     });
     let mut remaining: Vec<usize> = sched.waits_on.iter().map(BTreeSet::len).collect();
     let mut ready: BTreeSet<usize> = (0..sched.steps.len()).filter(|s| remaining[*s] == 0).collect();

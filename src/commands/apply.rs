@@ -127,7 +127,7 @@ async fn run_locked(ws: &Workspace, plan: Plan, store: &SqliteStore, parallelism
     };
     let reporter = Arc::new(CliReporter::new(plan.changes.iter().filter(|c| c.is_change()).count()));
     let store: Arc<dyn StateStore> = Arc::new(SqliteStore::open(store.path())?);
-    let opts = ApplyOptions { parallelism, who: who(), cancel };
+    let opts = ApplyOptions { parallelism, who: who(), cancel, secrets: ws.secrets.clone() };
     let outcome = apply(Arc::new(plan), &ws.providers, store, reporter.clone(), opts).await;
     reporter.finish();
     watcher.abort();

@@ -100,7 +100,12 @@ pub fn init_logging(verbose: u8, format: LogFormat) {
 }
 
 pub(crate) fn load_workspace(cli: &Cli) -> Result<Workspace, Failure> {
-    let opts = LoadOptions { root: cli.config.clone(), environment: cli.environment.clone(), vars: cli.vars.clone() };
+    let opts = LoadOptions {
+        root: cli.config.clone(),
+        environment: cli.environment.clone(),
+        vars: cli.vars.clone(),
+        identities: tend::secrets::IdentitySources::from_env(&cli.identities),
+    };
     Ok(Workspace::load(Registry::builtin(), &opts, cli.state.clone())?)
 }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use tend_provider::{FieldType, KindSchema, ResourceAddr, Role, Value};
 
 use super::diag::Diagnostic;
-use super::model::{DriftPolicy, Expr, Field, Lifecycle, Resource};
+use super::model::{DriftPolicy, Expr, Field, Lifecycle, Resource, SecretDecl};
 use super::node::{Key, Node, NodeKind};
 use super::source::Span;
 use super::suggest::{nearest, nearest_addr};
@@ -25,6 +25,8 @@ pub struct Lowerer<'a> {
     pub scope: Scope<'a>,
     /// Resources found so far.
     pub resources: BTreeMap<ResourceAddr, Resource>,
+    /// Secrets declared so far.
+    pub secrets: BTreeMap<String, SecretDecl>,
     /// Problems found so far.
     pub diags: Vec<Diagnostic>,
 }
@@ -34,6 +36,10 @@ impl Lowerer<'_> {
     pub fn document(&mut self, root: &Node, is_tend_toml: bool) {
         let NodeKind::Map(entries) = &root.kind else { return };
         for (pkey, pnode) in entries {
+            if pkey.name == "secret" {
+                self.secrets_table(pnode);
+                continue;
+            }
             if RESERVED.contains(&pkey.name.as_str()) {
                 if !is_tend_toml {
                     self.diags.push(
@@ -71,6 +77,56 @@ impl Lowerer<'_> {
                     self.resource(&pkey.name, schema, nkey, body);
                 }
             }
+        }
+    }
+
+    fn secrets_table(&mut self, node: &Node) {
+        let Some(named) = self.expect_map(node, "`secret` must be a table of named secrets") else { return };
+        for (key, body) in named {
+            if !ResourceAddr::is_valid_part(&key.name) {
+                self.diags.push(Diagnostic::at(key.span, format!("`{}` is not a valid secret name", key.name), "invalid name")
+                    .with_hint("names may contain letters, digits, `_` and `-`"));
+                continue;
+            }
+            if let Some(first) = self.secrets.get(&key.name) {
+                self.diags.push(
+                    Diagnostic::at(key.span, format!("duplicate secret `{}`", key.name), "declared again here")
+                        .with_label(first.span, "first declared here"),
+                );
+                continue;
+            }
+            let Some(fields) = self.expect_map(body, &format!("secret `{}` must be a table", key.name)) else { continue };
+            let mut decl = SecretDecl { name: key.name.clone(), file: String::new(), document: None, span: key.span };
+            for (fk, fv) in fields {
+                match (fk.name.as_str(), &fv.kind) {
+                    ("file", NodeKind::String(s)) => decl.file.clone_from(s),
+                    ("document", NodeKind::String(s)) if ["raw", "yaml", "json", "toml", "dotenv"].contains(&s.as_str()) => {
+                        decl.document = Some(s.clone());
+                    }
+                    ("document", _) => self.diags.push(
+                        Diagnostic::at(fv.span, "`document` must be one of raw, yaml, json, toml, dotenv", "unknown document type")
+                            .with_hint("leave it out to guess from the file name (db.yaml.age is YAML)"),
+                    ),
+                    ("file", other) => self.diags.push(Diagnostic::at(
+                        fv.span,
+                        format!("wrong type for `file`: expected string, found {}", other.type_name()),
+                        "expected a path",
+                    )),
+                    (name, _) => self.diags.push(
+                        Diagnostic::at(fk.span, format!("unknown field `{name}` in secret `{}`", key.name), "unknown field").with_hint(
+                            nearest(name, ["file", "document"]).map_or_else(|| "secret fields: file, document".into(), |s| format!("did you mean `{s}`?")),
+                        ),
+                    ),
+                }
+            }
+            if decl.file.is_empty() {
+                self.diags.push(
+                    Diagnostic::at(key.span, format!("secret `{}` is missing required field `file`", key.name), "declared here")
+                        .with_hint("file: the encrypted file, relative to the config directory, e.g. file = \"secrets/db.yaml.age\""),
+                );
+                continue;
+            }
+            self.secrets.insert(key.name.clone(), decl);
         }
     }
 
@@ -271,10 +327,31 @@ fn check_type(expr: &Expr, ty: &FieldType, span: Span, name: &str) -> Result<(),
     }
 }
 
-/// Check every reference, `depends_on` and address-list target exists, and that referenced
-/// fields exist in the target's schema.
-pub fn check_references(resources: &BTreeMap<ResourceAddr, Resource>, registry: &Registry) -> Vec<Diagnostic> {
+/// Check every reference, `depends_on` and address-list target exists, that referenced
+/// fields exist in the target's schema, and that referenced secrets are declared.
+pub fn check_references(
+    resources: &BTreeMap<ResourceAddr, Resource>,
+    secrets: &BTreeMap<String, SecretDecl>,
+    registry: &Registry,
+) -> Vec<Diagnostic> {
     let mut diags = Vec::new();
+    for res in resources.values() {
+        for field in res.fields.values() {
+            for s in field.expr.secret_refs() {
+                if !secrets.contains_key(&s.name) {
+                    let names: Vec<&str> = secrets.keys().map(String::as_str).collect();
+                    let hint = match nearest(&s.name, names.iter().copied()) {
+                        Some(n) => format!("did you mean `secret.{n}`?"),
+                        None => format!("declare it: [secret.{}] file = \"secrets/{}.age\"", s.name, s.name),
+                    };
+                    diags.push(
+                        Diagnostic::at(s.span, format!("`{}` uses secret `{}`, which is not declared", res.addr, s.name), "no such secret")
+                            .with_hint(hint),
+                    );
+                }
+            }
+        }
+    }
     let addrs: Vec<String> = resources.keys().map(ToString::to_string).collect();
     let missing = |addr: &ResourceAddr, span: Span, what: &str| {
         let hint = match nearest_addr(&addr.base().to_string(), addrs.iter().map(String::as_str)) {

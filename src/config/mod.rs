@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use diag::{Diagnostic, Diagnostics};
-pub use model::{Config, DriftPolicy, Expr, Field, Lifecycle, Part, Project, Reference, Resource};
+pub use model::{Config, DriftPolicy, Expr, Field, Lifecycle, Part, Project, Reference, Resource, SecretDecl, SecretRef};
 use node::{Node, NodeKind};
 use sha2::{Digest, Sha256};
 pub use source::{SourceMap, Span};
@@ -34,6 +34,8 @@ pub struct LoadOptions {
     pub environment: Option<String>,
     /// `--var NAME=VALUE`, in order.
     pub vars: Vec<(String, String)>,
+    /// Where age identities for secrets come from.
+    pub identities: crate::secrets::IdentitySources,
 }
 
 /// Load, parse and validate a config directory.
@@ -70,6 +72,7 @@ pub fn load(opts: &LoadOptions, registry: &Registry) -> Result<Config, Diagnosti
         registry,
         scope: template::Scope { variables: &settings.variables, root: &root_str },
         resources: BTreeMap::new(),
+        secrets: BTreeMap::new(),
         diags,
     };
     if let Some((_, docs)) = &tend_toml {
@@ -88,8 +91,9 @@ pub fn load(opts: &LoadOptions, registry: &Registry) -> Result<Config, Diagnosti
     }
     let mut diags = lowerer.diags;
     let resources = lowerer.resources;
+    let secrets = lowerer.secrets;
     if diags.is_empty() {
-        diags.extend(lower::check_references(&resources, registry));
+        diags.extend(lower::check_references(&resources, &secrets, registry));
     }
     if !diags.is_empty() {
         return fail(sources, diags);
@@ -103,6 +107,7 @@ pub fn load(opts: &LoadOptions, registry: &Registry) -> Result<Config, Diagnosti
         variables: settings.variables,
         provider_settings: settings.providers,
         resources,
+        secrets,
         revision,
     })
 }
@@ -159,7 +164,7 @@ fn config_files(root: &Path) -> Vec<PathBuf> {
 }
 
 /// Convert a literal node (no templates) to a value.
-pub(crate) fn node_value(n: &Node) -> Value {
+pub fn node_value(n: &Node) -> Value {
     match &n.kind {
         NodeKind::Null => Value::Null,
         NodeKind::Bool(b) => Value::Bool(*b),

@@ -32,6 +32,28 @@ impl std::fmt::Display for Reference {
     }
 }
 
+/// A reference `${secret.NAME.path...}` to a decrypted secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SecretRef {
+    /// The secret's name (`[secret.NAME]`).
+    pub name: String,
+    /// Keys into a secret document; empty for the whole value.
+    pub path: Vec<String>,
+    /// Where the reference is written (not saved in plan files).
+    #[serde(skip)]
+    pub span: Span,
+}
+
+impl std::fmt::Display for SecretRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "secret.{}", self.name)?;
+        for p in &self.path {
+            write!(f, ".{p}")?;
+        }
+        Ok(())
+    }
+}
+
 /// One piece of a string template.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -40,6 +62,8 @@ pub enum Part {
     Lit(String),
     /// An interpolated reference.
     Ref(Reference),
+    /// An interpolated secret.
+    Secret(SecretRef),
 }
 
 /// A config value that may contain references, evaluated at plan and again at apply time.
@@ -57,6 +81,22 @@ pub enum Expr {
 }
 
 impl Expr {
+    /// Every secret reference inside.
+    pub fn secret_refs(&self) -> Vec<&SecretRef> {
+        match self {
+            Self::Literal(_) => Vec::new(),
+            Self::Template(parts) => parts
+                .iter()
+                .filter_map(|p| match p {
+                    Part::Secret(s) => Some(s),
+                    _ => None,
+                })
+                .collect(),
+            Self::List(l) => l.iter().flat_map(Expr::secret_refs).collect(),
+            Self::Map(m) => m.values().flat_map(Expr::secret_refs).collect(),
+        }
+    }
+
     /// Every reference inside.
     pub fn references(&self) -> Vec<&Reference> {
         let mut out = Vec::new();
@@ -69,7 +109,7 @@ impl Expr {
             Self::Literal(_) => {}
             Self::Template(parts) => out.extend(parts.iter().filter_map(|p| match p {
                 Part::Ref(r) => Some(r),
-                Part::Lit(_) => None,
+                Part::Lit(_) | Part::Secret(_) => None,
             })),
             Self::List(l) => l.iter().for_each(|e| e.collect_refs(out)),
             Self::Map(m) => m.values().for_each(|e| e.collect_refs(out)),
@@ -156,6 +196,20 @@ impl Resource {
     }
 }
 
+/// `[secret.NAME]`: where a secret's encrypted file is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretDecl {
+    /// The name used in `${secret.NAME}`.
+    pub name: String,
+    /// The encrypted file, relative to the config directory.
+    pub file: String,
+    /// What the decrypted content is: `raw`, `yaml`, `json`, `toml` or `dotenv`; `None`
+    /// guesses from the file name (`db.yaml.age` is YAML, `x.age` a single value).
+    pub document: Option<String>,
+    /// Where it is declared.
+    pub span: Span,
+}
+
 /// `[project]` settings of tend.toml.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Project {
@@ -184,6 +238,8 @@ pub struct Config {
     pub provider_settings: BTreeMap<String, Attributes>,
     /// Resources by address.
     pub resources: BTreeMap<ResourceAddr, Resource>,
+    /// Declared secrets by name.
+    pub secrets: BTreeMap<String, SecretDecl>,
     /// Identifies the config content: `local@sha256:<hex>` for a plain directory.
     pub revision: String,
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use tend_provider::{ResourceAddr, Value};
 
 use super::diag::Diagnostic;
-use super::model::{Expr, Part, Reference};
+use super::model::{Expr, Part, Reference, SecretRef};
 use super::source::Span;
 
 /// What `var.*` and `path.*` resolve to while lowering.
@@ -46,6 +46,12 @@ pub fn parse(text: &str, span: Span, scope: &Scope<'_>) -> Result<Expr, Diagnost
                 }
                 parts.push(Part::Ref(r));
             }
+            Resolved::Secret(r) => {
+                if !lit.is_empty() {
+                    parts.push(Part::Lit(std::mem::take(&mut lit)));
+                }
+                parts.push(Part::Secret(r));
+            }
         }
         rest = &after[close + 1..];
     }
@@ -69,6 +75,7 @@ pub fn parse(text: &str, span: Span, scope: &Scope<'_>) -> Result<Expr, Diagnost
 enum Resolved {
     Value(Value),
     Ref(Reference),
+    Secret(SecretRef),
 }
 
 fn resolve(inner: &str, span: Span, scope: &Scope<'_>) -> Result<Resolved, Diagnostic> {
@@ -82,6 +89,18 @@ fn resolve(inner: &str, span: Span, scope: &Scope<'_>) -> Result<Resolved, Diagn
                 },
             )
         });
+    }
+    if let Some(rest) = inner.strip_prefix("secret.") {
+        let mut segs = rest.split('.').map(str::trim).map(str::to_string);
+        let name = segs.next().filter(|n| ResourceAddr::is_valid_part(n)).ok_or_else(|| {
+            Diagnostic::at(span, format!("`${{{inner}}}` is not a valid secret reference"), "in this value")
+                .with_hint("secret references look like ${secret.NAME} or ${secret.NAME.key.subkey}")
+        })?;
+        let path: Vec<String> = segs.collect();
+        if path.iter().any(String::is_empty) {
+            return Err(Diagnostic::at(span, format!("`${{{inner}}}` has an empty key"), "in this value"));
+        }
+        return Ok(Resolved::Secret(SecretRef { name, path, span }));
     }
     if inner == "path.root" {
         return Ok(Resolved::Value(Value::String(scope.root.to_string())));
@@ -139,6 +158,14 @@ mod tests {
         let Expr::Template(parts) = scope_parse("${host.file.a[web].sha256}").unwrap() else { panic!() };
         let Part::Ref(r) = &parts[0] else { panic!() };
         assert_eq!(r.addr.key.as_deref(), Some("web"));
+    }
+
+    #[test]
+    fn secret_references_are_kept_for_decryption() {
+        let Expr::Template(parts) = scope_parse("password=${secret.db.users.admin}").unwrap() else { panic!() };
+        let Part::Secret(s) = &parts[1] else { panic!() };
+        assert_eq!((s.name.as_str(), s.path.join(".")), ("db", "users.admin".to_string()));
+        assert!(matches!(scope_parse("${secret.token}").unwrap(), Expr::Template(p) if p.len() == 1));
     }
 
     #[test]

@@ -4,10 +4,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use tend_provider::{Attributes, ResourceAddr, Value};
 
-use crate::config::{Expr, Part, Reference};
+use crate::config::{Expr, Part, Reference, SecretRef};
 
 /// A reference that cannot be evaluated.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum EvalError {
     /// The reference matches several instances.
     #[error("`${{{reference}}}` is ambiguous: `{resource}` has instances {}; name one, e.g. ${{{}.{field}}}", .candidates.join(", "), .candidates[0])]
@@ -24,10 +24,15 @@ pub enum EvalError {
     /// The reference matches no instance.
     #[error("`${{{0}}}` refers to a resource with no instances")]
     NoInstance(String),
+    /// A secret could not be read.
+    #[error(transparent)]
+    Secret(Box<crate::secrets::SecretError>),
 }
 
 /// Resolves references to instances and looks up their known values.
 pub struct Resolver<'a> {
+    /// Decrypted secrets (`${secret...}`).
+    pub secrets: &'a crate::secrets::Secrets,
     /// Instances of each configured resource.
     pub instances: &'a BTreeMap<ResourceAddr, Vec<ResourceAddr>>,
     /// Known attributes of each instance (config ∪ planned or applied attributes).
@@ -61,7 +66,11 @@ impl Resolver<'_> {
         let missing = if self.final_values { Value::Null } else { Value::Unknown };
         let Some(attrs) = self.known.get(&inst) else { return Ok(missing) };
         let Some(v) = attrs.get(&r.field) else { return Ok(missing) };
-        Ok(v.get_path(&r.path).cloned().unwrap_or(missing))
+        Ok(v.get_path(&r.path).unwrap_or(missing))
+    }
+
+    fn secret(&self, r: &SecretRef) -> Result<Value, EvalError> {
+        self.secrets.get(&r.name, &r.path).map_err(|e| EvalError::Secret(Box::new(e)))
     }
 
     /// Evaluate one expression for `referrer`.
@@ -71,20 +80,33 @@ impl Resolver<'_> {
             Expr::List(items) => Value::List(items.iter().map(|e| self.eval(referrer, e)).collect::<Result<_, _>>()?),
             Expr::Map(m) => Value::Map(m.iter().map(|(k, e)| Ok((k.clone(), self.eval(referrer, e)?))).collect::<Result<_, _>>()?),
             Expr::Template(parts) => {
-                if let [Part::Ref(r)] = parts.as_slice() {
-                    return self.lookup(referrer, r);
+                match parts.as_slice() {
+                    [Part::Ref(r)] => return self.lookup(referrer, r),
+                    [Part::Secret(r)] => return self.secret(r),
+                    _ => {}
                 }
-                let mut s = String::new();
+                let mut s = zeroize::Zeroizing::new(String::new());
+                let mut sensitive = false;
                 for p in parts {
-                    match p {
-                        Part::Lit(l) => s.push_str(l),
-                        Part::Ref(r) => match self.lookup(referrer, r)? {
-                            Value::Unknown => return Ok(Value::Unknown),
-                            v => s.push_str(&v.to_template_string()),
-                        },
+                    let v = match p {
+                        Part::Lit(l) => {
+                            s.push_str(l);
+                            continue;
+                        }
+                        Part::Ref(r) => self.lookup(referrer, r)?,
+                        Part::Secret(r) => self.secret(r)?,
+                    };
+                    match v {
+                        Value::Unknown => return Ok(Value::Unknown),
+                        Value::Redacted => return Ok(Value::Redacted),
+                        v => {
+                            sensitive |= v.is_sensitive();
+                            s.push_str(&v.reveal().to_template_string());
+                        }
                     }
                 }
-                Value::String(s)
+                let s = Value::String(std::mem::take(&mut *s));
+                if sensitive { s.sensitive() } else { s }
             }
         })
     }

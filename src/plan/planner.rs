@@ -6,7 +6,7 @@ use std::sync::Arc;
 use petgraph::Direction;
 use petgraph::stable_graph::NodeIndex;
 use tend_provider::{
-    Action, Attributes, Observed, PlanRequest, PlannedChange, PriorRecord, Provider, ProviderError, ReadItem, ReadRequest,
+    Action, Attributes, Value, Observed, PlanRequest, PlannedChange, PriorRecord, Provider, ProviderError, ReadItem, ReadRequest,
     ResourceAddr, Target,
 };
 use tend_state::{Record, RecordStatus, Snapshot};
@@ -17,6 +17,7 @@ use crate::config::{Config, DriftPolicy, Lifecycle};
 use crate::graph::{EdgeKind, ResourceGraph};
 use crate::hash::inputs_hash;
 use crate::registry::Providers;
+use crate::secrets::Secrets;
 
 /// What [`plan`] works on.
 pub struct PlanInput<'a> {
@@ -28,6 +29,8 @@ pub struct PlanInput<'a> {
     pub graph: &'a ResourceGraph,
     /// The recorded state.
     pub state: &'a Snapshot,
+    /// Declared secrets, decrypted on first use.
+    pub secrets: &'a Secrets,
 }
 
 type ReadResult = Result<Option<Observed>, ProviderError>;
@@ -95,6 +98,14 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
     }
 }
 
+fn eval_error(addr: &ResourceAddr, e: &super::EvalError) -> PlanError {
+    let hint = match e {
+        super::EvalError::Secret(s) => s.hint(),
+        _ => None,
+    };
+    PlanError { addr: Some(addr.clone()), message: e.to_string(), hint }
+}
+
 /// Whether anything depends on this node (only then are its values kept for references).
 fn has_dependents(graph: &ResourceGraph, n: NodeIndex) -> bool {
     graph.graph.neighbors_directed(n, Direction::Outgoing).next().is_some()
@@ -114,11 +125,11 @@ async fn refresh(input: &PlanInput<'_>, order: &[NodeIndex], errors: &mut Vec<Pl
         let record = input.state.records.get(&node.addr);
         let config = if node.desired {
             let res = &input.config.resources[&node.addr.base()];
-            let resolver = Resolver { instances: &input.graph.instances, known: &prior_known, final_values: false };
+            let resolver = Resolver { secrets: input.secrets, instances: &input.graph.instances, known: &prior_known, final_values: false };
             match eval_fields(&resolver, &node.addr, &res.exprs()) {
                 Ok(c) => Some(c),
                 Err(e) => {
-                    errors.push(PlanError { addr: Some(node.addr.clone()), message: e.to_string(), hint: None });
+                    errors.push(eval_error(&node.addr, &e));
                     continue;
                 }
             }
@@ -186,9 +197,9 @@ async fn plan_desired(
     let addr = &node.addr;
     let res = &input.config.resources[&addr.base()];
     let err = |message: String, hint: Option<String>| PlanError { addr: Some(addr.clone()), message, hint };
-    let resolver = Resolver { instances: &input.graph.instances, known, final_values: false };
+    let resolver = Resolver { secrets: input.secrets, instances: &input.graph.instances, known, final_values: false };
     let exprs = res.exprs();
-    let config = eval_fields(&resolver, addr, &exprs).map_err(|e| err(e.to_string(), None))?;
+    let config = eval_fields(&resolver, addr, &exprs).map_err(|e| eval_error(addr, &e))?;
     // What was observed on a target that is being replaced, or whose values (its address) are
     // only known after apply, is not what the resource will meet: plan it as absent.
     let target_unsettled = node.target.as_ref().is_some_and(|t| {
@@ -200,9 +211,11 @@ async fn plan_desired(
         deps.iter().filter(|(_, k)| k.contains(&EdgeKind::Trigger)).map(|(a, _)| a.clone()).collect();
     let upstream_changes = trigger_deps.iter().filter(|a| actions.get(*a).is_some_and(|x| *x != Action::NoOp)).cloned().collect();
     let provider = provider_for(input, addr)?;
+    let inputs_changed = record.is_none_or(|r| !config.values().all(Value::is_known) || r.inputs_hash != inputs_hash(&config, &input.state.hmac_key));
     let planned = provider
         .plan(PlanRequest {
             addr: addr.clone(),
+            inputs_changed,
             config: Some(config.clone()),
             observed: observed.clone(),
             prior: prior_of(record),
@@ -211,7 +224,7 @@ async fn plan_desired(
         })
         .await
         .map_err(|e| err(e.to_string(), e.hint.clone()))?;
-    let decided = decide(planned, &config, record, observed.as_ref(), &res.lifecycle, res.drift);
+    let decided = decide(planned, inputs_changed, record, observed.as_ref(), &res.lifecycle, res.drift);
     tracing::trace!(%addr, action = ?decided.action, reason = ?decided.reason, "planned");
     let mut values = config;
     values.extend(decided.after.clone());
@@ -254,7 +267,7 @@ struct Decided {
 /// The engine's policies on top of what the provider planned.
 fn decide(
     p: PlannedChange,
-    config: &Attributes,
+    inputs_changed: bool,
     record: Option<&Record>,
     observed: Option<&Observed>,
     lifecycle: &Lifecycle,
@@ -293,7 +306,7 @@ fn decide(
         }
         Some(_) if d.action == Action::NoOp => {}
         Some(_) if !d.triggered_by.is_empty() => d.reason = ChangeReason::Triggered,
-        Some(r) if r.inputs_hash != inputs_hash(config) => d.reason = ChangeReason::ConfigChanged,
+        Some(_) if inputs_changed => d.reason = ChangeReason::ConfigChanged,
         Some(_) => {
             d.reason = ChangeReason::Drift;
             match drift {
@@ -329,6 +342,7 @@ async fn plan_orphan(
     let planned = provider
         .plan(PlanRequest {
             addr: addr.clone(),
+            inputs_changed: true,
             config: None,
             observed: observed.clone(),
             prior: prior_of(Some(record)),

@@ -19,28 +19,35 @@ fn action_name(a: Action) -> &'static str {
     }
 }
 
-/// Known values as JSON (unknowns become `null`), plus the sorted names of unknown fields.
-fn split_unknown(attrs: &Attributes) -> (J, Vec<&str>) {
+/// Values as JSON with unknown and sensitive ones `null`, the names of the unknown ones, and
+/// the names of the sensitive ones (`hide` adds names to treat as sensitive).
+fn split(attrs: &Attributes, hide: &[&str]) -> (J, Vec<String>, Vec<String>) {
     let mut unknown = Vec::new();
+    let mut sensitive = Vec::new();
     let mut obj = serde_json::Map::new();
     for (k, v) in attrs {
-        if v.is_known() {
+        if v.is_sensitive() || hide.contains(&k.as_str()) {
+            sensitive.push(k.clone());
+            obj.insert(k.clone(), J::Null);
+        } else if v.is_known() {
             obj.insert(k.clone(), v.to_json());
         } else {
-            unknown.push(k.as_str());
+            unknown.push(k.clone());
             obj.insert(k.clone(), if matches!(v, Value::Unknown) { J::Null } else { v.to_json() });
         }
     }
-    (J::Object(obj), unknown)
+    (J::Object(obj), unknown, sensitive)
 }
 
 fn change_json(c: &Change) -> J {
-    let (after, after_unknown) = match &c.after {
-        Some(a) => {
-            let (j, u) = split_unknown(a);
-            (j, u)
-        }
-        None => (J::Null, Vec::new()),
+    let (after, after_unknown, after_sensitive) = match &c.after {
+        Some(a) => split(a, &[]),
+        None => (J::Null, Vec::new(), Vec::new()),
+    };
+    let hide: Vec<&str> = after_sensitive.iter().map(String::as_str).collect();
+    let (before, _, before_sensitive) = match &c.before {
+        Some(b) => split(b, &hide),
+        None => (J::Null, Vec::new(), Vec::new()),
     };
     json!({
         "address": c.addr.to_string(),
@@ -50,9 +57,11 @@ fn change_json(c: &Change) -> J {
         "instance": c.addr.key.as_deref(),
         "action": action_name(c.action),
         "reason": c.reason,
-        "before": c.before.as_ref().map(|b| split_unknown(b).0),
+        "before": before,
+        "before_sensitive": before_sensitive,
         "after": after,
         "after_unknown": after_unknown,
+        "after_sensitive": after_sensitive,
         "requires_replace": c.requires_replace,
         "triggered_by": c.triggered_by.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "drift_reported": c.drift_reported,

@@ -64,11 +64,17 @@ fn attributes(out: &mut String, c: &Change) {
     let mut hidden = 0;
     for k in keys {
         let (b, a) = (before.get(k), after.get(k));
+        // Sensitive on either side hides both: an observed hash of a secret file is as telling
+        // as the planned one.
+        let hidden_value = Value::Redacted;
+        let sensitive = b.is_some_and(Value::is_sensitive) || a.is_some_and(Value::is_sensitive);
+        let (b, a) = if sensitive { (b.map(|_| &hidden_value), a.map(|_| &hidden_value)) } else { (b, a) };
+        let changed = before.get(k) != after.get(k);
         let forces = if c.requires_replace.contains(k) { " # forces replacement" } else { "" };
         let line = match (c.action, b, a) {
             (Action::Delete, Some(b), _) => format!("      - {k:width$} = {}", show(b)),
             (_, None, Some(a)) => format!("      + {k:width$} = {}", show(a)),
-            (_, Some(b), Some(a)) if b != a => format!("      ~ {k:width$} = {} -> {}{forces}", show(b), show(a)),
+            (_, Some(b), Some(a)) if changed => format!("      ~ {k:width$} = {} -> {}{forces}", show(b), show(a)),
             (_, Some(_), None) if c.action != Action::Delete => continue,
             _ => {
                 hidden += 1;

@@ -47,6 +47,9 @@ pub struct Snapshot {
     pub lineage: String,
     /// Bumped on every write.
     pub serial: u64,
+    /// Hex key of the keyed HMAC over resource inputs (so a changed secret is detected without
+    /// keeping a plain hash of it). Empty before the state file exists.
+    pub hmac_key: String,
     /// Records by address.
     pub records: BTreeMap<ResourceAddr, Record>,
 }

@@ -67,8 +67,8 @@ impl SqliteStore {
             conn.execute_batch("PRAGMA journal_mode=WAL;").map_err(corrupt)?;
             conn.execute_batch(SCHEMA).map_err(corrupt)?;
             conn.execute(
-                "INSERT INTO meta (key, value) VALUES ('lineage', ?1), ('serial', '0'), ('format', '1')",
-                params![new_lineage()],
+                "INSERT INTO meta (key, value) VALUES ('lineage', ?1), ('serial', '0'), ('format', '1'), ('hmac_key', ?2)",
+                params![new_lineage(), random_hex::<32>()],
             )
             .map_err(corrupt)?;
         } else if empty {
@@ -133,12 +133,20 @@ fn create_private_file(path: &Path) -> Result<(), StateError> {
 }
 
 fn new_lineage() -> String {
+    random_hex::<16>()
+}
+
+/// `N` random bytes as hex (from /dev/urandom; time and pid only if that is unavailable).
+fn random_hex<const N: usize>() -> String {
     use std::io::Read;
-    let mut buf = [0u8; 16];
+    let mut buf = [0u8; N];
     let random = fs_err::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buf));
     if random.is_err() {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        buf.copy_from_slice(&(nanos ^ u128::from(std::process::id())).to_le_bytes());
+        let seed = (nanos ^ u128::from(std::process::id())).to_le_bytes();
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = seed[i % seed.len()];
+        }
     }
     buf.iter().fold(String::with_capacity(32), |mut s, b| {
         use std::fmt::Write;
@@ -166,7 +174,14 @@ impl StateStore for SqliteStore {
             conn.query_row("SELECT value FROM meta WHERE key = 'serial'", [], |r| r.get(0)).map_err(&err)?;
         let mut stmt = conn.prepare("SELECT addr, data FROM resources").map_err(&err)?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(&err)?;
-        let mut snapshot = Snapshot { lineage, serial: serial.parse().unwrap_or(0), records: std::collections::BTreeMap::new() };
+        let hmac_key: Option<String> =
+            conn.query_row("SELECT value FROM meta WHERE key = 'hmac_key'", [], |r| r.get(0)).optional().map_err(&err)?;
+        let mut snapshot = Snapshot {
+            lineage,
+            serial: serial.parse().unwrap_or(0),
+            hmac_key: hmac_key.unwrap_or_default(),
+            records: std::collections::BTreeMap::new(),
+        };
         for row in rows {
             let (addr, data) = row.map_err(&err)?;
             let record: Record = serde_json::from_str(&data).map_err(|e| StateError::Corrupt {
@@ -176,6 +191,22 @@ impl StateStore for SqliteStore {
             snapshot.records.insert(record.addr.clone(), record);
         }
         Ok(snapshot)
+    }
+
+    async fn hmac_key(&self) -> Result<String, StateError> {
+        let conn = self.conn();
+        let key: Option<String> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'hmac_key'", [], |r| r.get(0))
+            .optional()
+            .map_err(self.db_err())?;
+        if let Some(k) = key {
+            return Ok(k);
+        }
+        // State made before keyed hashes: add a key now (hashes recorded without one read as
+        // changed once, then settle).
+        let k = random_hex::<32>();
+        conn.execute("INSERT INTO meta (key, value) VALUES ('hmac_key', ?1)", params![k]).map_err(self.db_err())?;
+        Ok(k)
     }
 
     async fn lock(&self, operation: &str) -> Result<LockInfo, StateError> {

@@ -5,4 +5,5 @@ mod cli;
 mod config_errors;
 mod host_local;
 mod plan;
+mod secrets;
 mod support;

@@ -35,4 +35,4 @@ pub use provider::{
     Sibling, Target,
 };
 pub use schema::{FieldSchema, FieldType, KindSchema, Role, UpdateMode};
-pub use value::Value;
+pub use value::{Sensitive, Value};

@@ -178,6 +178,9 @@ pub struct PlanRequest {
     pub target: Option<Target>,
     /// Dependencies of this instance (via address-list fields) that change in this plan.
     pub upstream_changes: BTreeSet<ResourceAddr>,
+    /// Whether the evaluated inputs differ from those of the last apply (the engine compares
+    /// keyed hashes). Resources with nothing to observe (commands) use this to rerun.
+    pub inputs_changed: bool,
 }
 
 /// What a provider plans for one instance.

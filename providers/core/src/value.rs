@@ -11,7 +11,12 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// Maps are `BTreeMap`s so that everything derived from values (plans, hashes, JSON) is
 /// deterministic. [`Value::Unknown`] marks a value that is only known after apply (an instance's
 /// IP before it exists); it never reaches a provider's `apply` and never reaches state.
-#[derive(Debug, Clone, PartialEq, Default)]
+///
+/// [`Value::Sensitive`] holds a decrypted secret (or anything derived from one) in memory. Its
+/// `Debug`, `Display` and JSON forms never show the content; what is written to disk reads back
+/// as [`Value::Redacted`]. Accessors (`as_str`, ...) and equality look through it, so providers
+/// can use the plaintext and diffs still compare.
+#[derive(Debug, Clone, Default)]
 pub enum Value {
     /// Absent / null.
     #[default]
@@ -30,12 +35,108 @@ pub enum Value {
     Map(BTreeMap<String, Value>),
     /// Known only after apply.
     Unknown,
+    /// A secret, or a value derived from one: usable, never shown or saved.
+    Sensitive(Sensitive),
+    /// A sensitive value read back from a plan file or state: the content is not available.
+    Redacted,
+}
+
+/// The plaintext of a [`Value::Sensitive`]: redacted in `Debug`, zeroized on drop.
+#[derive(Clone, PartialEq)]
+pub struct Sensitive(Box<Value>);
+
+impl Sensitive {
+    /// The plaintext value.
+    pub fn reveal(&self) -> &Value {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Sensitive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sensitive(..)")
+    }
+}
+
+fn wipe(v: &mut Value) {
+    use zeroize::Zeroize;
+    match v {
+        Value::String(s) => s.zeroize(),
+        Value::List(l) => l.iter_mut().for_each(wipe),
+        Value::Map(m) => {
+            for v in m.values_mut() {
+                wipe(v);
+            }
+        }
+        Value::Int(i) => i.zeroize(),
+        _ => {}
+    }
+}
+
+impl Drop for Sensitive {
+    fn drop(&mut self) {
+        wipe(&mut self.0);
+    }
+}
+
+impl PartialEq for Value {
+    /// Structural equality that looks through [`Value::Sensitive`]; [`Value::Redacted`] only
+    /// equals itself.
+    fn eq(&self, other: &Self) -> bool {
+        match (self.reveal(), other.reveal()) {
+            (Self::Null, Self::Null) | (Self::Unknown, Self::Unknown) | (Self::Redacted, Self::Redacted) => true,
+            (Self::Bool(a), Self::Bool(b)) => a == b,
+            (Self::Int(a), Self::Int(b)) => a == b,
+            (Self::Float(a), Self::Float(b)) => a == b,
+            (Self::String(a), Self::String(b)) => a == b,
+            (Self::List(a), Self::List(b)) => a == b,
+            (Self::Map(a), Self::Map(b)) => a == b,
+            _ => false,
+        }
+    }
 }
 
 impl Value {
+    /// Mark as sensitive (idempotent).
+    #[must_use]
+    pub fn sensitive(self) -> Self {
+        match self {
+            Self::Sensitive(_) | Self::Redacted | Self::Unknown => self,
+            other => Self::Sensitive(Sensitive(Box::new(other))),
+        }
+    }
+
+    /// The plaintext behind [`Value::Sensitive`]; any other value as it is.
+    pub fn reveal(&self) -> &Value {
+        match self {
+            Self::Sensitive(s) => s.reveal(),
+            other => other,
+        }
+    }
+
+    /// Whether this value or anything inside it is sensitive or redacted.
+    pub fn is_sensitive(&self) -> bool {
+        match self {
+            Self::Sensitive(_) | Self::Redacted => true,
+            Self::List(l) => l.iter().any(Value::is_sensitive),
+            Self::Map(m) => m.values().any(Value::is_sensitive),
+            _ => false,
+        }
+    }
+
+    /// The JSON of the plaintext, for keyed hashing only (never for output).
+    pub fn to_json_revealed(&self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match self.reveal() {
+            Self::List(l) => J::Array(l.iter().map(Value::to_json_revealed).collect()),
+            Self::Map(m) => J::Object(m.iter().map(|(k, v)| (k.clone(), v.to_json_revealed())).collect()),
+            other => other.to_json(),
+        }
+    }
+
     /// The string, if this is one.
     pub fn as_str(&self) -> Option<&str> {
-        match self {
+        match self.reveal() {
             Self::String(s) => Some(s),
             _ => None,
         }
@@ -43,7 +144,7 @@ impl Value {
 
     /// The boolean, if this is one.
     pub fn as_bool(&self) -> Option<bool> {
-        match self {
+        match self.reveal() {
             Self::Bool(b) => Some(*b),
             _ => None,
         }
@@ -51,7 +152,7 @@ impl Value {
 
     /// The integer, if this is one.
     pub fn as_i64(&self) -> Option<i64> {
-        match self {
+        match self.reveal() {
             Self::Int(i) => Some(*i),
             _ => None,
         }
@@ -59,7 +160,7 @@ impl Value {
 
     /// The list, if this is one.
     pub fn as_list(&self) -> Option<&[Value]> {
-        match self {
+        match self.reveal() {
             Self::List(l) => Some(l),
             _ => None,
         }
@@ -67,7 +168,7 @@ impl Value {
 
     /// The table, if this is one.
     pub fn as_map(&self) -> Option<&BTreeMap<String, Value>> {
-        match self {
+        match self.reveal() {
             Self::Map(m) => Some(m),
             _ => None,
         }
@@ -75,7 +176,7 @@ impl Value {
 
     /// True unless this value or anything inside it is [`Value::Unknown`].
     pub fn is_known(&self) -> bool {
-        match self {
+        match self.reveal() {
             Self::Unknown => false,
             Self::List(l) => l.iter().all(Value::is_known),
             Self::Map(m) => m.values().all(Value::is_known),
@@ -83,18 +184,21 @@ impl Value {
         }
     }
 
-    /// Follow a path of table keys / list indices.
-    pub fn get_path(&self, path: &[String]) -> Option<&Value> {
-        let mut cur = self;
+    /// Follow a path of table keys / list indices. Anything found inside a sensitive value is
+    /// sensitive.
+    pub fn get_path(&self, path: &[String]) -> Option<Value> {
+        let mut cur = self.reveal();
         for seg in path {
             cur = match cur {
                 Self::Map(m) => m.get(seg)?,
                 Self::List(l) => l.get(seg.parse::<usize>().ok()?)?,
-                Self::Unknown => return Some(&Value::Unknown),
+                Self::Unknown => return Some(Value::Unknown),
+                Self::Redacted => return Some(Value::Redacted),
                 _ => return None,
-            };
+            }
+            .reveal();
         }
-        Some(cur)
+        Some(if self.is_sensitive() { cur.clone().sensitive() } else { cur.clone() })
     }
 
     /// A short type name for error messages.
@@ -108,6 +212,8 @@ impl Value {
             Self::List(_) => "list",
             Self::Map(_) => "table",
             Self::Unknown => "unknown",
+            Self::Sensitive(s) => s.reveal().type_name(),
+            Self::Redacted => "sensitive value",
         }
     }
 
@@ -120,11 +226,13 @@ impl Value {
             Self::Int(i) => i.to_string(),
             Self::Float(f) => f.to_string(),
             Self::Unknown => "(known after apply)".into(),
+            Self::Sensitive(_) | Self::Redacted => "(sensitive)".into(),
             other => other.to_json().to_string(),
         }
     }
 
-    /// Convert to JSON; unknown becomes `{"$unknown": true}` (only in saved plans).
+    /// Convert to JSON; unknown becomes `{"$unknown": true}` (only in saved plans), sensitive and
+    /// redacted values `{"$sensitive": true}` — never their content.
     pub fn to_json(&self) -> serde_json::Value {
         use serde_json::Value as J;
         match self {
@@ -136,6 +244,7 @@ impl Value {
             Self::List(l) => J::Array(l.iter().map(Value::to_json).collect()),
             Self::Map(m) => J::Object(m.iter().map(|(k, v)| (k.clone(), v.to_json())).collect()),
             Self::Unknown => serde_json::json!({ "$unknown": true }),
+            Self::Sensitive(_) | Self::Redacted => serde_json::json!({ "$sensitive": true }),
         }
     }
 
@@ -149,6 +258,7 @@ impl Value {
             J::String(s) => Self::String(s.clone()),
             J::Array(a) => Self::List(a.iter().map(Value::from_json).collect()),
             J::Object(o) if o.len() == 1 && o.get("$unknown") == Some(&J::Bool(true)) => Self::Unknown,
+            J::Object(o) if o.len() == 1 && o.get("$sensitive") == Some(&J::Bool(true)) => Self::Redacted,
             J::Object(o) => Self::Map(o.iter().map(|(k, v)| (k.clone(), Value::from_json(v))).collect()),
         }
     }
@@ -182,6 +292,7 @@ impl fmt::Display for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Unknown => f.write_str("(known after apply)"),
+            Self::Sensitive(_) | Self::Redacted => f.write_str("(sensitive)"),
             other => write!(f, "{}", other.to_json()),
         }
     }
@@ -204,6 +315,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn sensitive_values_compare_by_content_and_never_show_it() {
+        let s = Value::from("hunter2").sensitive();
+        assert_eq!(s, Value::from("hunter2"));
+        assert_eq!(s.as_str(), Some("hunter2"));
+        for shown in [format!("{s}"), format!("{s:?}"), s.to_json().to_string(), s.to_template_string()] {
+            assert!(!shown.contains("hunter2"), "{shown}");
+        }
+        let read_back = Value::from_json(&s.to_json());
+        assert_eq!(read_back, Value::Redacted);
+        let doc = Value::from_json(&serde_json::json!({"db": {"password": "p"}})).sensitive();
+        let inner = doc.get_path(&["db".into(), "password".into()]).unwrap();
+        assert!(inner.is_sensitive());
+        assert_eq!(inner.as_str(), Some("p"));
+    }
+
+    #[test]
     fn json_round_trip_keeps_unknown() {
         let mut m = BTreeMap::new();
         m.insert("ip".to_string(), Value::Unknown);
@@ -218,7 +345,7 @@ mod tests {
     fn get_path_walks_maps_and_lists() {
         let v = Value::from_json(&serde_json::json!({"a": {"b": [10, 20]}}));
         let p = |s: &[&str]| s.iter().map(|x| (*x).to_string()).collect::<Vec<_>>();
-        assert_eq!(v.get_path(&p(&["a", "b", "1"])), Some(&Value::Int(20)));
+        assert_eq!(v.get_path(&p(&["a", "b", "1"])), Some(Value::Int(20)));
         assert_eq!(v.get_path(&p(&["a", "c"])), None);
     }
 }

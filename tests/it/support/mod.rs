@@ -54,7 +54,7 @@ impl Bench {
         let mut ws = self.load(root).expect("loads");
         ws.configure_all().expect("providers configure");
         let store: Arc<dyn StateStore> = Arc::new(SqliteStore::open(&self.state()).expect("state opens"));
-        let opts = ApplyOptions { parallelism: 4, who: "test@host".into(), cancel: Arc::new(AtomicBool::new(false)) };
+        let opts = ApplyOptions { parallelism: 4, who: "test@host".into(), cancel: Arc::new(AtomicBool::new(false)), secrets: ws.secrets.clone() };
         apply(Arc::new(plan.clone()), &ws.providers, store, Arc::new(Silent), opts).await.expect("apply runs")
     }
 

@@ -59,7 +59,7 @@ pub fn plan(req: &PlanRequest, guards: (bool, bool)) -> PlannedChange {
     }
     if prior.is_none() {
         c.action = Action::Create;
-    } else if prior.as_ref() != Some(&after) {
+    } else if req.inputs_changed {
         c.action = Action::Update;
     } else if !req.upstream_changes.is_empty() {
         c.action = Action::Update;

@@ -101,18 +101,28 @@ fn resolve_source(root: &Path, src: &str) -> Result<std::path::PathBuf, Provider
     Ok(resolved)
 }
 
-/// The desired bytes, or `None` when they are only known after apply.
-pub fn desired_content(config: &Attributes, root: &Path) -> Result<Option<Vec<u8>>, ProviderError> {
+/// Whether the content comes from a secret.
+pub fn is_secret(config: &Attributes) -> bool {
+    config.get("content").is_some_and(Value::is_sensitive)
+}
+
+/// The desired bytes (wiped when dropped), or `None` when they are only known after apply.
+pub fn desired_content(config: &Attributes, root: &Path) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, ProviderError> {
     if is_unknown(config, "content") || is_unknown(config, "source") {
         return Ok(None);
     }
     if let Some(src) = get_str(config, "source") {
         let path = resolve_source(root, src)?;
         return fs_err::read(&path)
-            .map(Some)
+            .map(|b| Some(zeroize::Zeroizing::new(b)))
             .map_err(|e| ProviderError::terminal(format!("source file `{src}` cannot be read")).with_source(e));
     }
-    Ok(Some(get_str(config, "content").unwrap_or_default().as_bytes().to_vec()))
+    Ok(Some(zeroize::Zeroizing::new(get_str(config, "content").unwrap_or_default().as_bytes().to_vec())))
+}
+
+/// Mode of a new file when config sets none: 0600 when the content comes from a secret.
+fn default_mode(config: &Attributes) -> u32 {
+    if is_secret(config) { 0o600 } else { 0o644 }
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -123,16 +133,20 @@ fn sha256_hex(bytes: &[u8]) -> String {
 fn desired(config: &Attributes, observed: Option<&Observed>, root: &Path) -> Result<Attributes, ProviderError> {
     let mut a = Attributes::new();
     a.insert("path".into(), config.get("path").cloned().unwrap_or(Value::Null));
+    let secret = is_secret(config);
+    let mark = |v: Value| if secret { v.sensitive() } else { v };
     if let Some(bytes) = desired_content(config, root)? {
-        a.insert("sha256".into(), Value::String(sha256_hex(&bytes)));
-        a.insert("size".into(), Value::Int(i64::try_from(bytes.len()).unwrap_or(i64::MAX)));
+        a.insert("sha256".into(), mark(Value::String(sha256_hex(&bytes))));
+        a.insert("size".into(), mark(Value::Int(i64::try_from(bytes.len()).unwrap_or(i64::MAX))));
     } else {
         a.insert("sha256".into(), Value::Unknown);
         a.insert("size".into(), Value::Unknown);
     }
     let mode = match config.get("mode") {
         Some(v) => v.clone(),
-        None => observed.and_then(|o| o.attributes.get("mode").cloned()).unwrap_or_else(|| Value::from("0644")),
+        None => observed
+            .and_then(|o| o.attributes.get("mode").cloned())
+            .unwrap_or_else(|| Value::from(format_mode(default_mode(config)))),
     };
     a.insert("mode".into(), mode);
     for f in ["owner", "group"] {
@@ -190,8 +204,11 @@ pub async fn apply(t: &dyn Transport, req: &ApplyRequest, root: &Path) -> Result
     let config = req.config.as_ref().ok_or_else(|| ProviderError::terminal("no config to apply"))?;
     let path = required_str(config, "path")?;
     let content = desired_content(config, root)?.ok_or_else(|| ProviderError::terminal("content is not known"))?;
-    let attrs = desired_attrs(config);
     let observed = req.observed.as_ref().filter(|o| get_str(&o.attributes, "path") == Some(path));
+    let mut attrs = desired_attrs(config);
+    if attrs.mode.is_none() && observed.is_none() {
+        attrs.mode = Some(default_mode(config));
+    }
     let same_content = observed.is_some_and(|o| get_str(&o.attributes, "sha256") == Some(&sha256_hex(&content)));
     if same_content {
         t.set_attrs(path, &attrs).await?;

@@ -176,7 +176,7 @@ impl Transport for LocalTransport {
     }
 
     async fn write_file(&self, path: &str, content: &[u8], attrs: &FileAttrs) -> Result<(), TransportError> {
-        let (me, path, content, attrs) = (self.clone(), path.to_string(), content.to_vec(), attrs.clone());
+        let (me, path, content, attrs) = (self.clone(), path.to_string(), zeroize::Zeroizing::new(content.to_vec()), attrs.clone());
         blocking(move || me.write_blocking(&path, &content, &attrs)).await
     }
 

@@ -1,0 +1,198 @@
+//! Secrets: `[secret.NAME]` files encrypted with age, decrypted lazily in memory.
+//!
+//! [`Secrets`] is built from the config's declarations and the [`IdentitySources`] (CLI flags
+//! and environment). Nothing is decrypted until a `${secret...}` reference is evaluated; the
+//! plaintext lives only inside [`Value::Sensitive`](tend_provider::Value::Sensitive), which is
+//! zeroized on drop and never shown, logged or saved.
+
+mod age_file;
+mod document;
+mod identities;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
+
+pub use identities::{IdentitySources, LoadedIdentities};
+use tend_provider::Value;
+
+use crate::config::SecretDecl;
+
+/// Why a secret could not be used.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SecretError {
+    /// No identity was given.
+    #[error("no age identity to decrypt secret `{secret}` ({file})")]
+    NoIdentity {
+        /// Secret name.
+        secret: String,
+        /// Its file.
+        file: String,
+    },
+    /// An identity file could not be read.
+    #[error("cannot use identity {source_name}: {message}")]
+    BadIdentity {
+        /// Where it came from.
+        source_name: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The file could not be read.
+    #[error("cannot read secret `{secret}` from {file}: {message}")]
+    Read {
+        /// Secret name.
+        secret: String,
+        /// Its file.
+        file: String,
+        /// The I/O error.
+        message: String,
+    },
+    /// No identity fits.
+    #[error("cannot decrypt secret `{secret}` ({file}): {message}")]
+    Decrypt {
+        /// Secret name.
+        secret: String,
+        /// Its file.
+        file: String,
+        /// What age said.
+        message: String,
+        /// Whom the file was made for, as far as its header tells.
+        recipients: Vec<String>,
+        /// The identities that were tried.
+        tried: Vec<String>,
+    },
+    /// The plaintext is not the declared document type.
+    #[error("secret `{secret}` ({file}) is not valid {format}: {message}")]
+    Parse {
+        /// Secret name.
+        secret: String,
+        /// Its file.
+        file: String,
+        /// Expected format.
+        format: String,
+        /// The parser's message (never the plaintext).
+        message: String,
+    },
+    /// A key path does not exist in the document.
+    #[error("secret `{secret}` has no key `{path}`")]
+    MissingKey {
+        /// Secret name.
+        secret: String,
+        /// The dotted path asked for.
+        path: String,
+        /// Keys that exist at the deepest level reached.
+        available: Vec<String>,
+    },
+}
+
+impl SecretError {
+    /// What the user can do about it.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::NoIdentity { .. } => Some(
+                "pass --identity FILE, or set TEND_AGE_KEY_FILE, SOPS_AGE_KEY_FILE, SOPS_AGE_KEY or SOPS_AGE_SSH_PRIVATE_KEY_FILE".into(),
+            ),
+            Self::Decrypt { recipients, tried, .. } => Some(format!(
+                "the file was made for: {}\nidentities tried: {}\nre-encrypt it to one of your recipients (`tend secrets rekey`), or use the identity it was made for",
+                if recipients.is_empty() { "(no recipient stanzas found)".to_string() } else { recipients.join(", ") },
+                tried.join(", ")
+            )),
+            Self::MissingKey { available, .. } if !available.is_empty() => Some(format!("keys there: {}", available.join(", "))),
+            Self::Parse { .. } => Some("set `document` in its [secret.NAME] table if the file name suggests the wrong type".into()),
+            _ => None,
+        }
+    }
+}
+
+/// The declared secrets of one config, decrypted on first use.
+pub struct Secrets {
+    root: PathBuf,
+    decls: BTreeMap<String, SecretDecl>,
+    sources: IdentitySources,
+    identities: OnceLock<Result<LoadedIdentities, SecretError>>,
+    cache: Mutex<BTreeMap<String, Result<Value, SecretError>>>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secrets").field("declared", &self.decls.keys().collect::<Vec<_>>()).finish_non_exhaustive()
+    }
+}
+
+impl Secrets {
+    /// Secrets of a config directory, decrypted with identities from `sources`.
+    pub fn new(root: PathBuf, decls: BTreeMap<String, SecretDecl>, sources: IdentitySources) -> Self {
+        Self { root, decls, sources, identities: OnceLock::new(), cache: Mutex::new(BTreeMap::new()) }
+    }
+
+    /// No secrets at all (tests, configs without `[secret]`).
+    pub fn none() -> Self {
+        Self::new(PathBuf::new(), BTreeMap::new(), IdentitySources::default())
+    }
+
+    /// The declarations.
+    pub fn declarations(&self) -> &BTreeMap<String, SecretDecl> {
+        &self.decls
+    }
+
+    /// The value of `${secret.NAME.path...}`, sensitive.
+    pub fn get(&self, name: &str, path: &[String]) -> Result<Value, SecretError> {
+        let whole = self.whole(name)?;
+        if path.is_empty() {
+            return Ok(whole);
+        }
+        whole.get_path(path).ok_or_else(|| {
+            let mut at = whole.reveal().clone();
+            for seg in path {
+                match at.reveal().as_map().and_then(|m| m.get(seg)) {
+                    Some(next) => at = next.reveal().clone(),
+                    None => break,
+                }
+            }
+            SecretError::MissingKey {
+                secret: name.to_string(),
+                path: path.join("."),
+                available: at.as_map().map(|m| m.keys().cloned().collect()).unwrap_or_default(),
+            }
+        })
+    }
+
+    fn whole(&self, name: &str) -> Result<Value, SecretError> {
+        let mut cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(found) = cache.get(name) {
+            return found.clone();
+        }
+        let result = self.decrypt(name);
+        cache.insert(name.to_string(), result.clone());
+        result
+    }
+
+    fn decrypt(&self, name: &str) -> Result<Value, SecretError> {
+        let decl = self.decls.get(name).ok_or_else(|| SecretError::MissingKey {
+            secret: name.to_string(),
+            path: String::new(),
+            available: self.decls.keys().cloned().collect(),
+        })?;
+        let ids = self.identities.get_or_init(|| self.sources.load()).clone()?;
+        if ids.is_empty() {
+            return Err(SecretError::NoIdentity { secret: name.to_string(), file: decl.file.clone() });
+        }
+        let path = self.root.join(&decl.file);
+        let bytes = fs_err::read(&path).map_err(|e| SecretError::Read {
+            secret: name.to_string(),
+            file: decl.file.clone(),
+            message: e.to_string(),
+        })?;
+        let plaintext = age_file::decrypt(&bytes, &ids).map_err(|(message, recipients)| SecretError::Decrypt {
+            secret: name.to_string(),
+            file: decl.file.clone(),
+            message,
+            recipients,
+            tried: ids.describe(),
+        })?;
+        let format = decl.document.clone().unwrap_or_else(|| document::guess(&decl.file).to_string());
+        document::parse(&plaintext, &format)
+            .map(Value::sensitive)
+            .map_err(|message| SecretError::Parse { secret: name.to_string(), file: decl.file.clone(), format, message })
+    }
+}

@@ -1,0 +1,223 @@
+//! Secrets end to end through the binary: decrypted in memory, never at rest or in output.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use age::secrecy::ExposeSecret;
+
+use crate::support::write_tree;
+
+const CANARY: &str = "canary-7f3a9c1e-do-not-leak";
+
+fn encrypt(recipient: &age::x25519::Recipient, plaintext: &[u8], armor: bool) -> Vec<u8> {
+    let encryptor =
+        age::Encryptor::with_recipients(std::iter::once(recipient as &dyn age::Recipient)).expect("one recipient");
+    let mut out = Vec::new();
+    let format = if armor { age::armor::Format::AsciiArmor } else { age::armor::Format::Binary };
+    let armored = age::armor::ArmoredWriter::wrap_output(&mut out, format).expect("armor");
+    let mut w = encryptor.wrap_output(armored).expect("encrypt");
+    w.write_all(plaintext).expect("write");
+    w.finish().and_then(age::armor::ArmoredWriter::finish).expect("finish");
+    out
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    key: PathBuf,
+    recipient: age::x25519::Recipient,
+}
+
+impl Setup {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let id = age::x25519::Identity::generate();
+        let key = dir.path().join("keys/tend.key");
+        fs_err::create_dir_all(key.parent().expect("parent")).expect("mkdir");
+        fs_err::write(&key, format!("# test identity\n{}\n", id.to_string().expose_secret())).expect("key");
+        fs_err::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        fs_err::create_dir_all(dir.path().join("tmp")).expect("tmp");
+        let setup = Self { dir, key, recipient: id.to_public() };
+        let cfg = setup.cfg();
+        write_tree(
+            &cfg,
+            &[
+                ("tend.toml", "[project]\nname = \"secrets\"\n\n[host.local.this]\n"),
+                (
+                    "app.toml",
+                    r#"
+[secret.db]
+file = "secrets/db.yaml.age"
+
+[secret.token]
+file = "secrets/token.age"
+
+[host.file.dbconf]
+path = "${path.root}/out/db.conf"
+content = "user = app\npassword = ${secret.db.password}\n"
+
+[host.file.plain]
+path = "${path.root}/out/plain.txt"
+content = "nothing secret\n"
+
+[host.command.use_token]
+run = "test -n '${secret.token}' && touch ${path.root}/out/token-used"
+on_change = ["host.file.dbconf"]
+"#,
+                ),
+            ],
+        );
+        setup.write_secret("db.yaml.age", &format!("password: {CANARY}\nport: 5432\n"), false);
+        setup.write_secret("token.age", &format!("{CANARY}-token\n"), true);
+        setup
+    }
+
+    fn cfg(&self) -> PathBuf {
+        self.dir.path().join("cfg")
+    }
+
+    fn write_secret(&self, name: &str, plaintext: &str, armor: bool) {
+        write_tree(&self.cfg(), &[]);
+        let path = self.cfg().join("secrets").join(name);
+        fs_err::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        fs_err::write(path, encrypt(&self.recipient, plaintext.as_bytes(), armor)).expect("write secret");
+    }
+
+    fn tend(&self, args: &[&str], key: Option<&Path>) -> Output {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tend"));
+        cmd.args(["-C", &self.cfg().to_string_lossy(), "--state", &self.dir.path().join("state/state.db").to_string_lossy()])
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "trace")
+            .env("TMPDIR", self.dir.path().join("tmp"))
+            .env_remove("SOPS_AGE_KEY")
+            .env_remove("SOPS_AGE_KEY_FILE")
+            .env_remove("SOPS_AGE_SSH_PRIVATE_KEY_FILE")
+            .stdin(std::process::Stdio::null());
+        match key {
+            Some(k) => cmd.env("TEND_AGE_KEY_FILE", k),
+            None => cmd.env_remove("TEND_AGE_KEY_FILE"),
+        };
+        cmd.output().expect("tend runs")
+    }
+}
+
+fn all_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in fs_err::read_dir(dir).into_iter().flatten().flatten() {
+        let p = entry.path();
+        if p.is_dir() { all_files(&p, out) } else { out.push(p) }
+    }
+}
+
+fn assert_clean(what: &str, bytes: &[u8]) {
+    let text = String::from_utf8_lossy(bytes);
+    assert!(!text.contains(CANARY), "the secret leaked into {what}:\n{text}");
+}
+
+#[test]
+fn canary_secret_never_reaches_state_plans_logs_or_temp_files() {
+    let s = Setup::new();
+    let key = s.key.clone();
+    let saved = s.dir.path().join("saved.plan");
+    let mut outputs: Vec<(String, Output)> = Vec::new();
+    for args in [
+        &["plan"][..],
+        &["plan", "--json"][..],
+        &["plan", "--out", &saved.to_string_lossy()][..],
+        &["--log-format", "json", "apply", &saved.to_string_lossy()][..],
+        &["plan", "--detailed-exitcode"][..],
+        &["apply", "--auto-approve"][..],
+        &["state", "show", "host.file.dbconf[this]", "--json"][..],
+        &["state", "list"][..],
+        &["history", "--json"][..],
+        &["graph", "--format", "json"][..],
+    ] {
+        let out = s.tend(args, Some(&key));
+        assert!(out.status.success() || args == ["plan", "--detailed-exitcode"], "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        outputs.push((format!("{args:?}"), out));
+    }
+    // It was applied, for real.
+    let conf = s.cfg().join("out/db.conf");
+    assert_eq!(fs_err::read_to_string(&conf).expect("written"), format!("user = app\npassword = {CANARY}\n"));
+    assert_eq!(fs_err::metadata(&conf).expect("stat").permissions().mode() & 0o777, 0o600, "secret files default to 0600");
+    assert_eq!(fs_err::metadata(s.cfg().join("out/plain.txt")).expect("stat").permissions().mode() & 0o777, 0o644);
+    assert!(s.cfg().join("out/token-used").exists(), "the command got the token");
+    // The second plan saw no changes: the keyed hash of the secret inputs matched.
+    assert_eq!(outputs[4].1.status.code(), Some(0), "{}", String::from_utf8_lossy(&outputs[4].1.stdout));
+    // Plans show the secret-derived values as sensitive.
+    let first_plan = String::from_utf8_lossy(&outputs[0].1.stdout).into_owned();
+    assert!(first_plan.contains("+ sha256 = (sensitive)") && first_plan.contains("+ run = (sensitive)"), "{first_plan}");
+    let json: serde_json::Value = serde_json::from_slice(&outputs[1].1.stdout).expect("json");
+    let dbconf = json["changes"].as_array().expect("changes").iter().find(|c| c["resource"] == "host.file.dbconf").expect("dbconf");
+    assert_eq!(dbconf["after_sensitive"], serde_json::json!(["sha256", "size"]));
+    // Nowhere else.
+    for (what, out) in &outputs {
+        assert_clean(&format!("stdout of {what}"), &out.stdout);
+        assert_clean(&format!("stderr of {what}"), &out.stderr);
+    }
+    assert!(outputs.iter().any(|(_, o)| String::from_utf8_lossy(&o.stderr).contains("TRACE")), "trace logging was on");
+    let mut files = Vec::new();
+    all_files(&s.dir.path().join("state"), &mut files);
+    all_files(&s.dir.path().join("tmp"), &mut files);
+    files.push(saved);
+    assert!(files.iter().any(|f| f.ends_with("state.db")));
+    for f in files {
+        assert_clean(&f.display().to_string(), &fs_err::read(&f).expect("read"));
+    }
+    // The same search does find the secret where it belongs: on the target.
+    let mut targets = Vec::new();
+    all_files(&s.cfg().join("out"), &mut targets);
+    assert!(targets.iter().any(|f| String::from_utf8_lossy(&fs_err::read(f).expect("read")).contains(CANARY)));
+}
+
+#[test]
+fn a_changed_secret_is_detected_and_shown_only_as_sensitive() {
+    let s = Setup::new();
+    assert!(s.tend(&["apply", "--auto-approve"], Some(&s.key)).status.success());
+    s.write_secret("db.yaml.age", "password: rotated-value\nport: 5432\n", false);
+    let plan = s.tend(&["plan", "--detailed-exitcode"], Some(&s.key));
+    assert_eq!(plan.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert!(text.contains("# host.file.dbconf[this] will be updated in place\n"), "{text}");
+    assert!(text.contains("~ sha256 = (sensitive) -> (sensitive)"), "{text}");
+    assert!(text.contains("host.command.use_token[this] will run again: host.file.dbconf[this] changed"), "{text}");
+    assert!(!text.contains("rotated-value"));
+}
+
+#[test]
+fn a_secret_that_cannot_be_decrypted_fails_the_plan_naming_it() {
+    let s = Setup::new();
+    let none = s.tend(&["apply", "--auto-approve"], None);
+    assert_eq!(none.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&none.stderr);
+    assert!(err.contains("no age identity to decrypt secret `db` (secrets/db.yaml.age)"), "{err}");
+    assert!(err.contains("hint: pass --identity FILE, or set TEND_AGE_KEY_FILE"), "{err}");
+
+    let other = age::x25519::Identity::generate();
+    let wrong = s.dir.path().join("keys/other.key");
+    fs_err::write(&wrong, format!("{}\n", other.to_string().expose_secret())).expect("key");
+    let out = s.tend(&["apply", "--auto-approve"], Some(&wrong));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot decrypt secret `db` (secrets/db.yaml.age)"), "{err}");
+    assert!(err.contains("hint: the file was made for: an X25519 recipient"), "{err}");
+    assert!(err.contains(&format!("identities tried: {}", other.to_public())), "{err}");
+    assert!(err.contains("nothing was applied"), "{err}");
+    assert!(!s.cfg().join("out").exists(), "nothing applied, not even the files without secrets");
+    assert!(!s.dir.path().join("state/state.db").exists());
+}
+
+#[test]
+fn a_missing_key_in_a_secret_document_is_named_with_the_keys_there() {
+    let s = Setup::new();
+    let app = s.cfg().join("app.toml");
+    let text = fs_err::read_to_string(&app).expect("read").replace("${secret.db.password}", "${secret.db.passwrd}");
+    fs_err::write(&app, text).expect("write");
+    let out = s.tend(&["plan"], Some(&s.key));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("secret `db` has no key `passwrd`"), "{err}");
+    assert!(err.contains("hint: keys there: password, port"), "{err}");
+    assert_clean("stderr", &out.stderr);
+}
