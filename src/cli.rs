@@ -69,6 +69,51 @@ pub enum Command {
     State(StateCommand),
     /// List past applies.
     History(HistoryArgs),
+    /// Create, encrypt, edit and check age-encrypted secrets.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+}
+
+/// `tend secrets ...`.
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Generate an age identity (private key file, mode 0600) and print its recipient.
+    Keygen {
+        /// Where to write the identity; without it, it is printed to stdout.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Encrypt a file to the recipients of tend.toml (or --recipient).
+    Encrypt {
+        /// The plaintext file.
+        file: PathBuf,
+        /// Recipients (age1… or SSH public keys), instead of tend.toml's [secrets] recipients.
+        #[arg(short, long = "recipient", value_name = "RECIPIENT")]
+        recipients: Vec<String>,
+        /// Where to write (default FILE.age).
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Write ASCII armour instead of binary.
+        #[arg(short, long)]
+        armor: bool,
+        /// Replace an existing output file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Decrypt a file to stdout (never to a file).
+    Decrypt {
+        /// The encrypted file.
+        file: PathBuf,
+    },
+    /// Edit an encrypted file in $EDITOR; it is re-encrypted and the plaintext removed.
+    Edit {
+        /// The encrypted file.
+        file: PathBuf,
+    },
+    /// Re-encrypt every declared secret to the current recipients of tend.toml.
+    Rekey,
+    /// Check that every declared secret decrypts and every referenced key exists.
+    Check,
 }
 
 /// `tend plan`.

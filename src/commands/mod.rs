@@ -10,6 +10,7 @@ mod graph;
 mod history;
 mod plan;
 mod progress;
+mod secrets;
 mod state;
 mod validate;
 
@@ -118,6 +119,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Graph(args) => graph::run(&cli, args).await,
         Command::State(cmd) => state::run(&cli, cmd).await,
         Command::History(args) => history::run(&cli, args).await,
+        Command::Secrets(cmd) => secrets::run(&cli, cmd),
     };
     match result {
         Ok(code) => code,

@@ -13,7 +13,7 @@ use super::template::{self, Scope};
 use crate::registry::Registry;
 
 /// Top-level keys that only tend.toml may hold.
-pub const RESERVED: &[&str] = &["project", "variables", "environments", "providers"];
+pub const RESERVED: &[&str] = &["project", "variables", "environments", "providers", "secrets"];
 /// Meta fields every resource accepts.
 pub const META: &[&str] = &["depends_on", "lifecycle", "drift"];
 

@@ -108,8 +108,26 @@ pub fn load(opts: &LoadOptions, registry: &Registry) -> Result<Config, Diagnosti
         provider_settings: settings.providers,
         resources,
         secrets,
+        recipients: settings.recipients,
         revision,
     })
+}
+
+/// The recipients declared in `tend.toml` (`[secrets] recipients` / `recipients_file`), reading
+/// nothing else of the config.
+pub fn load_recipients(opts: &LoadOptions) -> Result<Vec<String>, Diagnostics> {
+    let mut sources = SourceMap::default();
+    let mut diags = Vec::new();
+    let root = fs_err::canonicalize(&opts.root).unwrap_or_else(|_| opts.root.clone());
+    let path = root.join("tend.toml");
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let mut digest = Sha256::new();
+    let docs = read_and_parse(&root, &path, &mut sources, &mut digest, &mut diags);
+    let root_str = root.to_string_lossy().into_owned();
+    let settings = docs.as_ref().and_then(|(_, d)| d.first()).map(|n| vars::settings(n, &root, &root_str, opts, &mut diags));
+    if diags.is_empty() { Ok(settings.map(|s| s.recipients).unwrap_or_default()) } else { Err(Diagnostics { items: diags, sources }) }
 }
 
 /// Read one file into the source map and parse it into document trees.

@@ -240,6 +240,8 @@ pub struct Config {
     pub resources: BTreeMap<ResourceAddr, Resource>,
     /// Declared secrets by name.
     pub secrets: BTreeMap<String, SecretDecl>,
+    /// Who secrets are encrypted to (`[secrets] recipients` / `recipients_file`).
+    pub recipients: Vec<String>,
     /// Identifies the config content: `local@sha256:<hex>` for a plain directory.
     pub revision: String,
 }

@@ -16,6 +16,7 @@ pub struct Settings {
     pub project: Project,
     pub variables: BTreeMap<String, Value>,
     pub providers: BTreeMap<String, Attributes>,
+    pub recipients: Vec<String>,
 }
 
 impl Settings {
@@ -27,7 +28,7 @@ impl Settings {
             diags.push(Diagnostic::global(format!("environment `{env}` is not declared"))
                 .with_hint("declare it in tend.toml as [environments.NAME.variables]"));
         }
-        Self { project, variables, providers: BTreeMap::new() }
+        Self { project, variables, providers: BTreeMap::new(), recipients: Vec::new() }
     }
 }
 
@@ -51,8 +52,9 @@ pub fn settings(doc: &Node, root: &Path, root_str: &str, opts: &super::LoadOptio
     let mut defaults = BTreeMap::new();
     let mut envs: BTreeMap<String, (Key, BTreeMap<String, Value>)> = BTreeMap::new();
     let mut providers = BTreeMap::new();
+    let mut recipients = Vec::new();
     let NodeKind::Map(entries) = &doc.kind else {
-        return Settings { project, variables: BTreeMap::new(), providers };
+        return Settings { project, variables: BTreeMap::new(), providers, recipients };
     };
     let expand_root = |v: Value| match v {
         Value::String(s) => Value::String(s.replace("${path.root}", root_str)),
@@ -111,6 +113,30 @@ pub fn settings(doc: &Node, root: &Path, root_str: &str, opts: &super::LoadOptio
                     envs.insert(ek.name.clone(), (ek.clone(), vars));
                 }
             }
+            "secrets" => {
+                for (sk, sv) in table(v, "secrets", diags) {
+                    match (sk.name.as_str(), &sv.kind) {
+                        ("recipients", NodeKind::List(items)) => {
+                            for item in items {
+                                match &item.kind {
+                                    NodeKind::String(r) => recipients.push(r.clone()),
+                                    other => diags.push(Diagnostic::at(item.span, "recipients must be strings", format!("this is a {}", other.type_name()))),
+                                }
+                            }
+                        }
+                        ("recipients_file", NodeKind::String(f)) => match fs_err::read_to_string(root.join(f)) {
+                            Ok(text) => recipients.extend(
+                                text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_string),
+                            ),
+                            Err(e) => diags.push(Diagnostic::at(sv.span, format!("cannot read recipients file: {e}"), "here")),
+                        },
+                        (name, _) => diags.push(
+                            Diagnostic::at(sk.span, format!("unknown or mistyped field `secrets.{name}`"), "here")
+                                .with_hint("secrets fields: recipients (list of age or SSH public keys), recipients_file (one per line)"),
+                        ),
+                    }
+                }
+            }
             "providers" => {
                 for (pk, pv) in table(v, "providers", diags) {
                     if let Value::Map(m) = node_value(pv) {
@@ -132,7 +158,7 @@ pub fn settings(doc: &Node, root: &Path, root_str: &str, opts: &super::LoadOptio
         },
     };
     let variables = merge(defaults, env_vars, &opts.vars, diags);
-    Settings { project, variables, providers }
+    Settings { project, variables, providers, recipients }
 }
 
 /// The one merge of variable values: defaults, then the environment, then `--var`.

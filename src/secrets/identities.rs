@@ -68,7 +68,7 @@ impl LoadedIdentities {
         self.ids.iter().map(|i| i.as_ref() as &dyn age::Identity)
     }
 
-    fn add_text(&mut self, text: &str, source: &str, path: Option<&Path>) -> Result<(), SecretError> {
+    pub(super) fn add_text(&mut self, text: &str, source: &str, path: Option<&Path>) -> Result<(), SecretError> {
         let bad = |message: String| SecretError::BadIdentity { source_name: source.to_string(), message };
         if text.contains("PRIVATE KEY-----") {
             let id = age::ssh::Identity::from_buffer(text.as_bytes(), path.map(|p| p.display().to_string()))

@@ -8,6 +8,7 @@
 mod age_file;
 mod document;
 mod identities;
+pub mod tools;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -133,6 +134,23 @@ impl Secrets {
     /// The declarations.
     pub fn declarations(&self) -> &BTreeMap<String, SecretDecl> {
         &self.decls
+    }
+
+    /// Decrypt any age file with the configured identities (for `tend secrets decrypt/edit/rekey`).
+    pub fn decrypt_file(&self, path: &std::path::Path) -> Result<zeroize::Zeroizing<Vec<u8>>, SecretError> {
+        let shown = path.display().to_string();
+        let ids = self.identities.get_or_init(|| self.sources.load()).clone()?;
+        if ids.is_empty() {
+            return Err(SecretError::NoIdentity { secret: shown.clone(), file: shown });
+        }
+        let bytes = fs_err::read(path).map_err(|e| SecretError::Read { secret: shown.clone(), file: shown.clone(), message: e.to_string() })?;
+        age_file::decrypt(&bytes, &ids).map_err(|(message, recipients)| SecretError::Decrypt {
+            secret: shown.clone(),
+            file: shown,
+            message,
+            recipients,
+            tried: ids.describe(),
+        })
     }
 
     /// The value of `${secret.NAME.path...}`, sensitive.

@@ -6,4 +6,5 @@ mod config_errors;
 mod host_local;
 mod plan;
 mod secrets;
+mod secrets_cli;
 mod support;
