@@ -99,6 +99,16 @@ pub enum SecretsCommand {
         /// Replace an existing output file.
         #[arg(long)]
         force: bool,
+        /// Write a SOPS file (YAML, JSON or dotenv, by the file name): keys stay readable, each
+        /// value is encrypted; `sops` reads it. Default output: NAME.enc.EXT.
+        #[arg(long)]
+        sops: bool,
+        /// With --sops: encrypt only values under keys matching this regex (e.g. '^(data|stringData)$').
+        #[arg(long, value_name = "REGEX", requires = "sops", conflicts_with = "unencrypted_suffix")]
+        encrypted_regex: Option<String>,
+        /// With --sops: leave values under keys ending with this suffix in plaintext (default _unencrypted).
+        #[arg(long, value_name = "SUFFIX", requires = "sops")]
+        unencrypted_suffix: Option<String>,
     },
     /// Decrypt a file to stdout (never to a file).
     Decrypt {

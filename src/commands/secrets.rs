@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use tend::secrets::{IdentitySources, SecretError, Secrets, tools};
+use tend::secrets::{IdentitySources, SecretError, Secrets, sops, tools};
 
 use super::{Failure, load_workspace};
 use crate::cli::{Cli, SecretsCommand};
@@ -34,22 +34,53 @@ fn write_private(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Failure> {
     })
 }
 
-fn recipients_for(cli: &Cli, given: &[String]) -> Result<Vec<tools::BoxedRecipient>, Failure> {
+type Named = Vec<(String, tools::BoxedRecipient)>;
+
+fn named(list: &[String]) -> Result<Named, Failure> {
+    let parsed = tools::parse_recipients(list).map_err(|e| Failure::user(e, None))?;
+    Ok(list.iter().cloned().zip(parsed).collect())
+}
+
+fn recipients_for(cli: &Cli, given: &[String]) -> Result<Named, Failure> {
     let list = if given.is_empty() {
         let opts = tend::config::LoadOptions { root: cli.config.clone(), environment: cli.environment.clone(), ..Default::default() };
         tend::config::load_recipients(&opts).map_err(|d| Failure::from(tend::workspace::WorkspaceError::Config(d)))?
     } else {
         given.to_vec()
     };
-    tools::parse_recipients(&list).map_err(|e| Failure::user(e, None))
+    named(&list)
+}
+
+/// Encrypt plaintext the way the original was: SOPS with its rules, or age (armoured or not).
+fn seal(plain: &[u8], recipients: Named, sops_info: Option<(sops::Format, sops::Rules)>, armor: bool) -> Result<Vec<u8>, Failure> {
+    let sealed = if let Some((format, rules)) = sops_info {
+        sops::encrypt(plain, format, &recipients, &rules)
+    } else {
+        let boxes: Vec<tools::BoxedRecipient> = recipients.into_iter().map(|(_, r)| r).collect();
+        tools::encrypt(plain, &boxes, armor)
+    };
+    sealed.map_err(|e| Failure::user(e, None))
+}
+
+fn default_sops_output(file: &Path) -> std::path::PathBuf {
+    let name = file.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let out = match name.rsplit_once('.') {
+        Some((stem, ext)) => format!("{stem}.enc.{ext}"),
+        None => format!("{name}.enc"),
+    };
+    file.with_file_name(out)
 }
 
 pub fn run(cli: &Cli, cmd: &SecretsCommand) -> Result<ExitCode, Failure> {
     match cmd {
         SecretsCommand::Keygen { output } => keygen(output.as_deref()),
-        SecretsCommand::Encrypt { file, recipients, output, armor, force } => {
+        SecretsCommand::Encrypt { file, recipients, output, armor, force, sops: as_sops, encrypted_regex, unencrypted_suffix } => {
             let recipients = recipients_for(cli, recipients)?;
+            let count = recipients.len();
             let out = output.clone().unwrap_or_else(|| {
+                if *as_sops {
+                    return default_sops_output(file);
+                }
                 let mut p = file.clone().into_os_string();
                 p.push(".age");
                 p.into()
@@ -58,15 +89,24 @@ pub fn run(cli: &Cli, cmd: &SecretsCommand) -> Result<ExitCode, Failure> {
                 return Err(Failure::user(format!("{} exists", out.display()), Some("pass --force to replace it".into())));
             }
             let plaintext = zeroize::Zeroizing::new(fs_err::read(file).map_err(|e| io_failure(&e))?);
-            let ct = tools::encrypt(&plaintext, &recipients, *armor).map_err(|e| Failure::user(e, None))?;
+            let sops_info = as_sops.then(|| {
+                let format = sops::Format::from_name(&file.to_string_lossy());
+                let rules = sops::Rules {
+                    encrypted_regex: encrypted_regex.clone(),
+                    unencrypted_suffix: unencrypted_suffix.clone(),
+                    ..sops::Rules::default()
+                };
+                (format, rules)
+            });
+            let ct = seal(&plaintext, recipients, sops_info, *armor)?;
             write_private(&out, &ct, 0o644)?;
-            eprintln!("Encrypted {} to {} recipient{}: {}", file.display(), recipients.len(), if recipients.len() == 1 { "" } else { "s" }, out.display());
+            eprintln!("Encrypted {} to {count} recipient{}: {}", file.display(), if count == 1 { "" } else { "s" }, out.display());
             eprintln!("The plaintext {} is still there: delete it, or keep it out of Git.", file.display());
             Ok(ExitCode::SUCCESS)
         }
         SecretsCommand::Decrypt { file } => {
             let secrets = Secrets::new(".".into(), std::collections::BTreeMap::new(), IdentitySources::from_env(&cli.identities));
-            let plaintext = secrets.decrypt_file(file).map_err(|e| secret_failure(&e))?;
+            let (plaintext, _) = secrets.decrypt_file(file).map_err(|e| secret_failure(&e))?;
             std::io::stdout().write_all(&plaintext).map_err(|e| io_failure(&e))?;
             Ok(ExitCode::SUCCESS)
         }
@@ -94,13 +134,13 @@ fn keygen(output: Option<&Path>) -> Result<ExitCode, Failure> {
 
 fn edit(cli: &Cli, file: &Path) -> Result<ExitCode, Failure> {
     let ws = load_workspace(cli)?;
-    let recipients = tools::parse_recipients(&ws.config.recipients).map_err(|e| Failure::user(e, None))?;
+    let recipients = named(&ws.config.recipients)?;
     let before = fs_err::read(file).map_err(|e| io_failure(&e))?;
-    let plaintext = ws.secrets.decrypt_file(file).map_err(|e| secret_failure(&e))?;
+    let (plaintext, sops_info) = ws.secrets.decrypt_file(file).map_err(|e| secret_failure(&e))?;
     // A private directory (0700), in memory when /dev/shm is there; removed on every path.
     let base = if Path::new("/dev/shm").is_dir() { std::path::PathBuf::from("/dev/shm") } else { std::env::temp_dir() };
     let dir = tempfile::Builder::new().prefix("tend-edit-").tempdir_in(base).map_err(|e| io_failure(&e))?;
-    let name = file.file_name().map_or_else(|| "secret".into(), |n| n.to_string_lossy().trim_end_matches(".age").to_string());
+    let name = file.file_name().map_or_else(|| "secret".into(), |n| n.to_string_lossy().trim_end_matches(".age").replace(".enc.", "."));
     let tmp = dir.path().join(name);
     write_private(&tmp, &plaintext, 0o600)?;
     let editor = std::env::var("VISUAL").or_else(|_| std::env::var("EDITOR")).unwrap_or_else(|_| "vi".into());
@@ -117,15 +157,16 @@ fn edit(cli: &Cli, file: &Path) -> Result<ExitCode, Failure> {
         eprintln!("No changes; {} is untouched.", file.display());
         return Ok(ExitCode::SUCCESS);
     }
-    let ct = tools::encrypt(&edited, &recipients, tools::is_armored(&before)).map_err(|e| Failure::user(e, None))?;
+    let count = recipients.len();
+    let ct = seal(&edited, recipients, sops_info, tools::is_armored(&before))?;
     write_private(file, &ct, 0o644)?;
-    eprintln!("Re-encrypted {} to {} recipient{}.", file.display(), recipients.len(), if recipients.len() == 1 { "" } else { "s" });
+    eprintln!("Re-encrypted {} to {count} recipient{}.", file.display(), if count == 1 { "" } else { "s" });
     Ok(ExitCode::SUCCESS)
 }
 
 fn rekey(cli: &Cli) -> Result<ExitCode, Failure> {
     let ws = load_workspace(cli)?;
-    let recipients = tools::parse_recipients(&ws.config.recipients).map_err(|e| Failure::user(e, None))?;
+    named(&ws.config.recipients)?;
     let decls = ws.secrets.declarations();
     if decls.is_empty() {
         eprintln!("No secrets are declared.");
@@ -135,14 +176,16 @@ fn rekey(cli: &Cli) -> Result<ExitCode, Failure> {
     let mut plain = Vec::new();
     for decl in decls.values() {
         let path = ws.config.root.join(&decl.file);
-        let text = ws.secrets.decrypt_file(&path).map_err(|e| secret_failure(&e))?;
+        let (text, sops_info) = ws.secrets.decrypt_file(&path).map_err(|e| secret_failure(&e))?;
         let armored = tools::is_armored(&fs_err::read(&path).map_err(|e| io_failure(&e))?);
-        plain.push((decl, path, text, armored));
+        plain.push((decl, path, text, sops_info, armored));
     }
-    for (decl, path, text, armored) in plain {
-        let ct = tools::encrypt(&text, &recipients, armored).map_err(|e| Failure::user(e, None))?;
+    for (decl, path, text, sops_info, armored) in plain {
+        let recipients = named(&ws.config.recipients)?;
+        let count = recipients.len();
+        let ct = seal(&text, recipients, sops_info, armored)?;
         write_private(&path, &ct, 0o644)?;
-        println!("rekeyed secret `{}` ({}) to {} recipient{}", decl.name, decl.file, recipients.len(), if recipients.len() == 1 { "" } else { "s" });
+        println!("rekeyed secret `{}` ({}) to {count} recipient{}", decl.name, decl.file, if count == 1 { "" } else { "s" });
     }
     Ok(ExitCode::SUCCESS)
 }

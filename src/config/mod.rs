@@ -154,6 +154,8 @@ fn read_and_parse(
     digest.update([0]);
     let parsed = if is_toml { node::parse_toml(id, &file.text).map(|n| vec![n]) } else { node::parse_yaml(id, &file.text) };
     match parsed {
+        // An encrypted SOPS file lives beside the config; it is read as a secret, not as config.
+        Ok(docs) if docs.first().is_some_and(crate::secrets::sops::is_sops_document) => None,
         Ok(docs) => Some((id, docs)),
         Err(d) => {
             diags.push(d);

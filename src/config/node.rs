@@ -216,6 +216,11 @@ fn scalar_text(kind: &NodeKind) -> NodeKind {
     }
 }
 
+/// How a plain (unquoted) YAML scalar resolves: null, bool, int, float or string.
+pub fn plain_scalar_kind(s: &str) -> NodeKind {
+    plain_scalar(s)
+}
+
 /// YAML 1.2 core schema resolution of a plain scalar.
 fn plain_scalar(s: &str) -> NodeKind {
     match s {

@@ -40,14 +40,19 @@ type ReadResult = Result<Option<Observed>, ProviderError>;
 pub async fn plan(input: PlanInput<'_>) -> Plan {
     let order = input.graph.order();
     let mut errors = Vec::new();
+    let refresh_errors_before = errors.len();
     let mut observed = refresh(&input, &order, &mut errors).await;
+    // Instances whose config could not even be evaluated for refresh are reported once, there.
+    let mut blocked: BTreeSet<ResourceAddr> = errors[refresh_errors_before..].iter().filter_map(|e| e.addr.clone()).collect();
     let mut known: HashMap<ResourceAddr, Attributes> = HashMap::with_capacity(order.len());
     let mut changes: Vec<Change> = Vec::with_capacity(order.len());
     let mut actions: HashMap<ResourceAddr, Action> = HashMap::with_capacity(order.len());
-    let mut blocked: BTreeSet<ResourceAddr> = BTreeSet::new();
     for n in order {
         let node = &input.graph.graph[n];
         let addr = &node.addr;
+        if blocked.contains(addr) {
+            continue;
+        }
         let deps = input.graph.dependencies(n);
         if let Some(up) = deps.keys().find(|d| blocked.contains(*d)) {
             tracing::debug!(%addr, upstream = %up, "not planned: upstream failed to plan");

@@ -8,6 +8,7 @@
 mod age_file;
 mod document;
 mod identities;
+pub mod sops;
 pub mod tools;
 
 use std::collections::BTreeMap;
@@ -74,6 +75,16 @@ pub enum SecretError {
         /// The parser's message (never the plaintext).
         message: String,
     },
+    /// A SOPS file failed verification.
+    #[error("secret `{secret}` ({file}) was refused: {message}")]
+    Tampered {
+        /// Secret name.
+        secret: String,
+        /// Its file.
+        file: String,
+        /// What failed.
+        message: String,
+    },
     /// A key path does not exist in the document.
     #[error("secret `{secret}` has no key `{path}`")]
     MissingKey {
@@ -100,10 +111,25 @@ impl SecretError {
             )),
             Self::MissingKey { available, .. } if !available.is_empty() => Some(format!("keys there: {}", available.join(", "))),
             Self::Parse { .. } => Some("set `document` in its [secret.NAME] table if the file name suggests the wrong type".into()),
+            Self::Tampered { .. } => Some(
+                "it was modified after it was encrypted; restore it from Git history, or re-create it with `tend secrets encrypt --sops`".into(),
+            ),
             _ => None,
         }
     }
 }
+
+fn sops_error(e: sops::SopsError, secret: &str, file: &str, ids: &LoadedIdentities) -> SecretError {
+    let (secret, file) = (secret.to_string(), file.to_string());
+    match e {
+        sops::SopsError::NoKey { message, recipients } => SecretError::Decrypt { secret, file, message, recipients, tried: ids.describe() },
+        sops::SopsError::Format(message) => SecretError::Parse { secret, file, format: "SOPS".into(), message },
+        sops::SopsError::Tampered(message) => SecretError::Tampered { secret, file, message },
+    }
+}
+
+/// A SOPS file's format and encryption rules, kept when it is edited or rekeyed.
+pub type SopsInfo = (sops::Format, sops::Rules);
 
 /// The declared secrets of one config, decrypted on first use.
 pub struct Secrets {
@@ -136,21 +162,23 @@ impl Secrets {
         &self.decls
     }
 
-    /// Decrypt any age file with the configured identities (for `tend secrets decrypt/edit/rekey`).
-    pub fn decrypt_file(&self, path: &std::path::Path) -> Result<zeroize::Zeroizing<Vec<u8>>, SecretError> {
+    /// Decrypt any age or SOPS file with the configured identities (for `tend secrets
+    /// decrypt/edit/rekey`): the plaintext, and for SOPS files their format and rules.
+    pub fn decrypt_file(&self, path: &std::path::Path) -> Result<(zeroize::Zeroizing<Vec<u8>>, Option<SopsInfo>), SecretError> {
         let shown = path.display().to_string();
         let ids = self.identities.get_or_init(|| self.sources.load()).clone()?;
         if ids.is_empty() {
             return Err(SecretError::NoIdentity { secret: shown.clone(), file: shown });
         }
         let bytes = fs_err::read(path).map_err(|e| SecretError::Read { secret: shown.clone(), file: shown.clone(), message: e.to_string() })?;
-        age_file::decrypt(&bytes, &ids).map_err(|(message, recipients)| SecretError::Decrypt {
-            secret: shown.clone(),
-            file: shown,
-            message,
-            recipients,
-            tried: ids.describe(),
-        })
+        if let Some(format) = sops::detect(&bytes, &shown) {
+            let (tree, rules) = sops::decrypt_document(&bytes, format, &ids).map_err(|e| sops_error(e, &shown, &shown, &ids))?;
+            let text = sops::plaintext(&tree, format);
+            return Ok((zeroize::Zeroizing::new(text.as_bytes().to_vec()), Some((format, rules))));
+        }
+        age_file::decrypt(&bytes, &ids)
+            .map(|p| (p, None))
+            .map_err(|(message, recipients)| SecretError::Decrypt { secret: shown.clone(), file: shown, message, recipients, tried: ids.describe() })
     }
 
     /// The value of `${secret.NAME.path...}`, sensitive.
@@ -201,6 +229,11 @@ impl Secrets {
             file: decl.file.clone(),
             message: e.to_string(),
         })?;
+        if let Some(format) = sops::detect(&bytes, &decl.file) {
+            return sops::decrypt(&bytes, format, &ids)
+                .map(Value::sensitive)
+                .map_err(|e| sops_error(e, name, &decl.file, &ids));
+        }
         let plaintext = age_file::decrypt(&bytes, &ids).map_err(|(message, recipients)| SecretError::Decrypt {
             secret: name.to_string(),
             file: decl.file.clone(),

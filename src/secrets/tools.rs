@@ -41,6 +41,11 @@ pub fn encrypt(plaintext: &[u8], recipients: &[BoxedRecipient], armor: bool) -> 
     Ok(out)
 }
 
+/// The current time as SOPS writes it: RFC 3339, seconds, UTC.
+pub fn now_utc() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
 /// Whether an age file is ASCII-armoured.
 pub fn is_armored(bytes: &[u8]) -> bool {
     bytes.trim_ascii_start().starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----")

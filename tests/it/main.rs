@@ -7,4 +7,5 @@ mod host_local;
 mod plan;
 mod secrets;
 mod secrets_cli;
+mod secrets_sops;
 mod support;

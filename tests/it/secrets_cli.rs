@@ -92,8 +92,7 @@ fn keygen_encrypt_decrypt_edit_rekey_check() {
     assert_ne!(fs_err::read(&ct).expect("ct"), before);
     assert_eq!(ok(&repo.tend(&["secrets", "decrypt", &ct.to_string_lossy()], Some(&alice), None)), "password: second\n");
     let leftovers = fs_err::read_dir("/dev/shm")
-        .map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("tend-edit-")).count())
-        .unwrap_or(0);
+        .map_or(0, |d| d.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("tend-edit-")).count());
     assert_eq!(leftovers, 0, "the plaintext temp dir is removed");
     // an edit that changes nothing leaves the file alone
     let same = fs_err::read(&ct).expect("ct");
