@@ -106,8 +106,12 @@ impl Ctx {
         self.known_snapshot().insert(c.addr.clone(), values);
     }
 
-    /// Run one step.
+    /// Run one step; its error text never carries a secret's plaintext.
     pub async fn run(&self, step: Step) -> Result<(), StepError> {
+        self.run_unredacted(step).await.map_err(|e| StepError(self.secrets.redact(&e.0)))
+    }
+
+    async fn run_unredacted(&self, step: Step) -> Result<(), StepError> {
         match step {
             Step::Main(i) => self.run_main(i).await,
             Step::Deposed(i) => {

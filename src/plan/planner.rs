@@ -90,6 +90,10 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
         }
     }
     check_prevent_destroy(input.config, &changes, &mut errors);
+    for e in &mut errors {
+        e.message = input.secrets.redact(&e.message);
+        e.hint = e.hint.as_deref().map(|h| input.secrets.redact(h));
+    }
     Plan {
         format: PLAN_FORMAT.into(),
         revision: input.config.revision.clone(),

@@ -128,6 +128,24 @@ fn sops_error(e: sops::SopsError, secret: &str, file: &str, ids: &LoadedIdentiti
     }
 }
 
+/// Strings worth redacting: every string leaf of at least 4 characters, and its lines.
+fn collect_strings(v: &Value, out: &mut Vec<String>) {
+    match v.reveal() {
+        Value::String(s) => {
+            for candidate in std::iter::once(s.as_str()).chain(s.lines()) {
+                let c = candidate.trim();
+                if c.chars().count() >= 4 {
+                    out.push(c.to_string());
+                }
+            }
+        }
+        Value::Int(i) if i.abs() >= 1000 => out.push(i.to_string()),
+        Value::List(l) => l.iter().for_each(|x| collect_strings(x, out)),
+        Value::Map(m) => m.values().for_each(|x| collect_strings(x, out)),
+        _ => {}
+    }
+}
+
 /// A SOPS file's format and encryption rules, kept when it is edited or rekeyed.
 pub type SopsInfo = (sops::Format, sops::Rules);
 
@@ -155,6 +173,27 @@ impl Secrets {
     /// No secrets at all (tests, configs without `[secret]`).
     pub fn none() -> Self {
         Self::new(PathBuf::new(), BTreeMap::new(), IdentitySources::default())
+    }
+
+    /// Replace every decrypted value (and every line of a multi-line one) that occurs in `text`
+    /// with `(sensitive)`: errors from providers may echo what they were given.
+    pub fn redact(&self, text: &str) -> String {
+        let cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut needles: Vec<String> = Vec::new();
+        for v in cache.values().flatten() {
+            collect_strings(v.reveal(), &mut needles);
+        }
+        drop(cache);
+        // Longest first, so a value is not half-replaced by one of its own lines.
+        needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
+        needles.dedup();
+        let mut out = text.to_string();
+        for n in needles {
+            if out.contains(n.as_str()) {
+                out = out.replace(n.as_str(), "(sensitive)");
+            }
+        }
+        out
     }
 
     /// The declarations.

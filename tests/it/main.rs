@@ -3,6 +3,7 @@
 mod apply;
 mod cli;
 mod config_errors;
+mod examples;
 mod host_local;
 mod plan;
 mod secrets;

@@ -172,6 +172,29 @@ fn canary_secret_never_reaches_state_plans_logs_or_temp_files() {
 }
 
 #[test]
+fn a_failing_command_that_prints_its_secret_does_not_leak_it() {
+    let s = Setup::new();
+    let app = s.cfg().join("app.toml");
+    let text = fs_err::read_to_string(&app).expect("read").replace(
+        "run = \"test -n '${secret.token}' && touch ${path.root}/out/token-used\"",
+        "run = \"echo 'bad token: ${secret.token}' >&2; exit 4\"",
+    );
+    fs_err::write(&app, text).expect("write");
+    let out = s.tend(&["apply", "--auto-approve"], Some(&s.key));
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("command exited with status 4"), "{err}");
+    assert!(err.contains("bad token: (sensitive)"), "{err}");
+    assert_clean("stderr of a failed apply", &out.stderr);
+    assert_clean("stdout of a failed apply", &out.stdout);
+    let mut files = Vec::new();
+    all_files(&s.dir.path().join("state"), &mut files);
+    for f in files {
+        assert_clean(&f.display().to_string(), &fs_err::read(&f).expect("read"));
+    }
+}
+
+#[test]
 fn a_changed_secret_is_detected_and_shown_only_as_sensitive() {
     let s = Setup::new();
     assert!(s.tend(&["apply", "--auto-approve"], Some(&s.key)).status.success());
