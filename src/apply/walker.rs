@@ -39,12 +39,14 @@ pub struct ApplyOutcome {
     pub skipped: usize,
     /// Whether the run was interrupted.
     pub interrupted: bool,
+    /// Instances the plan could not cover (unreachable hosts), reported as failed.
+    pub unplanned: usize,
 }
 
 impl ApplyOutcome {
     /// Whether everything planned was applied.
     pub fn success(&self) -> bool {
-        self.failed == 0 && self.skipped == 0 && !self.interrupted
+        self.failed == 0 && self.skipped == 0 && !self.interrupted && self.unplanned == 0
     }
 
     /// `2 added, 1 changed, 0 replaced, 0 destroyed; 1 failed, 2 skipped`.
@@ -53,6 +55,9 @@ impl ApplyOutcome {
         let mut s = format!("{} added, {} changed, {} replaced, {} destroyed", a.add, a.change, a.replace, a.destroy);
         if self.failed + self.skipped > 0 {
             s.push_str(&format!("; {} failed, {} skipped", self.failed, self.skipped));
+        }
+        if self.unplanned > 0 {
+            s.push_str(&format!("; {} not planned (unreachable)", self.unplanned));
         }
         s
     }
@@ -70,7 +75,9 @@ pub async fn apply(
 ) -> Result<ApplyOutcome, StateError> {
     let hmac_key = store.hmac_key().await?;
     let history = store.begin_history(&plan.revision, &opts.who, &plan.summary().to_string()).await?;
-    let outcome = walk(plan, providers, store.clone(), reporter, &opts, hmac_key).await;
+    let unplanned = plan.unplanned.len();
+    let mut outcome = walk(plan, providers, store.clone(), reporter, &opts, hmac_key).await;
+    outcome.unplanned = unplanned;
     let result = if outcome.interrupted {
         "interrupted"
     } else if outcome.success() {

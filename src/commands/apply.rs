@@ -34,7 +34,10 @@ pub async fn run(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode, Failure> {
         print!("{}", render_text(&plan));
         plan_errors(&plan)?;
         if !plan.has_changes() {
-            return Ok(ExitCode::SUCCESS);
+            return match super::unplanned_report(&plan) {
+                Some(text) => Err(Failure { code: 2, text }),
+                None => Ok(ExitCode::SUCCESS),
+            };
         }
         confirm(args.auto_approve)?;
         let store = ws.open_state()?;
@@ -50,11 +53,20 @@ pub async fn run(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode, Failure> {
         }
         (plan, store)
     };
+    let unplanned = super::unplanned_report(&plan);
     let result = run_locked(&ws, plan, &store, parallelism).await;
     let unlocked = store.unlock().await;
     let outcome = result?;
     unlocked?;
-    report(&outcome)
+    match (report(&outcome), unplanned) {
+        (Ok(code), None) => Ok(code),
+        (Ok(_), Some(text)) => Err(Failure { code: 2, text }),
+        (Err(mut f), Some(text)) => {
+            f.text = format!("{text}{}", f.text);
+            Err(f)
+        }
+        (Err(f), None) => Err(f),
+    }
 }
 
 fn read_plan(file: &std::path::Path) -> Result<Plan, Failure> {

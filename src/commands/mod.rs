@@ -147,6 +147,27 @@ pub(crate) fn plan_errors(plan: &tend::plan::Plan) -> Result<(), Failure> {
     Err(Failure { code: 1, text })
 }
 
+/// The instances a plan could not cover (unreachable hosts and their dependents), rendered.
+pub(crate) fn unplanned_report(plan: &tend::plan::Plan) -> Option<String> {
+    if plan.unplanned.is_empty() {
+        return None;
+    }
+    let mut text = String::new();
+    for e in &plan.unplanned {
+        let msg = match &e.addr {
+            Some(a) => format!("{a}: {}", e.message),
+            None => e.message.clone(),
+        };
+        text.push_str(&render("error", &msg, None, e.hint.clone()));
+    }
+    text.push_str(&format!(
+        "error: {} resource{} could not be planned; everything else was planned\n",
+        plan.unplanned.len(),
+        if plan.unplanned.len() == 1 { "" } else { "s" },
+    ));
+    Some(text)
+}
+
 pub(crate) fn who() -> String {
     let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
     let host = hostname::get().map_or_else(|_| "unknown-host".into(), |h| h.to_string_lossy().into_owned());

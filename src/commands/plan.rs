@@ -18,6 +18,12 @@ pub async fn run(cli: &Cli, args: &PlanArgs) -> Result<ExitCode, Failure> {
         print!("{}", render_text(&plan));
     }
     plan_errors(&plan)?;
+    if let Some(report) = super::unplanned_report(&plan) {
+        if let Some(out) = &args.out {
+            save(out, &plan)?;
+        }
+        return Err(Failure { code: 1, text: report });
+    }
     if let Some(out) = &args.out {
         save(out, &plan)?;
         if !args.json {

@@ -169,6 +169,11 @@ pub struct Plan {
     pub instances: BTreeMap<ResourceAddr, Vec<ResourceAddr>>,
     /// Problems; a plan with errors is not applyable.
     pub errors: Vec<PlanError>,
+    /// Instances that could not be planned because their target could not be observed (an
+    /// unreachable host), and their dependents. The rest of the plan still applies; the run
+    /// reports these and fails.
+    #[serde(default)]
+    pub unplanned: Vec<PlanError>,
 }
 
 impl Plan {

@@ -47,6 +47,7 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
     let mut known: HashMap<ResourceAddr, Attributes> = HashMap::with_capacity(order.len());
     let mut changes: Vec<Change> = Vec::with_capacity(order.len());
     let mut actions: HashMap<ResourceAddr, Action> = HashMap::with_capacity(order.len());
+    let mut unplanned: Vec<PlanError> = Vec::new();
     for n in order {
         let node = &input.graph.graph[n];
         let addr = &node.addr;
@@ -56,6 +57,9 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
         let deps = input.graph.dependencies(n);
         if let Some(up) = deps.keys().find(|d| blocked.contains(*d)) {
             tracing::debug!(%addr, upstream = %up, "not planned: upstream failed to plan");
+            if unplanned.iter().any(|u| u.addr.as_ref() == Some(up)) {
+                unplanned.push(PlanError { addr: Some(addr.clone()), message: format!("not planned: it depends on {up}, which could not be observed"), hint: None });
+            }
             blocked.insert(addr.clone());
             continue;
         }
@@ -63,7 +67,8 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
         // Taken out of the map: each observation is used once, and freed as planning goes on.
         let obs = match observed.remove(addr) {
             Some(Err(e)) => {
-                errors.push(PlanError { addr: Some(addr.clone()), message: format!("refresh failed: {e}"), hint: e.hint.clone() });
+                // One host that cannot be observed does not stop the others.
+                unplanned.push(PlanError { addr: Some(addr.clone()), message: format!("cannot observe it: {e}"), hint: e.hint.clone() });
                 blocked.insert(addr.clone());
                 continue;
             }
@@ -90,7 +95,7 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
         }
     }
     check_prevent_destroy(input.config, &changes, &mut errors);
-    for e in &mut errors {
+    for e in errors.iter_mut().chain(unplanned.iter_mut()) {
         e.message = input.secrets.redact(&e.message);
         e.hint = e.hint.as_deref().map(|h| input.secrets.redact(h));
     }
@@ -104,6 +109,7 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
         changes,
         instances: input.graph.instances.clone(),
         errors,
+        unplanned,
     }
 }
 

@@ -70,6 +70,14 @@ fn change_json(c: &Change) -> J {
     })
 }
 
+fn problem(e: &super::PlanError) -> J {
+    json!({
+        "address": e.addr.as_ref().map(ToString::to_string),
+        "message": e.message,
+        "hint": e.hint,
+    })
+}
+
 /// Render a plan as JSON.
 pub fn render_json(plan: &Plan) -> J {
     let s = plan.summary();
@@ -80,10 +88,7 @@ pub fn render_json(plan: &Plan) -> J {
         "applyable": plan.is_applyable(),
         "summary": { "add": s.add, "change": s.change, "replace": s.replace, "destroy": s.destroy, "noop": s.noop },
         "changes": plan.changes.iter().map(change_json).collect::<Vec<_>>(),
-        "errors": plan.errors.iter().map(|e| json!({
-            "address": e.addr.as_ref().map(ToString::to_string),
-            "message": e.message,
-            "hint": e.hint,
-        })).collect::<Vec<_>>(),
+        "errors": plan.errors.iter().map(problem).collect::<Vec<_>>(),
+        "unplanned": plan.unplanned.iter().map(problem).collect::<Vec<_>>(),
     })
 }

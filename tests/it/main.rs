@@ -9,4 +9,5 @@ mod plan;
 mod secrets;
 mod secrets_cli;
 mod secrets_sops;
+mod ssh;
 mod support;

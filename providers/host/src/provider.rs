@@ -10,8 +10,11 @@ use tend_provider::{
     Provider, ProviderConfig, ProviderError, ProviderFactory, ReadItem, ReadRequest, ResourceAddr, Target, Value,
 };
 
-use crate::resources::{self, Kind, command, directory, file, get_str, local};
-use crate::transport::{LocalTransport, StatRequest, Transport};
+use crate::resources::{self, Kind, command, directory, file, get_str, local, ssh_host};
+use crate::transport::{LocalTransport, SshTransport, StatRequest, Transport};
+
+/// A connection attempt's outcome, shared by every resource on that host for the run.
+type Connected = Result<Arc<dyn Transport>, (tend_provider::ErrorKind, String, Option<String>)>;
 
 /// Registers the host provider.
 #[derive(Debug, Default)]
@@ -35,7 +38,7 @@ impl ProviderFactory for HostFactory {
 pub struct HostProvider {
     kinds: Vec<KindSchema>,
     config_root: PathBuf,
-    transports: Mutex<HashMap<ResourceAddr, Arc<dyn Transport>>>,
+    transports: Mutex<HashMap<ResourceAddr, Arc<tokio::sync::OnceCell<Connected>>>>,
 }
 
 impl std::fmt::Debug for HostProvider {
@@ -54,21 +57,47 @@ impl HostProvider {
         Kind::from_name(&addr.kind).ok_or_else(|| ProviderError::terminal(format!("unknown kind `host.{}`", addr.kind)))
     }
 
-    /// The transport for a host, one per host per run, reused for every operation on it.
-    fn transport(&self, target: Option<&Target>) -> Result<Arc<dyn Transport>, ProviderError> {
+    /// The transport for a host: one connection per host per run, reused for every operation
+    /// on it; a failed connection is remembered so the host's other resources fail fast.
+    async fn transport(&self, target: Option<&Target>) -> Result<Arc<dyn Transport>, ProviderError> {
         let target = target.ok_or_else(|| ProviderError::terminal("resource is not placed on a host"))?;
-        let mut cache = self.transports.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(t) = cache.get(&target.addr) {
-            return Ok(t.clone());
-        }
-        let t: Arc<dyn Transport> = match &*target.addr.kind {
-            "local" => Arc::new(LocalTransport::new(&*target.addr.name)),
-            other => {
-                return Err(ProviderError::terminal(format!("host kind `{other}` has no transport")));
-            }
+        let cell = {
+            let mut cache = self.transports.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            cache.entry(target.addr.clone()).or_default().clone()
         };
-        cache.insert(target.addr.clone(), t.clone());
-        Ok(t)
+        let connected = cell
+            .get_or_init(|| async { Self::connect(target).await.map_err(|e| (e.kind, e.message, e.hint)) })
+            .await;
+        connected.clone().map_err(|(kind, message, hint)| ProviderError { kind, message, hint, partial: None, source: None })
+    }
+
+    async fn connect(target: &Target) -> Result<Arc<dyn Transport>, ProviderError> {
+        match Kind::from_name(&target.addr.kind) {
+            Some(Kind::Local) => Ok(Arc::new(LocalTransport::new(&*target.addr.name))),
+            Some(Kind::Ssh) => {
+                let settings = ssh_host::target(&target.addr.name, &target.attributes)
+                    .map_err(|e| ProviderError::terminal(format!("cannot reach host `{}`: {e}", target.addr.name)))?;
+                // Transient failures (refused, timed out) are retried with backoff.
+                let mut delay = std::time::Duration::from_millis(300);
+                let mut attempt = 1;
+                loop {
+                    match SshTransport::connect(settings.clone()).await {
+                        Ok(t) => return Ok(Arc::new(t)),
+                        Err(e) => {
+                            let err = ProviderError::from(e);
+                            if err.kind != tend_provider::ErrorKind::Transient || attempt == 3 {
+                                return Err(err);
+                            }
+                            tracing::debug!(host = %target.addr.name, attempt, "connect failed, retrying: {}", err.message);
+                            tokio::time::sleep(delay).await;
+                            delay *= 3;
+                            attempt += 1;
+                        }
+                    }
+                }
+            }
+            _ => Err(ProviderError::terminal(format!("`{}` is not a host", target.addr))),
+        }
     }
 
     /// Observe every item placed on one host with one `stat_many` call.
@@ -76,7 +105,11 @@ impl HostProvider {
         &self,
         items: &[&ReadItem],
     ) -> Result<Vec<Result<Option<Observed>, ProviderError>>, ProviderError> {
-        let transport = self.transport(items[0].target.as_ref())?;
+        // A host whose address is only known after apply holds nothing we could observe yet.
+        if items[0].target.as_ref().is_some_and(|t| t.attributes.values().any(|v| !v.is_known())) {
+            return Ok(items.iter().map(|_| Ok(None)).collect());
+        }
+        let transport = self.transport(items[0].target.as_ref()).await?;
         let mut stats_wanted = Vec::new();
         let mut slot = Vec::with_capacity(items.len());
         for item in items {
@@ -85,7 +118,7 @@ impl HostProvider {
                     file::observe_path(item.config.as_ref(), item.prior.as_ref().map(|p| &*p.attributes))
                 }
                 Kind::Command => item.config.as_ref().and_then(|c| get_str(c, "creates")).map(str::to_string),
-                Kind::Local => None,
+                Kind::Local | Kind::Ssh => None,
             };
             slot.push(path.map(|p| {
                 stats_wanted.push(StatRequest { path: p, hash: Self::kind(&item.addr).ok() == Some(Kind::File) });
@@ -109,7 +142,7 @@ impl HostProvider {
                         .map(|ok| Some(command::observed(item.prior.as_ref().map(|p| &*p.attributes), creates_exists, ok)))
                         .map_err(ProviderError::from)
                 }
-                Kind::Local => Ok(None),
+                Kind::Local | Kind::Ssh => Ok(None),
             });
         }
         Ok(out)
@@ -139,6 +172,7 @@ impl Provider for HostProvider {
         match Kind::from_name(&addr.kind) {
             Some(Kind::File) => file::validate(literal, &self.config_root),
             Some(Kind::Directory) => directory::validate(literal),
+            Some(Kind::Ssh) => ssh_host::validate(literal),
             _ => Vec::new(),
         }
     }
@@ -148,7 +182,7 @@ impl Provider for HostProvider {
         let mut by_host: BTreeMap<ResourceAddr, Vec<usize>> = BTreeMap::new();
         for (i, item) in req.items.iter().enumerate() {
             match (&item.target, Self::kind(&item.addr)) {
-                (Some(t), Ok(k)) if k != Kind::Local => by_host.entry(t.addr.clone()).or_default().push(i),
+                (Some(t), Ok(k)) if !k.is_host() => by_host.entry(t.addr.clone()).or_default().push(i),
                 (_, Ok(_)) => results[i] = Some(Ok(None)),
                 (_, Err(e)) => results[i] = Some(Err(e)),
             }
@@ -162,9 +196,8 @@ impl Provider for HostProvider {
                     }
                 }
                 Err(e) => {
-                    let msg = e.to_string();
                     for i in indices {
-                        results[*i] = Some(Err(ProviderError { kind: e.kind, ..ProviderError::terminal(msg.clone()) }));
+                        results[*i] = Some(Err(ProviderError { kind: e.kind, hint: e.hint.clone(), ..ProviderError::terminal(e.message.clone()) }));
                     }
                 }
             }
@@ -175,6 +208,7 @@ impl Provider for HostProvider {
     async fn plan(&self, req: PlanRequest) -> Result<PlannedChange, ProviderError> {
         match Self::kind(&req.addr)? {
             Kind::Local => Ok(local::plan(&req)),
+            Kind::Ssh => Ok(ssh_host::plan(&req)),
             Kind::File => file::plan(&req, &self.config_root),
             Kind::Directory => directory::plan(&req),
             Kind::Command => Ok(command::plan(&req, guards(req.observed.as_ref()))),
@@ -183,15 +217,25 @@ impl Provider for HostProvider {
 
     async fn apply(&self, req: ApplyRequest) -> Result<Option<Observed>, ProviderError> {
         let kind = Self::kind(&req.addr)?;
-        if kind == Kind::Local {
-            return Ok(local::apply(req.config.as_ref()));
+        match kind {
+            Kind::Local => return Ok(local::apply(req.config.as_ref())),
+            Kind::Ssh => {
+                let Some(config) = &req.config else { return Ok(None) };
+                // Managing a host starts with reaching it: connect (verifying its key) now.
+                let me = Target { addr: req.addr.clone(), attributes: config.clone() };
+                let t = self.transport(Some(&me)).await?;
+                let tofu = config.get("trust_on_first_use").and_then(Value::as_bool).unwrap_or(false);
+                let trusted = if tofu { t.host_key() } else { None };
+                return Ok(Some(ssh_host::observed(config, trusted)));
+            }
+            _ => {}
         }
-        let t = self.transport(req.target.as_ref())?;
+        let t = self.transport(req.target.as_ref()).await?;
         match kind {
             Kind::File => file::apply(t.as_ref(), &req, &self.config_root).await,
             Kind::Directory => directory::apply(t.as_ref(), &req).await,
             Kind::Command => command::apply(t.as_ref(), &req).await,
-            Kind::Local => unreachable!("handled above"),
+            Kind::Local | Kind::Ssh => unreachable!("handled above"),
         }
     }
 }

@@ -1,4 +1,7 @@
-//! Shared helpers: load a config directory with the fake provider registered, plan, apply.
+//! Shared helpers: load a config directory with the fake provider registered, plan, apply;
+//! real SSH hosts in [`fleet`].
+
+pub mod fleet;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

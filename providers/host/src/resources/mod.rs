@@ -4,6 +4,7 @@ pub mod command;
 pub mod directory;
 pub mod file;
 pub mod local;
+pub mod ssh_host;
 
 use tend_provider::{Attributes, FieldError, KindSchema, ProviderError, Value};
 
@@ -14,6 +15,8 @@ use crate::transport::{FileAttrs, TransportError};
 pub enum Kind {
     /// `host.local`: the machine tend runs on.
     Local,
+    /// `host.ssh`: a host reached over SSH.
+    Ssh,
     /// `host.file`.
     File,
     /// `host.directory`.
@@ -27,6 +30,7 @@ impl Kind {
     pub fn from_name(name: &str) -> Option<Self> {
         Some(match name {
             "local" => Self::Local,
+            "ssh" => Self::Ssh,
             "file" => Self::File,
             "directory" => Self::Directory,
             "command" => Self::Command,
@@ -36,13 +40,13 @@ impl Kind {
 
     /// Whether resources of this kind are hosts (rather than things placed on hosts).
     pub fn is_host(self) -> bool {
-        matches!(self, Self::Local)
+        matches!(self, Self::Local | Self::Ssh)
     }
 }
 
 /// All kind schemas of the host provider.
 pub fn schemas() -> Vec<KindSchema> {
-    vec![local::schema(), file::schema(), directory::schema(), command::schema()]
+    vec![local::schema(), ssh_host::schema(), file::schema(), directory::schema(), command::schema()]
 }
 
 /// The observed attributes that the plan compares: those it also plans.
@@ -115,13 +119,28 @@ pub fn required_str<'a>(config: &'a Attributes, name: &str) -> Result<&'a str, P
 impl From<TransportError> for ProviderError {
     fn from(e: TransportError) -> Self {
         let kind = match e.source.kind() {
-            std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted | std::io::ErrorKind::ConnectionReset => {
+            std::io::ErrorKind::TimedOut
+            | std::io::ErrorKind::Interrupted
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::HostUnreachable
+            | std::io::ErrorKind::NetworkUnreachable
+            | std::io::ErrorKind::BrokenPipe => {
                 tend_provider::ErrorKind::Transient
             }
             _ => tend_provider::ErrorKind::Terminal,
         };
-        let message = e.to_string();
-        ProviderError { kind, message, hint: None, partial: None, source: Some(Box::new(e.source)) }
+        // The cause is part of the message: it is the part a user acts on ("Connection refused",
+        // "unknown host key ..."), and plan errors show messages without cause chains.
+        let message = format!("{e}: {}", e.source);
+        let hint = match e.source.kind() {
+            std::io::ErrorKind::PermissionDenied if message.contains("host key") => Some(
+                "verify the key out of band, then add it to known_hosts (ssh-keyscan -t ed25519 HOST >> FILE), pin it with host_key = \"…\", or set trust_on_first_use = true".to_string(),
+            ),
+            _ => None,
+        };
+        ProviderError { kind, message, hint, partial: None, source: None }
     }
 }
 

@@ -1,9 +1,11 @@
 //! The [`Transport`] trait: everything host resources need from a host.
 
 mod local;
+mod ssh;
 
 use async_trait::async_trait;
 pub use local::LocalTransport;
+pub use ssh::{SshTarget, SshTransport};
 
 /// What kind of object a path is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,4 +110,8 @@ pub trait Transport: Send + Sync {
     async fn remove_dir(&self, path: &str) -> Result<(), TransportError>;
     /// Run `sh -c command` in `cwd`.
     async fn exec(&self, command: &str, cwd: Option<&str>) -> Result<ExecOutput, TransportError>;
+    /// The host key accepted when connecting (`ssh-ed25519 AAAA…`), for transports that have one.
+    fn host_key(&self) -> Option<String> {
+        None
+    }
 }

@@ -1,0 +1,99 @@
+//! `host.ssh`: a host reached over SSH.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tend_provider::{Action, Attributes, FieldError, FieldSchema, FieldType, KindSchema, Observed, PlanRequest, PlannedChange, Value};
+
+use super::get_str;
+use crate::transport::SshTarget;
+
+/// Schema of `host.ssh`.
+pub fn schema() -> KindSchema {
+    KindSchema {
+        kind: "ssh",
+        doc: "a host reached over SSH",
+        target: true,
+        fields: vec![
+            FieldSchema::input("address", FieldType::String, "DNS name or IP address; may be a reference, e.g. ${ec2.instance.web.private_ip}").required(),
+            FieldSchema::input("port", FieldType::Int, "SSH port, default 22"),
+            FieldSchema::input("user", FieldType::String, "login user, default $USER"),
+            FieldSchema::input("identity", FieldType::String, "private key file; default: ssh-agent, then ~/.ssh/id_ed25519, id_rsa"),
+            FieldSchema::input("known_hosts", FieldType::String, "known_hosts file, default ~/.ssh/known_hosts"),
+            FieldSchema::input("host_key", FieldType::String, "pinned host key, e.g. \"ssh-ed25519 AAAA…\""),
+            FieldSchema::input("trust_on_first_use", FieldType::Bool, "accept an unknown host key once and record it in state"),
+            FieldSchema::input("connect_timeout", FieldType::Int, "seconds, default 10"),
+            FieldSchema::input("labels", FieldType::Map(Box::new(FieldType::String)), "labels for `on = { key = value }` selectors"),
+            FieldSchema::output("trusted_key", FieldType::String, "the host key accepted on first use"),
+        ],
+    }
+}
+
+/// Checks of literal config.
+pub fn validate(literal: &Attributes) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    if let Some(p) = literal.get("port").and_then(Value::as_i64)
+        && !(1..=65535).contains(&p) {
+            errors.push(FieldError::field("port", format!("{p} is not a TCP port")));
+        }
+    if let Some(k) = get_str(literal, "host_key")
+        && (k.split_whitespace().count() < 2 || !k.starts_with("ssh-") && !k.starts_with("ecdsa-")) {
+            errors.push(FieldError::field("host_key", "not an OpenSSH public key").with_hint("copy the line from the host's /etc/ssh/ssh_host_ed25519_key.pub, e.g. host_key = \"ssh-ed25519 AAAA…\""));
+        }
+    errors
+}
+
+fn expand_home(p: &str) -> PathBuf {
+    match p.strip_prefix("~/") {
+        Some(rest) => std::env::var_os("HOME").map_or_else(|| PathBuf::from(p), |h| PathBuf::from(h).join(rest)),
+        None => PathBuf::from(p),
+    }
+}
+
+/// Connection settings from the host's attributes (config plus recorded outputs).
+pub fn target(name: &str, a: &Attributes) -> Result<SshTarget, String> {
+    let address = get_str(a, "address").ok_or("its address is not known yet")?.to_string();
+    Ok(SshTarget {
+        name: name.to_string(),
+        address,
+        port: a.get("port").and_then(Value::as_i64).and_then(|p| u16::try_from(p).ok()).unwrap_or(22),
+        user: get_str(a, "user").map_or_else(|| std::env::var("USER").unwrap_or_else(|_| "root".into()), str::to_string),
+        identity: get_str(a, "identity").map(expand_home),
+        known_hosts: expand_home(get_str(a, "known_hosts").unwrap_or("~/.ssh/known_hosts")),
+        host_key: get_str(a, "host_key").map(str::to_string),
+        trust_on_first_use: a.get("trust_on_first_use").and_then(Value::as_bool).unwrap_or(false),
+        recorded_key: get_str(a, "trusted_key").map(str::to_string),
+        timeout: Duration::from_secs(a.get("connect_timeout").and_then(Value::as_i64).and_then(|t| u64::try_from(t).ok()).unwrap_or(10)),
+    })
+}
+
+fn shown(config: &Attributes) -> Attributes {
+    config.iter().filter(|(k, _)| k.as_str() != "trusted_key").map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// Plan: a host is "created" when tend starts managing it; it connects at apply.
+pub fn plan(req: &PlanRequest) -> PlannedChange {
+    let prior = req.prior.as_ref().map(|p| shown(&p.attributes));
+    let Some(config) = &req.config else {
+        let mut c = PlannedChange::new(Action::Delete);
+        c.before = prior.unwrap_or_default();
+        c.note = Some("tend stops managing this host; nothing on it is touched by this step".into());
+        return c;
+    };
+    let after = shown(config);
+    let action = match &prior {
+        None => Action::Create,
+        Some(_) if req.inputs_changed => Action::Update,
+        Some(_) => Action::NoOp,
+    };
+    PlannedChange { before: prior.unwrap_or_default(), after, ..PlannedChange::new(action) }
+}
+
+/// What is recorded after connecting.
+pub fn observed(config: &Attributes, trusted_key: Option<String>) -> Observed {
+    let mut attributes = shown(config);
+    if let Some(k) = trusted_key {
+        attributes.insert("trusted_key".into(), Value::String(k));
+    }
+    Observed { id: None, attributes }
+}

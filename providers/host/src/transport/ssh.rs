@@ -1,0 +1,439 @@
+//! The `ssh` transport: one russh connection per host, every operation a `sh` command on it.
+//!
+//! Observation is one remote command per host: a POSIX `sh` script that `stat`s every managed
+//! path and hashes the regular files with `sha256sum`, both in one invocation each. Writes go to
+//! a temporary file beside the target and are renamed into place. No interpreter but `sh` runs
+//! on the host.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use russh::client::{self, Handle};
+use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKey};
+use russh::ChannelMsg;
+use russh::keys::PublicKeyOrCertificate;
+
+use super::{ExecOutput, FileAttrs, FileType, PathStat, StatRequest, Transport, TransportError};
+
+/// How to reach and trust one host.
+#[derive(Debug, Clone)]
+pub struct SshTarget {
+    /// The host's name in config (`host.ssh.NAME`).
+    pub name: String,
+    /// DNS name or IP address.
+    pub address: String,
+    /// TCP port.
+    pub port: u16,
+    /// Login user.
+    pub user: String,
+    /// Private key file; `None` uses ssh-agent, then ~/.`ssh/id_ed25519` and `id_rsa`.
+    pub identity: Option<PathBuf>,
+    /// `known_hosts` file to verify the host key against.
+    pub known_hosts: PathBuf,
+    /// A pinned host key (`ssh-ed25519 AAAA…`), checked instead of `known_hosts`.
+    pub host_key: Option<String>,
+    /// Accept an unknown key (trust on first use); a key recorded earlier must still match.
+    pub trust_on_first_use: bool,
+    /// A host key recorded in state by an earlier trust-on-first-use connection.
+    pub recorded_key: Option<String>,
+    /// Connect timeout.
+    pub timeout: Duration,
+}
+
+impl SshTarget {
+    fn shown(&self) -> String {
+        format!("{} ({}:{})", self.name, self.address, self.port)
+    }
+}
+
+/// What the host-key check decided, kept for the error message.
+#[derive(Debug, Default)]
+struct Verdict {
+    problem: Option<String>,
+    accepted_key: Option<String>,
+}
+
+struct Client {
+    target: SshTarget,
+    verdict: Arc<Mutex<Verdict>>,
+}
+
+fn openssh(key: &PublicKey) -> String {
+    key.to_openssh().unwrap_or_default().split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+}
+
+impl client::Handler for Client {
+    type Error = russh::Error;
+
+    async fn check_server_key(&mut self, server: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+        let PublicKeyOrCertificate::PublicKey { key, .. } = server else {
+            self.set_problem("the host presented a certificate; certificate host keys are not supported".into());
+            return Ok(false);
+        };
+        let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
+        let presented = openssh(key);
+        let same = |expected: &str| expected.split_whitespace().take(2).collect::<Vec<_>>().join(" ") == presented;
+        if let Some(pinned) = &self.target.host_key {
+            if same(pinned) {
+                return Ok(self.accept(presented));
+            }
+            self.set_problem(format!("host key of {} is {fingerprint}, not the host_key pinned in config", self.target.shown()));
+            return Ok(false);
+        }
+        if let Some(recorded) = &self.target.recorded_key {
+            if same(recorded) {
+                return Ok(self.accept(presented));
+            }
+            self.set_problem(format!(
+                "host key of {} changed: it is now {fingerprint}, but a different key was trusted on first use and recorded in state",
+                self.target.shown()
+            ));
+            return Ok(false);
+        }
+        match russh::keys::known_hosts::check_known_hosts_path(&self.target.address, self.target.port, key, &self.target.known_hosts) {
+            Ok(true) => Ok(self.accept(presented)),
+            Ok(false) if self.target.trust_on_first_use => Ok(self.accept(presented)),
+            Ok(false) => {
+                self.set_problem(format!(
+                    "unknown host key for {}: {fingerprint} is not in {}",
+                    self.target.shown(),
+                    self.target.known_hosts.display()
+                ));
+                Ok(false)
+            }
+            Err(russh::keys::Error::KeyChanged { line }) => {
+                self.set_problem(format!(
+                    "host key of {} changed: it is now {fingerprint}, but {} line {line} has another key (a reinstalled host, or someone in the middle)",
+                    self.target.shown(),
+                    self.target.known_hosts.display()
+                ));
+                Ok(false)
+            }
+            Err(e) => {
+                self.set_problem(format!("cannot read {}: {e}", self.target.known_hosts.display()));
+                Ok(false)
+            }
+        }
+    }
+}
+
+impl Client {
+    fn set_problem(&self, p: String) {
+        self.verdict.lock().unwrap_or_else(std::sync::PoisonError::into_inner).problem = Some(p);
+    }
+
+    fn accept(&self, key: String) -> bool {
+        self.verdict.lock().unwrap_or_else(std::sync::PoisonError::into_inner).accepted_key = Some(key);
+        true
+    }
+}
+
+/// A connected host.
+pub struct SshTransport {
+    target: SshTarget,
+    handle: Handle<Client>,
+    host_key: String,
+}
+
+impl std::fmt::Debug for SshTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshTransport").field("host", &self.target.shown()).finish_non_exhaustive()
+    }
+}
+
+fn io(kind: std::io::ErrorKind, msg: impl Into<String>) -> std::io::Error {
+    std::io::Error::new(kind, msg.into())
+}
+
+/// Quote for `sh`: `'…'` with embedded quotes escaped.
+pub fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+impl SshTransport {
+    /// Connect, verify the host key, authenticate.
+    pub async fn connect(target: SshTarget) -> Result<Self, TransportError> {
+        let err = |op: &'static str, source: std::io::Error| TransportError { host: target.name.clone(), op, path: format!("{}:{}", target.address, target.port), source };
+        let config = Arc::new(client::Config {
+            inactivity_timeout: Some(Duration::from_mins(10)),
+            keepalive_interval: Some(Duration::from_secs(30)),
+            nodelay: true,
+            ..client::Config::default()
+        });
+        let verdict = Arc::new(Mutex::new(Verdict::default()));
+        let handler = Client { target: target.clone(), verdict: verdict.clone() };
+        let addr = (target.address.clone(), target.port);
+        let connecting = client::connect(config, addr, handler);
+        let handle = match tokio::time::timeout(target.timeout, connecting).await {
+            Err(_) => return Err(err("connect to", io(std::io::ErrorKind::TimedOut, format!("no answer within {} s", target.timeout.as_secs())))),
+            Ok(Err(e)) => {
+                let problem = verdict.lock().unwrap_or_else(std::sync::PoisonError::into_inner).problem.take();
+                return Err(match problem {
+                    Some(p) => err("verify host key of", io(std::io::ErrorKind::PermissionDenied, p)),
+                    None => err("connect to", io(connect_kind(&e), e.to_string())),
+                });
+            }
+            Ok(Ok(h)) => h,
+        };
+        let mut transport = Self { host_key: verdict.lock().unwrap_or_else(std::sync::PoisonError::into_inner).accepted_key.clone().unwrap_or_default(), target, handle };
+        transport.authenticate().await?;
+        Ok(transport)
+    }
+
+    async fn authenticate(&mut self) -> Result<(), TransportError> {
+        let user = self.target.user.clone();
+        let fail = |msg: String| TransportError {
+            host: self.target.name.clone(),
+            op: "log in to",
+            path: format!("{}@{}:{}", user, self.target.address, self.target.port),
+            source: io(std::io::ErrorKind::PermissionDenied, msg),
+        };
+        let rsa_hash = self.handle.best_supported_rsa_hash().await.ok().flatten().flatten();
+        let mut tried = Vec::new();
+        let files: Vec<PathBuf> = match &self.target.identity {
+            Some(p) => vec![p.clone()],
+            None => Vec::new(),
+        };
+        for file in &files {
+            let key = russh::keys::load_secret_key(file, None).map_err(|e| fail(format!("cannot load identity {}: {e}", file.display())))?;
+            let ok = self.handle.authenticate_publickey(&user, PrivateKeyWithHashAlg::new(Arc::new(key), rsa_hash)).await.map_err(|e| fail(e.to_string()))?;
+            if ok.success() {
+                return Ok(());
+            }
+            tried.push(format!("key {}", file.display()));
+        }
+        if self.target.identity.is_none() {
+            if let Ok(mut agent) = russh::keys::agent::client::AgentClient::connect_env().await {
+                let keys = agent.request_identities().await.unwrap_or_default();
+                for identity in keys {
+                    let key = identity.public_key().into_owned();
+                    let shown = key.fingerprint(HashAlg::Sha256).to_string();
+                    let hash = if key.algorithm().is_rsa() { rsa_hash } else { None };
+                    if let Ok(r) = self.handle.authenticate_publickey_with(&user, key, hash, &mut agent).await
+                        && r.success() {
+                            return Ok(());
+                        }
+                    tried.push(format!("agent key {shown}"));
+                }
+            }
+            let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+            for name in ["id_ed25519", "id_rsa", "id_ecdsa"] {
+                let file = home.join(".ssh").join(name);
+                if let Ok(key) = russh::keys::load_secret_key(&file, None) {
+                    let ok = self.handle.authenticate_publickey(&user, PrivateKeyWithHashAlg::new(Arc::new(key), rsa_hash)).await.map_err(|e| fail(e.to_string()))?;
+                    if ok.success() {
+                        return Ok(());
+                    }
+                    tried.push(format!("key {}", file.display()));
+                }
+            }
+        }
+        Err(fail(if tried.is_empty() {
+            "no key to offer: set `identity`, or load a key into ssh-agent (SSH_AUTH_SOCK)".to_string()
+        } else {
+            format!("the server refused {}", tried.join(", "))
+        }))
+    }
+
+    /// Run one command on its own channel, feeding `stdin`.
+    pub async fn run(&self, command: &str, stdin: &[u8]) -> Result<ExecOutput, std::io::Error> {
+        let ch = self.handle.channel_open_session().await.map_err(|e| io(std::io::ErrorKind::BrokenPipe, e.to_string()))?;
+        ch.exec(true, command).await.map_err(|e| io(std::io::ErrorKind::BrokenPipe, e.to_string()))?;
+        if !stdin.is_empty() {
+            ch.data(stdin).await.map_err(|e| io(std::io::ErrorKind::BrokenPipe, e.to_string()))?;
+        }
+        ch.eof().await.map_err(|e| io(std::io::ErrorKind::BrokenPipe, e.to_string()))?;
+        let mut ch = ch;
+        let (mut out, mut err, mut status) = (Vec::new(), Vec::new(), None);
+        while let Some(msg) = ch.wait().await {
+            match msg {
+                ChannelMsg::Data { data } => out.extend_from_slice(&data),
+                ChannelMsg::ExtendedData { data, ext: 1 } => err.extend_from_slice(&data),
+                ChannelMsg::ExitStatus { exit_status } => status = Some(i32::try_from(exit_status).unwrap_or(-1)),
+                ChannelMsg::ExitSignal { .. } => status = Some(-1),
+                _ => {}
+            }
+        }
+        Ok(ExecOutput {
+            status: status.unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out).into_owned(),
+            stderr: String::from_utf8_lossy(&err).into_owned(),
+        })
+    }
+
+    async fn run_ok(&self, op: &'static str, path: &str, command: &str, stdin: &[u8]) -> Result<ExecOutput, TransportError> {
+        let out = self.run(command, stdin).await.map_err(|source| self.err(op, path, source))?;
+        if out.status != 0 {
+            let msg = out.stderr.trim().to_string();
+            let kind = if msg.contains("Directory not empty") { std::io::ErrorKind::DirectoryNotEmpty } else { std::io::ErrorKind::Other };
+            return Err(self.err(op, path, io(kind, if msg.is_empty() { format!("exit status {}", out.status) } else { msg })));
+        }
+        Ok(out)
+    }
+
+    fn err(&self, op: &'static str, path: &str, source: std::io::Error) -> TransportError {
+        TransportError { host: self.target.name.clone(), op, path: path.to_string(), source }
+    }
+}
+
+fn connect_kind(e: &russh::Error) -> std::io::ErrorKind {
+    match e {
+        russh::Error::IO(io) => io.kind(),
+        _ => std::io::ErrorKind::ConnectionAborted,
+    }
+}
+
+/// `stat` every path and hash the regular files asked for, in one remote command.
+const STAT_SCRIPT: &str = r#"set -f
+IFS='
+'
+s=''; h=''
+while IFS= read -r l; do
+  p=${l#?}
+  s="$s$p
+"
+  case $l in H*) h="$h$p
+";; esac
+done
+if [ -n "$s" ]; then stat --printf '%n\0%f\0%a\0%U\0%G\0%s\0' -- $s 2>/dev/null; fi
+printf 'HASHES\0'
+if [ -n "$h" ]; then sha256sum -- $h 2>/dev/null; fi
+exit 0"#;
+
+fn file_type(raw_hex: &str) -> FileType {
+    let mode = u32::from_str_radix(raw_hex, 16).unwrap_or(0);
+    match mode & 0o170_000 {
+        0o100_000 => FileType::File,
+        0o040_000 => FileType::Directory,
+        0o120_000 => FileType::Symlink,
+        _ => FileType::Other,
+    }
+}
+
+fn chown_arg(attrs: &FileAttrs) -> Option<String> {
+    match (&attrs.owner, &attrs.group) {
+        (None, None) => None,
+        (Some(o), None) => Some(o.clone()),
+        (None, Some(g)) => Some(format!(":{g}")),
+        (Some(o), Some(g)) => Some(format!("{o}:{g}")),
+    }
+}
+
+fn attr_commands(path: &str, attrs: &FileAttrs) -> String {
+    let mut cmd = String::new();
+    if let Some(m) = attrs.mode {
+        cmd.push_str(&format!(" && chmod {m:o} {path}"));
+    }
+    if let Some(c) = chown_arg(attrs) {
+        cmd.push_str(&format!(" && chown {} {path}", quote(&c)));
+    }
+    cmd
+}
+
+#[async_trait]
+impl Transport for SshTransport {
+    fn host(&self) -> &str {
+        &self.target.name
+    }
+
+    fn host_key(&self) -> Option<String> {
+        Some(self.host_key.clone())
+    }
+
+    async fn stat_many(&self, reqs: &[StatRequest]) -> Result<Vec<PathStat>, TransportError> {
+        if reqs.is_empty() {
+            return Ok(Vec::new());
+        }
+        if let Some(bad) = reqs.iter().find(|r| r.path.contains('\n')) {
+            return Err(self.err("stat", &bad.path, io(std::io::ErrorKind::InvalidInput, "paths with newlines are not supported")));
+        }
+        let mut stdin = String::new();
+        for r in reqs {
+            stdin.push(if r.hash { 'H' } else { 'S' });
+            stdin.push_str(&r.path);
+            stdin.push('\n');
+        }
+        let out = self.run_ok("observe", "(all managed paths)", &format!("sh -c {}", quote(STAT_SCRIPT)), stdin.as_bytes()).await?;
+        let (stats, hashes) = out.stdout.split_once("HASHES\0").unwrap_or((out.stdout.as_str(), ""));
+        let mut found = std::collections::HashMap::new();
+        let fields: Vec<&str> = stats.split('\0').collect();
+        for rec in fields.chunks(6).filter(|c| c.len() == 6) {
+            found.insert(rec[0].to_string(), rec);
+        }
+        let mut sums = std::collections::HashMap::new();
+        for line in hashes.lines() {
+            if let Some((sum, path)) = line.split_once("  ") {
+                sums.insert(path.to_string(), sum.to_string());
+            }
+        }
+        Ok(reqs
+            .iter()
+            .map(|r| match found.get(&r.path) {
+                None => PathStat { path: r.path.clone(), file_type: None, mode: 0, owner: String::new(), group: String::new(), size: 0, sha256: None },
+                Some(rec) => {
+                    let ft = file_type(rec[1]);
+                    PathStat {
+                        path: r.path.clone(),
+                        file_type: Some(ft),
+                        mode: u32::from_str_radix(rec[2], 8).unwrap_or(0),
+                        owner: rec[3].to_string(),
+                        group: rec[4].to_string(),
+                        size: rec[5].parse().unwrap_or(0),
+                        sha256: if r.hash && ft == FileType::File { sums.get(&r.path).cloned() } else { None },
+                    }
+                }
+            })
+            .collect())
+    }
+
+    async fn write_file(&self, path: &str, content: &[u8], attrs: &FileAttrs) -> Result<(), TransportError> {
+        let p = quote(path);
+        let dir = quote(std::path::Path::new(path).parent().map_or_else(|| "/".into(), |d| d.to_string_lossy().into_owned()).as_str());
+        let name = std::path::Path::new(path).file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
+        let tmp = quote(&format!("{}/.{name}.tend-{}", std::path::Path::new(path).parent().map_or_else(String::new, |d| d.to_string_lossy().into_owned()), std::process::id()));
+        let attrs = FileAttrs { mode: Some(attrs.mode.unwrap_or(0o644)), ..attrs.clone() };
+        let cmd = format!(
+            "umask 077 && mkdir -p {dir} && cat > {tmp}{} && mv -f {tmp} {p} || {{ rc=$?; rm -f {tmp}; exit $rc; }}",
+            attr_commands(&tmp, &attrs)
+        );
+        self.run_ok("write", path, &cmd, content).await.map(|_| ())
+    }
+
+    async fn set_attrs(&self, path: &str, attrs: &FileAttrs) -> Result<(), TransportError> {
+        let cmd = format!("true{}", attr_commands(&quote(path), attrs));
+        self.run_ok("chmod/chown", path, &cmd, b"").await.map(|_| ())
+    }
+
+    async fn create_dir(&self, path: &str, attrs: &FileAttrs) -> Result<(), TransportError> {
+        let cmd = format!("mkdir -p {}{}", quote(path), attr_commands(&quote(path), attrs));
+        self.run_ok("create directory", path, &cmd, b"").await.map(|_| ())
+    }
+
+    async fn remove_file(&self, path: &str) -> Result<(), TransportError> {
+        self.run_ok("remove", path, &format!("rm -f {}", quote(path)), b"").await.map(|_| ())
+    }
+
+    async fn remove_dir(&self, path: &str) -> Result<(), TransportError> {
+        let cmd = format!("[ ! -e {p} ] || rmdir {p}", p = quote(path));
+        self.run_ok("remove directory", path, &cmd, b"").await.map(|_| ())
+    }
+
+    async fn exec(&self, command: &str, cwd: Option<&str>) -> Result<ExecOutput, TransportError> {
+        let cmd = match cwd {
+            Some(d) => format!("cd {} && sh -c {}", quote(d), quote(command)),
+            None => format!("sh -c {}", quote(command)),
+        };
+        self.run(&cmd, b"").await.map_err(|source| self.err("run", command, source))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn quotes_for_sh() {
+        assert_eq!(super::quote("/srv/a b"), "'/srv/a b'");
+        assert_eq!(super::quote("it's"), "'it'\\''s'");
+    }
+}

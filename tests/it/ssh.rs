@@ -1,0 +1,206 @@
+//! Hosts over SSH against real sshd hosts in network namespaces.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::SystemTime;
+
+use crate::support::fleet::Fleet;
+use crate::support::write_tree;
+
+struct Run {
+    dir: tempfile::TempDir,
+}
+
+impl Run {
+    fn new(tend_toml: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        write_tree(&dir.path().join("cfg"), &[("tend.toml", tend_toml)]);
+        Self { dir }
+    }
+
+    fn cfg(&self) -> PathBuf {
+        self.dir.path().join("cfg")
+    }
+
+    fn write(&self, tend_toml: &str) {
+        write_tree(&self.cfg(), &[("tend.toml", tend_toml)]);
+    }
+
+    fn tend(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tend"));
+        cmd.args(["-C", &self.cfg().to_string_lossy(), "--state", &self.dir.path().join("state.db").to_string_lossy()])
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env("HOME", self.dir.path()) // no ~/.ssh keys of the machine's user
+            .env_remove("SSH_AUTH_SOCK")
+            .stdin(std::process::Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("tend runs")
+    }
+}
+
+fn ok(o: &Output) -> String {
+    assert!(o.status.success(), "exit {:?}\nstdout:\n{}\nstderr:\n{}", o.status.code(), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Stops the process it holds (the ssh-agent a test started), pass or fail.
+struct Kill(std::process::Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn mtime(p: &Path) -> SystemTime {
+    fs_err::metadata(p).expect("stat").modified().expect("mtime")
+}
+
+fn site(f: &Fleet, hosts: &[usize], extra_host: &str) -> String {
+    let mut t = String::from("[project]\nname = \"ssh-test\"\n\n");
+    for k in hosts {
+        t.push_str(&f.host_toml(*k, extra_host));
+    }
+    t.push_str(
+        r#"
+[host.directory.app]
+on = { role = "web" }
+path = "/srv/app"
+
+[host.file.motd]
+on = { role = "web" }
+path = "/srv/app/motd"
+content = "managed by tend\n"
+mode = "0640"
+
+[host.command.stamp]
+on = { role = "web" }
+run = "date +%s%N > /srv/app/stamp"
+on_change = ["host.file.motd"]
+"#,
+    );
+    t
+}
+
+#[test]
+fn converges_two_hosts_then_no_op_touches_nothing_and_drift_is_per_host() {
+    let Some(f) = Fleet::up(2) else { return };
+    let run = Run::new(&site(&f, &[1, 2], "labels = { role = \"web\" }"));
+    let first = ok(&run.tend(&["apply", "--auto-approve"], &[]));
+    assert!(first.contains("Apply complete: 8 added"), "{first}");
+    for h in ["h1", "h2"] {
+        assert_eq!(fs_err::read_to_string(f.srv(h).join("app/motd")).expect("motd"), "managed by tend\n");
+        assert!(f.srv(h).join("app/stamp").exists(), "the command ran on {h}");
+    }
+    let before: Vec<SystemTime> = ["h1", "h2"].iter().flat_map(|h| [mtime(&f.srv(h).join("app/motd")), mtime(&f.srv(h).join("app/stamp"))]).collect();
+    // A no-op plan and apply write nothing on any host.
+    let noop = run.tend(&["apply", "--auto-approve"], &[]);
+    assert_eq!(ok(&noop), "No changes. The targets match the configuration.\n");
+    let after: Vec<SystemTime> = ["h1", "h2"].iter().flat_map(|h| [mtime(&f.srv(h).join("app/motd")), mtime(&f.srv(h).join("app/stamp"))]).collect();
+    assert_eq!(before, after, "no-op left every mtime unchanged");
+    // Drift on one host is seen on that host only.
+    fs_err::write(f.srv("h2").join("app/motd"), "edited on h2\n").expect("tamper");
+    let drift = run.tend(&["plan", "--detailed-exitcode"], &[]);
+    assert_eq!(drift.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&drift.stdout);
+    assert!(text.contains("host.file.motd[h2] will be updated in place (changed outside tend)"), "{text}");
+    assert!(!text.contains("motd[h1]"), "{text}");
+    ok(&run.tend(&["apply", "--auto-approve"], &[]));
+    assert_eq!(fs_err::read_to_string(f.srv("h2").join("app/motd")).expect("motd"), "managed by tend\n");
+    assert_eq!(mtime(&f.srv("h1").join("app/motd")), before[0], "h1 untouched");
+}
+
+#[test]
+fn an_unreachable_host_fails_its_own_resources_while_the_others_converge() {
+    let Some(f) = Fleet::up(2) else { return };
+    let mut toml = site(&f, &[1, 2], "labels = { role = \"web\" }");
+    toml.push_str(&format!(
+        "[host.ssh.h9]\naddress = \"{}\"\nuser = \"root\"\nidentity = \"{}\"\nknown_hosts = \"{}\"\nconnect_timeout = 2\nlabels = {{ role = \"web\" }}\n",
+        f.unused_address(),
+        f.key().display(),
+        f.known_hosts().display()
+    ));
+    let run = Run::new(&toml);
+    let out = run.tend(&["apply", "--auto-approve"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("h9 ({}:22)", f.unused_address())) || err.contains(&format!("{}:22 on host `h9`", f.unused_address())), "{err}");
+    assert!(err.contains("could not be planned") || err.contains("failed"), "{err}");
+    for h in ["h1", "h2"] {
+        assert_eq!(fs_err::read_to_string(f.srv(h).join("app/motd")).expect("motd"), "managed by tend\n", "{h} converged");
+    }
+    let history = ok(&run.tend(&["history", "--json"], &[]));
+    assert!(history.contains("\"result\": \"failed\""), "{history}");
+}
+
+#[test]
+fn host_keys_are_verified_strictly_pinned_or_trusted_on_first_use() {
+    let Some(f) = Fleet::up(1) else { return };
+    let body = "\n[host.file.f]\npath = \"/srv/f\"\ncontent = \"x\"\n";
+    // Unknown: an empty known_hosts file.
+    let empty = f.work.join("empty_known_hosts");
+    fs_err::write(&empty, "").expect("empty");
+    let unknown = format!(
+        "[host.ssh.h1]\naddress = \"{}\"\nuser = \"root\"\nidentity = \"{}\"\nknown_hosts = \"{}\"\n{body}",
+        f.address(1),
+        f.key().display(),
+        empty.display()
+    );
+    let run = Run::new(&unknown);
+    let out = run.tend(&["plan"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("unknown host key for h1 ({}:22): SHA256:", f.address(1))), "{err}");
+    assert!(err.contains("hint: verify the key out of band"), "{err}");
+    // Pinned: the same, with host_key from the host's key file.
+    run.write(&unknown.replace(&format!("known_hosts = \"{}\"", empty.display()), &format!("known_hosts = \"{}\"\nhost_key = \"{}\"", empty.display(), f.host_key("h1"))));
+    ok(&run.tend(&["apply", "--auto-approve"], &[]));
+    assert!(f.srv("h1").join("f").exists());
+    // Trust on first use: accepted once, recorded in state, enforced afterwards.
+    let tofu = Run::new(&unknown.replace(&format!("known_hosts = \"{}\"", empty.display()), &format!("known_hosts = \"{}\"\ntrust_on_first_use = true", empty.display())));
+    ok(&tofu.tend(&["apply", "--auto-approve"], &[]));
+    let shown = ok(&tofu.tend(&["state", "show", "host.ssh.h1"], &[]));
+    assert!(shown.contains(&f.host_key("h1")), "the trusted key is recorded: {shown}");
+    // Changed: the host is reinstalled with a new key.
+    f.rekey_host(1);
+    let strict = Run::new(&f.host_toml(1, body));
+    let out = strict.tend(&["plan"], &[]);
+    // fleet.sh appended the new key; the old line for the same address comes first.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("host key of h1") && err.contains("changed: it is now SHA256:"), "{err}");
+    let out = tofu.tend(&["plan"], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("a different key was trusted on first use and recorded in state"), "{err}");
+}
+
+#[test]
+fn ssh_agent_authenticates_when_no_identity_is_given() {
+    let Some(f) = Fleet::up(1) else { return };
+    let sock = f.work.join("agent.sock");
+    let agent = Command::new("ssh-agent").args(["-D", "-a"]).arg(&sock).stdout(std::process::Stdio::null()).spawn().expect("ssh-agent");
+    let _agent = Kill(agent);
+    for _ in 0..50 {
+        if sock.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let add = Command::new("ssh-add").arg(f.key()).env("SSH_AUTH_SOCK", &sock).output().expect("ssh-add");
+    assert!(add.status.success(), "{}", String::from_utf8_lossy(&add.stderr));
+    let toml = format!(
+        "[host.ssh.h1]\naddress = \"{}\"\nuser = \"root\"\nknown_hosts = \"{}\"\n\n[host.file.f]\npath = \"/srv/via-agent\"\ncontent = \"agent\"\n",
+        f.address(1),
+        f.known_hosts().display()
+    );
+    let run = Run::new(&toml);
+    let without = run.tend(&["apply", "--auto-approve"], &[]);
+    assert_eq!(without.status.code(), Some(2), "no agent, no key: refused");
+    assert!(String::from_utf8_lossy(&without.stderr).contains("log in to root@"), "{}", String::from_utf8_lossy(&without.stderr));
+    ok(&run.tend(&["apply", "--auto-approve"], &[("SSH_AUTH_SOCK", &sock.to_string_lossy())]));
+    assert_eq!(fs_err::read_to_string(f.srv("h1").join("via-agent")).expect("written"), "agent");
+}

@@ -1,0 +1,137 @@
+//! A fleet of real OpenSSH hosts (../shared/testbed/fleet.sh), one per test, always torn down.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use super::repo;
+
+/// A running fleet; dropped → `fleet.sh down` and its network slot released.
+pub struct Fleet {
+    pub work: PathBuf,
+    pub id: String,
+    pub net: String,
+    slot: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn script() -> PathBuf {
+    repo().join("../shared/testbed/fleet.sh")
+}
+
+fn can_run() -> Result<(), String> {
+    let root = fs_err::read_to_string("/proc/self/status")
+        .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")));
+    if !root {
+        return Err("network namespaces need root".into());
+    }
+    for tool in ["/usr/sbin/sshd", "/usr/bin/ssh-keygen", "/usr/sbin/ip", "/usr/bin/ssh"] {
+        let found = std::path::Path::new(tool).exists() || Command::new("which").arg(tool.rsplit('/').next().unwrap_or(tool)).output().is_ok_and(|o| o.status.success());
+        if !found {
+            return Err(format!("{tool} is missing (../shared/testbed/install.sh installs it)"));
+        }
+    }
+    if !script().exists() {
+        return Err("../shared/testbed/fleet.sh is missing".into());
+    }
+    Ok(())
+}
+
+impl Fleet {
+    /// Start `n` hosts h1..hn, or `None` (with a message) where a fleet cannot run here.
+    pub fn up(n: usize) -> Option<Self> {
+        if let Err(why) = can_run() {
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "SSH tests cannot run under CI: {why}");
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("skipped: {why}");
+            }
+            return None;
+        }
+        // A network slot no other test process holds: an atomically created directory.
+        let slots = std::env::temp_dir().join("tend-test-fleet-slots");
+        fs_err::create_dir_all(&slots).expect("slots dir");
+        let x = (100..250).find(|x| std::fs::create_dir(slots.join(x.to_string())).is_ok()).expect("a free fleet slot");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let fleet = Self {
+            work: dir.path().join("fleet"),
+            id: format!("t{x}"),
+            net: format!("10.214.{x}"),
+            slot: slots.join(x.to_string()),
+            _dir: dir,
+        };
+        fleet.sh(&["down"]); // whatever a crashed earlier run left behind under this id
+        let out = fleet.sh(&["up", &n.to_string()]);
+        assert!(out.status.success(), "fleet up failed: {}", String::from_utf8_lossy(&out.stderr));
+        Some(fleet)
+    }
+
+    fn sh(&self, args: &[&str]) -> std::process::Output {
+        Command::new("bash")
+            .arg(script())
+            .args(args)
+            .env("FLEET_ID", &self.id)
+            .env("FLEET_WORK", &self.work)
+            .env("FLEET_NET", &self.net)
+            .output()
+            .expect("fleet.sh runs")
+    }
+
+    /// Address of host hK.
+    pub fn address(&self, k: usize) -> String {
+        format!("{}.{}", self.net, 10 + k)
+    }
+
+    /// An address in the fleet's network where nothing listens.
+    pub fn unused_address(&self) -> String {
+        format!("{}.250", self.net)
+    }
+
+    /// The client key that every host authorizes.
+    pub fn key(&self) -> PathBuf {
+        self.work.join("keys/id_ed25519")
+    }
+
+    /// The `known_hosts` file with every host's key.
+    pub fn known_hosts(&self) -> PathBuf {
+        self.work.join("known_hosts")
+    }
+
+    /// What host `name` holds under /srv, seen from the test.
+    pub fn srv(&self, name: &str) -> PathBuf {
+        self.work.join("hosts").join(name).join("srv")
+    }
+
+    /// The public host key of `name` (`ssh-ed25519 AAAA…`).
+    pub fn host_key(&self, name: &str) -> String {
+        let text = fs_err::read_to_string(self.work.join("hosts").join(name).join("ssh_host_ed25519_key.pub")).expect("host key");
+        text.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+    }
+
+    /// Give host hK a new host key (a reinstalled machine), restarting it.
+    pub fn rekey_host(&self, k: usize) {
+        let name = format!("h{k}");
+        assert!(self.sh(&["remove", &name]).status.success());
+        let key = self.work.join("hosts").join(&name).join("ssh_host_ed25519_key");
+        let _ = fs_err::remove_file(&key);
+        let _ = fs_err::remove_file(key.with_extension("pub"));
+        let out = self.sh(&["add", &self.address(k), &name]);
+        assert!(out.status.success(), "re-add failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// A host block for tend.toml.
+    pub fn host_toml(&self, k: usize, extra: &str) -> String {
+        format!(
+            "[host.ssh.h{k}]\naddress = \"{}\"\nuser = \"root\"\nidentity = \"{}\"\nknown_hosts = \"{}\"\n{extra}\n",
+            self.address(k),
+            self.key().display(),
+            self.known_hosts().display()
+        )
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        let _ = self.sh(&["down"]);
+        let _ = std::fs::remove_dir(&self.slot);
+    }
+}
