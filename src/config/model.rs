@@ -64,6 +64,8 @@ pub enum Part {
     Ref(Reference),
     /// An interpolated secret.
     Secret(SecretRef),
+    /// `${each.key}`: the instance's key (the host a placed resource is on).
+    EachKey,
 }
 
 /// A config value that may contain references, evaluated at plan and again at apply time.
@@ -109,7 +111,7 @@ impl Expr {
             Self::Literal(_) => {}
             Self::Template(parts) => out.extend(parts.iter().filter_map(|p| match p {
                 Part::Ref(r) => Some(r),
-                Part::Lit(_) | Part::Secret(_) => None,
+                Part::Lit(_) | Part::Secret(_) | Part::EachKey => None,
             })),
             Self::List(l) => l.iter().for_each(|e| e.collect_refs(out)),
             Self::Map(m) => m.values().for_each(|e| e.collect_refs(out)),

@@ -52,6 +52,12 @@ pub fn parse(text: &str, span: Span, scope: &Scope<'_>) -> Result<Expr, Diagnost
                 }
                 parts.push(Part::Secret(r));
             }
+            Resolved::EachKey => {
+                if !lit.is_empty() {
+                    parts.push(Part::Lit(std::mem::take(&mut lit)));
+                }
+                parts.push(Part::EachKey);
+            }
         }
         rest = &after[close + 1..];
     }
@@ -76,6 +82,7 @@ enum Resolved {
     Value(Value),
     Ref(Reference),
     Secret(SecretRef),
+    EachKey,
 }
 
 fn resolve(inner: &str, span: Span, scope: &Scope<'_>) -> Result<Resolved, Diagnostic> {
@@ -101,6 +108,9 @@ fn resolve(inner: &str, span: Span, scope: &Scope<'_>) -> Result<Resolved, Diagn
             return Err(Diagnostic::at(span, format!("`${{{inner}}}` has an empty key"), "in this value"));
         }
         return Ok(Resolved::Secret(SecretRef { name, path, span }));
+    }
+    if inner == "each.key" {
+        return Ok(Resolved::EachKey);
     }
     if inner == "path.root" {
         return Ok(Resolved::Value(Value::String(scope.root.to_string())));

@@ -24,6 +24,9 @@ pub enum EvalError {
     /// The reference matches no instance.
     #[error("`${{{0}}}` refers to a resource with no instances")]
     NoInstance(String),
+    /// `${each.key}` on a resource with a single, unkeyed instance.
+    #[error("`${{each.key}}` is used in `{0}`, which is not placed on hosts, so it has no key")]
+    NoEachKey(String),
     /// A secret could not be read.
     #[error(transparent)]
     Secret(Box<crate::secrets::SecretError>),
@@ -83,6 +86,7 @@ impl Resolver<'_> {
                 match parts.as_slice() {
                     [Part::Ref(r)] => return self.lookup(referrer, r),
                     [Part::Secret(r)] => return self.secret(r),
+                    [Part::EachKey] => return each_key(referrer).map(Value::String),
                     _ => {}
                 }
                 let mut s = zeroize::Zeroizing::new(String::new());
@@ -95,6 +99,7 @@ impl Resolver<'_> {
                         }
                         Part::Ref(r) => self.lookup(referrer, r)?,
                         Part::Secret(r) => self.secret(r)?,
+                        Part::EachKey => Value::String(each_key(referrer)?),
                     };
                     match v {
                         Value::Unknown => return Ok(Value::Unknown),
@@ -110,6 +115,10 @@ impl Resolver<'_> {
             }
         })
     }
+}
+
+fn each_key(referrer: &ResourceAddr) -> Result<String, EvalError> {
+    referrer.key.as_deref().map(str::to_string).ok_or_else(|| EvalError::NoEachKey(referrer.to_string()))
 }
 
 /// Evaluate every field of a resource.

@@ -141,3 +141,59 @@ async fn a_file_where_a_directory_stands_is_a_plan_error() {
     assert!(!plan.is_applyable());
     assert!(plan.errors[0].message.contains("out/taken exists and is a directory, not a file"), "{:?}", plan.errors);
 }
+
+#[tokio::test]
+async fn templates_lines_and_each_key_render_per_host() {
+    let bench = Bench::new();
+    let root = bench.dir.path().join("cfg");
+    write_tree(
+        &root,
+        &[
+            ("templates/app.conf.j2", "# {{ hostname }}\nrole = {{ role }}\nport = {{ 8000 + idx }}\n"),
+            (
+                "tend.toml",
+                r#"
+[host.local.this]
+vars = { role = "web", max_conn = 105 }
+
+[host.template.app]
+path = "${path.root}/out/${each.key}/app.conf"
+source = "templates/app.conf.j2"
+vars = { idx = 7 }
+
+[host.line.limit]
+path = "${path.root}/out/${each.key}/limits.conf"
+line = "max_conn=105"
+regexp = "^max_conn="
+"#,
+            ),
+            ("out/this/limits.conf", "# keep me\nmax_conn=1\nother=2\n"),
+        ],
+    );
+    let outcome = bench.apply(&root).await;
+    assert!(outcome.success(), "{outcome:?}");
+    assert_eq!(fs_err::read_to_string(root.join("out/this/app.conf")).expect("rendered"), "# this\nrole = web\nport = 8007\n");
+    assert_eq!(fs_err::read_to_string(root.join("out/this/limits.conf")).expect("edited"), "# keep me\nmax_conn=105\nother=2\n");
+    assert!(!bench.plan(&root).await.has_changes(), "converged");
+    fs_err::write(root.join("out/this/limits.conf"), "max_conn=3\n").expect("drift");
+    let plan = bench.plan(&root).await;
+    let line = plan.changes.iter().find(|c| &*c.addr.name == "limit").expect("planned");
+    assert_eq!(line.action, Action::Update);
+    assert_eq!(line.before.as_ref().and_then(|b| b.get("line")).and_then(|v| v.as_str()), Some("max_conn=3"));
+}
+
+#[tokio::test]
+async fn an_undefined_template_variable_is_named() {
+    let bench = Bench::new();
+    let root = bench.dir.path().join("cfg");
+    write_tree(
+        &root,
+        &[
+            ("t.j2", "x = {{ missing_var }}\n"),
+            ("tend.toml", "[host.local.this]\n\n[host.template.t]\npath = \"${path.root}/out/t\"\nsource = \"t.j2\"\n"),
+        ],
+    );
+    let plan = bench.plan(&root).await;
+    assert!(!plan.is_applyable());
+    assert!(plan.errors[0].message.contains("template `t.j2` line 1"), "{:?}", plan.errors);
+}

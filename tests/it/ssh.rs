@@ -77,10 +77,22 @@ path = "/srv/app/motd"
 content = "managed by tend\n"
 mode = "0640"
 
+[host.template.conf]
+on = { role = "web" }
+path = "/srv/app/app.conf"
+source = "app.conf.j2"
+vars = { idx = 3 }
+
+[host.line.limit]
+on = { role = "web" }
+path = "/srv/app/limits.conf"
+line = "max_conn=100"
+regexp = "^max_conn="
+
 [host.command.stamp]
 on = { role = "web" }
 run = "date +%s%N > /srv/app/stamp"
-on_change = ["host.file.motd"]
+on_change = ["host.file.motd", "host.template.conf", "host.line.limit"]
 "#,
     );
     t
@@ -89,11 +101,14 @@ on_change = ["host.file.motd"]
 #[test]
 fn converges_two_hosts_then_no_op_touches_nothing_and_drift_is_per_host() {
     let Some(f) = Fleet::up(2) else { return };
-    let run = Run::new(&site(&f, &[1, 2], "labels = { role = \"web\" }"));
+    let run = Run::new(&site(&f, &[1, 2], "labels = { role = \"web\" }\nvars = { tier = \"front\" }"));
+    write_tree(&run.cfg(), &[("app.conf.j2", "host={{ hostname }} tier={{ tier }} idx={{ idx }}\n")]);
     let first = ok(&run.tend(&["apply", "--auto-approve"], &[]));
-    assert!(first.contains("Apply complete: 8 added"), "{first}");
+    assert!(first.contains("Apply complete: 12 added"), "{first}");
     for h in ["h1", "h2"] {
         assert_eq!(fs_err::read_to_string(f.srv(h).join("app/motd")).expect("motd"), "managed by tend\n");
+        assert_eq!(fs_err::read_to_string(f.srv(h).join("app/app.conf")).expect("conf"), format!("host={h} tier=front idx=3\n"));
+        assert_eq!(fs_err::read_to_string(f.srv(h).join("app/limits.conf")).expect("limits"), "max_conn=100\n");
         assert!(f.srv(h).join("app/stamp").exists(), "the command ran on {h}");
     }
     let before: Vec<SystemTime> = ["h1", "h2"].iter().flat_map(|h| [mtime(&f.srv(h).join("app/motd")), mtime(&f.srv(h).join("app/stamp"))]).collect();
@@ -125,6 +140,7 @@ fn an_unreachable_host_fails_its_own_resources_while_the_others_converge() {
         f.known_hosts().display()
     ));
     let run = Run::new(&toml);
+    write_tree(&run.cfg(), &[("app.conf.j2", "idx={{ idx }}\n")]);
     let out = run.tend(&["apply", "--auto-approve"], &[]);
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
     let err = String::from_utf8_lossy(&out.stderr);

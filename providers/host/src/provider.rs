@@ -10,7 +10,7 @@ use tend_provider::{
     Provider, ProviderConfig, ProviderError, ProviderFactory, ReadItem, ReadRequest, ResourceAddr, Target, Value,
 };
 
-use crate::resources::{self, Kind, command, directory, file, get_str, local, ssh_host};
+use crate::resources::{self, Kind, command, directory, file, get_str, line, local, ssh_host, template};
 use crate::transport::{LocalTransport, SshTransport, StatRequest, Transport};
 
 /// A connection attempt's outcome, shared by every resource on that host for the run.
@@ -114,14 +114,19 @@ impl HostProvider {
         let mut slot = Vec::with_capacity(items.len());
         for item in items {
             let path = match Self::kind(&item.addr)? {
-                Kind::File | Kind::Directory => {
+                Kind::File | Kind::Directory | Kind::Template | Kind::Line => {
                     file::observe_path(item.config.as_ref(), item.prior.as_ref().map(|p| &*p.attributes))
                 }
                 Kind::Command => item.config.as_ref().and_then(|c| get_str(c, "creates")).map(str::to_string),
                 Kind::Local | Kind::Ssh => None,
             };
             slot.push(path.map(|p| {
-                stats_wanted.push(StatRequest { path: p, hash: Self::kind(&item.addr).ok() == Some(Kind::File) });
+                let kind = Self::kind(&item.addr).ok();
+                stats_wanted.push(StatRequest {
+                    path: p,
+                    hash: matches!(kind, Some(Kind::File | Kind::Template)),
+                    content: kind == Some(Kind::Line),
+                });
                 stats_wanted.len() - 1
             }));
         }
@@ -130,7 +135,8 @@ impl HostProvider {
         for (item, idx) in items.iter().zip(slot) {
             let stat = idx.map(|i| &stats[i]);
             out.push(match Self::kind(&item.addr)? {
-                Kind::File => Ok(stat.and_then(file::observed)),
+                Kind::File | Kind::Template => Ok(stat.and_then(file::observed)),
+                Kind::Line => Ok(stat.and_then(|s| line::observed(s, item.config.as_ref()))),
                 Kind::Directory => Ok(stat.and_then(directory::observed)),
                 Kind::Command => {
                     let creates_exists = stat.is_some_and(|s| s.file_type.is_some());
@@ -173,6 +179,8 @@ impl Provider for HostProvider {
             Some(Kind::File) => file::validate(literal, &self.config_root),
             Some(Kind::Directory) => directory::validate(literal),
             Some(Kind::Ssh) => ssh_host::validate(literal),
+            Some(Kind::Line) => line::validate(literal),
+            Some(Kind::Template) => template::validate(literal, &self.config_root),
             _ => Vec::new(),
         }
     }
@@ -212,6 +220,14 @@ impl Provider for HostProvider {
             Kind::File => file::plan(&req, &self.config_root),
             Kind::Directory => directory::plan(&req),
             Kind::Command => Ok(command::plan(&req, guards(req.observed.as_ref()))),
+            Kind::Line => line::plan(&req),
+            Kind::Template => {
+                let config = match &req.config {
+                    Some(c) => template::as_file(c, req.target.as_ref(), &self.config_root)?,
+                    None => None,
+                };
+                file::plan(&PlanRequest { config, ..req.clone() }, &self.config_root)
+            }
         }
     }
 
@@ -235,6 +251,14 @@ impl Provider for HostProvider {
             Kind::File => file::apply(t.as_ref(), &req, &self.config_root).await,
             Kind::Directory => directory::apply(t.as_ref(), &req).await,
             Kind::Command => command::apply(t.as_ref(), &req).await,
+            Kind::Line => line::apply(t.as_ref(), &req).await,
+            Kind::Template => {
+                let config = match &req.config {
+                    Some(c) => template::as_file(c, req.target.as_ref(), &self.config_root)?,
+                    None => None,
+                };
+                file::apply(t.as_ref(), &ApplyRequest { config, ..req.clone() }, &self.config_root).await
+            }
             Kind::Local | Kind::Ssh => unreachable!("handled above"),
         }
     }

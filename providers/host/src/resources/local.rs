@@ -10,6 +10,7 @@ pub fn schema() -> KindSchema {
         doc: "the machine tend runs on, reached without a network",
         fields: vec![
             FieldSchema::input("labels", FieldType::Map(Box::new(FieldType::String)), "labels for `on = { key = value }` selectors"),
+            FieldSchema::input("vars", FieldType::Map(Box::new(FieldType::Any)), "host variables for templates"),
             FieldSchema::output("hostname", FieldType::String, "the machine's host name"),
         ],
     }
@@ -24,6 +25,9 @@ pub fn attributes(config: &Attributes) -> Attributes {
     let mut a = Attributes::new();
     a.insert("hostname".into(), Value::String(hostname()));
     a.insert("labels".into(), config.get("labels").cloned().unwrap_or(Value::Map(std::collections::BTreeMap::new())));
+    if let Some(v) = config.get("vars") {
+        a.insert("vars".into(), v.clone());
+    }
     a
 }
 

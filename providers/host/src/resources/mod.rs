@@ -3,8 +3,10 @@
 pub mod command;
 pub mod directory;
 pub mod file;
+pub mod line;
 pub mod local;
 pub mod ssh_host;
+pub mod template;
 
 use tend_provider::{Attributes, FieldError, KindSchema, ProviderError, Value};
 
@@ -23,6 +25,10 @@ pub enum Kind {
     Directory,
     /// `host.command`.
     Command,
+    /// `host.line`.
+    Line,
+    /// `host.template`.
+    Template,
 }
 
 impl Kind {
@@ -34,6 +40,8 @@ impl Kind {
             "file" => Self::File,
             "directory" => Self::Directory,
             "command" => Self::Command,
+            "line" => Self::Line,
+            "template" => Self::Template,
             _ => return None,
         })
     }
@@ -46,7 +54,15 @@ impl Kind {
 
 /// All kind schemas of the host provider.
 pub fn schemas() -> Vec<KindSchema> {
-    vec![local::schema(), ssh_host::schema(), file::schema(), directory::schema(), command::schema()]
+    vec![
+        local::schema(),
+        ssh_host::schema(),
+        file::schema(),
+        template::schema(),
+        directory::schema(),
+        line::schema(),
+        command::schema(),
+    ]
 }
 
 /// The observed attributes that the plan compares: those it also plans.

@@ -24,6 +24,7 @@ pub fn schema() -> KindSchema {
             FieldSchema::input("trust_on_first_use", FieldType::Bool, "accept an unknown host key once and record it in state"),
             FieldSchema::input("connect_timeout", FieldType::Int, "seconds, default 10"),
             FieldSchema::input("labels", FieldType::Map(Box::new(FieldType::String)), "labels for `on = { key = value }` selectors"),
+            FieldSchema::input("vars", FieldType::Map(Box::new(FieldType::Any)), "host variables for templates"),
             FieldSchema::output("trusted_key", FieldType::String, "the host key accepted on first use"),
         ],
     }

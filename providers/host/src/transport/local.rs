@@ -45,6 +45,7 @@ impl LocalTransport {
             group: String::new(),
             size: 0,
             sha256: None,
+            content: None,
         };
         let meta = match std::fs::symlink_metadata(&req.path) {
             Ok(m) => m,
@@ -71,6 +72,7 @@ impl LocalTransport {
             group: self.users().group_name(meta.gid()),
             size: meta.len(),
             sha256,
+            content: if req.content && file_type == FileType::File { Some(fs_err::read(&req.path).map_err(self.err("read", &req.path))?) } else { None },
         })
     }
 
@@ -175,6 +177,16 @@ impl Transport for LocalTransport {
         Ok(out)
     }
 
+    async fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>, TransportError> {
+        let (me, path) = (self.clone(), path.to_string());
+        blocking(move || match std::fs::read(&path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(me.err("read", &path)(e)),
+        })
+        .await
+    }
+
     async fn write_file(&self, path: &str, content: &[u8], attrs: &FileAttrs) -> Result<(), TransportError> {
         let (me, path, content, attrs) = (self.clone(), path.to_string(), zeroize::Zeroizing::new(content.to_vec()), attrs.clone());
         blocking(move || me.write_blocking(&path, &content, &attrs)).await
@@ -239,7 +251,7 @@ mod tests {
         let missing = dir.path().join("missing").to_string_lossy().into_owned();
         t.write_file(&a, b"hello\n", &FileAttrs { mode: Some(0o640), ..Default::default() }).await.unwrap();
         let stats = t
-            .stat_many(&[StatRequest { path: a.clone(), hash: true }, StatRequest { path: missing, hash: true }])
+            .stat_many(&[StatRequest { path: a.clone(), hash: true, content: true }, StatRequest { path: missing, hash: true, content: false }])
             .await
             .unwrap();
         assert_eq!(stats[0].file_type, Some(FileType::File));
@@ -249,6 +261,7 @@ mod tests {
             stats[0].sha256.as_deref(),
             Some("5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03")
         );
+        assert_eq!(stats[0].content.as_deref(), Some(&b"hello\n"[..]));
         assert_eq!(stats[1].file_type, None);
         let leftovers: Vec<_> = fs_err::read_dir(dir.path().join("deep")).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temp file is left behind");

@@ -27,6 +27,8 @@ pub struct StatRequest {
     pub path: String,
     /// Whether to hash the content if it is a regular file.
     pub hash: bool,
+    /// Whether to return the content of a regular file (small config files edited in place).
+    pub content: bool,
 }
 
 /// What a path is now.
@@ -46,6 +48,8 @@ pub struct PathStat {
     pub size: u64,
     /// Hex SHA-256 of the content, for regular files when asked.
     pub sha256: Option<String>,
+    /// The content, for regular files when asked.
+    pub content: Option<Vec<u8>>,
 }
 
 /// Attributes to set on a written file or directory.
@@ -98,6 +102,8 @@ pub trait Transport: Send + Sync {
     fn host(&self) -> &str;
     /// Observe many paths at once.
     async fn stat_many(&self, reqs: &[StatRequest]) -> Result<Vec<PathStat>, TransportError>;
+    /// Read a file; `None` when it does not exist.
+    async fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>, TransportError>;
     /// Write a file atomically with the given attributes.
     async fn write_file(&self, path: &str, content: &[u8], attrs: &FileAttrs) -> Result<(), TransportError>;
     /// Set mode / owner / group of an existing path.

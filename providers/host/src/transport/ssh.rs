@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use base64::Engine;
 use russh::client::{self, Handle};
 use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKey};
 use russh::ChannelMsg;
@@ -285,21 +286,29 @@ fn connect_kind(e: &russh::Error) -> std::io::ErrorKind {
     }
 }
 
-/// `stat` every path and hash the regular files asked for, in one remote command.
+/// `stat` every path, hash the regular files asked for, and print the contents asked for
+/// (base64), in one remote command. Input lines: a flag (`S` stat, `H` hash, `C` content,
+/// `B` both) and the path.
 const STAT_SCRIPT: &str = r#"set -f
 IFS='
 '
-s=''; h=''
+s=''; h=''; c=''
 while IFS= read -r l; do
   p=${l#?}
   s="$s$p
 "
-  case $l in H*) h="$h$p
+  case $l in H*|B*) h="$h$p
+";; esac
+  case $l in C*|B*) c="$c$p
 ";; esac
 done
 if [ -n "$s" ]; then stat --printf '%n\0%f\0%a\0%U\0%G\0%s\0' -- $s 2>/dev/null; fi
 printf 'HASHES\0'
 if [ -n "$h" ]; then sha256sum -- $h 2>/dev/null; fi
+printf 'CONTENTS\0'
+for p in $c; do
+  if [ -f "$p" ]; then printf '%s\0' "$p"; base64 -w0 < "$p"; printf '\0'; fi
+done
 exit 0"#;
 
 fn file_type(raw_hex: &str) -> FileType {
@@ -351,12 +360,25 @@ impl Transport for SshTransport {
         }
         let mut stdin = String::new();
         for r in reqs {
-            stdin.push(if r.hash { 'H' } else { 'S' });
+            stdin.push(match (r.hash, r.content) {
+                (false, false) => 'S',
+                (true, false) => 'H',
+                (false, true) => 'C',
+                (true, true) => 'B',
+            });
             stdin.push_str(&r.path);
             stdin.push('\n');
         }
         let out = self.run_ok("observe", "(all managed paths)", &format!("sh -c {}", quote(STAT_SCRIPT)), stdin.as_bytes()).await?;
-        let (stats, hashes) = out.stdout.split_once("HASHES\0").unwrap_or((out.stdout.as_str(), ""));
+        let (stats, rest) = out.stdout.split_once("HASHES\0").unwrap_or((out.stdout.as_str(), ""));
+        let (hashes, contents) = rest.split_once("CONTENTS\0").unwrap_or((rest, ""));
+        let mut bodies = std::collections::HashMap::new();
+        let parts: Vec<&str> = contents.split('\0').collect();
+        for pair in parts.chunks(2).filter(|c| c.len() == 2 && !c[0].is_empty()) {
+            if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(pair[1].trim()) {
+                bodies.insert(pair[0].to_string(), bytes);
+            }
+        }
         let mut found = std::collections::HashMap::new();
         let fields: Vec<&str> = stats.split('\0').collect();
         for rec in fields.chunks(6).filter(|c| c.len() == 6) {
@@ -371,7 +393,16 @@ impl Transport for SshTransport {
         Ok(reqs
             .iter()
             .map(|r| match found.get(&r.path) {
-                None => PathStat { path: r.path.clone(), file_type: None, mode: 0, owner: String::new(), group: String::new(), size: 0, sha256: None },
+                None => PathStat {
+                    path: r.path.clone(),
+                    file_type: None,
+                    mode: 0,
+                    owner: String::new(),
+                    group: String::new(),
+                    size: 0,
+                    sha256: None,
+                    content: None,
+                },
                 Some(rec) => {
                     let ft = file_type(rec[1]);
                     PathStat {
@@ -382,10 +413,21 @@ impl Transport for SshTransport {
                         group: rec[4].to_string(),
                         size: rec[5].parse().unwrap_or(0),
                         sha256: if r.hash && ft == FileType::File { sums.get(&r.path).cloned() } else { None },
+                        content: if r.content && ft == FileType::File { Some(bodies.remove(&r.path).unwrap_or_default()) } else { None },
                     }
                 }
             })
             .collect())
+    }
+
+    async fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>, TransportError> {
+        let cmd = format!("if [ -e {p} ]; then echo present; base64 -w0 < {p}; fi", p = quote(path));
+        let out = self.run_ok("read", path, &cmd, b"").await?;
+        let Some(body) = out.stdout.strip_prefix("present\n") else { return Ok(None) };
+        base64::engine::general_purpose::STANDARD
+            .decode(body.trim())
+            .map(Some)
+            .map_err(|e| self.err("read", path, io(std::io::ErrorKind::InvalidData, e.to_string())))
     }
 
     async fn write_file(&self, path: &str, content: &[u8], attrs: &FileAttrs) -> Result<(), TransportError> {

@@ -1,0 +1,169 @@
+//! `host.line`: one line in a file, like Ansible's `lineinfile`.
+//!
+//! With `regexp`, the last line matching it is replaced by `line` (appended when none matches);
+//! without, `line` is appended unless the file already has it. Other lines are left alone.
+
+use tend_provider::{
+    Action, ApplyRequest, Attributes, FieldError, FieldSchema, FieldType, KindSchema, Observed, PlanRequest, PlannedChange,
+    ProviderError, Value,
+};
+
+use super::{desired_attrs, format_mode, get_str, required_str, validate_mode, validate_path};
+use crate::transport::{FileType, PathStat, Transport};
+
+/// Schema of `host.line`.
+pub fn schema() -> KindSchema {
+    KindSchema {
+        kind: "line",
+        doc: "ensure one line in a file (like lineinfile)",
+        target: false,
+        fields: vec![
+            FieldSchema::input("on", FieldType::Any, "host names, or a label selector table"),
+            FieldSchema::input("path", FieldType::String, "absolute path of the file").required().forces_replacement(),
+            FieldSchema::input("line", FieldType::String, "the line, without newline").required(),
+            FieldSchema::input("regexp", FieldType::String, "replace the last line matching this regex instead of appending"),
+            FieldSchema::input("create", FieldType::Bool, "create the file when missing (default true)"),
+            FieldSchema::input("mode", FieldType::String, "octal mode for a created file, default 0644"),
+            FieldSchema::input("owner", FieldType::String, "owner of a created file"),
+            FieldSchema::input("group", FieldType::String, "group of a created file"),
+        ],
+    }
+}
+
+/// Checks of literal config.
+pub fn validate(literal: &Attributes) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    validate_path(literal, "path", &mut errors);
+    validate_mode(literal, &mut errors);
+    if let Some(r) = get_str(literal, "regexp")
+        && let Err(e) = regex::Regex::new(r) {
+            errors.push(FieldError::field("regexp", format!("not a valid regex: {e}")));
+        }
+    if get_str(literal, "line").is_some_and(|l| l.contains('\n')) {
+        errors.push(FieldError::field("line", "`line` must be a single line").with_hint("use host.file for whole contents"));
+    }
+    errors
+}
+
+/// Observed: the path and the line that matters now (the matching line, or `line` if present).
+pub fn observed(stat: &PathStat, config: Option<&Attributes>) -> Option<Observed> {
+    stat.file_type?;
+    let mut a = Attributes::new();
+    a.insert("path".into(), Value::from(stat.path.as_str()));
+    if stat.file_type != Some(FileType::File) {
+        a.insert("type".into(), Value::from(super::file::type_name(stat.file_type.unwrap_or(FileType::Other))));
+        return Some(Observed { id: None, attributes: a });
+    }
+    let text = String::from_utf8_lossy(stat.content.as_deref().unwrap_or_default()).into_owned();
+    let current = config.and_then(|c| current_line(&text, c));
+    a.insert("line".into(), current.map_or(Value::Null, Value::String));
+    a.insert("mode".into(), Value::from(format_mode(stat.mode)));
+    Some(Observed { id: None, attributes: a })
+}
+
+/// The line `config` is about, as the file has it now.
+fn current_line(text: &str, config: &Attributes) -> Option<String> {
+    let line = get_str(config, "line")?;
+    match get_str(config, "regexp").and_then(|r| regex::Regex::new(r).ok()) {
+        Some(re) => text.lines().rfind(|l| re.is_match(l)).map(str::to_string),
+        None => text.lines().find(|l| *l == line).map(str::to_string),
+    }
+}
+
+/// The file's new content.
+pub fn edit(text: &str, config: &Attributes) -> String {
+    let line = get_str(config, "line").unwrap_or_default();
+    let re = get_str(config, "regexp").and_then(|r| regex::Regex::new(r).ok());
+    let mut lines: Vec<&str> = text.lines().collect();
+    let target = match &re {
+        Some(re) => lines.iter().rposition(|l| re.is_match(l)),
+        None => lines.iter().position(|l| *l == line),
+    };
+    match target {
+        Some(i) => lines[i] = line,
+        None => lines.push(line),
+    }
+    let mut out = lines.join("\n");
+    out.push('\n');
+    out
+}
+
+/// Plan one line.
+pub fn plan(req: &PlanRequest) -> Result<PlannedChange, ProviderError> {
+    let observed = req.observed.as_ref();
+    let Some(config) = &req.config else {
+        let mut c = PlannedChange::new(Action::Delete);
+        c.before = observed.map(|o| o.attributes.clone()).unwrap_or_default();
+        c.note = Some("the line stays in the file; tend stops managing it".into());
+        return Ok(c);
+    };
+    if let Some(t) = observed.and_then(|o| get_str(&o.attributes, "type")) {
+        return Err(ProviderError::terminal(format!("{} exists and is a {t}, not a file", get_str(config, "path").unwrap_or_default())));
+    }
+    let create = config.get("create").and_then(Value::as_bool).unwrap_or(true);
+    if observed.is_none() && !create {
+        return Err(ProviderError::terminal(format!("{} does not exist and `create` is false", get_str(config, "path").unwrap_or_default())));
+    }
+    let mut after = Attributes::new();
+    after.insert("path".into(), config.get("path").cloned().unwrap_or(Value::Null));
+    after.insert("line".into(), config.get("line").cloned().unwrap_or(Value::Null));
+    let before: Attributes = observed.map(|o| o.attributes.iter().filter(|(k, _)| after.contains_key(*k)).map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
+    let action = if observed.is_none() {
+        Action::Create
+    } else if before.get("line") != after.get("line") {
+        Action::Update
+    } else if req.prior.is_none() {
+        Action::Create
+    } else {
+        Action::NoOp
+    };
+    Ok(PlannedChange { before, after, ..PlannedChange::new(action) })
+}
+
+/// Apply: read, edit, write back atomically (keeping the file's mode when it exists).
+pub async fn apply(t: &dyn Transport, req: &ApplyRequest) -> Result<Option<Observed>, ProviderError> {
+    if req.action == Action::Delete {
+        return Ok(None);
+    }
+    let config = req.config.as_ref().ok_or_else(|| ProviderError::terminal("no config to apply"))?;
+    let path = required_str(config, "path")?;
+    let existing = t.read_file(path).await?;
+    let text = String::from_utf8_lossy(existing.as_deref().unwrap_or_default()).into_owned();
+    let new = edit(&text, config);
+    if existing.is_none() || new != text {
+        let mut attrs = desired_attrs(config);
+        if existing.is_some() {
+            attrs.mode = req.observed.as_ref().and_then(|o| get_str(&o.attributes, "mode")).and_then(super::parse_mode).or(attrs.mode);
+        }
+        t.write_file(path, new.as_bytes(), &attrs).await?;
+    }
+    let mut a = Attributes::new();
+    a.insert("path".into(), Value::from(path));
+    a.insert("line".into(), config.get("line").cloned().unwrap_or(Value::Null));
+    Ok(Some(Observed { id: None, attributes: a }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(line: &str, regexp: Option<&str>) -> Attributes {
+        let mut a = Attributes::new();
+        a.insert("line".into(), Value::from(line));
+        if let Some(r) = regexp {
+            a.insert("regexp".into(), Value::from(r));
+        }
+        a
+    }
+
+    #[test]
+    fn replaces_the_last_match_or_appends() {
+        let c = cfg("max_conn=105", Some("^max_conn="));
+        assert_eq!(edit("a=1\nmax_conn=1\nb=2\nmax_conn=2\n", &c), "a=1\nmax_conn=1\nb=2\nmax_conn=105\n");
+        assert_eq!(edit("a=1", &c), "a=1\nmax_conn=105\n");
+        assert_eq!(edit("", &c), "max_conn=105\n");
+        let plain = cfg("x", None);
+        assert_eq!(edit("x\ny\n", &plain), "x\ny\n");
+        assert_eq!(current_line("a\nmax_conn=7\n", &c).as_deref(), Some("max_conn=7"));
+    }
+}
