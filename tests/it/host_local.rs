@@ -163,7 +163,7 @@ vars = { idx = 7 }
 
 [host.line.limit]
 path = "${path.root}/out/${each.key}/limits.conf"
-line = "max_conn=105"
+line = "max_conn={{ max_conn }}"
 regexp = "^max_conn="
 "#,
             ),

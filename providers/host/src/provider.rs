@@ -136,7 +136,10 @@ impl HostProvider {
             let stat = idx.map(|i| &stats[i]);
             out.push(match Self::kind(&item.addr)? {
                 Kind::File | Kind::Template => Ok(stat.and_then(file::observed)),
-                Kind::Line => Ok(stat.and_then(|s| line::observed(s, item.config.as_ref()))),
+                Kind::Line => {
+                    let config = item.config.as_ref().map(|c| line::rendered(c, item.target.as_ref())).transpose()?;
+                    Ok(stat.and_then(|s| line::observed(s, config.as_ref())))
+                }
                 Kind::Directory => Ok(stat.and_then(directory::observed)),
                 Kind::Command => {
                     let creates_exists = stat.is_some_and(|s| s.file_type.is_some());
@@ -220,7 +223,10 @@ impl Provider for HostProvider {
             Kind::File => file::plan(&req, &self.config_root),
             Kind::Directory => directory::plan(&req),
             Kind::Command => Ok(command::plan(&req, guards(req.observed.as_ref()))),
-            Kind::Line => line::plan(&req),
+            Kind::Line => {
+                let config = req.config.as_ref().map(|c| line::rendered(c, req.target.as_ref())).transpose()?;
+                line::plan(&PlanRequest { config, ..req.clone() })
+            }
             Kind::Template => {
                 let config = match &req.config {
                     Some(c) => template::as_file(c, req.target.as_ref(), &self.config_root)?,
@@ -251,7 +257,10 @@ impl Provider for HostProvider {
             Kind::File => file::apply(t.as_ref(), &req, &self.config_root).await,
             Kind::Directory => directory::apply(t.as_ref(), &req).await,
             Kind::Command => command::apply(t.as_ref(), &req).await,
-            Kind::Line => line::apply(t.as_ref(), &req).await,
+            Kind::Line => {
+                let config = req.config.as_ref().map(|c| line::rendered(c, req.target.as_ref())).transpose()?;
+                line::apply(t.as_ref(), &ApplyRequest { config, ..req.clone() }).await
+            }
             Kind::Template => {
                 let config = match &req.config {
                     Some(c) => template::as_file(c, req.target.as_ref(), &self.config_root)?,

@@ -20,8 +20,9 @@ pub fn schema() -> KindSchema {
         fields: vec![
             FieldSchema::input("on", FieldType::Any, "host names, or a label selector table"),
             FieldSchema::input("path", FieldType::String, "absolute path of the file").required().forces_replacement(),
-            FieldSchema::input("line", FieldType::String, "the line, without newline").required(),
+            FieldSchema::input("line", FieldType::String, "the line, without newline; may use {{ var }} host variables").required(),
             FieldSchema::input("regexp", FieldType::String, "replace the last line matching this regex instead of appending"),
+            FieldSchema::input("vars", FieldType::Map(Box::new(FieldType::Any)), "variables for `line` (over the host's vars)"),
             FieldSchema::input("create", FieldType::Bool, "create the file when missing (default true)"),
             FieldSchema::input("mode", FieldType::String, "octal mode for a created file, default 0644"),
             FieldSchema::input("owner", FieldType::String, "owner of a created file"),
@@ -30,12 +31,28 @@ pub fn schema() -> KindSchema {
     }
 }
 
+/// The config with `line` and `regexp` rendered (they may use `{{ var }}` host variables).
+pub fn rendered(config: &Attributes, target: Option<&tend_provider::Target>) -> Result<Attributes, ProviderError> {
+    let mut out = config.clone();
+    let ctx = super::template::Context::new(config, target);
+    for field in ["line", "regexp"] {
+        if let Some(text) = get_str(config, field).filter(|t| t.contains("{{") || t.contains("{%")) {
+            if ctx.unknown {
+                out.insert(field.into(), Value::Unknown);
+            } else {
+                out.insert(field.into(), Value::String(ctx.render(text, &format!("`{field}`"))?));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Checks of literal config.
 pub fn validate(literal: &Attributes) -> Vec<FieldError> {
     let mut errors = Vec::new();
     validate_path(literal, "path", &mut errors);
     validate_mode(literal, &mut errors);
-    if let Some(r) = get_str(literal, "regexp")
+    if let Some(r) = get_str(literal, "regexp").filter(|r| !r.contains("{{"))
         && let Err(e) = regex::Regex::new(r) {
             errors.push(FieldError::field("regexp", format!("not a valid regex: {e}")));
         }

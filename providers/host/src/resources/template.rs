@@ -42,46 +42,67 @@ pub fn validate(literal: &Attributes, root: &Path) -> Vec<FieldError> {
     errors
 }
 
-/// The config of the file this template renders to: `content` = the rendering (sensitive when a
-/// variable is), `source` and `vars` removed. `None` while a variable is only known after apply.
-pub fn as_file(config: &Attributes, target: Option<&Target>, root: &Path) -> Result<Option<Attributes>, ProviderError> {
-    let src = get_str(config, "source").ok_or_else(|| ProviderError::terminal("`source` is not set"))?;
-    let mut ctx = serde_json::Map::new();
-    let mut sensitive = false;
-    let mut unknown = false;
-    let mut add = |vars: Option<&Value>, ctx: &mut serde_json::Map<String, serde_json::Value>| {
+/// Template variables: `hostname`, the host's `vars`, then `vars` of the resource; and whether any
+/// is sensitive or still unknown.
+pub struct Context {
+    vars: serde_json::Map<String, serde_json::Value>,
+    /// A variable comes from a secret.
+    pub sensitive: bool,
+    /// A variable is only known after apply.
+    pub unknown: bool,
+}
+
+impl Context {
+    /// The variables a resource on `target` sees.
+    pub fn new(config: &Attributes, target: Option<&Target>) -> Self {
+        let mut c = Self { vars: serde_json::Map::new(), sensitive: false, unknown: false };
+        if let Some(t) = target {
+            c.vars.insert("hostname".into(), serde_json::Value::String(t.addr.name.to_string()));
+            c.add(t.attributes.get("vars"));
+        }
+        c.add(config.get("vars"));
+        c
+    }
+
+    fn add(&mut self, vars: Option<&Value>) {
         if let Some(m) = vars.and_then(Value::as_map) {
             for (k, v) in m {
-                sensitive |= v.is_sensitive();
-                unknown |= !v.is_known();
-                ctx.insert(k.clone(), v.to_json_revealed());
+                self.sensitive |= v.is_sensitive();
+                self.unknown |= !v.is_known();
+                self.vars.insert(k.clone(), v.to_json_revealed());
             }
         }
-    };
-    if let Some(t) = target {
-        ctx.insert("hostname".into(), serde_json::Value::String(t.addr.name.to_string()));
-        add(t.attributes.get("vars"), &mut ctx);
     }
-    add(config.get("vars"), &mut ctx);
+
+    /// Render `text` (named `what` in errors); strict about undefined variables.
+    pub fn render(&self, text: &str, what: &str) -> Result<String, ProviderError> {
+        let mut env = minijinja::Environment::new();
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        env.set_keep_trailing_newline(true);
+        env.render_str(text, serde_json::Value::Object(self.vars.clone())).map_err(|e| {
+            let line = e.line().map(|l| format!(" line {l}")).unwrap_or_default();
+            ProviderError::terminal(format!("{what}{line}: {}", e.detail().unwrap_or("cannot be rendered")))
+                .with_hint("variables come from the host's `vars`, the resource's `vars`, and `hostname`")
+        })
+    }
+}
+
+/// The config of the file this template renders to: `content` = the rendering (sensitive when a
+/// variable is), `source` and `vars` removed. Unknown content while a variable is only known
+/// after apply.
+pub fn as_file(config: &Attributes, target: Option<&Target>, root: &Path) -> Result<Option<Attributes>, ProviderError> {
+    let src = get_str(config, "source").ok_or_else(|| ProviderError::terminal("`source` is not set"))?;
+    let ctx = Context::new(config, target);
     let mut file = config.clone();
     file.remove("source");
     file.remove("vars");
-    if unknown {
+    if ctx.unknown {
         file.insert("content".into(), Value::Unknown);
         return Ok(Some(file));
     }
-    let path = root.join(src);
-    let text = fs_err::read_to_string(&path)
+    let text = fs_err::read_to_string(root.join(src))
         .map_err(|e| ProviderError::terminal(format!("template `{src}` cannot be read")).with_source(e))?;
-    let mut env = minijinja::Environment::new();
-    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-    env.set_keep_trailing_newline(true);
-    let rendered = env.render_str(&text, serde_json::Value::Object(ctx)).map_err(|e| {
-        let line = e.line().map(|l| format!(" line {l}")).unwrap_or_default();
-        ProviderError::terminal(format!("template `{src}`{line}: {}", e.detail().unwrap_or("cannot be rendered")))
-            .with_hint("variables come from the host's `vars`, the resource's `vars`, and `hostname`")
-    })?;
-    let content = Value::String(rendered);
-    file.insert("content".into(), if sensitive { content.sensitive() } else { content });
+    let content = Value::String(ctx.render(&text, &format!("template `{src}`"))?);
+    file.insert("content".into(), if ctx.sensitive { content.sensitive() } else { content });
     Ok(Some(file))
 }
