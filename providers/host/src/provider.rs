@@ -16,6 +16,9 @@ use crate::transport::{LocalTransport, SshTransport, StatRequest, Transport};
 /// A connection attempt's outcome, shared by every resource on that host for the run.
 type Connected = Result<Arc<dyn Transport>, (tend_provider::ErrorKind, String, Option<String>)>;
 
+/// How many hosts are connected to and observed at the same time.
+const MAX_HOSTS_AT_ONCE: usize = 64;
+
 /// Registers the host provider.
 #[derive(Debug, Default)]
 pub struct HostFactory;
@@ -98,6 +101,15 @@ impl HostProvider {
             }
             _ => Err(ProviderError::terminal(format!("`{}` is not a host", target.addr))),
         }
+    }
+
+    async fn read_host_bounded(
+        &self,
+        limit: &tokio::sync::Semaphore,
+        items: Vec<&ReadItem>,
+    ) -> Result<Vec<Result<Option<Observed>, ProviderError>>, ProviderError> {
+        let _permit = limit.acquire().await.expect("the semaphore is never closed");
+        self.read_host(&items).await
     }
 
     /// Observe every item placed on one host with one `stat_many` call.
@@ -198,9 +210,17 @@ impl Provider for HostProvider {
                 (_, Err(e)) => results[i] = Some(Err(e)),
             }
         }
+        // Hosts are observed concurrently (at most MAX_HOSTS_AT_ONCE connections being set up
+        // and observed at a time); each host is one connection and one command.
+        let limit = tokio::sync::Semaphore::new(MAX_HOSTS_AT_ONCE);
+        let mut pending = Vec::with_capacity(by_host.len());
         for indices in by_host.values() {
             let items: Vec<&ReadItem> = indices.iter().map(|i| &req.items[*i]).collect();
-            match self.read_host(&items).await {
+            pending.push(self.read_host_bounded(&limit, items));
+        }
+        let observed = futures_util::future::join_all(pending).await;
+        for (indices, result) in by_host.values().zip(observed) {
+            match result {
                 Ok(found) => {
                     for (i, r) in indices.iter().zip(found) {
                         results[*i] = Some(r);
