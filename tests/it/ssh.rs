@@ -220,3 +220,46 @@ fn ssh_agent_authenticates_when_no_identity_is_given() {
     ok(&run.tend(&["apply", "--auto-approve"], &[("SSH_AUTH_SOCK", &sock.to_string_lossy())]));
     assert_eq!(fs_err::read_to_string(f.srv("h1").join("via-agent")).expect("written"), "agent");
 }
+
+#[test]
+fn ssh_config_entries_and_jump_hosts_are_honoured() {
+    let Some(f) = Fleet::up(2) else { return };
+    let run = Run::new("[host.local.placeholder]\n");
+    let ssh_config = run.dir.path().join("ssh_config");
+    fs_err::write(
+        &ssh_config,
+        format!(
+            "Host web\n  HostName {}\n  User root\n  IdentityFile {}\n  UserKnownHostsFile {}\n\nHost *\n  Port 22\n",
+            f.address(1),
+            f.key().display(),
+            f.known_hosts().display()
+        ),
+    )
+    .expect("ssh_config");
+    // An alias from ssh_config: address, user, key and known_hosts all come from the file.
+    run.write(&format!(
+        "[host.ssh.web]\naddress = \"web\"\nssh_config = \"{}\"\n\n[host.file.a]\non = [\"web\"]\npath = \"/srv/via-ssh-config\"\ncontent = \"alias\"\n",
+        ssh_config.display()
+    ));
+    ok(&run.tend(&["apply", "--auto-approve"], &[]));
+    assert_eq!(fs_err::read_to_string(f.srv("h1").join("via-ssh-config")).expect("written"), "alias");
+    // Through a jump host: h2, reached through h1.
+    let through = Run::new(&format!(
+        "{}jump = \"root@{}\"\n\n[host.file.b]\npath = \"/srv/via-jump\"\ncontent = \"jumped\"\n",
+        f.host_toml(2, ""),
+        f.address(1)
+    ));
+    ok(&through.tend(&["apply", "--auto-approve"], &[]));
+    assert_eq!(fs_err::read_to_string(f.srv("h2").join("via-jump")).expect("written"), "jumped");
+    // A dead jump host fails the connection, though h2 itself is reachable: the tunnel is used.
+    let dead = Run::new(&format!(
+        "{}jump = \"root@{}\"\nconnect_timeout = 2\n\n[host.file.c]\npath = \"/srv/never\"\ncontent = \"x\"\n",
+        f.host_toml(2, ""),
+        f.unused_address()
+    ));
+    let out = dead.tend(&["plan"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("jump host"), "{err}");
+    assert!(!f.srv("h2").join("never").exists());
+}

@@ -23,6 +23,8 @@ pub fn schema() -> KindSchema {
             FieldSchema::input("host_key", FieldType::String, "pinned host key, e.g. \"ssh-ed25519 AAAA…\""),
             FieldSchema::input("trust_on_first_use", FieldType::Bool, "accept an unknown host key once and record it in state"),
             FieldSchema::input("connect_timeout", FieldType::Int, "seconds, default 10"),
+            FieldSchema::input("jump", FieldType::String, "tunnel through this host: [user@]host[:port] (like ProxyJump)"),
+            FieldSchema::input("ssh_config", FieldType::String, "ssh_config file to honour, default ~/.ssh/config"),
             FieldSchema::input("labels", FieldType::Map(Box::new(FieldType::String)), "labels for `on = { key = value }` selectors"),
             FieldSchema::input("vars", FieldType::Map(Box::new(FieldType::Any)), "host variables for templates"),
             FieldSchema::output("trusted_key", FieldType::String, "the host key accepted on first use"),
@@ -51,20 +53,50 @@ fn expand_home(p: &str) -> PathBuf {
     }
 }
 
-/// Connection settings from the host's attributes (config plus recorded outputs).
+/// Connection settings from the host's attributes (config plus recorded outputs), completed
+/// from the `ssh_config` Host entry matching `address`: tend's own fields win, then the file's.
 pub fn target(name: &str, a: &Attributes) -> Result<SshTarget, String> {
-    let address = get_str(a, "address").ok_or("its address is not known yet")?.to_string();
+    let alias = get_str(a, "address").ok_or("its address is not known yet")?.to_string();
+    let config_file = expand_home(get_str(a, "ssh_config").unwrap_or("~/.ssh/config"));
+    let found = crate::transport::ssh_config::lookup(&config_file, &alias);
+    let port = a.get("port").and_then(Value::as_i64).and_then(|p| u16::try_from(p).ok()).or(found.port).unwrap_or(22);
+    let user = get_str(a, "user").map(str::to_string).or(found.user.clone()).unwrap_or_else(|| std::env::var("USER").unwrap_or_else(|_| "root".into()));
+    let identity = get_str(a, "identity").map(str::to_string).or(found.identity_file.clone()).map(|p| expand_home(&p));
+    let known_hosts = expand_home(get_str(a, "known_hosts").map(str::to_string).or(found.known_hosts.clone()).as_deref().unwrap_or("~/.ssh/known_hosts"));
+    let timeout = Duration::from_secs(a.get("connect_timeout").and_then(Value::as_i64).and_then(|t| u64::try_from(t).ok()).unwrap_or(10));
+    let jump = match get_str(a, "jump").map(str::to_string).or(found.proxy_jump.clone()) {
+        None => None,
+        Some(spec) => {
+            let (user_part, rest) = spec.rsplit_once('@').map_or((None, spec.as_str()), |(u, r)| (Some(u.to_string()), r));
+            let (host, port_part) = rest.rsplit_once(':').map_or((rest, None), |(h, p)| (h, p.parse::<u16>().ok()));
+            let jf = crate::transport::ssh_config::lookup(&config_file, host);
+            Some(Box::new(SshTarget {
+                name: format!("{name} (jump host {host})"),
+                address: jf.hostname.clone().unwrap_or_else(|| host.to_string()),
+                port: port_part.or(jf.port).unwrap_or(22),
+                user: user_part.or(jf.user.clone()).unwrap_or_else(|| user.clone()),
+                identity: jf.identity_file.as_deref().map(expand_home).or_else(|| identity.clone()),
+                known_hosts: jf.known_hosts.as_deref().map_or_else(|| known_hosts.clone(), expand_home),
+                host_key: None,
+                trust_on_first_use: false,
+                recorded_key: None,
+                timeout,
+                jump: None,
+            }))
+        }
+    };
     Ok(SshTarget {
         name: name.to_string(),
-        address,
-        port: a.get("port").and_then(Value::as_i64).and_then(|p| u16::try_from(p).ok()).unwrap_or(22),
-        user: get_str(a, "user").map_or_else(|| std::env::var("USER").unwrap_or_else(|_| "root".into()), str::to_string),
-        identity: get_str(a, "identity").map(expand_home),
-        known_hosts: expand_home(get_str(a, "known_hosts").unwrap_or("~/.ssh/known_hosts")),
+        address: found.hostname.clone().unwrap_or(alias),
+        port,
+        user,
+        identity,
+        known_hosts,
         host_key: get_str(a, "host_key").map(str::to_string),
         trust_on_first_use: a.get("trust_on_first_use").and_then(Value::as_bool).unwrap_or(false),
         recorded_key: get_str(a, "trusted_key").map(str::to_string),
-        timeout: Duration::from_secs(a.get("connect_timeout").and_then(Value::as_i64).and_then(|t| u64::try_from(t).ok()).unwrap_or(10)),
+        timeout,
+        jump,
     })
 }
 

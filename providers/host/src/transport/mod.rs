@@ -2,6 +2,7 @@
 
 mod local;
 mod ssh;
+pub mod ssh_config;
 
 use async_trait::async_trait;
 pub use local::LocalTransport;

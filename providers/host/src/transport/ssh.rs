@@ -41,6 +41,8 @@ pub struct SshTarget {
     pub recorded_key: Option<String>,
     /// Connect timeout.
     pub timeout: Duration,
+    /// A host to tunnel through (`ProxyJump`).
+    pub jump: Option<Box<SshTarget>>,
 }
 
 impl SshTarget {
@@ -136,6 +138,8 @@ pub struct SshTransport {
     target: SshTarget,
     handle: Handle<Client>,
     host_key: String,
+    /// The jump host's connection, kept open while the tunnel through it is used.
+    _jump: Option<Box<SshTransport>>,
 }
 
 impl std::fmt::Debug for SshTransport {
@@ -165,8 +169,23 @@ impl SshTransport {
         });
         let verdict = Arc::new(Mutex::new(Verdict::default()));
         let handler = Client { target: target.clone(), verdict: verdict.clone() };
-        let addr = (target.address.clone(), target.port);
-        let connecting = client::connect(config, addr, handler);
+        let jump = match &target.jump {
+            Some(j) => Some(Box::new(Box::pin(Self::connect((**j).clone())).await?)),
+            None => None,
+        };
+        let connecting = async {
+            match &jump {
+                Some(j) => {
+                    let ch = j
+                        .handle
+                        .channel_open_direct_tcpip(target.address.clone(), u32::from(target.port), "127.0.0.1", 0)
+                        .await
+                        .map_err(|e| russh::Error::IO(io(std::io::ErrorKind::ConnectionRefused, format!("through jump host {}: {e}", j.target.shown()))))?;
+                    client::connect_stream(config, ch.into_stream(), handler).await
+                }
+                None => client::connect(config, (target.address.clone(), target.port), handler).await,
+            }
+        };
         let handle = match tokio::time::timeout(target.timeout, connecting).await {
             Err(_) => return Err(err("connect to", io(std::io::ErrorKind::TimedOut, format!("no answer within {} s", target.timeout.as_secs())))),
             Ok(Err(e)) => {
@@ -178,7 +197,12 @@ impl SshTransport {
             }
             Ok(Ok(h)) => h,
         };
-        let mut transport = Self { host_key: verdict.lock().unwrap_or_else(std::sync::PoisonError::into_inner).accepted_key.clone().unwrap_or_default(), target, handle };
+        let mut transport = Self {
+            host_key: verdict.lock().unwrap_or_else(std::sync::PoisonError::into_inner).accepted_key.clone().unwrap_or_default(),
+            target,
+            handle,
+            _jump: jump,
+        };
         transport.authenticate().await?;
         Ok(transport)
     }
