@@ -71,11 +71,7 @@ pub fn lookup_text(text: &str, alias: &str) -> Found {
             "user" => {
                 found.user.get_or_insert(value);
             }
-            "port" => {
-                if found.port.is_none() {
-                    found.port = value.parse().ok();
-                }
-            }
+            "port" if found.port.is_none() => found.port = value.parse().ok(),
             "identityfile" => {
                 found.identity_file.get_or_insert(value);
             }
