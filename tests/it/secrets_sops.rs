@@ -67,6 +67,14 @@ fn stdout(o: &Output) -> String {
 fn the_flux_fixture_decrypts_unchanged_and_feeds_a_plan() {
     let env = Env::new();
     let fixture = repo().join("../shared/fixtures/interop/flux-sops");
+    if !fixture.exists() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "the interop fixtures (../shared/fixtures/interop) are missing");
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!("skipped: ../shared/fixtures/interop is not beside this checkout");
+        }
+        return;
+    }
     let cfg = env.dir.path().join("cfg");
     fs_err::create_dir_all(cfg.join("secrets")).expect("mkdir");
     fs_err::copy(fixture.join("secret.yaml"), cfg.join("secrets/flux.yaml")).expect("copy fixture");
