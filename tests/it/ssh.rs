@@ -263,3 +263,31 @@ fn ssh_config_entries_and_jump_hosts_are_honoured() {
     assert!(err.contains("jump host"), "{err}");
     assert!(!f.srv("h2").join("never").exists());
 }
+
+/// Installing packages or managing units on the fleet would change this machine (hosts share
+/// its filesystem and have no systemd), so this checks observation and planning only.
+#[test]
+fn package_and_service_observe_and_plan_only_on_a_real_host() {
+    let Some(f) = Fleet::up(1) else { return };
+    let run = Run::new(&format!(
+        "{}\n[host.package.base]\nnames = [\"bash\", \"coreutils\"]\n\n[host.package.extra]\nnames = [\"bash\", \"tend-no-such-package\"]\n",
+        f.host_toml(1, "")
+    ));
+    let out = run.tend(&["plan", "--json"], &[]);
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON plan");
+    let change = |name: &str| plan["changes"].as_array().expect("changes").iter().find(|c| c["resource"] == name).cloned().expect(name);
+    let base = change("host.package.base");
+    assert_eq!(base["before"]["installed"], serde_json::json!(["bash", "coreutils"]));
+    assert_eq!(base["before"]["manager"], "apt");
+    assert_eq!(base["note"], "already as desired; tend will record it");
+    let extra = change("host.package.extra");
+    assert_eq!(extra["action"], "create");
+    assert_eq!(extra["before"]["installed"], serde_json::json!(["bash"]));
+    assert_eq!(extra["after"]["installed"], serde_json::json!(["bash", "tend-no-such-package"]));
+    // A service on a host without systemd is a plan error naming the unit.
+    run.write(&format!("{}\n[host.service.web]\nname = \"nginx\"\nrunning = true\n", f.host_toml(1, "")));
+    let out = run.tend(&["plan"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot manage service `nginx`: the host does not run systemd"), "{err}");
+}

@@ -10,7 +10,7 @@ use tend_provider::{
     Provider, ProviderConfig, ProviderError, ProviderFactory, ReadItem, ReadRequest, ResourceAddr, Target, Value,
 };
 
-use crate::resources::{self, Kind, command, directory, file, get_str, line, local, ssh_host, template};
+use crate::resources::{self, Kind, command, directory, file, get_str, line, local, package, service, ssh_host, template};
 use crate::transport::{LocalTransport, SshTransport, StatRequest, Transport};
 
 /// A connection attempt's outcome, shared by every resource on that host for the run.
@@ -130,7 +130,7 @@ impl HostProvider {
                     file::observe_path(item.config.as_ref(), item.prior.as_ref().map(|p| &*p.attributes))
                 }
                 Kind::Command => item.config.as_ref().and_then(|c| get_str(c, "creates")).map(str::to_string),
-                Kind::Local | Kind::Ssh => None,
+                Kind::Local | Kind::Ssh | Kind::Package | Kind::Service => None,
             };
             slot.push(path.map(|p| {
                 let kind = Self::kind(&item.addr).ok();
@@ -163,6 +163,17 @@ impl HostProvider {
                         .map(|ok| Some(command::observed(item.prior.as_ref().map(|p| &*p.attributes), creates_exists, ok)))
                         .map_err(ProviderError::from)
                 }
+                Kind::Package => match item.config.as_ref() {
+                    None => Ok(None),
+                    Some(c) => {
+                        let names: Vec<String> = c.get("names").and_then(Value::as_list).unwrap_or_default().iter().filter_map(Value::as_str).map(str::to_string).collect();
+                        transport.exec(&package::observe_script(&names), None).await.map(|o| Some(package::observed(&o.stdout, &names))).map_err(ProviderError::from)
+                    }
+                },
+                Kind::Service => match item.config.as_ref().and_then(|c| get_str(c, "name")) {
+                    None => Ok(None),
+                    Some(name) => transport.exec(&service::observe_script(name), None).await.map(|o| Some(service::observed(&o.stdout))).map_err(ProviderError::from),
+                },
                 Kind::Local | Kind::Ssh => Ok(None),
             });
         }
@@ -195,6 +206,7 @@ impl Provider for HostProvider {
             Some(Kind::Directory) => directory::validate(literal),
             Some(Kind::Ssh) => ssh_host::validate(literal),
             Some(Kind::Line) => line::validate(literal),
+            Some(Kind::Package) => package::validate(literal),
             Some(Kind::Template) => template::validate(literal, &self.config_root),
             _ => Vec::new(),
         }
@@ -247,6 +259,8 @@ impl Provider for HostProvider {
                 let config = req.config.as_ref().map(|c| line::rendered(c, req.target.as_ref())).transpose()?;
                 line::plan(&PlanRequest { config, ..req.clone() })
             }
+            Kind::Package => package::plan(&req),
+            Kind::Service => service::plan(&req),
             Kind::Template => {
                 let config = match &req.config {
                     Some(c) => template::as_file(c, req.target.as_ref(), &self.config_root)?,
@@ -280,6 +294,14 @@ impl Provider for HostProvider {
             Kind::Line => {
                 let config = req.config.as_ref().map(|c| line::rendered(c, req.target.as_ref())).transpose()?;
                 line::apply(t.as_ref(), &ApplyRequest { config, ..req.clone() }).await
+            }
+            Kind::Package => package::apply(t.as_ref(), &req).await,
+            Kind::Service => {
+                // An update whose enabled/running already match is a restart on change.
+                let matches = req.config.as_ref().is_some_and(|c| {
+                    ["enabled", "running"].iter().all(|f| c.get(*f).is_none_or(|v| req.observed.as_ref().and_then(|o| o.attributes.get(*f)) == Some(v)))
+                });
+                service::apply(t.as_ref(), &req, req.action == tend_provider::Action::Update && matches).await
             }
             Kind::Template => {
                 let config = match &req.config {

@@ -5,6 +5,8 @@ pub mod directory;
 pub mod file;
 pub mod line;
 pub mod local;
+pub mod package;
+pub mod service;
 pub mod ssh_host;
 pub mod template;
 
@@ -29,6 +31,10 @@ pub enum Kind {
     Line,
     /// `host.template`.
     Template,
+    /// `host.package`.
+    Package,
+    /// `host.service`.
+    Service,
 }
 
 impl Kind {
@@ -42,6 +48,8 @@ impl Kind {
             "command" => Self::Command,
             "line" => Self::Line,
             "template" => Self::Template,
+            "package" => Self::Package,
+            "service" => Self::Service,
             _ => return None,
         })
     }
@@ -62,6 +70,8 @@ pub fn schemas() -> Vec<KindSchema> {
         directory::schema(),
         line::schema(),
         command::schema(),
+        package::schema(),
+        service::schema(),
     ]
 }
 

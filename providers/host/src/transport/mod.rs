@@ -6,7 +6,7 @@ pub mod ssh_config;
 
 use async_trait::async_trait;
 pub use local::LocalTransport;
-pub use ssh::{SshTarget, SshTransport};
+pub use ssh::{SshTarget, SshTransport, quote};
 
 /// What kind of object a path is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
