@@ -284,6 +284,18 @@ fn package_and_service_observe_and_plan_only_on_a_real_host() {
     assert_eq!(extra["action"], "create");
     assert_eq!(extra["before"]["installed"], serde_json::json!(["bash"]));
     assert_eq!(extra["after"]["installed"], serde_json::json!(["bash", "tend-no-such-package"]));
+    // Accounts: an existing one is adopted, a missing one would be created.
+    run.write(&format!(
+        "{}\n[host.user.root]\nname = \"root\"\nshell = \"/bin/bash\"\n\n[host.user.app]\nname = \"tend-no-such-user\"\nshell = \"/bin/sh\"\n\n[host.group.root]\nname = \"root\"\ngid = 0\n",
+        f.host_toml(1, "")
+    ));
+    let out = run.tend(&["plan", "--json"], &[]);
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON plan");
+    let change = |name: &str| plan["changes"].as_array().expect("changes").iter().find(|c| c["resource"] == name).cloned().expect(name);
+    assert_eq!(change("host.user.root")["before"]["shell"], "/bin/bash");
+    assert_eq!(change("host.group.root")["before"]["gid"], 0);
+    assert_eq!(change("host.user.app")["action"], "create");
+    assert_eq!(change("host.user.app")["before"], serde_json::Value::Null);
     // A service on a host without systemd is a plan error naming the unit.
     run.write(&format!("{}\n[host.service.web]\nname = \"nginx\"\nrunning = true\n", f.host_toml(1, "")));
     let out = run.tend(&["plan"], &[]);

@@ -10,7 +10,7 @@ use tend_provider::{
     Provider, ProviderConfig, ProviderError, ProviderFactory, ReadItem, ReadRequest, ResourceAddr, Target, Value,
 };
 
-use crate::resources::{self, Kind, command, directory, file, get_str, line, local, package, service, ssh_host, template};
+use crate::resources::{self, Kind, account, command, directory, file, get_str, line, local, package, service, ssh_host, template};
 use crate::transport::{LocalTransport, SshTransport, StatRequest, Transport};
 
 /// A connection attempt's outcome, shared by every resource on that host for the run.
@@ -130,7 +130,7 @@ impl HostProvider {
                     file::observe_path(item.config.as_ref(), item.prior.as_ref().map(|p| &*p.attributes))
                 }
                 Kind::Command => item.config.as_ref().and_then(|c| get_str(c, "creates")).map(str::to_string),
-                Kind::Local | Kind::Ssh | Kind::Package | Kind::Service => None,
+                Kind::Local | Kind::Ssh | Kind::Package | Kind::Service | Kind::User | Kind::Group => None,
             };
             slot.push(path.map(|p| {
                 let kind = Self::kind(&item.addr).ok();
@@ -174,6 +174,14 @@ impl HostProvider {
                     None => Ok(None),
                     Some(name) => transport.exec(&service::observe_script(name), None).await.map(|o| Some(service::observed(&o.stdout))).map_err(ProviderError::from),
                 },
+                k @ (Kind::User | Kind::Group) => {
+                    let is_user = k == Kind::User;
+                    let name = item.config.as_ref().and_then(|c| get_str(c, "name")).or_else(|| item.prior.as_ref().and_then(|p| get_str(&p.attributes, "name")));
+                    match name {
+                        None => Ok(None),
+                        Some(n) => transport.exec(&account::observe_script(is_user, n), None).await.map(|o| account::observed(is_user, &o.stdout)).map_err(ProviderError::from),
+                    }
+                }
                 Kind::Local | Kind::Ssh => Ok(None),
             });
         }
@@ -207,6 +215,7 @@ impl Provider for HostProvider {
             Some(Kind::Ssh) => ssh_host::validate(literal),
             Some(Kind::Line) => line::validate(literal),
             Some(Kind::Package) => package::validate(literal),
+            Some(Kind::User | Kind::Group) => account::validate(literal),
             Some(Kind::Template) => template::validate(literal, &self.config_root),
             _ => Vec::new(),
         }
@@ -261,6 +270,7 @@ impl Provider for HostProvider {
             }
             Kind::Package => package::plan(&req),
             Kind::Service => service::plan(&req),
+            Kind::User | Kind::Group => Ok(account::plan(&req)),
             Kind::Template => {
                 let config = match &req.config {
                     Some(c) => template::as_file(c, req.target.as_ref(), &self.config_root)?,
@@ -296,6 +306,8 @@ impl Provider for HostProvider {
                 line::apply(t.as_ref(), &ApplyRequest { config, ..req.clone() }).await
             }
             Kind::Package => package::apply(t.as_ref(), &req).await,
+            Kind::User => account::apply(t.as_ref(), &req, true).await,
+            Kind::Group => account::apply(t.as_ref(), &req, false).await,
             Kind::Service => {
                 // An update whose enabled/running already match is a restart on change.
                 let matches = req.config.as_ref().is_some_and(|c| {

@@ -1,5 +1,6 @@
 //! The host resource kinds, one file each, dispatched from [`Kind`].
 
+pub mod account;
 pub mod command;
 pub mod directory;
 pub mod file;
@@ -35,6 +36,10 @@ pub enum Kind {
     Package,
     /// `host.service`.
     Service,
+    /// `host.user`.
+    User,
+    /// `host.group`.
+    Group,
 }
 
 impl Kind {
@@ -50,6 +55,8 @@ impl Kind {
             "template" => Self::Template,
             "package" => Self::Package,
             "service" => Self::Service,
+            "user" => Self::User,
+            "group" => Self::Group,
             _ => return None,
         })
     }
@@ -72,6 +79,8 @@ pub fn schemas() -> Vec<KindSchema> {
         command::schema(),
         package::schema(),
         service::schema(),
+        account::user_schema(),
+        account::group_schema(),
     ]
 }
 
