@@ -69,6 +69,15 @@ pub enum Command {
     State(StateCommand),
     /// List past applies.
     History(HistoryArgs),
+    /// Switch a host's release back to an earlier generation (the next apply moves it forward
+    /// again to what the config says).
+    Rollback {
+        /// The host's name (`host.ssh.NAME` / `host.local.NAME`).
+        host: String,
+        /// The generation (a prefix is enough); default: the newest one before the current.
+        #[arg(long, value_name = "GENERATION")]
+        to: Option<String>,
+    },
     /// Create, encrypt, edit and check age-encrypted secrets.
     #[command(subcommand)]
     Secrets(SecretsCommand),

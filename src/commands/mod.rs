@@ -10,6 +10,7 @@ mod graph;
 mod history;
 mod plan;
 mod progress;
+mod rollback;
 mod secrets;
 mod state;
 mod validate;
@@ -120,6 +121,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::State(cmd) => state::run(&cli, cmd).await,
         Command::History(args) => history::run(&cli, args).await,
         Command::Secrets(cmd) => secrets::run(&cli, cmd),
+        Command::Rollback { host, to } => rollback::run(&cli, host, to.as_deref()).await,
     };
     match result {
         Ok(code) => code,

@@ -303,3 +303,50 @@ fn package_and_service_observe_and_plan_only_on_a_real_host() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot manage service `nginx`: the host does not run systemd"), "{err}");
 }
+
+#[test]
+fn releases_switch_atomically_roll_back_on_failed_health_and_by_hand() {
+    let Some(f) = Fleet::up(1) else { return };
+    let run = Run::new(&format!(
+        "{}\n[host.release.site]\nsource = \"site\"\npath = \"/srv/app\"\nkeep = 2\nhealth = \"test -f ok\"\n",
+        f.host_toml(1, "")
+    ));
+    let app = f.srv("h1").join("app");
+    let index = || fs_err::read_to_string(app.join("current/index.html")).expect("current/index.html");
+    let current = || fs_err::read_link(app.join("current")).expect("current is a symlink").to_string_lossy().into_owned();
+    write_tree(&run.cfg(), &[("site/index.html", "v1"), ("site/ok", "")]);
+    ok(&run.tend(&["apply", "--auto-approve"], &[]));
+    assert_eq!(index(), "v1");
+    let g1 = current();
+    assert!(g1.starts_with("releases/"), "{g1}");
+    write_tree(&run.cfg(), &[("site/index.html", "v2")]);
+    ok(&run.tend(&["apply", "--auto-approve"], &[]));
+    assert_eq!(index(), "v2");
+    let g2 = current();
+    // A generation failing its health check is switched away from, automatically.
+    fs_err::remove_file(run.cfg().join("site/ok")).expect("rm ok");
+    write_tree(&run.cfg(), &[("site/index.html", "v3-broken")]);
+    let out = run.tend(&["apply", "--auto-approve"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("health check of generation") && err.contains(&format!("switched back to generation {}", g2.trim_start_matches("releases/"))), "{err}");
+    assert_eq!(index(), "v2", "the previous generation serves again (current -> {}, g2 = {g2}, stderr: {err})", current());
+    // A good generation; keep = 2 prunes the oldest.
+    write_tree(&run.cfg(), &[("site/index.html", "v3"), ("site/ok", "")]);
+    ok(&run.tend(&["apply", "--auto-approve"], &[]));
+    assert_eq!(index(), "v3");
+    let kept: Vec<String> = fs_err::read_dir(app.join("releases")).expect("releases").flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert!(!kept.iter().any(|g| g1.ends_with(g.as_str())), "the oldest generation was pruned: {kept:?}");
+    let shown = ok(&run.tend(&["state", "show", "host.release.site[h1]"], &[]));
+    assert!(shown.contains("generations"), "{shown}");
+    // By hand: back to the previous generation; the next plan moves forward again.
+    let back = ok(&run.tend(&["rollback", "h1"], &[]));
+    assert!(back.contains("switched from generation"), "{back}");
+    assert_eq!(index(), "v2");
+    let plan = run.tend(&["plan", "--detailed-exitcode"], &[]);
+    assert_eq!(plan.status.code(), Some(2), "{}", String::from_utf8_lossy(&plan.stdout));
+    let missing = run.tend(&["rollback", "h1", "--to", "ffffffff"], &[]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("generations there, newest first"), "{}", String::from_utf8_lossy(&missing.stderr));
+}

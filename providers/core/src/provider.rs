@@ -277,4 +277,25 @@ pub trait Provider: Send + Sync {
 
     /// Carry out one step and return what exists afterwards (`None` after a delete).
     async fn apply(&self, req: ApplyRequest) -> Result<Option<Observed>, ProviderError>;
+
+    /// Run a named operator action outside a plan (e.g. `rollback` of a host release) on one
+    /// recorded instance; returns what exists afterwards, to be recorded. The default refuses.
+    async fn act(&self, req: ActRequest) -> Result<Observed, ProviderError> {
+        Err(ProviderError::terminal(format!("`{}` does not support `{}`", req.addr, req.action)))
+    }
+}
+
+/// Input to [`Provider::act`].
+#[derive(Debug, Clone)]
+pub struct ActRequest {
+    /// Instance address.
+    pub addr: ResourceAddr,
+    /// The action's name, e.g. `rollback`.
+    pub action: String,
+    /// Its arguments, e.g. `to`.
+    pub args: Attributes,
+    /// The recorded state of the instance.
+    pub prior: PriorRecord,
+    /// Where the instance lives.
+    pub target: Option<Target>,
 }

@@ -10,7 +10,7 @@ use tend_provider::{
     Provider, ProviderConfig, ProviderError, ProviderFactory, ReadItem, ReadRequest, ResourceAddr, Target, Value,
 };
 
-use crate::resources::{self, Kind, account, command, directory, file, get_str, line, local, package, service, ssh_host, template};
+use crate::resources::{self, Kind, account, command, directory, file, get_str, line, local, package, release, service, ssh_host, template};
 use crate::transport::{LocalTransport, SshTransport, StatRequest, Transport};
 
 /// A connection attempt's outcome, shared by every resource on that host for the run.
@@ -130,7 +130,7 @@ impl HostProvider {
                     file::observe_path(item.config.as_ref(), item.prior.as_ref().map(|p| &*p.attributes))
                 }
                 Kind::Command => item.config.as_ref().and_then(|c| get_str(c, "creates")).map(str::to_string),
-                Kind::Local | Kind::Ssh | Kind::Package | Kind::Service | Kind::User | Kind::Group => None,
+                Kind::Local | Kind::Ssh | Kind::Package | Kind::Service | Kind::User | Kind::Group | Kind::Release => None,
             };
             slot.push(path.map(|p| {
                 let kind = Self::kind(&item.addr).ok();
@@ -182,6 +182,13 @@ impl HostProvider {
                         Some(n) => transport.exec(&account::observe_script(is_user, n), None).await.map(|o| account::observed(is_user, &o.stdout)).map_err(ProviderError::from),
                     }
                 }
+                Kind::Release => {
+                    let path = item.config.as_ref().and_then(|c| get_str(c, "path")).or_else(|| item.prior.as_ref().and_then(|p| get_str(&p.attributes, "path")));
+                    match path {
+                        None => Ok(None),
+                        Some(p) => transport.exec(&release::observe_script(p), None).await.map(|o| release::observed(&o.stdout, p)).map_err(ProviderError::from),
+                    }
+                }
                 Kind::Local | Kind::Ssh => Ok(None),
             });
         }
@@ -216,6 +223,7 @@ impl Provider for HostProvider {
             Some(Kind::Line) => line::validate(literal),
             Some(Kind::Package) => package::validate(literal),
             Some(Kind::User | Kind::Group) => account::validate(literal),
+            Some(Kind::Release) => release::validate(literal, &self.config_root),
             Some(Kind::Template) => template::validate(literal, &self.config_root),
             _ => Vec::new(),
         }
@@ -271,6 +279,7 @@ impl Provider for HostProvider {
             Kind::Package => package::plan(&req),
             Kind::Service => service::plan(&req),
             Kind::User | Kind::Group => Ok(account::plan(&req)),
+            Kind::Release => release::plan(&req, &self.config_root),
             Kind::Template => {
                 let config = match &req.config {
                     Some(c) => template::as_file(c, req.target.as_ref(), &self.config_root)?,
@@ -279,6 +288,28 @@ impl Provider for HostProvider {
                 file::plan(&PlanRequest { config, ..req.clone() }, &self.config_root)
             }
         }
+    }
+
+    async fn act(&self, req: tend_provider::ActRequest) -> Result<Observed, ProviderError> {
+        if Self::kind(&req.addr)? != Kind::Release || req.action != "rollback" {
+            return Err(ProviderError::terminal(format!("`{}` does not support `{}`", req.addr, req.action)));
+        }
+        let t = self.transport(req.target.as_ref()).await?;
+        let path = get_str(&req.prior.attributes, "path").ok_or_else(|| ProviderError::terminal("no release path recorded"))?;
+        let out = t.exec(&release::observe_script(path), None).await?;
+        let now = release::observed(&out.stdout, path).ok_or_else(|| ProviderError::terminal(format!("no releases under {path} on host `{}`", t.host())))?;
+        let current = get_str(&now.attributes, "current").unwrap_or_default().to_string();
+        let gens: Vec<String> = now.attributes.get("generations").and_then(Value::as_list).unwrap_or_default().iter().filter_map(Value::as_str).map(str::to_string).collect();
+        let to = match get_str(&req.args, "to") {
+            Some(g) => gens.iter().find(|x| x.starts_with(g)).cloned().ok_or_else(|| {
+                ProviderError::terminal(format!("no generation `{g}` on host `{}`", t.host())).with_hint(format!("generations there, newest first: {}", gens.join(", ")))
+            })?,
+            None => gens.iter().find(|g| **g != current).cloned().ok_or_else(|| ProviderError::terminal(format!("host `{}` has no earlier generation", t.host())))?,
+        };
+        release::switch(t.as_ref(), path, &to).await?;
+        let mut a = now.attributes.clone();
+        a.insert("current".into(), Value::String(to));
+        Ok(Observed { id: None, attributes: a })
     }
 
     async fn apply(&self, req: ApplyRequest) -> Result<Option<Observed>, ProviderError> {
@@ -308,6 +339,12 @@ impl Provider for HostProvider {
             Kind::Package => package::apply(t.as_ref(), &req).await,
             Kind::User => account::apply(t.as_ref(), &req, true).await,
             Kind::Group => account::apply(t.as_ref(), &req, false).await,
+            Kind::Release => {
+                // The health check runs over a fresh connection, as a new login would.
+                let target = req.target.as_ref().ok_or_else(|| ProviderError::terminal("resource is not placed on a host"))?;
+                let fresh = Self::connect(target).await?;
+                release::apply(t.as_ref(), fresh.as_ref(), &req, &self.config_root).await
+            }
             Kind::Service => {
                 // An update whose enabled/running already match is a restart on change.
                 let matches = req.config.as_ref().is_some_and(|c| {

@@ -7,6 +7,7 @@ pub mod file;
 pub mod line;
 pub mod local;
 pub mod package;
+pub mod release;
 pub mod service;
 pub mod ssh_host;
 pub mod template;
@@ -40,6 +41,8 @@ pub enum Kind {
     User,
     /// `host.group`.
     Group,
+    /// `host.release`.
+    Release,
 }
 
 impl Kind {
@@ -57,6 +60,7 @@ impl Kind {
             "service" => Self::Service,
             "user" => Self::User,
             "group" => Self::Group,
+            "release" => Self::Release,
             _ => return None,
         })
     }
@@ -81,6 +85,7 @@ pub fn schemas() -> Vec<KindSchema> {
         service::schema(),
         account::user_schema(),
         account::group_schema(),
+        release::schema(),
     ]
 }
 

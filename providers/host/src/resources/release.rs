@@ -1,0 +1,206 @@
+//! `host.release`: a directory of the config repository deployed as an immutable, content-
+//! addressed generation: `PATH/releases/<id>` is written aside, `PATH/current` is switched to it
+//! atomically (symlink + rename), the optional `health` command runs over a fresh connection,
+//! a failing check switches back to the previous generation, and the newest `keep` generations
+//! stay on the host for `tend rollback`.
+
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+use tend_provider::{
+    Action, ApplyRequest, Attributes, FieldError, FieldSchema, FieldType, KindSchema, Observed, PlanRequest, PlannedChange,
+    ProviderError, Value,
+};
+
+use super::{get_str, required_str, validate_path};
+use crate::transport::{FileAttrs, Transport, quote};
+
+/// Schema of `host.release`.
+pub fn schema() -> KindSchema {
+    KindSchema {
+        kind: "release",
+        doc: "a directory of the repository deployed as an immutable generation, with health check and rollback",
+        target: false,
+        fields: vec![
+            FieldSchema::input("on", FieldType::Any, "host names, or a label selector table"),
+            FieldSchema::input("source", FieldType::String, "a directory in the config repository").required(),
+            FieldSchema::input("path", FieldType::String, "base directory on the host (releases/ and current live there)").required().forces_replacement(),
+            FieldSchema::input("keep", FieldType::Int, "generations kept on the host, default 5"),
+            FieldSchema::input("health", FieldType::String, "command run in PATH/current after the switch; failing switches back"),
+            FieldSchema::output("current", FieldType::String, "the generation in use"),
+            FieldSchema::output("generations", FieldType::List(Box::new(FieldType::String)), "generations on the host, newest first"),
+        ],
+    }
+}
+
+/// Checks of literal config.
+pub fn validate(literal: &Attributes, root: &Path) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    validate_path(literal, "path", &mut errors);
+    if let Some(src) = get_str(literal, "source")
+        && !root.join(src).is_dir() {
+            errors.push(FieldError::field("source", format!("`{src}` is not a directory of the config repository")));
+        }
+    if let Some(k) = literal.get("keep").and_then(Value::as_i64).filter(|k| *k < 2) {
+        errors.push(FieldError::field("keep", format!("keep = {k}: at least 2, so there is something to go back to")));
+    }
+    errors
+}
+
+/// The files of the source directory: (relative path, content), sorted.
+fn files(root: &Path, src: &str) -> Result<Vec<(String, Vec<u8>)>, ProviderError> {
+    let base = root.join(src);
+    let mut out = Vec::new();
+    let mut stack = vec![base.clone()];
+    while let Some(dir) = stack.pop() {
+        let entries = fs_err::read_dir(&dir).map_err(|e| ProviderError::terminal(format!("release source `{src}` cannot be read")).with_source(e))?;
+        for entry in entries.flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(&base).unwrap_or(&p).to_string_lossy().into_owned();
+                let bytes = fs_err::read(&p).map_err(|e| ProviderError::terminal(format!("`{rel}` cannot be read")).with_source(e))?;
+                out.push((rel, bytes));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The generation id of the source: a hash over every file's path and content.
+pub fn generation(root: &Path, src: &str) -> Result<String, ProviderError> {
+    let mut h = Sha256::new();
+    for (rel, bytes) in files(root, src)? {
+        h.update(rel.as_bytes());
+        h.update([0]);
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(&bytes);
+    }
+    Ok(hex::encode(h.finalize())[..16].to_string())
+}
+
+/// One command reporting the current generation and all generations, newest first.
+pub fn observe_script(path: &str) -> String {
+    let p = quote(path);
+    format!("cur=$(readlink {p}/current 2>/dev/null || true); echo \"current=${{cur##*/}}\"; ls -1t {p}/releases 2>/dev/null | grep -v '\\.tmp$' | sed 's/^/generation_id=/'; exit 0")
+}
+
+/// Parse the observe output.
+pub fn observed(stdout: &str, path: &str) -> Option<Observed> {
+    let current = stdout.lines().find_map(|l| l.strip_prefix("current=")).unwrap_or_default();
+    let gens: Vec<Value> = stdout.lines().filter_map(|l| l.strip_prefix("generation_id=")).map(Value::from).collect();
+    if current.is_empty() && gens.is_empty() {
+        return None;
+    }
+    let mut a = Attributes::new();
+    a.insert("path".into(), Value::from(path));
+    a.insert("current".into(), if current.is_empty() { Value::Null } else { Value::from(current) });
+    a.insert("generations".into(), Value::List(gens));
+    Some(Observed { id: None, attributes: a })
+}
+
+/// Plan: the source's generation is to be current.
+pub fn plan(req: &PlanRequest, root: &Path) -> Result<PlannedChange, ProviderError> {
+    let observed = req.observed.as_ref();
+    let Some(config) = &req.config else {
+        let mut c = PlannedChange::new(Action::Delete);
+        c.note = Some("the releases stay on the host; tend stops managing them".into());
+        return Ok(c);
+    };
+    let generation_id = generation(root, required_str(config, "source")?)?;
+    let mut after = Attributes::new();
+    after.insert("path".into(), config.get("path").cloned().unwrap_or(Value::Null));
+    after.insert("current".into(), Value::String(generation_id));
+    let before: Attributes = observed
+        .map(|o| o.attributes.iter().filter(|(k, _)| after.contains_key(*k)).map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
+    let action = match observed {
+        None => Action::Create,
+        Some(_) if before != after => Action::Update,
+        Some(_) if req.prior.is_none() => Action::Create,
+        Some(_) => Action::NoOp,
+    };
+    Ok(PlannedChange { before, after, ..PlannedChange::new(action) })
+}
+
+/// Point `current` at `generation_id`, atomically.
+pub async fn switch(t: &dyn Transport, path: &str, generation_id: &str) -> Result<(), ProviderError> {
+    let p = quote(path);
+    let cmd = format!("ln -sfn releases/{g} {p}/.current.tmp && mv -Tf {p}/.current.tmp {p}/current", g = quote(generation_id));
+    let out = t.exec(&cmd, None).await?;
+    if out.status != 0 {
+        return Err(ProviderError::terminal(format!("switching {path}/current to {generation_id} failed on host `{}`", t.host())).with_hint(out.stderr.trim().to_string()));
+    }
+    Ok(())
+}
+
+/// Upload the generation aside (if new), switch, check health over `fresh`, switch back on
+/// failure, prune.
+pub async fn apply(
+    t: &dyn Transport,
+    fresh: &dyn Transport,
+    req: &ApplyRequest,
+    root: &Path,
+) -> Result<Option<Observed>, ProviderError> {
+    if req.action == Action::Delete {
+        return Ok(None);
+    }
+    let config = req.config.as_ref().ok_or_else(|| ProviderError::terminal("no config to apply"))?;
+    let path = required_str(config, "path")?;
+    let src = required_str(config, "source")?;
+    let generation_id = generation(root, src)?;
+    let previous = req.observed.as_ref().and_then(|o| get_str(&o.attributes, "current")).map(str::to_string);
+    let existing: Vec<String> = req.observed.as_ref().and_then(|o| o.attributes.get("generations")).and_then(Value::as_list).unwrap_or_default().iter().filter_map(Value::as_str).map(str::to_string).collect();
+    if !existing.contains(&generation_id) {
+        let tmp = format!("{path}/releases/{generation_id}.tmp");
+        let _ = t.exec(&format!("rm -rf {}", quote(&tmp)), None).await?;
+        for (rel, bytes) in files(root, src)? {
+            t.write_file(&format!("{tmp}/{rel}"), &bytes, &FileAttrs { mode: Some(0o644), ..FileAttrs::default() }).await?;
+        }
+        let out = t.exec(&format!("mv -T {} {}", quote(&tmp), quote(&format!("{path}/releases/{generation_id}"))), None).await?;
+        if out.status != 0 {
+            return Err(ProviderError::terminal(format!("moving generation {generation_id} into place failed on host `{}`", t.host())).with_hint(out.stderr.trim().to_string()));
+        }
+    }
+    switch(t, path, &generation_id).await?;
+    if let Some(health) = get_str(config, "health") {
+        let out = fresh.exec(health, Some(&format!("{path}/current"))).await?;
+        if out.status != 0 {
+            let back = match &previous {
+                Some(prev) if prev != &generation_id => {
+                    switch(t, path, prev).await?;
+                    // A generation this apply uploaded and that failed is no rollback target.
+                    if !existing.contains(&generation_id) {
+                        let _ = t.exec(&format!("rm -rf {}", quote(&format!("{path}/releases/{generation_id}"))), None).await;
+                    }
+                    format!("switched back to generation {prev}")
+                }
+                _ => "there is no earlier generation to switch back to".to_string(),
+            };
+            let tail: Vec<&str> = out.stderr.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
+            return Err(ProviderError::terminal(format!(
+                "health check of generation {generation_id} failed on host `{}` (exit {}); {back}",
+                t.host(),
+                out.status
+            ))
+            .with_hint(tail.join("\n")));
+        }
+    }
+    let keep = config.get("keep").and_then(Value::as_i64).unwrap_or(5).max(2);
+    let prune = format!(
+        "cd {p}/releases && ls -1t | grep -v '\\.tmp$' | tail -n +{} | while read -r g; do [ \"$g\" = {cur} ] || rm -rf -- \"$g\"; done; ls -1t",
+        keep + 1,
+        p = quote(path),
+        cur = quote(&generation_id)
+    );
+    let out = t.exec(&prune, None).await?;
+    // Generation ids are lowercase hex; `.tmp` marks an upload in progress.
+    let gens: Vec<Value> = out.stdout.lines().filter(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_hexdigit())).map(Value::from).collect();
+    let mut a = Attributes::new();
+    a.insert("path".into(), Value::from(path));
+    a.insert("current".into(), Value::String(generation_id));
+    a.insert("generations".into(), Value::List(gens));
+    Ok(Some(Observed { id: None, attributes: a }))
+}
