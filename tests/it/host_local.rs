@@ -197,3 +197,18 @@ async fn an_undefined_template_variable_is_named() {
     assert!(!plan.is_applyable());
     assert!(plan.errors[0].message.contains("template `t.j2` line 1"), "{:?}", plan.errors);
 }
+
+#[tokio::test]
+async fn commands_on_one_host_never_overlap() {
+    let bench = Bench::new();
+    let mut toml = String::from("[host.local.this]\n");
+    for i in 0..4 {
+        // Each takes a mkdir lock for a moment: running two at once on the host would fail one.
+        toml.push_str(&format!("\n[host.command.c{i}]\nrun = \"mkdir ${{path.root}}/lock && sleep 0.2 && rmdir ${{path.root}}/lock\"\n"));
+    }
+    let root = bench.dir.path().join("cfg");
+    write_tree(&root, &[("tend.toml", &toml)]);
+    let outcome = bench.apply(&root).await;
+    assert!(outcome.success(), "{outcome:?}");
+    assert_eq!(outcome.applied.add, 5);
+}

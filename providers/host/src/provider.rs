@@ -42,6 +42,9 @@ pub struct HostProvider {
     kinds: Vec<KindSchema>,
     config_root: PathBuf,
     transports: Mutex<HashMap<ResourceAddr, Arc<tokio::sync::OnceCell<Connected>>>>,
+    /// Per host: operations that contend on the host (package managers, systemctl, account
+    /// databases, commands, release switches) run one at a time; file writes do not wait.
+    exclusive: Mutex<HashMap<ResourceAddr, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl std::fmt::Debug for HostProvider {
@@ -53,7 +56,7 @@ impl std::fmt::Debug for HostProvider {
 impl HostProvider {
     /// A provider resolving `source` files inside `config_root`.
     pub fn new(config_root: PathBuf) -> Self {
-        Self { kinds: resources::schemas(), config_root, transports: Mutex::new(HashMap::new()) }
+        Self { kinds: resources::schemas(), config_root, transports: Mutex::new(HashMap::new()), exclusive: Mutex::new(HashMap::new()) }
     }
 
     fn kind(addr: &ResourceAddr) -> Result<Kind, ProviderError> {
@@ -328,6 +331,17 @@ impl Provider for HostProvider {
             _ => {}
         }
         let t = self.transport(req.target.as_ref()).await?;
+        let host_lock = match (kind, &req.target) {
+            (Kind::Package | Kind::Service | Kind::User | Kind::Group | Kind::Command | Kind::Release, Some(target)) => {
+                let lock = self.exclusive.lock().unwrap_or_else(std::sync::PoisonError::into_inner).entry(target.addr.clone()).or_default().clone();
+                Some(lock)
+            }
+            _ => None,
+        };
+        let _serial = match &host_lock {
+            Some(l) => Some(l.lock().await),
+            None => None,
+        };
         match kind {
             Kind::File => file::apply(t.as_ref(), &req, &self.config_root).await,
             Kind::Directory => directory::apply(t.as_ref(), &req).await,
