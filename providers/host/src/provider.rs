@@ -106,6 +106,30 @@ impl HostProvider {
         }
     }
 
+    fn package_names(item: &ReadItem) -> Vec<String> {
+        item.config.as_ref().and_then(|c| c.get("names")).and_then(Value::as_list).unwrap_or_default().iter().filter_map(Value::as_str).map(str::to_string).collect()
+    }
+
+    fn release_path(item: &ReadItem) -> Option<String> {
+        item.config.as_ref().and_then(|c| get_str(c, "path")).or_else(|| item.prior.as_ref().and_then(|p| get_str(&p.attributes, "path"))).map(str::to_string)
+    }
+
+    /// The read-only script that observes an item that is not a path, if any.
+    fn probe(item: &ReadItem) -> Option<String> {
+        match Kind::from_name(&item.addr.kind)? {
+            Kind::Package => item.config.as_ref().map(|_| package::observe_script(&Self::package_names(item))),
+            Kind::Service => item.config.as_ref().and_then(|c| get_str(c, "name")).map(service::observe_script),
+            k @ (Kind::User | Kind::Group) => item
+                .config
+                .as_ref()
+                .and_then(|c| get_str(c, "name"))
+                .or_else(|| item.prior.as_ref().and_then(|p| get_str(&p.attributes, "name")))
+                .map(|n| account::observe_script(k == Kind::User, n)),
+            Kind::Release => Self::release_path(item).map(|p| release::observe_script(&p)),
+            _ => None,
+        }
+    }
+
     async fn read_host_bounded(
         &self,
         limit: &tokio::sync::Semaphore,
@@ -145,10 +169,22 @@ impl HostProvider {
                 stats_wanted.len() - 1
             }));
         }
-        let stats = transport.stat_many(&stats_wanted).await?;
+        // Probes for what is not a path (packages, services, accounts, releases) travel in the
+        // same remote command as the stats: one round trip per host.
+        let mut probe_scripts = Vec::new();
+        let probe_slot: Vec<Option<usize>> = items
+            .iter()
+            .map(|item| {
+                let script = Self::probe(item)?;
+                probe_scripts.push(script);
+                Some(probe_scripts.len() - 1)
+            })
+            .collect();
+        let (stats, probe_out) = transport.observe(&stats_wanted, &probe_scripts).await?;
         let mut out = Vec::with_capacity(items.len());
-        for (item, idx) in items.iter().zip(slot) {
+        for ((item, idx), probe) in items.iter().zip(slot).zip(probe_slot) {
             let stat = idx.map(|i| &stats[i]);
+            let probed = probe.map(|i| probe_out[i].as_str());
             out.push(match Self::kind(&item.addr)? {
                 Kind::File | Kind::Template => Ok(stat.and_then(file::observed)),
                 Kind::Line => {
@@ -166,32 +202,10 @@ impl HostProvider {
                         .map(|ok| Some(command::observed(item.prior.as_ref().map(|p| &*p.attributes), creates_exists, ok)))
                         .map_err(ProviderError::from)
                 }
-                Kind::Package => match item.config.as_ref() {
-                    None => Ok(None),
-                    Some(c) => {
-                        let names: Vec<String> = c.get("names").and_then(Value::as_list).unwrap_or_default().iter().filter_map(Value::as_str).map(str::to_string).collect();
-                        transport.exec(&package::observe_script(&names), None).await.map(|o| Some(package::observed(&o.stdout, &names))).map_err(ProviderError::from)
-                    }
-                },
-                Kind::Service => match item.config.as_ref().and_then(|c| get_str(c, "name")) {
-                    None => Ok(None),
-                    Some(name) => transport.exec(&service::observe_script(name), None).await.map(|o| Some(service::observed(&o.stdout))).map_err(ProviderError::from),
-                },
-                k @ (Kind::User | Kind::Group) => {
-                    let is_user = k == Kind::User;
-                    let name = item.config.as_ref().and_then(|c| get_str(c, "name")).or_else(|| item.prior.as_ref().and_then(|p| get_str(&p.attributes, "name")));
-                    match name {
-                        None => Ok(None),
-                        Some(n) => transport.exec(&account::observe_script(is_user, n), None).await.map(|o| account::observed(is_user, &o.stdout)).map_err(ProviderError::from),
-                    }
-                }
-                Kind::Release => {
-                    let path = item.config.as_ref().and_then(|c| get_str(c, "path")).or_else(|| item.prior.as_ref().and_then(|p| get_str(&p.attributes, "path")));
-                    match path {
-                        None => Ok(None),
-                        Some(p) => transport.exec(&release::observe_script(p), None).await.map(|o| release::observed(&o.stdout, p)).map_err(ProviderError::from),
-                    }
-                }
+                Kind::Package => Ok(probed.map(|o| package::observed(o, &Self::package_names(item)))),
+                Kind::Service => Ok(probed.map(service::observed)),
+                k @ (Kind::User | Kind::Group) => Ok(probed.and_then(|o| account::observed(k == Kind::User, o))),
+                Kind::Release => Ok(probed.zip(Self::release_path(item)).and_then(|(o, p)| release::observed(o, &p))),
                 Kind::Local | Kind::Ssh => Ok(None),
             });
         }

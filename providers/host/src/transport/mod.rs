@@ -103,6 +103,16 @@ pub trait Transport: Send + Sync {
     fn host(&self) -> &str;
     /// Observe many paths at once.
     async fn stat_many(&self, reqs: &[StatRequest]) -> Result<Vec<PathStat>, TransportError>;
+    /// Observe paths and run read-only probe scripts, in as few round trips as the transport
+    /// allows (one for SSH); returns the stats and each probe's stdout, in order.
+    async fn observe(&self, stats: &[StatRequest], probes: &[String]) -> Result<(Vec<PathStat>, Vec<String>), TransportError> {
+        let found = self.stat_many(stats).await?;
+        let mut outputs = Vec::with_capacity(probes.len());
+        for p in probes {
+            outputs.push(self.exec(p, None).await?.stdout);
+        }
+        Ok((found, outputs))
+    }
     /// Read a file; `None` when it does not exist.
     async fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>, TransportError>;
     /// Write a file atomically with the given attributes.

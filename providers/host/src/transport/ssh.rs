@@ -288,6 +288,91 @@ impl SshTransport {
         })
     }
 
+    /// Stats, hashes, contents and probe outputs in one remote command.
+    async fn observe_all(&self, reqs: &[StatRequest], probes: &[String]) -> Result<(Vec<PathStat>, Vec<String>), TransportError> {
+        if let Some(bad) = reqs.iter().find(|r| r.path.contains('\n')) {
+            return Err(self.err("stat", &bad.path, io(std::io::ErrorKind::InvalidInput, "paths with newlines are not supported")));
+        }
+        let mut stdin = String::new();
+        for r in reqs {
+            stdin.push(match (r.hash, r.content) {
+                (false, false) => 'S',
+                (true, false) => 'H',
+                (false, true) => 'C',
+                (true, true) => 'B',
+            });
+            stdin.push_str(&r.path);
+            stdin.push('\n');
+        }
+        let mut script = String::from(STAT_SCRIPT);
+        script.push_str("printf 'PROBES\\0'\n");
+        for (i, p) in probes.iter().enumerate() {
+            script.push_str(&format!("printf 'PROBE{i}\\0'\n( {p}\n)\n"));
+        }
+        script.push_str("exit 0\n");
+        let out = self.run_ok("observe", "(all managed state)", &format!("sh -c {}", quote(&script)), stdin.as_bytes()).await?;
+        let (main, probe_text) = out.stdout.split_once("PROBES\0").unwrap_or((out.stdout.as_str(), ""));
+        // Each probe's output runs from its marker to the next one.
+        let outputs: Vec<String> = (0..probes.len())
+            .map(|i| {
+                let marker = format!("PROBE{i}\0");
+                let Some(at) = probe_text.find(&marker) else { return String::new() };
+                let body = &probe_text[at + marker.len()..];
+                body.find(&format!("PROBE{}\0", i + 1)).map_or(body, |end| &body[..end]).to_string()
+            })
+            .collect();
+        let (stats, rest) = main.split_once("HASHES\0").unwrap_or((main, ""));
+
+        let (hashes, contents) = rest.split_once("CONTENTS\0").unwrap_or((rest, ""));
+        let mut bodies = std::collections::HashMap::new();
+        let parts: Vec<&str> = contents.split('\0').collect();
+        for pair in parts.chunks(2).filter(|c| c.len() == 2 && !c[0].is_empty()) {
+            if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(pair[1].trim()) {
+                bodies.insert(pair[0].to_string(), bytes);
+            }
+        }
+        let mut found = std::collections::HashMap::new();
+        let fields: Vec<&str> = stats.split('\0').collect();
+        for rec in fields.chunks(6).filter(|c| c.len() == 6) {
+            found.insert(rec[0].to_string(), rec);
+        }
+        let mut sums = std::collections::HashMap::new();
+        for line in hashes.lines() {
+            if let Some((sum, path)) = line.split_once("  ") {
+                sums.insert(path.to_string(), sum.to_string());
+            }
+        }
+        let stats_out: Vec<PathStat> = reqs
+            .iter()
+            .map(|r| match found.get(&r.path) {
+                None => PathStat {
+                    path: r.path.clone(),
+                    file_type: None,
+                    mode: 0,
+                    owner: String::new(),
+                    group: String::new(),
+                    size: 0,
+                    sha256: None,
+                    content: None,
+                },
+                Some(rec) => {
+                    let ft = file_type(rec[1]);
+                    PathStat {
+                        path: r.path.clone(),
+                        file_type: Some(ft),
+                        mode: u32::from_str_radix(rec[2], 8).unwrap_or(0),
+                        owner: rec[3].to_string(),
+                        group: rec[4].to_string(),
+                        size: rec[5].parse().unwrap_or(0),
+                        sha256: if r.hash && ft == FileType::File { sums.get(&r.path).cloned() } else { None },
+                        content: if r.content && ft == FileType::File { Some(bodies.remove(&r.path).unwrap_or_default()) } else { None },
+                    }
+                }
+            })
+            .collect();
+        Ok((stats_out, outputs))
+    }
+
     async fn run_ok(&self, op: &'static str, path: &str, command: &str, stdin: &[u8]) -> Result<ExecOutput, TransportError> {
         let out = self.run(command, stdin).await.map_err(|source| self.err(op, path, source))?;
         if out.status != 0 {
@@ -333,7 +418,7 @@ printf 'CONTENTS\0'
 for p in $c; do
   if [ -f "$p" ]; then printf '%s\0' "$p"; base64 -w0 < "$p"; printf '\0'; fi
 done
-exit 0"#;
+"#;
 
 fn file_type(raw_hex: &str) -> FileType {
     let mode = u32::from_str_radix(raw_hex, 16).unwrap_or(0);
@@ -379,69 +464,11 @@ impl Transport for SshTransport {
         if reqs.is_empty() {
             return Ok(Vec::new());
         }
-        if let Some(bad) = reqs.iter().find(|r| r.path.contains('\n')) {
-            return Err(self.err("stat", &bad.path, io(std::io::ErrorKind::InvalidInput, "paths with newlines are not supported")));
-        }
-        let mut stdin = String::new();
-        for r in reqs {
-            stdin.push(match (r.hash, r.content) {
-                (false, false) => 'S',
-                (true, false) => 'H',
-                (false, true) => 'C',
-                (true, true) => 'B',
-            });
-            stdin.push_str(&r.path);
-            stdin.push('\n');
-        }
-        let out = self.run_ok("observe", "(all managed paths)", &format!("sh -c {}", quote(STAT_SCRIPT)), stdin.as_bytes()).await?;
-        let (stats, rest) = out.stdout.split_once("HASHES\0").unwrap_or((out.stdout.as_str(), ""));
-        let (hashes, contents) = rest.split_once("CONTENTS\0").unwrap_or((rest, ""));
-        let mut bodies = std::collections::HashMap::new();
-        let parts: Vec<&str> = contents.split('\0').collect();
-        for pair in parts.chunks(2).filter(|c| c.len() == 2 && !c[0].is_empty()) {
-            if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(pair[1].trim()) {
-                bodies.insert(pair[0].to_string(), bytes);
-            }
-        }
-        let mut found = std::collections::HashMap::new();
-        let fields: Vec<&str> = stats.split('\0').collect();
-        for rec in fields.chunks(6).filter(|c| c.len() == 6) {
-            found.insert(rec[0].to_string(), rec);
-        }
-        let mut sums = std::collections::HashMap::new();
-        for line in hashes.lines() {
-            if let Some((sum, path)) = line.split_once("  ") {
-                sums.insert(path.to_string(), sum.to_string());
-            }
-        }
-        Ok(reqs
-            .iter()
-            .map(|r| match found.get(&r.path) {
-                None => PathStat {
-                    path: r.path.clone(),
-                    file_type: None,
-                    mode: 0,
-                    owner: String::new(),
-                    group: String::new(),
-                    size: 0,
-                    sha256: None,
-                    content: None,
-                },
-                Some(rec) => {
-                    let ft = file_type(rec[1]);
-                    PathStat {
-                        path: r.path.clone(),
-                        file_type: Some(ft),
-                        mode: u32::from_str_radix(rec[2], 8).unwrap_or(0),
-                        owner: rec[3].to_string(),
-                        group: rec[4].to_string(),
-                        size: rec[5].parse().unwrap_or(0),
-                        sha256: if r.hash && ft == FileType::File { sums.get(&r.path).cloned() } else { None },
-                        content: if r.content && ft == FileType::File { Some(bodies.remove(&r.path).unwrap_or_default()) } else { None },
-                    }
-                }
-            })
-            .collect())
+        Ok(self.observe_all(reqs, &[]).await?.0)
+    }
+
+    async fn observe(&self, stats: &[StatRequest], probes: &[String]) -> Result<(Vec<PathStat>, Vec<String>), TransportError> {
+        self.observe_all(stats, probes).await
     }
 
     async fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>, TransportError> {
