@@ -98,9 +98,7 @@ pub fn plan(req: &PlanRequest) -> PlannedChange {
         return c;
     };
     let after = shown(config);
-    let before: Attributes = observed
-        .map(|o| o.attributes.iter().filter(|(k, _)| after.contains_key(*k)).map(|(k, v)| (k.clone(), v.clone())).collect())
-        .unwrap_or_default();
+    let before = super::before_for(observed, &after);
     let action = match observed {
         None => Action::Create,
         Some(_) if before != after => Action::Update,

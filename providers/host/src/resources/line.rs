@@ -124,7 +124,7 @@ pub fn plan(req: &PlanRequest) -> Result<PlannedChange, ProviderError> {
     let mut after = Attributes::new();
     after.insert("path".into(), config.get("path").cloned().unwrap_or(Value::Null));
     after.insert("line".into(), config.get("line").cloned().unwrap_or(Value::Null));
-    let before: Attributes = observed.map(|o| o.attributes.iter().filter(|(k, _)| after.contains_key(*k)).map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
+    let before = super::before_for(observed, &after);
     let action = if observed.is_none() {
         Action::Create
     } else if before.get("line") != after.get("line") {

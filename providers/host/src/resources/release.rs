@@ -113,9 +113,7 @@ pub fn plan(req: &PlanRequest, root: &Path) -> Result<PlannedChange, ProviderErr
     let mut after = Attributes::new();
     after.insert("path".into(), config.get("path").cloned().unwrap_or(Value::Null));
     after.insert("current".into(), Value::String(generation_id));
-    let before: Attributes = observed
-        .map(|o| o.attributes.iter().filter(|(k, _)| after.contains_key(*k)).map(|(k, v)| (k.clone(), v.clone())).collect())
-        .unwrap_or_default();
+    let before = super::before_for(observed, &after);
     let action = match observed {
         None => Action::Create,
         Some(_) if before != after => Action::Update,

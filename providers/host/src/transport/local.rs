@@ -37,16 +37,7 @@ impl LocalTransport {
     }
 
     fn stat_one(&self, req: &StatRequest) -> Result<PathStat, TransportError> {
-        let absent = PathStat {
-            path: req.path.clone(),
-            file_type: None,
-            mode: 0,
-            owner: String::new(),
-            group: String::new(),
-            size: 0,
-            sha256: None,
-            content: None,
-        };
+        let absent = PathStat::absent(&req.path);
         let meta = match std::fs::symlink_metadata(&req.path) {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(absent),

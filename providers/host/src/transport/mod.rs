@@ -53,6 +53,13 @@ pub struct PathStat {
     pub content: Option<Vec<u8>>,
 }
 
+impl PathStat {
+    /// A path that does not exist.
+    pub fn absent(path: &str) -> Self {
+        Self { path: path.to_string(), file_type: None, mode: 0, owner: String::new(), group: String::new(), size: 0, sha256: None, content: None }
+    }
+}
+
 /// Attributes to set on a written file or directory.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FileAttrs {

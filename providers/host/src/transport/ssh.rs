@@ -345,16 +345,7 @@ impl SshTransport {
         let stats_out: Vec<PathStat> = reqs
             .iter()
             .map(|r| match found.get(&r.path) {
-                None => PathStat {
-                    path: r.path.clone(),
-                    file_type: None,
-                    mode: 0,
-                    owner: String::new(),
-                    group: String::new(),
-                    size: 0,
-                    sha256: None,
-                    content: None,
-                },
+                None => PathStat::absent(&r.path),
                 Some(rec) => {
                     let ft = file_type(rec[1]);
                     PathStat {
