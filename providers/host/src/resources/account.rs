@@ -99,12 +99,7 @@ pub fn plan(req: &PlanRequest) -> PlannedChange {
     };
     let after = shown(config);
     let before = super::before_for(observed, &after);
-    let action = match observed {
-        None => Action::Create,
-        Some(_) if before != after => Action::Update,
-        Some(_) if req.prior.is_none() => Action::Create,
-        Some(_) => Action::NoOp,
-    };
+    let action = super::converge_action(observed.is_some(), req.prior.is_some(), &before, &after);
     let mut c = PlannedChange { before, after, ..PlannedChange::new(action) };
     if action == Action::Create && observed.is_some() && c.before == c.after {
         c.note = Some("already as desired; tend will record it".into());

@@ -5,7 +5,7 @@ use tend_provider::{
     PlannedChange, ProviderError, Value,
 };
 
-use super::{before_for, desired_attrs, format_mode, get_str, required_str, validate_mode, validate_path};
+use super::{before_for, converge_action, desired_attrs, format_mode, get_str, required_str, validate_mode, validate_path};
 use crate::transport::{FileType, PathStat, Transport};
 
 /// Schema of `host.directory`.
@@ -80,14 +80,8 @@ pub fn plan(req: &PlanRequest) -> Result<PlannedChange, ProviderError> {
     let prior_path = req.prior.as_ref().and_then(|p| get_str(&p.attributes, "path"));
     let action = if prior_path.is_some_and(|p| Some(&Value::from(p)) != config.get("path")) && observed.is_some() {
         Action::Replace { create_first: false }
-    } else if observed.is_none() {
-        Action::Create
-    } else if before == after && req.prior.is_some() {
-        Action::NoOp
-    } else if before == after {
-        Action::Create
     } else {
-        Action::Update
+        converge_action(observed.is_some(), req.prior.is_some(), &before, &after)
     };
     let mut c = PlannedChange { before, after, ..PlannedChange::new(action) };
     if matches!(action, Action::Replace { .. }) {

@@ -12,7 +12,7 @@ pub mod service;
 pub mod ssh_host;
 pub mod template;
 
-use tend_provider::{Attributes, FieldError, KindSchema, ProviderError, Value};
+use tend_provider::{Action, Attributes, FieldError, KindSchema, ProviderError, Value};
 
 use crate::transport::{FileAttrs, TransportError};
 
@@ -94,6 +94,20 @@ pub fn before_for(observed: Option<&tend_provider::Observed>, after: &Attributes
     observed
         .map(|o| o.attributes.iter().filter(|(k, _)| after.contains_key(*k)).map(|(k, v)| (k.clone(), v.clone())).collect())
         .unwrap_or_default()
+}
+
+/// The action for a resource whose whole state is `after`: create what is missing, update what
+/// differs, record (create in state) what is already right but not yet managed, else nothing.
+pub fn converge_action(observed: bool, managed: bool, before: &Attributes, after: &Attributes) -> Action {
+    if !observed {
+        Action::Create
+    } else if before != after {
+        Action::Update
+    } else if managed {
+        Action::NoOp
+    } else {
+        Action::Create
+    }
 }
 
 /// A string field, if set and known.

@@ -114,12 +114,7 @@ pub fn plan(req: &PlanRequest, root: &Path) -> Result<PlannedChange, ProviderErr
     after.insert("path".into(), config.get("path").cloned().unwrap_or(Value::Null));
     after.insert("current".into(), Value::String(generation_id));
     let before = super::before_for(observed, &after);
-    let action = match observed {
-        None => Action::Create,
-        Some(_) if before != after => Action::Update,
-        Some(_) if req.prior.is_none() => Action::Create,
-        Some(_) => Action::NoOp,
-    };
+    let action = super::converge_action(observed.is_some(), req.prior.is_some(), &before, &after);
     Ok(PlannedChange { before, after, ..PlannedChange::new(action) })
 }
 
