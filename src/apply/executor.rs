@@ -17,6 +17,9 @@ pub enum Step {
     Main(usize),
     /// Deleting the old object of a create-before-destroy replacement.
     Deposed(usize),
+    /// Deleting the old object of a destroy-before-create replacement, ahead of the old objects
+    /// it holds up (a directory after the files in it).
+    Destroy(usize),
 }
 
 /// What every step shares.
@@ -118,6 +121,14 @@ impl Ctx {
                 let c = &self.plan.changes[i];
                 self.apply_one(c, Action::Delete, None, Self::observed(c)).await.map(|_| ())
             }
+            Step::Destroy(i) => {
+                let c = &self.plan.changes[i];
+                self.apply_one(c, Action::Delete, None, Self::observed(c)).await?;
+                match self.store.remove(&c.addr).await {
+                    Ok(_) | Err(StateError::NoSuchRecord { .. }) => Ok(()),
+                    Err(e) => Err(state_err(&e)),
+                }
+            }
         }
     }
 
@@ -175,15 +186,8 @@ impl Ctx {
         let observed = Self::observed(c);
         let result = match c.action {
             Action::Create | Action::Update => self.apply_one(c, c.action, Some(config.clone()), observed).await?,
-            Action::Replace { create_first: false } => {
-                self.apply_one(c, Action::Delete, None, observed).await?;
-                if let Err(e) = self.store.remove(&c.addr).await
-                    && !matches!(e, StateError::NoSuchRecord { .. }) {
-                        return Err(state_err(&e));
-                    }
-                self.apply_one(c, Action::Create, Some(config.clone()), None).await?
-            }
-            Action::Replace { create_first: true } => self.apply_one(c, Action::Create, Some(config.clone()), None).await?,
+            // The old object of either kind of replacement is deleted by its own step.
+            Action::Replace { .. } => self.apply_one(c, Action::Create, Some(config.clone()), None).await?,
             Action::NoOp | Action::Delete => unreachable!("handled above"),
         };
         let Some(obs) = result else {

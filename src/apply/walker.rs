@@ -120,6 +120,26 @@ fn schedule(plan: &Plan) -> Schedule {
             waits_on.push(w);
         }
     }
+    // Destroy-before-create: the old object goes before its replacement is created, and after
+    // the old objects that depend on it and go too (deleted, or replaced the same way).
+    let mut destroy_step: HashMap<usize, usize> = HashMap::new();
+    for (i, c) in plan.changes.iter().enumerate() {
+        if c.action == (Action::Replace { create_first: false }) {
+            destroy_step.insert(i, steps.len());
+            steps.push(Step::Destroy(i));
+            waits_on.push(BTreeSet::new());
+        }
+    }
+    for (&i, &s) in &destroy_step {
+        waits_on[i].insert(s);
+        for (k, c) in plan.changes.iter().enumerate().filter(|(_, c)| c.depends_on.contains(&plan.changes[i].addr)) {
+            if c.action == Action::Delete {
+                waits_on[s].insert(k);
+            } else if let Some(&dk) = destroy_step.get(&k) {
+                waits_on[s].insert(dk);
+            }
+        }
+    }
     let mut dependents = vec![BTreeSet::new(); steps.len()];
     for (s, w) in waits_on.iter().enumerate() {
         for d in w {
@@ -155,6 +175,7 @@ async fn walk(
     let mut ready: BTreeSet<usize> = (0..sched.steps.len()).filter(|s| remaining[*s] == 0).collect();
     let mut skip_cause: HashMap<usize, ResourceAddr> = HashMap::new();
     let mut done: HashSet<usize> = HashSet::new();
+    let mut failed_destroy: HashSet<usize> = HashSet::new();
     let mut out = ApplyOutcome::default();
     let mut tasks = tokio::task::JoinSet::new();
     let mut running = 0usize;
@@ -163,14 +184,14 @@ async fn walk(
         while running < parallelism {
             let Some(s) = ready.pop_first() else { break };
             let step = sched.steps[s];
-            let (Step::Main(i) | Step::Deposed(i)) = step;
+            let (Step::Main(i) | Step::Deposed(i) | Step::Destroy(i)) = step;
             let c = &plan.changes[i];
             let cancelled = opts.cancel.load(Ordering::SeqCst);
             if let Some(cause) = skip_cause.get(&s).cloned().or_else(|| cancelled.then(|| c.addr.clone())) {
                 if cancelled {
                     out.interrupted = true;
                 }
-                if c.is_change() && matches!(step, Step::Main(_)) {
+                if c.is_change() && matches!(step, Step::Main(_)) && !failed_destroy.contains(&i) {
                     let outcome = Outcome::Skipped(cause.clone());
                     reporter.post_apply(&c.addr, c.action, &outcome, std::time::Duration::ZERO);
                     out.results.push((c.addr.clone(), c.action, outcome));
@@ -184,7 +205,13 @@ async fn walk(
                 finish(s, &sched, &mut remaining, &mut ready, &mut done, None, &mut skip_cause);
                 continue;
             }
-            if matches!(step, Step::Main(_)) {
+            // A destroy-before-create replacement starts with its Destroy step.
+            let starts = match step {
+                Step::Main(_) => c.action != (Action::Replace { create_first: false }),
+                Step::Destroy(_) => true,
+                Step::Deposed(_) => false,
+            };
+            if starts {
                 reporter.pre_apply(&c.addr, c.action);
             }
             let ctx = ctx.clone();
@@ -199,7 +226,7 @@ async fn walk(
         let Some(joined) = tasks.join_next().await else { break };
         running -= 1;
         let (s, step, result, elapsed) = joined.expect("apply steps do not panic");
-        let (Step::Main(i) | Step::Deposed(i)) = step;
+        let (Step::Main(i) | Step::Deposed(i) | Step::Destroy(i)) = step;
         let c = &plan.changes[i];
         let failure = match result {
             Ok(()) => {
@@ -213,6 +240,10 @@ async fn walk(
             }
             Err(e) => {
                 tracing::info!(addr = %c.addr, action = ?c.action, duration_ms = elapsed.as_millis(), "failed");
+                if matches!(step, Step::Destroy(_)) {
+                    // Reported once, as the failure of the replacement whose step it is.
+                    failed_destroy.insert(i);
+                }
                 let outcome = Outcome::Failed(if matches!(step, Step::Deposed(_)) {
                     format!("the replacement is in place, but destroying the old object failed: {}", e.0)
                 } else {

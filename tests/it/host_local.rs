@@ -212,3 +212,32 @@ async fn commands_on_one_host_never_overlap() {
     assert!(outcome.success(), "{outcome:?}");
     assert_eq!(outcome.applied.add, 5);
 }
+
+#[tokio::test]
+async fn moving_a_directory_with_its_files_destroys_the_old_files_before_the_old_directory() {
+    let bench = Bench::new();
+    let body = |base: &str| {
+        format!(
+            r#"
+[host.directory.site]
+path = "${{path.root}}/{base}"
+
+[host.file.index]
+path = "${{path.root}}/{base}/index.html"
+content = "hi"
+depends_on = ["host.directory.site"]
+"#
+        )
+    };
+    let root = cfg(&bench, &body("old"));
+    assert!(bench.apply(&root).await.success());
+    assert!(root.join("old/index.html").exists());
+    write_tree(&root, &[("tend.toml", &format!("[host.local.this]\n\n{}", body("new")))]);
+    let outcome = bench.apply(&root).await;
+    assert!(outcome.success(), "{:?}", outcome.results);
+    let replaced = outcome.results.iter().filter(|(_, a, o)| matches!(a, Action::Replace { .. }) && matches!(o, Outcome::Applied)).count();
+    assert_eq!((replaced, outcome.results.len()), (2, 2), "{:?}", outcome.results);
+    assert!(!root.join("old").exists(), "the old directory is gone");
+    assert_eq!(fs_err::read_to_string(root.join("new/index.html")).expect("moved"), "hi");
+    assert!(bench.plan(&root).await.changes.iter().all(|c| c.action == Action::NoOp));
+}
