@@ -23,6 +23,9 @@ pub trait Reporter: Send + Sync {
     fn pre_apply(&self, _addr: &ResourceAddr, _action: Action) {}
     /// One change finished.
     fn post_apply(&self, _addr: &ResourceAddr, _action: Action, _outcome: &Outcome, _elapsed: Duration) {}
+    /// The staged changes on a target took effect together (`what` says how, e.g. which
+    /// generation a host switched to).
+    fn on_commit(&self, _target: &ResourceAddr, _what: &str, _elapsed: Duration) {}
 }
 
 /// A reporter that ignores everything.

@@ -20,6 +20,9 @@ pub enum Step {
     /// Deleting the old object of a destroy-before-create replacement, ahead of the old objects
     /// it holds up (a directory after the files in it).
     Destroy(usize),
+    /// Making the staged changes on this target take effect together (a host's generation
+    /// switch), after all of them and before their dependents.
+    Commit(usize),
 }
 
 /// What every step shares.
@@ -109,13 +112,64 @@ impl Ctx {
         self.known_snapshot().insert(c.addr.clone(), values);
     }
 
-    /// Run one step; its error text never carries a secret's plaintext.
-    pub async fn run(&self, step: Step) -> Result<(), StepError> {
-        self.run_unredacted(step).await.map_err(|e| StepError(self.secrets.redact(&e.0)))
+    /// Run one step; its error text never carries a secret's plaintext. A commit returns what
+    /// it did, for the report.
+    pub async fn run(&self, step: Step) -> Result<Option<String>, StepError> {
+        if let Step::Commit(t) = step {
+            return self.commit(t).await.map(Some).map_err(|e| StepError(self.secrets.redact(&e.0)));
+        }
+        self.run_unredacted(step).await.map(|()| None).map_err(|e| StepError(self.secrets.redact(&e.0)))
+    }
+
+    /// Commit the staged changes on target `t`: every staged instance on it that exists after
+    /// this apply is a member; the provider's result is merged into the target's record.
+    async fn commit(&self, t: usize) -> Result<String, StepError> {
+        let host = &self.plan.changes[t];
+        let members: Vec<(ResourceAddr, Attributes)> = {
+            let known = self.known_snapshot();
+            self.plan
+                .changes
+                .iter()
+                .filter(|c| c.staged && c.target.as_ref() == Some(&host.addr) && c.action != Action::Delete)
+                .map(|c| {
+                    let attrs = if c.is_change() { known.get(&c.addr).cloned() } else { c.prior.as_deref().cloned() };
+                    (c.addr.clone(), attrs.unwrap_or_default())
+                })
+                .collect()
+        };
+        let target = Target { addr: host.addr.clone(), attributes: self.known_snapshot().get(&host.addr).cloned().unwrap_or_default() };
+        let record = self.store.get(&host.addr).await.map_err(|e| state_err(&e))?;
+        let provider = &self.providers[&*host.addr.provider];
+        let count = members.len();
+        let req = tend_provider::CommitRequest { target, prior: record.as_ref().map(|r| (*r.attributes).clone()), members };
+        let result = provider.commit(req).await;
+        let (attrs, failure) = match result {
+            Ok(a) => (a, None),
+            // A commit that failed after changing something (a switch made and undone) reports
+            // where the target was left.
+            Err(e) => (e.partial.as_ref().map(|p| p.attributes.clone()).unwrap_or_default(), Some(provider_err(&e))),
+        };
+        if let Some(mut rec) = record.filter(|_| !attrs.is_empty()) {
+            let mut merged = (*rec.attributes).clone();
+            merged.extend(attrs.clone());
+            rec.attributes = Arc::new(merged);
+            rec.updated_at = now_rfc3339();
+            self.store.put(&rec).await.map_err(|e| state_err(&e))?;
+            self.known_snapshot().entry(host.addr.clone()).or_default().extend(attrs.clone());
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let what = attrs.get("generation").and_then(Value::as_str).map_or_else(
+            || format!("{count} staged changes took effect"),
+            |g| format!("switched to generation {g} ({count} file{})", if count == 1 { "" } else { "s" }),
+        );
+        Ok(what)
     }
 
     async fn run_unredacted(&self, step: Step) -> Result<(), StepError> {
         match step {
+            Step::Commit(_) => unreachable!("run handles commits"),
             Step::Main(i) => self.run_main(i).await,
             Step::Deposed(i) => {
                 let c = &self.plan.changes[i];

@@ -1,6 +1,6 @@
 //! The dependency walk.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -140,6 +140,7 @@ fn schedule(plan: &Plan) -> Schedule {
             }
         }
     }
+    add_commits(plan, &index, &destroy_step, &mut steps, &mut waits_on);
     let mut dependents = vec![BTreeSet::new(); steps.len()];
     for (s, w) in waits_on.iter().enumerate() {
         for d in w {
@@ -147,6 +148,67 @@ fn schedule(plan: &Plan) -> Schedule {
         }
     }
     Schedule { steps, waits_on, dependents }
+}
+
+/// Staged changes take effect when their target commits: one `Commit` step per target with
+/// staged changes, after every staged change on it (and the target itself), and before whatever
+/// depends on those changes — unless that would close a cycle, in which case the dependent only
+/// waits for the staged change itself.
+fn add_commits(
+    plan: &Plan,
+    index: &HashMap<&ResourceAddr, usize>,
+    destroy_step: &HashMap<usize, usize>,
+    steps: &mut Vec<Step>,
+    waits_on: &mut Vec<BTreeSet<usize>>,
+) {
+    let mut commits: BTreeMap<usize, usize> = BTreeMap::new();
+    for (i, c) in plan.changes.iter().enumerate().filter(|(_, c)| c.staged && c.is_change()) {
+        let Some(&t) = c.target.as_ref().and_then(|t| index.get(t)) else { continue };
+        if plan.changes[t].action == Action::Delete {
+            continue; // the target goes away: nothing to switch
+        }
+        let s = *commits.entry(t).or_insert_with(|| {
+            steps.push(Step::Commit(t));
+            waits_on.push(BTreeSet::from([t]));
+            steps.len() - 1
+        });
+        waits_on[s].insert(i);
+        if let Some(&d) = destroy_step.get(&i) {
+            waits_on[s].insert(d);
+        }
+    }
+    for (&t, &s) in &commits {
+        let members: HashSet<usize> = plan
+            .changes
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.staged && c.target.as_ref().and_then(|a| index.get(a)) == Some(&t))
+            .map(|(i, _)| i)
+            .collect();
+        let upstream = ancestors(waits_on, s);
+        for (k, c) in plan.changes.iter().enumerate() {
+            if members.contains(&k) || c.action == Action::Delete || upstream.contains(&k) {
+                continue;
+            }
+            if c.depends_on.iter().any(|d| index.get(d).is_some_and(|j| members.contains(j))) {
+                waits_on[k].insert(s);
+            }
+        }
+    }
+}
+
+/// Every step `s` waits on, directly or not.
+fn ancestors(waits_on: &[BTreeSet<usize>], s: usize) -> HashSet<usize> {
+    let mut seen = HashSet::new();
+    let mut stack = vec![s];
+    while let Some(x) = stack.pop() {
+        for &w in &waits_on[x] {
+            if seen.insert(w) {
+                stack.push(w);
+            }
+        }
+    }
+    seen
 }
 
 async fn walk(
@@ -184,23 +246,25 @@ async fn walk(
         while running < parallelism {
             let Some(s) = ready.pop_first() else { break };
             let step = sched.steps[s];
-            let (Step::Main(i) | Step::Deposed(i) | Step::Destroy(i)) = step;
+            let (Step::Main(i) | Step::Deposed(i) | Step::Destroy(i) | Step::Commit(i)) = step;
             let c = &plan.changes[i];
             let cancelled = opts.cancel.load(Ordering::SeqCst);
             if let Some(cause) = skip_cause.get(&s).cloned().or_else(|| cancelled.then(|| c.addr.clone())) {
                 if cancelled {
                     out.interrupted = true;
                 }
-                if c.is_change() && matches!(step, Step::Main(_)) && !failed_destroy.contains(&i) {
+                let commit = matches!(step, Step::Commit(_));
+                if commit || c.is_change() && matches!(step, Step::Main(_)) && !failed_destroy.contains(&i) {
+                    let action = if commit { Action::Update } else { c.action };
                     let outcome = Outcome::Skipped(cause.clone());
-                    reporter.post_apply(&c.addr, c.action, &outcome, std::time::Duration::ZERO);
-                    out.results.push((c.addr.clone(), c.action, outcome));
+                    reporter.post_apply(&c.addr, action, &outcome, std::time::Duration::ZERO);
+                    out.results.push((c.addr.clone(), action, outcome));
                     out.skipped += 1;
                 }
                 finish(s, &sched, &mut remaining, &mut ready, &mut done, Some(&cause), &mut skip_cause);
                 continue;
             }
-            if !c.is_change() {
+            if !c.is_change() && !matches!(step, Step::Commit(_)) {
                 ctx.settle_noop(i);
                 finish(s, &sched, &mut remaining, &mut ready, &mut done, None, &mut skip_cause);
                 continue;
@@ -209,7 +273,7 @@ async fn walk(
             let starts = match step {
                 Step::Main(_) => c.action != (Action::Replace { create_first: false }),
                 Step::Destroy(_) => true,
-                Step::Deposed(_) => false,
+                Step::Deposed(_) | Step::Commit(_) => false,
             };
             if starts {
                 reporter.pre_apply(&c.addr, c.action);
@@ -226,11 +290,14 @@ async fn walk(
         let Some(joined) = tasks.join_next().await else { break };
         running -= 1;
         let (s, step, result, elapsed) = joined.expect("apply steps do not panic");
-        let (Step::Main(i) | Step::Deposed(i) | Step::Destroy(i)) = step;
+        let (Step::Main(i) | Step::Deposed(i) | Step::Destroy(i) | Step::Commit(i)) = step;
         let c = &plan.changes[i];
         let failure = match result {
-            Ok(()) => {
-                if matches!(step, Step::Main(_)) {
+            Ok(done) => {
+                if let Some(what) = done {
+                    tracing::info!(target_addr = %c.addr, duration_ms = elapsed.as_millis(), "{what}");
+                    reporter.on_commit(&c.addr, &what, elapsed);
+                } else if matches!(step, Step::Main(_)) {
                     tracing::info!(addr = %c.addr, action = ?c.action, duration_ms = elapsed.as_millis(), "applied");
                     reporter.post_apply(&c.addr, c.action, &Outcome::Applied, elapsed);
                     out.results.push((c.addr.clone(), c.action, Outcome::Applied));
@@ -244,13 +311,15 @@ async fn walk(
                     // Reported once, as the failure of the replacement whose step it is.
                     failed_destroy.insert(i);
                 }
+                // A failed commit is the target's failure, counted once.
+                let action = if matches!(step, Step::Commit(_)) { Action::Update } else { c.action };
                 let outcome = Outcome::Failed(if matches!(step, Step::Deposed(_)) {
                     format!("the replacement is in place, but destroying the old object failed: {}", e.0)
                 } else {
                     e.0
                 });
-                reporter.post_apply(&c.addr, c.action, &outcome, elapsed);
-                out.results.push((c.addr.clone(), c.action, outcome));
+                reporter.post_apply(&c.addr, action, &outcome, elapsed);
+                out.results.push((c.addr.clone(), action, outcome));
                 out.failed += 1;
                 Some(c.addr.clone())
             }

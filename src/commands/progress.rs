@@ -69,4 +69,8 @@ impl Reporter for CliReporter {
             Outcome::Skipped(cause) => self.line(&format!("{addr}: skipped ({cause} failed)")),
         }
     }
+
+    fn on_commit(&self, target: &ResourceAddr, what: &str, elapsed: Duration) {
+        self.line(&format!("{target}: {what} ({} ms)", elapsed.as_millis()));
+    }
 }

@@ -19,16 +19,25 @@ pub async fn run(cli: &Cli, host: &str, to: Option<&str>) -> Result<ExitCode, Fa
 
 async fn rollback(ws: &tend::workspace::Workspace, store: &tend::state::SqliteStore, host: &str, to: Option<&str>) -> Result<ExitCode, Failure> {
     let snapshot = store.load().await?;
-    let releases: Vec<_> = snapshot
+    // The host's own generations of files (a host record with generations kept), then the
+    // releases placed on it.
+    let generations = snapshot.records.values().filter(|r| {
+        &*r.addr.provider == "host" && matches!(&*r.addr.kind, "ssh" | "local") && &*r.addr.name == host && r.attributes.get("kept_generations").is_some()
+    });
+    let releases = snapshot
         .records
         .values()
-        .filter(|r| &*r.addr.provider == "host" && &*r.addr.kind == "release" && r.addr.key.as_deref() == Some(host))
-        .collect();
-    if releases.is_empty() {
-        return Err(Failure::user(format!("host `{host}` has no recorded host.release"), Some("`tend state list` shows what is recorded".into())));
+        .filter(|r| &*r.addr.provider == "host" && &*r.addr.kind == "release" && r.addr.key.as_deref() == Some(host));
+    let chosen: Vec<_> = generations.chain(releases).collect();
+    if chosen.is_empty() {
+        return Err(Failure::user(
+            format!("host `{host}` has no recorded generations: neither generations of its files nor a host.release"),
+            Some("`tend state list` shows what is recorded; a host keeps generations of its files with `generations = true`".into()),
+        ));
     }
     let provider = ws.providers.get("host").ok_or_else(|| Failure::user("this build has no host provider", None))?;
-    for rec in releases {
+    for rec in chosen {
+        let current_field = if &*rec.addr.kind == "release" { "current" } else { "generation" };
         let target = rec.target.as_ref().and_then(|t| snapshot.records.get(t)).map(|h| Target { addr: h.addr.clone(), attributes: (*h.attributes).clone() });
         let mut args = tend::provider::Attributes::new();
         if let Some(g) = to {
@@ -42,11 +51,13 @@ async fn rollback(ws: &tend::workspace::Workspace, store: &tend::state::SqliteSt
             target,
         };
         let now = provider.act(req).await.map_err(|e| Failure::from_error(2, &e, e.hint.clone()))?;
-        let from = rec.attributes.get("current").map(ToString::to_string).unwrap_or_default();
-        let new = now.attributes.get("current").map(ToString::to_string).unwrap_or_default();
+        let from = rec.attributes.get(current_field).map(ToString::to_string).unwrap_or_default();
+        let new = now.attributes.get(current_field).map(ToString::to_string).unwrap_or_default();
         let mut updated = rec.clone();
         updated.attributes = std::sync::Arc::new(now.attributes);
-        updated.inputs_hash = String::new(); // the next plan sees a change and moves forward again
+        if &*rec.addr.kind == "release" {
+            updated.inputs_hash = String::new(); // the next plan sees a change and moves forward again
+        }
         updated.updated_at = now_rfc3339();
         store.put(&updated).await?;
         #[allow(clippy::print_stdout)]

@@ -85,6 +85,9 @@ pub struct Change {
     pub prior_id: Option<String>,
     /// Lifecycle settings.
     pub lifecycle: Lifecycle,
+    /// Takes effect when its target commits (a host's next generation of files).
+    #[serde(default)]
+    pub staged: bool,
 }
 
 impl Change {

@@ -245,6 +245,8 @@ async fn plan_desired(
     values.extend(decided.after.clone());
     // A no-op needs no copies for apply unless something downstream reads its values.
     let keep = decided.action != Action::NoOp || has_dependents(input.graph, n);
+    // A staged no-op is still a member of its target's next commit: keep what it recorded.
+    let keep_prior = keep || decided.staged;
     let change = Change {
         addr: addr.clone(),
         action: decided.action,
@@ -261,9 +263,10 @@ async fn plan_desired(
         config: keep.then_some(exprs),
         observed: observed.as_ref().filter(|_| decided.action != Action::NoOp).map(|o| o.attributes.clone()),
         observed_id: observed.and_then(|o| o.id),
-        prior: record.filter(|_| keep).map(|r| r.attributes.clone()),
+        prior: record.filter(|_| keep_prior).map(|r| r.attributes.clone()),
         prior_id: record.and_then(|r| r.remote_id.clone()),
         lifecycle: res.lifecycle.clone(),
+        staged: decided.staged,
     };
     Ok((change, values))
 }
@@ -277,6 +280,7 @@ struct Decided {
     triggered_by: Vec<ResourceAddr>,
     note: Option<String>,
     drift_reported: bool,
+    staged: bool,
 }
 
 /// The engine's policies on top of what the provider planned.
@@ -297,6 +301,7 @@ fn decide(
         triggered_by: p.triggered_by,
         note: p.note,
         drift_reported: false,
+        staged: p.staged,
     };
     // ignore_changes: differences only in ignored fields are no change.
     if !lifecycle.ignore_changes.is_empty() && matches!(d.action, Action::Update | Action::Replace { .. }) {
@@ -385,6 +390,7 @@ async fn plan_orphan(
         prior: Some(record.attributes.clone()),
         prior_id: record.remote_id.clone(),
         lifecycle: Lifecycle { prevent_destroy: record.prevent_destroy, ..Lifecycle::default() },
+        staged: planned.staged,
     };
     Ok((change, (*record.attributes).clone()))
 }

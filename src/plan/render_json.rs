@@ -66,6 +66,7 @@ fn change_json(c: &Change) -> J {
         "triggered_by": c.triggered_by.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "drift_reported": c.drift_reported,
         "note": c.note,
+        "staged": c.staged,
         "depends_on": c.depends_on.iter().map(ToString::to_string).collect::<Vec<_>>(),
     })
 }

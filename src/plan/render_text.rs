@@ -104,6 +104,16 @@ pub fn render_text(plan: &Plan) -> String {
             out.push('\n');
         }
     }
+    // Targets whose staged changes take effect together (a host's next generation of files).
+    let mut commits: std::collections::BTreeMap<&tend_provider::ResourceAddr, usize> = std::collections::BTreeMap::new();
+    for c in changes.iter().filter(|c| c.staged) {
+        if let Some(t) = &c.target {
+            *commits.entry(t).or_default() += 1;
+        }
+    }
+    for (t, n) in &commits {
+        let _ = writeln!(out, "  # {t} will switch to a new generation of its files ({n} changed)\n");
+    }
     let reported: Vec<&Change> = plan.changes.iter().filter(|c| c.drift_reported).collect();
     if !reported.is_empty() {
         let _ = writeln!(out, "Drift detected and left alone (drift = \"report\"):\n");

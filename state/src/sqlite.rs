@@ -193,6 +193,18 @@ impl StateStore for SqliteStore {
         Ok(snapshot)
     }
 
+    async fn get(&self, addr: &ResourceAddr) -> Result<Option<Record>, StateError> {
+        let conn = self.conn();
+        let data: Option<String> = conn
+            .query_row("SELECT data FROM resources WHERE addr = ?1", params![addr.to_string()], |r| r.get(0))
+            .optional()
+            .map_err(self.db_err())?;
+        data.map(|d| {
+            serde_json::from_str(&d).map_err(|e| StateError::Corrupt { path: self.path.clone(), source: format!("record `{addr}`: {e}").into() })
+        })
+        .transpose()
+    }
+
     async fn hmac_key(&self) -> Result<String, StateError> {
         let conn = self.conn();
         let key: Option<String> = conn

@@ -21,6 +21,8 @@ use crate::{HistoryEntry, LockInfo, Record, Snapshot, StateError};
 pub trait StateStore: Send + Sync {
     /// Read everything.
     async fn load(&self) -> Result<Snapshot, StateError>;
+    /// Read one record.
+    async fn get(&self, addr: &ResourceAddr) -> Result<Option<Record>, StateError>;
     /// The key of the keyed hash over resource inputs (see [`Snapshot::hmac_key`]).
     async fn hmac_key(&self) -> Result<String, StateError>;
     /// Take the apply lock for `operation`.

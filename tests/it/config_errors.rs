@@ -46,6 +46,7 @@ cases!(
     unknown_host,
     relative_path,
     unknown_depends_on,
+    bad_generations,
 );
 
 #[test]

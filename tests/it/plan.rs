@@ -17,9 +17,13 @@ async fn case(name: &str) {
     for e in &plan.errors {
         text.push_str(&format!("error: {}\nhint: {}\n", e.message, e.hint.clone().unwrap_or_default()));
     }
+    // The machine's name differs from machine to machine.
+    let host = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+    let text = text.replace(&format!("\"{host}\""), "\"[HOST]\"");
     insta::assert_snapshot!(format!("{name}_text"), text);
     insta::assert_json_snapshot!(format!("{name}_json"), render_json(&plan), {
         ".revision" => "[revision]",
+        ".changes[].after.hostname" => "[HOST]",
     });
 }
 
@@ -30,4 +34,4 @@ macro_rules! cases {
     )* };
 }
 
-cases!(create, noop, update, replace, replace_create_before_destroy, delete, known_after_apply, prevent_destroy, ignore_changes);
+cases!(create, noop, update, replace, replace_create_before_destroy, delete, known_after_apply, prevent_destroy, ignore_changes, generation);

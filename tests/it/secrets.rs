@@ -244,3 +244,36 @@ fn a_missing_key_in_a_secret_document_is_named_with_the_keys_there() {
     assert!(err.contains("hint: keys there: password, port"), "{err}");
     assert_clean("stderr", &out.stderr);
 }
+
+#[test]
+fn a_secret_file_in_a_host_generation_is_carried_into_the_next_one_without_its_plaintext_at_rest_here() {
+    let s = Setup::new();
+    let gen_root = s.dir.path().join("generations");
+    write_tree(&s.cfg(), &[("tend.toml", &format!("[project]\nname = \"secrets\"\n\n[host.local.this]\ngenerations = {{ path = \"{}\" }}\n", gen_root.display()))]);
+    let first = s.tend(&["apply", "--auto-approve"], Some(&s.key));
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let conf = s.cfg().join("out/db.conf");
+    assert!(fs_err::symlink_metadata(&conf).expect("link").file_type().is_symlink());
+    assert_eq!(fs_err::read_to_string(&conf).expect("through the link"), format!("user = app\npassword = {CANARY}\n"));
+    assert_eq!(fs_err::metadata(&conf).expect("stat").permissions().mode() & 0o777, 0o600, "the generation's copy is 0600");
+    // State keeps the secret file's hash redacted; changing another file still builds the
+    // next generation with the secret file in it (its entry comes from the host's manifest).
+    write_tree(&s.cfg(), &[("app.toml", &fs_err::read_to_string(s.cfg().join("app.toml")).expect("app").replace("nothing secret", "still nothing secret"))]);
+    let second = s.tend(&["apply", "--auto-approve"], Some(&s.key));
+    assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
+    assert!(String::from_utf8_lossy(&second.stderr).contains("host.local.this: switched to generation"));
+    assert_eq!(fs_err::read_to_string(&conf).expect("through the link"), format!("user = app\npassword = {CANARY}\n"));
+    assert_eq!(fs_err::read_to_string(s.cfg().join("out/plain.txt")).expect("plain"), "still nothing secret\n");
+    let blobs: Vec<PathBuf> = fs_err::read_dir(gen_root.join("blobs")).expect("blobs").flatten().map(|e| e.path()).collect();
+    assert!(blobs.iter().all(|b| fs_err::metadata(b).expect("stat").permissions().mode() & 0o777 == 0o600), "staged blobs are 0600");
+    for out in [&first, &second] {
+        assert_clean("output", &out.stdout);
+        assert_clean("output", &out.stderr);
+    }
+    let mut files = Vec::new();
+    all_files(&s.dir.path().join("state"), &mut files);
+    all_files(&s.dir.path().join("tmp"), &mut files);
+    for f in files {
+        assert_clean(&f.display().to_string(), &fs_err::read(&f).expect("read"));
+    }
+}

@@ -350,3 +350,123 @@ fn releases_switch_atomically_roll_back_on_failed_health_and_by_hand() {
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("generations there, newest first"), "{}", String::from_utf8_lossy(&missing.stderr));
 }
+
+/// A path on host `h` as the test sees it, following tend's links (absolute, in the host's
+/// namespace) into the host's private /srv.
+fn on_host(f: &Fleet, h: &str, path: &str) -> PathBuf {
+    let mut p = f.srv(h).join(path.strip_prefix("/srv/").expect("a path under /srv"));
+    for _ in 0..8 {
+        match fs_err::read_link(&p) {
+            Ok(t) if t.is_absolute() => p = f.srv(h).join(t.strip_prefix("/srv/").expect("links stay under /srv")),
+            _ => break,
+        }
+    }
+    p
+}
+
+fn generations_site(f: &Fleet, motd: &str, conf: &str, with_extra: bool) -> String {
+    let mut t = format!(
+        "[project]\nname = \"gen-test\"\n\n{}",
+        f.host_toml(1, "generations = { path = \"/srv/tend\", keep = 3 }\nhealth = \"grep -q healthy /srv/etc/app.conf\"")
+    );
+    t.push_str(&format!(
+        r#"
+[host.file.motd]
+path = "/srv/etc/motd"
+content = "{motd}\n"
+
+[host.file.conf]
+path = "/srv/etc/app.conf"
+content = "{conf}\n"
+mode = "0600"
+
+[host.command.reload]
+run = "cat /srv/etc/motd >> /srv/reloads"
+on_change = ["host.file.motd", "host.file.conf"]
+"#
+    ));
+    if with_extra {
+        t.push_str("\n[host.file.extra]\npath = \"/srv/etc/extra/x.conf\"\ncontent = \"x\\n\"\n");
+    }
+    t
+}
+
+#[test]
+fn host_files_switch_as_one_generation_with_health_check_switch_back_and_rollback() {
+    let Some(f) = Fleet::up(1) else { return };
+    let read = |p: &str| fs_err::read_to_string(on_host(&f, "h1", p)).expect("managed file");
+    let current = || fs_err::read_link(f.srv("h1").join("tend/current")).expect("current").to_string_lossy().into_owned();
+    let run = Run::new(&generations_site(&f, "v1", "healthy v1", true));
+    let first = run.tend(&["apply", "--auto-approve"], &[]);
+    ok(&first);
+    let first = String::from_utf8_lossy(&first.stderr);
+    assert!(first.contains("host.ssh.h1: switched to generation"), "{first}");
+    // Every managed path is a link into the current generation.
+    assert_eq!(fs_err::read_link(f.srv("h1").join("etc/motd")).expect("motd is a link"), PathBuf::from("/srv/tend/current/srv/etc/motd"));
+    assert_eq!(read("/srv/etc/motd"), "v1\n");
+    assert_eq!(read("/srv/etc/extra/x.conf"), "x\n");
+    let copy = fs_err::metadata(on_host(&f, "h1", "/srv/etc/app.conf")).expect("conf");
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&copy.permissions()) & 0o7777, 0o600);
+    let g1 = current();
+    assert!(g1.starts_with("generations/"), "{g1}");
+    assert_eq!(fs_err::read_to_string(f.srv("h1").join("reloads")).expect("reloads"), "v1\n");
+
+    // A no-op writes nothing: not the links, not the generation.
+    let stamps = || ["etc/motd", "tend/current", "reloads"].map(|p| fs_err::symlink_metadata(f.srv("h1").join(p)).expect("stat").modified().expect("mtime"));
+    let before = stamps();
+    assert_eq!(ok(&run.tend(&["apply", "--auto-approve"], &[])), "No changes. The targets match the configuration.\n");
+    assert_eq!(stamps(), before);
+
+    // One change: a new generation, switched before the command that watches the file runs;
+    // a path that left the config loses its link.
+    run.write(&generations_site(&f, "v2", "healthy v2", false));
+    let second = run.tend(&["apply", "--auto-approve"], &[]);
+    ok(&second);
+    let second = String::from_utf8_lossy(&second.stderr);
+    let switched = second.find("switched to generation").expect("switched");
+    assert!(second.find("host.command.reload[h1]: updat").is_some_and(|at| at > switched), "{second}");
+    assert_eq!(fs_err::read_to_string(f.srv("h1").join("reloads")).expect("reloads"), "v1\nv2\n", "the command saw the new generation");
+    assert!(fs_err::symlink_metadata(f.srv("h1").join("etc/extra/x.conf")).is_err(), "the removed file's link is gone");
+    let g2 = current();
+    assert_ne!(g1, g2);
+
+    // A generation failing the host's health check is switched away from; dependents skip.
+    run.write(&generations_site(&f, "v3", "broken", false));
+    let out = run.tend(&["apply", "--auto-approve"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let g2_id = g2.trim_start_matches("generations/");
+    assert!(err.contains("health check of generation") && err.contains(&format!("switched back to generation {g2_id}")), "{err}");
+    assert_eq!(current(), g2);
+    assert_eq!(read("/srv/etc/motd"), "v2\n");
+    assert_eq!(read("/srv/etc/app.conf"), "healthy v2\n");
+    assert_eq!(fs_err::read_to_string(f.srv("h1").join("reloads")).expect("reloads"), "v1\nv2\n", "the command was skipped");
+    let shown = ok(&run.tend(&["state", "show", "host.ssh.h1"], &[]));
+    assert!(shown.contains(&format!("generation       = \"{g2_id}\"")) && shown.contains("kept_generations"), "{shown}");
+    // The failed generation is not kept; the plan still wants the config's content.
+    let failed = err.split("health check of generation ").nth(1).and_then(|r| r.split_whitespace().next()).expect("failed id");
+    assert!(!shown.contains(failed) && !f.srv("h1").join("tend/generations").join(failed).exists(), "{failed} in {shown}");
+    assert_eq!(run.tend(&["plan", "--detailed-exitcode"], &[]).status.code(), Some(2));
+
+    // By hand: back to the first generation, then forward again with the next apply.
+    run.write(&generations_site(&f, "v2", "healthy v2", false));
+    let back = ok(&run.tend(&["rollback", "h1", "--to", &g1.trim_start_matches("generations/")[..8]], &[]));
+    assert!(back.contains("host.ssh.h1: switched from generation"), "{back}");
+    assert_eq!(current(), g1);
+    assert_eq!(read("/srv/etc/motd"), "v1\n");
+    assert_eq!(read("/srv/etc/extra/x.conf"), "x\n", "the first generation's paths are linked again");
+    let plan = run.tend(&["plan", "--detailed-exitcode"], &[]);
+    assert_eq!(plan.status.code(), Some(2), "{}", String::from_utf8_lossy(&plan.stdout));
+    ok(&run.tend(&["apply", "--auto-approve"], &[]));
+    assert_eq!(current(), g2, "content-addressed: the same files are the same generation");
+    assert!(fs_err::symlink_metadata(f.srv("h1").join("etc/extra/x.conf")).is_err());
+
+    // keep = 3 prunes the oldest generations.
+    for v in ["v4", "v5", "v6"] {
+        run.write(&generations_site(&f, v, "healthy", false));
+        ok(&run.tend(&["apply", "--auto-approve"], &[]));
+    }
+    let kept = fs_err::read_dir(f.srv("h1").join("tend/generations")).expect("generations").count();
+    assert_eq!(kept, 3);
+    assert_eq!(read("/srv/etc/motd"), "v6\n");
+}

@@ -59,7 +59,9 @@ impl ProviderError {
     /// Attach a hint for the user.
     #[must_use]
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
+        // An empty hint (a command that printed nothing) is no hint.
+        let hint = hint.into();
+        self.hint = (!hint.trim().is_empty()).then_some(hint);
         self
     }
 }

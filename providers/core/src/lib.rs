@@ -30,7 +30,7 @@ mod value;
 pub use addr::{AddrError, ResourceAddr};
 pub use error::{ErrorKind, ProviderError};
 pub use provider::{
-    ActRequest, Action, ApplyRequest, Attributes, ExpandRequest, FieldError, Instance, Observed, PlanRequest,
+    ActRequest, Action, ApplyRequest, Attributes, CommitRequest, ExpandRequest, FieldError, Instance, Observed, PlanRequest,
     PlannedChange, PriorRecord, Provider, ProviderConfig, ProviderFactory, ReadItem, ReadRequest,
     Sibling, Target,
 };

@@ -199,6 +199,10 @@ pub struct PlannedChange {
     pub triggered_by: Vec<ResourceAddr>,
     /// A short note for the plan (e.g. why a command is skipped).
     pub note: Option<String>,
+    /// The change only prepares; it takes effect when the engine commits the instance's target
+    /// (see [`Provider::commit`]). Also set on no-ops that belong to such a target, so the commit
+    /// sees every member.
+    pub staged: bool,
 }
 
 impl PlannedChange {
@@ -211,6 +215,7 @@ impl PlannedChange {
             requires_replace: Vec::new(),
             triggered_by: Vec::new(),
             note: None,
+            staged: false,
         }
     }
 }
@@ -283,6 +288,26 @@ pub trait Provider: Send + Sync {
     async fn act(&self, req: ActRequest) -> Result<Observed, ProviderError> {
         Err(ProviderError::terminal(format!("`{}` does not support `{}`", req.addr, req.action)))
     }
+
+    /// Make the staged changes on one target take effect together (e.g. switch a host to a new
+    /// generation of its files). Called once per target per apply, after every staged change
+    /// placed on it succeeded and before anything that depends on them; returns attributes to
+    /// merge into the target's record. The default refuses.
+    async fn commit(&self, req: CommitRequest) -> Result<Attributes, ProviderError> {
+        Err(ProviderError::terminal(format!("`{}` has staged changes but its provider cannot commit them", req.target.addr)))
+    }
+}
+
+/// Input to [`Provider::commit`].
+#[derive(Debug, Clone)]
+pub struct CommitRequest {
+    /// The target, with its attributes known.
+    pub target: Target,
+    /// What is recorded of the target.
+    pub prior: Option<Attributes>,
+    /// Every staged instance placed on the target that exists after this apply (changed or
+    /// not), with its attributes as recorded.
+    pub members: Vec<(ResourceAddr, Attributes)>,
 }
 
 /// Input to [`Provider::act`].

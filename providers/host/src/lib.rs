@@ -13,6 +13,7 @@
 //! [`LocalTransport`]. Start with [`HostProvider`].
 
 mod expand;
+mod generation;
 mod provider;
 mod resources;
 mod transport;

@@ -6,10 +6,11 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use tend_provider::{
-    ApplyRequest, Attributes, ExpandRequest, FieldError, Instance, KindSchema, Observed, PlanRequest, PlannedChange,
+    ApplyRequest, Attributes, CommitRequest, ExpandRequest, FieldError, Instance, KindSchema, Observed, PlanRequest, PlannedChange,
     Provider, ProviderConfig, ProviderError, ProviderFactory, ReadItem, ReadRequest, ResourceAddr, Target, Value,
 };
 
+use crate::generation;
 use crate::resources::{self, Kind, account, command, directory, file, get_str, line, local, package, release, service, ssh_host, template};
 use crate::transport::{LocalTransport, SshTransport, StatRequest, Transport};
 
@@ -106,6 +107,15 @@ impl HostProvider {
         }
     }
 
+    /// The generation settings of the host an instance is on, if it keeps generations.
+    fn generations(target: Option<&Target>) -> Option<generation::Settings> {
+        target.and_then(|t| generation::settings(&t.attributes))
+    }
+
+    fn host_lock(&self, host: &ResourceAddr) -> Arc<tokio::sync::Mutex<()>> {
+        self.exclusive.lock().unwrap_or_else(std::sync::PoisonError::into_inner).entry(host.clone()).or_default().clone()
+    }
+
     fn package_names(item: &ReadItem) -> Vec<String> {
         item.config.as_ref().and_then(|c| c.get("names")).and_then(Value::as_list).unwrap_or_default().iter().filter_map(Value::as_str).map(str::to_string).collect()
     }
@@ -130,6 +140,19 @@ impl HostProvider {
         }
     }
 
+    /// `tend rollback HOST`: switch the host's files to an earlier generation.
+    async fn rollback_host(&self, req: &tend_provider::ActRequest) -> Result<Observed, ProviderError> {
+        let me = Target { addr: req.addr.clone(), attributes: (*req.prior.attributes).clone() };
+        let settings = generation::settings(&me.attributes).ok_or_else(|| ProviderError::terminal(format!("host `{}` keeps no generations", req.addr.name)))?;
+        let t = self.transport(Some(&me)).await?;
+        let (current, gens) = generation::list(t.as_ref(), &settings).await?;
+        let to = rollback_target(t.host(), &gens, &current.unwrap_or_default(), get_str(&req.args, "to"))?;
+        let recorded = generation::switch(t.as_ref(), &settings, &to).await?;
+        let mut a = (*req.prior.attributes).clone();
+        a.extend(recorded);
+        Ok(Observed { id: req.prior.id.clone(), attributes: a })
+    }
+
     async fn read_host_bounded(
         &self,
         limit: &tokio::sync::Semaphore,
@@ -151,7 +174,18 @@ impl HostProvider {
         let transport = self.transport(items[0].target.as_ref()).await?;
         let mut stats_wanted = Vec::new();
         let mut slot = Vec::with_capacity(items.len());
+        // On a host that keeps generations a file is its link and the copy in `current`.
+        let generations = items[0].target.as_ref().and_then(|t| generation::settings(&t.attributes));
+        let mut copy_slot = Vec::with_capacity(items.len());
         for item in items {
+            let kind = Self::kind(&item.addr)?;
+            copy_slot.push(match (&generations, kind) {
+                (Some(g), Kind::File | Kind::Template) => file::observe_path(item.config.as_ref(), item.prior.as_ref().map(|p| &*p.attributes)).map(|p| {
+                    stats_wanted.push(StatRequest { path: generation::copy_path(g, &p), hash: true, content: false });
+                    stats_wanted.len() - 1
+                }),
+                _ => None,
+            });
             let path = match Self::kind(&item.addr)? {
                 Kind::File | Kind::Directory | Kind::Template | Kind::Line => {
                     file::observe_path(item.config.as_ref(), item.prior.as_ref().map(|p| &*p.attributes))
@@ -159,12 +193,12 @@ impl HostProvider {
                 Kind::Command => item.config.as_ref().and_then(|c| get_str(c, "creates")).map(str::to_string),
                 Kind::Local | Kind::Ssh | Kind::Package | Kind::Service | Kind::User | Kind::Group | Kind::Release => None,
             };
+            let staged = copy_slot.last().is_some_and(Option::is_some);
             slot.push(path.map(|p| {
-                let kind = Self::kind(&item.addr).ok();
                 stats_wanted.push(StatRequest {
                     path: p,
-                    hash: matches!(kind, Some(Kind::File | Kind::Template)),
-                    content: kind == Some(Kind::Line),
+                    hash: matches!(kind, Kind::File | Kind::Template) && !staged,
+                    content: kind == Kind::Line,
                 });
                 stats_wanted.len() - 1
             }));
@@ -182,11 +216,14 @@ impl HostProvider {
             .collect();
         let (stats, probe_out) = transport.observe(&stats_wanted, &probe_scripts).await?;
         let mut out = Vec::with_capacity(items.len());
-        for ((item, idx), probe) in items.iter().zip(slot).zip(probe_slot) {
+        for (((item, idx), probe), copy) in items.iter().zip(slot).zip(probe_slot).zip(copy_slot) {
             let stat = idx.map(|i| &stats[i]);
             let probed = probe.map(|i| probe_out[i].as_str());
             out.push(match Self::kind(&item.addr)? {
-                Kind::File | Kind::Template => Ok(stat.and_then(file::observed)),
+                Kind::File | Kind::Template => match copy {
+                    Some(c) => Ok(stat.and_then(|live| generation::observed(live, &stats[c]))),
+                    None => Ok(stat.and_then(file::observed)),
+                },
                 Kind::Line => {
                     let config = item.config.as_ref().map(|c| line::rendered(c, item.target.as_ref())).transpose()?;
                     Ok(stat.and_then(|s| line::observed(s, config.as_ref())))
@@ -210,6 +247,17 @@ impl HostProvider {
             });
         }
         Ok(out)
+    }
+}
+
+/// The generation `tend rollback` goes to: the one `to` names (a prefix of its id is enough), or
+/// the newest one that is not current.
+fn rollback_target(host: &str, gens: &[String], current: &str, to: Option<&str>) -> Result<String, ProviderError> {
+    match to {
+        Some(g) => gens.iter().find(|x| x.starts_with(g)).cloned().ok_or_else(|| {
+            ProviderError::terminal(format!("no generation `{g}` on host `{host}`")).with_hint(format!("generations there, newest first: {}", gens.join(", ")))
+        }),
+        None => gens.iter().find(|g| *g != current).cloned().ok_or_else(|| ProviderError::terminal(format!("host `{host}` has no earlier generation"))),
     }
 }
 
@@ -237,6 +285,7 @@ impl Provider for HostProvider {
             Some(Kind::File) => file::validate(literal, &self.config_root),
             Some(Kind::Directory) => directory::validate(literal),
             Some(Kind::Ssh) => ssh_host::validate(literal),
+            Some(Kind::Local) => local::validate(literal),
             Some(Kind::Line) => line::validate(literal),
             Some(Kind::Package) => package::validate(literal),
             Some(Kind::User | Kind::Group) => account::validate(literal),
@@ -286,7 +335,7 @@ impl Provider for HostProvider {
         match Self::kind(&req.addr)? {
             Kind::Local => Ok(local::plan(&req)),
             Kind::Ssh => Ok(ssh_host::plan(&req)),
-            Kind::File => file::plan(&req, &self.config_root),
+            Kind::File => file::plan(&req, &self.config_root, Self::generations(req.target.as_ref()).is_some()),
             Kind::Directory => directory::plan(&req),
             Kind::Command => Ok(command::plan(&req, guards(req.observed.as_ref()))),
             Kind::Line => {
@@ -302,12 +351,26 @@ impl Provider for HostProvider {
                     Some(c) => template::as_file(c, req.target.as_ref(), &self.config_root)?,
                     None => None,
                 };
-                file::plan(&PlanRequest { config, ..req.clone() }, &self.config_root)
+                file::plan(&PlanRequest { config, ..req.clone() }, &self.config_root, Self::generations(req.target.as_ref()).is_some())
             }
         }
     }
 
+    async fn commit(&self, req: CommitRequest) -> Result<Attributes, ProviderError> {
+        let settings = generation::settings(&req.target.attributes)
+            .ok_or_else(|| ProviderError::terminal(format!("host `{}` has staged files but keeps no generations", req.target.addr.name)))?;
+        let t = self.transport(Some(&req.target)).await?;
+        let lock = self.host_lock(&req.target.addr);
+        let _serial = lock.lock().await;
+        // The health check runs over a fresh connection, as a new login would.
+        let fresh = || Self::connect(&req.target);
+        generation::commit(t.as_ref(), fresh, &settings, &req.members).await
+    }
+
     async fn act(&self, req: tend_provider::ActRequest) -> Result<Observed, ProviderError> {
+        if Self::kind(&req.addr)?.is_host() && req.action == "rollback" {
+            return self.rollback_host(&req).await;
+        }
         if Self::kind(&req.addr)? != Kind::Release || req.action != "rollback" {
             return Err(ProviderError::terminal(format!("`{}` does not support `{}`", req.addr, req.action)));
         }
@@ -317,12 +380,7 @@ impl Provider for HostProvider {
         let now = release::observed(&out.stdout, path).ok_or_else(|| ProviderError::terminal(format!("no releases under {path} on host `{}`", t.host())))?;
         let current = get_str(&now.attributes, "current").unwrap_or_default().to_string();
         let gens: Vec<String> = now.attributes.get("generations").and_then(Value::as_list).unwrap_or_default().iter().filter_map(Value::as_str).map(str::to_string).collect();
-        let to = match get_str(&req.args, "to") {
-            Some(g) => gens.iter().find(|x| x.starts_with(g)).cloned().ok_or_else(|| {
-                ProviderError::terminal(format!("no generation `{g}` on host `{}`", t.host())).with_hint(format!("generations there, newest first: {}", gens.join(", ")))
-            })?,
-            None => gens.iter().find(|g| **g != current).cloned().ok_or_else(|| ProviderError::terminal(format!("host `{}` has no earlier generation", t.host())))?,
-        };
+        let to = rollback_target(t.host(), &gens, &current, get_str(&req.args, "to"))?;
         release::switch(t.as_ref(), path, &to).await?;
         let mut a = now.attributes.clone();
         a.insert("current".into(), Value::String(to));
@@ -331,8 +389,15 @@ impl Provider for HostProvider {
 
     async fn apply(&self, req: ApplyRequest) -> Result<Option<Observed>, ProviderError> {
         let kind = Self::kind(&req.addr)?;
+        // What a host's commits recorded (its generations) stays on its record.
+        let kept = |mut o: Observed| {
+            if let Some(p) = &req.prior {
+                o.attributes.extend(p.attributes.iter().filter(|(k, _)| generation::RECORDED.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())));
+            }
+            o
+        };
         match kind {
-            Kind::Local => return Ok(local::apply(req.config.as_ref())),
+            Kind::Local => return Ok(local::apply(req.config.as_ref()).map(kept)),
             Kind::Ssh => {
                 let Some(config) = &req.config else { return Ok(None) };
                 // Managing a host starts with reaching it: connect (verifying its key) now.
@@ -340,16 +405,13 @@ impl Provider for HostProvider {
                 let t = self.transport(Some(&me)).await?;
                 let tofu = config.get("trust_on_first_use").and_then(Value::as_bool).unwrap_or(false);
                 let trusted = if tofu { t.host_key() } else { None };
-                return Ok(Some(ssh_host::observed(config, trusted)));
+                return Ok(Some(kept(ssh_host::observed(config, trusted))));
             }
             _ => {}
         }
         let t = self.transport(req.target.as_ref()).await?;
         let host_lock = match (kind, &req.target) {
-            (Kind::Package | Kind::Service | Kind::User | Kind::Group | Kind::Command | Kind::Release, Some(target)) => {
-                let lock = self.exclusive.lock().unwrap_or_else(std::sync::PoisonError::into_inner).entry(target.addr.clone()).or_default().clone();
-                Some(lock)
-            }
+            (Kind::Package | Kind::Service | Kind::User | Kind::Group | Kind::Command | Kind::Release, Some(target)) => Some(self.host_lock(&target.addr)),
             _ => None,
         };
         let _serial = match &host_lock {
@@ -357,7 +419,7 @@ impl Provider for HostProvider {
             None => None,
         };
         match kind {
-            Kind::File => file::apply(t.as_ref(), &req, &self.config_root).await,
+            Kind::File => file::apply(t.as_ref(), &req, &self.config_root, Self::generations(req.target.as_ref()).as_ref()).await,
             Kind::Directory => directory::apply(t.as_ref(), &req).await,
             Kind::Command => command::apply(t.as_ref(), &req).await,
             Kind::Line => {
@@ -385,7 +447,7 @@ impl Provider for HostProvider {
                     Some(c) => template::as_file(c, req.target.as_ref(), &self.config_root)?,
                     None => None,
                 };
-                file::apply(t.as_ref(), &ApplyRequest { config, ..req.clone() }, &self.config_root).await
+                file::apply(t.as_ref(), &ApplyRequest { config, ..req.clone() }, &self.config_root, Self::generations(req.target.as_ref()).as_ref()).await
             }
             Kind::Local | Kind::Ssh => unreachable!("handled above"),
         }

@@ -9,7 +9,7 @@ use tend_provider::{
 };
 
 use super::{before_for, desired_attrs, format_mode, get_str, is_unknown, required_str, validate_mode, validate_path};
-use crate::transport::{FileType, PathStat, Transport};
+use crate::transport::{FileAttrs, FileType, PathStat, Transport};
 
 /// Schema of `host.file`.
 pub fn schema() -> KindSchema {
@@ -157,8 +157,13 @@ fn desired(config: &Attributes, observed: Option<&Observed>, root: &Path) -> Res
     Ok(a)
 }
 
-/// Plan one file.
-pub fn plan(req: &PlanRequest, root: &Path) -> Result<PlannedChange, ProviderError> {
+/// Whether the file was recorded as part of its host's generation.
+pub fn was_in_generation(req_prior: Option<&tend_provider::PriorRecord>) -> bool {
+    req_prior.and_then(|p| p.attributes.get("in_generation")).and_then(Value::as_bool).unwrap_or(false)
+}
+
+/// Plan one file; `generations` when its host keeps generations (the change is then staged).
+pub fn plan(req: &PlanRequest, root: &Path, generations: bool) -> Result<PlannedChange, ProviderError> {
     let observed = req.observed.as_ref();
     let Some(config) = &req.config else {
         let mut c = PlannedChange::new(Action::Delete);
@@ -166,14 +171,20 @@ pub fn plan(req: &PlanRequest, root: &Path) -> Result<PlannedChange, ProviderErr
         if observed.is_none() {
             c.note = Some("already absent".into());
         }
+        c.staged = was_in_generation(req.prior.as_ref());
         return Ok(c);
     };
-    if let Some(t) = observed.and_then(|o| get_str(&o.attributes, "type")) {
+    // A link left by a generation on a host that no longer keeps them is replaced by the file.
+    let left_link = !generations && was_in_generation(req.prior.as_ref()) && observed.and_then(|o| get_str(&o.attributes, "type")) == Some("symlink");
+    if let Some(t) = observed.and_then(|o| get_str(&o.attributes, "type")).filter(|_| !left_link) {
         let path = get_str(config, "path").unwrap_or_default();
         return Err(ProviderError::terminal(format!("{path} exists and is a {t}, not a file"))
             .with_hint("remove it by hand or choose another path; tend does not replace what it did not create"));
     }
-    let after = desired(config, observed, root)?;
+    let mut after = desired(config, observed, root)?;
+    if generations {
+        after.insert("in_generation".into(), Value::Bool(true));
+    }
     let before = before_for(observed, &after);
     let prior_path = req.prior.as_ref().and_then(|p| get_str(&p.attributes, "path"));
     let mut change = PlannedChange::new(Action::NoOp);
@@ -190,20 +201,36 @@ pub fn plan(req: &PlanRequest, root: &Path) -> Result<PlannedChange, ProviderErr
     }
     change.before = before;
     change.after = after;
+    change.staged = generations;
     Ok(change)
 }
 
-/// Apply one step.
-pub async fn apply(t: &dyn Transport, req: &ApplyRequest, root: &Path) -> Result<Option<Observed>, ProviderError> {
+/// Apply one step. On a host that keeps generations the content is only staged (written as a
+/// blob); the host's commit makes it live.
+pub async fn apply(
+    t: &dyn Transport,
+    req: &ApplyRequest,
+    root: &Path,
+    generations: Option<&crate::generation::Settings>,
+) -> Result<Option<Observed>, ProviderError> {
     if req.action == Action::Delete {
-        if let Some(path) = observe_path(None, req.observed.as_ref().map(|o| &o.attributes)) {
-            t.remove_file(&path).await?;
-        }
+        // A file of a generation leaves with the host's next generation.
+        if !was_in_generation(req.prior.as_ref())
+            && let Some(path) = observe_path(None, req.observed.as_ref().map(|o| &o.attributes)) {
+                t.remove_file(&path).await?;
+            }
         return Ok(None);
     }
     let config = req.config.as_ref().ok_or_else(|| ProviderError::terminal("no config to apply"))?;
     let path = required_str(config, "path")?;
     let content = desired_content(config, root)?.ok_or_else(|| ProviderError::terminal("content is not known"))?;
+    if let Some(g) = generations {
+        let blob = crate::generation::blob_path(g, &sha256_hex(&content));
+        t.write_file(&blob, &content, &FileAttrs { mode: Some(0o600), ..FileAttrs::default() }).await?;
+        let mut after = desired(config, req.observed.as_ref().filter(|o| get_str(&o.attributes, "path") == Some(path)), root)?;
+        after.insert("in_generation".into(), Value::Bool(true));
+        return Ok(Some(Observed { id: None, attributes: after }));
+    }
     let observed = req.observed.as_ref().filter(|o| get_str(&o.attributes, "path") == Some(path));
     let mut attrs = desired_attrs(config);
     if attrs.mode.is_none() && observed.is_none() {

@@ -11,7 +11,11 @@ pub fn schema() -> KindSchema {
         fields: vec![
             FieldSchema::input("labels", FieldType::Map(Box::new(FieldType::String)), "labels for `on = { key = value }` selectors"),
             FieldSchema::input("vars", FieldType::Map(Box::new(FieldType::Any)), "host variables for templates"),
+            FieldSchema::input("generations", FieldType::Any, "keep the host's files as switchable generations: true, or { path = \"/var/lib/tend\", keep = 5 }"),
+            FieldSchema::input("health", FieldType::String, "command run after a generation switch; failing switches back"),
             FieldSchema::output("hostname", FieldType::String, "the machine's host name"),
+            FieldSchema::output("generation", FieldType::String, "the generation of files in use"),
+            FieldSchema::output("kept_generations", FieldType::List(Box::new(FieldType::String)), "generations on the host, newest first"),
         ],
     }
 }
@@ -25,10 +29,19 @@ pub fn attributes(config: &Attributes) -> Attributes {
     let mut a = Attributes::new();
     a.insert("hostname".into(), Value::String(hostname()));
     a.insert("labels".into(), config.get("labels").cloned().unwrap_or(Value::Map(std::collections::BTreeMap::new())));
-    if let Some(v) = config.get("vars") {
-        a.insert("vars".into(), v.clone());
+    for f in ["vars", "generations", "health"] {
+        if let Some(v) = config.get(f) {
+            a.insert(f.into(), v.clone());
+        }
     }
     a
+}
+
+/// Checks of literal config.
+pub fn validate(literal: &Attributes) -> Vec<tend_provider::FieldError> {
+    let mut errors = Vec::new();
+    crate::generation::validate(literal, &mut errors);
+    errors
 }
 
 /// Plan: a host is "created" when tend starts managing it; label changes are in-place.
@@ -40,7 +53,8 @@ pub fn plan(req: &PlanRequest) -> PlannedChange {
         return c;
     };
     let after = attributes(config);
-    let before = req.prior.as_ref().map(|p| (*p.attributes).clone());
+    // What commits recorded (generations) is not config.
+    let before = req.prior.as_ref().map(|p| p.attributes.iter().filter(|(k, _)| !crate::generation::RECORDED.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect::<Attributes>());
     let action = match &before {
         None => Action::Create,
         Some(b) if *b == after => Action::NoOp,

@@ -27,7 +27,11 @@ pub fn schema() -> KindSchema {
             FieldSchema::input("ssh_config", FieldType::String, "ssh_config file to honour, default ~/.ssh/config"),
             FieldSchema::input("labels", FieldType::Map(Box::new(FieldType::String)), "labels for `on = { key = value }` selectors"),
             FieldSchema::input("vars", FieldType::Map(Box::new(FieldType::Any)), "host variables for templates"),
+            FieldSchema::input("generations", FieldType::Any, "keep the host's files as switchable generations: true, or { path = \"/var/lib/tend\", keep = 5 }"),
+            FieldSchema::input("health", FieldType::String, "command run after a generation switch; failing switches back"),
             FieldSchema::output("trusted_key", FieldType::String, "the host key accepted on first use"),
+            FieldSchema::output("generation", FieldType::String, "the generation of files in use"),
+            FieldSchema::output("kept_generations", FieldType::List(Box::new(FieldType::String)), "generations on the host, newest first"),
         ],
     }
 }
@@ -43,6 +47,7 @@ pub fn validate(literal: &Attributes) -> Vec<FieldError> {
         && (k.split_whitespace().count() < 2 || !k.starts_with("ssh-") && !k.starts_with("ecdsa-")) {
             errors.push(FieldError::field("host_key", "not an OpenSSH public key").with_hint("copy the line from the host's /etc/ssh/ssh_host_ed25519_key.pub, e.g. host_key = \"ssh-ed25519 AAAA…\""));
         }
+    crate::generation::validate(literal, &mut errors);
     errors
 }
 
@@ -101,7 +106,11 @@ pub fn target(name: &str, a: &Attributes) -> Result<SshTarget, String> {
 }
 
 fn shown(config: &Attributes) -> Attributes {
-    config.iter().filter(|(k, _)| k.as_str() != "trusted_key").map(|(k, v)| (k.clone(), v.clone())).collect()
+    config
+        .iter()
+        .filter(|(k, _)| k.as_str() != "trusted_key" && !crate::generation::RECORDED.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// Plan: a host is "created" when tend starts managing it; it connects at apply.
