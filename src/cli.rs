@@ -26,6 +26,21 @@ pub struct Cli {
     /// TEND_AGE_KEY_FILE, SOPS_AGE_KEY_FILE, SOPS_AGE_KEY, SOPS_AGE_SSH_PRIVATE_KEY_FILE).
     #[arg(short = 'i', long = "identity", global = true, value_name = "FILE")]
     pub identities: Vec<PathBuf>,
+    /// Read the config from this Git repository (https, ssh, git:// or a path) instead of a
+    /// directory; `-C` is then a directory inside the repository.
+    #[arg(long, global = true, env = "TEND_SOURCE", value_name = "URL")]
+    pub source: Option<String>,
+    /// With --source: a branch or tag name, a commit id, `branch:NAME`, `tag:NAME`, `commit:ID`
+    /// or `semver:RANGE` (highest matching tag). Default: main, else master.
+    #[arg(long = "ref", global = true, env = "TEND_REF", value_name = "REF", default_value = "")]
+    pub reference: String,
+    /// With --source: where fetched repositories and checkouts are kept (default
+    /// ~/.cache/tend/sources).
+    #[arg(long, global = true, env = "TEND_SOURCE_CACHE", value_name = "DIR")]
+    pub source_cache: Option<PathBuf>,
+    /// With an https --source: a file holding the access token (else TEND_GIT_TOKEN).
+    #[arg(long, global = true, env = "TEND_GIT_TOKEN_FILE", value_name = "FILE")]
+    pub git_token_file: Option<PathBuf>,
     /// More log output on stderr (-v debug, -vv trace); `RUST_LOG` overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -69,8 +84,17 @@ pub enum Command {
     State(StateCommand),
     /// List past applies.
     History(HistoryArgs),
-    /// Switch a host's release back to an earlier generation (the next apply moves it forward
-    /// again to what the config says).
+    /// Keep converging: fetch, plan and apply whenever Git changes (webhook or interval), and
+    /// correct drift; serve /healthz, /readyz, /metrics and /status.
+    Agent(AgentArgs),
+    /// Show a running agent's status.
+    Status(AgentClientArgs),
+    /// Stop a running agent from applying anything until `tend resume`.
+    Suspend(AgentClientArgs),
+    /// Let a suspended agent apply again (and reconcile now).
+    Resume(AgentClientArgs),
+    /// Switch a host's files or releases back to an earlier generation (the next apply moves
+    /// it forward again to what the config says).
     Rollback {
         /// The host's name (`host.ssh.NAME` / `host.local.NAME`).
         host: String,
@@ -211,6 +235,64 @@ pub enum StateCommand {
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
     /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `tend agent`.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// Fetch and reconcile at least this often (e.g. 30s, 5m).
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration, env = "TEND_INTERVAL")]
+    pub interval: std::time::Duration,
+    /// Add up to this fraction of the interval at random, so agents do not fetch in step.
+    #[arg(long, default_value_t = 0.1)]
+    pub jitter: f64,
+    /// Between fetches, re-observe the targets of the last commit this often and correct drift.
+    #[arg(long, value_parser = humantime::parse_duration, env = "TEND_DRIFT_INTERVAL")]
+    pub drift_interval: Option<std::time::Duration>,
+    /// After failures, retry with backoff growing from 10s up to this.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub max_backoff: std::time::Duration,
+    /// `apply` converges; `plan-only` only reports what would change.
+    #[arg(long, value_enum, default_value_t = AgentMode::Apply, env = "TEND_MODE")]
+    pub mode: AgentMode,
+    /// Reconcile once and exit (for cron or CI): exit 0 converged, 2 failed.
+    #[arg(long)]
+    pub once: bool,
+    /// Listen here for webhooks and status (`none` to not listen).
+    #[arg(long, default_value = "127.0.0.1:9720", env = "TEND_LISTEN", value_name = "ADDR")]
+    pub listen: String,
+    /// Shared secret of webhooks (and bearer token of suspend/resume).
+    #[arg(long, env = "TEND_WEBHOOK_SECRET", hide_env_values = true, value_name = "SECRET")]
+    pub webhook_secret: Option<String>,
+    /// A file holding the webhook secret.
+    #[arg(long, value_name = "FILE", conflicts_with = "webhook_secret")]
+    pub webhook_secret_file: Option<PathBuf>,
+    /// Changes applied at once (default: tend.toml's parallelism, else 10).
+    #[arg(long)]
+    pub parallelism: Option<usize>,
+}
+
+/// The agent's mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AgentMode {
+    /// Converge.
+    Apply,
+    /// Only report.
+    PlanOnly,
+}
+
+/// Talking to a running agent.
+#[derive(Debug, Args)]
+pub struct AgentClientArgs {
+    /// The agent's listener.
+    #[arg(long, default_value = "http://127.0.0.1:9720", env = "TEND_AGENT_URL", value_name = "URL")]
+    pub agent: String,
+    /// The agent's secret, when it has one (suspend/resume).
+    #[arg(long, env = "TEND_WEBHOOK_SECRET", hide_env_values = true, value_name = "SECRET")]
+    pub secret: Option<String>,
+    /// Print the raw JSON.
     #[arg(long)]
     pub json: bool,
 }

@@ -12,6 +12,7 @@
 //! Providers plug in through [`registry::Registry`]; state through [`tend_state::StateStore`];
 //! progress reaches the UI through [`report::Reporter`]. Start with [`plan::plan`].
 
+pub mod agent;
 pub mod apply;
 pub mod config;
 pub mod graph;
@@ -20,6 +21,8 @@ pub mod plan;
 pub mod registry;
 pub mod report;
 pub mod secrets;
+#[cfg(feature = "git")]
+pub mod source;
 pub mod workspace;
 
 pub use tend_provider as provider;

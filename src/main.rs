@@ -9,7 +9,9 @@ mod commands;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    commands::init_logging(cli.verbose, cli.log_format);
+    // The agent is a daemon: its reconciles are logged at info by default.
+    let daemon = matches!(cli.command, cli::Command::Agent(_));
+    commands::init_logging(cli.verbose + u8::from(daemon && cli.verbose == 0), cli.log_format, daemon);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

@@ -5,6 +5,7 @@
 //! returns 2 when changes are pending.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod agent;
 mod apply;
 mod graph;
 mod history;
@@ -87,10 +88,11 @@ impl From<WorkspaceError> for Failure {
 }
 
 /// Set up tracing on stderr: `-v` debug, `-vv` trace, `RUST_LOG` overrides.
-pub fn init_logging(verbose: u8, format: LogFormat) {
+pub fn init_logging(verbose: u8, format: LogFormat, daemon: bool) {
     let default = match verbose {
         0 => "warn",
-        1 => "tend=debug,tend_host=debug,tend_state=debug,info",
+        1 if daemon => "tend=info,tend_host=info,tend_source=info,warn",
+        1 => "tend=debug,tend_host=debug,tend_state=debug,tend_source=debug,info",
         _ => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
@@ -102,13 +104,56 @@ pub fn init_logging(verbose: u8, format: LogFormat) {
 }
 
 pub(crate) fn load_workspace(cli: &Cli) -> Result<Workspace, Failure> {
+    let (root, revision) = config_root(cli)?;
     let opts = LoadOptions {
-        root: cli.config.clone(),
+        root,
         environment: cli.environment.clone(),
         vars: cli.vars.clone(),
         identities: tend::secrets::IdentitySources::from_env(&cli.identities),
     };
-    Ok(Workspace::load(Registry::builtin(), &opts, cli.state.clone())?)
+    let mut ws = Workspace::load(Registry::builtin(), &opts, cli.state.clone())?;
+    if let Some(r) = revision {
+        ws.config.revision = r;
+    }
+    Ok(ws)
+}
+
+/// The config directory: `-C`, or with `--source` the directory `-C` names inside a fresh
+/// read-only checkout of the resolved commit (and that commit as the revision).
+#[cfg(feature = "git")]
+fn config_root(cli: &Cli) -> Result<(std::path::PathBuf, Option<String>), Failure> {
+    let Some(url) = &cli.source else { return Ok((cli.config.clone(), None)) };
+    let opts = tend::source::SourceOptions {
+        url: url.clone(),
+        reference: cli.reference.clone(),
+        cache: cli.source_cache.clone(),
+        token_file: cli.git_token_file.clone(),
+    };
+    let source = tend::source::open(&opts).map_err(source_failure)?;
+    let never = std::sync::atomic::AtomicBool::new(false);
+    let (resolved, dir) = tokio::task::block_in_place(|| tend::source::fetch_and_checkout(&source, &never)).map_err(source_failure)?;
+    eprintln!("Source: {} {} at {}", source.display_url(), resolved.reference, resolved.commit);
+    let sub = cli.config.strip_prefix(".").unwrap_or(&cli.config);
+    if sub.is_absolute() || sub.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+        return Err(Failure::user(format!("with --source, -C must be a directory inside the repository, not `{}`", cli.config.display()), None));
+    }
+    Ok((dir.join(sub), Some(tend::source::revision(&resolved))))
+}
+
+#[cfg(not(feature = "git"))]
+fn config_root(cli: &Cli) -> Result<(std::path::PathBuf, Option<String>), Failure> {
+    if cli.source.is_some() {
+        return Err(Failure::user("this build of tend has no Git support", Some("build with the `git` feature".into())));
+    }
+    Ok((cli.config.clone(), None))
+}
+
+#[cfg(feature = "git")]
+#[allow(clippy::needless_pass_by_value)] // used as map_err(source_failure)
+pub(crate) fn source_failure(e: tend::source::SourceError) -> Failure {
+    let code = if matches!(e, tend::source::SourceError::BadRef(_) | tend::source::SourceError::NotFound { .. }) { 1 } else { 2 };
+    let hint = e.hint();
+    Failure::from_error(code, &e, hint)
 }
 
 /// Run a parsed command line.
@@ -121,6 +166,10 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::State(cmd) => state::run(&cli, cmd).await,
         Command::History(args) => history::run(&cli, args).await,
         Command::Secrets(cmd) => secrets::run(&cli, cmd),
+        Command::Agent(args) => agent::run(&cli, args).await,
+        Command::Status(args) => agent::status(args).await,
+        Command::Suspend(args) => agent::suspend(args, true).await,
+        Command::Resume(args) => agent::suspend(args, false).await,
         Command::Rollback { host, to } => rollback::run(&cli, host, to.as_deref()).await,
     };
     match result {

@@ -1,5 +1,6 @@
 //! tend's integration tests: one binary, one module per area.
 
+mod agent;
 mod apply;
 mod cli;
 mod config_errors;

@@ -2,6 +2,7 @@
 //! real SSH hosts in [`fleet`].
 
 pub mod fleet;
+pub mod git;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,0 +1,140 @@
+//! What the agent knows about itself: served as `/status` (JSON) and `/metrics` (Prometheus).
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+/// Reconcile duration histogram buckets, seconds.
+const BUCKETS: [f64; 10] = [0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
+
+/// One resource as the agent last saw it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ResourceStatus {
+    /// `ok`, `pending` (plan-only: would change), `drifted` (drift reported, not corrected),
+    /// `failed`, `skipped`, `suspended`.
+    pub status: String,
+    /// The last error, if it failed.
+    pub last_error: Option<String>,
+}
+
+/// The agent's status.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Status {
+    /// The source followed (URL without credentials, or the config directory).
+    pub source: String,
+    /// The reference followed.
+    pub reference: String,
+    /// `apply` or `plan-only`.
+    pub mode: String,
+    /// The newest commit fetched (or local revision read).
+    pub source_commit: Option<String>,
+    /// The commit last applied successfully.
+    pub last_applied_commit: Option<String>,
+    /// The commit of the last reconcile attempted.
+    pub last_attempted_commit: Option<String>,
+    /// When the last reconcile succeeded (RFC 3339).
+    pub last_success_at: Option<String>,
+    /// When the last reconcile ended (RFC 3339).
+    pub last_attempt_at: Option<String>,
+    /// Result of the last reconcile: `success`, `failed`, `fetch-failed`, `refused`.
+    pub last_result: Option<String>,
+    /// Why the last reconcile failed.
+    pub last_error: Option<String>,
+    /// Reconciles failed in a row.
+    pub consecutive_failures: u32,
+    /// Suspended by `tend suspend`: nothing is applied until `tend resume`.
+    pub suspended: bool,
+    /// Per resource address.
+    pub resources: BTreeMap<String, ResourceStatus>,
+    #[serde(skip)]
+    pub(crate) metrics: Metrics,
+}
+
+/// Counters and the duration histogram.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Metrics {
+    pub reconciles: BTreeMap<String, u64>,
+    pub buckets: [u64; BUCKETS.len()],
+    pub duration_count: u64,
+    pub duration_sum: f64,
+    pub drift_detected: u64,
+    pub drift_corrected: u64,
+    pub errors_by_provider: BTreeMap<String, u64>,
+    pub last_success: Option<SystemTime>,
+    pub webhooks: BTreeMap<(String, String), u64>,
+}
+
+impl Status {
+    /// Record a reconcile's duration and result.
+    pub fn observe_reconcile(&mut self, elapsed: Duration, result: &str) {
+        let s = elapsed.as_secs_f64();
+        let m = &mut self.metrics;
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if s <= *b {
+                m.buckets[i] += 1;
+            }
+        }
+        m.duration_count += 1;
+        m.duration_sum += s;
+        *m.reconciles.entry(result.to_string()).or_default() += 1;
+    }
+
+    /// Count a webhook delivery.
+    pub fn count_webhook(&mut self, forge: &str, outcome: &str) {
+        *self.metrics.webhooks.entry((forge.to_string(), outcome.to_string())).or_default() += 1;
+    }
+
+    /// Prometheus text exposition.
+    pub fn prometheus(&self) -> String {
+        let m = &self.metrics;
+        let mut o = String::new();
+        let _ = writeln!(o, "# HELP tend_reconcile_duration_seconds Time of one reconcile (fetch, plan, apply).");
+        let _ = writeln!(o, "# TYPE tend_reconcile_duration_seconds histogram");
+        for (i, b) in BUCKETS.iter().enumerate() {
+            let _ = writeln!(o, "tend_reconcile_duration_seconds_bucket{{le=\"{b}\"}} {}", m.buckets[i]);
+        }
+        let _ = writeln!(o, "tend_reconcile_duration_seconds_bucket{{le=\"+Inf\"}} {}", m.duration_count);
+        let _ = writeln!(o, "tend_reconcile_duration_seconds_sum {}", m.duration_sum);
+        let _ = writeln!(o, "tend_reconcile_duration_seconds_count {}", m.duration_count);
+        let _ = writeln!(o, "# HELP tend_reconciles_total Reconciles by result.");
+        let _ = writeln!(o, "# TYPE tend_reconciles_total counter");
+        for (r, n) in &m.reconciles {
+            let _ = writeln!(o, "tend_reconciles_total{{result=\"{r}\"}} {n}");
+        }
+        let _ = writeln!(o, "# HELP tend_resources Managed resources by status after the last reconcile.");
+        let _ = writeln!(o, "# TYPE tend_resources gauge");
+        let mut by_status: BTreeMap<&str, u64> = ["ok", "pending", "drifted", "failed", "skipped", "suspended"].iter().map(|s| (*s, 0)).collect();
+        for r in self.resources.values() {
+            *by_status.entry(r.status.as_str()).or_default() += 1;
+        }
+        for (s, n) in by_status {
+            let _ = writeln!(o, "tend_resources{{status=\"{s}\"}} {n}");
+        }
+        let _ = writeln!(o, "# HELP tend_drift_detected_total Resources found changed outside tend.");
+        let _ = writeln!(o, "# TYPE tend_drift_detected_total counter");
+        let _ = writeln!(o, "tend_drift_detected_total {}", m.drift_detected);
+        let _ = writeln!(o, "# HELP tend_drift_corrected_total Drifted resources converged back.");
+        let _ = writeln!(o, "# TYPE tend_drift_corrected_total counter");
+        let _ = writeln!(o, "tend_drift_corrected_total {}", m.drift_corrected);
+        let _ = writeln!(o, "# HELP tend_last_successful_reconcile_timestamp_seconds Unix time of the last successful reconcile.");
+        let _ = writeln!(o, "# TYPE tend_last_successful_reconcile_timestamp_seconds gauge");
+        let ts = m.last_success.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok()).map_or(0.0, |d| d.as_secs_f64());
+        let _ = writeln!(o, "tend_last_successful_reconcile_timestamp_seconds {ts}");
+        let _ = writeln!(o, "# HELP tend_errors_total Failed resource changes and refreshes by provider.");
+        let _ = writeln!(o, "# TYPE tend_errors_total counter");
+        for (p, n) in &m.errors_by_provider {
+            let _ = writeln!(o, "tend_errors_total{{provider=\"{p}\"}} {n}");
+        }
+        let _ = writeln!(o, "# HELP tend_webhooks_total Webhook deliveries by forge and outcome.");
+        let _ = writeln!(o, "# TYPE tend_webhooks_total counter");
+        for ((forge, outcome), n) in &m.webhooks {
+            let _ = writeln!(o, "tend_webhooks_total{{forge=\"{forge}\",outcome=\"{outcome}\"}} {n}");
+        }
+        let _ = writeln!(o, "# HELP tend_suspended Whether the agent is suspended.");
+        let _ = writeln!(o, "# TYPE tend_suspended gauge");
+        let _ = writeln!(o, "tend_suspended {}", u8::from(self.suspended));
+        o
+    }
+}

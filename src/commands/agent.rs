@@ -1,0 +1,162 @@
+//! `tend agent`, and `tend status|suspend|resume` talking to a running agent.
+
+use std::process::ExitCode;
+use tend::agent::{self, AgentOptions, Mode, Origin, Reconciled, Shared};
+use tend::config::LoadOptions;
+
+use super::{Failure, who};
+use crate::cli::{AgentArgs, AgentClientArgs, AgentMode, Cli};
+
+fn origin(cli: &Cli) -> Result<Origin, Failure> {
+    let Some(url) = &cli.source else { return Ok(Origin::Directory(cli.config.clone())) };
+    #[cfg(feature = "git")]
+    {
+        let opts = tend::source::SourceOptions { url: url.clone(), reference: cli.reference.clone(), cache: cli.source_cache.clone(), token_file: cli.git_token_file.clone() };
+        let source = tend::source::open(&opts).map_err(super::source_failure)?;
+        let subdir = cli.config.strip_prefix(".").unwrap_or(&cli.config).to_path_buf();
+        if subdir.is_absolute() || subdir.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+            return Err(Failure::user(format!("with --source, -C must be a directory inside the repository, not `{}`", cli.config.display()), None));
+        }
+        Ok(Origin::Git { source, subdir })
+    }
+    #[cfg(not(feature = "git"))]
+    {
+        let _ = url;
+        Err(Failure::user("this build of tend has no Git support", Some("build with the `git` feature".into())))
+    }
+}
+
+pub async fn run(cli: &Cli, args: &AgentArgs) -> Result<ExitCode, Failure> {
+    let secret = match &args.webhook_secret_file {
+        Some(f) => Some(fs_err::read_to_string(f).map_err(|e| Failure::from_error(1, &e, None))?.trim().to_string()),
+        None => args.webhook_secret.clone().filter(|s| !s.is_empty()),
+    };
+    let opts = AgentOptions {
+        origin: origin(cli)?,
+        load: LoadOptions {
+            root: cli.config.clone(),
+            environment: cli.environment.clone(),
+            vars: cli.vars.clone(),
+            identities: tend::secrets::IdentitySources::from_env(&cli.identities),
+        },
+        state: cli.state.clone(),
+        interval: args.interval,
+        jitter: args.jitter,
+        drift_interval: args.drift_interval,
+        max_backoff: args.max_backoff,
+        mode: if args.mode == AgentMode::Apply { Mode::Apply } else { Mode::PlanOnly },
+        once: args.once,
+        parallelism: args.parallelism,
+        webhook_secret: secret,
+        who: format!("agent:{}", who()),
+    };
+    let shared = Shared::new(&opts);
+    let server = if args.once || args.listen == "none" {
+        None
+    } else {
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .map_err(|e| Failure::from_error(1, &e, Some(format!("choose another address with --listen (now {})", args.listen))))?;
+        let addr = listener.local_addr().map_err(|e| Failure::from_error(2, &e, None))?;
+        eprintln!("tend agent: listening on http://{addr} (webhooks /hooks/github|gitlab|gitea|generic, /healthz, /readyz, /metrics, /status)");
+        tracing::info!(%addr, "listening");
+        let app = agent::http::router(shared.clone());
+        Some(tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        }))
+    };
+    let signals = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            let term = async {
+                match term.as_mut() {
+                    Some(t) => {
+                        t.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {},
+                () = term => {},
+            }
+            eprintln!("tend agent: stopping: finishing the changes in progress, starting no new ones");
+            shared.shutdown();
+        })
+    };
+    let last = agent::run(opts, shared.clone()).await;
+    signals.abort();
+    if let Some(s) = server {
+        s.abort();
+    }
+    match last {
+        // A stopped agent exits 0; `--once` reports how its one reconcile went.
+        Reconciled::Failed(msg) if args.once => Err(Failure { code: 2, text: format!("error: {msg}\n") }),
+        Reconciled::Success | Reconciled::Failed(_) => Ok(ExitCode::SUCCESS),
+    }
+}
+
+async fn call(args: &AgentClientArgs, method: reqwest::Method, path: &str) -> Result<String, Failure> {
+    let url = format!("{}{path}", args.agent.trim_end_matches('/'));
+    let mut req = reqwest::Client::new().request(method, &url);
+    if let Some(s) = &args.secret {
+        req = req.bearer_auth(s);
+    }
+    let resp = req.send().await.map_err(|e| Failure::from_error(2, &e, Some(format!("is `tend agent` running and listening on {}? (--agent URL)", args.agent))))?;
+    let status = resp.status();
+    let body = resp.text().await.map_err(|e| Failure::from_error(2, &e, None))?;
+    if !status.is_success() {
+        return Err(Failure::user(format!("the agent answered {status}: {}", body.trim()), None));
+    }
+    Ok(body)
+}
+
+pub async fn status(args: &AgentClientArgs) -> Result<ExitCode, Failure> {
+    let body = call(args, reqwest::Method::GET, "/status").await?;
+    if args.json {
+        println!("{body}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let st: serde_json::Value = serde_json::from_str(&body).map_err(|e| Failure::from_error(2, &e, None))?;
+    print!("{}", render_status(&st));
+    let healthy = st["last_result"].as_str() == Some("success");
+    Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}
+
+/// The status for a person.
+pub fn render_status(st: &serde_json::Value) -> String {
+    let s = |k: &str| st[k].as_str().unwrap_or("-").to_string();
+    let short = |k: &str| st[k].as_str().map_or_else(|| "-".to_string(), |c| c.chars().take(12).collect());
+    let mut out = String::new();
+    out.push_str(&format!("Source:        {} ({})\n", s("source"), s("reference")));
+    out.push_str(&format!("Mode:          {}{}\n", s("mode"), if st["suspended"].as_bool() == Some(true) { " — SUSPENDED" } else { "" }));
+    out.push_str(&format!("Commit:        fetched {}, applied {}, last attempted {}\n", short("source_commit"), short("last_applied_commit"), short("last_attempted_commit")));
+    out.push_str(&format!("Last result:   {} at {} (last success {})\n", s("last_result"), s("last_attempt_at"), s("last_success_at")));
+    if let Some(e) = st["last_error"].as_str() {
+        out.push_str(&format!("Last error:    {e}\n"));
+    }
+    let mut counts = std::collections::BTreeMap::new();
+    let mut problems = Vec::new();
+    if let Some(rs) = st["resources"].as_object() {
+        for (addr, r) in rs {
+            let status = r["status"].as_str().unwrap_or("?");
+            *counts.entry(status.to_string()).or_insert(0usize) += 1;
+            if status != "ok" {
+                problems.push(format!("  {status:<9} {addr}{}\n", r["last_error"].as_str().map(|e| format!(": {}", e.lines().next().unwrap_or_default())).unwrap_or_default()));
+            }
+        }
+    }
+    let summary: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
+    out.push_str(&format!("Resources:     {}\n", if summary.is_empty() { "none".into() } else { summary.join(", ") }));
+    for p in problems {
+        out.push_str(&p);
+    }
+    out
+}
+
+pub async fn suspend(args: &AgentClientArgs, on: bool) -> Result<ExitCode, Failure> {
+    let body = call(args, reqwest::Method::POST, if on { "/suspend" } else { "/resume" }).await?;
+    print!("{body}");
+    Ok(ExitCode::SUCCESS)
+}

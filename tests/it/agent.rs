@@ -1,0 +1,363 @@
+//! Git sources and the agent against a real Git server (git daemon and smart HTTP).
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::git::{GitServer, free_port};
+
+fn config(out: &Path, content: &str) -> String {
+    format!(
+        "[project]\nname = \"agent-test\"\n\n[host.local.me]\n\n[host.file.app]\npath = \"{}\"\ncontent = \"{content}\\n\"\n",
+        out.join("app.conf").display()
+    )
+}
+
+/// A scratch directory for state, cache and what the config writes.
+struct Scratch(tempfile::TempDir);
+
+impl Scratch {
+    fn new() -> Self {
+        Self(tempfile::tempdir().expect("temp dir"))
+    }
+
+    fn out(&self) -> PathBuf {
+        let p = self.0.path().join("out");
+        fs_err::create_dir_all(&p).expect("mkdir");
+        p
+    }
+
+    fn args(&self) -> Vec<String> {
+        vec![
+            "--state".into(),
+            self.0.path().join("state.db").display().to_string(),
+            "--source-cache".into(),
+            self.0.path().join("cache").display().to_string(),
+        ]
+    }
+
+    fn tend(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_tend"))
+            .args(self.args())
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env("HOME", self.0.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("tend runs")
+    }
+
+    fn app(&self) -> String {
+        fs_err::read_to_string(self.out().join("app.conf")).unwrap_or_default()
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!("exit {:?}\nstdout:\n{}\nstderr:\n{}", o.status.code(), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// A running `tend agent`, stopped (by PID) when dropped.
+struct Agent {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Agent {
+    fn start(s: &Scratch, extra: &[&str]) -> Self {
+        let port = free_port();
+        let log = s.0.path().join(format!("agent-{port}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_tend"))
+            .args(s.args())
+            .args(["agent", "--listen", &format!("127.0.0.1:{port}")])
+            .args(extra)
+            .env("NO_COLOR", "1")
+            .env("HOME", s.0.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs_err::File::create(&log).expect("log").into_parts().0)
+            .spawn()
+            .expect("agent starts");
+        let agent = Self { child, port, log };
+        wait_until("the agent listens", 10, || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+        agent
+    }
+
+    fn http(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+        http(self.port, method, path, headers, body)
+    }
+
+    fn status(&self) -> serde_json::Value {
+        serde_json::from_str(&self.http("GET", "/status", &[], "").1).expect("status is JSON")
+    }
+
+    fn log(&self) -> String {
+        fs_err::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn terminate(&self) {
+        let ok = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill");
+        assert!(ok.success());
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).expect("send");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).expect("read");
+    let code = resp.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (code, body)
+}
+
+fn wait_until(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
+    let until = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < until {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out after {secs} s waiting until {what}");
+}
+
+/// A post-receive hook posting a GitHub-style push event signed with `secret`.
+fn github_hook(port: u16, secret: &str) -> String {
+    format!(
+        r#"while read -r old new ref; do
+python3 - "$new" "$ref" <<'PY'
+import hashlib, hmac, json, sys, urllib.request
+body = json.dumps({{"ref": sys.argv[2], "after": sys.argv[1]}}).encode()
+sig = "sha256=" + hmac.new(b"{secret}", body, hashlib.sha256).hexdigest()
+req = urllib.request.Request("http://127.0.0.1:{port}/hooks/github", data=body, method="POST",
+    headers={{"X-GitHub-Event": "push", "X-Hub-Signature-256": sig, "Content-Type": "application/json"}})
+urllib.request.urlopen(req).read()
+PY
+done"#
+    )
+}
+
+#[test]
+fn plan_and_apply_read_one_exact_commit_over_git_daemon_and_smart_http() {
+    let Some(mut g) = GitServer::new() else { return };
+    let s = Scratch::new();
+    let c1 = g.commit(&[("cfg/tend.toml", &config(&s.out(), "v1"))], "v1");
+    g.git(&["tag", "v1.0.0"]);
+    let c2 = g.commit(&[("cfg/tend.toml", &config(&s.out(), "v2"))], "v2");
+    g.git(&["tag", "v1.1.0"]);
+    let c3 = g.commit(&[("cfg/tend.toml", &config(&s.out(), "v3"))], "v3");
+    g.git(&["tag", "v2.0.0"]);
+    g.push("--tags");
+    let daemon = g.start_daemon();
+    let web = g.start_http();
+
+    // The highest tag in a semver range, over git://.
+    let plan = s.tend(&["plan", "--source", &daemon, "--ref", "semver:>=1.0, <2", "-C", "cfg"]);
+    assert!(plan.status.success(), "{}", text(&plan));
+    assert!(String::from_utf8_lossy(&plan.stderr).contains(&format!("refs/tags/v1.1.0 at {c2}")), "{}", text(&plan));
+    assert!(String::from_utf8_lossy(&plan.stdout).contains("+ host.file.app[me]"), "{}", text(&plan));
+    // A tag over smart HTTP, applied; history records the commit.
+    let apply = s.tend(&["apply", "--source", &web, "--ref", "v1.0.0", "-C", "cfg", "--auto-approve"]);
+    assert!(apply.status.success(), "{}", text(&apply));
+    assert_eq!(s.app(), "v1\n");
+    // A commit id; the default branch.
+    assert!(s.tend(&["apply", "--source", &web, "--ref", &c2, "-C", "cfg", "--auto-approve"]).status.success());
+    assert_eq!(s.app(), "v2\n");
+    assert!(s.tend(&["apply", "--source", &daemon, "-C", "cfg", "--auto-approve"]).status.success());
+    assert_eq!(s.app(), "v3\n");
+    let history = s.tend(&["history", "--json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&history.stdout).expect("json");
+    let revisions: Vec<&str> = rows.as_array().expect("rows").iter().filter_map(|r| r["revision"].as_str()).collect();
+    assert_eq!(revisions, [format!("git:{c1}"), format!("git:{c2}"), format!("git:{c3}")]);
+    // The checkout is read-only and named by its commit.
+    let checkout = walk_find(&s.0.path().join("cache"), &c3).expect("checkout dir");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&fs_err::metadata(checkout.join("cfg/tend.toml")).expect("stat").permissions());
+    assert_eq!(mode & 0o222, 0, "checked-out files are read-only");
+    // A force-push rewrites main: followed.
+    g.git(&["reset", "-q", "--hard", &c1]);
+    let c4 = g.commit(&[("cfg/tend.toml", &config(&s.out(), "v4"))], "rewritten");
+    let forced = s.tend(&["apply", "--source", &daemon, "-C", "cfg", "--auto-approve"]);
+    assert!(String::from_utf8_lossy(&forced.stderr).contains(&c4), "{}", text(&forced));
+    assert_eq!(s.app(), "v4\n");
+    // Refs that do not exist, and a server that is not there.
+    let missing = s.tend(&["plan", "--source", &daemon, "--ref", "nope", "-C", "cfg"]);
+    assert_eq!(missing.status.code(), Some(1), "{}", text(&missing));
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(err.contains("has no branch or tag `nope`") && err.contains("branch main") && err.contains("tag v1.1.0"), "{err}");
+    let down = s.tend(&["plan", "--source", &format!("git://127.0.0.1:{}/cfg.git", free_port()), "-C", "cfg"]);
+    assert_eq!(down.status.code(), Some(2), "{}", text(&down));
+    assert!(String::from_utf8_lossy(&down.stderr).contains("fetching git://127.0.0.1:"), "{}", text(&down));
+    let bad = s.tend(&["plan", "--source", &daemon, "--ref", "semver:not a range", "-C", "cfg"]);
+    assert_eq!(bad.status.code(), Some(1));
+    g.stop_daemon();
+}
+
+fn walk_find(dir: &Path, name: &str) -> Option<PathBuf> {
+    for e in fs_err::read_dir(dir).ok()?.flatten() {
+        let p = e.path();
+        if p.file_name().is_some_and(|n| n == name) {
+            return Some(p);
+        }
+        if p.is_dir()
+            && let Some(found) = walk_find(&p, name) {
+                return Some(found);
+            }
+    }
+    None
+}
+
+#[test]
+fn a_push_reaches_the_agent_through_a_signed_webhook_and_a_bad_signature_gets_401() {
+    let Some(mut g) = GitServer::new() else { return };
+    let s = Scratch::new();
+    g.commit(&[("cfg/tend.toml", &config(&s.out(), "v1"))], "v1");
+    let url = g.start_daemon();
+    // A long interval: only the webhook can bring the next commit in time.
+    let agent = Agent::start(&s, &["--source", &url, "-C", "cfg", "--interval", "1h", "--webhook-secret", "hook-secret"]);
+    wait_until("v1 is applied", 20, || s.app() == "v1\n");
+    assert_eq!(agent.http("GET", "/readyz", &[], "").0, 200);
+    assert_eq!(agent.http("GET", "/healthz", &[], "").0, 200);
+
+    g.hook(&github_hook(agent.port, "hook-secret"));
+    let c2 = g.commit(&[("cfg/tend.toml", &config(&s.out(), "v2"))], "v2");
+    wait_until("the push is converged", 20, || s.app() == "v2\n");
+    wait_until("status shows the commit", 5, || agent.status()["last_applied_commit"] == c2.as_str());
+
+    // Without a valid signature nothing is triggered.
+    fs_err::remove_file(g.bare().join("hooks/post-receive")).expect("rm hook");
+    g.commit(&[("cfg/tend.toml", &config(&s.out(), "v3"))], "v3");
+    let body = r#"{"ref":"refs/heads/main"}"#;
+    let (code, _) = agent.http("POST", "/hooks/github", &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", "sha256=0000")], body);
+    assert_eq!(code, 401);
+    assert_eq!(agent.http("POST", "/hooks/github", &[("X-GitHub-Event", "push")], body).0, 401);
+    assert_eq!(agent.http("POST", "/hooks/gitlab", &[("X-Gitlab-Token", "wrong")], body).0, 401);
+    assert_eq!(agent.http("POST", "/hooks/gitea", &[("X-Gitea-Signature", "00")], body).0, 401);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(s.app(), "v2\n", "nothing was applied");
+    // The GitLab form with the right token does trigger.
+    assert_eq!(agent.http("POST", "/hooks/gitlab", &[("X-Gitlab-Token", "hook-secret"), ("X-Gitlab-Event", "Push Hook")], body).0, 202);
+    wait_until("v3 is applied", 20, || s.app() == "v3\n");
+    let metrics = agent.http("GET", "/metrics", &[], "").1;
+    assert!(metrics.contains("tend_webhooks_total{forge=\"github\",outcome=\"unauthorized\"} 2"), "{metrics}");
+    assert!(metrics.contains("tend_webhooks_total{forge=\"github\",outcome=\"accepted\"} 1"), "{metrics}");
+    assert!(metrics.contains("tend_reconcile_duration_seconds_count 3"), "{metrics}");
+    let status = Command::new(env!("CARGO_BIN_EXE_tend")).args(["status", "--agent", &format!("http://127.0.0.1:{}", agent.port)]).output().expect("status");
+    let shown = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success() && shown.contains("Resources:     2 ok") && shown.contains("Last result:   success"), "{}\n{}", text(&status), agent.log());
+}
+
+#[test]
+fn the_agent_keeps_the_last_good_commit_while_git_is_down_and_recovers() {
+    let Some(mut g) = GitServer::new() else { return };
+    let s = Scratch::new();
+    let c1 = g.commit(&[("cfg/tend.toml", &config(&s.out(), "v1"))], "v1");
+    let url = g.start_daemon();
+    let agent = Agent::start(&s, &["--source", &url, "-C", "cfg", "--interval", "1s", "--jitter", "0", "--max-backoff", "1s"]);
+    wait_until("v1 is applied", 20, || s.app() == "v1\n");
+    g.stop_daemon();
+    wait_until("the fetch fails", 20, || agent.status()["last_result"] == "fetch-failed");
+    let st = agent.status();
+    assert!(st["last_error"].as_str().is_some_and(|e| e.contains(&format!("staying on the last good commit {c1}"))), "{st}");
+    assert_eq!(st["last_applied_commit"], c1.as_str());
+    assert_eq!(agent.http("GET", "/healthz", &[], "").0, 200, "alive while Git is down");
+    assert_eq!(s.app(), "v1\n");
+    let c2 = g.commit(&[("cfg/tend.toml", &config(&s.out(), "v2"))], "v2");
+    g.start_daemon();
+    wait_until("the agent recovers", 20, || s.app() == "v2\n");
+    wait_until("status recovers", 5, || agent.status()["last_result"] == "success" && agent.status()["last_applied_commit"] == c2.as_str());
+}
+
+#[test]
+fn drift_is_corrected_between_commits_and_counted() {
+    let Some(mut g) = GitServer::new() else { return };
+    let s = Scratch::new();
+    g.commit(&[("cfg/tend.toml", &config(&s.out(), "v1"))], "v1");
+    let url = g.start_daemon();
+    let agent = Agent::start(&s, &["--source", &url, "-C", "cfg", "--interval", "1h", "--drift-interval", "1s"]);
+    wait_until("v1 is applied", 20, || s.app() == "v1\n");
+    fs_err::write(s.out().join("app.conf"), "edited by hand\n").expect("tamper");
+    wait_until("the drift is corrected", 20, || s.app() == "v1\n");
+    let metrics = agent.http("GET", "/metrics", &[], "").1;
+    assert!(metrics.contains("tend_drift_detected_total 1") && metrics.contains("tend_drift_corrected_total 1"), "{metrics}");
+    assert!(agent.log().contains("drift detected") && agent.log().contains("host.file.app[me]"), "{}", agent.log());
+}
+
+#[test]
+fn plan_only_reports_without_applying_and_suspend_holds_changes_until_resume() {
+    let Some(mut g) = GitServer::new() else { return };
+    let s = Scratch::new();
+    g.commit(&[("cfg/tend.toml", &config(&s.out(), "v1"))], "v1");
+    let url = g.start_daemon();
+    {
+        let agent = Agent::start(&s, &["--source", &url, "-C", "cfg", "--interval", "1h", "--mode", "plan-only"]);
+        wait_until("the plan is reported", 20, || agent.status()["last_result"] == "success");
+        assert_eq!(agent.status()["resources"]["host.file.app[me]"]["status"], "pending");
+        assert!(!s.out().join("app.conf").exists(), "plan-only applies nothing");
+    }
+    let agent = Agent::start(&s, &["--source", &url, "-C", "cfg", "--interval", "1h", "--webhook-secret", "k"]);
+    wait_until("v1 is applied", 20, || s.app() == "v1\n");
+    let client = |cmd: &str, secret: &str| {
+        Command::new(env!("CARGO_BIN_EXE_tend")).args([cmd, "--agent", &format!("http://127.0.0.1:{}", agent.port), "--secret", secret]).output().expect("client")
+    };
+    assert_eq!(client("suspend", "wrong").status.code(), Some(1), "suspend needs the secret");
+    assert!(client("suspend", "k").status.success());
+    g.commit(&[("cfg/tend.toml", &config(&s.out(), "v2"))], "v2");
+    let body = r#"{"ref":"refs/heads/main"}"#;
+    assert_eq!(agent.http("POST", "/hooks/gitlab", &[("X-Gitlab-Token", "k")], body).0, 202);
+    wait_until("the suspended reconcile ran", 20, || agent.status()["resources"]["host.file.app[me]"]["status"] == "suspended");
+    assert_eq!(s.app(), "v1\n", "suspended: nothing applied");
+    assert!(client("resume", "k").status.success());
+    wait_until("resumed and applied", 20, || s.app() == "v2\n");
+}
+
+#[test]
+fn sigterm_during_an_apply_stops_at_a_safe_point_and_the_next_run_finishes() {
+    let Some(mut g) = GitServer::new() else { return };
+    let s = Scratch::new();
+    let out = s.out();
+    let mut cfg = String::from("[project]\nname = \"agent-test\"\n\n[host.local.me]\n");
+    for k in 1..=4 {
+        let dep = if k > 1 { format!("depends_on = [\"host.command.step{}\"]\n", k - 1) } else { String::new() };
+        cfg.push_str(&format!("\n[host.command.step{k}]\nrun = \"sleep 1; touch {}/step{k}\"\n{dep}", out.display()));
+    }
+    g.commit(&[("cfg/tend.toml", &cfg)], "slow");
+    let url = g.start_daemon();
+    let mut agent = Agent::start(&s, &["--source", &url, "-C", "cfg", "--interval", "1h"]);
+    wait_until("the first step ran", 20, || out.join("step1").exists());
+    agent.terminate();
+    let started = Instant::now();
+    let code = loop {
+        if let Some(st) = agent.child.try_wait().expect("wait") {
+            break st.code();
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "the agent stops at a safe point");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(code, Some(0), "{}", agent.log());
+    assert!(!out.join("step4").exists(), "no new change started after SIGTERM");
+    // The lock is released and state is consistent: a run finishes the rest.
+    let once = s.tend(&["agent", "--once", "--source", &url, "-C", "cfg"]);
+    assert!(once.status.success(), "{}", text(&once));
+    for k in 1..=4 {
+        assert!(out.join(format!("step{k}")).exists(), "step{k}");
+    }
+    let history = s.tend(&["history", "--json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&history.stdout).expect("json");
+    let results: Vec<&str> = rows.as_array().expect("rows").iter().filter_map(|r| r["result"].as_str()).collect();
+    assert_eq!(results, ["interrupted", "success"], "{}", text(&history));
+}
