@@ -38,6 +38,10 @@ pub struct Cli {
     /// ~/.cache/tend/sources).
     #[arg(long, global = true, env = "TEND_SOURCE_CACHE", value_name = "DIR")]
     pub source_cache: Option<PathBuf>,
+    /// With --source: accept only commits SSH-signed by a key in this allowed_signers file
+    /// (the format of git's gpg.ssh.allowedSignersFile); anything else is refused.
+    #[arg(long, global = true, env = "TEND_ALLOWED_SIGNERS", value_name = "FILE")]
+    pub allowed_signers: Option<PathBuf>,
     /// With an https --source: a file holding the access token (else TEND_GIT_TOKEN).
     #[arg(long, global = true, env = "TEND_GIT_TOKEN_FILE", value_name = "FILE")]
     pub git_token_file: Option<PathBuf>,
@@ -242,21 +246,24 @@ pub struct HistoryArgs {
 /// `tend agent`.
 #[derive(Debug, Args)]
 pub struct AgentArgs {
-    /// Fetch and reconcile at least this often (e.g. 30s, 5m).
-    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration, env = "TEND_INTERVAL")]
-    pub interval: std::time::Duration,
-    /// Add up to this fraction of the interval at random, so agents do not fetch in step.
-    #[arg(long, default_value_t = 0.1)]
-    pub jitter: f64,
+    /// Fetch and reconcile at least this often (e.g. 30s, 5m); default: tend.toml
+    /// `[agent] interval`, else 5m.
+    #[arg(long, value_parser = humantime::parse_duration, env = "TEND_INTERVAL")]
+    pub interval: Option<std::time::Duration>,
+    /// Add up to this fraction of the interval at random, so agents do not fetch in step
+    /// (default: tend.toml, else 0.1).
+    #[arg(long, env = "TEND_JITTER")]
+    pub jitter: Option<f64>,
     /// Between fetches, re-observe the targets of the last commit this often and correct drift.
     #[arg(long, value_parser = humantime::parse_duration, env = "TEND_DRIFT_INTERVAL")]
     pub drift_interval: Option<std::time::Duration>,
     /// After failures, retry with backoff growing from 10s up to this.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     pub max_backoff: std::time::Duration,
-    /// `apply` converges; `plan-only` only reports what would change.
-    #[arg(long, value_enum, default_value_t = AgentMode::Apply, env = "TEND_MODE")]
-    pub mode: AgentMode,
+    /// `apply` converges; `plan-only` only reports what would change (default: tend.toml,
+    /// else apply).
+    #[arg(long, value_enum, env = "TEND_MODE")]
+    pub mode: Option<AgentMode>,
     /// Reconcile once and exit (for cron or CI): exit 0 converged, 2 failed.
     #[arg(long)]
     pub once: bool,

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
+pub use tend_source::verify::{AllowedSigners, VerifyError};
 pub use tend_source::{Credentials, GitSource, RefSpec, Resolved, SourceError, redact_url};
 
 /// How to reach a source.
@@ -17,6 +18,11 @@ pub struct SourceOptions {
     pub cache: Option<PathBuf>,
     /// A file holding an https token (else `TEND_GIT_TOKEN`).
     pub token_file: Option<PathBuf>,
+}
+
+/// Load `--allowed-signers`, if given.
+pub fn signers(file: Option<&Path>) -> Result<Option<AllowedSigners>, VerifyError> {
+    file.map(AllowedSigners::load).transpose()
 }
 
 /// `$XDG_CACHE_HOME/tend/sources`, else `~/.cache/tend/sources`.
@@ -51,9 +57,25 @@ pub fn open(opts: &SourceOptions) -> Result<GitSource, SourceError> {
     Ok(GitSource::new(&url, reference, &cache, Credentials { token, username: std::env::var("TEND_GIT_USERNAME").ok() }))
 }
 
-/// Fetch and check out: the commit and the directory holding its tree.
-pub fn fetch_and_checkout(source: &GitSource, interrupt: &AtomicBool) -> Result<(Resolved, PathBuf), SourceError> {
-    let resolved = source.fetch(interrupt)?;
+/// Why a source could not be used for a reconcile.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// Fetching or checking out failed.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// The commit is not signed by an allowed signer: refused.
+    #[error(transparent)]
+    Refused(#[from] VerifyError),
+}
+
+/// Fetch (or, with `fetch = false`, use what was fetched last), verify the commit when
+/// `signers` is given, and check it out: the commit and the directory holding its tree.
+pub fn read(source: &GitSource, fetch: bool, signers: Option<&AllowedSigners>, interrupt: &AtomicBool) -> Result<(Resolved, PathBuf), ReadError> {
+    let resolved = if fetch { source.fetch(interrupt)? } else { source.resolve_cached()? };
+    if let Some(s) = signers {
+        let (who, key) = source.verify(&resolved.commit, s)?;
+        tracing::info!(commit = %resolved.commit, signer = %who, key = %key, "commit signature verified");
+    }
     let dir = source.checkout(&resolved.commit, 5)?;
     Ok((resolved, dir))
 }

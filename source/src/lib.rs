@@ -15,6 +15,7 @@
 
 mod checkout;
 mod refspec;
+pub mod verify;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -206,6 +207,12 @@ impl GitSource {
     pub fn checkout(&self, commit: &str, keep: usize) -> Result<PathBuf, SourceError> {
         let repo = self.repo()?;
         checkout::checkout(&repo, &self.dir.join("checkouts"), commit, keep).map_err(|source| SourceError::Cache { path: self.dir.clone(), source })
+    }
+
+    /// Verify `commit`'s SSH signature against `signers`; returns who signed it.
+    pub fn verify(&self, commit: &str, signers: &verify::AllowedSigners) -> Result<(String, String), verify::VerifyError> {
+        let raw = self.commit_object(commit).map_err(|e| verify::VerifyError::BadSignature { commit: commit.to_string(), why: e.to_string() })?;
+        signers.verify_commit(commit, &raw)
     }
 
     /// The raw commit object (headers, signature, message) of `commit`, for verification.

@@ -60,16 +60,17 @@ pub struct AgentOptions {
     pub load: LoadOptions,
     /// `--state`.
     pub state: Option<PathBuf>,
-    /// Fetch and reconcile at least this often.
-    pub interval: Duration,
-    /// Up to this fraction of the interval is added at random (spreads a fleet of agents).
-    pub jitter: f64,
-    /// Re-observe the last commit's targets this often between fetches (drift).
+    /// Fetch and reconcile at least this often (else tend.toml `[agent] interval`, else 5m).
+    pub interval: Option<Duration>,
+    /// Up to this fraction of the interval is added at random (spreads a fleet of agents);
+    /// else tend.toml, else 0.1.
+    pub jitter: Option<f64>,
+    /// Re-observe the last commit's targets this often between fetches (drift); else tend.toml.
     pub drift_interval: Option<Duration>,
-    /// Backoff after failures grows from 5 s up to this.
+    /// Backoff after failures grows from 10 s up to this.
     pub max_backoff: Duration,
-    /// Apply or plan-only.
-    pub mode: Mode,
+    /// Apply or plan-only; else tend.toml, else apply.
+    pub mode: Option<Mode>,
     /// Run one reconcile and return.
     pub once: bool,
     /// Changes applied at once.
@@ -78,6 +79,9 @@ pub struct AgentOptions {
     pub webhook_secret: Option<String>,
     /// `user@host` for history.
     pub who: String,
+    /// Accept only commits signed by these keys.
+    #[cfg(feature = "git")]
+    pub signers: Option<crate::source::AllowedSigners>,
 }
 
 /// What the loop and the HTTP listener share.
@@ -92,6 +96,29 @@ pub struct Shared {
     pub cancel: Arc<AtomicBool>,
     /// Wakes the loop to stop.
     pub stop: Notify,
+    /// `[agent]` of the tend.toml last loaded.
+    file_settings: std::sync::Mutex<crate::config::AgentSettings>,
+}
+
+/// Settings in force: flags and environment, then tend.toml `[agent]`, then defaults.
+#[derive(Debug, Clone, Copy)]
+struct Effective {
+    interval: Duration,
+    jitter: f64,
+    drift_interval: Option<Duration>,
+    mode: Mode,
+}
+
+impl Shared {
+    fn effective(&self, opts: &AgentOptions) -> Effective {
+        let file = self.file_settings.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        Effective {
+            interval: opts.interval.or(file.interval).unwrap_or(Duration::from_mins(5)),
+            jitter: opts.jitter.or(file.jitter).unwrap_or(0.1),
+            drift_interval: opts.drift_interval.or(file.drift_interval),
+            mode: opts.mode.or(file.plan_only.map(|p| if p { Mode::PlanOnly } else { Mode::Apply })).unwrap_or(Mode::Apply),
+        }
+    }
 }
 
 impl Shared {
@@ -105,10 +132,17 @@ impl Shared {
         let status = Status {
             source,
             reference,
-            mode: if opts.mode == Mode::Apply { "apply" } else { "plan-only" }.into(),
+            mode: if opts.mode == Some(Mode::PlanOnly) { "plan-only" } else { "apply" }.into(),
             ..Status::default()
         };
-        Arc::new(Self { status: Mutex::new(status), trigger: Notify::new(), webhook_secret: opts.webhook_secret.clone(), cancel: Arc::new(AtomicBool::new(false)), stop: Notify::new() })
+        Arc::new(Self {
+            status: Mutex::new(status),
+            trigger: Notify::new(),
+            webhook_secret: opts.webhook_secret.clone(),
+            cancel: Arc::new(AtomicBool::new(false)),
+            stop: Notify::new(),
+            file_settings: std::sync::Mutex::new(crate::config::AgentSettings::default()),
+        })
     }
 
     /// Ask the agent to stop at a safe point.
@@ -157,10 +191,11 @@ pub async fn run(opts: AgentOptions, shared: Arc<Shared>) -> Reconciled {
         if opts.once || shared.cancel.load(Ordering::SeqCst) {
             return last;
         }
+        let eff = shared.effective(&opts);
         let wait = if last == Reconciled::Success {
             failures = 0;
-            let next_fetch = jittered(opts.interval, opts.jitter).saturating_sub(last_fetch.elapsed());
-            opts.drift_interval.map_or(next_fetch, |d| d.min(next_fetch))
+            let next_fetch = jittered(eff.interval, eff.jitter).saturating_sub(last_fetch.elapsed());
+            eff.drift_interval.map_or(next_fetch, |d| d.min(next_fetch))
         } else {
             failures += 1;
             let backoff = Duration::from_secs(5).saturating_mul(1 << failures.min(10)).min(opts.max_backoff);
@@ -171,7 +206,7 @@ pub async fn run(opts: AgentOptions, shared: Arc<Shared>) -> Reconciled {
             () = shared.stop.notified() => return last,
             () = shared.trigger.notified() => why = Why::Trigger,
             () = tokio::time::sleep(wait) => {
-                why = if last == Reconciled::Success && last_fetch.elapsed() + Duration::from_millis(50) < opts.interval { Why::Drift } else { Why::Interval };
+                why = if last == Reconciled::Success && last_fetch.elapsed() + Duration::from_millis(50) < eff.interval { Why::Drift } else { Why::Interval };
             }
         }
     }
@@ -223,11 +258,16 @@ async fn materialise(opts: &AgentOptions, shared: &Arc<Shared>, fetch: bool) -> 
         Origin::Git { source, subdir } => {
             let source = source.clone();
             let cancel = shared.cancel.clone();
+            let signers = opts.signers.clone();
+            // Between fetches, drift is corrected against the last commit applied, never
+            // against something fetched but not (yet) accepted.
+            let last_good = if fetch { None } else { shared.status.lock().await.last_applied_commit.clone() };
             let fetched = tokio::task::spawn_blocking(move || {
-                let resolved = if fetch { source.fetch(&cancel) } else { source.resolve_cached() };
-                let resolved = resolved?;
-                let dir = source.checkout(&resolved.commit, 5)?;
-                Ok::<_, crate::source::SourceError>((resolved, dir))
+                if let Some(commit) = last_good {
+                    let dir = source.checkout(&commit, 5)?;
+                    return Ok((crate::source::Resolved { reference: commit.clone(), commit }, dir));
+                }
+                crate::source::read(&source, fetch, signers.as_ref(), &cancel)
             })
             .await
             .expect("fetch does not panic");
@@ -242,7 +282,12 @@ async fn materialise(opts: &AgentOptions, shared: &Arc<Shared>, fetch: bool) -> 
                     st.last_attempted_commit = Some(resolved.commit.clone());
                     Ok((dir.join(subdir), Some(crate::source::revision(&resolved))))
                 }
-                Err(e) => {
+                Err(crate::source::ReadError::Refused(e)) => {
+                    let kept = shared.status.lock().await.last_applied_commit.clone();
+                    tracing::error!("refused: {e}");
+                    Err(("refused", format!("refused: {e}{}", kept.map(|c| format!(" (staying on the last good commit {c})")).unwrap_or_default())))
+                }
+                Err(crate::source::ReadError::Source(e)) => {
                     let mut msg = e.to_string();
                     let mut cause = std::error::Error::source(&e);
                     while let Some(c) = cause {
@@ -270,6 +315,9 @@ async fn reconcile_inner(opts: &AgentOptions, shared: &Arc<Shared>, fetch: bool)
     if let Some(r) = &revision {
         ws.config.revision.clone_from(r);
     }
+    *shared.file_settings.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = ws.config.project.agent.clone();
+    let mode = shared.effective(opts).mode;
+    shared.status.lock().await.mode = if mode == Mode::Apply { "apply" } else { "plan-only" }.into();
     let commit = revision.as_deref().map_or_else(|| ws.config.revision.clone(), |r| r.trim_start_matches("git:").to_string());
     if revision.is_none() {
         let mut st = shared.status.lock().await;
@@ -284,7 +332,7 @@ async fn reconcile_inner(opts: &AgentOptions, shared: &Arc<Shared>, fetch: bool)
         let mut st = shared.status.lock().await;
         st.resources.clear();
         for c in &plan.changes {
-            let status = if suspended && c.is_change() {
+            let status = if c.held_back.is_some() || suspended && c.is_change() {
                 "suspended"
             } else if c.drift_reported {
                 "drifted"
@@ -310,17 +358,17 @@ async fn reconcile_inner(opts: &AgentOptions, shared: &Arc<Shared>, fetch: bool)
             (Some(b), Some(a)) => a.iter().filter(|(k, v)| b.get(*k) != Some(*v)).map(|(k, _)| k.clone()).collect(),
             _ => vec!["(absent)".into()],
         };
-        tracing::warn!(addr = %c.addr, fields = %fields.join(","), corrected = !c.drift_reported && opts.mode == Mode::Apply && !suspended, "drift detected");
+        tracing::warn!(addr = %c.addr, fields = %fields.join(","), corrected = !c.drift_reported && mode == Mode::Apply && !suspended, "drift detected");
     }
     if !plan.errors.is_empty() {
         let msgs: Vec<String> = plan.errors.iter().map(|e| e.addr.as_ref().map_or_else(|| e.message.clone(), |a| format!("{a}: {}", e.message))).collect();
         return Err(("failed", format!("the plan has errors; nothing was applied: {}", msgs.join("; "))));
     }
-    if opts.mode == Mode::PlanOnly || suspended || !plan.has_changes() {
+    if mode == Mode::PlanOnly || suspended || !plan.has_changes() {
         if !plan.unplanned.is_empty() {
             return Err(("failed", format!("{} resources could not be planned (unreachable hosts)", plan.unplanned.len())));
         }
-        if opts.mode == Mode::Apply && !suspended {
+        if mode == Mode::Apply && !suspended {
             shared.status.lock().await.last_applied_commit = Some(commit);
         }
         return Ok(());

@@ -44,11 +44,13 @@ pub async fn run(cli: &Cli, args: &AgentArgs) -> Result<ExitCode, Failure> {
         jitter: args.jitter,
         drift_interval: args.drift_interval,
         max_backoff: args.max_backoff,
-        mode: if args.mode == AgentMode::Apply { Mode::Apply } else { Mode::PlanOnly },
+        mode: args.mode.map(|m| if m == AgentMode::Apply { Mode::Apply } else { Mode::PlanOnly }),
         once: args.once,
         parallelism: args.parallelism,
         webhook_secret: secret,
         who: format!("agent:{}", who()),
+        #[cfg(feature = "git")]
+        signers: tend::source::signers(cli.allowed_signers.as_deref()).map_err(|e| Failure::user(e, None))?,
     };
     let shared = Shared::new(&opts);
     let server = if args.once || args.listen == "none" {

@@ -130,8 +130,15 @@ fn config_root(cli: &Cli) -> Result<(std::path::PathBuf, Option<String>), Failur
         token_file: cli.git_token_file.clone(),
     };
     let source = tend::source::open(&opts).map_err(source_failure)?;
+    let signers = tend::source::signers(cli.allowed_signers.as_deref()).map_err(|e| Failure::user(e, None))?;
     let never = std::sync::atomic::AtomicBool::new(false);
-    let (resolved, dir) = tokio::task::block_in_place(|| tend::source::fetch_and_checkout(&source, &never)).map_err(source_failure)?;
+    let (resolved, dir) = tokio::task::block_in_place(|| tend::source::read(&source, true, signers.as_ref(), &never)).map_err(|e| match e {
+        tend::source::ReadError::Source(e) => source_failure(e),
+        tend::source::ReadError::Refused(e) => Failure::user(
+            format!("refusing to use {}: {e}", source.display_url()),
+            Some("sign commits with an allowed key (git config gpg.format ssh; commit -S), or add the signer to the allowed signers file".into()),
+        ),
+    })?;
     eprintln!("Source: {} {} at {}", source.display_url(), resolved.reference, resolved.commit);
     let sub = cli.config.strip_prefix(".").unwrap_or(&cli.config);
     if sub.is_absolute() || sub.components().any(|c| matches!(c, std::path::Component::ParentDir)) {

@@ -13,9 +13,9 @@ use super::template::{self, Scope};
 use crate::registry::Registry;
 
 /// Top-level keys that only tend.toml may hold.
-pub const RESERVED: &[&str] = &["project", "variables", "environments", "providers", "secrets"];
+pub const RESERVED: &[&str] = &["project", "variables", "environments", "providers", "secrets", "agent"];
 /// Meta fields every resource accepts.
-pub const META: &[&str] = &["depends_on", "lifecycle", "drift"];
+pub const META: &[&str] = &["depends_on", "lifecycle", "drift", "suspend"];
 
 /// Lowers resource tables of one or more files.
 pub struct Lowerer<'a> {
@@ -162,12 +162,17 @@ impl Lowerer<'_> {
             depends_on: Vec::new(),
             lifecycle: Lifecycle::default(),
             drift: DriftPolicy::default(),
+            suspend: false,
         };
         for (fkey, fnode) in entries {
             match fkey.name.as_str() {
                 "depends_on" => res.depends_on = self.depends_on(fnode),
                 "lifecycle" => res.lifecycle = self.lifecycle(fnode, schema),
                 "drift" => res.drift = self.drift(fnode),
+                "suspend" => match &fnode.kind {
+                    NodeKind::Bool(b) => res.suspend = *b,
+                    _ => self.diags.push(Diagnostic::at(fnode.span, format!("`suspend` of `{addr}` must be true or false"), "not a boolean")),
+                },
                 name => match schema.field(name) {
                     None => {
                         let candidates = schema.input_names().chain(META.iter().copied());

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use diag::{Diagnostic, Diagnostics};
-pub use model::{Config, DriftPolicy, Expr, Field, Lifecycle, Part, Project, Reference, Resource, SecretDecl, SecretRef};
+pub use model::{AgentSettings, Config, DriftPolicy, Expr, Field, Lifecycle, Part, Project, Reference, Resource, SecretDecl, SecretRef};
 use node::{Node, NodeKind};
 use sha2::{Digest, Sha256};
 pub use source::{SourceMap, Span};

@@ -183,6 +183,8 @@ pub struct Resource {
     pub lifecycle: Lifecycle,
     /// `drift`.
     pub drift: DriftPolicy,
+    /// `suspend = true`: observed and planned, never changed (held back until set false).
+    pub suspend: bool,
 }
 
 impl Resource {
@@ -221,6 +223,21 @@ pub struct Project {
     pub state: Option<PathBuf>,
     /// Default apply parallelism.
     pub parallelism: Option<usize>,
+    /// `[agent]` settings (flags and environment win over them).
+    pub agent: AgentSettings,
+}
+
+/// `[agent]` of tend.toml: how `tend agent` runs this repository.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AgentSettings {
+    /// `interval = "5m"`.
+    pub interval: Option<std::time::Duration>,
+    /// `drift_interval = "10m"`.
+    pub drift_interval: Option<std::time::Duration>,
+    /// `mode = "apply"` or `"plan-only"`.
+    pub plan_only: Option<bool>,
+    /// `jitter = 0.1`.
+    pub jitter: Option<f64>,
 }
 
 /// A loaded, validated config directory.

@@ -91,6 +91,38 @@ pub fn settings(doc: &Node, root: &Path, root_str: &str, opts: &super::LoadOptio
                     }
                 }
             }
+            "agent" => {
+                const FIELDS: [&str; 4] = ["interval", "drift_interval", "mode", "jitter"];
+                for (ak, av) in table(v, "agent", diags) {
+                    let duration = |diags: &mut Vec<Diagnostic>| match &av.kind {
+                        NodeKind::String(s) => match humantime::parse_duration(s) {
+                            Ok(d) if !d.is_zero() => Some(d),
+                            _ => {
+                                diags.push(Diagnostic::at(av.span, format!("`agent.{}` = \"{s}\" is not a duration", ak.name), "e.g. \"30s\", \"5m\", \"1h\""));
+                                None
+                            }
+                        },
+                        other => {
+                            diags.push(Diagnostic::at(av.span, format!("wrong type for `agent.{}`: found {}", ak.name, other.type_name()), "expected a duration string, e.g. \"5m\""));
+                            None
+                        }
+                    };
+                    match (ak.name.as_str(), &av.kind) {
+                        ("interval", _) => project.agent.interval = duration(diags),
+                        ("drift_interval", _) => project.agent.drift_interval = duration(diags),
+                        ("mode", NodeKind::String(m)) if m == "apply" || m == "plan-only" => project.agent.plan_only = Some(m == "plan-only"),
+                        ("mode", _) => diags.push(Diagnostic::at(av.span, "`agent.mode` must be \"apply\" or \"plan-only\"", "invalid mode")),
+                        ("jitter", NodeKind::Float(f)) if (0.0..=1.0).contains(f) => project.agent.jitter = Some(*f),
+                        ("jitter", NodeKind::Int(i)) if *i == 0 || *i == 1 => project.agent.jitter = Some(if *i == 0 { 0.0 } else { 1.0 }),
+                        ("jitter", _) => diags.push(Diagnostic::at(av.span, "`agent.jitter` must be a fraction between 0 and 1", "e.g. 0.1")),
+                        (name, _) => diags.push(
+                            Diagnostic::at(ak.span, format!("unknown field `agent.{name}`"), "unknown field").with_hint(
+                                nearest(name, FIELDS).map_or_else(|| format!("agent fields: {}", FIELDS.join(", ")), |s| format!("did you mean `{s}`?")),
+                            ),
+                        ),
+                    }
+                }
+            }
             "environments" => {
                 for (ek, ev) in table(v, "environments", diags) {
                     let mut vars = BTreeMap::new();

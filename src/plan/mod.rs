@@ -88,6 +88,9 @@ pub struct Change {
     /// Takes effect when its target commits (a host's next generation of files).
     #[serde(default)]
     pub staged: bool,
+    /// The change `suspend = true` held back (the action is then no-op).
+    #[serde(default)]
+    pub held_back: Option<Action>,
 }
 
 impl Change {

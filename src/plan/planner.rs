@@ -239,7 +239,12 @@ async fn plan_desired(
         })
         .await
         .map_err(|e| err(e.to_string(), e.hint.clone()))?;
-    let decided = decide(planned, inputs_changed, record, observed.as_ref(), &res.lifecycle, res.drift);
+    let mut decided = decide(planned, inputs_changed, record, observed.as_ref(), &res.lifecycle, res.drift);
+    // `suspend = true`: observed and planned, but nothing changes until it is lifted.
+    let held_back = (res.suspend && decided.action != Action::NoOp).then_some(decided.action);
+    if held_back.is_some() {
+        decided.action = Action::NoOp;
+    }
     tracing::trace!(%addr, action = ?decided.action, reason = ?decided.reason, "planned");
     let mut values = config;
     values.extend(decided.after.clone());
@@ -267,6 +272,7 @@ async fn plan_desired(
         prior_id: record.and_then(|r| r.remote_id.clone()),
         lifecycle: res.lifecycle.clone(),
         staged: decided.staged,
+        held_back,
     };
     Ok((change, values))
 }
@@ -391,6 +397,7 @@ async fn plan_orphan(
         prior_id: record.remote_id.clone(),
         lifecycle: Lifecycle { prevent_destroy: record.prevent_destroy, ..Lifecycle::default() },
         staged: planned.staged,
+        held_back: None,
     };
     Ok((change, (*record.attributes).clone()))
 }

@@ -67,6 +67,7 @@ fn change_json(c: &Change) -> J {
         "drift_reported": c.drift_reported,
         "note": c.note,
         "staged": c.staged,
+        "held_back": c.held_back.map(action_name),
         "depends_on": c.depends_on.iter().map(ToString::to_string).collect::<Vec<_>>(),
     })
 }

@@ -114,6 +114,16 @@ pub fn render_text(plan: &Plan) -> String {
     for (t, n) in &commits {
         let _ = writeln!(out, "  # {t} will switch to a new generation of its files ({n} changed)\n");
     }
+    let held: Vec<&Change> = plan.changes.iter().filter(|c| c.held_back.is_some()).collect();
+    if !held.is_empty() {
+        let _ = writeln!(out, "Held back by suspend = true:\n");
+        for c in held {
+            let action = c.held_back.unwrap_or(Action::NoOp);
+            let _ = writeln!(out, "{} {}", symbol(action), c.addr);
+            attributes(&mut out, &Change { action, ..(*c).clone() });
+        }
+        out.push('\n');
+    }
     let reported: Vec<&Change> = plan.changes.iter().filter(|c| c.drift_reported).collect();
     if !reported.is_empty() {
         let _ = writeln!(out, "Drift detected and left alone (drift = \"report\"):\n");
@@ -123,7 +133,10 @@ pub fn render_text(plan: &Plan) -> String {
         }
         out.push('\n');
     }
-    if changes.is_empty() {
+    let held_count = plan.changes.iter().filter(|c| c.held_back.is_some()).count();
+    if changes.is_empty() && held_count > 0 {
+        let _ = writeln!(out, "No changes to apply: {held_count} held back by suspend = true.");
+    } else if changes.is_empty() {
         let _ = writeln!(out, "No changes. The targets match the configuration.");
     } else {
         let _ = writeln!(out, "Plan: {}.", plan.summary());

@@ -304,11 +304,15 @@ fn plan_only_reports_without_applying_and_suspend_holds_changes_until_resume() {
     g.commit(&[("cfg/tend.toml", &config(&s.out(), "v1"))], "v1");
     let url = g.start_daemon();
     {
-        let agent = Agent::start(&s, &["--source", &url, "-C", "cfg", "--interval", "1h", "--mode", "plan-only"]);
+        // plan-only from tend.toml's [agent] table (flags would win over it).
+        g.commit(&[("cfg/tend.toml", &format!("[agent]\nmode = \"plan-only\"\ninterval = \"1h\"\n\n{}", config(&s.out(), "v1")))], "plan-only");
+        let agent = Agent::start(&s, &["--source", &url, "-C", "cfg"]);
         wait_until("the plan is reported", 20, || agent.status()["last_result"] == "success");
         assert_eq!(agent.status()["resources"]["host.file.app[me]"]["status"], "pending");
         assert!(!s.out().join("app.conf").exists(), "plan-only applies nothing");
+        assert_eq!(agent.status()["mode"], "plan-only");
     }
+    g.commit(&[("cfg/tend.toml", &config(&s.out(), "v1"))], "apply");
     let agent = Agent::start(&s, &["--source", &url, "-C", "cfg", "--interval", "1h", "--webhook-secret", "k"]);
     wait_until("v1 is applied", 20, || s.app() == "v1\n");
     let client = |cmd: &str, secret: &str| {
@@ -323,6 +327,12 @@ fn plan_only_reports_without_applying_and_suspend_holds_changes_until_resume() {
     assert_eq!(s.app(), "v1\n", "suspended: nothing applied");
     assert!(client("resume", "k").status.success());
     wait_until("resumed and applied", 20, || s.app() == "v2\n");
+    // One resource suspended in the config: observed, reported, not changed.
+    let held = config(&s.out(), "v3").replace("[host.file.app]\n", "[host.file.app]\nsuspend = true\n");
+    g.commit(&[("cfg/tend.toml", &held)], "hold app");
+    assert_eq!(agent.http("POST", "/hooks/gitlab", &[("X-Gitlab-Token", "k")], body).0, 202);
+    wait_until("the held resource is reported", 20, || agent.status()["resources"]["host.file.app[me]"]["status"] == "suspended");
+    assert_eq!(s.app(), "v2\n", "suspend = true: nothing applied");
 }
 
 #[test]
@@ -360,4 +370,50 @@ fn sigterm_during_an_apply_stops_at_a_safe_point_and_the_next_run_finishes() {
     let rows: serde_json::Value = serde_json::from_slice(&history.stdout).expect("json");
     let results: Vec<&str> = rows.as_array().expect("rows").iter().filter_map(|r| r["result"].as_str()).collect();
     assert_eq!(results, ["interrupted", "success"], "{}", text(&history));
+}
+
+fn ssh_keygen(path: &Path) -> String {
+    let out = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "signer", "-f"]).arg(path).output().expect("ssh-keygen");
+    assert!(out.status.success(), "{}", text(&out));
+    fs_err::read_to_string(path.with_extension("pub")).expect("public key").trim().to_string()
+}
+
+#[test]
+fn only_commits_signed_by_an_allowed_ssh_key_are_applied() {
+    let Some(mut g) = GitServer::new() else { return };
+    let s = Scratch::new();
+    let keys = s.0.path().join("keys");
+    fs_err::create_dir_all(&keys).expect("mkdir");
+    let allowed_pub = ssh_keygen(&keys.join("allowed"));
+    ssh_keygen(&keys.join("stranger"));
+    let signers = keys.join("allowed_signers");
+    fs_err::write(&signers, format!("# who may sign\ntest@example.com namespaces=\"git\" {allowed_pub}\n")).expect("allowed_signers");
+    let signers_arg = signers.display().to_string();
+    let c1 = g.commit_signed(&[("cfg/tend.toml", &config(&s.out(), "v1"))], "v1", &keys.join("allowed"));
+    let url = g.start_daemon();
+    let ok = s.tend(&["apply", "--source", &url, "-C", "cfg", "--allowed-signers", &signers_arg, "--auto-approve"]);
+    assert!(ok.status.success(), "{}", text(&ok));
+    assert_eq!(s.app(), "v1\n");
+
+    let agent = Agent::start(&s, &["--source", &url, "-C", "cfg", "--allowed-signers", &signers_arg, "--interval", "1s", "--jitter", "0", "--max-backoff", "1s"]);
+    wait_until("the agent is on c1", 20, || agent.status()["last_applied_commit"] == c1.as_str());
+    // Unsigned: refused by the agent and by plan, the last good commit stays.
+    let c2 = g.commit(&[("cfg/tend.toml", &config(&s.out(), "v2"))], "unsigned");
+    wait_until("the unsigned commit is refused", 20, || agent.status()["last_result"] == "refused");
+    let err = agent.status()["last_error"].as_str().unwrap_or_default().to_string();
+    assert!(err.contains(&format!("commit {c2} is not signed")) && err.contains(&format!("staying on the last good commit {c1}")), "{err}");
+    assert_eq!(s.app(), "v1\n");
+    let plan = s.tend(&["plan", "--source", &url, "-C", "cfg", "--allowed-signers", &signers_arg]);
+    assert_eq!(plan.status.code(), Some(1), "{}", text(&plan));
+    assert!(String::from_utf8_lossy(&plan.stderr).contains(&format!("commit {c2} is not signed")), "{}", text(&plan));
+    // Signed by a key that is not allowed: refused, naming the key.
+    let c3 = g.commit_signed(&[("cfg/tend.toml", &config(&s.out(), "v3"))], "stranger", &keys.join("stranger"));
+    wait_until("the stranger's commit is refused", 20, || agent.status()["last_error"].as_str().is_some_and(|e| e.contains(&c3)));
+    let err = agent.status()["last_error"].as_str().unwrap_or_default().to_string();
+    assert!(err.contains("is signed by SHA256:") && err.contains("which is not in"), "{err}");
+    assert_eq!(s.app(), "v1\n");
+    // Signed by the allowed key again: applied.
+    let c4 = g.commit_signed(&[("cfg/tend.toml", &config(&s.out(), "v4"))], "v4", &keys.join("allowed"));
+    wait_until("the signed commit is applied", 20, || s.app() == "v4\n");
+    wait_until("status", 5, || agent.status()["last_applied_commit"] == c4.as_str());
 }

@@ -47,6 +47,7 @@ cases!(
     relative_path,
     unknown_depends_on,
     bad_generations,
+    bad_agent_settings,
 );
 
 #[test]

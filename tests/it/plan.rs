@@ -34,4 +34,4 @@ macro_rules! cases {
     )* };
 }
 
-cases!(create, noop, update, replace, replace_create_before_destroy, delete, known_after_apply, prevent_destroy, ignore_changes, generation);
+cases!(create, noop, update, replace, replace_create_before_destroy, delete, known_after_apply, prevent_destroy, ignore_changes, generation, suspended);

@@ -78,6 +78,16 @@ impl GitServer {
         git(&self.work(), &["rev-parse", "HEAD"])
     }
 
+    /// Like [`Self::commit`], SSH-signed with `key` (a private key file).
+    pub fn commit_signed(&self, files: &[(&str, &str)], message: &str, key: &Path) -> String {
+        super::write_tree(&self.work(), files);
+        git(&self.work(), &["add", "-A"]);
+        let signing = format!("user.signingkey={}", key.display());
+        git(&self.work(), &["-c", "gpg.format=ssh", "-c", &signing, "commit", "-q", "-S", "--allow-empty", "-m", message]);
+        git(&self.work(), &["push", "-q", "--force", &self.bare().to_string_lossy(), "main"]);
+        git(&self.work(), &["rev-parse", "HEAD"])
+    }
+
     /// Run git in the working clone.
     pub fn git(&self, args: &[&str]) -> String {
         git(&self.work(), args)
