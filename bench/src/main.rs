@@ -2,7 +2,10 @@
 //!
 //! ```text
 //! tend-bench local-files [--sizes 1000,10000] [--runs 5] [--tend PATH]
+//! tend-bench agent [--pushes 9] [--idle 60] [--tend PATH]
 //! ```
+//!
+//! `agent` is described in [`agent`].
 //!
 //! For each size N it generates N `host.file` resources on the local host and measures, with
 //! the release binary, over several runs: `validate`, `plan` when nothing changed, `apply`
@@ -17,14 +20,24 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
+mod agent;
+
 #[allow(clippy::print_stdout)]
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("measure") => measure(&args[1..]),
         Some("local-files") => local_files(&args[1..]),
+        Some("agent") => {
+            let rest = &args[1..];
+            let tend = flag(rest, "--tend").map_or_else(default_tend, PathBuf::from);
+            if !tend.exists() {
+                bail!("{} not found; build it with `cargo build --release`", tend.display());
+            }
+            agent::run(&tend, flag(rest, "--pushes").unwrap_or("9").parse()?, flag(rest, "--idle").unwrap_or("60").parse()?)
+        }
         _ => {
-            println!("usage: tend-bench local-files [--sizes 1000,10000] [--runs 5] [--tend PATH]");
+            println!("usage: tend-bench local-files [--sizes 1000,10000] [--runs 5] [--tend PATH]\n       tend-bench agent [--pushes 9] [--idle 60] [--tend PATH]");
             Ok(())
         }
     }

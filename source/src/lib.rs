@@ -145,7 +145,9 @@ impl GitSource {
 
     fn repo(&self) -> Result<gix::Repository, SourceError> {
         let path = self.dir.join("repo.git");
-        let opts = gix::open::Options::isolated();
+        // Not isolated: git's own configuration and environment apply as they would to `git
+        // fetch` (GIT_SSH_COMMAND / core.sshCommand, url.<base>.insteadOf, http.proxy).
+        let opts = gix::open::Options::default();
         if path.join("HEAD").exists() {
             return gix::open_opts(&path, opts).map_err(|e| self.cache_err(e));
         }

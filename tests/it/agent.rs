@@ -136,6 +136,15 @@ fn wait_until(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
     panic!("timed out after {secs} s waiting until {what}");
 }
 
+/// `sha256=<hex HMAC-SHA256 of body>`, computed the way the forges do, by another program.
+fn github_signature(secret: &str, body: &str) -> String {
+    let out = Command::new("python3")
+        .args(["-c", "import hashlib,hmac,sys; print('sha256=' + hmac.new(sys.argv[1].encode(), sys.argv[2].encode(), hashlib.sha256).hexdigest())", secret, body])
+        .output()
+        .expect("python3");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// A post-receive hook posting a GitHub-style push event signed with `secret`.
 fn github_hook(port: u16, secret: &str) -> String {
     format!(
@@ -252,10 +261,25 @@ fn a_push_reaches_the_agent_through_a_signed_webhook_and_a_bad_signature_gets_40
     // The GitLab form with the right token does trigger.
     assert_eq!(agent.http("POST", "/hooks/gitlab", &[("X-Gitlab-Token", "hook-secret"), ("X-Gitlab-Event", "Push Hook")], body).0, 202);
     wait_until("v3 is applied", 20, || s.app() == "v3\n");
+    // A burst of pushes coalesces: at most the running reconcile and one more.
+    let count = |a: &Agent| -> u64 {
+        let m = a.http("GET", "/metrics", &[], "").1;
+        m.lines().find_map(|l| l.strip_prefix("tend_reconcile_duration_seconds_count ")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+    };
+    let before = count(&agent);
+    let signature = github_signature("hook-secret", body);
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            scope.spawn(|| assert_eq!(http(agent.port, "POST", "/hooks/generic", &[("X-Signature-256", &signature)], body).0, 202));
+        }
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let burst = count(&agent) - before;
+    assert!((1..=3).contains(&burst), "8 simultaneous webhooks → {burst} reconciles");
     let metrics = agent.http("GET", "/metrics", &[], "").1;
     assert!(metrics.contains("tend_webhooks_total{forge=\"github\",outcome=\"unauthorized\"} 2"), "{metrics}");
     assert!(metrics.contains("tend_webhooks_total{forge=\"github\",outcome=\"accepted\"} 1"), "{metrics}");
-    assert!(metrics.contains("tend_reconcile_duration_seconds_count 3"), "{metrics}");
+    assert!(metrics.contains(&format!("tend_reconcile_duration_seconds_count {}", before + burst)), "{metrics}");
     let status = Command::new(env!("CARGO_BIN_EXE_tend")).args(["status", "--agent", &format!("http://127.0.0.1:{}", agent.port)]).output().expect("status");
     let shown = String::from_utf8_lossy(&status.stdout);
     assert!(status.status.success() && shown.contains("Resources:     2 ok") && shown.contains("Last result:   success"), "{}\n{}", text(&status), agent.log());
@@ -416,4 +440,46 @@ fn only_commits_signed_by_an_allowed_ssh_key_are_applied() {
     let c4 = g.commit_signed(&[("cfg/tend.toml", &config(&s.out(), "v4"))], "v4", &keys.join("allowed"));
     wait_until("the signed commit is applied", 20, || s.app() == "v4\n");
     wait_until("status", 5, || agent.status()["last_applied_commit"] == c4.as_str());
+}
+
+#[test]
+fn a_source_over_ssh_uses_the_system_ssh_client_and_its_settings() {
+    let Some(g) = GitServer::new() else { return };
+    let Some(f) = crate::support::fleet::Fleet::up(1) else { return };
+    let s = Scratch::new();
+    // The repository lives on a real sshd host, in its private /srv.
+    let bare = f.srv("h1").join("cfg.git");
+    fs_err::create_dir_all(&bare).expect("mkdir");
+    assert!(Command::new("git").args(["init", "-q", "--bare"]).current_dir(&bare).status().expect("git").success());
+    let c1 = g.commit(&[("cfg/tend.toml", &config(&s.out(), "v1"))], "v1");
+    assert!(Command::new("git").args(["push", "-q", &bare.to_string_lossy(), "HEAD:refs/heads/main"]).current_dir(g.work()).status().expect("push").success());
+    // Keys and known_hosts come from the ssh configuration, as for `git fetch`.
+    let ssh_config = s.0.path().join("ssh_config");
+    fs_err::write(
+        &ssh_config,
+        format!("Host h1\n  HostName {}\n  User root\n  IdentityFile {}\n  UserKnownHostsFile {}\n  StrictHostKeyChecking yes\n  BatchMode yes\n", f.address(1), f.key().display(), f.known_hosts().display()),
+    )
+    .expect("ssh_config");
+    let out = Command::new(env!("CARGO_BIN_EXE_tend"))
+        .args(s.args())
+        .args(["apply", "--source", "ssh://h1/srv/cfg.git", "-C", "cfg", "--auto-approve"])
+        .env("GIT_SSH_COMMAND", format!("ssh -F {}", ssh_config.display()))
+        .env("HOME", s.0.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("tend runs");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("Source: ssh://h1/srv/cfg.git refs/heads/main at {c1}")), "{}", text(&out));
+    assert_eq!(s.app(), "v1\n");
+    // A host key that is not the one on record: refused, nothing fetched.
+    fs_err::write(f.known_hosts(), "").expect("forget the host key");
+    let refused = Command::new(env!("CARGO_BIN_EXE_tend"))
+        .args(s.args())
+        .args(["plan", "--source", "ssh://h1/srv/cfg.git", "-C", "cfg"])
+        .env("GIT_SSH_COMMAND", format!("ssh -F {}", ssh_config.display()))
+        .env("HOME", s.0.path())
+        .output()
+        .expect("tend runs");
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("fetching ssh://h1/srv/cfg.git failed"), "{}", text(&refused));
 }
