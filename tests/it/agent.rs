@@ -304,6 +304,11 @@ fn the_agent_keeps_the_last_good_commit_while_git_is_down_and_recovers() {
     g.start_daemon();
     wait_until("the agent recovers", 20, || s.app() == "v2\n");
     wait_until("status recovers", 5, || agent.status()["last_result"] == "success" && agent.status()["last_applied_commit"] == c2.as_str());
+    // History rewritten by a force-push: the agent follows the branch to the new commit.
+    g.git(&["reset", "-q", "--hard", &c1]);
+    let c3 = g.commit(&[("cfg/tend.toml", &config(&s.out(), "v3"))], "rewritten");
+    wait_until("the force-pushed commit is applied", 20, || s.app() == "v3\n");
+    wait_until("status follows", 5, || agent.status()["last_applied_commit"] == c3.as_str());
 }
 
 #[test]
