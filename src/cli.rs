@@ -91,6 +91,14 @@ pub enum Command {
     /// Keep converging: fetch, plan and apply whenever Git changes (webhook or interval), and
     /// correct drift; serve /healthz, /readyz, /metrics and /status.
     Agent(AgentArgs),
+    /// Start managing an existing object: record ID under ADDRESS (declared in the config);
+    /// tend never touches objects it did not create or import.
+    Import {
+        /// The resource instance address, e.g. ec2.instance.web.
+        address: String,
+        /// The object's id, e.g. i-0123456789abcdef0.
+        id: String,
+    },
     /// Show a running agent's status.
     Status(AgentClientArgs),
     /// Stop a running agent from applying anything until `tend resume`.

@@ -35,6 +35,10 @@ impl Registry {
         {
             r = r.with(tend_host::HostFactory);
         }
+        #[cfg(feature = "ec2")]
+        {
+            r = r.with(tend_ec2::Ec2Factory);
+        }
         r
     }
 
@@ -84,7 +88,7 @@ impl Registry {
         for (name, factory) in self.factories.iter().filter(|(name, _)| wanted(name)) {
             let settings = config.provider_settings.get(*name).cloned().unwrap_or_default();
             let p = factory
-                .configure(ProviderConfig { settings, config_root: config.root.clone() })
+                .configure(ProviderConfig { settings, config_root: config.root.clone(), project: config.project.name.clone() })
                 .map_err(|e| ((*name).to_string(), e))?;
             out.insert((*name).to_string(), Arc::from(p));
         }

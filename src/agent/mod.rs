@@ -159,6 +159,8 @@ pub enum Reconciled {
     Success,
     /// Something failed; the text says what.
     Failed(String),
+    /// The newest commit was refused (signature); the last good commit stays.
+    Refused(String),
 }
 
 /// Why a reconcile runs.
@@ -192,7 +194,9 @@ pub async fn run(opts: AgentOptions, shared: Arc<Shared>) -> Reconciled {
             return last;
         }
         let eff = shared.effective(&opts);
-        let wait = if last == Reconciled::Success {
+        // A refused commit is not retried faster: the agent carries on with the last good one.
+        let healthy = matches!(last, Reconciled::Success | Reconciled::Refused(_));
+        let wait = if healthy {
             failures = 0;
             let next_fetch = jittered(eff.interval, eff.jitter).saturating_sub(last_fetch.elapsed());
             eff.drift_interval.map_or(next_fetch, |d| d.min(next_fetch))
@@ -206,7 +210,7 @@ pub async fn run(opts: AgentOptions, shared: Arc<Shared>) -> Reconciled {
             () = shared.stop.notified() => return last,
             () = shared.trigger.notified() => why = Why::Trigger,
             () = tokio::time::sleep(wait) => {
-                why = if last == Reconciled::Success && last_fetch.elapsed() + Duration::from_millis(50) < eff.interval { Why::Drift } else { Why::Interval };
+                why = if healthy && last_fetch.elapsed() + Duration::from_millis(50) < eff.interval { Why::Drift } else { Why::Interval };
             }
         }
     }
@@ -241,6 +245,7 @@ async fn reconcile(opts: &AgentOptions, shared: &Arc<Shared>, fetch: bool, why: 
             tracing::info!(duration_ms = started.elapsed().as_millis(), "reconciled");
             Reconciled::Success
         }
+        Err(("refused", msg)) => Reconciled::Refused(msg),
         Err((_, msg)) => {
             tracing::warn!(duration_ms = started.elapsed().as_millis(), "reconcile failed: {msg}");
             Reconciled::Failed(msg)

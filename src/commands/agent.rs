@@ -94,8 +94,8 @@ pub async fn run(cli: &Cli, args: &AgentArgs) -> Result<ExitCode, Failure> {
     }
     match last {
         // A stopped agent exits 0; `--once` reports how its one reconcile went.
-        Reconciled::Failed(msg) if args.once => Err(Failure { code: 2, text: format!("error: {msg}\n") }),
-        Reconciled::Success | Reconciled::Failed(_) => Ok(ExitCode::SUCCESS),
+        Reconciled::Failed(msg) | Reconciled::Refused(msg) if args.once => Err(Failure { code: 2, text: format!("error: {msg}\n") }),
+        Reconciled::Success | Reconciled::Failed(_) | Reconciled::Refused(_) => Ok(ExitCode::SUCCESS),
     }
 }
 

@@ -9,6 +9,7 @@ mod agent;
 mod apply;
 mod graph;
 mod history;
+mod import;
 mod plan;
 mod progress;
 mod rollback;
@@ -175,6 +176,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Secrets(cmd) => secrets::run(&cli, cmd),
         Command::Agent(args) => agent::run(&cli, args).await,
         Command::Status(args) => agent::status(args).await,
+        Command::Import { address, id } => import::run(&cli, address, id).await,
         Command::Suspend(args) => agent::suspend(args, true).await,
         Command::Resume(args) => agent::suspend(args, false).await,
         Command::Rollback { host, to } => rollback::run(&cli, host, to.as_deref()).await,

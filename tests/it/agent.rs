@@ -424,7 +424,7 @@ fn only_commits_signed_by_an_allowed_ssh_key_are_applied() {
     assert!(ok.status.success(), "{}", text(&ok));
     assert_eq!(s.app(), "v1\n");
 
-    let agent = Agent::start(&s, &["--source", &url, "-C", "cfg", "--allowed-signers", &signers_arg, "--interval", "1s", "--jitter", "0", "--max-backoff", "1s"]);
+    let agent = Agent::start(&s, &["--source", &url, "-C", "cfg", "--allowed-signers", &signers_arg, "--interval", "2s", "--drift-interval", "1s", "--jitter", "0", "--max-backoff", "1s"]);
     wait_until("the agent is on c1", 20, || agent.status()["last_applied_commit"] == c1.as_str());
     // Unsigned: refused by the agent and by plan, the last good commit stays.
     let c2 = g.commit(&[("cfg/tend.toml", &config(&s.out(), "v2"))], "unsigned");
@@ -435,6 +435,9 @@ fn only_commits_signed_by_an_allowed_ssh_key_are_applied() {
     let plan = s.tend(&["plan", "--source", &url, "-C", "cfg", "--allowed-signers", &signers_arg]);
     assert_eq!(plan.status.code(), Some(1), "{}", text(&plan));
     assert!(String::from_utf8_lossy(&plan.stderr).contains(&format!("commit {c2} is not signed")), "{}", text(&plan));
+    // While the newest commit is refused, drift is still corrected against the last good one.
+    fs_err::write(s.out().join("app.conf"), "tampered\n").expect("tamper");
+    wait_until("drift corrected to the last good commit", 20, || s.app() == "v1\n");
     // Signed by a key that is not allowed: refused, naming the key.
     let c3 = g.commit_signed(&[("cfg/tend.toml", &config(&s.out(), "v3"))], "stranger", &keys.join("stranger"));
     wait_until("the stranger's commit is refused", 20, || agent.status()["last_error"].as_str().is_some_and(|e| e.contains(&c3)));

@@ -4,6 +4,7 @@ mod agent;
 mod apply;
 mod cli;
 mod config_errors;
+mod ec2;
 mod examples;
 mod host_local;
 mod plan;

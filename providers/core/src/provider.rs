@@ -44,6 +44,9 @@ pub struct ProviderConfig {
     pub settings: Attributes,
     /// Root of the config checkout; files referenced by config are resolved inside it.
     pub config_root: PathBuf,
+    /// The project name (`[project] name`): providers that tag what they create use it to tell
+    /// their objects from other projects' in the same account.
+    pub project: String,
 }
 
 /// Builds a configured [`Provider`].

@@ -3,6 +3,7 @@
 
 pub mod fleet;
 pub mod git;
+pub mod moto;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,0 +1,244 @@
+//! `ec2.instance`.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_ec2::Client;
+use aws_sdk_ec2::types::{AttributeBooleanValue, AttributeValue, BlockDeviceMapping, EbsBlockDevice, Filter, Instance, InstanceType, ResourceType};
+use base64::Engine;
+use sha2::{Digest, Sha256};
+use tend_provider::{Action, ApplyRequest, Attributes, Observed, ProviderError, Value};
+
+use crate::Found;
+use crate::common::{managed_filter, sdk_err, split_tags, string, strings, tag_diff, tag_spec, user_tags};
+
+/// States in which an instance no longer exists for tend.
+const GONE: [&str; 2] = ["shutting-down", "terminated"];
+
+fn attributes(i: &Instance) -> (Option<String>, Attributes) {
+    let (_, address, tags) = split_tags(i.tags());
+    let s = |v: Option<&str>| v.map_or(Value::Null, Value::from);
+    let mut a = Attributes::new();
+    a.insert("id".into(), s(i.instance_id()));
+    a.insert("ami".into(), s(i.image_id()));
+    a.insert("instance_type".into(), s(i.instance_type().map(InstanceType::as_str)));
+    a.insert("subnet_id".into(), s(i.subnet_id()));
+    a.insert("key_name".into(), s(i.key_name()));
+    let mut groups: Vec<Value> = i.security_groups().iter().filter_map(|g| g.group_id()).map(Value::from).collect();
+    groups.sort_by_key(ToString::to_string);
+    a.insert("security_group_ids".into(), Value::List(groups));
+    a.insert("tags".into(), tags);
+    a.insert("private_ip".into(), s(i.private_ip_address()));
+    a.insert("public_ip".into(), s(i.public_ip_address()));
+    a.insert("public_dns".into(), s(i.public_dns_name().filter(|d| !d.is_empty())));
+    a.insert("state".into(), s(i.state().and_then(|st| st.name()).map(aws_sdk_ec2::types::InstanceStateName::as_str)));
+    (address, a)
+}
+
+/// Every live instance tagged for the project (`ids` empty), or the instances with these ids.
+pub async fn describe(c: &Client, project: &str, ids: &[String]) -> Result<Vec<Found>, ProviderError> {
+    let mut req = c.describe_instances();
+    if ids.is_empty() {
+        req = req.filters(managed_filter(project)).filters(Filter::builder().name("instance-state-name").set_values(Some(vec!["pending".into(), "running".into(), "stopping".into(), "stopped".into()])).build());
+    } else {
+        req = req.set_instance_ids(Some(ids.to_vec()));
+    }
+    let mut pages = req.into_paginator().send();
+    let mut out = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| sdk_err("DescribeInstances", &e))?;
+        for r in page.reservations() {
+            for i in r.instances() {
+                let state = i.state().and_then(|s| s.name()).map(|n| n.as_str().to_string()).unwrap_or_default();
+                if GONE.contains(&state.as_str()) {
+                    continue;
+                }
+                let (address, attributes) = attributes(i);
+                let order = i.launch_time().map(|t| format!("{:020}.{:09}", t.secs(), t.subsec_nanos())).unwrap_or_default();
+                out.push(Found { address, id: i.instance_id().unwrap_or_default().to_string(), attributes, order });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `user_data` is compared and recorded as a digest: the API does not return it cheaply, and
+/// it may hold secrets.
+pub fn digest_user_data(config: &mut Attributes) {
+    if let Some(v) = config.get("user_data").cloned()
+        && v.is_known() {
+            let sensitive = v.is_sensitive();
+            let text = v.reveal().as_str().unwrap_or_default().to_string();
+            let d = Value::String(format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes()))));
+            config.insert("user_data".into(), if sensitive { d.sensitive() } else { d });
+        }
+}
+
+async fn wait_for(c: &Client, id: &str, want: &[&str], timeout: Duration) -> Result<Instance, ProviderError> {
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let out = c.describe_instances().instance_ids(id).send().await.map_err(|e| sdk_err("DescribeInstances", &e))?;
+        let inst = out.reservations().iter().flat_map(aws_sdk_ec2::types::Reservation::instances).next().cloned();
+        if let Some(i) = &inst {
+            let state = i.state().and_then(|s| s.name()).map(|n| n.as_str().to_string()).unwrap_or_default();
+            if want.contains(&state.as_str()) {
+                return Ok(i.clone());
+            }
+            if state == "terminated" && !want.contains(&"terminated") {
+                return Err(ProviderError::terminal(format!("instance {id} terminated while waiting for it to be {}", want.join(" or "))));
+            }
+        }
+        if started.elapsed() > timeout {
+            return Err(ProviderError::terminal(format!("instance {id} was not {} after {} s", want.join(" or "), timeout.as_secs())));
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// What is recorded: the observed attributes plus the inputs the API does not report.
+fn recorded(i: &Instance, config: &Attributes) -> Observed {
+    let (_, mut a) = attributes(i);
+    let mut digested = config.clone();
+    digest_user_data(&mut digested);
+    for f in ["user_data", "root_volume_size", "disable_api_termination"] {
+        if let Some(v) = digested.get(f) {
+            a.insert(f.into(), v.clone());
+        }
+    }
+    Observed { id: i.instance_id().map(str::to_string), attributes: a }
+}
+
+/// The idempotency token of a create: the same address, inputs and predecessor give the same
+/// token, so a retried `RunInstances` returns the instance it already made (real EC2).
+fn client_token(addr: &str, config: &Attributes, prior_id: Option<&str>) -> String {
+    let mut h = Sha256::new();
+    h.update(addr.as_bytes());
+    h.update([0]);
+    h.update(prior_id.unwrap_or_default().as_bytes());
+    h.update([0]);
+    let mut d = config.clone();
+    digest_user_data(&mut d);
+    for (k, v) in &d {
+        h.update(k.as_bytes());
+        h.update(v.reveal().to_string().as_bytes());
+    }
+    hex::encode(h.finalize())[..48].to_string()
+}
+
+async fn create(c: &Client, project: &str, addr: &str, req: &ApplyRequest, config: &Attributes) -> Result<Observed, ProviderError> {
+    let ami = string(config, "ami").ok_or_else(|| ProviderError::terminal("`ami` is not set"))?;
+    let itype = string(config, "instance_type").ok_or_else(|| ProviderError::terminal("`instance_type` is not set"))?;
+    let mut run = c
+        .run_instances()
+        .image_id(&ami)
+        .instance_type(InstanceType::from(itype.as_str()))
+        .min_count(1)
+        .max_count(1)
+        .client_token(client_token(addr, config, req.prior.as_ref().and_then(|p| p.id.as_deref())))
+        .tag_specifications(tag_spec(ResourceType::Instance, project, addr, config));
+    if let Some(s) = string(config, "subnet_id") {
+        run = run.subnet_id(s);
+    }
+    for g in strings(config, "security_group_ids") {
+        run = run.security_group_ids(g);
+    }
+    if let Some(k) = string(config, "key_name") {
+        run = run.key_name(k);
+    }
+    if let Some(u) = string(config, "user_data") {
+        run = run.user_data(base64::engine::general_purpose::STANDARD.encode(u.as_bytes()));
+    }
+    if let Some(b) = config.get("disable_api_termination").and_then(Value::as_bool) {
+        run = run.disable_api_termination(b);
+    }
+    if let Some(size) = config.get("root_volume_size").and_then(Value::as_i64) {
+        let images = c.describe_images().image_ids(&ami).send().await.map_err(|e| sdk_err("DescribeImages", &e))?;
+        let device = images.images().first().and_then(|i| i.root_device_name()).unwrap_or("/dev/xvda").to_string();
+        let size = i32::try_from(size).map_err(|_| ProviderError::terminal(format!("root_volume_size = {size} is too large")))?;
+        run = run.block_device_mappings(BlockDeviceMapping::builder().device_name(device).ebs(EbsBlockDevice::builder().volume_size(size).delete_on_termination(true).build()).build());
+    }
+    let out = run.send().await.map_err(|e| sdk_err(&format!("RunInstances for {addr}"), &e))?;
+    let id = out.instances().first().and_then(|i| i.instance_id()).ok_or_else(|| ProviderError::terminal("RunInstances returned no instance"))?.to_string();
+    tracing::info!(%addr, %id, "instance launched");
+    let running = wait_for(c, &id, &["running"], Duration::from_mins(10)).await.map_err(|mut e| {
+        // The instance exists: record it so the next plan replaces it rather than leaking it.
+        e.partial = Some(Observed { id: Some(id.clone()), attributes: Attributes::new() });
+        e
+    })?;
+    Ok(recorded(&running, config))
+}
+
+async fn update(c: &Client, req: &ApplyRequest, config: &Attributes) -> Result<Observed, ProviderError> {
+    let observed = req.observed.as_ref().ok_or_else(|| ProviderError::terminal("nothing observed to update"))?;
+    let id = observed.id.clone().ok_or_else(|| ProviderError::terminal("the instance has no id"))?;
+    let have = &observed.attributes;
+    let (add, remove) = tag_diff(have.get("tags").unwrap_or(&Value::Null), &user_tags(config));
+    if !add.is_empty() {
+        c.create_tags().resources(&id).set_tags(Some(add)).send().await.map_err(|e| sdk_err("CreateTags", &e))?;
+    }
+    if !remove.is_empty() {
+        c.delete_tags().resources(&id).set_tags(Some(remove)).send().await.map_err(|e| sdk_err("DeleteTags", &e))?;
+    }
+    let mut want_groups = strings(config, "security_group_ids");
+    want_groups.sort();
+    let have_groups: Vec<String> = have.get("security_group_ids").and_then(Value::as_list).unwrap_or_default().iter().filter_map(Value::as_str).map(str::to_string).collect();
+    if config.contains_key("security_group_ids") && want_groups != have_groups {
+        c.modify_instance_attribute().instance_id(&id).set_groups(Some(want_groups)).send().await.map_err(|e| sdk_err("ModifyInstanceAttribute groups", &e))?;
+    }
+    if let Some(b) = config.get("disable_api_termination").and_then(Value::as_bool)
+        && req.prior.as_ref().and_then(|p| p.attributes.get("disable_api_termination")).and_then(Value::as_bool) != Some(b) {
+            c.modify_instance_attribute()
+                .instance_id(&id)
+                .disable_api_termination(AttributeBooleanValue::builder().value(b).build())
+                .send()
+                .await
+                .map_err(|e| sdk_err("ModifyInstanceAttribute disableApiTermination", &e))?;
+        }
+    let want_type = string(config, "instance_type").unwrap_or_default();
+    if have.get("instance_type").and_then(Value::as_str) != Some(want_type.as_str()) {
+        // The type of a running instance changes by stop, modify, start.
+        let was_running = have.get("state").and_then(Value::as_str) == Some("running");
+        if was_running {
+            c.stop_instances().instance_ids(&id).send().await.map_err(|e| sdk_err("StopInstances", &e))?;
+            wait_for(c, &id, &["stopped"], Duration::from_mins(10)).await?;
+        }
+        c.modify_instance_attribute()
+            .instance_id(&id)
+            .instance_type(AttributeValue::builder().value(&want_type).build())
+            .send()
+            .await
+            .map_err(|e| sdk_err("ModifyInstanceAttribute instanceType", &e))?;
+        if was_running {
+            c.start_instances().instance_ids(&id).send().await.map_err(|e| sdk_err("StartInstances", &e))?;
+        }
+    }
+    let now = wait_for(c, &id, &["running", "stopped"], Duration::from_mins(10)).await?;
+    Ok(recorded(&now, config))
+}
+
+/// Apply one step.
+pub async fn apply(c: &Client, project: &str, addr: &str, req: &ApplyRequest) -> Result<Option<Observed>, ProviderError> {
+    match req.action {
+        Action::Delete => {
+            let Some(id) = req.observed.as_ref().and_then(|o| o.id.clone()) else { return Ok(None) };
+            c.terminate_instances().instance_ids(&id).send().await.map_err(|e| sdk_err(&format!("TerminateInstances {id} ({addr})"), &e))?;
+            wait_for(c, &id, &["terminated"], Duration::from_mins(10)).await?;
+            tracing::info!(%addr, %id, "instance terminated");
+            Ok(None)
+        }
+        Action::Create => {
+            let config = req.config.as_ref().ok_or_else(|| ProviderError::terminal("no config to apply"))?;
+            match &req.observed {
+                // Already there (tagged for this address, not yet recorded): record, converge.
+                Some(_) => update(c, req, config).await.map(Some),
+                None => create(c, project, addr, req, config).await.map(Some),
+            }
+        }
+        Action::Update => {
+            let config = req.config.as_ref().ok_or_else(|| ProviderError::terminal("no config to apply"))?;
+            update(c, req, config).await.map(Some)
+        }
+        Action::NoOp | Action::Replace { .. } => Err(ProviderError::terminal("the engine splits replacements; this is a bug")),
+    }
+}

@@ -1,0 +1,71 @@
+//! `ec2.key_pair`: an imported public key.
+
+use aws_sdk_ec2::Client;
+use aws_sdk_ec2::primitives::Blob;
+use aws_sdk_ec2::types::ResourceType;
+use tend_provider::{Action, ApplyRequest, Attributes, Observed, ProviderError, Value};
+
+use crate::Found;
+use crate::common::{managed_filter, sdk_err, split_tags, string, tag_diff, tag_spec, user_tags};
+
+/// Key pairs tagged for the project, or these ids.
+pub async fn describe(c: &Client, project: &str, ids: &[String]) -> Result<Vec<Found>, ProviderError> {
+    let mut req = c.describe_key_pairs();
+    req = if ids.is_empty() { req.filters(managed_filter(project)) } else { req.set_key_pair_ids(Some(ids.to_vec())) };
+    let out = req.send().await.map_err(|e| sdk_err("DescribeKeyPairs", &e))?;
+    Ok(out
+        .key_pairs()
+        .iter()
+        .map(|k| {
+            let (_, address, tags) = split_tags(k.tags());
+            let s = |v: Option<&str>| v.map_or(Value::Null, Value::from);
+            let mut a = Attributes::new();
+            a.insert("id".into(), s(k.key_pair_id()));
+            a.insert("name".into(), s(k.key_name()));
+            a.insert("fingerprint".into(), s(k.key_fingerprint()));
+            a.insert("tags".into(), tags);
+            Found { address, id: k.key_pair_id().unwrap_or_default().to_string(), attributes: a, order: String::new() }
+        })
+        .collect())
+}
+
+/// Apply one step.
+pub async fn apply(c: &Client, project: &str, addr: &str, req: &ApplyRequest) -> Result<Option<Observed>, ProviderError> {
+    let observed = req.observed.as_ref();
+    if req.action == Action::Delete {
+        if let Some(id) = observed.and_then(|o| o.id.clone()) {
+            c.delete_key_pair().key_pair_id(&id).send().await.map_err(|e| sdk_err(&format!("DeleteKeyPair {id} ({addr})"), &e))?;
+        }
+        return Ok(None);
+    }
+    let config = req.config.as_ref().ok_or_else(|| ProviderError::terminal("no config to apply"))?;
+    let mut a = config.clone();
+    a.entry("tags".to_string()).or_insert_with(|| Value::Map(std::collections::BTreeMap::new()));
+    if let Some(o) = observed {
+        let id = o.id.clone().unwrap_or_default();
+        let (add, remove) = tag_diff(o.attributes.get("tags").unwrap_or(&Value::Null), &user_tags(config));
+        if !add.is_empty() {
+            c.create_tags().resources(&id).set_tags(Some(add)).send().await.map_err(|e| sdk_err("CreateTags", &e))?;
+        }
+        if !remove.is_empty() {
+            c.delete_tags().resources(&id).set_tags(Some(remove)).send().await.map_err(|e| sdk_err("DeleteTags", &e))?;
+        }
+        a.insert("id".into(), Value::from(id.as_str()));
+        a.insert("fingerprint".into(), o.attributes.get("fingerprint").cloned().unwrap_or(Value::Null));
+        return Ok(Some(Observed { id: Some(id), attributes: a }));
+    }
+    let name = string(config, "name").ok_or_else(|| ProviderError::terminal("`name` is not set"))?;
+    let key = string(config, "public_key").ok_or_else(|| ProviderError::terminal("`public_key` is not set"))?;
+    let out = c
+        .import_key_pair()
+        .key_name(&name)
+        .public_key_material(Blob::new(key.trim().as_bytes()))
+        .tag_specifications(tag_spec(ResourceType::KeyPair, project, addr, config))
+        .send()
+        .await
+        .map_err(|e| sdk_err(&format!("ImportKeyPair {name} ({addr})"), &e))?;
+    let id = out.key_pair_id().unwrap_or_default().to_string();
+    a.insert("id".into(), Value::from(id.as_str()));
+    a.insert("fingerprint".into(), out.key_fingerprint().map_or(Value::Null, Value::from));
+    Ok(Some(Observed { id: Some(id), attributes: a }))
+}

@@ -1,0 +1,236 @@
+//! The EC2 provider against the moto EC2 API server; what the API holds is checked with an
+//! independent client (boto3).
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use crate::support::moto::Moto;
+use crate::support::write_tree;
+
+const AMI: &str = "ami-760aaa0f";
+const AMI2: &str = "ami-1e749f67";
+
+struct Run {
+    dir: tempfile::TempDir,
+}
+
+impl Run {
+    fn new() -> Self {
+        Self { dir: tempfile::tempdir().expect("temp dir") }
+    }
+
+    fn cfg(&self) -> PathBuf {
+        self.dir.path().join("cfg")
+    }
+
+    fn write(&self, body: &str) {
+        write_tree(&self.cfg(), &[("tend.toml", &format!("[project]\nname = \"ec2-test\"\n\n[providers.ec2]\nregion = \"us-east-1\"\n\n{body}"))]);
+    }
+
+    fn tend(&self, moto: &Moto, args: &[&str]) -> Output {
+        self.tend_env(moto, args, &[])
+    }
+
+    fn tend_env(&self, moto: &Moto, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tend"));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.args(["-C", &self.cfg().to_string_lossy(), "--state", &self.dir.path().join("state.db").to_string_lossy()])
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env("HOME", self.dir.path())
+            .stdin(Stdio::null());
+        for (k, v) in moto.env() {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("tend runs")
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!("exit {:?}\nstdout:\n{}\nstderr:\n{}", o.status.code(), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn ok(o: &Output) -> String {
+    assert!(o.status.success(), "{}", text(o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn network() -> String {
+    r#"
+[ec2.vpc.main]
+cidr_block = "10.50.0.0/16"
+tags = { Name = "main" }
+
+[ec2.subnet.a]
+vpc_id = "${ec2.vpc.main.id}"
+cidr_block = "10.50.1.0/24"
+availability_zone = "us-east-1a"
+
+[ec2.security_group.ssh]
+name = "ssh"
+description = "ssh from anywhere"
+vpc_id = "${ec2.vpc.main.id}"
+ingress = [{ protocol = "tcp", from_port = 22, to_port = 22, cidr_blocks = ["0.0.0.0/0"] }]
+
+[ec2.key_pair.ops]
+name = "ops"
+public_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHcKzGkT0mN4d1IYTwmvcbXyMD6IJN7H6H5yMvJ9cRzZ ops"
+"#
+    .to_string()
+}
+
+fn web(ami: &str, itype: &str, extra: &str) -> String {
+    format!(
+        r##"
+[ec2.instance.web]
+ami = "{ami}"
+instance_type = "{itype}"
+subnet_id = "${{ec2.subnet.a.id}}"
+security_group_ids = ["${{ec2.security_group.ssh.id}}"]
+key_name = "${{ec2.key_pair.ops.name}}"
+user_data = "#!/bin/sh\necho hello\n"
+tags = {{ Name = "web", team = "ops" }}
+{extra}
+"##
+    )
+}
+
+#[test]
+fn creates_every_kind_then_plans_nothing_then_updates_in_place_and_replaces_create_before_destroy() {
+    let Some(moto) = Moto::start() else { return };
+    let run = Run::new();
+    run.write(&format!("{}{}", network(), web(AMI, "t2.micro", "")));
+    let plan = ok(&run.tend(&moto, &["plan"]));
+    assert!(plan.contains("+ id                 = (known after apply)") || plan.contains("(known after apply)"), "{plan}");
+    ok(&run.tend(&moto, &["apply", "--auto-approve"]));
+    let live = moto.instances();
+    assert_eq!(live.len(), 1, "{live:?}");
+    let first = &live[0];
+    assert_eq!(first["tags"]["tend:managed-by"], "ec2-test");
+    assert_eq!(first["tags"]["tend:address"], "ec2.instance.web");
+    assert_eq!(first["tags"]["Name"], "web");
+    assert_eq!(first["type"], "t2.micro");
+    assert_eq!(first["state"], "running");
+    let vpcs = moto.boto("print(json.dumps([{t['Key']: t['Value'] for t in v.get('Tags', [])} for v in ec2.describe_vpcs()['Vpcs'] if v.get('Tags')]))");
+    assert!(vpcs.as_array().expect("vpcs").iter().any(|t| t["tend:address"] == "ec2.vpc.main" && t["Name"] == "main"), "{vpcs}");
+    let rules = moto.boto("g = ec2.describe_security_groups(Filters=[{'Name': 'group-name', 'Values': ['ssh']}])['SecurityGroups'][0]\nprint(json.dumps([[p.get('FromPort'), [r['CidrIp'] for r in p.get('IpRanges', [])]] for p in g['IpPermissions']]))");
+    assert_eq!(rules, serde_json::json!([[22, ["0.0.0.0/0"]]]));
+
+    // Nothing to do: one Describe per kind, no change.
+    let noop = run.tend(&moto, &["plan", "--detailed-exitcode"]);
+    assert_eq!(noop.status.code(), Some(0), "{}", text(&noop));
+
+    // In place: type (stop, modify, start) and tags keep the instance.
+    run.write(&format!("{}{}", network(), web(AMI, "t2.small", "").replace("team = \"ops\"", "team = \"web\"")));
+    let plan = ok(&run.tend(&moto, &["plan"]));
+    assert!(plan.contains("ec2.instance.web will be updated in place"), "{plan}");
+    ok(&run.tend(&moto, &["apply", "--auto-approve"]));
+    let live = moto.instances();
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0]["id"], first["id"], "same instance");
+    assert_eq!(live[0]["type"], "t2.small");
+    assert_eq!(live[0]["tags"]["team"], "web");
+
+    // A new image forces replacement; create-before-destroy builds the new one first.
+    run.write(&format!("{}{}", network(), web(AMI2, "t2.small", "lifecycle = { create_before_destroy = true }")));
+    let plan = ok(&run.tend(&moto, &["plan"]));
+    assert!(plan.contains("ec2.instance.web must be replaced") && plan.contains("forces replacement"), "{plan}");
+    assert!(plan.contains("ami"), "{plan}");
+    let out = run.tend_env(&moto, &["apply", "--auto-approve"], &[("RUST_LOG", "tend_ec2=info")]);
+    ok(&out);
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    let live = moto.instances();
+    assert_eq!(live.len(), 1, "{live:?}");
+    assert_ne!(live[0]["id"], first["id"]);
+    assert_eq!(live[0]["ami"], AMI2);
+    // The API calls' order: the new instance was launched (and running) before the old one
+    // was terminated.
+    let new_id = live[0]["id"].as_str().expect("id");
+    let old_id = first["id"].as_str().expect("id");
+    let launched = log.find(&format!("id={new_id} instance launched")).or_else(|| log.find("instance launched")).unwrap_or_else(|| panic!("no launch in:\n{log}"));
+    let terminated = log.find("instance terminated").unwrap_or_else(|| panic!("no termination in:\n{log}"));
+    assert!(launched < terminated && log[terminated.saturating_sub(80)..].contains(old_id), "create before destroy:\n{log}");
+    let old_state = moto.boto(&format!("print(json.dumps(ec2.describe_instances(InstanceIds=['{}'])['Reservations'][0]['Instances'][0]['State']['Name']))", first["id"].as_str().unwrap_or_default()));
+    assert_eq!(old_state, "terminated");
+}
+
+#[test]
+fn drift_is_seen_and_corrected_and_an_instance_terminated_out_of_band_is_recreated() {
+    let Some(moto) = Moto::start() else { return };
+    let run = Run::new();
+    run.write(&format!("{}{}", network(), web(AMI, "t2.micro", "")));
+    ok(&run.tend(&moto, &["apply", "--auto-approve"]));
+    let id = moto.instances()[0]["id"].as_str().expect("id").to_string();
+    moto.boto(&format!("ec2.create_tags(Resources=['{id}'], Tags=[{{'Key': 'team', 'Value': 'someone-else'}}])\nprint('{{}}')"));
+    let plan = ok(&run.tend(&moto, &["plan"]));
+    assert!(plan.contains("ec2.instance.web will be updated in place (changed outside tend)"), "{plan}");
+    ok(&run.tend(&moto, &["apply", "--auto-approve"]));
+    assert_eq!(moto.instances()[0]["tags"]["team"], "ops");
+    moto.boto(&format!("ec2.terminate_instances(InstanceIds=['{id}'])\nprint('{{}}')"));
+    let plan = ok(&run.tend(&moto, &["plan"]));
+    assert!(plan.contains("ec2.instance.web will be created"), "{plan}");
+    ok(&run.tend(&moto, &["apply", "--auto-approve"]));
+    let live = moto.instances();
+    assert_eq!(live.len(), 1);
+    assert_ne!(live[0]["id"], id.as_str());
+}
+
+#[test]
+fn a_tagged_instance_from_a_crash_is_adopted_and_unmanaged_ones_are_left_alone() {
+    let Some(moto) = Moto::start() else { return };
+    let run = Run::new();
+    // An instance nobody tagged for tend, and one tagged for `ec2.instance.web` as if tend had
+    // created it and crashed before recording it.
+    moto.boto(&format!("ec2.run_instances(ImageId='{AMI}', InstanceType='t2.micro', MinCount=1, MaxCount=1)\nprint('{{}}')"));
+    moto.boto(&format!(
+        "ec2.run_instances(ImageId='{AMI}', InstanceType='t2.micro', MinCount=1, MaxCount=1, TagSpecifications=[{{'ResourceType': 'instance', 'Tags': [{{'Key': 'tend:managed-by', 'Value': 'ec2-test'}}, {{'Key': 'tend:address', 'Value': 'ec2.instance.web'}}, {{'Key': 'Name', 'Value': 'web'}}]}}])\nprint('{{}}')"
+    ));
+    run.write(&format!("[ec2.instance.web]\nami = \"{AMI}\"\ninstance_type = \"t2.micro\"\ntags = {{ Name = \"web\" }}\n"));
+    let plan = ok(&run.tend(&moto, &["plan"]));
+    assert!(plan.contains("already exists as desired (tagged by tend); tend will record it"), "{plan}");
+    ok(&run.tend(&moto, &["apply", "--auto-approve"]));
+    assert_eq!(moto.instances().len(), 2, "no duplicate was launched");
+    // Removing it from config terminates only tend's instance.
+    run.write("");
+    ok(&run.tend(&moto, &["apply", "--auto-approve"]));
+    let live = moto.instances();
+    assert_eq!(live.len(), 1, "{live:?}");
+    assert!(live[0]["tags"].get("tend:address").is_none(), "the unmanaged instance is left alone: {live:?}");
+    // Imported explicitly, it is managed from then on (found by id: it has no tend tags).
+    let legacy = live[0]["id"].as_str().expect("id").to_string();
+    run.write(&format!("[ec2.instance.legacy]\nami = \"{AMI}\"\ninstance_type = \"t2.micro\"\n"));
+    let missing = run.tend(&moto, &["import", "ec2.instance.legacy", "i-0000000000000dead"]);
+    assert_eq!(missing.status.code(), Some(1), "{}", text(&missing));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no ec2.instance with id `i-0000000000000dead`"), "{}", text(&missing));
+    let imported = ok(&run.tend(&moto, &["import", "ec2.instance.legacy", &legacy]));
+    assert!(imported.contains(&format!("imported {legacy}")), "{imported}");
+    assert_eq!(run.tend(&moto, &["plan", "--detailed-exitcode"]).status.code(), Some(0));
+    run.write(&format!("[ec2.instance.legacy]\nami = \"{AMI}\"\ninstance_type = \"t2.small\"\n"));
+    ok(&run.tend(&moto, &["apply", "--auto-approve"]));
+    let live = moto.instances();
+    assert_eq!((live.len(), live[0]["id"].as_str(), live[0]["type"].as_str()), (1, Some(legacy.as_str()), Some("t2.small")));
+}
+
+#[test]
+fn observation_pages_through_more_than_100_instances_in_a_handful_of_calls() {
+    let Some(moto) = Moto::start() else { return };
+    let run = Run::new();
+    // 150 instances tagged for tend, as if applied before; the config declares them all.
+    moto.boto(&format!(
+        "for n in range(150):\n  ec2.run_instances(ImageId='{AMI}', InstanceType='t2.micro', MinCount=1, MaxCount=1, TagSpecifications=[{{'ResourceType': 'instance', 'Tags': [{{'Key': 'tend:managed-by', 'Value': 'ec2-test'}}, {{'Key': 'tend:address', 'Value': 'ec2.instance.n%03d' % n}}]}}])\nprint('{{}}')"
+    ));
+    let mut body = String::new();
+    for n in 0..150 {
+        body.push_str(&format!("[ec2.instance.n{n:03}]\nami = \"{AMI}\"\ninstance_type = \"t2.micro\"\n\n"));
+    }
+    run.write(&body);
+    let plan = ok(&run.tend(&moto, &["plan"]));
+    assert!(plan.contains("Plan: 150 to add"), "{}", plan.lines().last().unwrap_or_default());
+    assert_eq!(plan.matches("tend will record it").count(), 150, "every instance was found, across pages");
+    ok(&run.tend(&moto, &["apply", "--auto-approve"]));
+    assert_eq!(moto.instances().len(), 150, "nothing was launched");
+    let noop = run.tend(&moto, &["plan", "--detailed-exitcode"]);
+    assert_eq!(noop.status.code(), Some(0), "{}", text(&noop));
+}
