@@ -188,3 +188,15 @@ pub fn tag_diff(have: &Value, want: &BTreeMap<String, String>) -> (Vec<Tag>, Vec
     let remove = have.keys().filter(|k| !want.contains_key(*k)).map(|k| Tag::builder().key(k).build()).collect();
     (add, remove)
 }
+
+/// Make an object's user tags equal config's (tend's own tags are left as they are).
+pub async fn retag(c: &aws_sdk_ec2::Client, id: &str, have: &Attributes, config: &Attributes) -> Result<(), ProviderError> {
+    let (add, remove) = tag_diff(have.get("tags").unwrap_or(&Value::Null), &user_tags(config));
+    if !add.is_empty() {
+        c.create_tags().resources(id).set_tags(Some(add)).send().await.map_err(|e| sdk_err("CreateTags", &e))?;
+    }
+    if !remove.is_empty() {
+        c.delete_tags().resources(id).set_tags(Some(remove)).send().await.map_err(|e| sdk_err("DeleteTags", &e))?;
+    }
+    Ok(())
+}

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use tend_provider::{Action, ApplyRequest, Attributes, Observed, ProviderError, Value};
 
 use crate::Found;
-use crate::common::{managed_filter, sdk_err, split_tags, string, strings, tag_diff, tag_spec, user_tags};
+use crate::common::{managed_filter, retag, sdk_err, split_tags, string, strings, tag_spec};
 
 /// States in which an instance no longer exists for tend.
 const GONE: [&str; 2] = ["shutting-down", "terminated"];
@@ -173,13 +173,7 @@ async fn update(c: &Client, req: &ApplyRequest, config: &Attributes) -> Result<O
     let observed = req.observed.as_ref().ok_or_else(|| ProviderError::terminal("nothing observed to update"))?;
     let id = observed.id.clone().ok_or_else(|| ProviderError::terminal("the instance has no id"))?;
     let have = &observed.attributes;
-    let (add, remove) = tag_diff(have.get("tags").unwrap_or(&Value::Null), &user_tags(config));
-    if !add.is_empty() {
-        c.create_tags().resources(&id).set_tags(Some(add)).send().await.map_err(|e| sdk_err("CreateTags", &e))?;
-    }
-    if !remove.is_empty() {
-        c.delete_tags().resources(&id).set_tags(Some(remove)).send().await.map_err(|e| sdk_err("DeleteTags", &e))?;
-    }
+    retag(c, &id, have, config).await?;
     let mut want_groups = strings(config, "security_group_ids");
     want_groups.sort();
     let have_groups: Vec<String> = have.get("security_group_ids").and_then(Value::as_list).unwrap_or_default().iter().filter_map(Value::as_str).map(str::to_string).collect();

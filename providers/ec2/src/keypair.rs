@@ -6,7 +6,7 @@ use aws_sdk_ec2::types::ResourceType;
 use tend_provider::{Action, ApplyRequest, Attributes, Observed, ProviderError, Value};
 
 use crate::Found;
-use crate::common::{managed_filter, sdk_err, split_tags, string, tag_diff, tag_spec, user_tags};
+use crate::common::{managed_filter, retag, sdk_err, split_tags, string, tag_spec};
 
 /// Key pairs tagged for the project, or these ids.
 pub async fn describe(c: &Client, project: &str, ids: &[String]) -> Result<Vec<Found>, ProviderError> {
@@ -43,13 +43,7 @@ pub async fn apply(c: &Client, project: &str, addr: &str, req: &ApplyRequest) ->
     a.entry("tags".to_string()).or_insert_with(|| Value::Map(std::collections::BTreeMap::new()));
     if let Some(o) = observed {
         let id = o.id.clone().unwrap_or_default();
-        let (add, remove) = tag_diff(o.attributes.get("tags").unwrap_or(&Value::Null), &user_tags(config));
-        if !add.is_empty() {
-            c.create_tags().resources(&id).set_tags(Some(add)).send().await.map_err(|e| sdk_err("CreateTags", &e))?;
-        }
-        if !remove.is_empty() {
-            c.delete_tags().resources(&id).set_tags(Some(remove)).send().await.map_err(|e| sdk_err("DeleteTags", &e))?;
-        }
+        retag(c, &id, &o.attributes, config).await?;
         a.insert("id".into(), Value::from(id.as_str()));
         a.insert("fingerprint".into(), o.attributes.get("fingerprint").cloned().unwrap_or(Value::Null));
         return Ok(Some(Observed { id: Some(id), attributes: a }));

@@ -7,7 +7,7 @@ use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType, SecurityGroup};
 use tend_provider::{Action, ApplyRequest, Attributes, Observed, ProviderError, Value};
 
 use crate::Found;
-use crate::common::{managed_filter, sdk_err, split_tags, string, tag_diff, tag_spec, user_tags};
+use crate::common::{managed_filter, retag, sdk_err, split_tags, string, tag_spec};
 
 fn s(v: Option<&str>) -> Value {
     v.map_or(Value::Null, Value::from)
@@ -103,17 +103,6 @@ pub async fn describe_groups(c: &Client, project: &str, ids: &[String]) -> Resul
 
 fn id_of(req: &ApplyRequest) -> Option<String> {
     req.observed.as_ref().and_then(|o| o.id.clone())
-}
-
-async fn retag(c: &Client, id: &str, have: &Attributes, config: &Attributes) -> Result<(), ProviderError> {
-    let (add, remove) = tag_diff(have.get("tags").unwrap_or(&Value::Null), &user_tags(config));
-    if !add.is_empty() {
-        c.create_tags().resources(id).set_tags(Some(add)).send().await.map_err(|e| sdk_err("CreateTags", &e))?;
-    }
-    if !remove.is_empty() {
-        c.delete_tags().resources(id).set_tags(Some(remove)).send().await.map_err(|e| sdk_err("DeleteTags", &e))?;
-    }
-    Ok(())
 }
 
 fn merged(id: &str, config: &Attributes, extra: &[(&str, Value)]) -> Observed {
