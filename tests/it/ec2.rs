@@ -234,3 +234,113 @@ fn observation_pages_through_more_than_100_instances_in_a_handful_of_calls() {
     let noop = run.tend(&moto, &["plan", "--detailed-exitcode"]);
     assert_eq!(noop.status.code(), Some(0), "{}", text(&noop));
 }
+
+#[test]
+fn a_failed_health_check_leaves_the_old_instance_serving_and_the_new_one_tagged_for_cleanup() {
+    let Some(moto) = Moto::start() else { return };
+    let run = Run::new();
+    let cbd = "lifecycle = { create_before_destroy = true }";
+    run.write(&format!("{}{}", network(), web(AMI, "t2.micro", cbd)));
+    ok(&run.tend(&moto, &["apply", "--auto-approve"]));
+    let old = moto.instances()[0]["id"].as_str().expect("id").to_string();
+    // The replacement never becomes healthy.
+    run.write(&format!("{}{}", network(), web(AMI2, "t2.micro", &format!("{cbd}\nhealth = {{ command = \"test \\\"$TEND_INSTANCE_ID\\\" = never\", timeout = \"2s\" }}"))));
+    let out = run.tend(&moto, &["apply", "--auto-approve"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("health check of the new instance") && err.contains("tend:cleanup=failed-health") && err.contains("keeps serving"), "{err}");
+    let live = moto.instances();
+    assert_eq!(live.len(), 2, "{live:?}");
+    let old_now = live.iter().find(|i| i["id"] == old.as_str()).expect("the old instance");
+    assert_eq!(old_now["state"], "running", "the old instance keeps serving");
+    let failed = live.iter().find(|i| i["id"] != old.as_str()).expect("the new instance");
+    assert_eq!(failed["tags"]["tend:cleanup"], "failed-health");
+    let shown = ok(&run.tend(&moto, &["state", "show", "ec2.instance.web"]));
+    assert!(shown.contains(&old), "state still records the old instance: {shown}");
+    // A healthy replacement: the leftover is cleaned up, the old one retired.
+    run.write(&format!("{}{}", network(), web(AMI2, "t2.micro", &format!("{cbd}\nhealth = {{ command = \"test -n \\\"$TEND_INSTANCE_IP\\\"\", timeout = \"10s\" }}"))));
+    ok(&run.tend(&moto, &["apply", "--auto-approve"]));
+    let live = moto.instances();
+    assert_eq!(live.len(), 1, "{live:?}");
+    assert!(live[0]["id"] != old.as_str() && live[0]["id"] != failed["id"]);
+    assert_eq!(live[0]["ami"], AMI2);
+}
+
+#[test]
+fn a_vm_is_created_and_its_address_flows_into_the_ssh_host_that_configures_it() {
+    let Some(moto) = Moto::start() else { return };
+    let Some(fleet) = crate::support::fleet::Fleet::up(1) else { return };
+    let run = Run::new();
+    let key = run.dir.path().join("id_ed25519");
+    let keygen = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key).output().expect("ssh-keygen");
+    assert!(keygen.status.success());
+    let public = fs_err::read_to_string(key.with_extension("pub")).expect("pub").trim().to_string();
+    // Instances in NET.0/24 boot as real sshd hosts (../shared/testbed/vm-boot.py).
+    let python = std::path::PathBuf::from(String::from_utf8_lossy(&Command::new("bash").arg(crate::support::repo().join("../shared/testbed/install.sh")).arg("--print").output().expect("install.sh").stdout).trim()).join("venv/bin/python");
+    let boot = Command::new(python)
+        .arg(crate::support::repo().join("../shared/testbed/vm-boot.py"))
+        .args(["--endpoint", &moto.url, "--fleet-work", &fleet.work.to_string_lossy(), "--fleet-id", &fleet.id, "--net", &fleet.net, "--boot-delay", "0.5"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("vm-boot.py");
+    let _boot = Term(boot);
+    run.write(&format!(
+        r#"
+[ec2.vpc.lab]
+cidr_block = "{net}.0/24"
+
+[ec2.subnet.lab]
+vpc_id = "${{ec2.vpc.lab.id}}"
+cidr_block = "{net}.0/24"
+
+[ec2.key_pair.ops]
+name = "ops"
+public_key = "{public}"
+
+[ec2.instance.web]
+ami = "{AMI}"
+instance_type = "t2.micro"
+subnet_id = "${{ec2.subnet.lab.id}}"
+key_name = "${{ec2.key_pair.ops.name}}"
+health = {{ tcp = 22, timeout = "60s" }}
+
+[host.ssh.web]
+address = "${{ec2.instance.web.private_ip}}"
+user = "root"
+identity = "{key}"
+known_hosts = "{known}"
+trust_on_first_use = true
+
+[host.file.motd]
+on = ["web"]
+path = "/srv/motd"
+content = "configured by tend on ${{ec2.instance.web.id}}\n"
+"#,
+        net = fleet.net,
+        key = key.display(),
+        known = run.dir.path().join("known_hosts").display(),
+    ));
+    let plan = ok(&run.tend(&moto, &["plan"]));
+    assert!(plan.contains("+ address") && plan.contains("(known after apply)"), "{plan}");
+    let out = run.tend(&moto, &["apply", "--auto-approve"]);
+    ok(&out);
+    let live = moto.instances();
+    assert_eq!(live.len(), 1);
+    let ip = live[0]["private_ip"].as_str().expect("ip").to_string();
+    assert!(ip.starts_with(&format!("{}.", fleet.net)), "{ip}");
+    let host = format!("vm{}", ip.rsplit('.').next().unwrap_or_default());
+    let written = fs_err::read_to_string(fleet.work.join("hosts").join(&host).join("srv/motd")).unwrap_or_else(|e| panic!("{e}\n{}", text(&out)));
+    assert_eq!(written, format!("configured by tend on {}\n", live[0]["id"].as_str().unwrap_or_default()));
+    assert_eq!(run.tend(&moto, &["plan", "--detailed-exitcode"]).status.code(), Some(0), "converged");
+}
+
+/// Stops the process it holds with SIGTERM (vm-boot.py removes its hosts then), pass or fail.
+struct Term(std::process::Child);
+
+impl Drop for Term {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let _ = self.0.wait();
+    }
+}

@@ -11,6 +11,10 @@ use tend_provider::{Action, ApplyRequest, Attributes, Observed, ProviderError, V
 use crate::Found;
 use crate::common::{managed_filter, retag, sdk_err, split_tags, string, strings, tag_spec};
 
+/// Tag on an instance whose health check failed: left for inspection, removed by the next
+/// launch for the same address.
+pub const CLEANUP: &str = "tend:cleanup";
+
 /// States in which an instance no longer exists for tend.
 const GONE: [&str; 2] = ["shutting-down", "terminated"];
 
@@ -51,6 +55,9 @@ pub async fn describe(c: &Client, project: &str, ids: &[String]) -> Result<Vec<F
                 let state = i.state().and_then(|s| s.name()).map(|n| n.as_str().to_string()).unwrap_or_default();
                 if GONE.contains(&state.as_str()) {
                     continue;
+                }
+                if i.tags().iter().any(|t| t.key() == Some(CLEANUP)) {
+                    continue; // a failed replacement left for inspection: not the resource
                 }
                 let (address, attributes) = attributes(i);
                 let order = i.launch_time().map(|t| format!("{:020}.{:09}", t.secs(), t.subsec_nanos())).unwrap_or_default();
@@ -101,7 +108,7 @@ fn recorded(i: &Instance, config: &Attributes) -> Observed {
     let (_, mut a) = attributes(i);
     let mut digested = config.clone();
     digest_user_data(&mut digested);
-    for f in ["user_data", "root_volume_size", "disable_api_termination"] {
+    for f in ["user_data", "root_volume_size", "disable_api_termination", "health"] {
         if let Some(v) = digested.get(f) {
             a.insert(f.into(), v.clone());
         }
@@ -158,6 +165,7 @@ async fn create(c: &Client, project: &str, addr: &str, req: &ApplyRequest, confi
         let size = i32::try_from(size).map_err(|_| ProviderError::terminal(format!("root_volume_size = {size} is too large")))?;
         run = run.block_device_mappings(BlockDeviceMapping::builder().device_name(device).ebs(EbsBlockDevice::builder().volume_size(size).delete_on_termination(true).build()).build());
     }
+    terminate_leftovers(c, project, addr).await?;
     let out = run.send().await.map_err(|e| sdk_err(&format!("RunInstances for {addr}"), &e))?;
     let id = out.instances().first().and_then(|i| i.instance_id()).ok_or_else(|| ProviderError::terminal("RunInstances returned no instance"))?.to_string();
     tracing::info!(%addr, %id, "instance launched");
@@ -166,7 +174,103 @@ async fn create(c: &Client, project: &str, addr: &str, req: &ApplyRequest, confi
         e.partial = Some(Observed { id: Some(id.clone()), attributes: Attributes::new() });
         e
     })?;
+    if let Some(h) = config.get("health").and_then(Value::as_map)
+        && let Err(why) = check_health(&running, h).await {
+            // Not recorded: a replaced instance keeps serving; this one is kept for inspection.
+            let _ = c.create_tags().resources(&id).tags(aws_sdk_ec2::types::Tag::builder().key(CLEANUP).value("failed-health").build()).send().await;
+            return Err(ProviderError::terminal(format!(
+                "health check of the new instance {id} for {addr} failed: {why}; it is tagged {CLEANUP}=failed-health and left for inspection (the next launch for {addr} terminates it); what it was to replace keeps serving"
+            )));
+        }
     Ok(recorded(&running, config))
+}
+
+/// Terminate instances of this address left behind by a failed health check.
+async fn terminate_leftovers(c: &Client, project: &str, addr: &str) -> Result<(), ProviderError> {
+    let out = c
+        .describe_instances()
+        .filters(managed_filter(project))
+        .filters(Filter::builder().name(format!("tag:{}", crate::common::ADDRESS)).values(addr).build())
+        .filters(Filter::builder().name("tag-key").values(CLEANUP).build())
+        .send()
+        .await
+        .map_err(|e| sdk_err("DescribeInstances", &e))?;
+    let ids: Vec<String> = out
+        .reservations()
+        .iter()
+        .flat_map(aws_sdk_ec2::types::Reservation::instances)
+        .filter(|i| !GONE.contains(&i.state().and_then(|s| s.name()).map_or("", aws_sdk_ec2::types::InstanceStateName::as_str)))
+        .filter_map(|i| i.instance_id().map(str::to_string))
+        .collect();
+    if !ids.is_empty() {
+        tracing::info!(%addr, ids = ?ids, "terminating instances left by a failed health check");
+        c.terminate_instances().set_instance_ids(Some(ids)).send().await.map_err(|e| sdk_err("TerminateInstances", &e))?;
+    }
+    Ok(())
+}
+
+/// Wait until the instance passes its `health` check: a TCP port that accepts, and/or a
+/// command (run here with `sh -c`, `TEND_INSTANCE_IP` and `TEND_INSTANCE_ID` set) that exits 0.
+async fn check_health(i: &Instance, h: &std::collections::BTreeMap<String, Value>) -> Result<(), String> {
+    let public = h.get("address").and_then(Value::as_str) == Some("public");
+    let ip = if public { i.public_ip_address() } else { i.private_ip_address() }.ok_or("the instance has no such address")?.to_string();
+    let id = i.instance_id().unwrap_or_default().to_string();
+    let timeout = h.get("timeout").and_then(Value::as_str).map_or(Ok(Duration::from_mins(5)), parse_duration)?;
+    let port = h.get("tcp").and_then(Value::as_i64).map(|p| u16::try_from(p).map_err(|_| format!("tcp = {p} is not a port"))).transpose()?;
+    let command = h.get("command").and_then(Value::as_str).map(str::to_string);
+    let started = Instant::now();
+    let mut last = String::from("not checked yet");
+    loop {
+        let tcp_ok = match port {
+            None => true,
+            Some(p) => match tokio::time::timeout(Duration::from_secs(3), tokio::net::TcpStream::connect((ip.as_str(), p))).await {
+                Ok(Ok(_)) => true,
+                Ok(Err(e)) => {
+                    last = format!("{ip}:{p}: {e}");
+                    false
+                }
+                Err(_) => {
+                    last = format!("{ip}:{p}: no answer within 3 s");
+                    false
+                }
+            },
+        };
+        let cmd_ok = tcp_ok
+            && match &command {
+                None => true,
+                Some(cmd) => match tokio::process::Command::new("sh").arg("-c").arg(cmd).env("TEND_INSTANCE_IP", &ip).env("TEND_INSTANCE_ID", &id).output().await {
+                    Ok(o) if o.status.success() => true,
+                    Ok(o) => {
+                        last = format!("`{cmd}` exited {}: {}", o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stderr).trim());
+                        false
+                    }
+                    Err(e) => {
+                        last = format!("`{cmd}` could not run: {e}");
+                        false
+                    }
+                },
+            };
+        if tcp_ok && cmd_ok {
+            return Ok(());
+        }
+        if started.elapsed() > timeout {
+            return Err(format!("still failing after {} s: {last}", timeout.as_secs()));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// `30s`, `5m`, `1h`.
+fn parse_duration(t: &str) -> Result<Duration, String> {
+    let t = t.trim();
+    let (n, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: u64 = n.parse().map_err(|_| format!("timeout `{t}` is not a duration like 30s, 5m"))?;
+    match unit {
+        "s" | "" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_mins(n)),
+        "h" => Ok(Duration::from_hours(n)),
+        _ => Err(format!("timeout `{t}` is not a duration like 30s, 5m")),
+    }
 }
 
 async fn update(c: &Client, req: &ApplyRequest, config: &Attributes) -> Result<Observed, ProviderError> {

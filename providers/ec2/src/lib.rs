@@ -194,7 +194,7 @@ impl Provider for Ec2Provider {
         let schema = self.schema(&req.addr.kind)?;
         // What the API does not report is compared with what was recorded.
         let recorded_only: &[&str] = match &*req.addr.kind {
-            "instance" => &["user_data", "root_volume_size", "disable_api_termination"],
+            "instance" => &["user_data", "root_volume_size", "disable_api_termination", "health"],
             "key_pair" => &["public_key"],
             _ => &[],
         };

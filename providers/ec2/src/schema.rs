@@ -74,6 +74,7 @@ pub fn schemas() -> Vec<KindSchema> {
                 FieldSchema::input("user_data", FieldType::String, "cloud-init user data").forces_replacement(),
                 FieldSchema::input("root_volume_size", FieldType::Int, "GiB of the root volume").forces_replacement(),
                 FieldSchema::input("disable_api_termination", FieldType::Bool, "termination protection, changed in place"),
+                FieldSchema::input("health", FieldType::Map(Box::new(FieldType::Any)), "checked before the instance counts as created: { tcp = 22, command = \"…\", address = \"private\", timeout = \"5m\" }"),
                 tags(),
                 FieldSchema::output("id", FieldType::String, "i-…"),
                 FieldSchema::output("private_ip", FieldType::String, "private IPv4 address"),
