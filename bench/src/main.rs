@@ -3,6 +3,7 @@
 //! ```text
 //! tend-bench local-files [--sizes 1000,10000] [--runs 5] [--tend PATH]
 //! tend-bench agent [--pushes 9] [--idle 60] [--tend PATH]
+//! tend-bench ec2 [--instances 1000] [--runs 5] [--tend PATH]
 //! ```
 //!
 //! `agent` is described in [`agent`].
@@ -21,6 +22,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 
 mod agent;
+mod ec2;
 
 #[allow(clippy::print_stdout)]
 fn main() -> Result<()> {
@@ -28,6 +30,14 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("measure") => measure(&args[1..]),
         Some("local-files") => local_files(&args[1..]),
+        Some("ec2") => {
+            let rest = &args[1..];
+            let tend = flag(rest, "--tend").map_or_else(default_tend, PathBuf::from);
+            if !tend.exists() {
+                bail!("{} not found; build it with `cargo build --release`", tend.display());
+            }
+            ec2::run(&tend, flag(rest, "--instances").unwrap_or("1000").parse()?, flag(rest, "--runs").unwrap_or("5").parse()?)
+        }
         Some("agent") => {
             let rest = &args[1..];
             let tend = flag(rest, "--tend").map_or_else(default_tend, PathBuf::from);
@@ -37,7 +47,7 @@ fn main() -> Result<()> {
             agent::run(&tend, flag(rest, "--pushes").unwrap_or("9").parse()?, flag(rest, "--idle").unwrap_or("60").parse()?)
         }
         _ => {
-            println!("usage: tend-bench local-files [--sizes 1000,10000] [--runs 5] [--tend PATH]\n       tend-bench agent [--pushes 9] [--idle 60] [--tend PATH]");
+            println!("usage: tend-bench local-files [--sizes 1000,10000] [--runs 5] [--tend PATH]\n       tend-bench agent [--pushes 9] [--idle 60] [--tend PATH]\n       tend-bench ec2 [--instances 1000] [--runs 5] [--tend PATH]");
             Ok(())
         }
     }
