@@ -344,3 +344,35 @@ impl Drop for Term {
         let _ = self.0.wait();
     }
 }
+
+#[test]
+fn prevent_destroy_and_termination_protection_keep_an_instance() {
+    let Some(moto) = Moto::start() else { return };
+    let run = Run::new();
+    let inst = |ami: &str, extra: &str| format!("[ec2.instance.db]\nami = \"{ami}\"\ninstance_type = \"t2.micro\"\n{extra}\n");
+    run.write(&inst(AMI, "lifecycle = { prevent_destroy = true }"));
+    ok(&run.tend(&moto, &["apply", "--auto-approve"]));
+    // A replacement or a removal is refused at plan time, naming the field.
+    run.write(&inst(AMI2, "lifecycle = { prevent_destroy = true }"));
+    let out = run.tend(&moto, &["plan"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("prevent_destroy") && err.contains("would replace it (changing ami forces replacement)"), "{err}");
+    // Termination protection, turned on in place: EC2 itself refuses, and the error says what to do.
+    run.write(&inst(AMI, "disable_api_termination = true"));
+    ok(&run.tend(&moto, &["apply", "--auto-approve"]));
+    let id = moto.instances()[0]["id"].as_str().expect("id").to_string();
+    let protected = moto.boto(&format!("print(json.dumps(ec2.describe_instance_attribute(InstanceId='{id}', Attribute='disableApiTermination')['DisableApiTermination']['Value']))"));
+    assert_eq!(protected, true);
+    run.write("");
+    let out = run.tend(&moto, &["apply", "--auto-approve"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("TerminateInstances") && err.contains("set disable_api_termination = false"), "{err}");
+    assert_eq!(moto.instances().len(), 1, "still running");
+    run.write(&inst(AMI, "disable_api_termination = false"));
+    ok(&run.tend(&moto, &["apply", "--auto-approve"]));
+    run.write("");
+    ok(&run.tend(&moto, &["apply", "--auto-approve"]));
+    assert!(moto.instances().is_empty());
+}

@@ -68,7 +68,7 @@ where
             err.with_hint("check the AWS credentials: environment, [providers.ec2] profile, ~/.aws/credentials, SSO or instance metadata")
         }
         "InvalidAMIID.NotFound" | "InvalidAMIID.Malformed" => err.with_hint("the ami does not exist in this region"),
-        "OperationNotPermitted" if msg.contains("termination") => {
+        "OperationNotPermitted" if msg.to_lowercase().contains("termination") => {
             err.with_hint("termination protection is on: set disable_api_termination = false and apply before destroying it")
         }
         _ => err,
@@ -133,7 +133,7 @@ pub fn plan(schema: &KindSchema, req: &PlanRequest, recorded_only: &[&str]) -> P
     for (name, want) in &after {
         let have = now(name);
         // Recorded-only fields of an object adopted without a record cannot be compared.
-        if have.is_none() && recorded_only.contains(&name.as_str()) {
+        if have.is_none() && recorded_only.contains(&name.as_str()) && req.prior.is_none() {
             continue;
         }
         let differs = !want.is_known() || have.as_ref().map(normalised) != Some(normalised(want));
