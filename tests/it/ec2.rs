@@ -333,6 +333,22 @@ content = "configured by tend on ${{ec2.instance.web.id}}\n"
     let written = fs_err::read_to_string(fleet.work.join("hosts").join(&host).join("srv/motd")).unwrap_or_else(|e| panic!("{e}\n{}", text(&out)));
     assert_eq!(written, format!("configured by tend on {}\n", live[0]["id"].as_str().unwrap_or_default()));
     assert_eq!(run.tend(&moto, &["plan", "--detailed-exitcode"]).status.code(), Some(0), "converged");
+    // A new image with create-before-destroy: the new VM boots, its host is configured, and
+    // only then is the old VM terminated.
+    let cfg = fs_err::read_to_string(run.cfg().join("tend.toml")).expect("config");
+    let cfg = cfg.replace(&format!("ami = \"{AMI}\""), &format!("ami = \"{AMI2}\"\nlifecycle = {{ create_before_destroy = true }}"));
+    write_tree(&run.cfg(), &[("tend.toml", &cfg)]);
+    let out = run.tend(&moto, &["apply", "--auto-approve"]);
+    ok(&out);
+    let live = moto.instances();
+    assert_eq!(live.len(), 1, "{live:?}");
+    assert_eq!(live[0]["ami"], AMI2);
+    let new_ip = live[0]["private_ip"].as_str().expect("ip").to_string();
+    assert_ne!(new_ip, ip);
+    let new_host = format!("vm{}", new_ip.rsplit('.').next().unwrap_or_default());
+    let written = fs_err::read_to_string(fleet.work.join("hosts").join(&new_host).join("srv/motd")).unwrap_or_else(|e| panic!("{e}\n{}", text(&out)));
+    assert_eq!(written, format!("configured by tend on {}\n", live[0]["id"].as_str().unwrap_or_default()));
+    assert_eq!(run.tend(&moto, &["plan", "--detailed-exitcode"]).status.code(), Some(0), "converged after the replacement");
 }
 
 /// Stops the process it holds with SIGTERM (vm-boot.py removes its hosts then), pass or fail.

@@ -17,6 +17,9 @@ use crate::transport::{LocalTransport, SshTransport, StatRequest, Transport};
 /// A connection attempt's outcome, shared by every resource on that host for the run.
 type Connected = Result<Arc<dyn Transport>, (tend_provider::ErrorKind, String, Option<String>)>;
 
+/// One host's connection for the run, made on first use.
+type ConnectionCell = Arc<tokio::sync::OnceCell<Connected>>;
+
 /// How many hosts are connected to and observed at the same time.
 const MAX_HOSTS_AT_ONCE: usize = 64;
 
@@ -42,7 +45,9 @@ impl ProviderFactory for HostFactory {
 pub struct HostProvider {
     kinds: Vec<KindSchema>,
     config_root: PathBuf,
-    transports: Mutex<HashMap<ResourceAddr, Arc<tokio::sync::OnceCell<Connected>>>>,
+    /// Keyed by host and the settings that decide where a connection goes: a host whose
+    /// address changes within a run (a replaced VM) gets a new connection.
+    transports: Mutex<HashMap<(ResourceAddr, String), ConnectionCell>>,
     /// Per host: operations that contend on the host (package managers, systemctl, account
     /// databases, commands, release switches) run one at a time; file writes do not wait.
     exclusive: Mutex<HashMap<ResourceAddr, Arc<tokio::sync::Mutex<()>>>>,
@@ -68,9 +73,24 @@ impl HostProvider {
     /// on it; a failed connection is remembered so the host's other resources fail fast.
     async fn transport(&self, target: Option<&Target>) -> Result<Arc<dyn Transport>, ProviderError> {
         let target = target.ok_or_else(|| ProviderError::terminal("resource is not placed on a host"))?;
+        let settings: String = ["address", "port", "user", "identity", "jump", "known_hosts", "host_key", "ssh_config"]
+            .iter()
+            .map(|k| target.attributes.get(*k).map(ToString::to_string).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("|");
         let cell = {
             let mut cache = self.transports.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            cache.entry(target.addr.clone()).or_default().clone()
+            // Without its settings (a delete that runs before its host settles), a host's
+            // connection of this run is the one to use.
+            let reuse = if target.attributes.contains_key("address") {
+                None
+            } else {
+                cache.iter().find(|((a, _), _)| *a == target.addr).map(|(_, c)| c.clone())
+            };
+            match reuse {
+                Some(c) => c,
+                None => cache.entry((target.addr.clone(), settings)).or_default().clone(),
+            }
         };
         let connected = cell
             .get_or_init(|| async { Self::connect(target).await.map_err(|e| (e.kind, e.message, e.hint)) })
