@@ -11,12 +11,7 @@ fn origin(cli: &Cli) -> Result<Origin, Failure> {
     let Some(url) = &cli.source else { return Ok(Origin::Directory(cli.config.clone())) };
     #[cfg(feature = "git")]
     {
-        let opts = tend::source::SourceOptions { url: url.clone(), reference: cli.reference.clone(), cache: cli.source_cache.clone(), token_file: cli.git_token_file.clone() };
-        let source = tend::source::open(&opts).map_err(super::source_failure)?;
-        let subdir = cli.config.strip_prefix(".").unwrap_or(&cli.config).to_path_buf();
-        if subdir.is_absolute() || subdir.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-            return Err(Failure::user(format!("with --source, -C must be a directory inside the repository, not `{}`", cli.config.display()), None));
-        }
+        let (source, subdir) = super::open_source(cli, url)?;
         Ok(Origin::Git { source, subdir })
     }
     #[cfg(not(feature = "git"))]

@@ -121,16 +121,29 @@ pub(crate) fn load_workspace(cli: &Cli) -> Result<Workspace, Failure> {
 
 /// The config directory: `-C`, or with `--source` the directory `-C` names inside a fresh
 /// read-only checkout of the resolved commit (and that commit as the revision).
+/// The source `--source` names, and the directory `-C` names inside it (checked before anything
+/// is fetched).
 #[cfg(feature = "git")]
-fn config_root(cli: &Cli) -> Result<(std::path::PathBuf, Option<String>), Failure> {
-    let Some(url) = &cli.source else { return Ok((cli.config.clone(), None)) };
+pub(crate) fn open_source(cli: &Cli, url: &str) -> Result<(tend::source::GitSource, std::path::PathBuf), Failure> {
+    let subdir = cli.config.strip_prefix(".").unwrap_or(&cli.config).to_path_buf();
+    if subdir.is_absolute() || subdir.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+        return Err(Failure::user(format!("with --source, -C must be a directory inside the repository, not `{}`", cli.config.display()), None));
+    }
     let opts = tend::source::SourceOptions {
-        url: url.clone(),
+        url: url.to_string(),
         reference: cli.reference.clone(),
         cache: cli.source_cache.clone(),
         token_file: cli.git_token_file.clone(),
     };
-    let source = tend::source::open(&opts).map_err(source_failure)?;
+    Ok((tend::source::open(&opts).map_err(source_failure)?, subdir))
+}
+
+/// The config directory: `-C`, or with `--source` the directory `-C` names inside a fresh
+/// read-only checkout of the resolved commit (and that commit as the revision).
+#[cfg(feature = "git")]
+fn config_root(cli: &Cli) -> Result<(std::path::PathBuf, Option<String>), Failure> {
+    let Some(url) = &cli.source else { return Ok((cli.config.clone(), None)) };
+    let (source, subdir) = open_source(cli, url)?;
     let signers = tend::source::signers(cli.allowed_signers.as_deref()).map_err(|e| Failure::user(e, None))?;
     let never = std::sync::atomic::AtomicBool::new(false);
     let (resolved, dir) = tokio::task::block_in_place(|| tend::source::read(&source, true, signers.as_ref(), &never)).map_err(|e| match e {
@@ -141,11 +154,7 @@ fn config_root(cli: &Cli) -> Result<(std::path::PathBuf, Option<String>), Failur
         ),
     })?;
     eprintln!("Source: {} {} at {}", source.display_url(), resolved.reference, resolved.commit);
-    let sub = cli.config.strip_prefix(".").unwrap_or(&cli.config);
-    if sub.is_absolute() || sub.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-        return Err(Failure::user(format!("with --source, -C must be a directory inside the repository, not `{}`", cli.config.display()), None));
-    }
-    Ok((dir.join(sub), Some(tend::source::revision(&resolved))))
+    Ok((dir.join(subdir), Some(tend::source::revision(&resolved))))
 }
 
 #[cfg(not(feature = "git"))]
