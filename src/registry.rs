@@ -72,9 +72,7 @@ impl Registry {
 
     /// Configure every provider the config uses.
     pub fn configure(&self, config: &Config) -> Result<Providers, (String, ProviderError)> {
-        self.configure_where(config, |name| {
-            config.resources.keys().any(|a| &*a.provider == name) || config.provider_settings.contains_key(name)
-        })
+        self.configure_where(config, |name| config.resources.keys().any(|a| &*a.provider == name) || config.provider_settings.contains_key(name))
     }
 
     /// Configure every registered provider (for applying saved plans and deleting orphans whose

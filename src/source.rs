@@ -39,12 +39,7 @@ pub fn default_cache_dir() -> PathBuf {
 pub fn open(opts: &SourceOptions) -> Result<GitSource, SourceError> {
     let reference = RefSpec::parse(&opts.reference)?;
     let token = match &opts.token_file {
-        Some(f) => Some(
-            fs_err::read_to_string(f)
-                .map_err(|e| SourceError::Cache { path: f.clone(), source: Box::new(e) })?
-                .trim()
-                .to_string(),
-        ),
+        Some(f) => Some(fs_err::read_to_string(f).map_err(|e| SourceError::Cache { path: f.clone(), source: Box::new(e) })?.trim().to_string()),
         None => std::env::var("TEND_GIT_TOKEN").ok().filter(|t| !t.is_empty()),
     };
     let url = if Path::new(&opts.url).is_dir() {

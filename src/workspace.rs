@@ -68,9 +68,7 @@ impl Workspace {
     pub fn load(registry: Registry, opts: &LoadOptions, state: Option<PathBuf>) -> Result<Self, WorkspaceError> {
         let config = config::load(opts, &registry).map_err(WorkspaceError::Config)?;
         let providers = registry.configure(&config).map_err(|(name, source)| WorkspaceError::Provider { name, source })?;
-        let state_path = state
-            .or_else(|| config.project.state.clone())
-            .unwrap_or_else(|| default_state_path(&config.project.name));
+        let state_path = state.or_else(|| config.project.state.clone()).unwrap_or_else(|| default_state_path(&config.project.name));
         let secrets = std::sync::Arc::new(Secrets::new(config.root.clone(), config.secrets.clone(), opts.identities.clone()));
         Ok(Self { registry, config, providers, state_path, secrets })
     }
@@ -78,8 +76,7 @@ impl Workspace {
     /// Configure every registered provider (for deleting resources of providers the config no
     /// longer uses).
     pub fn configure_all(&mut self) -> Result<(), WorkspaceError> {
-        self.providers =
-            self.registry.configure_all(&self.config).map_err(|(name, source)| WorkspaceError::Provider { name, source })?;
+        self.providers = self.registry.configure_all(&self.config).map_err(|(name, source)| WorkspaceError::Provider { name, source })?;
         Ok(())
     }
 

@@ -198,7 +198,11 @@ pub fn run(tend: &Path, pushes: usize, idle: u64) -> Result<()> {
     println!("| push → file converged | {:.3} | {:.3} |", min(&total), median(&mut total.clone()));
     println!("| the reconcile itself (fetch + plan + apply) | {:.3} | {:.3} |", min(&own), median(&mut own.clone()));
     println!("| **latency excluding the reconcile** | {:.3} | {:.3} |", min(&notify), median(&mut notify.clone()));
-    println!("\nratio push→converged / git push: min {:.2}, median {:.2}", min(&total) / min(&push_only), median(&mut total.clone()) / median(&mut push_only.clone()));
+    println!(
+        "\nratio push→converged / git push: min {:.2}, median {:.2}",
+        min(&total) / min(&push_only),
+        median(&mut total.clone()) / median(&mut push_only.clone())
+    );
 
     // Idle: nothing changes; the agent still fetches and plans twice a minute.
     let iport = free_port()?;
@@ -211,7 +215,11 @@ pub fn run(tend: &Path, pushes: usize, idle: u64) -> Result<()> {
     let cpu = cpu_seconds(pid)? - cpu0;
     let wall = t0.elapsed().as_secs_f64();
     let (rss, hwm) = (rss_mb(pid, "VmRSS:")?, rss_mb(pid, "VmHWM:")?);
-    let reconciles = get(iport, "/metrics")?.lines().find(|l| l.starts_with("tend_reconcile_duration_seconds_count ")).and_then(|l| l.rsplit(' ').next().map(str::to_string)).unwrap_or_default();
+    let reconciles = get(iport, "/metrics")?
+        .lines()
+        .find(|l| l.starts_with("tend_reconcile_duration_seconds_count "))
+        .and_then(|l| l.rsplit(' ').next().map(str::to_string))
+        .unwrap_or_default();
     println!("\nidle agent over {wall:.0} s (--interval 30s --drift-interval 30s, {reconciles} reconciles in all):\n");
     println!("| measure | value |");
     println!("|---|---:|");

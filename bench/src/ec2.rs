@@ -1,7 +1,7 @@
 //! `tend-bench ec2`: a plan that refreshes N managed EC2 instances, against the same refresh done
 //! one API call per resource.
 //!
-//! The moto EC2 server (../shared/testbed/moto.sh) gets N instances tagged for tend's project;
+//! The moto EC2 server (tests/testbed/moto.sh) gets N instances tagged for tend's project;
 //! `tend apply` records them (no launches). Then, per run: `tend plan` (which observes all of them)
 //! and, as the baseline in the same run, N `DescribeInstances(InstanceIds=[id])` calls made with
 //! the same SDK, one after another and 16 at a time. API calls are counted from moto's request
@@ -20,12 +20,13 @@ struct Moto {
 
 impl Drop for Moto {
     fn drop(&mut self) {
-        let _ = Command::new("bash").arg(shared().join("testbed/moto.sh")).arg("stop").arg(self.dir.path()).output();
+        let _ = Command::new("bash").arg(testbed().join("moto.sh")).arg("stop").arg(self.dir.path()).output();
     }
 }
 
-fn shared() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared")
+/// The repository's test servers (tests/testbed).
+fn testbed() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/testbed")
 }
 
 fn requests(m: &Moto) -> usize {
@@ -45,12 +46,12 @@ fn min(v: &[f64]) -> f64 {
 #[allow(clippy::print_stdout, clippy::too_many_lines)]
 pub fn run(tend: &Path, n: usize, runs: usize) -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let out = Command::new("bash").arg(shared().join("testbed/moto.sh")).arg("start").arg(dir.path()).output()?;
+    let out = Command::new("bash").arg(testbed().join("moto.sh")).arg("start").arg(dir.path()).output()?;
     if !out.status.success() {
-        bail!("moto did not start (../shared/testbed/install.sh installs it): {}", String::from_utf8_lossy(&out.stderr));
+        bail!("moto did not start (tests/testbed/install.sh installs it): {}", String::from_utf8_lossy(&out.stderr));
     }
     let moto = Moto { url: String::from_utf8_lossy(&out.stdout).trim().to_string(), dir };
-    let root = String::from_utf8_lossy(&Command::new("bash").arg(shared().join("testbed/install.sh")).arg("--print").output()?.stdout).trim().to_string();
+    let root = String::from_utf8_lossy(&Command::new("bash").arg(testbed().join("install.sh")).arg("--print").output()?.stdout).trim().to_string();
     let python = Path::new(&root).join("venv/bin/python");
     let setup = format!(
         "import boto3\nec2 = boto3.client('ec2', endpoint_url='{}', region_name='us-east-1', aws_access_key_id='testing', aws_secret_access_key='testing')\nfor n in range({n}):\n  ec2.run_instances(ImageId='ami-760aaa0f', InstanceType='t2.micro', MinCount=1, MaxCount=1, TagSpecifications=[{{'ResourceType': 'instance', 'Tags': [{{'Key': 'tend:managed-by', 'Value': 'ec2-bench'}}, {{'Key': 'tend:address', 'Value': 'ec2.instance.n%05d' % n}}]}}])\n",

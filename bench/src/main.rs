@@ -47,7 +47,9 @@ fn main() -> Result<()> {
             agent::run(&tend, flag(rest, "--pushes").unwrap_or("9").parse()?, flag(rest, "--idle").unwrap_or("60").parse()?)
         }
         _ => {
-            println!("usage: tend-bench local-files [--sizes 1000,10000] [--runs 5] [--tend PATH]\n       tend-bench agent [--pushes 9] [--idle 60] [--tend PATH]\n       tend-bench ec2 [--instances 1000] [--runs 5] [--tend PATH]");
+            println!(
+                "usage: tend-bench local-files [--sizes 1000,10000] [--runs 5] [--tend PATH]\n       tend-bench agent [--pushes 9] [--idle 60] [--tend PATH]\n       tend-bench ec2 [--instances 1000] [--runs 5] [--tend PATH]"
+            );
             Ok(())
         }
     }
@@ -123,8 +125,7 @@ fn stats(samples: &[Sample]) -> (f64, f64, f64, f64) {
 
 #[allow(clippy::print_stdout)]
 fn local_files(args: &[String]) -> Result<()> {
-    let sizes: Vec<usize> =
-        flag(args, "--sizes").unwrap_or("1000,10000").split(',').map(str::parse).collect::<Result<_, _>>()?;
+    let sizes: Vec<usize> = flag(args, "--sizes").unwrap_or("1000,10000").split(',').map(str::parse).collect::<Result<_, _>>()?;
     let runs: usize = flag(args, "--runs").unwrap_or("5").parse()?;
     let tend = flag(args, "--tend").map_or_else(default_tend, PathBuf::from);
     if !tend.exists() {
@@ -141,9 +142,7 @@ fn local_files(args: &[String]) -> Result<()> {
         let paths = generate(&root, n)?;
         let state = dir.path().join("state.db");
         let (root_s, state_s) = (root.to_string_lossy().into_owned(), state.to_string_lossy().into_owned());
-        let base = |cmd: &str| -> Vec<String> {
-            vec![tend.clone(), "-C".into(), root_s.clone(), "--state".into(), state_s.clone(), cmd.into()]
-        };
+        let base = |cmd: &str| -> Vec<String> { vec![tend.clone(), "-C".into(), root_s.clone(), "--state".into(), state_s.clone(), cmd.into()] };
         let reset = || -> Result<()> {
             let _ = fs_err::remove_dir_all(root.join("out"));
             for suffix in ["", "-wal", "-shm"] {
@@ -163,17 +162,12 @@ fn local_files(args: &[String]) -> Result<()> {
         // Now everything exists: baseline and no-op scenarios.
         let mut baseline_cmd: Vec<String> = vec!["sha256sum".into()];
         baseline_cmd.extend(paths.iter().map(|p| p.to_string_lossy().into_owned()));
-        let baseline: Vec<Sample> =
-            (0..runs).map(|_| run_measured(&baseline_cmd.iter().map(String::as_str).collect::<Vec<_>>())).collect::<Result<_>>()?;
-        let validate: Vec<Sample> =
-            (0..runs).map(|_| run_measured(&base("validate").iter().map(String::as_str).collect::<Vec<_>>())).collect::<Result<_>>()?;
-        let plan: Vec<Sample> =
-            (0..runs).map(|_| run_measured(&base("plan").iter().map(String::as_str).collect::<Vec<_>>())).collect::<Result<_>>()?;
+        let baseline: Vec<Sample> = (0..runs).map(|_| run_measured(&baseline_cmd.iter().map(String::as_str).collect::<Vec<_>>())).collect::<Result<_>>()?;
+        let validate: Vec<Sample> = (0..runs).map(|_| run_measured(&base("validate").iter().map(String::as_str).collect::<Vec<_>>())).collect::<Result<_>>()?;
+        let plan: Vec<Sample> = (0..runs).map(|_| run_measured(&base("plan").iter().map(String::as_str).collect::<Vec<_>>())).collect::<Result<_>>()?;
         let mut noop_apply_cmd = base("apply");
         noop_apply_cmd.push("--auto-approve".into());
-        let noop_apply: Vec<Sample> = (0..runs)
-            .map(|_| run_measured(&noop_apply_cmd.iter().map(String::as_str).collect::<Vec<_>>()))
-            .collect::<Result<_>>()?;
+        let noop_apply: Vec<Sample> = (0..runs).map(|_| run_measured(&noop_apply_cmd.iter().map(String::as_str).collect::<Vec<_>>())).collect::<Result<_>>()?;
         let (bmin, bmed, _, _) = stats(&baseline);
         results.push(("baseline: sha256sum of the N files", baseline));
         results.push(("tend validate", validate));

@@ -3,8 +3,9 @@
 #
 #   bench/ssh-fleet/run.sh [N ...]          (default: 10 30)
 #
-# Uses the shared ssh-fleet benchmark in ../shared/bench/ssh-fleet (fleet, playbook, pyinfra deploy,
-# hyperfine runner) unchanged, and runs tend on the same hosts doing the same work: per host a
+# Everything it uses is in the repository: the fleet of real sshd hosts (tests/testbed/fleet.sh),
+# the peers' work (playbook.yml, deploy_pyinfra.py) and their runner (peers.sh, which installs
+# hyperfine, ansible-core and pyinfra). tend runs on the same hosts doing the same work: per host a
 # directory and a directory tree, 50 files from templates/small.conf.j2 with per-host variables,
 # one line max_conn=<per-host> in app.conf, and a command that appends to restarted.log only when
 # something of those changed. Scenarios: first (managed dirs wiped, state reset), noop,
@@ -16,24 +17,26 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
-SHARED=$(cd "$REPO/../shared/bench/ssh-fleet" && pwd)
+FLEET="$REPO/tests/testbed/fleet.sh"
 export SB_WORK=${SB_WORK:-/tmp/sshbench}
 W=$SB_WORK
 RUNS=${RUNS:-3}
 export RUNS RAW_RUNS=${RAW_RUNS:-10} ANSIBLE_RUNS=${ANSIBLE_RUNS:-1}
 
-bash "$SHARED/install.sh" >/dev/null
+bash "$REPO/tests/testbed/install.sh" >/dev/null
+bash "$HERE/peers.sh" install
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
 (cd "$REPO" && cargo build --release -q -p tend)
 TEND="$CARGO_TARGET_DIR/release/tend"
 
-trap 'bash "$SHARED/fleet.sh" down >/dev/null 2>&1 || true' EXIT
+export FLEET_WORK=$W FLEET_ID=${FLEET_ID:-sb} FLEET_NET=${FLEET_NET:-10.213.0}
+trap 'bash "$FLEET" down >/dev/null 2>&1 || true' EXIT
 
 # The tend config for N hosts, mirroring the inventory of gen_inventory.sh.
 gen_config() { # N DIR
   local n=$1 d=$2 k role
   mkdir -p "$d/templates"
-  cp "$SHARED/templates/small.conf.j2" "$d/templates/"
+  cp "$HERE/templates/small.conf.j2" "$d/templates/"
   {
     echo '[project]'
     echo 'name = "ssh-fleet-bench"'
@@ -87,12 +90,13 @@ gen_config() { # N DIR
 }
 
 for N in ${@:-10 30}; do
-  bash "$SHARED/fleet.sh" up "$N" >/dev/null
+  bash "$FLEET" up "$N" >/dev/null
+  bash "$HERE/peers.sh" inventories
   R="$W/results/N$N"; mkdir -p "$R/logs"
   CFG="$W/tend-config"; rm -rf "$CFG"; gen_config "$N" "$CFG"
   STATE="$W/tend-state/state.db"
   TC="$TEND -C $CFG --state $STATE apply --auto-approve"
-  P="bash $SHARED/bench.sh _prep"
+  P="bash $HERE/peers.sh prep"
   HF="hyperfine --style basic --runs $RUNS"
   $HF --prepare "$P wipe; rm -rf $W/tend-state" --export-json "$R/tend-first.json" -n "tend first" "$TC >> $R/logs/tend-first.log 2>&1"
   $HF --prepare "$P none" --export-json "$R/tend-noop.json" -n "tend noop" "$TC >> $R/logs/tend-noop.log 2>&1"
@@ -102,7 +106,7 @@ for N in ${@:-10 30}; do
     grep -E '^(Apply complete|No changes)' "$R/logs/tend-$s.log" | sort | uniq -c | sed "s/^/  tend $s: /" || true
   done
   # shellcheck disable=SC2086
-  bash "$SHARED/bench.sh" ${TOOLS:-raw pyinfra} >/dev/null
-  bash "$SHARED/fleet.sh" down >/dev/null
+  bash "$HERE/peers.sh" time ${TOOLS:-raw pyinfra} >/dev/null
+  bash "$FLEET" down >/dev/null
   python3 "$HERE/table.py" "$R" "$N"
 done

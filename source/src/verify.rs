@@ -76,7 +76,8 @@ impl AllowedSigners {
             let principals = fields.next().ok_or_else(|| bad("no principals"))?;
             let rest: Vec<&str> = fields.collect();
             // Options come before the key type when present.
-            let key_at = rest.iter().position(|f| f.starts_with("ssh-") || f.starts_with("ecdsa-") || f.starts_with("sk-")).ok_or_else(|| bad("no public key"))?;
+            let key_at =
+                rest.iter().position(|f| f.starts_with("ssh-") || f.starts_with("ecdsa-") || f.starts_with("sk-")).ok_or_else(|| bad("no public key"))?;
             let options = rest[..key_at].join(" ");
             if options.contains("cert-authority") {
                 return Err(bad("cert-authority entries are not supported; list the signing keys themselves"));
@@ -101,7 +102,8 @@ impl AllowedSigners {
         if signature.starts_with("-----BEGIN PGP SIGNATURE-----") {
             return Err(VerifyError::OpenPgp { commit: commit.to_string() });
         }
-        let sig = SshSig::from_pem(signature.as_bytes()).map_err(|e| VerifyError::BadSignature { commit: commit.to_string(), why: format!("not an SSH signature: {e}") })?;
+        let sig = SshSig::from_pem(signature.as_bytes())
+            .map_err(|e| VerifyError::BadSignature { commit: commit.to_string(), why: format!("not an SSH signature: {e}") })?;
         let fingerprint = PublicKey::from(sig.public_key().clone()).fingerprint(HashAlg::Sha256).to_string();
         let Some((principals, key)) = self.entries.iter().find(|(_, k)| k.key_data() == sig.public_key()) else {
             return Err(VerifyError::UnknownSigner { commit: commit.to_string(), fingerprint, file: self.file.clone() });

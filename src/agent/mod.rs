@@ -129,12 +129,7 @@ impl Shared {
             Origin::Git { source, .. } => (source.display_url(), source.reference().to_string()),
             Origin::Directory(d) => (d.display().to_string(), "local directory".into()),
         };
-        let status = Status {
-            source,
-            reference,
-            mode: if opts.mode == Some(Mode::PlanOnly) { "plan-only" } else { "apply" }.into(),
-            ..Status::default()
-        };
+        let status = Status { source, reference, mode: if opts.mode == Some(Mode::PlanOnly) { "plan-only" } else { "apply" }.into(), ..Status::default() };
         Arc::new(Self {
             status: Mutex::new(status),
             trigger: Notify::new(),
@@ -316,7 +311,18 @@ async fn reconcile_inner(opts: &AgentOptions, shared: &Arc<Shared>, fetch: bool)
     let load = LoadOptions { root, ..opts.load.clone() };
     let state = opts.state.clone();
     let loaded = tokio::task::spawn_blocking(move || Workspace::load(Registry::builtin(), &load, state)).await.expect("load does not panic");
-    let mut ws = loaded.map_err(|e| ("failed", format!("{e}{}", match &e { crate::workspace::WorkspaceError::Config(d) => format!(":\n{}", d.render(100, false)), _ => String::new() })))?;
+    let mut ws = loaded.map_err(|e| {
+        (
+            "failed",
+            format!(
+                "{e}{}",
+                match &e {
+                    crate::workspace::WorkspaceError::Config(d) => format!(":\n{}", d.render(100, false)),
+                    _ => String::new(),
+                }
+            ),
+        )
+    })?;
     if let Some(r) = &revision {
         ws.config.revision.clone_from(r);
     }

@@ -186,13 +186,7 @@ impl Ctx {
         }
     }
 
-    async fn apply_one(
-        &self,
-        c: &Change,
-        action: Action,
-        config: Option<Attributes>,
-        observed: Option<Observed>,
-    ) -> Result<Option<Observed>, StepError> {
+    async fn apply_one(&self, c: &Change, action: Action, config: Option<Attributes>, observed: Option<Observed>) -> Result<Option<Observed>, StepError> {
         let provider = &self.providers[&*c.addr.provider];
         let req = ApplyRequest { addr: c.addr.clone(), action, config, observed, prior: Self::prior(c), target: self.target(c) };
         match provider.apply(req).await {

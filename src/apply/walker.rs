@@ -178,13 +178,8 @@ fn add_commits(
         }
     }
     for (&t, &s) in &commits {
-        let members: HashSet<usize> = plan
-            .changes
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.staged && c.target.as_ref().and_then(|a| index.get(a)) == Some(&t))
-            .map(|(i, _)| i)
-            .collect();
+        let members: HashSet<usize> =
+            plan.changes.iter().enumerate().filter(|(_, c)| c.staged && c.target.as_ref().and_then(|a| index.get(a)) == Some(&t)).map(|(i, _)| i).collect();
         let upstream = ancestors(waits_on, s);
         for (k, c) in plan.changes.iter().enumerate() {
             if members.contains(&k) || c.action == Action::Delete || upstream.contains(&k) {

@@ -100,7 +100,8 @@ async fn call(args: &AgentClientArgs, method: reqwest::Method, path: &str) -> Re
     if let Some(s) = &args.secret {
         req = req.bearer_auth(s);
     }
-    let resp = req.send().await.map_err(|e| Failure::from_error(2, &e, Some(format!("is `tend agent` running and listening on {}? (--agent URL)", args.agent))))?;
+    let resp =
+        req.send().await.map_err(|e| Failure::from_error(2, &e, Some(format!("is `tend agent` running and listening on {}? (--agent URL)", args.agent))))?;
     let status = resp.status();
     let body = resp.text().await.map_err(|e| Failure::from_error(2, &e, None))?;
     if !status.is_success() {
@@ -128,7 +129,12 @@ pub fn render_status(st: &serde_json::Value) -> String {
     let mut out = String::new();
     out.push_str(&format!("Source:        {} ({})\n", s("source"), s("reference")));
     out.push_str(&format!("Mode:          {}{}\n", s("mode"), if st["suspended"].as_bool() == Some(true) { " — SUSPENDED" } else { "" }));
-    out.push_str(&format!("Commit:        fetched {}, applied {}, last attempted {}\n", short("source_commit"), short("last_applied_commit"), short("last_attempted_commit")));
+    out.push_str(&format!(
+        "Commit:        fetched {}, applied {}, last attempted {}\n",
+        short("source_commit"),
+        short("last_applied_commit"),
+        short("last_attempted_commit")
+    ));
     out.push_str(&format!("Last result:   {} at {} (last success {})\n", s("last_result"), s("last_attempt_at"), s("last_success_at")));
     if let Some(e) = st["last_error"].as_str() {
         out.push_str(&format!("Last error:    {e}\n"));
@@ -140,7 +146,10 @@ pub fn render_status(st: &serde_json::Value) -> String {
             let status = r["status"].as_str().unwrap_or("?");
             *counts.entry(status.to_string()).or_insert(0usize) += 1;
             if status != "ok" {
-                problems.push(format!("  {status:<9} {addr}{}\n", r["last_error"].as_str().map(|e| format!(": {}", e.lines().next().unwrap_or_default())).unwrap_or_default()));
+                problems.push(format!(
+                    "  {status:<9} {addr}{}\n",
+                    r["last_error"].as_str().map(|e| format!(": {}", e.lines().next().unwrap_or_default())).unwrap_or_default()
+                ));
             }
         }
     }

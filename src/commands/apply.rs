@@ -71,9 +71,8 @@ pub async fn run(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode, Failure> {
 
 fn read_plan(file: &std::path::Path) -> Result<Plan, Failure> {
     let bytes = fs_err::read(file).map_err(|e| Failure::from_error(1, &e, None))?;
-    let plan: Plan = serde_json::from_slice(&bytes).map_err(|e| {
-        Failure::user(format!("{} is not a saved tend plan: {e}", file.display()), Some("make one with `tend plan --out FILE`".into()))
-    })?;
+    let plan: Plan = serde_json::from_slice(&bytes)
+        .map_err(|e| Failure::user(format!("{} is not a saved tend plan: {e}", file.display()), Some("make one with `tend plan --out FILE`".into())))?;
     if plan.format != PLAN_FORMAT {
         return Err(Failure::user(
             format!("{} has plan format `{}`, this tend reads `{PLAN_FORMAT}`", file.display(), plan.format),
@@ -116,11 +115,7 @@ fn confirm(auto_approve: bool) -> Result<(), Failure> {
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
     let _ = std::io::stdin().lock().read_line(&mut answer);
-    if answer.trim() == "yes" {
-        Ok(())
-    } else {
-        Err(Failure::user("apply cancelled", None))
-    }
+    if answer.trim() == "yes" { Ok(()) } else { Err(Failure::user("apply cancelled", None)) }
 }
 
 async fn run_locked(ws: &Workspace, plan: Plan, store: &SqliteStore, parallelism: usize) -> Result<ApplyOutcome, Failure> {
@@ -158,11 +153,7 @@ fn report(outcome: &ApplyOutcome) -> Result<ExitCode, Failure> {
             text.push_str(&format!("error: {addr}: {msg}\n"));
         }
     }
-    let skipped: Vec<String> = outcome
-        .results
-        .iter()
-        .filter(|&(_a, _, o)| matches!(o, Outcome::Skipped(_))).map(|(a, _, _o)| a.to_string())
-        .collect();
+    let skipped: Vec<String> = outcome.results.iter().filter(|&(_a, _, o)| matches!(o, Outcome::Skipped(_))).map(|(a, _, _o)| a.to_string()).collect();
     if !skipped.is_empty() {
         let why = if outcome.interrupted { "interrupted before they started" } else { "skipped because something they depend on failed" };
         text.push_str(&format!("{why}: {}\n", skipped.join(", ")));

@@ -13,7 +13,10 @@ pub async fn run(cli: &Cli, address: &str, id: &str) -> Result<ExitCode, Failure
     let mut ws = load_workspace(cli)?;
     let snapshot = ws.read_state().await?;
     if snapshot.records.contains_key(&addr) {
-        return Err(Failure::user(format!("`{addr}` is already in state"), Some(format!("`tend state rm {addr}` first to import another object in its place"))));
+        return Err(Failure::user(
+            format!("`{addr}` is already in state"),
+            Some(format!("`tend state rm {addr}` first to import another object in its place")),
+        ));
     }
     let graph = ws.graph(&snapshot)?;
     let Some(&node) = graph.index.get(&addr) else {
@@ -25,11 +28,19 @@ pub async fn run(cli: &Cli, address: &str, id: &str) -> Result<ExitCode, Failure
     ws.configure_all()?;
     let provider = ws.providers.get(&*addr.provider).ok_or_else(|| Failure::user(format!("no `{}` provider in this build", addr.provider), None))?;
     let n = &graph.graph[node];
-    let item = ReadItem { addr: addr.clone(), config: None, prior: Some(PriorRecord { id: Some(id.to_string()), attributes: std::sync::Arc::default() }), target: None };
+    let item = ReadItem {
+        addr: addr.clone(),
+        config: None,
+        prior: Some(PriorRecord { id: Some(id.to_string()), attributes: std::sync::Arc::default() }),
+        target: None,
+    };
     let observed = provider.read(ReadRequest { items: vec![item] }).await.into_iter().next().unwrap_or(Ok(None));
     let observed = observed.map_err(|e| Failure::from_error(2, &e, e.hint.clone()))?;
     let Some(obs) = observed.filter(|o| o.id.as_deref() == Some(id)) else {
-        return Err(Failure::user(format!("no {} with id `{id}` was found", addr.type_name()), Some("check the id and the provider's settings (region, account)".into())));
+        return Err(Failure::user(
+            format!("no {} with id `{id}` was found", addr.type_name()),
+            Some("check the id and the provider's settings (region, account)".into()),
+        ));
     };
     let store = ws.open_state()?;
     store.lock("import").await?;

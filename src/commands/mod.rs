@@ -80,7 +80,15 @@ impl From<WorkspaceError> for Failure {
             WorkspaceError::Config(d) => {
                 let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
                 let width = if color { 100 } else { 80 };
-                Self { code: 1, text: format!("{}error: the configuration is invalid ({} problem{})\n", d.render(width, color), d.items.len(), if d.items.len() == 1 { "" } else { "s" }) }
+                Self {
+                    code: 1,
+                    text: format!(
+                        "{}error: the configuration is invalid ({} problem{})\n",
+                        d.render(width, color),
+                        d.items.len(),
+                        if d.items.len() == 1 { "" } else { "s" }
+                    ),
+                }
             }
             WorkspaceError::State(s) => s.into(),
             other @ WorkspaceError::Provider { .. } => Self::from_error(1, &other, None),

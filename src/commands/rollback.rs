@@ -24,10 +24,7 @@ async fn rollback(ws: &tend::workspace::Workspace, store: &tend::state::SqliteSt
     let generations = snapshot.records.values().filter(|r| {
         &*r.addr.provider == "host" && matches!(&*r.addr.kind, "ssh" | "local") && &*r.addr.name == host && r.attributes.get("kept_generations").is_some()
     });
-    let releases = snapshot
-        .records
-        .values()
-        .filter(|r| &*r.addr.provider == "host" && &*r.addr.kind == "release" && r.addr.key.as_deref() == Some(host));
+    let releases = snapshot.records.values().filter(|r| &*r.addr.provider == "host" && &*r.addr.kind == "release" && r.addr.key.as_deref() == Some(host));
     let chosen: Vec<_> = generations.chain(releases).collect();
     if chosen.is_empty() {
         return Err(Failure::user(

@@ -91,11 +91,7 @@ pub fn run(cli: &Cli, cmd: &SecretsCommand) -> Result<ExitCode, Failure> {
             let plaintext = zeroize::Zeroizing::new(fs_err::read(file).map_err(|e| io_failure(&e))?);
             let sops_info = as_sops.then(|| {
                 let format = sops::Format::from_name(&file.to_string_lossy());
-                let rules = sops::Rules {
-                    encrypted_regex: encrypted_regex.clone(),
-                    unencrypted_suffix: unencrypted_suffix.clone(),
-                    ..sops::Rules::default()
-                };
+                let rules = sops::Rules { encrypted_regex: encrypted_regex.clone(), unencrypted_suffix: unencrypted_suffix.clone(), ..sops::Rules::default() };
                 (format, rules)
             });
             let ct = seal(&plaintext, recipients, sops_info, *armor)?;

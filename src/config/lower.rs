@@ -66,10 +66,7 @@ impl Lowerer<'_> {
                         Some(s) => format!("did you mean `{}.{s}`?", pkey.name),
                         None => format!("kinds of `{}`: {}", pkey.name, names.join(", ")),
                     };
-                    self.diags.push(
-                        Diagnostic::at(kkey.span, format!("unknown resource kind `{}.{}`", pkey.name, kkey.name), "unknown kind")
-                            .with_hint(hint),
-                    );
+                    self.diags.push(Diagnostic::at(kkey.span, format!("unknown resource kind `{}.{}`", pkey.name, kkey.name), "unknown kind").with_hint(hint));
                     continue;
                 };
                 let Some(named) = self.expect_map(knode, &format!("`{}.{}` must be a table of named resources", pkey.name, kkey.name)) else { continue };
@@ -84,14 +81,15 @@ impl Lowerer<'_> {
         let Some(named) = self.expect_map(node, "`secret` must be a table of named secrets") else { return };
         for (key, body) in named {
             if !ResourceAddr::is_valid_part(&key.name) {
-                self.diags.push(Diagnostic::at(key.span, format!("`{}` is not a valid secret name", key.name), "invalid name")
-                    .with_hint("names may contain letters, digits, `_` and `-`"));
+                self.diags.push(
+                    Diagnostic::at(key.span, format!("`{}` is not a valid secret name", key.name), "invalid name")
+                        .with_hint("names may contain letters, digits, `_` and `-`"),
+                );
                 continue;
             }
             if let Some(first) = self.secrets.get(&key.name) {
                 self.diags.push(
-                    Diagnostic::at(key.span, format!("duplicate secret `{}`", key.name), "declared again here")
-                        .with_label(first.span, "first declared here"),
+                    Diagnostic::at(key.span, format!("duplicate secret `{}`", key.name), "declared again here").with_label(first.span, "first declared here"),
                 );
                 continue;
             }
@@ -112,11 +110,11 @@ impl Lowerer<'_> {
                         format!("wrong type for `file`: expected string, found {}", other.type_name()),
                         "expected a path",
                     )),
-                    (name, _) => self.diags.push(
-                        Diagnostic::at(fk.span, format!("unknown field `{name}` in secret `{}`", key.name), "unknown field").with_hint(
+                    (name, _) => {
+                        self.diags.push(Diagnostic::at(fk.span, format!("unknown field `{name}` in secret `{}`", key.name), "unknown field").with_hint(
                             nearest(name, ["file", "document"]).map_or_else(|| "secret fields: file, document".into(), |s| format!("did you mean `{s}`?")),
-                        ),
-                    ),
+                        ))
+                    }
                 }
             }
             if decl.file.is_empty() {
@@ -141,8 +139,10 @@ impl Lowerer<'_> {
 
     fn resource(&mut self, provider: &str, schema: &KindSchema, key: &Key, body: &Node) {
         if !ResourceAddr::is_valid_part(&key.name) {
-            self.diags.push(Diagnostic::at(key.span, format!("`{}` is not a valid resource name", key.name), "invalid name")
-                .with_hint("names may contain letters, digits, `_` and `-`"));
+            self.diags.push(
+                Diagnostic::at(key.span, format!("`{}` is not a valid resource name", key.name), "invalid name")
+                    .with_hint("names may contain letters, digits, `_` and `-`"),
+            );
             return;
         }
         let addr = ResourceAddr::new(provider, schema.kind, key.name.clone());
@@ -226,16 +226,16 @@ impl Lowerer<'_> {
                 }
             },
             NodeKind::List(items) => Expr::List(items.iter().map(|n| self.expr(n)).collect::<Option<Vec<_>>>()?),
-            NodeKind::Map(entries) => Expr::Map(
-                entries.iter().map(|(k, n)| self.expr(n).map(|e| (k.name.clone(), e))).collect::<Option<BTreeMap<_, _>>>()?,
-            ),
+            NodeKind::Map(entries) => Expr::Map(entries.iter().map(|(k, n)| self.expr(n).map(|e| (k.name.clone(), e))).collect::<Option<BTreeMap<_, _>>>()?),
         })
     }
 
     fn depends_on(&mut self, node: &Node) -> Vec<(ResourceAddr, Span)> {
         let NodeKind::List(items) = &node.kind else {
-            self.diags.push(Diagnostic::at(node.span, "`depends_on` must be a list of resource addresses", format!("this is a {}", node.kind.type_name()))
-                .with_hint("e.g. depends_on = [\"host.directory.site\"]"));
+            self.diags.push(
+                Diagnostic::at(node.span, "`depends_on` must be a list of resource addresses", format!("this is a {}", node.kind.type_name()))
+                    .with_hint("e.g. depends_on = [\"host.directory.site\"]"),
+            );
             return Vec::new();
         };
         items
@@ -271,21 +271,29 @@ impl Lowerer<'_> {
                                 Diagnostic::at(item.span, format!("`ignore_changes` names unknown field `{f}`"), "unknown field")
                                     .with_hint(nearest(f, schema.fields.iter().map(|x| x.name)).map_or_else(String::new, |s| format!("did you mean `{s}`?"))),
                             ),
-                            other => self.diags.push(Diagnostic::at(item.span, "`ignore_changes` entries must be field names", format!("this is a {}", other.type_name()))),
+                            other => self.diags.push(Diagnostic::at(
+                                item.span,
+                                "`ignore_changes` entries must be field names",
+                                format!("this is a {}", other.type_name()),
+                            )),
                         }
                     }
                 }
-                (name @ ("create_before_destroy" | "prevent_destroy"), other) => self.diags.push(
-                    Diagnostic::at(v.span, format!("wrong type for `lifecycle.{name}`: expected boolean, found {}", other.type_name()), "expected true or false"),
-                ),
+                (name @ ("create_before_destroy" | "prevent_destroy"), other) => self.diags.push(Diagnostic::at(
+                    v.span,
+                    format!("wrong type for `lifecycle.{name}`: expected boolean, found {}", other.type_name()),
+                    "expected true or false",
+                )),
                 ("ignore_changes", other) => self.diags.push(Diagnostic::at(
                     v.span,
                     format!("wrong type for `lifecycle.ignore_changes`: expected list of field names, found {}", other.type_name()),
                     "expected a list",
                 )),
                 (name, _) => {
-                    let hint = nearest(name, ["create_before_destroy", "prevent_destroy", "ignore_changes"])
-                        .map_or_else(|| "lifecycle fields: create_before_destroy, prevent_destroy, ignore_changes".to_string(), |s| format!("did you mean `{s}`?"));
+                    let hint = nearest(name, ["create_before_destroy", "prevent_destroy", "ignore_changes"]).map_or_else(
+                        || "lifecycle fields: create_before_destroy, prevent_destroy, ignore_changes".to_string(),
+                        |s| format!("did you mean `{s}`?"),
+                    );
                     self.diags.push(Diagnostic::at(k.span, format!("unknown field `lifecycle.{name}`"), "unknown field").with_hint(hint));
                 }
             }
@@ -312,9 +320,7 @@ fn check_type(expr: &Expr, ty: &FieldType, span: Span, name: &str) -> Result<(),
         Diagnostic::at(span, format!("wrong type for `{name}`: expected {}, found {found}", ty.describe()), format!("expected {}", ty.describe()))
     };
     match (ty, expr) {
-        (_, Expr::Template(parts)) if !matches!(ty, FieldType::String | FieldType::Any) && parts.len() > 1 => {
-            Err(mismatch("string"))
-        }
+        (_, Expr::Template(parts)) if !matches!(ty, FieldType::String | FieldType::Any) && parts.len() > 1 => Err(mismatch("string")),
         (FieldType::Any, _)
         | (_, Expr::Template(_))
         | (FieldType::String, Expr::Literal(Value::String(_)))
@@ -334,11 +340,7 @@ fn check_type(expr: &Expr, ty: &FieldType, span: Span, name: &str) -> Result<(),
 
 /// Check every reference, `depends_on` and address-list target exists, that referenced
 /// fields exist in the target's schema, and that referenced secrets are declared.
-pub fn check_references(
-    resources: &BTreeMap<ResourceAddr, Resource>,
-    secrets: &BTreeMap<String, SecretDecl>,
-    registry: &Registry,
-) -> Vec<Diagnostic> {
+pub fn check_references(resources: &BTreeMap<ResourceAddr, Resource>, secrets: &BTreeMap<String, SecretDecl>, registry: &Registry) -> Vec<Diagnostic> {
     let mut diags = Vec::new();
     for res in resources.values() {
         for field in res.fields.values() {
@@ -350,8 +352,7 @@ pub fn check_references(
                         None => format!("declare it: [secret.{}] file = \"secrets/{}.age\"", s.name, s.name),
                     };
                     diags.push(
-                        Diagnostic::at(s.span, format!("`{}` uses secret `{}`, which is not declared", res.addr, s.name), "no such secret")
-                            .with_hint(hint),
+                        Diagnostic::at(s.span, format!("`{}` uses secret `{}`, which is not declared", res.addr, s.name), "no such secret").with_hint(hint),
                     );
                 }
             }
@@ -374,13 +375,14 @@ pub fn check_references(
         let schema = registry.kind(&res.addr.provider, &res.addr.kind).expect("lowered resources have a schema");
         for (name, field) in &res.fields {
             if schema.field(name).is_some_and(|f| f.ty == FieldType::AddressList)
-                && let Some(Value::List(items)) = field.expr.literal() {
-                    for a in items.iter().filter_map(Value::as_str).filter_map(|s| s.parse::<ResourceAddr>().ok()) {
-                        if !resources.contains_key(&a.base()) {
-                            diags.push(missing(&a, field.span, &format!("`{}.{name}` names", res.addr)));
-                        }
+                && let Some(Value::List(items)) = field.expr.literal()
+            {
+                for a in items.iter().filter_map(Value::as_str).filter_map(|s| s.parse::<ResourceAddr>().ok()) {
+                    if !resources.contains_key(&a.base()) {
+                        diags.push(missing(&a, field.span, &format!("`{}.{name}` names", res.addr)));
                     }
                 }
+            }
             for r in field.expr.references() {
                 let Some(target) = resources.get(&r.addr.base()) else {
                     diags.push(missing(&r.addr, r.span, &format!("`{}` refers to", res.addr)));
@@ -393,8 +395,12 @@ pub fn check_references(
                         |s| format!("did you mean `{s}`?"),
                     );
                     diags.push(
-                        Diagnostic::at(r.span, format!("`{}` refers to `{r}`, but {} has no field `{}`", res.addr, target.addr.type_name(), r.field), "no such field")
-                            .with_hint(hint),
+                        Diagnostic::at(
+                            r.span,
+                            format!("`{}` refers to `{r}`, but {} has no field `{}`", res.addr, target.addr.type_name(), r.field),
+                            "no such field",
+                        )
+                        .with_hint(hint),
                     );
                 }
             }

@@ -48,8 +48,10 @@ pub fn load(opts: &LoadOptions, registry: &Registry) -> Result<Config, Diagnosti
         Err(_) => {
             return fail(
                 sources,
-                vec![Diagnostic::global(format!("config directory {} does not exist", opts.root.display()))
-                    .with_hint("pass the directory holding tend.toml with --config DIR")],
+                vec![
+                    Diagnostic::global(format!("config directory {} does not exist", opts.root.display()))
+                        .with_hint("pass the directory holding tend.toml with --config DIR"),
+                ],
             );
         }
     };
@@ -58,11 +60,7 @@ pub fn load(opts: &LoadOptions, registry: &Registry) -> Result<Config, Diagnosti
     let files = config_files(&root);
     let tend_toml_path = root.join("tend.toml");
     // tend.toml first: it defines the variables every other file may use.
-    let tend_toml = if files.contains(&tend_toml_path) {
-        read_and_parse(&root, &tend_toml_path, &mut sources, &mut digest, &mut diags)
-    } else {
-        None
-    };
+    let tend_toml = if files.contains(&tend_toml_path) { read_and_parse(&root, &tend_toml_path, &mut sources, &mut digest, &mut diags) } else { None };
     let root_str = root.to_string_lossy().into_owned();
     let settings = match tend_toml.as_ref().and_then(|(_, d)| d.first()) {
         Some(n) => vars::settings(n, &root, &root_str, opts, &mut diags),
@@ -131,13 +129,7 @@ pub fn load_recipients(opts: &LoadOptions) -> Result<Vec<String>, Diagnostics> {
 }
 
 /// Read one file into the source map and parse it into document trees.
-fn read_and_parse(
-    root: &Path,
-    path: &Path,
-    sources: &mut SourceMap,
-    digest: &mut Sha256,
-    diags: &mut Vec<Diagnostic>,
-) -> Option<(u32, Vec<Node>)> {
+fn read_and_parse(root: &Path, path: &Path, sources: &mut SourceMap, digest: &mut Sha256, diags: &mut Vec<Diagnostic>) -> Option<(u32, Vec<Node>)> {
     let text = match fs_err::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {

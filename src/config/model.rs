@@ -124,11 +124,7 @@ impl Expr {
             Self::Literal(v) => Some(v.clone()),
             Self::Template(_) => None,
             Self::List(l) => l.iter().map(Expr::literal).collect::<Option<Vec<_>>>().map(Value::List),
-            Self::Map(m) => m
-                .iter()
-                .map(|(k, e)| e.literal().map(|v| (k.clone(), v)))
-                .collect::<Option<BTreeMap<_, _>>>()
-                .map(Value::Map),
+            Self::Map(m) => m.iter().map(|(k, e)| e.literal().map(|v| (k.clone(), v))).collect::<Option<BTreeMap<_, _>>>().map(Value::Map),
         }
     }
 }

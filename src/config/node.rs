@@ -71,13 +71,7 @@ pub fn parse_toml(file: u32, text: &str) -> Result<Node, Diagnostic> {
 }
 
 fn toml_table(file: u32, t: &DeTable<'_>) -> NodeKind {
-    NodeKind::Map(
-        t.iter()
-            .map(|(k, v)| {
-                (Key { name: k.get_ref().to_string(), span: Span::new(file, k.span()) }, toml_value(file, v))
-            })
-            .collect(),
-    )
+    NodeKind::Map(t.iter().map(|(k, v)| (Key { name: k.get_ref().to_string(), span: Span::new(file, k.span()) }, toml_value(file, v))).collect())
 }
 
 fn toml_value(file: u32, v: &toml::Spanned<DeValue<'_>>) -> Node {
@@ -154,9 +148,7 @@ impl YamlBuilder {
                 self.value(node.0, node.1)?;
             }
             Event::Alias(id) => {
-                let node = self.anchors.get(&id).cloned().ok_or_else(|| {
-                    Diagnostic::at(span, "invalid YAML", "alias to an unknown anchor")
-                })?;
+                let node = self.anchors.get(&id).cloned().ok_or_else(|| Diagnostic::at(span, "invalid YAML", "alias to an unknown anchor"))?;
                 self.value(Node { span, ..node }, 0)?;
             }
             _ => {}
@@ -171,11 +163,7 @@ impl YamlBuilder {
         match self.stack.last_mut() {
             None => {
                 if !matches!(node.kind, NodeKind::Map(_) | NodeKind::Null) {
-                    return Err(Diagnostic::at(
-                        node.span,
-                        "a config document must be a mapping",
-                        format!("this is a {}", node.kind.type_name()),
-                    ));
+                    return Err(Diagnostic::at(node.span, "a config document must be a mapping", format!("this is a {}", node.kind.type_name())));
                 }
                 self.docs.push(node);
             }
@@ -230,21 +218,26 @@ fn plain_scalar(s: &str) -> NodeKind {
         _ => {}
     }
     if let Some(hex) = s.strip_prefix("0x")
-        && let Ok(i) = i64::from_str_radix(hex, 16) {
-            return NodeKind::Int(i);
-        }
+        && let Ok(i) = i64::from_str_radix(hex, 16)
+    {
+        return NodeKind::Int(i);
+    }
     if let Some(oct) = s.strip_prefix("0o")
-        && let Ok(i) = i64::from_str_radix(oct, 8) {
-            return NodeKind::Int(i);
-        }
+        && let Ok(i) = i64::from_str_radix(oct, 8)
+    {
+        return NodeKind::Int(i);
+    }
     if s.bytes().all(|b| b.is_ascii_digit() || b == b'-' || b == b'+')
-        && let Ok(i) = s.parse::<i64>() {
-            return NodeKind::Int(i);
-        }
-    if s.bytes().any(|b| b.is_ascii_digit()) && s.bytes().all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b))
-        && let Ok(f) = s.parse::<f64>() {
-            return NodeKind::Float(f);
-        }
+        && let Ok(i) = s.parse::<i64>()
+    {
+        return NodeKind::Int(i);
+    }
+    if s.bytes().any(|b| b.is_ascii_digit())
+        && s.bytes().all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b))
+        && let Ok(f) = s.parse::<f64>()
+    {
+        return NodeKind::Float(f);
+    }
     match s {
         ".inf" | ".Inf" | ".INF" | "+.inf" => NodeKind::Float(f64::INFINITY),
         "-.inf" | "-.Inf" | "-.INF" => NodeKind::Float(f64::NEG_INFINITY),

@@ -34,8 +34,7 @@ pub fn parse(text: &str, span: Span, scope: &Scope<'_>) -> Result<Expr, Diagnost
         lit.push_str(&rest[..pos]);
         let after = &rest[pos + 2..];
         let Some(close) = after.find('}') else {
-            return Err(Diagnostic::at(span, "unterminated `${` in string", "no closing `}`")
-                .with_hint("write `$${` for a literal `${`"));
+            return Err(Diagnostic::at(span, "unterminated `${` in string", "no closing `}`").with_hint("write `$${` for a literal `${`"));
         };
         let inner = after[..close].trim();
         match resolve(inner, span, scope)? {
@@ -68,9 +67,10 @@ pub fn parse(text: &str, span: Span, scope: &Scope<'_>) -> Result<Expr, Diagnost
     // A string that is exactly `${var.x}` keeps the variable's type.
     if let Some(inner) = text.strip_prefix("${").and_then(|t| t.strip_suffix('}'))
         && !inner.contains("${")
-            && let Resolved::Value(v) = resolve(inner.trim(), span, scope)? {
-                return Ok(Expr::Literal(v));
-            }
+        && let Resolved::Value(v) = resolve(inner.trim(), span, scope)?
+    {
+        return Ok(Expr::Literal(v));
+    }
     Ok(match parts.as_slice() {
         [] => Expr::Literal(Value::String(String::new())),
         [Part::Lit(s)] => Expr::Literal(Value::String(s.clone())),
@@ -89,12 +89,10 @@ fn resolve(inner: &str, span: Span, scope: &Scope<'_>) -> Result<Resolved, Diagn
     if let Some(name) = inner.strip_prefix("var.") {
         return scope.variables.get(name).cloned().map(Resolved::Value).ok_or_else(|| {
             let known: Vec<&str> = scope.variables.keys().map(String::as_str).collect();
-            Diagnostic::at(span, format!("undefined variable `{name}`"), "used here").with_hint(
-                match super::suggest::nearest(name, known.iter().copied()) {
-                    Some(s) => format!("did you mean `var.{s}`? variables are declared in tend.toml [variables]"),
-                    None => "declare it in tend.toml [variables] or pass --var NAME=VALUE".into(),
-                },
-            )
+            Diagnostic::at(span, format!("undefined variable `{name}`"), "used here").with_hint(match super::suggest::nearest(name, known.iter().copied()) {
+                Some(s) => format!("did you mean `var.{s}`? variables are declared in tend.toml [variables]"),
+                None => "declare it in tend.toml [variables] or pass --var NAME=VALUE".into(),
+            })
         });
     }
     if let Some(rest) = inner.strip_prefix("secret.") {
@@ -121,9 +119,8 @@ fn resolve(inner: &str, span: Span, scope: &Scope<'_>) -> Result<Resolved, Diagn
 /// Parse `PROVIDER.KIND.NAME[KEY].FIELD.path...`.
 pub fn parse_reference(inner: &str, span: Span) -> Result<Reference, Diagnostic> {
     let bad = || {
-        Diagnostic::at(span, format!("`${{{inner}}}` is not a valid reference"), "in this value").with_hint(
-            "references look like ${PROVIDER.KIND.NAME.FIELD}, ${var.NAME} or ${path.root}",
-        )
+        Diagnostic::at(span, format!("`${{{inner}}}` is not a valid reference"), "in this value")
+            .with_hint("references look like ${PROVIDER.KIND.NAME.FIELD}, ${var.NAME} or ${path.root}")
     };
     let (head, key, tail) = if let Some(open) = inner.find('[') {
         let close = inner[open..].find(']').map(|c| open + c).ok_or_else(bad)?;
@@ -146,8 +143,7 @@ mod tests {
     use super::*;
 
     fn scope_parse(text: &str) -> Result<Expr, Diagnostic> {
-        let vars: BTreeMap<String, Value> =
-            [("site".to_string(), Value::from("docs")), ("port".to_string(), Value::Int(8080))].into();
+        let vars: BTreeMap<String, Value> = [("site".to_string(), Value::from("docs")), ("port".to_string(), Value::Int(8080))].into();
         parse(text, Span::default(), &Scope { variables: &vars, root: "/cfg" })
     }
 

@@ -25,8 +25,8 @@ impl Settings {
         let project = Project { name: dir_name(root), ..Project::default() };
         let variables = merge(BTreeMap::new(), None, &opts.vars, diags);
         if let Some(env) = &opts.environment {
-            diags.push(Diagnostic::global(format!("environment `{env}` is not declared"))
-                .with_hint("declare it in tend.toml as [environments.NAME.variables]"));
+            diags
+                .push(Diagnostic::global(format!("environment `{env}` is not declared")).with_hint("declare it in tend.toml as [environments.NAME.variables]"));
         }
         Self { project, variables, providers: BTreeMap::new(), recipients: Vec::new() }
     }
@@ -103,7 +103,11 @@ pub fn settings(doc: &Node, root: &Path, root_str: &str, opts: &super::LoadOptio
                             }
                         },
                         other => {
-                            diags.push(Diagnostic::at(av.span, format!("wrong type for `agent.{}`: found {}", ak.name, other.type_name()), "expected a duration string, e.g. \"5m\""));
+                            diags.push(Diagnostic::at(
+                                av.span,
+                                format!("wrong type for `agent.{}`: found {}", ak.name, other.type_name()),
+                                "expected a duration string, e.g. \"5m\"",
+                            ));
                             None
                         }
                     };
@@ -115,11 +119,9 @@ pub fn settings(doc: &Node, root: &Path, root_str: &str, opts: &super::LoadOptio
                         ("jitter", NodeKind::Float(f)) if (0.0..=1.0).contains(f) => project.agent.jitter = Some(*f),
                         ("jitter", NodeKind::Int(i)) if *i == 0 || *i == 1 => project.agent.jitter = Some(if *i == 0 { 0.0 } else { 1.0 }),
                         ("jitter", _) => diags.push(Diagnostic::at(av.span, "`agent.jitter` must be a fraction between 0 and 1", "e.g. 0.1")),
-                        (name, _) => diags.push(
-                            Diagnostic::at(ak.span, format!("unknown field `agent.{name}`"), "unknown field").with_hint(
-                                nearest(name, FIELDS).map_or_else(|| format!("agent fields: {}", FIELDS.join(", ")), |s| format!("did you mean `{s}`?")),
-                            ),
-                        ),
+                        (name, _) => diags.push(Diagnostic::at(ak.span, format!("unknown field `agent.{name}`"), "unknown field").with_hint(
+                            nearest(name, FIELDS).map_or_else(|| format!("agent fields: {}", FIELDS.join(", ")), |s| format!("did you mean `{s}`?")),
+                        )),
                     }
                 }
             }
@@ -131,15 +133,21 @@ pub fn settings(doc: &Node, root: &Path, root_str: &str, opts: &super::LoadOptio
                             for (vk, vv) in table(sv, &format!("environments.{}.variables", ek.name), diags) {
                                 if !defaults.contains_key(&vk.name) {
                                     diags.push(
-                                        Diagnostic::at(vk.span, format!("environment `{}` sets undeclared variable `{}`", ek.name, vk.name), "not in [variables]")
-                                            .with_hint("declare a default for it in tend.toml [variables]"),
+                                        Diagnostic::at(
+                                            vk.span,
+                                            format!("environment `{}` sets undeclared variable `{}`", ek.name, vk.name),
+                                            "not in [variables]",
+                                        )
+                                        .with_hint("declare a default for it in tend.toml [variables]"),
                                     );
                                 }
                                 vars.insert(vk.name.clone(), expand_root(node_value(vv)));
                             }
                         } else {
-                            diags.push(Diagnostic::at(sk.span, format!("unknown field `environments.{}.{}`", ek.name, sk.name), "unknown field")
-                                .with_hint("an environment holds a `variables` table"));
+                            diags.push(
+                                Diagnostic::at(sk.span, format!("unknown field `environments.{}.{}`", ek.name, sk.name), "unknown field")
+                                    .with_hint("an environment holds a `variables` table"),
+                            );
                         }
                     }
                     envs.insert(ek.name.clone(), (ek.clone(), vars));
@@ -157,9 +165,7 @@ pub fn settings(doc: &Node, root: &Path, root_str: &str, opts: &super::LoadOptio
                             }
                         }
                         ("recipients_file", NodeKind::String(f)) => match fs_err::read_to_string(root.join(f)) {
-                            Ok(text) => recipients.extend(
-                                text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_string),
-                            ),
+                            Ok(text) => recipients.extend(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_string)),
                             Err(e) => diags.push(Diagnostic::at(sv.span, format!("cannot read recipients file: {e}"), "here")),
                         },
                         (name, _) => diags.push(
@@ -181,13 +187,19 @@ pub fn settings(doc: &Node, root: &Path, root_str: &str, opts: &super::LoadOptio
     }
     let env_vars = match &opts.environment {
         None => None,
-        Some(name) => if let Some((_, vars)) = envs.get(name) { Some(vars.clone()) } else {
-            let names: Vec<&str> = envs.keys().map(String::as_str).collect();
-            diags.push(Diagnostic::global(format!("environment `{name}` is not declared in tend.toml")).with_hint(
-                if names.is_empty() { "declare it as [environments.NAME.variables]".to_string() } else { format!("declared environments: {}", names.join(", ")) },
-            ));
-            None
-        },
+        Some(name) => {
+            if let Some((_, vars)) = envs.get(name) {
+                Some(vars.clone())
+            } else {
+                let names: Vec<&str> = envs.keys().map(String::as_str).collect();
+                diags.push(Diagnostic::global(format!("environment `{name}` is not declared in tend.toml")).with_hint(if names.is_empty() {
+                    "declare it as [environments.NAME.variables]".to_string()
+                } else {
+                    format!("declared environments: {}", names.join(", "))
+                }));
+                None
+            }
+        }
     };
     let variables = merge(defaults, env_vars, &opts.vars, diags);
     Settings { project, variables, providers, recipients }
@@ -205,12 +217,10 @@ fn merge(
     for (name, raw) in cli {
         let Some(current) = vars.get(name) else {
             let known: Vec<&str> = vars.keys().map(String::as_str).collect();
-            diags.push(Diagnostic::global(format!("--var {name}: no variable `{name}` is declared")).with_hint(
-                match nearest(name, known.iter().copied()) {
-                    Some(s) => format!("did you mean `{s}`?"),
-                    None => "declare it in tend.toml [variables]".into(),
-                },
-            ));
+            diags.push(Diagnostic::global(format!("--var {name}: no variable `{name}` is declared")).with_hint(match nearest(name, known.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => "declare it in tend.toml [variables]".into(),
+            }));
             continue;
         };
         let value = match current {

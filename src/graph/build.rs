@@ -38,9 +38,7 @@ fn add_desired(config: &Config, registry: &Registry, providers: &Providers, g: &
     for res in config.resources.values() {
         let provider = &providers[&*res.addr.provider];
         let literal = res.literal_fields();
-        let field_span = |field: &Option<String>| {
-            field.as_ref().and_then(|f| res.fields.get(f)).map_or(res.span, |f| f.span)
-        };
+        let field_span = |field: &Option<String>| field.as_ref().and_then(|f| res.fields.get(f)).map_or(res.span, |f| f.span);
         for e in provider.validate(&res.addr, &literal) {
             let d = Diagnostic::at(field_span(&e.field), format!("`{}`: {}", res.addr, e.message), "here");
             diags.push(d.with_hint(e.hint.unwrap_or_default()));
@@ -102,11 +100,12 @@ fn add_edges(config: &Config, registry: &Registry, state: &Snapshot, g: &mut Res
                 add(g.resolve(addr, &r.addr), EdgeKind::Reference);
             }
             if schema.field(name).is_some_and(|f| f.ty == FieldType::AddressList)
-                && let Some(Value::List(items)) = field.expr.literal() {
-                    for a in items.iter().filter_map(Value::as_str).filter_map(|s| s.parse::<ResourceAddr>().ok()) {
-                        add(g.resolve(addr, &a), EdgeKind::Trigger);
-                    }
+                && let Some(Value::List(items)) = field.expr.literal()
+            {
+                for a in items.iter().filter_map(Value::as_str).filter_map(|s| s.parse::<ResourceAddr>().ok()) {
+                    add(g.resolve(addr, &a), EdgeKind::Trigger);
                 }
+            }
         }
     }
     for (a, b, kind) in edges {

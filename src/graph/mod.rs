@@ -70,16 +70,10 @@ impl ResourceGraph {
 
     /// Node indices in dependency order (dependencies first), ties broken by address.
     pub fn order(&self) -> Vec<NodeIndex> {
-        let mut indegree: BTreeMap<NodeIndex, usize> = self
-            .graph
-            .node_indices()
-            .map(|n| (n, self.graph.neighbors_directed(n, Direction::Incoming).count()))
-            .collect();
-        let mut ready: BinaryHeap<Reverse<(ResourceAddr, NodeIndex)>> = indegree
-            .iter()
-            .filter(|(_, d)| **d == 0)
-            .map(|(n, _)| Reverse((self.graph[*n].addr.clone(), *n)))
-            .collect();
+        let mut indegree: BTreeMap<NodeIndex, usize> =
+            self.graph.node_indices().map(|n| (n, self.graph.neighbors_directed(n, Direction::Incoming).count())).collect();
+        let mut ready: BinaryHeap<Reverse<(ResourceAddr, NodeIndex)>> =
+            indegree.iter().filter(|(_, d)| **d == 0).map(|(n, _)| Reverse((self.graph[*n].addr.clone(), *n))).collect();
         let mut out = Vec::with_capacity(indegree.len());
         while let Some(Reverse((_, n))) = ready.pop() {
             out.push(n);

@@ -6,8 +6,7 @@ use std::sync::Arc;
 use petgraph::Direction;
 use petgraph::stable_graph::NodeIndex;
 use tend_provider::{
-    Action, Attributes, Value, Observed, PlanRequest, PlannedChange, PriorRecord, Provider, ProviderError, ReadItem, ReadRequest,
-    ResourceAddr, Target,
+    Action, Attributes, Observed, PlanRequest, PlannedChange, PriorRecord, Provider, ProviderError, ReadItem, ReadRequest, ResourceAddr, Target, Value,
 };
 use tend_state::{Record, RecordStatus, Snapshot};
 
@@ -58,7 +57,11 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
         if let Some(up) = deps.keys().find(|d| blocked.contains(*d)) {
             tracing::debug!(%addr, upstream = %up, "not planned: upstream failed to plan");
             if unplanned.iter().any(|u| u.addr.as_ref() == Some(up)) {
-                unplanned.push(PlanError { addr: Some(addr.clone()), message: format!("not planned: it depends on {up}, which could not be observed"), hint: None });
+                unplanned.push(PlanError {
+                    addr: Some(addr.clone()),
+                    message: format!("not planned: it depends on {up}, which could not be observed"),
+                    hint: None,
+                });
             }
             blocked.insert(addr.clone());
             continue;
@@ -75,11 +78,8 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
             Some(Ok(o)) => o,
             None => None,
         };
-        let result = if node.desired {
-            plan_desired(&input, n, &deps, record, obs, &known, &actions).await
-        } else {
-            plan_orphan(&input, n, &deps, record, obs).await
-        };
+        let result =
+            if node.desired { plan_desired(&input, n, &deps, record, obs, &known, &actions).await } else { plan_orphan(&input, n, &deps, record, obs).await };
         match result {
             Ok((change, values)) => {
                 if has_dependents(input.graph, n) {
@@ -159,12 +159,7 @@ async fn refresh(input: &PlanInput<'_>, order: &[NodeIndex], errors: &mut Vec<Pl
             prior_known.insert(node.addr.clone(), values);
         }
         let target = node.target.as_ref().map(|t| Target { addr: t.clone(), attributes: prior_known.get(t).cloned().unwrap_or_default() });
-        batches.entry(node.addr.provider.to_string()).or_default().items.push(ReadItem {
-            addr: node.addr.clone(),
-            config,
-            prior: prior_of(record),
-            target,
-        });
+        batches.entry(node.addr.provider.to_string()).or_default().items.push(ReadItem { addr: node.addr.clone(), config, prior: prior_of(record), target });
     }
     let mut tasks = tokio::task::JoinSet::new();
     for (name, req) in batches {
@@ -217,13 +212,13 @@ async fn plan_desired(
     let config = eval_fields(&resolver, addr, &exprs).map_err(|e| eval_error(addr, &e))?;
     // What was observed on a target that is being replaced, or whose values (its address) are
     // only known after apply, is not what the resource will meet: plan it as absent.
-    let target_unsettled = node.target.as_ref().is_some_and(|t| {
-        matches!(actions.get(t), Some(Action::Replace { .. })) || known.get(t).is_some_and(|a| a.values().any(|v| !v.is_known()))
-    });
+    let target_unsettled = node
+        .target
+        .as_ref()
+        .is_some_and(|t| matches!(actions.get(t), Some(Action::Replace { .. })) || known.get(t).is_some_and(|a| a.values().any(|v| !v.is_known())));
     let observed = if target_unsettled { None } else { observed };
     let target = node.target.as_ref().map(|t| Target { addr: t.clone(), attributes: known.get(t).cloned().unwrap_or_default() });
-    let trigger_deps: Vec<ResourceAddr> =
-        deps.iter().filter(|(_, k)| k.contains(&EdgeKind::Trigger)).map(|(a, _)| a.clone()).collect();
+    let trigger_deps: Vec<ResourceAddr> = deps.iter().filter(|(_, k)| k.contains(&EdgeKind::Trigger)).map(|(a, _)| a.clone()).collect();
     let upstream_changes = trigger_deps.iter().filter(|a| actions.get(*a).is_some_and(|x| *x != Action::NoOp)).cloned().collect();
     let provider = provider_for(input, addr)?;
     let inputs_changed = record.is_none_or(|r| !config.values().all(Value::is_known) || r.inputs_hash != inputs_hash(&config, &input.state.hmac_key));
@@ -290,14 +285,7 @@ struct Decided {
 }
 
 /// The engine's policies on top of what the provider planned.
-fn decide(
-    p: PlannedChange,
-    inputs_changed: bool,
-    record: Option<&Record>,
-    observed: Option<&Observed>,
-    lifecycle: &Lifecycle,
-    drift: DriftPolicy,
-) -> Decided {
+fn decide(p: PlannedChange, inputs_changed: bool, record: Option<&Record>, observed: Option<&Observed>, lifecycle: &Lifecycle, drift: DriftPolicy) -> Decided {
     let mut d = Decided {
         action: p.action,
         reason: ChangeReason::None,
@@ -410,16 +398,13 @@ fn check_prevent_destroy(config: &Config, changes: &[Change], errors: &mut Vec<P
             _ => continue,
         };
         let why = if c.requires_replace.is_empty() { String::new() } else { format!(" (changing {} forces replacement)", c.requires_replace.join(", ")) };
-        let location = config
-            .resources
-            .get(&c.addr.base())
-            .map(|r| format!(" declared at {}", config.sources.location(r.span)))
-            .unwrap_or_default();
+        let location = config.resources.get(&c.addr.base()).map(|r| format!(" declared at {}", config.sources.location(r.span))).unwrap_or_default();
         errors.push(PlanError {
             addr: Some(c.addr.clone()),
             message: format!("`{}`{location} has lifecycle.prevent_destroy set, but this plan would {verb} it{why}", c.addr),
             hint: Some(if c.action == Action::Delete && c.config.is_none() {
-                "put it back in the config, or set prevent_destroy = false and apply before removing it; `tend state rm` forgets it without touching the target".into()
+                "put it back in the config, or set prevent_destroy = false and apply before removing it; `tend state rm` forgets it without touching the target"
+                    .into()
             } else {
                 "revert the change that forces replacement, or set lifecycle.prevent_destroy = false if replacing it is intended".into()
             }),

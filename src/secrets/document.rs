@@ -26,9 +26,9 @@ pub fn parse(plaintext: &[u8], format: &str) -> Result<Value, String> {
         "json" => serde_json::from_str::<serde_json::Value>(text)
             .map(|j| Value::from_json(&j))
             .map_err(|e| format!("line {} column {}: {}", e.line(), e.column(), e.classify_message())),
-        "toml" => toml::from_str::<toml::Value>(text).map(|t| from_toml(&t)).map_err(|e| {
-            e.span().map_or_else(|| "invalid TOML".to_string(), |s| format!("invalid TOML at byte {}", s.start))
-        }),
+        "toml" => toml::from_str::<toml::Value>(text)
+            .map(|t| from_toml(&t))
+            .map_err(|e| e.span().map_or_else(|| "invalid TOML".to_string(), |s| format!("invalid TOML at byte {}", s.start))),
         "yaml" => {
             let docs = crate::config::node::parse_yaml(0, text).map_err(|d| {
                 let line = text[..(d.labels.first().map_or(0, |l| l.span.start as usize)).min(text.len())].matches('\n').count() + 1;

@@ -32,10 +32,9 @@ impl IdentitySources {
     pub fn load(&self) -> Result<LoadedIdentities, SecretError> {
         let mut out = LoadedIdentities::default();
         for file in &self.files {
-            let text = zeroize::Zeroizing::new(fs_err::read_to_string(file).map_err(|e| SecretError::BadIdentity {
-                source_name: file.display().to_string(),
-                message: e.to_string(),
-            })?);
+            let text = zeroize::Zeroizing::new(
+                fs_err::read_to_string(file).map_err(|e| SecretError::BadIdentity { source_name: file.display().to_string(), message: e.to_string() })?,
+            );
             out.add_text(&text, &file.display().to_string(), Some(file))?;
         }
         for (i, text) in self.inline.iter().enumerate() {
@@ -71,8 +70,7 @@ impl LoadedIdentities {
     pub(super) fn add_text(&mut self, text: &str, source: &str, path: Option<&Path>) -> Result<(), SecretError> {
         let bad = |message: String| SecretError::BadIdentity { source_name: source.to_string(), message };
         if text.contains("PRIVATE KEY-----") {
-            let id = age::ssh::Identity::from_buffer(text.as_bytes(), path.map(|p| p.display().to_string()))
-                .map_err(|e| bad(e.to_string()))?;
+            let id = age::ssh::Identity::from_buffer(text.as_bytes(), path.map(|p| p.display().to_string())).map_err(|e| bad(e.to_string()))?;
             if let age::ssh::Identity::Unsupported(k) = &id {
                 return Err(bad(format!("unsupported SSH key: {k:?}")));
             }

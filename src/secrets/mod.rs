@@ -101,9 +101,9 @@ impl SecretError {
     /// What the user can do about it.
     pub fn hint(&self) -> Option<String> {
         match self {
-            Self::NoIdentity { .. } => Some(
-                "pass --identity FILE, or set TEND_AGE_KEY_FILE, SOPS_AGE_KEY_FILE, SOPS_AGE_KEY or SOPS_AGE_SSH_PRIVATE_KEY_FILE".into(),
-            ),
+            Self::NoIdentity { .. } => {
+                Some("pass --identity FILE, or set TEND_AGE_KEY_FILE, SOPS_AGE_KEY_FILE, SOPS_AGE_KEY or SOPS_AGE_SSH_PRIVATE_KEY_FILE".into())
+            }
             Self::Decrypt { recipients, tried, .. } => Some(format!(
                 "the file was made for: {}\nidentities tried: {}\nre-encrypt it to one of your recipients (`tend secrets rekey`), or use the identity it was made for",
                 if recipients.is_empty() { "(no recipient stanzas found)".to_string() } else { recipients.join(", ") },
@@ -111,9 +111,9 @@ impl SecretError {
             )),
             Self::MissingKey { available, .. } if !available.is_empty() => Some(format!("keys there: {}", available.join(", "))),
             Self::Parse { .. } => Some("set `document` in its [secret.NAME] table if the file name suggests the wrong type".into()),
-            Self::Tampered { .. } => Some(
-                "it was modified after it was encrypted; restore it from Git history, or re-create it with `tend secrets encrypt --sops`".into(),
-            ),
+            Self::Tampered { .. } => {
+                Some("it was modified after it was encrypted; restore it from Git history, or re-create it with `tend secrets encrypt --sops`".into())
+            }
             _ => None,
         }
     }
@@ -215,9 +215,13 @@ impl Secrets {
             let text = sops::plaintext(&tree, format);
             return Ok((zeroize::Zeroizing::new(text.as_bytes().to_vec()), Some((format, rules))));
         }
-        age_file::decrypt(&bytes, &ids)
-            .map(|p| (p, None))
-            .map_err(|(message, recipients)| SecretError::Decrypt { secret: shown.clone(), file: shown, message, recipients, tried: ids.describe() })
+        age_file::decrypt(&bytes, &ids).map(|p| (p, None)).map_err(|(message, recipients)| SecretError::Decrypt {
+            secret: shown.clone(),
+            file: shown,
+            message,
+            recipients,
+            tried: ids.describe(),
+        })
     }
 
     /// The value of `${secret.NAME.path...}`, sensitive.
@@ -263,15 +267,9 @@ impl Secrets {
             return Err(SecretError::NoIdentity { secret: name.to_string(), file: decl.file.clone() });
         }
         let path = self.root.join(&decl.file);
-        let bytes = fs_err::read(&path).map_err(|e| SecretError::Read {
-            secret: name.to_string(),
-            file: decl.file.clone(),
-            message: e.to_string(),
-        })?;
+        let bytes = fs_err::read(&path).map_err(|e| SecretError::Read { secret: name.to_string(), file: decl.file.clone(), message: e.to_string() })?;
         if let Some(format) = sops::detect(&bytes, &decl.file) {
-            return sops::decrypt(&bytes, format, &ids)
-                .map(Value::sensitive)
-                .map_err(|e| sops_error(e, name, &decl.file, &ids));
+            return sops::decrypt(&bytes, format, &ids).map(Value::sensitive).map_err(|e| sops_error(e, name, &decl.file, &ids));
         }
         let plaintext = age_file::decrypt(&bytes, &ids).map_err(|(message, recipients)| SecretError::Decrypt {
             secret: name.to_string(),
@@ -281,8 +279,11 @@ impl Secrets {
             tried: ids.describe(),
         })?;
         let format = decl.document.clone().unwrap_or_else(|| document::guess(&decl.file).to_string());
-        document::parse(&plaintext, &format)
-            .map(Value::sensitive)
-            .map_err(|message| SecretError::Parse { secret: name.to_string(), file: decl.file.clone(), format, message })
+        document::parse(&plaintext, &format).map(Value::sensitive).map_err(|message| SecretError::Parse {
+            secret: name.to_string(),
+            file: decl.file.clone(),
+            format,
+            message,
+        })
     }
 }

@@ -32,8 +32,8 @@ use crate::config::source::Span;
 type Cipher = AesGcm<Aes256, U32>;
 
 const MAC_ONLY_ENCRYPTED_INIT: [u8; 32] = [
-    0x8a, 0x3f, 0xd2, 0xad, 0x54, 0xce, 0x66, 0x52, 0x7b, 0x10, 0x34, 0xf3, 0xd1, 0x47, 0xbe, 0x0b, 0x0b, 0x97, 0x5b, 0x3b,
-    0xf4, 0x4f, 0x72, 0xc6, 0xfd, 0xad, 0xec, 0x81, 0x76, 0xf2, 0x7d, 0x69,
+    0x8a, 0x3f, 0xd2, 0xad, 0x54, 0xce, 0x66, 0x52, 0x7b, 0x10, 0x34, 0xf3, 0xd1, 0x47, 0xbe, 0x0b, 0x0b, 0x97, 0x5b, 0x3b, 0xf4, 0x4f, 0x72, 0xc6, 0xfd, 0xad,
+    0xec, 0x81, 0x76, 0xf2, 0x7d, 0x69,
 ];
 
 /// The file formats of SOPS.
@@ -211,7 +211,12 @@ fn parse(text: &str, format: Format) -> Result<Parsed, String> {
     let age = m
         .get("age")
         .and_then(Value::as_list)
-        .map(|l| l.iter().filter_map(Value::as_map).map(|e| (e.get("recipient").and_then(text_of).unwrap_or_default(), e.get("enc").and_then(text_of).unwrap_or_default())).collect())
+        .map(|l| {
+            l.iter()
+                .filter_map(Value::as_map)
+                .map(|e| (e.get("recipient").and_then(text_of).unwrap_or_default(), e.get("enc").and_then(text_of).unwrap_or_default()))
+                .collect()
+        })
         .unwrap_or_default();
     let rules = Rules {
         unencrypted_suffix: get("unencrypted_suffix"),
@@ -311,7 +316,13 @@ fn mac_bytes(v: &Value) -> Vec<u8> {
         Value::String(s) => s.as_bytes().to_vec(),
         Value::Int(i) => i.to_string().into_bytes(),
         Value::Float(f) => go_float(*f).into_bytes(),
-        Value::Bool(b) => if *b { b"True".to_vec() } else { b"False".to_vec() },
+        Value::Bool(b) => {
+            if *b {
+                b"True".to_vec()
+            } else {
+                b"False".to_vec()
+            }
+        }
         _ => Vec::new(),
     }
 }
@@ -335,9 +346,8 @@ fn decrypt_value(s: &str, data_key: &[u8], aad: &str) -> Result<Value, String> {
     }
     data.extend_from_slice(&tag);
     let cipher = Cipher::new_from_slice(data_key).map_err(|_| "the data key is not 32 bytes")?;
-    let plain = Zeroizing::new(
-        cipher.decrypt(Nonce::<U32>::from_slice(&iv), Payload { msg: &data, aad: aad.as_bytes() }).map_err(|_| "authentication failed")?,
-    );
+    let plain =
+        Zeroizing::new(cipher.decrypt(Nonce::<U32>::from_slice(&iv), Payload { msg: &data, aad: aad.as_bytes() }).map_err(|_| "authentication failed")?);
     let text = String::from_utf8_lossy(&plain).into_owned();
     Ok(match fields.get("type").copied().unwrap_or("str") {
         "int" | "int64" => Value::Int(text.parse().map_err(|_| "bad int")?),
@@ -387,13 +397,7 @@ fn scalar_value(kind: &NodeKind) -> Option<Value> {
 type OnLeaf<'a> = dyn FnMut(&Value, &[String], bool) -> Result<(Value, Value), String> + 'a;
 
 /// Walk the data tree in document order, transforming leaves and feeding the MAC.
-fn walk(
-    node: &Node,
-    path: &mut Vec<String>,
-    rules: &Compiled,
-    mac: &mut Sha512,
-    on_leaf: &mut OnLeaf<'_>,
-) -> Result<Node, String> {
+fn walk(node: &Node, path: &mut Vec<String>, rules: &Compiled, mac: &mut Sha512, on_leaf: &mut OnLeaf<'_>) -> Result<Node, String> {
     Ok(match &node.kind {
         NodeKind::Map(entries) => {
             let mut out = Vec::with_capacity(entries.len());
@@ -517,8 +521,7 @@ pub fn decrypt_document(bytes: &[u8], format: Format, ids: &LoadedIdentities) ->
     };
     let tree = walk(&parsed.data, &mut Vec::new(), &rules, &mut mac, &mut on_leaf).map_err(SopsError::Tampered)?;
     let computed = hex::encode_upper(mac.finalize());
-    let stored = decrypt_value(&parsed.mac, &data_key, &parsed.lastmodified)
-        .map_err(|e| SopsError::Tampered(format!("the MAC cannot be read ({e})")))?;
+    let stored = decrypt_value(&parsed.mac, &data_key, &parsed.lastmodified).map_err(|e| SopsError::Tampered(format!("the MAC cannot be read ({e})")))?;
     if stored.as_str() != Some(computed.as_str()) {
         return Err(SopsError::Tampered("MAC mismatch: the file was changed after it was encrypted".into()));
     }

@@ -18,9 +18,7 @@ pub fn parse_recipients(list: &[String]) -> Result<Vec<BoxedRecipient>, String> 
             if r.starts_with("age1") {
                 r.parse::<age::x25519::Recipient>().map(|x| Box::new(x) as BoxedRecipient).map_err(|e| format!("`{r}`: {e}"))
             } else if r.starts_with("ssh-") {
-                r.parse::<age::ssh::Recipient>()
-                    .map(|x| Box::new(x) as BoxedRecipient)
-                    .map_err(|e| format!("`{r}`: not a supported SSH public key ({e:?})"))
+                r.parse::<age::ssh::Recipient>().map(|x| Box::new(x) as BoxedRecipient).map_err(|e| format!("`{r}`: not a supported SSH public key ({e:?})"))
             } else {
                 Err(format!("`{r}` is not an age recipient (age1…) or an SSH public key (ssh-ed25519 …, ssh-rsa …)"))
             }
@@ -30,8 +28,7 @@ pub fn parse_recipients(list: &[String]) -> Result<Vec<BoxedRecipient>, String> 
 
 /// Encrypt to every recipient, binary or ASCII-armoured.
 pub fn encrypt(plaintext: &[u8], recipients: &[BoxedRecipient], armor: bool) -> Result<Vec<u8>, String> {
-    let encryptor = age::Encryptor::with_recipients(recipients.iter().map(|r| r.as_ref() as &dyn age::Recipient))
-        .map_err(|e| e.to_string())?;
+    let encryptor = age::Encryptor::with_recipients(recipients.iter().map(|r| r.as_ref() as &dyn age::Recipient)).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     let format = if armor { age::armor::Format::AsciiArmor } else { age::armor::Format::Binary };
     let armored = age::armor::ArmoredWriter::wrap_output(&mut out, format).map_err(|e| e.to_string())?;

@@ -68,17 +68,11 @@ impl StateError {
     /// What the user can do about it.
     pub fn hint(&self) -> Option<String> {
         match self {
-            Self::Locked { .. } => Some(
-                "wait for that run to finish; if you are sure it is gone, run `tend state unlock --force`".into(),
-            ),
-            Self::StaleLock { .. } => Some(
-                "the run that held it died; check the last `tend history` entry, then clear it with `tend state unlock`"
-                    .into(),
-            ),
-            Self::Corrupt { path, .. } => Some(format!(
-                "tend will not overwrite it; restore {} from a backup, or move it aside and run with a new state file",
-                path.display()
-            )),
+            Self::Locked { .. } => Some("wait for that run to finish; if you are sure it is gone, run `tend state unlock --force`".into()),
+            Self::StaleLock { .. } => Some("the run that held it died; check the last `tend history` entry, then clear it with `tend state unlock`".into()),
+            Self::Corrupt { path, .. } => {
+                Some(format!("tend will not overwrite it; restore {} from a backup, or move it aside and run with a new state file", path.display()))
+            }
             Self::Open { .. } => Some("check the path and its permissions, or choose another with `--state`".into()),
             Self::NoSuchRecord { .. } => Some("`tend state list` shows the addresses in state".into()),
             _ => None,

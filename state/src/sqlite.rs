@@ -72,21 +72,12 @@ impl SqliteStore {
             )
             .map_err(corrupt)?;
         } else if empty {
-            return Err(StateError::Corrupt {
-                path: path.to_path_buf(),
-                source: "the file is empty".into(),
-            });
+            return Err(StateError::Corrupt { path: path.to_path_buf(), source: "the file is empty".into() });
         }
         conn.execute_batch("PRAGMA synchronous=NORMAL;").map_err(corrupt)?;
-        let format: Option<String> = conn
-            .query_row("SELECT value FROM meta WHERE key = 'format'", [], |r| r.get(0))
-            .optional()
-            .map_err(corrupt)?;
+        let format: Option<String> = conn.query_row("SELECT value FROM meta WHERE key = 'format'", [], |r| r.get(0)).optional().map_err(corrupt)?;
         if format.as_deref() != Some("1") {
-            return Err(StateError::Corrupt {
-                path: path.to_path_buf(),
-                source: "the database has no tend state format marker".into(),
-            });
+            return Err(StateError::Corrupt { path: path.to_path_buf(), source: "the database has no tend state format marker".into() });
         }
         Ok(Self { path: path.to_path_buf(), conn: Mutex::new(conn) })
     }
@@ -124,10 +115,11 @@ fn create_private_file(path: &Path) -> Result<(), StateError> {
     use fs_err::os::unix::fs::OpenOptionsExt;
     let open = |e: std::io::Error| StateError::Open { path: path.to_path_buf(), source: Box::new(e) };
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
-        && !parent.exists() {
-            fs_err::create_dir_all(parent).map_err(open)?;
-            fs_err::set_permissions(parent, std::os::unix::fs::PermissionsExt::from_mode(0o700)).map_err(open)?;
-        }
+        && !parent.exists()
+    {
+        fs_err::create_dir_all(parent).map_err(open)?;
+        fs_err::set_permissions(parent, std::os::unix::fs::PermissionsExt::from_mode(0o700)).map_err(open)?;
+    }
     fs_err::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(open)?;
     Ok(())
 }
@@ -168,26 +160,17 @@ impl StateStore for SqliteStore {
     async fn load(&self) -> Result<Snapshot, StateError> {
         let conn = self.conn();
         let err = self.db_err();
-        let lineage: String =
-            conn.query_row("SELECT value FROM meta WHERE key = 'lineage'", [], |r| r.get(0)).map_err(&err)?;
-        let serial: String =
-            conn.query_row("SELECT value FROM meta WHERE key = 'serial'", [], |r| r.get(0)).map_err(&err)?;
+        let lineage: String = conn.query_row("SELECT value FROM meta WHERE key = 'lineage'", [], |r| r.get(0)).map_err(&err)?;
+        let serial: String = conn.query_row("SELECT value FROM meta WHERE key = 'serial'", [], |r| r.get(0)).map_err(&err)?;
         let mut stmt = conn.prepare("SELECT addr, data FROM resources").map_err(&err)?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(&err)?;
-        let hmac_key: Option<String> =
-            conn.query_row("SELECT value FROM meta WHERE key = 'hmac_key'", [], |r| r.get(0)).optional().map_err(&err)?;
-        let mut snapshot = Snapshot {
-            lineage,
-            serial: serial.parse().unwrap_or(0),
-            hmac_key: hmac_key.unwrap_or_default(),
-            records: std::collections::BTreeMap::new(),
-        };
+        let hmac_key: Option<String> = conn.query_row("SELECT value FROM meta WHERE key = 'hmac_key'", [], |r| r.get(0)).optional().map_err(&err)?;
+        let mut snapshot =
+            Snapshot { lineage, serial: serial.parse().unwrap_or(0), hmac_key: hmac_key.unwrap_or_default(), records: std::collections::BTreeMap::new() };
         for row in rows {
             let (addr, data) = row.map_err(&err)?;
-            let record: Record = serde_json::from_str(&data).map_err(|e| StateError::Corrupt {
-                path: self.path.clone(),
-                source: format!("record `{addr}`: {e}").into(),
-            })?;
+            let record: Record =
+                serde_json::from_str(&data).map_err(|e| StateError::Corrupt { path: self.path.clone(), source: format!("record `{addr}`: {e}").into() })?;
             snapshot.records.insert(record.addr.clone(), record);
         }
         Ok(snapshot)
@@ -195,22 +178,15 @@ impl StateStore for SqliteStore {
 
     async fn get(&self, addr: &ResourceAddr) -> Result<Option<Record>, StateError> {
         let conn = self.conn();
-        let data: Option<String> = conn
-            .query_row("SELECT data FROM resources WHERE addr = ?1", params![addr.to_string()], |r| r.get(0))
-            .optional()
-            .map_err(self.db_err())?;
-        data.map(|d| {
-            serde_json::from_str(&d).map_err(|e| StateError::Corrupt { path: self.path.clone(), source: format!("record `{addr}`: {e}").into() })
-        })
-        .transpose()
+        let data: Option<String> =
+            conn.query_row("SELECT data FROM resources WHERE addr = ?1", params![addr.to_string()], |r| r.get(0)).optional().map_err(self.db_err())?;
+        data.map(|d| serde_json::from_str(&d).map_err(|e| StateError::Corrupt { path: self.path.clone(), source: format!("record `{addr}`: {e}").into() }))
+            .transpose()
     }
 
     async fn hmac_key(&self) -> Result<String, StateError> {
         let conn = self.conn();
-        let key: Option<String> = conn
-            .query_row("SELECT value FROM meta WHERE key = 'hmac_key'", [], |r| r.get(0))
-            .optional()
-            .map_err(self.db_err())?;
+        let key: Option<String> = conn.query_row("SELECT value FROM meta WHERE key = 'hmac_key'", [], |r| r.get(0)).optional().map_err(self.db_err())?;
         if let Some(k) = key {
             return Ok(k);
         }
@@ -232,12 +208,7 @@ impl StateStore for SqliteStore {
                 StateError::Locked { holder, path }
             });
         }
-        let info = LockInfo {
-            host: this_host(),
-            pid: std::process::id(),
-            started_at: now_rfc3339(),
-            operation: operation.to_string(),
-        };
+        let info = LockInfo { host: this_host(), pid: std::process::id(), started_at: now_rfc3339(), operation: operation.to_string() };
         tx.execute(
             "INSERT INTO lock (id, host, pid, started_at, operation) VALUES (1, ?1, ?2, ?3, ?4)",
             params![info.host, info.pid, info.started_at, info.operation],
@@ -248,10 +219,8 @@ impl StateStore for SqliteStore {
     }
 
     async fn unlock(&self) -> Result<(), StateError> {
-        let n = self
-            .conn()
-            .execute("DELETE FROM lock WHERE id = 1 AND host = ?1 AND pid = ?2", params![this_host(), std::process::id()])
-            .map_err(self.db_err())?;
+        let n =
+            self.conn().execute("DELETE FROM lock WHERE id = 1 AND host = ?1 AND pid = ?2", params![this_host(), std::process::id()]).map_err(self.db_err())?;
         if n == 0 { Err(StateError::NotLocked { path: self.path.clone() }) } else { Ok(()) }
     }
 
@@ -306,19 +275,14 @@ impl StateStore for SqliteStore {
 
     async fn finish_history(&self, id: i64, summary: &str, result: &str) -> Result<(), StateError> {
         self.conn()
-            .execute(
-                "UPDATE history SET finished_at = ?1, summary = ?2, result = ?3 WHERE id = ?4",
-                params![now_rfc3339(), summary, result, id],
-            )
+            .execute("UPDATE history SET finished_at = ?1, summary = ?2, result = ?3 WHERE id = ?4", params![now_rfc3339(), summary, result, id])
             .map_err(self.db_err())?;
         Ok(())
     }
 
     async fn history(&self) -> Result<Vec<HistoryEntry>, StateError> {
         let conn = self.conn();
-        let mut stmt = conn
-            .prepare("SELECT id, revision, started_at, finished_at, who, summary, result FROM history ORDER BY id")
-            .map_err(self.db_err())?;
+        let mut stmt = conn.prepare("SELECT id, revision, started_at, finished_at, who, summary, result FROM history ORDER BY id").map_err(self.db_err())?;
         let rows = stmt
             .query_map([], |r| {
                 Ok(HistoryEntry {
@@ -393,10 +357,7 @@ mod tests {
         a.unlock().await.unwrap();
         // A lock row left by a process that no longer exists on this host.
         a.conn()
-            .execute(
-                "INSERT INTO lock (id, host, pid, started_at, operation) VALUES (1, ?1, ?2, 'then', 'apply')",
-                params![this_host(), 999_999_999u32],
-            )
+            .execute("INSERT INTO lock (id, host, pid, started_at, operation) VALUES (1, ?1, ?2, 'then', 'apply')", params![this_host(), 999_999_999u32])
             .unwrap();
         assert!(matches!(b.lock("apply").await, Err(StateError::StaleLock { .. })));
         assert_eq!(b.force_unlock().await.unwrap().map(|h| h.pid), Some(999_999_999));

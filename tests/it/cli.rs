@@ -238,11 +238,8 @@ fn lock_left_by_a_dead_process_is_reported_and_cleared() {
     drop(tend::state::SqliteStore::open(&run.state()).expect("state"));
     let host = hostname::get().expect("hostname").to_string_lossy().into_owned();
     let db = rusqlite::Connection::open(run.state()).expect("sqlite");
-    db.execute(
-        "INSERT INTO lock (id, host, pid, started_at, operation) VALUES (1, ?1, 999999999, '2026-01-01T00:00:00Z', 'apply')",
-        [&host],
-    )
-    .expect("insert lock");
+    db.execute("INSERT INTO lock (id, host, pid, started_at, operation) VALUES (1, ?1, 999999999, '2026-01-01T00:00:00Z', 'apply')", [&host])
+        .expect("insert lock");
     drop(db);
     let out = run.tend(&["apply", "--auto-approve"]);
     assert_eq!(code(&out), 1);
@@ -302,8 +299,7 @@ fn prevent_destroy_stops_the_plan_and_touches_nothing() {
     let run = Run::quickstart();
     let site = run.root().join("site.toml");
     let text = fs_err::read_to_string(&site).expect("site.toml");
-    fs_err::write(&site, text.replace("source = \"files/style.css\"", "source = \"files/style.css\"\nlifecycle = { prevent_destroy = true }"))
-        .expect("write");
+    fs_err::write(&site, text.replace("source = \"files/style.css\"", "source = \"files/style.css\"\nlifecycle = { prevent_destroy = true }")).expect("write");
     assert_eq!(code(&run.tend(&["apply", "--auto-approve"])), 0);
     // Changing the path forces replacement; removing it would destroy it.
     let moved = fs_err::read_to_string(&site).expect("site.toml").replace("/style.css\"\nsource", "/main.css\"\nsource");

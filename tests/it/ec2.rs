@@ -99,7 +99,7 @@ tags = {{ Name = "web", team = "ops" }}
 
 #[test]
 fn creates_every_kind_then_plans_nothing_then_updates_in_place_and_replaces_create_before_destroy() {
-    let Some(moto) = Moto::start() else { return };
+    let moto = Moto::start();
     let run = Run::new();
     run.write(&format!("{}{}", network(), web(AMI, "t2.micro", "")));
     let plan = ok(&run.tend(&moto, &["plan"]));
@@ -149,16 +149,20 @@ fn creates_every_kind_then_plans_nothing_then_updates_in_place_and_replaces_crea
     // was terminated.
     let new_id = live[0]["id"].as_str().expect("id");
     let old_id = first["id"].as_str().expect("id");
-    let launched = log.find(&format!("id={new_id} instance launched")).or_else(|| log.find("instance launched")).unwrap_or_else(|| panic!("no launch in:\n{log}"));
+    let launched =
+        log.find(&format!("id={new_id} instance launched")).or_else(|| log.find("instance launched")).unwrap_or_else(|| panic!("no launch in:\n{log}"));
     let terminated = log.find("instance terminated").unwrap_or_else(|| panic!("no termination in:\n{log}"));
     assert!(launched < terminated && log[terminated.saturating_sub(80)..].contains(old_id), "create before destroy:\n{log}");
-    let old_state = moto.boto(&format!("print(json.dumps(ec2.describe_instances(InstanceIds=['{}'])['Reservations'][0]['Instances'][0]['State']['Name']))", first["id"].as_str().unwrap_or_default()));
+    let old_state = moto.boto(&format!(
+        "print(json.dumps(ec2.describe_instances(InstanceIds=['{}'])['Reservations'][0]['Instances'][0]['State']['Name']))",
+        first["id"].as_str().unwrap_or_default()
+    ));
     assert_eq!(old_state, "terminated");
 }
 
 #[test]
 fn drift_is_seen_and_corrected_and_an_instance_terminated_out_of_band_is_recreated() {
-    let Some(moto) = Moto::start() else { return };
+    let moto = Moto::start();
     let run = Run::new();
     run.write(&format!("{}{}", network(), web(AMI, "t2.micro", "")));
     ok(&run.tend(&moto, &["apply", "--auto-approve"]));
@@ -179,7 +183,7 @@ fn drift_is_seen_and_corrected_and_an_instance_terminated_out_of_band_is_recreat
 
 #[test]
 fn a_tagged_instance_from_a_crash_is_adopted_and_unmanaged_ones_are_left_alone() {
-    let Some(moto) = Moto::start() else { return };
+    let moto = Moto::start();
     let run = Run::new();
     // An instance nobody tagged for tend, and one tagged for `ec2.instance.web` as if tend had
     // created it and crashed before recording it.
@@ -215,7 +219,7 @@ fn a_tagged_instance_from_a_crash_is_adopted_and_unmanaged_ones_are_left_alone()
 
 #[test]
 fn observation_pages_through_more_than_100_instances_in_a_handful_of_calls() {
-    let Some(moto) = Moto::start() else { return };
+    let moto = Moto::start();
     let run = Run::new();
     // 150 instances tagged for tend, as if applied before; the config declares them all.
     moto.boto(&format!(
@@ -237,14 +241,18 @@ fn observation_pages_through_more_than_100_instances_in_a_handful_of_calls() {
 
 #[test]
 fn a_failed_health_check_leaves_the_old_instance_serving_and_the_new_one_tagged_for_cleanup() {
-    let Some(moto) = Moto::start() else { return };
+    let moto = Moto::start();
     let run = Run::new();
     let cbd = "lifecycle = { create_before_destroy = true }";
     run.write(&format!("{}{}", network(), web(AMI, "t2.micro", cbd)));
     ok(&run.tend(&moto, &["apply", "--auto-approve"]));
     let old = moto.instances()[0]["id"].as_str().expect("id").to_string();
     // The replacement never becomes healthy.
-    run.write(&format!("{}{}", network(), web(AMI2, "t2.micro", &format!("{cbd}\nhealth = {{ command = \"test \\\"$TEND_INSTANCE_ID\\\" = never\", timeout = \"2s\" }}"))));
+    run.write(&format!(
+        "{}{}",
+        network(),
+        web(AMI2, "t2.micro", &format!("{cbd}\nhealth = {{ command = \"test \\\"$TEND_INSTANCE_ID\\\" = never\", timeout = \"2s\" }}"))
+    ));
     let out = run.tend(&moto, &["apply", "--auto-approve"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -258,7 +266,11 @@ fn a_failed_health_check_leaves_the_old_instance_serving_and_the_new_one_tagged_
     let shown = ok(&run.tend(&moto, &["state", "show", "ec2.instance.web"]));
     assert!(shown.contains(&old), "state still records the old instance: {shown}");
     // A healthy replacement: the leftover is cleaned up, the old one retired.
-    run.write(&format!("{}{}", network(), web(AMI2, "t2.micro", &format!("{cbd}\nhealth = {{ command = \"test -n \\\"$TEND_INSTANCE_IP\\\"\", timeout = \"10s\" }}"))));
+    run.write(&format!(
+        "{}{}",
+        network(),
+        web(AMI2, "t2.micro", &format!("{cbd}\nhealth = {{ command = \"test -n \\\"$TEND_INSTANCE_IP\\\"\", timeout = \"10s\" }}"))
+    ));
     ok(&run.tend(&moto, &["apply", "--auto-approve"]));
     let live = moto.instances();
     assert_eq!(live.len(), 1, "{live:?}");
@@ -268,17 +280,16 @@ fn a_failed_health_check_leaves_the_old_instance_serving_and_the_new_one_tagged_
 
 #[test]
 fn a_vm_is_created_and_its_address_flows_into_the_ssh_host_that_configures_it() {
-    let Some(moto) = Moto::start() else { return };
-    let Some(fleet) = crate::support::fleet::Fleet::up(1) else { return };
+    let moto = Moto::start();
+    let fleet = crate::support::fleet::Fleet::up(1);
     let run = Run::new();
     let key = run.dir.path().join("id_ed25519");
     let keygen = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key).output().expect("ssh-keygen");
     assert!(keygen.status.success());
     let public = fs_err::read_to_string(key.with_extension("pub")).expect("pub").trim().to_string();
-    // Instances in NET.0/24 boot as real sshd hosts (../shared/testbed/vm-boot.py).
-    let python = std::path::PathBuf::from(String::from_utf8_lossy(&Command::new("bash").arg(crate::support::repo().join("../shared/testbed/install.sh")).arg("--print").output().expect("install.sh").stdout).trim()).join("venv/bin/python");
-    let boot = Command::new(python)
-        .arg(crate::support::repo().join("../shared/testbed/vm-boot.py"))
+    // Instances in NET.0/24 boot as real sshd hosts (tests/testbed/vm-boot.py).
+    let boot = Command::new(crate::support::need::testbed_python())
+        .arg(crate::support::repo().join("tests/testbed/vm-boot.py"))
         .args(["--endpoint", &moto.url, "--fleet-work", &fleet.work.to_string_lossy(), "--fleet-id", &fleet.id, "--net", &fleet.net, "--boot-delay", "0.5"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -363,7 +374,7 @@ impl Drop for Term {
 
 #[test]
 fn prevent_destroy_and_termination_protection_keep_an_instance() {
-    let Some(moto) = Moto::start() else { return };
+    let moto = Moto::start();
     let run = Run::new();
     let inst = |ami: &str, extra: &str| format!("[ec2.instance.db]\nami = \"{ami}\"\ninstance_type = \"t2.micro\"\n{extra}\n");
     run.write(&inst(AMI, "lifecycle = { prevent_destroy = true }"));
@@ -378,7 +389,9 @@ fn prevent_destroy_and_termination_protection_keep_an_instance() {
     run.write(&inst(AMI, "disable_api_termination = true"));
     ok(&run.tend(&moto, &["apply", "--auto-approve"]));
     let id = moto.instances()[0]["id"].as_str().expect("id").to_string();
-    let protected = moto.boto(&format!("print(json.dumps(ec2.describe_instance_attribute(InstanceId='{id}', Attribute='disableApiTermination')['DisableApiTermination']['Value']))"));
+    let protected = moto.boto(&format!(
+        "print(json.dumps(ec2.describe_instance_attribute(InstanceId='{id}', Attribute='disableApiTermination')['DisableApiTermination']['Value']))"
+    ));
     assert_eq!(protected, true);
     run.write("");
     let out = run.tend(&moto, &["apply", "--auto-approve"]);

@@ -64,10 +64,14 @@ content = "y"
 "#,
     );
     let outcome = bench.apply(&root).await;
-    let failed: Vec<String> = outcome.results.iter().filter_map(|(a, _, o)| match o {
-        Outcome::Failed(m) => Some(format!("{a}: {m}")),
-        _ => None,
-    }).collect();
+    let failed: Vec<String> = outcome
+        .results
+        .iter()
+        .filter_map(|(a, _, o)| match o {
+            Outcome::Failed(m) => Some(format!("{a}: {m}")),
+            _ => None,
+        })
+        .collect();
     assert_eq!(failed.len(), 1);
     assert!(failed[0].contains("command exited with status 3 on host `this`"), "{}", failed[0]);
     assert!(failed[0].contains("no such service: web"), "{}", failed[0]);
@@ -77,19 +81,10 @@ content = "y"
 
 #[tokio::test]
 async fn owner_group_and_mode_are_applied_and_drift_in_them_is_seen() {
-    if !is_root() {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "CI must run as root to test file ownership");
-        #[allow(clippy::print_stderr)]
-        {
-            eprintln!("skipped: changing file ownership needs root");
-        }
-        return;
-    }
+    crate::support::need::need(&[crate::support::need::Need::Root]);
     let bench = Bench::new();
-    let root = cfg(
-        &bench,
-        "[host.file.owned]\npath = \"${path.root}/out/owned.txt\"\ncontent = \"o\"\nowner = \"nobody\"\ngroup = \"nogroup\"\nmode = \"0640\"\n",
-    );
+    let root =
+        cfg(&bench, "[host.file.owned]\npath = \"${path.root}/out/owned.txt\"\ncontent = \"o\"\nowner = \"nobody\"\ngroup = \"nogroup\"\nmode = \"0640\"\n");
     assert!(bench.apply(&root).await.success());
     let meta = fs_err::metadata(root.join("out/owned.txt")).expect("written");
     assert_eq!((meta.uid(), meta.gid(), meta.mode() & 0o7777), (65534, 65534, 0o640));
@@ -100,11 +95,6 @@ async fn owner_group_and_mode_are_applied_and_drift_in_them_is_seen() {
     assert_eq!(c.before.as_ref().and_then(|b| b.get("owner")).and_then(|v| v.as_str()), Some("root"));
     assert!(bench.apply_plan(&root, &plan).await.success());
     assert_eq!(fs_err::metadata(root.join("out/owned.txt")).expect("stat").uid(), 65534);
-}
-
-fn is_root() -> bool {
-    fs_err::read_to_string("/proc/self/status")
-        .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
 }
 
 #[tokio::test]
@@ -188,10 +178,7 @@ async fn an_undefined_template_variable_is_named() {
     let root = bench.dir.path().join("cfg");
     write_tree(
         &root,
-        &[
-            ("t.j2", "x = {{ missing_var }}\n"),
-            ("tend.toml", "[host.local.this]\n\n[host.template.t]\npath = \"${path.root}/out/t\"\nsource = \"t.j2\"\n"),
-        ],
+        &[("t.j2", "x = {{ missing_var }}\n"), ("tend.toml", "[host.local.this]\n\n[host.template.t]\npath = \"${path.root}/out/t\"\nsource = \"t.j2\"\n")],
     );
     let plan = bench.plan(&root).await;
     assert!(!plan.is_applyable());

@@ -12,8 +12,7 @@ use crate::support::write_tree;
 const CANARY: &str = "canary-7f3a9c1e-do-not-leak";
 
 fn encrypt(recipient: &age::x25519::Recipient, plaintext: &[u8], armor: bool) -> Vec<u8> {
-    let encryptor =
-        age::Encryptor::with_recipients(std::iter::once(recipient as &dyn age::Recipient)).expect("one recipient");
+    let encryptor = age::Encryptor::with_recipients(std::iter::once(recipient as &dyn age::Recipient)).expect("one recipient");
     let mut out = Vec::new();
     let format = if armor { age::armor::Format::AsciiArmor } else { age::armor::Format::Binary };
     let armored = age::armor::ArmoredWriter::wrap_output(&mut out, format).expect("armor");
@@ -175,10 +174,9 @@ fn canary_secret_never_reaches_state_plans_logs_or_temp_files() {
 fn a_failing_command_that_prints_its_secret_does_not_leak_it() {
     let s = Setup::new();
     let app = s.cfg().join("app.toml");
-    let text = fs_err::read_to_string(&app).expect("read").replace(
-        "run = \"test -n '${secret.token}' && touch ${path.root}/out/token-used\"",
-        "run = \"echo 'bad token: ${secret.token}' >&2; exit 4\"",
-    );
+    let text = fs_err::read_to_string(&app)
+        .expect("read")
+        .replace("run = \"test -n '${secret.token}' && touch ${path.root}/out/token-used\"", "run = \"echo 'bad token: ${secret.token}' >&2; exit 4\"");
     fs_err::write(&app, text).expect("write");
     let out = s.tend(&["apply", "--auto-approve"], Some(&s.key));
     assert_eq!(out.status.code(), Some(2));
@@ -249,7 +247,10 @@ fn a_missing_key_in_a_secret_document_is_named_with_the_keys_there() {
 fn a_secret_file_in_a_host_generation_is_carried_into_the_next_one_without_its_plaintext_at_rest_here() {
     let s = Setup::new();
     let gen_root = s.dir.path().join("generations");
-    write_tree(&s.cfg(), &[("tend.toml", &format!("[project]\nname = \"secrets\"\n\n[host.local.this]\ngenerations = {{ path = \"{}\" }}\n", gen_root.display()))]);
+    write_tree(
+        &s.cfg(),
+        &[("tend.toml", &format!("[project]\nname = \"secrets\"\n\n[host.local.this]\ngenerations = {{ path = \"{}\" }}\n", gen_root.display()))],
+    );
     let first = s.tend(&["apply", "--auto-approve"], Some(&s.key));
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
     let conf = s.cfg().join("out/db.conf");

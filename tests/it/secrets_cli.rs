@@ -62,7 +62,13 @@ impl Repo {
 }
 
 fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "exit {:?}\nstdout: {}\nstderr: {}", out.status.code(), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -91,8 +97,7 @@ fn keygen_encrypt_decrypt_edit_rekey_check() {
     ok(&repo.tend(&["secrets", "edit", &ct.to_string_lossy()], Some(&alice), Some("sed -i s/first/second/")));
     assert_ne!(fs_err::read(&ct).expect("ct"), before);
     assert_eq!(ok(&repo.tend(&["secrets", "decrypt", &ct.to_string_lossy()], Some(&alice), None)), "password: second\n");
-    let leftovers = fs_err::read_dir("/dev/shm")
-        .map_or(0, |d| d.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("tend-edit-")).count());
+    let leftovers = fs_err::read_dir("/dev/shm").map_or(0, |d| d.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("tend-edit-")).count());
     assert_eq!(leftovers, 0, "the plaintext temp dir is removed");
     // an edit that changes nothing leaves the file alone
     let same = fs_err::read(&ct).expect("ct");
@@ -130,24 +135,9 @@ fn encrypt_refuses_without_recipients_and_keygen_never_overwrites() {
     assert_eq!(fs_err::read(&key).expect("key"), before);
 }
 
-/// The real `age` CLI; fails under CI when missing, skips with a message elsewhere.
-fn age_cli() -> bool {
-    let found = Command::new("age").arg("--version").output().is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "the age CLI is missing; .ci/run installs it");
-        #[allow(clippy::print_stderr)]
-        {
-            eprintln!("skipped: the age CLI is not installed (../shared/testbed/install.sh installs it)");
-        }
-    }
-    found
-}
-
 #[test]
 fn files_from_the_age_cli_decrypt_in_tend_and_back() {
-    if !age_cli() {
-        return;
-    }
+    crate::support::need::need(&[crate::support::need::Need::Age]);
     let repo = Repo::new(&[]);
     let key = repo.dir.path().join("cli.key");
     let made = Command::new("age-keygen").arg("-o").arg(&key).output().expect("age-keygen");
@@ -177,9 +167,7 @@ fn files_from_the_age_cli_decrypt_in_tend_and_back() {
 
 #[test]
 fn ssh_ed25519_and_rsa_keys_work_as_identities() {
-    if !age_cli() {
-        return;
-    }
+    crate::support::need::need(&[crate::support::need::Need::Age]);
     let repo = Repo::new(&[]);
     write_tree(&repo.cfg(), &[("plain.txt", "over ssh\n")]);
     for kind in ["ed25519", "rsa"] {
@@ -191,7 +179,9 @@ fn ssh_ed25519_and_rsa_keys_work_as_identities() {
         }
         assert!(keygen.status().expect("ssh-keygen").success());
         let ct = repo.dir.path().join(format!("{kind}.age"));
-        assert!(Command::new("age").arg("-R").arg(key.with_extension("pub")).arg("-o").arg(&ct).arg(repo.cfg().join("plain.txt")).status().expect("age").success());
+        assert!(
+            Command::new("age").arg("-R").arg(key.with_extension("pub")).arg("-o").arg(&ct).arg(repo.cfg().join("plain.txt")).status().expect("age").success()
+        );
         let out = repo.tend(&["-i", &key.to_string_lossy(), "secrets", "decrypt", &ct.to_string_lossy()], None, None);
         assert_eq!(ok(&out), "over ssh\n", "{kind}");
         // and tend encrypts to the SSH public key

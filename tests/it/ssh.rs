@@ -100,7 +100,7 @@ on_change = ["host.file.motd", "host.template.conf", "host.line.limit"]
 
 #[test]
 fn converges_two_hosts_then_no_op_touches_nothing_and_drift_is_per_host() {
-    let Some(f) = Fleet::up(2) else { return };
+    let f = Fleet::up(2);
     let run = Run::new(&site(&f, &[1, 2], "labels = { role = \"web\" }\nvars = { tier = \"front\" }"));
     write_tree(&run.cfg(), &[("app.conf.j2", "host={{ hostname }} tier={{ tier }} idx={{ idx }}\n")]);
     let first = ok(&run.tend(&["apply", "--auto-approve"], &[]));
@@ -131,7 +131,7 @@ fn converges_two_hosts_then_no_op_touches_nothing_and_drift_is_per_host() {
 
 #[test]
 fn an_unreachable_host_fails_its_own_resources_while_the_others_converge() {
-    let Some(f) = Fleet::up(2) else { return };
+    let f = Fleet::up(2);
     let mut toml = site(&f, &[1, 2], "labels = { role = \"web\" }");
     toml.push_str(&format!(
         "[host.ssh.h9]\naddress = \"{}\"\nuser = \"root\"\nidentity = \"{}\"\nknown_hosts = \"{}\"\nconnect_timeout = 2\nlabels = {{ role = \"web\" }}\n",
@@ -155,7 +155,7 @@ fn an_unreachable_host_fails_its_own_resources_while_the_others_converge() {
 
 #[test]
 fn host_keys_are_verified_strictly_pinned_or_trusted_on_first_use() {
-    let Some(f) = Fleet::up(1) else { return };
+    let f = Fleet::up(1);
     let body = "\n[host.file.f]\npath = \"/srv/f\"\ncontent = \"x\"\n";
     // Unknown: an empty known_hosts file.
     let empty = f.work.join("empty_known_hosts");
@@ -173,11 +173,16 @@ fn host_keys_are_verified_strictly_pinned_or_trusted_on_first_use() {
     assert!(err.contains(&format!("unknown host key for h1 ({}:22): SHA256:", f.address(1))), "{err}");
     assert!(err.contains("hint: verify the key out of band"), "{err}");
     // Pinned: the same, with host_key from the host's key file.
-    run.write(&unknown.replace(&format!("known_hosts = \"{}\"", empty.display()), &format!("known_hosts = \"{}\"\nhost_key = \"{}\"", empty.display(), f.host_key("h1"))));
+    run.write(
+        &unknown
+            .replace(&format!("known_hosts = \"{}\"", empty.display()), &format!("known_hosts = \"{}\"\nhost_key = \"{}\"", empty.display(), f.host_key("h1"))),
+    );
     ok(&run.tend(&["apply", "--auto-approve"], &[]));
     assert!(f.srv("h1").join("f").exists());
     // Trust on first use: accepted once, recorded in state, enforced afterwards.
-    let tofu = Run::new(&unknown.replace(&format!("known_hosts = \"{}\"", empty.display()), &format!("known_hosts = \"{}\"\ntrust_on_first_use = true", empty.display())));
+    let tofu = Run::new(
+        &unknown.replace(&format!("known_hosts = \"{}\"", empty.display()), &format!("known_hosts = \"{}\"\ntrust_on_first_use = true", empty.display())),
+    );
     ok(&tofu.tend(&["apply", "--auto-approve"], &[]));
     let shown = ok(&tofu.tend(&["state", "show", "host.ssh.h1"], &[]));
     assert!(shown.contains(&f.host_key("h1")), "the trusted key is recorded: {shown}");
@@ -196,7 +201,7 @@ fn host_keys_are_verified_strictly_pinned_or_trusted_on_first_use() {
 
 #[test]
 fn ssh_agent_authenticates_when_no_identity_is_given() {
-    let Some(f) = Fleet::up(1) else { return };
+    let f = Fleet::up(1);
     let sock = f.work.join("agent.sock");
     let agent = Command::new("ssh-agent").args(["-D", "-a"]).arg(&sock).stdout(std::process::Stdio::null()).spawn().expect("ssh-agent");
     let _agent = Kill(agent);
@@ -223,7 +228,7 @@ fn ssh_agent_authenticates_when_no_identity_is_given() {
 
 #[test]
 fn ssh_config_entries_and_jump_hosts_are_honoured() {
-    let Some(f) = Fleet::up(2) else { return };
+    let f = Fleet::up(2);
     let run = Run::new("[host.local.placeholder]\n");
     let ssh_config = run.dir.path().join("ssh_config");
     fs_err::write(
@@ -244,11 +249,8 @@ fn ssh_config_entries_and_jump_hosts_are_honoured() {
     ok(&run.tend(&["apply", "--auto-approve"], &[]));
     assert_eq!(fs_err::read_to_string(f.srv("h1").join("via-ssh-config")).expect("written"), "alias");
     // Through a jump host: h2, reached through h1.
-    let through = Run::new(&format!(
-        "{}jump = \"root@{}\"\n\n[host.file.b]\npath = \"/srv/via-jump\"\ncontent = \"jumped\"\n",
-        f.host_toml(2, ""),
-        f.address(1)
-    ));
+    let through =
+        Run::new(&format!("{}jump = \"root@{}\"\n\n[host.file.b]\npath = \"/srv/via-jump\"\ncontent = \"jumped\"\n", f.host_toml(2, ""), f.address(1)));
     ok(&through.tend(&["apply", "--auto-approve"], &[]));
     assert_eq!(fs_err::read_to_string(f.srv("h2").join("via-jump")).expect("written"), "jumped");
     // A dead jump host fails the connection, though h2 itself is reachable: the tunnel is used.
@@ -268,7 +270,7 @@ fn ssh_config_entries_and_jump_hosts_are_honoured() {
 /// its filesystem and have no systemd), so this checks observation and planning only.
 #[test]
 fn package_and_service_observe_and_plan_only_on_a_real_host() {
-    let Some(f) = Fleet::up(1) else { return };
+    let f = Fleet::up(1);
     let run = Run::new(&format!(
         "{}\n[host.package.base]\nnames = [\"bash\", \"coreutils\"]\n\n[host.package.extra]\nnames = [\"bash\", \"tend-no-such-package\"]\n",
         f.host_toml(1, "")
@@ -306,11 +308,8 @@ fn package_and_service_observe_and_plan_only_on_a_real_host() {
 
 #[test]
 fn releases_switch_atomically_roll_back_on_failed_health_and_by_hand() {
-    let Some(f) = Fleet::up(1) else { return };
-    let run = Run::new(&format!(
-        "{}\n[host.release.site]\nsource = \"site\"\npath = \"/srv/app\"\nkeep = 2\nhealth = \"test -f ok\"\n",
-        f.host_toml(1, "")
-    ));
+    let f = Fleet::up(1);
+    let run = Run::new(&format!("{}\n[host.release.site]\nsource = \"site\"\npath = \"/srv/app\"\nkeep = 2\nhealth = \"test -f ok\"\n", f.host_toml(1, "")));
     let app = f.srv("h1").join("app");
     let index = || fs_err::read_to_string(app.join("current/index.html")).expect("current/index.html");
     let current = || fs_err::read_link(app.join("current")).expect("current is a symlink").to_string_lossy().into_owned();
@@ -329,7 +328,10 @@ fn releases_switch_atomically_roll_back_on_failed_health_and_by_hand() {
     let out = run.tend(&["apply", "--auto-approve"], &[]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("health check of generation") && err.contains(&format!("switched back to generation {}", g2.trim_start_matches("releases/"))), "{err}");
+    assert!(
+        err.contains("health check of generation") && err.contains(&format!("switched back to generation {}", g2.trim_start_matches("releases/"))),
+        "{err}"
+    );
     assert_eq!(index(), "v2", "the previous generation serves again (current -> {}, g2 = {g2}, stderr: {err})", current());
     // A good generation; keep = 2 prunes the oldest.
     write_tree(&run.cfg(), &[("site/index.html", "v3"), ("site/ok", "")]);
@@ -393,7 +395,7 @@ on_change = ["host.file.motd", "host.file.conf"]
 
 #[test]
 fn host_files_switch_as_one_generation_with_health_check_switch_back_and_rollback() {
-    let Some(f) = Fleet::up(1) else { return };
+    let f = Fleet::up(1);
     let read = |p: &str| fs_err::read_to_string(on_host(&f, "h1", p)).expect("managed file");
     let current = || fs_err::read_link(f.srv("h1").join("tend/current")).expect("current").to_string_lossy().into_owned();
     let run = Run::new(&generations_site(&f, "v1", "healthy v1", true));

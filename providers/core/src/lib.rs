@@ -30,9 +30,8 @@ mod value;
 pub use addr::{AddrError, ResourceAddr};
 pub use error::{ErrorKind, ProviderError};
 pub use provider::{
-    ActRequest, Action, ApplyRequest, Attributes, CommitRequest, ExpandRequest, FieldError, Instance, Observed, PlanRequest,
-    PlannedChange, PriorRecord, Provider, ProviderConfig, ProviderFactory, ReadItem, ReadRequest,
-    Sibling, Target,
+    ActRequest, Action, ApplyRequest, Attributes, CommitRequest, ExpandRequest, FieldError, Instance, Observed, PlanRequest, PlannedChange, PriorRecord,
+    Provider, ProviderConfig, ProviderFactory, ReadItem, ReadRequest, Sibling, Target,
 };
 pub use schema::{FieldSchema, FieldType, KindSchema, Role, UpdateMode};
 pub use value::{Sensitive, Value};

@@ -211,15 +211,7 @@ pub struct PlannedChange {
 impl PlannedChange {
     /// A change with the given action and no before/after.
     pub fn new(action: Action) -> Self {
-        Self {
-            action,
-            before: Attributes::new(),
-            after: Attributes::new(),
-            requires_replace: Vec::new(),
-            triggered_by: Vec::new(),
-            note: None,
-            staged: false,
-        }
+        Self { action, before: Attributes::new(), after: Attributes::new(), requires_replace: Vec::new(), triggered_by: Vec::new(), note: None, staged: false }
     }
 }
 

@@ -122,11 +122,7 @@ pub fn plan(schema: &KindSchema, req: &PlanRequest, recorded_only: &[&str]) -> P
         return PlannedChange { after, ..PlannedChange::new(Action::Create) };
     };
     let now = |name: &str| -> Option<Value> {
-        if recorded_only.contains(&name) {
-            req.prior.as_ref().and_then(|p| p.attributes.get(name).cloned())
-        } else {
-            observed.attributes.get(name).cloned()
-        }
+        if recorded_only.contains(&name) { req.prior.as_ref().and_then(|p| p.attributes.get(name).cloned()) } else { observed.attributes.get(name).cloned() }
     };
     let mut changed = Vec::new();
     let mut replace = Vec::new();

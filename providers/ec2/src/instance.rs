@@ -42,7 +42,12 @@ fn attributes(i: &Instance) -> (Option<String>, Attributes) {
 pub async fn describe(c: &Client, project: &str, ids: &[String]) -> Result<Vec<Found>, ProviderError> {
     let mut req = c.describe_instances();
     if ids.is_empty() {
-        req = req.filters(managed_filter(project)).filters(Filter::builder().name("instance-state-name").set_values(Some(vec!["pending".into(), "running".into(), "stopping".into(), "stopped".into()])).build());
+        req = req.filters(managed_filter(project)).filters(
+            Filter::builder()
+                .name("instance-state-name")
+                .set_values(Some(vec!["pending".into(), "running".into(), "stopping".into(), "stopped".into()]))
+                .build(),
+        );
     } else {
         req = req.set_instance_ids(Some(ids.to_vec()));
     }
@@ -72,12 +77,13 @@ pub async fn describe(c: &Client, project: &str, ids: &[String]) -> Result<Vec<F
 /// it may hold secrets.
 pub fn digest_user_data(config: &mut Attributes) {
     if let Some(v) = config.get("user_data").cloned()
-        && v.is_known() {
-            let sensitive = v.is_sensitive();
-            let text = v.reveal().as_str().unwrap_or_default().to_string();
-            let d = Value::String(format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes()))));
-            config.insert("user_data".into(), if sensitive { d.sensitive() } else { d });
-        }
+        && v.is_known()
+    {
+        let sensitive = v.is_sensitive();
+        let text = v.reveal().as_str().unwrap_or_default().to_string();
+        let d = Value::String(format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes()))));
+        config.insert("user_data".into(), if sensitive { d.sensitive() } else { d });
+    }
 }
 
 async fn wait_for(c: &Client, id: &str, want: &[&str], timeout: Duration) -> Result<Instance, ProviderError> {
@@ -163,7 +169,9 @@ async fn create(c: &Client, project: &str, addr: &str, req: &ApplyRequest, confi
         let images = c.describe_images().image_ids(&ami).send().await.map_err(|e| sdk_err("DescribeImages", &e))?;
         let device = images.images().first().and_then(|i| i.root_device_name()).unwrap_or("/dev/xvda").to_string();
         let size = i32::try_from(size).map_err(|_| ProviderError::terminal(format!("root_volume_size = {size} is too large")))?;
-        run = run.block_device_mappings(BlockDeviceMapping::builder().device_name(device).ebs(EbsBlockDevice::builder().volume_size(size).delete_on_termination(true).build()).build());
+        run = run.block_device_mappings(
+            BlockDeviceMapping::builder().device_name(device).ebs(EbsBlockDevice::builder().volume_size(size).delete_on_termination(true).build()).build(),
+        );
     }
     terminate_leftovers(c, project, addr).await?;
     let out = run.send().await.map_err(|e| sdk_err(&format!("RunInstances for {addr}"), &e))?;
@@ -175,13 +183,14 @@ async fn create(c: &Client, project: &str, addr: &str, req: &ApplyRequest, confi
         e
     })?;
     if let Some(h) = config.get("health").and_then(Value::as_map)
-        && let Err(why) = check_health(&running, h).await {
-            // Not recorded: a replaced instance keeps serving; this one is kept for inspection.
-            let _ = c.create_tags().resources(&id).tags(aws_sdk_ec2::types::Tag::builder().key(CLEANUP).value("failed-health").build()).send().await;
-            return Err(ProviderError::terminal(format!(
-                "health check of the new instance {id} for {addr} failed: {why}; it is tagged {CLEANUP}=failed-health and left for inspection (the next launch for {addr} terminates it); what it was to replace keeps serving"
-            )));
-        }
+        && let Err(why) = check_health(&running, h).await
+    {
+        // Not recorded: a replaced instance keeps serving; this one is kept for inspection.
+        let _ = c.create_tags().resources(&id).tags(aws_sdk_ec2::types::Tag::builder().key(CLEANUP).value("failed-health").build()).send().await;
+        return Err(ProviderError::terminal(format!(
+            "health check of the new instance {id} for {addr} failed: {why}; it is tagged {CLEANUP}=failed-health and left for inspection (the next launch for {addr} terminates it); what it was to replace keeps serving"
+        )));
+    }
     Ok(recorded(&running, config))
 }
 
@@ -238,17 +247,19 @@ async fn check_health(i: &Instance, h: &std::collections::BTreeMap<String, Value
         let cmd_ok = tcp_ok
             && match &command {
                 None => true,
-                Some(cmd) => match tokio::process::Command::new("sh").arg("-c").arg(cmd).env("TEND_INSTANCE_IP", &ip).env("TEND_INSTANCE_ID", &id).output().await {
-                    Ok(o) if o.status.success() => true,
-                    Ok(o) => {
-                        last = format!("`{cmd}` exited {}: {}", o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stderr).trim());
-                        false
+                Some(cmd) => {
+                    match tokio::process::Command::new("sh").arg("-c").arg(cmd).env("TEND_INSTANCE_IP", &ip).env("TEND_INSTANCE_ID", &id).output().await {
+                        Ok(o) if o.status.success() => true,
+                        Ok(o) => {
+                            last = format!("`{cmd}` exited {}: {}", o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stderr).trim());
+                            false
+                        }
+                        Err(e) => {
+                            last = format!("`{cmd}` could not run: {e}");
+                            false
+                        }
                     }
-                    Err(e) => {
-                        last = format!("`{cmd}` could not run: {e}");
-                        false
-                    }
-                },
+                }
             };
         if tcp_ok && cmd_ok {
             return Ok(());
@@ -280,19 +291,21 @@ async fn update(c: &Client, req: &ApplyRequest, config: &Attributes) -> Result<O
     retag(c, &id, have, config).await?;
     let mut want_groups = strings(config, "security_group_ids");
     want_groups.sort();
-    let have_groups: Vec<String> = have.get("security_group_ids").and_then(Value::as_list).unwrap_or_default().iter().filter_map(Value::as_str).map(str::to_string).collect();
+    let have_groups: Vec<String> =
+        have.get("security_group_ids").and_then(Value::as_list).unwrap_or_default().iter().filter_map(Value::as_str).map(str::to_string).collect();
     if config.contains_key("security_group_ids") && want_groups != have_groups {
         c.modify_instance_attribute().instance_id(&id).set_groups(Some(want_groups)).send().await.map_err(|e| sdk_err("ModifyInstanceAttribute groups", &e))?;
     }
     if let Some(b) = config.get("disable_api_termination").and_then(Value::as_bool)
-        && req.prior.as_ref().and_then(|p| p.attributes.get("disable_api_termination")).and_then(Value::as_bool) != Some(b) {
-            c.modify_instance_attribute()
-                .instance_id(&id)
-                .disable_api_termination(AttributeBooleanValue::builder().value(b).build())
-                .send()
-                .await
-                .map_err(|e| sdk_err("ModifyInstanceAttribute disableApiTermination", &e))?;
-        }
+        && req.prior.as_ref().and_then(|p| p.attributes.get("disable_api_termination")).and_then(Value::as_bool) != Some(b)
+    {
+        c.modify_instance_attribute()
+            .instance_id(&id)
+            .disable_api_termination(AttributeBooleanValue::builder().value(b).build())
+            .send()
+            .await
+            .map_err(|e| sdk_err("ModifyInstanceAttribute disableApiTermination", &e))?;
+    }
     let want_type = string(config, "instance_type").unwrap_or_default();
     if have.get("instance_type").and_then(Value::as_str) != Some(want_type.as_str()) {
         // The type of a running instance changes by stop, modify, start.

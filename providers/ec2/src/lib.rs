@@ -24,8 +24,8 @@ use std::collections::{BTreeMap, HashMap};
 use async_trait::async_trait;
 use aws_sdk_ec2::Client;
 use tend_provider::{
-    ApplyRequest, Attributes, KindSchema, Observed, PlanRequest, PlannedChange, Provider, ProviderConfig, ProviderError, ProviderFactory,
-    ReadItem, ReadRequest, Value,
+    ApplyRequest, Attributes, KindSchema, Observed, PlanRequest, PlannedChange, Provider, ProviderConfig, ProviderError, ProviderFactory, ReadItem,
+    ReadRequest, Value,
 };
 
 /// Registers the EC2 provider.
@@ -91,8 +91,8 @@ impl Ec2Provider {
     pub(crate) async fn client(&self) -> &Client {
         self.client
             .get_or_init(|| async {
-                let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                    .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(6));
+                let mut loader =
+                    aws_config::defaults(aws_config::BehaviorVersion::latest()).retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(6));
                 if let Some(r) = &self.region {
                     loader = loader.region(aws_config::Region::new(r.clone()));
                 }
@@ -128,9 +128,10 @@ impl Ec2Provider {
 /// tagged with its address.
 fn choose<'a>(item: &ReadItem, by_addr: &HashMap<String, Vec<&'a Found>>, by_id: &HashMap<String, &'a Found>) -> Option<&'a Found> {
     if let Some(id) = item.prior.as_ref().and_then(|p| p.id.as_ref())
-        && let Some(f) = by_id.get(id) {
-            return Some(f);
-        }
+        && let Some(f) = by_id.get(id)
+    {
+        return Some(f);
+    }
     by_addr.get(&item.addr.to_string()).and_then(|v| v.iter().max_by(|a, b| a.order.cmp(&b.order)).copied())
 }
 
@@ -163,11 +164,8 @@ impl Provider for Ec2Provider {
                 }
             };
             let known: std::collections::HashSet<String> = found.iter().map(|f| f.id.clone()).collect();
-            let missing: Vec<String> = indices
-                .iter()
-                .filter_map(|i| req.items[*i].prior.as_ref().and_then(|p| p.id.clone()))
-                .filter(|id| !known.contains(id))
-                .collect();
+            let missing: Vec<String> =
+                indices.iter().filter_map(|i| req.items[*i].prior.as_ref().and_then(|p| p.id.clone())).filter(|id| !known.contains(id)).collect();
             if !missing.is_empty() {
                 match self.describe(&kind, &missing).await {
                     Ok(more) => found.extend(more.into_iter().filter(|f| !known.contains(&f.id))),
@@ -200,9 +198,10 @@ impl Provider for Ec2Provider {
         };
         let mut req = req;
         if &*req.addr.kind == "instance"
-            && let Some(c) = req.config.as_mut() {
-                instance::digest_user_data(c);
-            }
+            && let Some(c) = req.config.as_mut()
+        {
+            instance::digest_user_data(c);
+        }
         let mut planned = common::plan(schema, &req, recorded_only);
         // A new type means stop and start: the public address changes with it.
         if &*req.addr.kind == "instance"

@@ -204,7 +204,12 @@ async fn sync_rules(c: &Client, id: &str, ingress: bool, have: Option<&Value>, w
     if !revoke.is_empty() {
         let perms = permissions(Some(&Value::List(revoke)))?;
         if ingress {
-            c.revoke_security_group_ingress().group_id(id).set_ip_permissions(Some(perms)).send().await.map_err(|e| sdk_err("RevokeSecurityGroupIngress", &e))?;
+            c.revoke_security_group_ingress()
+                .group_id(id)
+                .set_ip_permissions(Some(perms))
+                .send()
+                .await
+                .map_err(|e| sdk_err("RevokeSecurityGroupIngress", &e))?;
         } else {
             c.revoke_security_group_egress().group_id(id).set_ip_permissions(Some(perms)).send().await.map_err(|e| sdk_err("RevokeSecurityGroupEgress", &e))?;
         }
@@ -212,9 +217,19 @@ async fn sync_rules(c: &Client, id: &str, ingress: bool, have: Option<&Value>, w
     if !grant.is_empty() {
         let perms = permissions(Some(&Value::List(grant)))?;
         if ingress {
-            c.authorize_security_group_ingress().group_id(id).set_ip_permissions(Some(perms)).send().await.map_err(|e| sdk_err("AuthorizeSecurityGroupIngress", &e))?;
+            c.authorize_security_group_ingress()
+                .group_id(id)
+                .set_ip_permissions(Some(perms))
+                .send()
+                .await
+                .map_err(|e| sdk_err("AuthorizeSecurityGroupIngress", &e))?;
         } else {
-            c.authorize_security_group_egress().group_id(id).set_ip_permissions(Some(perms)).send().await.map_err(|e| sdk_err("AuthorizeSecurityGroupEgress", &e))?;
+            c.authorize_security_group_egress()
+                .group_id(id)
+                .set_ip_permissions(Some(perms))
+                .send()
+                .await
+                .map_err(|e| sdk_err("AuthorizeSecurityGroupEgress", &e))?;
         }
     }
     Ok(())

@@ -9,19 +9,18 @@ pub fn expand(req: &ExpandRequest<'_>) -> Result<Vec<Instance>, FieldError> {
     if Kind::from_name(&req.addr.kind).is_some_and(Kind::is_host) {
         return Ok(vec![Instance::single()]);
     }
-    let hosts: Vec<&Sibling> =
-        req.siblings.iter().filter(|s| Kind::from_name(&s.addr.kind).is_some_and(Kind::is_host)).collect();
+    let hosts: Vec<&Sibling> = req.siblings.iter().filter(|s| Kind::from_name(&s.addr.kind).is_some_and(Kind::is_host)).collect();
     let chosen: Vec<&Sibling> = match req.literal.get("on") {
         None => match hosts.as_slice() {
             [one] => vec![*one],
             [] => {
-                return Err(FieldError::resource("no host is declared to place this on")
-                    .with_hint("declare the machine tend runs on with a [host.local.NAME] table"));
+                return Err(
+                    FieldError::resource("no host is declared to place this on").with_hint("declare the machine tend runs on with a [host.local.NAME] table")
+                );
             }
             _ => {
-                return Err(FieldError::field("on", "`on` is required when several hosts are declared").with_hint(
-                    format!("e.g. on = [\"{}\"] or on = {{ role = \"web\" }}", hosts[0].addr.name),
-                ));
+                return Err(FieldError::field("on", "`on` is required when several hosts are declared")
+                    .with_hint(format!("e.g. on = [\"{}\"] or on = {{ role = \"web\" }}", hosts[0].addr.name)));
             }
         },
         Some(Value::List(names)) => {
@@ -32,16 +31,14 @@ pub fn expand(req: &ExpandRequest<'_>) -> Result<Vec<Instance>, FieldError> {
                 };
                 let Some(h) = hosts.iter().find(|h| &*h.addr.name == name) else {
                     let known: Vec<&str> = hosts.iter().map(|h| &*h.addr.name).collect();
-                    return Err(FieldError::field("on", format!("no host named `{name}`"))
-                        .with_hint(format!("declared hosts: {}", known.join(", "))));
+                    return Err(FieldError::field("on", format!("no host named `{name}`")).with_hint(format!("declared hosts: {}", known.join(", "))));
                 };
                 out.push(*h);
             }
             out
         }
         Some(Value::String(name)) => {
-            return Err(FieldError::field("on", "`on` must be a list of host names or a label selector table")
-                .with_hint(format!("write on = [\"{name}\"]")));
+            return Err(FieldError::field("on", "`on` must be a list of host names or a label selector table").with_hint(format!("write on = [\"{name}\"]")));
         }
         Some(Value::Map(selector)) => hosts
             .iter()
@@ -56,14 +53,8 @@ pub fn expand(req: &ExpandRequest<'_>) -> Result<Vec<Instance>, FieldError> {
                 .with_hint("hosts are chosen before anything is applied; list their names or a label selector"));
         }
         Some(other) => {
-            return Err(FieldError::field(
-                "on",
-                format!("`on` must be a list of host names or a label selector table, found a {}", other.type_name()),
-            ));
+            return Err(FieldError::field("on", format!("`on` must be a list of host names or a label selector table, found a {}", other.type_name())));
         }
     };
-    Ok(chosen
-        .into_iter()
-        .map(|h| Instance { key: Some(h.addr.name.to_string()), target: Some(ResourceAddr::clone(&h.addr)) })
-        .collect())
+    Ok(chosen.into_iter().map(|h| Instance { key: Some(h.addr.name.to_string()), target: Some(ResourceAddr::clone(&h.addr)) }).collect())
 }

@@ -61,14 +61,22 @@ pub fn validate(literal: &Attributes, errors: &mut Vec<FieldError>) {
             for (k, v) in m {
                 match (k.as_str(), v) {
                     ("path", Value::String(p)) if p.starts_with('/') => {}
-                    ("path", _) => errors.push(FieldError::field("generations", "`path` must be an absolute path on the host").with_hint("e.g. generations = { path = \"/var/lib/tend\" }")),
+                    ("path", _) => errors.push(
+                        FieldError::field("generations", "`path` must be an absolute path on the host")
+                            .with_hint("e.g. generations = { path = \"/var/lib/tend\" }"),
+                    ),
                     ("keep", Value::Int(n)) if *n >= 2 => {}
                     ("keep", _) => errors.push(FieldError::field("generations", "`keep` must be a number of at least 2, so there is something to go back to")),
-                    (other, _) => errors.push(FieldError::field("generations", format!("unknown setting `{other}`")).with_hint("generations takes `path` and `keep`")),
+                    (other, _) => {
+                        errors.push(FieldError::field("generations", format!("unknown setting `{other}`")).with_hint("generations takes `path` and `keep`"))
+                    }
                 }
             }
         }
-        Some(other) => errors.push(FieldError::field("generations", format!("expected true or a table, found a {}", other.type_name())).with_hint("generations = true, or generations = { path = \"/var/lib/tend\", keep = 5 }")),
+        Some(other) => errors.push(
+            FieldError::field("generations", format!("expected true or a table, found a {}", other.type_name()))
+                .with_hint("generations = true, or generations = { path = \"/var/lib/tend\", keep = 5 }"),
+        ),
     }
     let on = match literal.get("generations") {
         Some(Value::Bool(b)) => *b,
@@ -76,7 +84,10 @@ pub fn validate(literal: &Attributes, errors: &mut Vec<FieldError>) {
         _ => false,
     };
     if literal.contains_key("health") && !on {
-        errors.push(FieldError::field("health", "`health` needs `generations`: a failing check switches the host back to its previous generation").with_hint("add generations = true to the host"));
+        errors.push(
+            FieldError::field("health", "`health` needs `generations`: a failing check switches the host back to its previous generation")
+                .with_hint("add generations = true to the host"),
+        );
     }
 }
 
@@ -151,7 +162,14 @@ const SWITCH_FN: &str = r#"switch_to() {
 /// What a host's generations directory holds now: (current, kept newest first).
 pub async fn list(t: &dyn Transport, s: &Settings) -> Result<(Option<String>, Vec<String>), ProviderError> {
     let r = quote(&s.root);
-    let out = t.exec(&format!("cur=$(readlink {r}/current 2>/dev/null || true); echo \"current=${{cur##*/}}\"; ls -1t {r}/generations 2>/dev/null | grep -v '\\.tmp$'; exit 0"), None).await?;
+    let out = t
+        .exec(
+            &format!(
+                "cur=$(readlink {r}/current 2>/dev/null || true); echo \"current=${{cur##*/}}\"; ls -1t {r}/generations 2>/dev/null | grep -v '\\.tmp$'; exit 0"
+            ),
+            None,
+        )
+        .await?;
     let current = out.stdout.lines().find_map(|l| l.strip_prefix("current=")).filter(|c| !c.is_empty()).map(str::to_string);
     let gens = out.stdout.lines().filter(|l| !l.starts_with("current=") && !l.is_empty()).map(str::to_string).collect();
     Ok((current, gens))
@@ -184,12 +202,7 @@ pub async fn switch(t: &dyn Transport, s: &Settings, to: &str) -> Result<Attribu
 
 /// Commit a host's files as a new generation: materialise, switch, health-check over `fresh`
 /// (switching back on failure), prune. Returns the attributes to record on the host.
-pub async fn commit<F, Fut>(
-    t: &dyn Transport,
-    fresh: F,
-    s: &Settings,
-    members: &[(ResourceAddr, Attributes)],
-) -> Result<Attributes, ProviderError>
+pub async fn commit<F, Fut>(t: &dyn Transport, fresh: F, s: &Settings, members: &[(ResourceAddr, Attributes)]) -> Result<Attributes, ProviderError>
 where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Result<std::sync::Arc<dyn Transport>, ProviderError>>,
@@ -288,7 +301,8 @@ echo "new=$new"
             };
             let (current, kept) = list(t, s).await?;
             let tail: Vec<&str> = stderr.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
-            let mut e = ProviderError::terminal(format!("health check of generation {id} failed on host `{}` ({how}); {back}", t.host())).with_hint(tail.join("\n"));
+            let mut e =
+                ProviderError::terminal(format!("health check of generation {id} failed on host `{}` ({how}); {back}", t.host())).with_hint(tail.join("\n"));
             e.partial = Some(Observed { id: None, attributes: record(current.as_deref(), &kept) });
             return Err(e);
         }

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use tend_provider::{
-    ApplyRequest, Attributes, CommitRequest, ExpandRequest, FieldError, Instance, KindSchema, Observed, PlanRequest, PlannedChange,
-    Provider, ProviderConfig, ProviderError, ProviderFactory, ReadItem, ReadRequest, ResourceAddr, Target, Value,
+    ApplyRequest, Attributes, CommitRequest, ExpandRequest, FieldError, Instance, KindSchema, Observed, PlanRequest, PlannedChange, Provider, ProviderConfig,
+    ProviderError, ProviderFactory, ReadItem, ReadRequest, ResourceAddr, Target, Value,
 };
 
 use crate::generation;
@@ -82,19 +82,14 @@ impl HostProvider {
             let mut cache = self.transports.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             // Without its settings (a delete that runs before its host settles), a host's
             // connection of this run is the one to use.
-            let reuse = if target.attributes.contains_key("address") {
-                None
-            } else {
-                cache.iter().find(|((a, _), _)| *a == target.addr).map(|(_, c)| c.clone())
-            };
+            let reuse =
+                if target.attributes.contains_key("address") { None } else { cache.iter().find(|((a, _), _)| *a == target.addr).map(|(_, c)| c.clone()) };
             match reuse {
                 Some(c) => c,
                 None => cache.entry((target.addr.clone(), settings)).or_default().clone(),
             }
         };
-        let connected = cell
-            .get_or_init(|| async { Self::connect(target).await.map_err(|e| (e.kind, e.message, e.hint)) })
-            .await;
+        let connected = cell.get_or_init(|| async { Self::connect(target).await.map_err(|e| (e.kind, e.message, e.hint)) }).await;
         connected.clone().map_err(|(kind, message, hint)| ProviderError { kind, message, hint, partial: None, source: None })
     }
 
@@ -137,7 +132,15 @@ impl HostProvider {
     }
 
     fn package_names(item: &ReadItem) -> Vec<String> {
-        item.config.as_ref().and_then(|c| c.get("names")).and_then(Value::as_list).unwrap_or_default().iter().filter_map(Value::as_str).map(str::to_string).collect()
+        item.config
+            .as_ref()
+            .and_then(|c| c.get("names"))
+            .and_then(Value::as_list)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect()
     }
 
     fn release_path(item: &ReadItem) -> Option<String> {
@@ -183,10 +186,7 @@ impl HostProvider {
     }
 
     /// Observe every item placed on one host with one `stat_many` call.
-    async fn read_host(
-        &self,
-        items: &[&ReadItem],
-    ) -> Result<Vec<Result<Option<Observed>, ProviderError>>, ProviderError> {
+    async fn read_host(&self, items: &[&ReadItem]) -> Result<Vec<Result<Option<Observed>, ProviderError>>, ProviderError> {
         // A host whose address is only known after apply holds nothing we could observe yet.
         if items[0].target.as_ref().is_some_and(|t| t.attributes.values().any(|v| !v.is_known())) {
             return Ok(items.iter().map(|_| Ok(None)).collect());
@@ -215,11 +215,7 @@ impl HostProvider {
             };
             let staged = copy_slot.last().is_some_and(Option::is_some);
             slot.push(path.map(|p| {
-                stats_wanted.push(StatRequest {
-                    path: p,
-                    hash: matches!(kind, Kind::File | Kind::Template) && !staged,
-                    content: kind == Kind::Line,
-                });
+                stats_wanted.push(StatRequest { path: p, hash: matches!(kind, Kind::File | Kind::Template) && !staged, content: kind == Kind::Line });
                 stats_wanted.len() - 1
             }));
         }
@@ -255,9 +251,7 @@ impl HostProvider {
                         Some(cmd) if !creates_exists => transport.exec(cmd, None).await.map(|o| o.status == 0),
                         _ => Ok(false),
                     };
-                    unless_ok
-                        .map(|ok| Some(command::observed(item.prior.as_ref().map(|p| &*p.attributes), creates_exists, ok)))
-                        .map_err(ProviderError::from)
+                    unless_ok.map(|ok| Some(command::observed(item.prior.as_ref().map(|p| &*p.attributes), creates_exists, ok))).map_err(ProviderError::from)
                 }
                 Kind::Package => Ok(probed.map(|o| package::observed(o, &Self::package_names(item)))),
                 Kind::Service => Ok(probed.map(service::observed)),
@@ -399,7 +393,8 @@ impl Provider for HostProvider {
         let out = t.exec(&release::observe_script(path), None).await?;
         let now = release::observed(&out.stdout, path).ok_or_else(|| ProviderError::terminal(format!("no releases under {path} on host `{}`", t.host())))?;
         let current = get_str(&now.attributes, "current").unwrap_or_default().to_string();
-        let gens: Vec<String> = now.attributes.get("generations").and_then(Value::as_list).unwrap_or_default().iter().filter_map(Value::as_str).map(str::to_string).collect();
+        let gens: Vec<String> =
+            now.attributes.get("generations").and_then(Value::as_list).unwrap_or_default().iter().filter_map(Value::as_str).map(str::to_string).collect();
         let to = rollback_target(t.host(), &gens, &current, get_str(&req.args, "to"))?;
         release::switch(t.as_ref(), path, &to).await?;
         let mut a = now.attributes.clone();

@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use tend_provider::{
-    Action, ApplyRequest, Attributes, FieldSchema, FieldType, KindSchema, Observed, PlanRequest, PlannedChange, Provider,
-    ProviderConfig, ProviderError, ProviderFactory, ReadRequest, Value,
+    Action, ApplyRequest, Attributes, FieldSchema, FieldType, KindSchema, Observed, PlanRequest, PlannedChange, Provider, ProviderConfig, ProviderError,
+    ProviderFactory, ReadRequest, Value,
 };
 
 #[derive(Debug, Default)]
@@ -93,8 +93,7 @@ pub struct FakeProvider {
 }
 
 fn stored(config: &Attributes) -> Attributes {
-    let mut a: Attributes =
-        ["value", "immutable"].iter().filter_map(|k| config.get(*k).map(|v| ((*k).to_string(), v.clone()))).collect();
+    let mut a: Attributes = ["value", "immutable"].iter().filter_map(|k| config.get(*k).map(|v| ((*k).to_string(), v.clone()))).collect();
     a.insert("echo".into(), config.get("value").cloned().unwrap_or(Value::Null));
     a
 }

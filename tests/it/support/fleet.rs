@@ -1,8 +1,9 @@
-//! A fleet of real OpenSSH hosts (../shared/testbed/fleet.sh), one per test, always torn down.
+//! A fleet of real OpenSSH hosts (tests/testbed/fleet.sh), one per test, always torn down.
 
 use std::path::PathBuf;
 use std::process::Command;
 
+use super::need::{Need, need};
 use super::repo;
 
 /// A running fleet; dropped → `fleet.sh down` and its network slot released.
@@ -15,54 +16,23 @@ pub struct Fleet {
 }
 
 fn script() -> PathBuf {
-    repo().join("../shared/testbed/fleet.sh")
-}
-
-fn can_run() -> Result<(), String> {
-    let root = fs_err::read_to_string("/proc/self/status")
-        .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")));
-    if !root {
-        return Err("network namespaces need root".into());
-    }
-    for tool in ["/usr/sbin/sshd", "/usr/bin/ssh-keygen", "/usr/sbin/ip", "/usr/bin/ssh"] {
-        let found = std::path::Path::new(tool).exists() || Command::new("which").arg(tool.rsplit('/').next().unwrap_or(tool)).output().is_ok_and(|o| o.status.success());
-        if !found {
-            return Err(format!("{tool} is missing (../shared/testbed/install.sh installs it)"));
-        }
-    }
-    if !script().exists() {
-        return Err("../shared/testbed/fleet.sh is missing".into());
-    }
-    Ok(())
+    repo().join("tests/testbed/fleet.sh")
 }
 
 impl Fleet {
-    /// Start `n` hosts h1..hn, or `None` (with a message) where a fleet cannot run here.
-    pub fn up(n: usize) -> Option<Self> {
-        if let Err(why) = can_run() {
-            assert!(std::env::var("CI").as_deref() != Ok("true"), "SSH tests cannot run under CI: {why}");
-            #[allow(clippy::print_stderr)]
-            {
-                eprintln!("skipped: {why}");
-            }
-            return None;
-        }
+    /// Start `n` hosts h1..hn; the test must be listed as needing `sshd` (see [`need`]).
+    pub fn up(n: usize) -> Self {
+        need(&[Need::Sshd]);
         // A network slot no other test process holds: an atomically created directory.
         let slots = std::env::temp_dir().join("tend-test-fleet-slots");
         fs_err::create_dir_all(&slots).expect("slots dir");
         let x = (100..250).find(|x| std::fs::create_dir(slots.join(x.to_string())).is_ok()).expect("a free fleet slot");
         let dir = tempfile::tempdir().expect("temp dir");
-        let fleet = Self {
-            work: dir.path().join("fleet"),
-            id: format!("t{x}"),
-            net: format!("10.214.{x}"),
-            slot: slots.join(x.to_string()),
-            _dir: dir,
-        };
+        let fleet = Self { work: dir.path().join("fleet"), id: format!("t{x}"), net: format!("10.214.{x}"), slot: slots.join(x.to_string()), _dir: dir };
         fleet.sh(&["down"]); // whatever a crashed earlier run left behind under this id
         let out = fleet.sh(&["up", &n.to_string()]);
         assert!(out.status.success(), "fleet up failed: {}", String::from_utf8_lossy(&out.stderr));
-        Some(fleet)
+        fleet
     }
 
     fn sh(&self, args: &[&str]) -> std::process::Output {

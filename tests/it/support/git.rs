@@ -1,10 +1,11 @@
-//! A real Git server for tests (TESTBED.md): a bare repository served by `git daemon` and by
-//! smart HTTP (`../shared/testbed/git_http.py`), plus a working clone to commit and push from.
+//! A real Git server for tests: a bare repository served by `git daemon` and by
+//! smart HTTP (`tests/testbed/git_http.py`), plus a working clone to commit and push from.
 //! Both servers are child processes of the test, stopped by PID when it ends, pass or fail.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+use super::need::{Need, need};
 use super::repo;
 
 /// A free TCP port on 127.0.0.1 (bound and released; the race is acceptable in tests).
@@ -38,16 +39,9 @@ pub struct GitServer {
 }
 
 impl GitServer {
-    /// Set up the repository (no servers yet), or `None` with a message where git is missing.
-    pub fn new() -> Option<Self> {
-        if Command::new("git").arg("--version").output().is_err() {
-            assert!(std::env::var("CI").as_deref() != Ok("true"), "git tests cannot run under CI: git is missing");
-            #[allow(clippy::print_stderr)]
-            {
-                eprintln!("skipped: git is missing (../shared/testbed/install.sh installs it)");
-            }
-            return None;
-        }
+    /// Set up the repository (no servers yet); the test must be listed as needing `git`.
+    pub fn new() -> Self {
+        need(&[Need::Git]);
         let dir = tempfile::tempdir().expect("temp dir");
         let bare = dir.path().join("srv/cfg.git");
         fs_err::create_dir_all(&bare).expect("mkdir");
@@ -56,7 +50,7 @@ impl GitServer {
         let work = dir.path().join("work");
         fs_err::create_dir_all(&work).expect("mkdir");
         git(&work, &["init", "-q", "-b", "main"]);
-        Some(Self { dir, daemon: None, daemon_port: 0, http: None, http_port: 0 })
+        Self { dir, daemon: None, daemon_port: 0, http: None, http_port: 0 }
     }
 
     /// The bare repository.
@@ -137,7 +131,7 @@ impl GitServer {
     /// Start the smart-HTTP server; returns the repository URL.
     pub fn start_http(&mut self) -> String {
         let mut child = Command::new("python3")
-            .arg(repo().join("../shared/testbed/git_http.py"))
+            .arg(repo().join("tests/testbed/git_http.py"))
             .arg(self.dir.path().join("srv"))
             .arg("0")
             .stdout(Stdio::piped())

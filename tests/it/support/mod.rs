@@ -4,6 +4,7 @@
 pub mod fleet;
 pub mod git;
 pub mod moto;
+pub mod need;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

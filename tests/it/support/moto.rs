@@ -1,45 +1,45 @@
-//! The moto EC2 API server (TESTBED.md), one per test, stopped by PID when the test ends; and an
+//! The moto EC2 API server (installed by tests/testbed/install.sh), one per test, stopped by PID when the test ends; and an
 //! independent client (boto3, in the testbed's venv) to set up and check what the API holds.
 
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Child, Command};
 
-use super::repo;
-
-fn script() -> PathBuf {
-    repo().join("../shared/testbed/moto.sh")
-}
-
-fn python() -> PathBuf {
-    let out = Command::new("bash").arg(repo().join("../shared/testbed/install.sh")).arg("--print").output();
-    let root = out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
-    PathBuf::from(root).join("venv/bin/python")
-}
+use super::need::{Need, need, testbed, testbed_python};
 
 /// A running moto server.
 pub struct Moto {
     pub url: String,
-    dir: tempfile::TempDir,
+    child: Child,
+    log: tempfile::NamedTempFile,
     python: PathBuf,
 }
 
 impl Moto {
-    /// Start one, or `None` (with a message) where moto is not installed.
-    pub fn start() -> Option<Self> {
-        let python = python();
-        if !python.exists() || !script().exists() {
-            assert!(std::env::var("CI").as_deref() != Ok("true"), "EC2 tests cannot run under CI: moto is not installed (../shared/testbed/install.sh)");
-            #[allow(clippy::print_stderr)]
-            {
-                eprintln!("skipped: moto is not installed (../shared/testbed/install.sh installs it)");
+    /// Start one (`moto_server` on a free port, stopped by PID on drop); the test must be listed
+    /// as needing `moto` (see [`need`]).
+    pub fn start() -> Self {
+        need(&[Need::Moto]);
+        let port = super::git::free_port();
+        let log = tempfile::NamedTempFile::new().expect("log file");
+        let child = Command::new(testbed().join("bin/moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("MOTO_ENABLE_AMI_VALIDATION", "1")
+            .env("MOTO_ENABLE_KEYPAIR_VALIDATION", "1")
+            .stdout(log.reopen().expect("log"))
+            .stderr(log.reopen().expect("log"))
+            .spawn()
+            .expect("moto_server starts");
+        let mut moto = Self { url: format!("http://127.0.0.1:{port}"), child, log, python: testbed_python() };
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return moto;
             }
-            return None;
+            if let Ok(Some(status)) = moto.child.try_wait() {
+                panic!("moto_server exited ({status}): {}", fs_err::read_to_string(moto.log.path()).unwrap_or_default());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        let dir = tempfile::tempdir().expect("temp dir");
-        let out = Command::new("bash").arg(script()).arg("start").arg(dir.path()).output().expect("moto.sh");
-        assert!(out.status.success(), "moto did not start: {}", String::from_utf8_lossy(&out.stderr));
-        let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        Some(Self { url, dir, python })
+        panic!("moto_server did not listen on {port}: {}", fs_err::read_to_string(moto.log.path()).unwrap_or_default());
     }
 
     /// Environment for tend (and anything else) to talk to this server.
@@ -77,6 +77,7 @@ impl Moto {
 
 impl Drop for Moto {
     fn drop(&mut self) {
-        let _ = Command::new("bash").arg(script()).arg("stop").arg(self.dir.path()).output();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

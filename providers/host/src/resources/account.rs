@@ -2,8 +2,7 @@
 //! useradd/usermod/userdel and groupadd/groupmod/groupdel.
 
 use tend_provider::{
-    Action, ApplyRequest, Attributes, FieldError, FieldSchema, FieldType, KindSchema, Observed, PlanRequest, PlannedChange,
-    ProviderError, Value,
+    Action, ApplyRequest, Attributes, FieldError, FieldSchema, FieldType, KindSchema, Observed, PlanRequest, PlannedChange, ProviderError, Value,
 };
 
 use super::{get_str, required_str};
@@ -55,11 +54,7 @@ pub fn validate(literal: &Attributes) -> Vec<FieldError> {
 /// One command printing the account's passwd (or group) entry and, for users, its groups.
 pub fn observe_script(is_user: bool, name: &str) -> String {
     let n = quote(name);
-    if is_user {
-        format!("getent passwd {n} && echo \"groups=$(id -Gn {n} 2>/dev/null)\"; exit 0")
-    } else {
-        format!("getent group {n}; exit 0")
-    }
+    if is_user { format!("getent passwd {n} && echo \"groups=$(id -Gn {n} 2>/dev/null)\"; exit 0") } else { format!("getent group {n}; exit 0") }
 }
 
 /// Parse `getent` output into observed attributes (`None` when the account does not exist).
@@ -153,7 +148,9 @@ pub async fn apply(t: &dyn Transport, req: &ApplyRequest, is_user: bool) -> Resu
     if !(exists && args.is_empty()) {
         let out = t.exec(&format!("{tool} {} {name}", args.join(" ")), None).await?;
         if out.status != 0 {
-            return Err(ProviderError::terminal(format!("{tool} exited with status {} on host `{}`", out.status, t.host())).with_hint(out.stderr.trim().to_string()));
+            return Err(
+                ProviderError::terminal(format!("{tool} exited with status {} on host `{}`", out.status, t.host())).with_hint(out.stderr.trim().to_string())
+            );
         }
     }
     Ok(Some(Observed { id: None, attributes: shown(config) }))

@@ -1,9 +1,6 @@
 //! `host.command`: a command run once, when its text changes, or when what it watches changes.
 
-use tend_provider::{
-    Action, ApplyRequest, Attributes, FieldSchema, FieldType, KindSchema, Observed, PlanRequest, PlannedChange,
-    ProviderError, Value,
-};
+use tend_provider::{Action, ApplyRequest, Attributes, FieldSchema, FieldType, KindSchema, Observed, PlanRequest, PlannedChange, ProviderError, Value};
 
 use super::{get_str, required_str};
 use crate::transport::Transport;

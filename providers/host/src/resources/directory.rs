@@ -1,8 +1,7 @@
 //! `host.directory`: a directory with given mode and ownership.
 
 use tend_provider::{
-    Action, ApplyRequest, Attributes, FieldError, FieldSchema, FieldType, KindSchema, Observed, PlanRequest,
-    PlannedChange, ProviderError, Value,
+    Action, ApplyRequest, Attributes, FieldError, FieldSchema, FieldType, KindSchema, Observed, PlanRequest, PlannedChange, ProviderError, Value,
 };
 
 use super::{before_for, converge_action, desired_attrs, format_mode, get_str, required_str, validate_mode, validate_path};
@@ -72,8 +71,7 @@ pub fn plan(req: &PlanRequest) -> Result<PlannedChange, ProviderError> {
     };
     if let Some(t) = observed.and_then(|o| get_str(&o.attributes, "type")) {
         let path = get_str(config, "path").unwrap_or_default();
-        return Err(ProviderError::terminal(format!("{path} exists and is a {t}, not a directory"))
-            .with_hint("remove it by hand or choose another path"));
+        return Err(ProviderError::terminal(format!("{path} exists and is a {t}, not a directory")).with_hint("remove it by hand or choose another path"));
     }
     let after = desired(config, observed);
     let before = before_for(observed, &after);

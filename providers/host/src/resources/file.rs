@@ -4,8 +4,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 use tend_provider::{
-    Action, ApplyRequest, Attributes, FieldError, FieldSchema, FieldType, KindSchema, Observed, PlanRequest,
-    PlannedChange, ProviderError, Value,
+    Action, ApplyRequest, Attributes, FieldError, FieldSchema, FieldType, KindSchema, Observed, PlanRequest, PlannedChange, ProviderError, Value,
 };
 
 use super::{before_for, desired_attrs, format_mode, get_str, is_unknown, required_str, validate_mode, validate_path};
@@ -42,16 +41,16 @@ pub fn validate(literal: &Attributes, config_root: &Path) -> Vec<FieldError> {
             FieldError::field("source", "set either `content` or `source`, not both")
                 .with_hint("`content` is the text itself; `source` names a file in the config repository"),
         ),
-        (false, false) => errors.push(
-            FieldError::resource("a file needs `content` or `source`")
-                .with_hint("e.g. content = \"hello\\n\" or source = \"files/motd\""),
-        ),
+        (false, false) => {
+            errors.push(FieldError::resource("a file needs `content` or `source`").with_hint("e.g. content = \"hello\\n\" or source = \"files/motd\""))
+        }
         _ => {}
     }
     if let Some(src) = get_str(literal, "source")
-        && let Err(e) = resolve_source(config_root, src) {
-            errors.push(FieldError::field("source", e.message).with_hint(e.hint.unwrap_or_default()));
-        }
+        && let Err(e) = resolve_source(config_root, src)
+    {
+        errors.push(FieldError::field("source", e.message).with_hint(e.hint.unwrap_or_default()));
+    }
     errors
 }
 
@@ -89,9 +88,7 @@ pub(crate) fn type_name(ft: FileType) -> &'static str {
 fn resolve_source(root: &Path, src: &str) -> Result<std::path::PathBuf, ProviderError> {
     let candidate = root.join(src);
     let resolved = fs_err::canonicalize(&candidate).map_err(|e| {
-        ProviderError::terminal(format!("source file `{src}` cannot be read"))
-            .with_source(e)
-            .with_hint("`source` is a path relative to the config directory")
+        ProviderError::terminal(format!("source file `{src}` cannot be read")).with_source(e).with_hint("`source` is a path relative to the config directory")
     })?;
     let root = fs_err::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
     if !resolved.starts_with(&root) {
@@ -144,9 +141,7 @@ fn desired(config: &Attributes, observed: Option<&Observed>, root: &Path) -> Res
     }
     let mode = match config.get("mode") {
         Some(v) => v.clone(),
-        None => observed
-            .and_then(|o| o.attributes.get("mode").cloned())
-            .unwrap_or_else(|| Value::from(format_mode(default_mode(config)))),
+        None => observed.and_then(|o| o.attributes.get("mode").cloned()).unwrap_or_else(|| Value::from(format_mode(default_mode(config)))),
     };
     a.insert("mode".into(), mode);
     for f in ["owner", "group"] {
@@ -216,9 +211,10 @@ pub async fn apply(
     if req.action == Action::Delete {
         // A file of a generation leaves with the host's next generation.
         if !was_in_generation(req.prior.as_ref())
-            && let Some(path) = observe_path(None, req.observed.as_ref().map(|o| &o.attributes)) {
-                t.remove_file(&path).await?;
-            }
+            && let Some(path) = observe_path(None, req.observed.as_ref().map(|o| &o.attributes))
+        {
+            t.remove_file(&path).await?;
+        }
         return Ok(None);
     }
     let config = req.config.as_ref().ok_or_else(|| ProviderError::terminal("no config to apply"))?;

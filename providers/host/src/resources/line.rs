@@ -4,8 +4,7 @@
 //! without, `line` is appended unless the file already has it. Other lines are left alone.
 
 use tend_provider::{
-    Action, ApplyRequest, Attributes, FieldError, FieldSchema, FieldType, KindSchema, Observed, PlanRequest, PlannedChange,
-    ProviderError, Value,
+    Action, ApplyRequest, Attributes, FieldError, FieldSchema, FieldType, KindSchema, Observed, PlanRequest, PlannedChange, ProviderError, Value,
 };
 
 use super::{desired_attrs, format_mode, get_str, required_str, validate_mode, validate_path};
@@ -53,9 +52,10 @@ pub fn validate(literal: &Attributes) -> Vec<FieldError> {
     validate_path(literal, "path", &mut errors);
     validate_mode(literal, &mut errors);
     if let Some(r) = get_str(literal, "regexp").filter(|r| !r.contains("{{"))
-        && let Err(e) = regex::Regex::new(r) {
-            errors.push(FieldError::field("regexp", format!("not a valid regex: {e}")));
-        }
+        && let Err(e) = regex::Regex::new(r)
+    {
+        errors.push(FieldError::field("regexp", format!("not a valid regex: {e}")));
+    }
     if get_str(literal, "line").is_some_and(|l| l.contains('\n')) {
         errors.push(FieldError::field("line", "`line` must be a single line").with_hint("use host.file for whole contents"));
     }

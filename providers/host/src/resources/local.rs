@@ -11,7 +11,11 @@ pub fn schema() -> KindSchema {
         fields: vec![
             FieldSchema::input("labels", FieldType::Map(Box::new(FieldType::String)), "labels for `on = { key = value }` selectors"),
             FieldSchema::input("vars", FieldType::Map(Box::new(FieldType::Any)), "host variables for templates"),
-            FieldSchema::input("generations", FieldType::Any, "keep the host's files as switchable generations: true, or { path = \"/var/lib/tend\", keep = 5 }"),
+            FieldSchema::input(
+                "generations",
+                FieldType::Any,
+                "keep the host's files as switchable generations: true, or { path = \"/var/lib/tend\", keep = 5 }",
+            ),
             FieldSchema::input("health", FieldType::String, "command run after a generation switch; failing switches back"),
             FieldSchema::output("hostname", FieldType::String, "the machine's host name"),
             FieldSchema::output("generation", FieldType::String, "the generation of files in use"),
@@ -54,7 +58,9 @@ pub fn plan(req: &PlanRequest) -> PlannedChange {
     };
     let after = attributes(config);
     // What commits recorded (generations) is not config.
-    let before = req.prior.as_ref().map(|p| p.attributes.iter().filter(|(k, _)| !crate::generation::RECORDED.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect::<Attributes>());
+    let before = req.prior.as_ref().map(|p| {
+        p.attributes.iter().filter(|(k, _)| !crate::generation::RECORDED.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect::<Attributes>()
+    });
     let action = match &before {
         None => Action::Create,
         Some(b) if *b == after => Action::NoOp,

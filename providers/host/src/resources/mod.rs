@@ -91,9 +91,7 @@ pub fn schemas() -> Vec<KindSchema> {
 
 /// The observed attributes that the plan compares: those it also plans.
 pub fn before_for(observed: Option<&tend_provider::Observed>, after: &Attributes) -> Attributes {
-    observed
-        .map(|o| o.attributes.iter().filter(|(k, _)| after.contains_key(*k)).map(|(k, v)| (k.clone(), v.clone())).collect())
-        .unwrap_or_default()
+    observed.map(|o| o.attributes.iter().filter(|(k, _)| after.contains_key(*k)).map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default()
 }
 
 /// The action for a resource whose whole state is `after`: create what is missing, update what
@@ -137,23 +135,22 @@ pub fn parse_mode(s: &str) -> Option<u32> {
 /// Check the `mode` field of literal config.
 pub fn validate_mode(literal: &Attributes, errors: &mut Vec<FieldError>) {
     if let Some(m) = get_str(literal, "mode")
-        && parse_mode(m).is_none() {
-            errors.push(
-                FieldError::field("mode", format!("`{m}` is not an octal file mode"))
-                    .with_hint("write the mode as an octal string, e.g. mode = \"0644\""),
-            );
-        }
+        && parse_mode(m).is_none()
+    {
+        errors.push(FieldError::field("mode", format!("`{m}` is not an octal file mode")).with_hint("write the mode as an octal string, e.g. mode = \"0644\""));
+    }
 }
 
 /// Check that `path` is absolute.
 pub fn validate_path(literal: &Attributes, field: &str, errors: &mut Vec<FieldError>) {
     if let Some(p) = get_str(literal, field)
-        && !p.starts_with('/') {
-            errors.push(
-                FieldError::field(field, format!("`{p}` is not an absolute path"))
-                    .with_hint("host paths must start with `/`; use ${path.root} for paths inside the config directory"),
-            );
-        }
+        && !p.starts_with('/')
+    {
+        errors.push(
+            FieldError::field(field, format!("`{p}` is not an absolute path"))
+                .with_hint("host paths must start with `/`; use ${path.root} for paths inside the config directory"),
+        );
+    }
 }
 
 /// Mode/owner/group requested by config.
@@ -180,9 +177,7 @@ impl From<TransportError> for ProviderError {
             | std::io::ErrorKind::ConnectionAborted
             | std::io::ErrorKind::HostUnreachable
             | std::io::ErrorKind::NetworkUnreachable
-            | std::io::ErrorKind::BrokenPipe => {
-                tend_provider::ErrorKind::Transient
-            }
+            | std::io::ErrorKind::BrokenPipe => tend_provider::ErrorKind::Transient,
             _ => tend_provider::ErrorKind::Terminal,
         };
         // The cause is part of the message: it is the part a user acts on ("Connection refused",

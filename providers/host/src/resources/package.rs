@@ -2,8 +2,7 @@
 //! host's package manager (apt, dnf or apk, detected).
 
 use tend_provider::{
-    Action, ApplyRequest, Attributes, FieldError, FieldSchema, FieldType, KindSchema, Observed, PlanRequest, PlannedChange,
-    ProviderError, Value,
+    Action, ApplyRequest, Attributes, FieldError, FieldSchema, FieldType, KindSchema, Observed, PlanRequest, PlannedChange, ProviderError, Value,
 };
 
 use super::get_str;
@@ -82,7 +81,8 @@ pub fn plan(req: &PlanRequest) -> Result<PlannedChange, ProviderError> {
     if manager == "none" {
         return Err(ProviderError::terminal("the host has no supported package manager (apt, dnf or apk)"));
     }
-    let installed: Vec<String> = observed.attributes.get("installed").and_then(Value::as_list).unwrap_or_default().iter().filter_map(Value::as_str).map(str::to_string).collect();
+    let installed: Vec<String> =
+        observed.attributes.get("installed").and_then(Value::as_list).unwrap_or_default().iter().filter_map(Value::as_str).map(str::to_string).collect();
     let names = names_of(config);
     let absent = get_str(config, "state") == Some("absent");
     let wanted: Vec<Value> = if absent { Vec::new() } else { names.iter().map(|n| Value::from(n.as_str())).collect() };

@@ -8,8 +8,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 use tend_provider::{
-    Action, ApplyRequest, Attributes, FieldError, FieldSchema, FieldType, KindSchema, Observed, PlanRequest, PlannedChange,
-    ProviderError, Value,
+    Action, ApplyRequest, Attributes, FieldError, FieldSchema, FieldType, KindSchema, Observed, PlanRequest, PlannedChange, ProviderError, Value,
 };
 
 use super::{get_str, required_str, validate_path};
@@ -38,9 +37,10 @@ pub fn validate(literal: &Attributes, root: &Path) -> Vec<FieldError> {
     let mut errors = Vec::new();
     validate_path(literal, "path", &mut errors);
     if let Some(src) = get_str(literal, "source")
-        && !root.join(src).is_dir() {
-            errors.push(FieldError::field("source", format!("`{src}` is not a directory of the config repository")));
-        }
+        && !root.join(src).is_dir()
+    {
+        errors.push(FieldError::field("source", format!("`{src}` is not a directory of the config repository")));
+    }
     if let Some(k) = literal.get("keep").and_then(Value::as_i64).filter(|k| *k < 2) {
         errors.push(FieldError::field("keep", format!("keep = {k}: at least 2, so there is something to go back to")));
     }
@@ -84,7 +84,9 @@ pub fn generation(root: &Path, src: &str) -> Result<String, ProviderError> {
 /// One command reporting the current generation and all generations, newest first.
 pub fn observe_script(path: &str) -> String {
     let p = quote(path);
-    format!("cur=$(readlink {p}/current 2>/dev/null || true); echo \"current=${{cur##*/}}\"; ls -1t {p}/releases 2>/dev/null | grep -v '\\.tmp$' | sed 's/^/generation_id=/'; exit 0")
+    format!(
+        "cur=$(readlink {p}/current 2>/dev/null || true); echo \"current=${{cur##*/}}\"; ls -1t {p}/releases 2>/dev/null | grep -v '\\.tmp$' | sed 's/^/generation_id=/'; exit 0"
+    )
 }
 
 /// Parse the observe output.
@@ -124,19 +126,15 @@ pub async fn switch(t: &dyn Transport, path: &str, generation_id: &str) -> Resul
     let cmd = format!("ln -sfn releases/{g} {p}/.current.tmp && mv -Tf {p}/.current.tmp {p}/current", g = quote(generation_id));
     let out = t.exec(&cmd, None).await?;
     if out.status != 0 {
-        return Err(ProviderError::terminal(format!("switching {path}/current to {generation_id} failed on host `{}`", t.host())).with_hint(out.stderr.trim().to_string()));
+        return Err(ProviderError::terminal(format!("switching {path}/current to {generation_id} failed on host `{}`", t.host()))
+            .with_hint(out.stderr.trim().to_string()));
     }
     Ok(())
 }
 
 /// Upload the generation aside (if new), switch, check health over `fresh`, switch back on
 /// failure, prune.
-pub async fn apply(
-    t: &dyn Transport,
-    fresh: &dyn Transport,
-    req: &ApplyRequest,
-    root: &Path,
-) -> Result<Option<Observed>, ProviderError> {
+pub async fn apply(t: &dyn Transport, fresh: &dyn Transport, req: &ApplyRequest, root: &Path) -> Result<Option<Observed>, ProviderError> {
     if req.action == Action::Delete {
         return Ok(None);
     }
@@ -145,7 +143,16 @@ pub async fn apply(
     let src = required_str(config, "source")?;
     let generation_id = generation(root, src)?;
     let previous = req.observed.as_ref().and_then(|o| get_str(&o.attributes, "current")).map(str::to_string);
-    let existing: Vec<String> = req.observed.as_ref().and_then(|o| o.attributes.get("generations")).and_then(Value::as_list).unwrap_or_default().iter().filter_map(Value::as_str).map(str::to_string).collect();
+    let existing: Vec<String> = req
+        .observed
+        .as_ref()
+        .and_then(|o| o.attributes.get("generations"))
+        .and_then(Value::as_list)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect();
     if !existing.contains(&generation_id) {
         let tmp = format!("{path}/releases/{generation_id}.tmp");
         let _ = t.exec(&format!("rm -rf {}", quote(&tmp)), None).await?;
@@ -154,7 +161,8 @@ pub async fn apply(
         }
         let out = t.exec(&format!("mv -T {} {}", quote(&tmp), quote(&format!("{path}/releases/{generation_id}"))), None).await?;
         if out.status != 0 {
-            return Err(ProviderError::terminal(format!("moving generation {generation_id} into place failed on host `{}`", t.host())).with_hint(out.stderr.trim().to_string()));
+            return Err(ProviderError::terminal(format!("moving generation {generation_id} into place failed on host `{}`", t.host()))
+                .with_hint(out.stderr.trim().to_string()));
         }
     }
     switch(t, path, &generation_id).await?;

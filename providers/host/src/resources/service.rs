@@ -1,9 +1,6 @@
 //! `host.service`: a systemd unit enabled and/or running; restarted when what it watches changes.
 
-use tend_provider::{
-    Action, ApplyRequest, Attributes, FieldSchema, FieldType, KindSchema, Observed, PlanRequest, PlannedChange, ProviderError,
-    Value,
-};
+use tend_provider::{Action, ApplyRequest, Attributes, FieldSchema, FieldType, KindSchema, Observed, PlanRequest, PlannedChange, ProviderError, Value};
 
 use super::{get_str, required_str};
 use crate::transport::{Transport, quote};
@@ -55,10 +52,7 @@ pub fn plan(req: &PlanRequest) -> Result<PlannedChange, ProviderError> {
     };
     let observed = req.observed.as_ref().ok_or_else(|| ProviderError::terminal("the service could not be observed"))?;
     if observed.attributes.get("systemd") == Some(&Value::Bool(false)) {
-        return Err(ProviderError::terminal(format!(
-            "cannot manage service `{}`: the host does not run systemd",
-            get_str(config, "name").unwrap_or_default()
-        )));
+        return Err(ProviderError::terminal(format!("cannot manage service `{}`: the host does not run systemd", get_str(config, "name").unwrap_or_default())));
     }
     let mut after = Attributes::new();
     let mut before = Attributes::new();
@@ -103,8 +97,9 @@ pub async fn apply(t: &dyn Transport, req: &ApplyRequest, restart: bool) -> Resu
     if !steps.is_empty() {
         let out = t.exec(&steps.join(" && "), None).await?;
         if out.status != 0 {
-            return Err(ProviderError::terminal(format!("systemctl exited with status {} on host `{}`", out.status, t.host()))
-                .with_hint(out.stderr.trim().to_string()));
+            return Err(
+                ProviderError::terminal(format!("systemctl exited with status {} on host `{}`", out.status, t.host())).with_hint(out.stderr.trim().to_string())
+            );
         }
     }
     let mut a = Attributes::new();

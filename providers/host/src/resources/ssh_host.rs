@@ -27,7 +27,11 @@ pub fn schema() -> KindSchema {
             FieldSchema::input("ssh_config", FieldType::String, "ssh_config file to honour, default ~/.ssh/config"),
             FieldSchema::input("labels", FieldType::Map(Box::new(FieldType::String)), "labels for `on = { key = value }` selectors"),
             FieldSchema::input("vars", FieldType::Map(Box::new(FieldType::Any)), "host variables for templates"),
-            FieldSchema::input("generations", FieldType::Any, "keep the host's files as switchable generations: true, or { path = \"/var/lib/tend\", keep = 5 }"),
+            FieldSchema::input(
+                "generations",
+                FieldType::Any,
+                "keep the host's files as switchable generations: true, or { path = \"/var/lib/tend\", keep = 5 }",
+            ),
             FieldSchema::input("health", FieldType::String, "command run after a generation switch; failing switches back"),
             FieldSchema::output("trusted_key", FieldType::String, "the host key accepted on first use"),
             FieldSchema::output("generation", FieldType::String, "the generation of files in use"),
@@ -40,13 +44,18 @@ pub fn schema() -> KindSchema {
 pub fn validate(literal: &Attributes) -> Vec<FieldError> {
     let mut errors = Vec::new();
     if let Some(p) = literal.get("port").and_then(Value::as_i64)
-        && !(1..=65535).contains(&p) {
-            errors.push(FieldError::field("port", format!("{p} is not a TCP port")));
-        }
+        && !(1..=65535).contains(&p)
+    {
+        errors.push(FieldError::field("port", format!("{p} is not a TCP port")));
+    }
     if let Some(k) = get_str(literal, "host_key")
-        && (k.split_whitespace().count() < 2 || !k.starts_with("ssh-") && !k.starts_with("ecdsa-")) {
-            errors.push(FieldError::field("host_key", "not an OpenSSH public key").with_hint("copy the line from the host's /etc/ssh/ssh_host_ed25519_key.pub, e.g. host_key = \"ssh-ed25519 AAAA…\""));
-        }
+        && (k.split_whitespace().count() < 2 || !k.starts_with("ssh-") && !k.starts_with("ecdsa-"))
+    {
+        errors.push(
+            FieldError::field("host_key", "not an OpenSSH public key")
+                .with_hint("copy the line from the host's /etc/ssh/ssh_host_ed25519_key.pub, e.g. host_key = \"ssh-ed25519 AAAA…\""),
+        );
+    }
     crate::generation::validate(literal, &mut errors);
     errors
 }

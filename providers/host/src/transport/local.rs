@@ -87,12 +87,8 @@ impl LocalTransport {
             fs_err::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(self.err("chmod", &p))?;
         }
         if attrs.owner.is_some() || attrs.group.is_some() {
-            let lookup_err = |what: &str, name: &str| {
-                self.err("chown", &p)(std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    format!("no {what} named `{name}`"),
-                ))
-            };
+            let lookup_err =
+                |what: &str, name: &str| self.err("chown", &p)(std::io::Error::new(std::io::ErrorKind::NotFound, format!("no {what} named `{name}`")));
             let uid = match &attrs.owner {
                 Some(o) => Some(self.users().uid(o).ok_or_else(|| lookup_err("user", o))?),
                 None => None,
@@ -114,18 +110,9 @@ impl LocalTransport {
             fs_err::create_dir_all(parent).map_err(self.err("create directory", &parent.to_string_lossy()))?;
         }
         let name = target.file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
-        let temp = parent.join(format!(
-            ".{name}.tend-{}-{}",
-            std::process::id(),
-            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
+        let temp = parent.join(format!(".{name}.tend-{}-{}", std::process::id(), TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)));
         let result = (|| {
-            let mut f = fs_err::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&temp)
-                .map_err(self.err("write", path))?;
+            let mut f = fs_err::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temp).map_err(self.err("write", path))?;
             f.write_all(content).map_err(self.err("write", path))?;
             drop(f);
             self.apply_attrs(&temp, &FileAttrs { mode: Some(attrs.mode.unwrap_or(0o644)), ..attrs.clone() })?;
@@ -138,9 +125,7 @@ impl LocalTransport {
     }
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, TransportError> + Send + 'static,
-) -> Result<T, TransportError> {
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, TransportError> + Send + 'static) -> Result<T, TransportError> {
     tokio::task::spawn_blocking(f).await.expect("transport tasks do not panic")
 }
 
@@ -157,9 +142,7 @@ impl Transport for LocalTransport {
         for part in reqs.chunks(chunk) {
             let part = part.to_vec();
             let me = self.clone();
-            tasks.push(tokio::task::spawn_blocking(move || {
-                part.iter().map(|r| me.stat_one(r)).collect::<Result<Vec<_>, _>>()
-            }));
+            tasks.push(tokio::task::spawn_blocking(move || part.iter().map(|r| me.stat_one(r)).collect::<Result<Vec<_>, _>>()));
         }
         let mut out = Vec::with_capacity(reqs.len());
         for t in tasks {
@@ -248,10 +231,7 @@ mod tests {
         assert_eq!(stats[0].file_type, Some(FileType::File));
         assert_eq!(stats[0].mode, 0o640);
         assert_eq!(stats[0].size, 6);
-        assert_eq!(
-            stats[0].sha256.as_deref(),
-            Some("5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03")
-        );
+        assert_eq!(stats[0].sha256.as_deref(), Some("5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"));
         assert_eq!(stats[0].content.as_deref(), Some(&b"hello\n"[..]));
         assert_eq!(stats[1].file_type, None);
         let leftovers: Vec<_> = fs_err::read_dir(dir.path().join("deep")).unwrap().collect();

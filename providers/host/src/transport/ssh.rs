@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine;
-use russh::client::{self, Handle};
-use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKey};
 use russh::ChannelMsg;
+use russh::client::{self, Handle};
 use russh::keys::PublicKeyOrCertificate;
+use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKey};
 
 use super::{ExecOutput, FileAttrs, FileType, PathStat, StatRequest, Transport, TransportError};
 
@@ -99,11 +99,7 @@ impl client::Handler for Client {
             Ok(true) => Ok(self.accept(presented)),
             Ok(false) if self.target.trust_on_first_use => Ok(self.accept(presented)),
             Ok(false) => {
-                self.set_problem(format!(
-                    "unknown host key for {}: {fingerprint} is not in {}",
-                    self.target.shown(),
-                    self.target.known_hosts.display()
-                ));
+                self.set_problem(format!("unknown host key for {}: {fingerprint} is not in {}", self.target.shown(), self.target.known_hosts.display()));
                 Ok(false)
             }
             Err(russh::keys::Error::KeyChanged { line }) => {
@@ -160,7 +156,12 @@ pub fn quote(s: &str) -> String {
 impl SshTransport {
     /// Connect, verify the host key, authenticate.
     pub async fn connect(target: SshTarget) -> Result<Self, TransportError> {
-        let err = |op: &'static str, source: std::io::Error| TransportError { host: target.name.clone(), op, path: format!("{}:{}", target.address, target.port), source };
+        let err = |op: &'static str, source: std::io::Error| TransportError {
+            host: target.name.clone(),
+            op,
+            path: format!("{}:{}", target.address, target.port),
+            source,
+        };
         let config = Arc::new(client::Config {
             inactivity_timeout: Some(Duration::from_mins(10)),
             keepalive_interval: Some(Duration::from_secs(30)),
@@ -237,9 +238,10 @@ impl SshTransport {
                     let shown = key.fingerprint(HashAlg::Sha256).to_string();
                     let hash = if key.algorithm().is_rsa() { rsa_hash } else { None };
                     if let Ok(r) = self.handle.authenticate_publickey_with(&user, key, hash, &mut agent).await
-                        && r.success() {
-                            return Ok(());
-                        }
+                        && r.success()
+                    {
+                        return Ok(());
+                    }
                     tried.push(format!("agent key {shown}"));
                 }
             }
@@ -247,7 +249,11 @@ impl SshTransport {
             for name in ["id_ed25519", "id_rsa", "id_ecdsa"] {
                 let file = home.join(".ssh").join(name);
                 if let Ok(key) = russh::keys::load_secret_key(&file, None) {
-                    let ok = self.handle.authenticate_publickey(&user, PrivateKeyWithHashAlg::new(Arc::new(key), rsa_hash)).await.map_err(|e| fail(e.to_string()))?;
+                    let ok = self
+                        .handle
+                        .authenticate_publickey(&user, PrivateKeyWithHashAlg::new(Arc::new(key), rsa_hash))
+                        .await
+                        .map_err(|e| fail(e.to_string()))?;
                     if ok.success() {
                         return Ok(());
                     }
@@ -281,11 +287,7 @@ impl SshTransport {
                 _ => {}
             }
         }
-        Ok(ExecOutput {
-            status: status.unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out).into_owned(),
-            stderr: String::from_utf8_lossy(&err).into_owned(),
-        })
+        Ok(ExecOutput { status: status.unwrap_or(-1), stdout: String::from_utf8_lossy(&out).into_owned(), stderr: String::from_utf8_lossy(&err).into_owned() })
     }
 
     /// Stats, hashes, contents and probe outputs in one remote command.
@@ -476,12 +478,14 @@ impl Transport for SshTransport {
         let p = quote(path);
         let dir = quote(std::path::Path::new(path).parent().map_or_else(|| "/".into(), |d| d.to_string_lossy().into_owned()).as_str());
         let name = std::path::Path::new(path).file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
-        let tmp = quote(&format!("{}/.{name}.tend-{}", std::path::Path::new(path).parent().map_or_else(String::new, |d| d.to_string_lossy().into_owned()), std::process::id()));
+        let tmp = quote(&format!(
+            "{}/.{name}.tend-{}",
+            std::path::Path::new(path).parent().map_or_else(String::new, |d| d.to_string_lossy().into_owned()),
+            std::process::id()
+        ));
         let attrs = FileAttrs { mode: Some(attrs.mode.unwrap_or(0o644)), ..attrs.clone() };
-        let cmd = format!(
-            "umask 077 && mkdir -p {dir} && cat > {tmp}{} && mv -f {tmp} {p} || {{ rc=$?; rm -f {tmp}; exit $rc; }}",
-            attr_commands(&tmp, &attrs)
-        );
+        let cmd =
+            format!("umask 077 && mkdir -p {dir} && cat > {tmp}{} && mv -f {tmp} {p} || {{ rc=$?; rm -f {tmp}; exit $rc; }}", attr_commands(&tmp, &attrs));
         self.run_ok("write", path, &cmd, content).await.map(|_| ())
     }
 

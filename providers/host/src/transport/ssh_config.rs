@@ -98,7 +98,8 @@ mod tests {
 
     #[test]
     fn first_value_of_the_first_matching_block_wins() {
-        let text = "Host web-*\n  HostName %h.internal\n  User deploy\n  Port 2222\n  ProxyJump bastion\nHost *\n  User root\n  IdentityFile ~/.ssh/id_ed25519\n";
+        let text =
+            "Host web-*\n  HostName %h.internal\n  User deploy\n  Port 2222\n  ProxyJump bastion\nHost *\n  User root\n  IdentityFile ~/.ssh/id_ed25519\n";
         let f = lookup_text(text, "web-1");
         assert_eq!(f.hostname.as_deref(), Some("web-1.internal"));
         assert_eq!(f.user.as_deref(), Some("deploy"));
