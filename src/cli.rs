@@ -45,6 +45,10 @@ pub struct Cli {
     /// With an https --source: a file holding the access token (else TEND_GIT_TOKEN).
     #[arg(long, global = true, env = "TEND_GIT_TOKEN_FILE", value_name = "FILE")]
     pub git_token_file: Option<PathBuf>,
+    /// Allow a plan that destroys every resource in state and keeps nothing (as `allow_empty =
+    /// true` in tend.toml); refused otherwise, because that is what a wrong directory looks like.
+    #[arg(long, global = true)]
+    pub allow_destroy_all: bool,
     /// More log output on stderr (-v debug, -vv trace); `RUST_LOG` overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,

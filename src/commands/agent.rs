@@ -33,6 +33,7 @@ pub async fn run(cli: &Cli, args: &AgentArgs) -> Result<ExitCode, Failure> {
             environment: cli.environment.clone(),
             vars: cli.vars.clone(),
             identities: tend::secrets::IdentitySources::from_env(&cli.identities),
+            allow_destroy_all: cli.allow_destroy_all,
         },
         state: cli.state.clone(),
         interval: args.interval,

@@ -119,6 +119,7 @@ pub(crate) fn load_workspace(cli: &Cli) -> Result<Workspace, Failure> {
         environment: cli.environment.clone(),
         vars: cli.vars.clone(),
         identities: tend::secrets::IdentitySources::from_env(&cli.identities),
+        allow_destroy_all: cli.allow_destroy_all,
     };
     let mut ws = Workspace::load(Registry::builtin(), &opts, cli.state.clone())?;
     if let Some(r) = revision {

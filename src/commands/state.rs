@@ -89,14 +89,14 @@ pub async fn run(cli: &Cli, cmd: &StateCommand) -> Result<ExitCode, Failure> {
         }
         StateCommand::Unlock { force } => {
             let store = SqliteStore::open(&path)?;
+            let before = store.lock_holder().await?;
             match store.lock("state unlock").await {
                 Ok(_) => {
                     store.unlock().await?;
-                    println!("State at {} was not locked.", path.display());
-                }
-                Err(StateError::StaleLock { holder, .. }) => {
-                    store.force_unlock().await?;
-                    println!("Cleared the lock left by {holder}.");
+                    match before {
+                        Some(holder) => println!("Cleared the lock left by {holder}, which is no longer running."),
+                        None => println!("State at {} was not locked.", path.display()),
+                    }
                 }
                 Err(StateError::Locked { holder, .. }) if *force => {
                     store.force_unlock().await?;

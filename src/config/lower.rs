@@ -113,7 +113,7 @@ impl Lowerer<'_> {
                     (name, _) => {
                         self.diags.push(Diagnostic::at(fk.span, format!("unknown field `{name}` in secret `{}`", key.name), "unknown field").with_hint(
                             nearest(name, ["file", "document"]).map_or_else(|| "secret fields: file, document".into(), |s| format!("did you mean `{s}`?")),
-                        ))
+                        ));
                     }
                 }
             }

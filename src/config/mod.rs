@@ -36,6 +36,8 @@ pub struct LoadOptions {
     pub vars: Vec<(String, String)>,
     /// Where age identities for secrets come from.
     pub identities: crate::secrets::IdentitySources,
+    /// `--allow-destroy-all`: a plan may delete every resource in state (as `allow_empty`).
+    pub allow_destroy_all: bool,
 }
 
 /// Load, parse and validate a config directory.
@@ -60,12 +62,25 @@ pub fn load(opts: &LoadOptions, registry: &Registry) -> Result<Config, Diagnosti
     let files = config_files(&root);
     let tend_toml_path = root.join("tend.toml");
     // tend.toml first: it defines the variables every other file may use.
-    let tend_toml = if files.contains(&tend_toml_path) { read_and_parse(&root, &tend_toml_path, &mut sources, &mut digest, &mut diags) } else { None };
+    if !files.contains(&tend_toml_path) {
+        // Without it this may be any directory (a home directory, a checkout of something
+        // else): planning it would propose to destroy everything state holds.
+        let why = match fs_err::symlink_metadata(&tend_toml_path) {
+            Ok(m) if m.file_type().is_symlink() => {
+                format!("{} is a symlink; tend.toml must be a regular file inside the config directory", tend_toml_path.display())
+            }
+            Ok(_) => format!("{} is ignored (.gitignore or .tendignore) or not a regular file", tend_toml_path.display()),
+            Err(_) => format!("{} holds no tend.toml: it is not a tend config directory", root.display()),
+        };
+        return fail(sources, vec![Diagnostic::global(why).with_hint("pass the directory that holds tend.toml with -C DIR (or TEND_CONFIG=DIR)")]);
+    }
+    let tend_toml = read_and_parse(&root, &tend_toml_path, &mut sources, &mut digest, &mut diags);
     let root_str = root.to_string_lossy().into_owned();
-    let settings = match tend_toml.as_ref().and_then(|(_, d)| d.first()) {
+    let mut settings = match tend_toml.as_ref().and_then(|(_, d)| d.first()) {
         Some(n) => vars::settings(n, &root, &root_str, opts, &mut diags),
         None => vars::Settings::defaults(&root, opts, &mut diags),
     };
+    settings.project.allow_empty |= opts.allow_destroy_all;
     let mut lowerer = lower::Lowerer {
         registry,
         scope: template::Scope { variables: &settings.variables, root: &root_str },

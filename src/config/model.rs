@@ -219,6 +219,10 @@ pub struct Project {
     pub state: Option<PathBuf>,
     /// Default apply parallelism.
     pub parallelism: Option<usize>,
+    /// `allow_empty = true` (or `--allow-destroy-all`): a plan may delete every resource in
+    /// state. Off by default, as Argo CD's `allowEmpty`: an empty config or a commit that
+    /// deletes every file is far more often a mistake than an intent.
+    pub allow_empty: bool,
     /// `[agent]` settings (flags and environment win over them).
     pub agent: AgentSettings,
 }

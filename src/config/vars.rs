@@ -77,15 +77,20 @@ pub fn settings(doc: &Node, root: &Path, root_str: &str, opts: &super::LoadOptio
                             project.state = Some(root.join(s));
                         }
                         ("parallelism", NodeKind::Int(i)) if *i > 0 => project.parallelism = usize::try_from(*i).ok(),
-                        (name @ ("name" | "state" | "parallelism"), other) => diags.push(Diagnostic::at(
+                        ("allow_empty", NodeKind::Bool(b)) => project.allow_empty = *b,
+                        (name @ ("name" | "state" | "parallelism" | "allow_empty"), other) => diags.push(Diagnostic::at(
                             pv.span,
                             format!("wrong type for `project.{name}`: found {}", other.type_name()),
-                            if name == "parallelism" { "expected a positive integer" } else { "expected a string" },
+                            match name {
+                                "parallelism" => "expected a positive integer",
+                                "allow_empty" => "expected true or false",
+                                _ => "expected a string",
+                            },
                         )),
                         (name, _) => diags.push(
                             Diagnostic::at(pk.span, format!("unknown field `project.{name}`"), "unknown field").with_hint(
-                                nearest(name, ["name", "state", "parallelism"])
-                                    .map_or_else(|| "project fields: name, state, parallelism".into(), |s| format!("did you mean `{s}`?")),
+                                nearest(name, ["name", "state", "parallelism", "allow_empty"])
+                                    .map_or_else(|| "project fields: name, state, parallelism, allow_empty".into(), |s| format!("did you mean `{s}`?")),
                             ),
                         ),
                     }
@@ -164,10 +169,12 @@ pub fn settings(doc: &Node, root: &Path, root_str: &str, opts: &super::LoadOptio
                                 }
                             }
                         }
-                        ("recipients_file", NodeKind::String(f)) => match fs_err::read_to_string(root.join(f)) {
-                            Ok(text) => recipients.extend(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_string)),
-                            Err(e) => diags.push(Diagnostic::at(sv.span, format!("cannot read recipients file: {e}"), "here")),
-                        },
+                        ("recipients_file", NodeKind::String(f)) => {
+                            match tend_provider::resolve_inside(root, f).map_err(|e| std::io::Error::other(e.to_string())).and_then(fs_err::read_to_string) {
+                                Ok(text) => recipients.extend(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_string)),
+                                Err(e) => diags.push(Diagnostic::at(sv.span, format!("cannot read recipients file: {e}"), "here")),
+                            }
+                        }
                         (name, _) => diags.push(
                             Diagnostic::at(sk.span, format!("unknown or mistyped field `secrets.{name}`"), "here")
                                 .with_hint("secrets fields: recipients (list of age or SSH public keys), recipients_file (one per line)"),

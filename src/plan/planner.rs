@@ -95,6 +95,7 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
         }
     }
     check_prevent_destroy(input.config, &changes, &mut errors);
+    check_destroy_all(input.config, &changes, &mut errors);
     for e in errors.iter_mut().chain(unplanned.iter_mut()) {
         e.message = input.secrets.redact(&e.message);
         e.hint = e.hint.as_deref().map(|h| input.secrets.redact(h));
@@ -388,6 +389,28 @@ async fn plan_orphan(
         held_back: None,
     };
     Ok((change, (*record.attributes).clone()))
+}
+
+/// A plan that deletes everything state holds and keeps nothing is refused unless asked for
+/// (`allow_empty = true` in `[project]`, or `--allow-destroy-all`): it is what an empty or wrong
+/// config directory, or a commit that deleted every file, looks like.
+fn check_destroy_all(config: &Config, changes: &[Change], errors: &mut Vec<PlanError>) {
+    let destroyed = changes.iter().filter(|c| c.action == Action::Delete).count();
+    if config.project.allow_empty || destroyed == 0 || changes.iter().any(|c| c.action != Action::Delete) {
+        return;
+    }
+    errors.push(PlanError {
+        addr: None,
+        message: format!(
+            "this plan would destroy all {destroyed} resource{} in state and keep nothing: {} declares no resource",
+            if destroyed == 1 { "" } else { "s" },
+            config.root.display()
+        ),
+        hint: Some(
+            "check that -C names the right config directory and commit; to destroy everything on purpose, set allow_empty = true in [project] of tend.toml or pass --allow-destroy-all"
+                .into(),
+        ),
+    });
 }
 
 fn check_prevent_destroy(config: &Config, changes: &[Change], errors: &mut Vec<PlanError>) {

@@ -266,8 +266,9 @@ impl Secrets {
         if ids.is_empty() {
             return Err(SecretError::NoIdentity { secret: name.to_string(), file: decl.file.clone() });
         }
-        let path = self.root.join(&decl.file);
-        let bytes = fs_err::read(&path).map_err(|e| SecretError::Read { secret: name.to_string(), file: decl.file.clone(), message: e.to_string() })?;
+        let read_err = |message: String| SecretError::Read { secret: name.to_string(), file: decl.file.clone(), message };
+        let path = tend_provider::resolve_inside(&self.root, &decl.file).map_err(|e| read_err(format!("{e} ({})", e.hint())))?;
+        let bytes = fs_err::read(&path).map_err(|e| read_err(e.to_string()))?;
         if let Some(format) = sops::detect(&bytes, &decl.file) {
             return sops::decrypt(&bytes, format, &ids).map(Value::sensitive).map_err(|e| sops_error(e, name, &decl.file, &ids));
         }

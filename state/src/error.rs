@@ -15,14 +15,6 @@ pub enum StateError {
         /// The state file.
         path: PathBuf,
     },
-    /// The lock was left by a process on this host that no longer runs.
-    #[error("state is locked by {holder}, which is no longer running")]
-    StaleLock {
-        /// Who held it.
-        holder: LockInfo,
-        /// The state file.
-        path: PathBuf,
-    },
     /// The file exists but is not a readable tend state database.
     #[error("state file {} is corrupt or not a tend state file", path.display())]
     Corrupt {
@@ -68,8 +60,10 @@ impl StateError {
     /// What the user can do about it.
     pub fn hint(&self) -> Option<String> {
         match self {
-            Self::Locked { .. } => Some("wait for that run to finish; if you are sure it is gone, run `tend state unlock --force`".into()),
-            Self::StaleLock { .. } => Some("the run that held it died; check the last `tend history` entry, then clear it with `tend state unlock`".into()),
+            Self::Locked { holder, .. } => Some(format!(
+                "wait for that run to finish; a lock left by a dead run on this host is taken over by the next run, but one held on another host ({}) cannot be checked from here: if you are sure that run is gone, run `tend state unlock --force` (`tend history` shows the run as interrupted afterwards)",
+                holder.host
+            )),
             Self::Corrupt { path, .. } => {
                 Some(format!("tend will not overwrite it; restore {} from a backup, or move it aside and run with a new state file", path.display()))
             }

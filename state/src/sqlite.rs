@@ -32,16 +32,21 @@ impl SqliteStore {
     /// Open the state file for writing, creating it (mode 0600, parent directories 0700) if it
     /// does not exist. An existing file that is not a tend state database is an error and is
     /// left untouched.
+    ///
+    /// Creation is atomic: the database is made complete under a temporary name beside it and
+    /// then linked into place, so a run killed at any moment leaves either no state file or a
+    /// whole one (and the temporary file of a killed run is removed by the next).
     pub fn open(path: &Path) -> Result<Self, StateError> {
         if !path.exists() {
-            create_private_file(path)?;
+            create_state_file(path)?;
         }
         Self::open_with(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
     }
 
-    /// Open an existing state file for reading only; `Ok(None)` when there is none yet.
+    /// Open an existing state file for reading only; `Ok(None)` when there is none yet (or only
+    /// the empty file an older tend left when it was killed while creating it).
     pub fn open_read_only(path: &Path) -> Result<Option<Self>, StateError> {
-        if !path.exists() {
+        if !path.exists() || fs_err::metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0) {
             return Ok(None);
         }
         Self::open_with(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX).map(Some)
@@ -111,17 +116,54 @@ impl SqliteStore {
     }
 }
 
-fn create_private_file(path: &Path) -> Result<(), StateError> {
+/// Create a complete, empty state database at `path` (mode 0600, parent directories 0700):
+/// built under a temporary name in the same directory, then hard-linked into place, which fails
+/// rather than replace a file another run created meanwhile.
+fn create_state_file(path: &Path) -> Result<(), StateError> {
     use fs_err::os::unix::fs::OpenOptionsExt;
     let open = |e: std::io::Error| StateError::Open { path: path.to_path_buf(), source: Box::new(e) };
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
-        && !parent.exists()
-    {
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !parent.exists() {
         fs_err::create_dir_all(parent).map_err(open)?;
         fs_err::set_permissions(parent, std::os::unix::fs::PermissionsExt::from_mode(0o700)).map_err(open)?;
     }
-    fs_err::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(open)?;
-    Ok(())
+    let name = path.file_name().map_or_else(|| "state.db".into(), |n| n.to_string_lossy().into_owned());
+    remove_dead_temp_files(parent, &name);
+    let tmp = parent.join(format!(".{name}.creating-{}", std::process::id()));
+    let _ = fs_err::remove_file(&tmp);
+    fs_err::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(open)?;
+    let made = (|| -> rusqlite::Result<()> {
+        let conn = Connection::open(&tmp)?;
+        conn.execute_batch("PRAGMA journal_mode=WAL;")?;
+        conn.execute_batch(SCHEMA)?;
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('lineage', ?1), ('serial', '0'), ('format', '1'), ('hmac_key', ?2)",
+            params![new_lineage(), random_hex::<32>()],
+        )?;
+        conn.close().map_err(|(_, e)| e)
+    })();
+    let linked = made.map_err(|e| StateError::Open { path: path.to_path_buf(), source: Box::new(e) }).and_then(|()| match fs_err::hard_link(&tmp, path) {
+        Ok(()) => Ok(()),
+        // Another run created it first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(open(e)),
+    });
+    let _ = fs_err::remove_file(&tmp);
+    linked
+}
+
+/// Remove `.NAME.creating-PID` files whose process no longer runs (a run killed while creating).
+fn remove_dead_temp_files(dir: &Path, name: &str) {
+    let prefix = format!(".{name}.creating-");
+    let Ok(entries) = fs_err::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = file.strip_prefix(&prefix).and_then(|p| p.split('-').next()).and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if pid != std::process::id() && !process_alive(pid) {
+            tracing::info!(file = %entry.path().display(), "removing the state file a killed run left half-made");
+            let _ = fs_err::remove_file(entry.path());
+        }
+    }
 }
 
 fn new_lineage() -> String {
@@ -201,13 +243,16 @@ impl StateStore for SqliteStore {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(self.db_err())?;
         if let Some(holder) = Self::read_lock(&tx).map_err(self.db_err())? {
-            let path = self.path.clone();
-            return Err(if holder.host == this_host() && !process_alive(holder.pid) {
-                StateError::StaleLock { holder, path }
-            } else {
-                StateError::Locked { holder, path }
-            });
+            if holder.host != this_host() || process_alive(holder.pid) {
+                return Err(StateError::Locked { holder, path: self.path.clone() });
+            }
+            // Left by a run on this host that died (killed, crashed, power loss): take it over.
+            tracing::warn!(path = %self.path.display(), %holder, "taking over the state lock left by a run that is no longer running");
+            tx.execute("DELETE FROM lock WHERE id = 1", []).map_err(self.db_err())?;
         }
+        // Holding the lock, no other run is applying: a history row still `running` is a run
+        // that was killed before it could finish it.
+        tx.execute("UPDATE history SET result = 'interrupted', finished_at = ?1 WHERE result = 'running'", params![now_rfc3339()]).map_err(self.db_err())?;
         let info = LockInfo { host: this_host(), pid: std::process::id(), started_at: now_rfc3339(), operation: operation.to_string() };
         tx.execute(
             "INSERT INTO lock (id, host, pid, started_at, operation) VALUES (1, ?1, ?2, ?3, ?4)",
@@ -355,13 +400,42 @@ mod tests {
             other => panic!("expected Locked, got {other:?}"),
         }
         a.unlock().await.unwrap();
-        // A lock row left by a process that no longer exists on this host.
+        // A lock row and a running history row left by a process that no longer exists on
+        // this host: the next lock takes over and the run shows as interrupted.
+        a.begin_history("git:abc", "me@here", "1 to add").await.unwrap();
         a.conn()
             .execute("INSERT INTO lock (id, host, pid, started_at, operation) VALUES (1, ?1, ?2, 'then', 'apply')", params![this_host(), 999_999_999u32])
             .unwrap();
-        assert!(matches!(b.lock("apply").await, Err(StateError::StaleLock { .. })));
-        assert_eq!(b.force_unlock().await.unwrap().map(|h| h.pid), Some(999_999_999));
-        b.lock("apply").await.unwrap();
+        let taken = b.lock("apply").await.unwrap();
+        assert_eq!(taken.pid, std::process::id());
+        assert_eq!(b.history().await.unwrap()[0].result, "interrupted");
+        // Held by a process on another host: never taken over.
+        b.unlock().await.unwrap();
+        a.conn().execute("INSERT INTO lock (id, host, pid, started_at, operation) VALUES (1, 'elsewhere', 1, 'then', 'apply')", []).unwrap();
+        match b.lock("apply").await {
+            Err(e @ StateError::Locked { .. }) => assert!(e.hint().unwrap().contains("tend state unlock --force"), "{:?}", e.hint()),
+            other => panic!("expected Locked, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn creation_is_atomic_and_cleans_up_after_a_killed_creation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s/state.db");
+        // What a run killed mid-creation leaves: a temp file of a dead process, or (older tend)
+        // an empty state file. Neither stops the next run.
+        fs_err::create_dir_all(dir.path().join("s")).unwrap();
+        fs_err::write(dir.path().join("s/.state.db.creating-999999999"), b"half").unwrap();
+        assert!(SqliteStore::open_read_only(&path).unwrap().is_none());
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.load().await.unwrap().serial, 0);
+        let left: Vec<_> = fs_err::read_dir(dir.path().join("s")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        assert!(left.iter().all(|f| !f.contains("creating")), "{left:?}");
+        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&fs_err::metadata(&path).unwrap().permissions()) & 0o777, 0o600);
+        let empty = dir.path().join("empty.db");
+        fs_err::write(&empty, b"").unwrap();
+        assert!(SqliteStore::open_read_only(&empty).unwrap().is_none());
+        assert_eq!(SqliteStore::open(&empty).unwrap().load().await.unwrap().serial, 0);
     }
 
     #[tokio::test]

@@ -9,7 +9,9 @@ use crate::{HistoryEntry, LockInfo, Record, Snapshot, StateError};
 ///
 /// # Guarantees
 /// - `put` and `remove` are durable when they return and each bumps `serial` by one.
-/// - `lock` fails with `Locked` or `StaleLock` naming the holder when the lock is taken.
+/// - `lock` fails with `Locked` naming the holder when a live run holds it. A lock left by a
+///   process on this host that no longer runs is taken over (logged, naming the old holder),
+///   and history rows such a run left `running` become `interrupted`.
 ///
 /// # Assumptions
 /// - Writers hold the lock; readers (`plan`) do not need it.

@@ -103,7 +103,12 @@ async fn removed_resources_are_destroyed_dependents_first() {
         "[fake.thing.base]\nvalue = \"b\"\n\n[fake.thing.mid]\nvalue = \"${fake.thing.base.id}\"\n\n[fake.thing.top]\nvalue = \"${fake.thing.mid.id}\"\n",
     );
     assert!(bench.apply(&root).await.success());
+    // A config declaring nothing would destroy everything: refused unless asked for.
     write_tree(&root, &[("tend.toml", "")]);
+    let refused = bench.plan(&root).await;
+    assert_eq!(refused.errors.len(), 1, "{:?}", refused.errors);
+    assert!(refused.errors[0].message.starts_with("this plan would destroy all 3 resources in state and keep nothing"), "{:?}", refused.errors);
+    write_tree(&root, &[("tend.toml", "[project]\nallow_empty = true\n")]);
     let before = bench.fake.calls().len();
     let outcome = bench.apply(&root).await;
     assert!(outcome.success(), "{outcome:?}");

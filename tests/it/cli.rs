@@ -32,15 +32,21 @@ impl Run {
     }
 
     fn tend(&self, args: &[&str]) -> Output {
-        std::process::Command::new(env!("CARGO_BIN_EXE_tend"))
-            .args(["-C", &self.root().to_string_lossy(), "--state", &self.state().to_string_lossy()])
+        self.tend_env(args, &[])
+    }
+
+    fn tend_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tend"));
+        cmd.args(["-C", &self.root().to_string_lossy(), "--state", &self.state().to_string_lossy()])
             .args(args)
             .env("NO_COLOR", "1")
             .env("XDG_STATE_HOME", self.dir.path().join("xdg"))
             .env_remove("RUST_LOG")
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("tend runs")
+            .stdin(std::process::Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("tend runs")
     }
 
     /// Replace what differs between machines and runs.
@@ -232,7 +238,7 @@ fn locked_state_names_its_holder() {
 }
 
 #[test]
-fn lock_left_by_a_dead_process_is_reported_and_cleared() {
+fn lock_left_by_a_dead_process_on_this_host_is_taken_over_and_its_run_shows_interrupted() {
     let run = Run::quickstart();
     fs_err::create_dir_all(run.state().parent().expect("parent")).expect("mkdir");
     drop(tend::state::SqliteStore::open(&run.state()).expect("state"));
@@ -240,13 +246,29 @@ fn lock_left_by_a_dead_process_is_reported_and_cleared() {
     let db = rusqlite::Connection::open(run.state()).expect("sqlite");
     db.execute("INSERT INTO lock (id, host, pid, started_at, operation) VALUES (1, ?1, 999999999, '2026-01-01T00:00:00Z', 'apply')", [&host])
         .expect("insert lock");
+    db.execute(
+        "INSERT INTO history (revision, started_at, who, summary, result) VALUES ('local@sha256:0', '2026-01-01T00:00:00Z', 'x@y', '1 to add', 'running')",
+        [],
+    )
+    .expect("insert history");
     drop(db);
+    let out = run.tend_env(&["apply", "--auto-approve"], &[("RUST_LOG", "tend_state=warn")]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stderr(&out).contains("taking over the state lock left by a run that is no longer running"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("pid 999999999"), "the old holder is named: {}", stderr(&out));
+    let history = run.tend(&["history"]);
+    let shown = String::from_utf8_lossy(&history.stdout);
+    assert!(shown.contains("interrupted"), "{shown}");
+    // A lock held by a live process elsewhere is not taken: the message says how to unlock.
+    let db = rusqlite::Connection::open(run.state()).expect("sqlite");
+    db.execute("INSERT INTO lock (id, host, pid, started_at, operation) VALUES (1, 'other-host', 1, '2026-01-01T00:00:00Z', 'apply')", [])
+        .expect("insert lock");
+    drop(db);
+    fs_err::remove_dir_all(run.site()).expect("drift, so that apply has work to do");
     let out = run.tend(&["apply", "--auto-approve"]);
     assert_eq!(code(&out), 1);
-    let err = stderr(&out).replace(&host, "[HOST]");
-    insta::assert_snapshot!("stale_lock", err);
-    let unlock = run.tend(&["state", "unlock"]);
-    assert_eq!(code(&unlock), 0, "{}", stderr(&unlock));
+    insta::assert_snapshot!("lock_on_another_host", stderr(&out));
+    assert_eq!(code(&run.tend(&["state", "unlock", "--force"])), 0);
     assert_eq!(code(&run.tend(&["apply", "--auto-approve"])), 0);
 }
 

@@ -196,9 +196,9 @@ fn a_tagged_instance_from_a_crash_is_adopted_and_unmanaged_ones_are_left_alone()
     assert!(plan.contains("already exists as desired (tagged by tend); tend will record it"), "{plan}");
     ok(&run.tend(&moto, &["apply", "--auto-approve"]));
     assert_eq!(moto.instances().len(), 2, "no duplicate was launched");
-    // Removing it from config terminates only tend's instance.
+    // Removing it from config terminates only tend's instance (every resource goes: asked for).
     run.write("");
-    ok(&run.tend(&moto, &["apply", "--auto-approve"]));
+    ok(&run.tend(&moto, &["apply", "--auto-approve", "--allow-destroy-all"]));
     let live = moto.instances();
     assert_eq!(live.len(), 1, "{live:?}");
     assert!(live[0]["tags"].get("tend:address").is_none(), "the unmanaged instance is left alone: {live:?}");
@@ -393,8 +393,12 @@ fn prevent_destroy_and_termination_protection_keep_an_instance() {
         "print(json.dumps(ec2.describe_instance_attribute(InstanceId='{id}', Attribute='disableApiTermination')['DisableApiTermination']['Value']))"
     ));
     assert_eq!(protected, true);
+    // A config that declares nothing would destroy everything: refused unless asked for.
     run.write("");
     let out = run.tend(&moto, &["apply", "--auto-approve"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("this plan would destroy all 1 resource in state and keep nothing"), "{}", text(&out));
+    let out = run.tend(&moto, &["apply", "--auto-approve", "--allow-destroy-all"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("TerminateInstances") && err.contains("set disable_api_termination = false"), "{err}");
@@ -402,6 +406,6 @@ fn prevent_destroy_and_termination_protection_keep_an_instance() {
     run.write(&inst(AMI, "disable_api_termination = false"));
     ok(&run.tend(&moto, &["apply", "--auto-approve"]));
     run.write("");
-    ok(&run.tend(&moto, &["apply", "--auto-approve"]));
+    ok(&run.tend(&moto, &["apply", "--auto-approve", "--allow-destroy-all"]));
     assert!(moto.instances().is_empty());
 }

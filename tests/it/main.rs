@@ -8,6 +8,7 @@ mod ec2;
 mod examples;
 mod host_local;
 mod plan;
+mod safety;
 mod secrets;
 mod secrets_cli;
 mod secrets_sops;

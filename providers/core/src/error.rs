@@ -65,3 +65,10 @@ impl ProviderError {
         self
     }
 }
+
+impl From<crate::JailError> for ProviderError {
+    fn from(e: crate::JailError) -> Self {
+        let hint = e.hint();
+        Self::terminal(e.to_string()).with_hint(hint)
+    }
+}

@@ -23,12 +23,14 @@
 
 mod addr;
 mod error;
+mod jail;
 mod provider;
 mod schema;
 mod value;
 
 pub use addr::{AddrError, ResourceAddr};
 pub use error::{ErrorKind, ProviderError};
+pub use jail::{JailError, resolve_inside};
 pub use provider::{
     ActRequest, Action, ApplyRequest, Attributes, CommitRequest, ExpandRequest, FieldError, Instance, Observed, PlanRequest, PlannedChange, PriorRecord,
     Provider, ProviderConfig, ProviderFactory, ReadItem, ReadRequest, Sibling, Target,

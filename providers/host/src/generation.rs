@@ -68,7 +68,7 @@ pub fn validate(literal: &Attributes, errors: &mut Vec<FieldError>) {
                     ("keep", Value::Int(n)) if *n >= 2 => {}
                     ("keep", _) => errors.push(FieldError::field("generations", "`keep` must be a number of at least 2, so there is something to go back to")),
                     (other, _) => {
-                        errors.push(FieldError::field("generations", format!("unknown setting `{other}`")).with_hint("generations takes `path` and `keep`"))
+                        errors.push(FieldError::field("generations", format!("unknown setting `{other}`")).with_hint("generations takes `path` and `keep`"));
                     }
                 }
             }

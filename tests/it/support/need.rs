@@ -71,7 +71,7 @@ fn found(tool: &str) -> Result<(), String> {
     if dirs.iter().any(|d| d.join(tool).is_file()) { Ok(()) } else { Err(format!("`{tool}` is not installed")) }
 }
 
-/// Where tests/testbed/install.sh puts its venv and bin/ (TEND_TESTBED, else ~/.cache/tend-testbed).
+/// Where tests/testbed/install.sh puts its venv and bin/ (`TEND_TESTBED`, else ~/.cache/tend-testbed).
 pub fn testbed() -> PathBuf {
     if let Some(dir) = std::env::var_os("TEND_TESTBED") {
         return PathBuf::from(dir);

@@ -42,7 +42,7 @@ pub fn validate(literal: &Attributes, config_root: &Path) -> Vec<FieldError> {
                 .with_hint("`content` is the text itself; `source` names a file in the config repository"),
         ),
         (false, false) => {
-            errors.push(FieldError::resource("a file needs `content` or `source`").with_hint("e.g. content = \"hello\\n\" or source = \"files/motd\""))
+            errors.push(FieldError::resource("a file needs `content` or `source`").with_hint("e.g. content = \"hello\\n\" or source = \"files/motd\""));
         }
         _ => {}
     }
@@ -86,16 +86,7 @@ pub(crate) fn type_name(ft: FileType) -> &'static str {
 }
 
 fn resolve_source(root: &Path, src: &str) -> Result<std::path::PathBuf, ProviderError> {
-    let candidate = root.join(src);
-    let resolved = fs_err::canonicalize(&candidate).map_err(|e| {
-        ProviderError::terminal(format!("source file `{src}` cannot be read")).with_source(e).with_hint("`source` is a path relative to the config directory")
-    })?;
-    let root = fs_err::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
-    if !resolved.starts_with(&root) {
-        return Err(ProviderError::terminal(format!("source file `{src}` is outside the config directory"))
-            .with_hint("copy the file into the config repository and refer to it by a relative path"));
-    }
-    Ok(resolved)
+    Ok(tend_provider::resolve_inside(root, src)?)
 }
 
 /// Whether the content comes from a secret.

@@ -36,10 +36,12 @@ pub fn schema() -> KindSchema {
 pub fn validate(literal: &Attributes, root: &Path) -> Vec<FieldError> {
     let mut errors = Vec::new();
     validate_path(literal, "path", &mut errors);
-    if let Some(src) = get_str(literal, "source")
-        && !root.join(src).is_dir()
-    {
-        errors.push(FieldError::field("source", format!("`{src}` is not a directory of the config repository")));
+    if let Some(src) = get_str(literal, "source") {
+        match tend_provider::resolve_inside(root, src) {
+            Ok(p) if p.is_dir() => {}
+            Ok(_) => errors.push(FieldError::field("source", format!("`{src}` is not a directory of the config repository"))),
+            Err(e) => errors.push(FieldError::field("source", format!("release source {e}")).with_hint(e.hint())),
+        }
     }
     if let Some(k) = literal.get("keep").and_then(Value::as_i64).filter(|k| *k < 2) {
         errors.push(FieldError::field("keep", format!("keep = {k}: at least 2, so there is something to go back to")));
@@ -47,16 +49,23 @@ pub fn validate(literal: &Attributes, root: &Path) -> Vec<FieldError> {
     errors
 }
 
-/// The files of the source directory: (relative path, content), sorted.
+/// The files of the source directory: (relative path, content), sorted. Symlinks in the tree
+/// are refused, never followed: one could lead anywhere on this machine (an age key).
 fn files(root: &Path, src: &str) -> Result<Vec<(String, Vec<u8>)>, ProviderError> {
-    let base = root.join(src);
+    let base = tend_provider::resolve_inside(root, src)?;
     let mut out = Vec::new();
     let mut stack = vec![base.clone()];
     while let Some(dir) = stack.pop() {
         let entries = fs_err::read_dir(&dir).map_err(|e| ProviderError::terminal(format!("release source `{src}` cannot be read")).with_source(e))?;
         for entry in entries.flatten() {
             let p = entry.path();
-            if p.is_dir() {
+            let kind = entry.file_type().map_err(|e| ProviderError::terminal(format!("release source `{src}` cannot be read")).with_source(e))?;
+            if kind.is_symlink() {
+                let rel = p.strip_prefix(&base).unwrap_or(&p).display().to_string();
+                return Err(ProviderError::terminal(format!("release source `{src}` holds a symlink, `{rel}`; releases copy files and directories only"))
+                    .with_hint("replace the link by the file it points to (a link could lead outside the config directory)"));
+            }
+            if kind.is_dir() {
                 stack.push(p);
             } else {
                 let rel = p.strip_prefix(&base).unwrap_or(&p).to_string_lossy().into_owned();

@@ -35,10 +35,14 @@ pub fn validate(literal: &Attributes, root: &Path) -> Vec<FieldError> {
     let mut errors = Vec::new();
     validate_path(literal, "path", &mut errors);
     validate_mode(literal, &mut errors);
-    if let Some(src) = get_str(literal, "source")
-        && !root.join(src).is_file()
-    {
-        errors.push(FieldError::field("source", format!("template `{src}` does not exist")).with_hint("`source` is relative to the config directory"));
+    if let Some(src) = get_str(literal, "source") {
+        match tend_provider::resolve_inside(root, src) {
+            Ok(p) if p.is_file() => {}
+            Ok(_) => {
+                errors.push(FieldError::field("source", format!("template `{src}` is not a file")).with_hint("`source` is relative to the config directory"));
+            }
+            Err(e) => errors.push(FieldError::field("source", format!("template {e}")).with_hint(e.hint())),
+        }
     }
     errors
 }
@@ -101,7 +105,8 @@ pub fn as_file(config: &Attributes, target: Option<&Target>, root: &Path) -> Res
         file.insert("content".into(), Value::Unknown);
         return Ok(Some(file));
     }
-    let text = fs_err::read_to_string(root.join(src)).map_err(|e| ProviderError::terminal(format!("template `{src}` cannot be read")).with_source(e))?;
+    let text = fs_err::read_to_string(tend_provider::resolve_inside(root, src)?)
+        .map_err(|e| ProviderError::terminal(format!("template `{src}` cannot be read")).with_source(e))?;
     let content = Value::String(ctx.render(&text, &format!("template `{src}`"))?);
     file.insert("content".into(), if ctx.sensitive { content.sensitive() } else { content });
     Ok(Some(file))

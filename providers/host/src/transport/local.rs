@@ -200,7 +200,9 @@ impl Transport for LocalTransport {
 
     async fn exec(&self, command: &str, cwd: Option<&str>) -> Result<ExecOutput, TransportError> {
         let mut cmd = tokio::process::Command::new("sh");
-        cmd.arg("-c").arg(command).stdin(std::process::Stdio::null()).kill_on_drop(true);
+        // Its own process group: Ctrl-C at the terminal stops tend scheduling, not the command
+        // already running, which finishes as the interrupt message promises.
+        cmd.arg("-c").arg(command).stdin(std::process::Stdio::null()).kill_on_drop(true).process_group(0);
         if let Some(dir) = cwd {
             cmd.current_dir(dir);
         }

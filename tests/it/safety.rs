@@ -1,0 +1,182 @@
+//! Guards against destroying or leaking by mistake: a directory that is not a tend config, a
+//! config that declares nothing, files reached through symlinks or `..` out of the config.
+
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use crate::support::write_tree;
+
+struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn new() -> Self {
+        Self { dir: tempfile::tempdir().expect("temp dir") }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// `tend -C DIR --state STATE ARGS` with a fresh HOME.
+    fn tend(&self, dir: &Path, args: &[&str]) -> Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tend"))
+            .args(["-C", &dir.to_string_lossy(), "--state", &self.path("state.db").to_string_lossy()])
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env("HOME", self.dir.path())
+            .env("TEND_AGE_KEY_FILE", self.path("age.key"))
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("tend runs")
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!("exit {:?}\nstdout:\n{}\nstderr:\n{}", o.status.code(), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// stderr with the renderer's line wrapping undone.
+fn unwrapped(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).replace('│', " ").split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+const ONE_FILE: &str = "[project]\nname = \"guarded\"\n\n[host.local.this]\n\n[host.file.a]\npath = \"${path.root}/out/a\"\ncontent = \"kept\"\n";
+
+#[test]
+fn a_directory_without_tend_toml_is_refused_by_every_command_and_nothing_is_destroyed() {
+    let s = Scratch::new();
+    write_tree(&s.path("cfg"), &[("tend.toml", ONE_FILE)]);
+    let applied = s.tend(&s.path("cfg"), &["apply", "--auto-approve"]);
+    assert!(applied.status.success(), "{}", text(&applied));
+    // The wrong directory: other TOML, no tend.toml (a home directory, another project).
+    write_tree(&s.path("elsewhere"), &[("notes.toml", "[misc]\nx = 1\n")]);
+    for args in [&["plan"][..], &["apply", "--auto-approve"], &["validate"], &["graph"]] {
+        let out = s.tend(&s.path("elsewhere"), args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
+        let err = unwrapped(&out);
+        assert!(err.contains("holds no tend.toml: it is not a tend config directory") && err.contains("-C DIR"), "{args:?}: {err}");
+    }
+    assert_eq!(fs_err::read_to_string(s.path("cfg/out/a")).expect("still there"), "kept");
+    // A symlinked tend.toml is not taken for a config either.
+    symlink(s.path("cfg/tend.toml"), s.path("elsewhere/tend.toml")).expect("symlink");
+    let out = s.tend(&s.path("elsewhere"), &["plan"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(unwrapped(&out).contains("tend.toml is a symlink"), "{}", text(&out));
+}
+
+#[test]
+fn a_config_that_declares_nothing_destroys_only_when_asked() {
+    let s = Scratch::new();
+    write_tree(&s.path("cfg"), &[("tend.toml", ONE_FILE)]);
+    assert!(s.tend(&s.path("cfg"), &["apply", "--auto-approve"]).status.success());
+    // A commit that deleted every resource, or an emptied tend.toml.
+    write_tree(&s.path("cfg"), &[("tend.toml", "[project]\nname = \"guarded\"\n")]);
+    for args in [&["plan"][..], &["apply", "--auto-approve"]] {
+        let out = s.tend(&s.path("cfg"), args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("this plan would destroy all 2 resources in state and keep nothing"), "{err}");
+        assert!(err.contains("allow_empty = true") && err.contains("--allow-destroy-all"), "{err}");
+    }
+    assert!(s.path("cfg/out/a").exists(), "nothing destroyed");
+    let out = s.tend(&s.path("cfg"), &["apply", "--auto-approve", "--allow-destroy-all"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!s.path("cfg/out/a").exists());
+    // allow_empty in tend.toml says the same for good.
+    write_tree(&s.path("cfg"), &[("tend.toml", ONE_FILE)]);
+    assert!(s.tend(&s.path("cfg"), &["apply", "--auto-approve"]).status.success());
+    write_tree(&s.path("cfg"), &[("tend.toml", "[project]\nname = \"guarded\"\nallow_empty = true\n")]);
+    assert!(s.tend(&s.path("cfg"), &["apply", "--auto-approve"]).status.success());
+    assert!(!s.path("cfg/out/a").exists());
+}
+
+#[test]
+fn files_reached_through_symlinks_or_dotdot_outside_the_config_are_never_read() {
+    let s = Scratch::new();
+    let canary = "CANARY-4f1c-outside-the-config";
+    // What lives beside the checkout on an agent's machine: its own age key, say.
+    write_tree(&s.path("outside"), &[("agent.key", canary), ("rel/x", canary)]);
+    write_tree(
+        &s.path("cfg"),
+        &[
+            (
+                "tend.toml",
+                r#"[project]
+name = "jail"
+
+[host.local.this]
+
+[host.file.linked]
+path = "${path.root}/out/linked"
+source = "files/link"
+
+[host.file.dotdot]
+path = "${path.root}/out/dotdot"
+source = "../outside/agent.key"
+
+[host.template.linked]
+path = "${path.root}/out/template"
+source = "templates/link.j2"
+
+[host.release.linked]
+path = "${path.root}/out/release"
+source = "rel"
+
+[host.release.dir_link]
+path = "${path.root}/out/release2"
+source = "rel_link"
+"#,
+            ),
+            ("rel/index.html", "ok"),
+        ],
+    );
+    fs_err::create_dir_all(s.path("cfg/files")).expect("mkdir");
+    fs_err::create_dir_all(s.path("cfg/templates")).expect("mkdir");
+    symlink(s.path("outside/agent.key"), s.path("cfg/files/link")).expect("symlink");
+    symlink("../../outside/agent.key", s.path("cfg/templates/link.j2")).expect("symlink");
+    symlink(s.path("outside/agent.key"), s.path("cfg/rel/key")).expect("symlink");
+    symlink(s.path("outside/rel"), s.path("cfg/rel_link")).expect("symlink");
+    for args in [&["validate"][..], &["plan"], &["apply", "--auto-approve"]] {
+        let out = s.tend(&s.path("cfg"), args);
+        let all = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {all}");
+        assert!(!all.contains(canary), "{args:?}: the file outside leaked into the output: {all}");
+        for refused in ["files/link", "../outside/agent.key", "templates/link.j2", "rel_link"] {
+            assert!(all.contains(&format!("`{refused}` resolves to")) && all.contains("outside the config directory"), "{args:?} {refused}: {all}");
+        }
+    }
+    // The symlink inside a release tree is found when the release is read (plan).
+    write_tree(
+        &s.path("cfg"),
+        &[("tend.toml", "[project]\nname = \"jail\"\n\n[host.local.this]\n\n[host.release.linked]\npath = \"${path.root}/out/release\"\nsource = \"rel\"\n")],
+    );
+    let out = s.tend(&s.path("cfg"), &["apply", "--auto-approve"]);
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("holds a symlink, `key`"), "{}", text(&out));
+    assert!(!text(&out).contains(canary));
+    assert!(!s.path("cfg/out").exists(), "nothing written");
+}
+
+#[test]
+fn a_secret_file_that_is_a_symlink_out_of_the_config_is_refused() {
+    let s = Scratch::new();
+    let keygen = s.tend(s.dir.path(), &["secrets", "keygen", "--output", &s.path("age.key").to_string_lossy()]);
+    assert!(keygen.status.success(), "{}", text(&keygen));
+    write_tree(
+        &s.path("cfg"),
+        &[(
+            "tend.toml",
+            "[project]\nname = \"jail\"\n\n[secret.db]\nfile = \"secrets/db.age\"\n\n[host.local.this]\n\n[host.file.a]\npath = \"${path.root}/out/a\"\ncontent = \"${secret.db}\"\n",
+        )],
+    );
+    write_tree(&s.path("outside"), &[("db.age", "not even encrypted")]);
+    fs_err::create_dir_all(s.path("cfg/secrets")).expect("mkdir");
+    symlink(s.path("outside/db.age"), s.path("cfg/secrets/db.age")).expect("symlink");
+    let out = s.tend(&s.path("cfg"), &["plan"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("`secrets/db.age` resolves to") && text(&out).contains("outside the config directory"), "{}", text(&out));
+}
