@@ -65,6 +65,11 @@ impl Registry {
         self.kinds.get(provider).map(|k| k.iter().map(|s| s.kind).collect()).unwrap_or_default()
     }
 
+    /// The settings `[providers.NAME]` may hold; `None` for an unknown provider.
+    pub fn settings(&self, provider: &str) -> Option<Vec<tend_provider::FieldSchema>> {
+        self.factories.get(provider).map(|f| f.settings())
+    }
+
     /// The schema of `provider.kind`.
     pub fn kind(&self, provider: &str, kind: &str) -> Option<&KindSchema> {
         self.kinds.get(provider)?.iter().find(|k| k.kind == kind)

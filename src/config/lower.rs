@@ -402,9 +402,42 @@ pub fn check_references(resources: &BTreeMap<ResourceAddr, Resource>, secrets: &
                         )
                         .with_hint(hint),
                     );
+                } else if !r.path.is_empty()
+                    && let Some(value) = target.fields.get(&r.field).and_then(|f| f.expr.literal())
+                    && let Some(d) = missing_path(&value, r, &res.addr)
+                {
+                    diags.push(d);
                 }
             }
         }
     }
     diags
+}
+
+/// A reference past what a literal value holds (`${host.local.this.labels.missing}`): an error
+/// now, rather than an empty string at apply.
+fn missing_path(value: &Value, r: &super::Reference, referrer: &ResourceAddr) -> Option<Diagnostic> {
+    let mut cur = value.clone();
+    for (i, seg) in r.path.iter().enumerate() {
+        let next = match &cur {
+            Value::Map(m) => m.get(seg).cloned(),
+            Value::List(l) => seg.parse::<usize>().ok().and_then(|n| l.get(n).cloned()),
+            Value::Unknown | Value::Redacted => return None,
+            _ => None,
+        };
+        let Some(next) = next else {
+            let so_far = std::iter::once(r.field.as_str()).chain(r.path[..i].iter().map(String::as_str)).collect::<Vec<_>>().join(".");
+            let hint = match &cur {
+                Value::Map(m) => match nearest(seg, m.keys().map(String::as_str)) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!("`{so_far}` has keys: {}", m.keys().map(String::as_str).collect::<Vec<_>>().join(", ")),
+                },
+                Value::List(l) => format!("`{so_far}` is a list of {} items", l.len()),
+                other => format!("`{so_far}` is a {}, not a table", other.type_name()),
+            };
+            return Some(Diagnostic::at(r.span, format!("`{referrer}` refers to `{r}`, but `{so_far}` has no `{seg}`"), "no such key").with_hint(hint));
+        };
+        cur = next;
+    }
+    None
 }

@@ -77,7 +77,10 @@ pub fn load(opts: &LoadOptions, registry: &Registry) -> Result<Config, Diagnosti
     let tend_toml = read_and_parse(&root, &tend_toml_path, &mut sources, &mut digest, &mut diags);
     let root_str = root.to_string_lossy().into_owned();
     let mut settings = match tend_toml.as_ref().and_then(|(_, d)| d.first()) {
-        Some(n) => vars::settings(n, &root, &root_str, opts, &mut diags),
+        Some(n) => {
+            vars::check_provider_settings(n, registry, &mut diags);
+            vars::settings(n, &root, &root_str, opts, &mut diags)
+        }
         None => vars::Settings::defaults(&root, opts, &mut diags),
     };
     settings.project.allow_empty |= opts.allow_destroy_all;
@@ -143,8 +146,20 @@ pub fn load_recipients(opts: &LoadOptions) -> Result<Vec<String>, Diagnostics> {
     if diags.is_empty() { Ok(settings.map(|s| s.recipients).unwrap_or_default()) } else { Err(Diagnostics { items: diags, sources }) }
 }
 
+/// The largest config file read.
+pub const MAX_FILE_BYTES: u64 = 16 << 20;
+
 /// Read one file into the source map and parse it into document trees.
 fn read_and_parse(root: &Path, path: &Path, sources: &mut SourceMap, digest: &mut Sha256, diags: &mut Vec<Diagnostic>) -> Option<(u32, Vec<Node>)> {
+    if let Ok(m) = fs_err::metadata(path)
+        && m.len() > MAX_FILE_BYTES
+    {
+        diags.push(
+            Diagnostic::global(format!("{} is {} MiB: config files may be at most {} MiB", path.display(), m.len() >> 20, MAX_FILE_BYTES >> 20))
+                .with_hint("list data files that are not config in .tendignore"),
+        );
+        return None;
+    }
     let text = match fs_err::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {

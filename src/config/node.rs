@@ -101,12 +101,36 @@ fn toml_value(file: u32, v: &toml::Spanned<DeValue<'_>>) -> Node {
     Node { span, kind }
 }
 
+/// At most this many nodes per file, counting every node an alias repeats (the "billion laughs"
+/// class: a few hundred bytes of nested aliases would otherwise expand to gigabytes).
+pub const MAX_NODES: usize = 1_000_000;
+/// At most this many bytes of scalar text per file, counting what aliases repeat.
+pub const MAX_EXPANDED_BYTES: usize = 64 << 20;
+/// At most this deep a nesting of lists and tables.
+pub const MAX_DEPTH: usize = 64;
+
+/// Nodes and scalar bytes in a tree.
+fn weight(n: &Node) -> (usize, usize) {
+    match &n.kind {
+        NodeKind::String(s) => (1, s.len()),
+        NodeKind::List(items) => items.iter().map(weight).fold((1, 0), |(a, b), (c, d)| (a + c, b + d)),
+        NodeKind::Map(entries) => entries
+            .iter()
+            .map(|(k, v)| {
+                let (n, b) = weight(v);
+                (n, b + k.name.len())
+            })
+            .fold((1, 0), |(a, b), (c, d)| (a + c, b + d)),
+        _ => (1, 0),
+    }
+}
+
 /// Parse a YAML file: each document must be a mapping; documents are returned in order.
 pub fn parse_yaml(file: u32, text: &str) -> Result<Vec<Node>, Diagnostic> {
     // saphyr reports character indices; map them to byte offsets for spans.
     let offsets: Vec<usize> = text.char_indices().map(|(b, _)| b).chain(std::iter::once(text.len())).collect();
     let byte = |ch: usize| offsets.get(ch).copied().unwrap_or(text.len());
-    let mut builder = YamlBuilder { file, stack: Vec::new(), docs: Vec::new(), anchors: HashMap::new() };
+    let mut builder = YamlBuilder { file, stack: Vec::new(), docs: Vec::new(), anchors: HashMap::new(), nodes: 0, bytes: 0 };
     for ev in Parser::new_from_str(text) {
         let (event, span) = ev.map_err(|e| {
             let at = byte(e.marker().index()).min(text.len());
@@ -127,18 +151,29 @@ struct YamlBuilder {
     file: u32,
     stack: Vec<Frame>,
     docs: Vec<Node>,
-    anchors: HashMap<usize, Node>,
+    /// Anchored nodes with their weight (nodes, scalar bytes).
+    anchors: HashMap<usize, (Node, (usize, usize))>,
+    /// Nodes and scalar bytes so far, aliases expanded.
+    nodes: usize,
+    bytes: usize,
 }
 
 impl YamlBuilder {
     fn event(&mut self, event: Event<'_>, span: Span) -> Result<(), Diagnostic> {
         match event {
             Event::Scalar(value, style, anchor, _tag) => {
+                self.count(span, 1, value.len())?;
                 let kind = if style == ScalarStyle::Plain { plain_scalar(&value) } else { NodeKind::String(value.into_owned()) };
                 self.value(Node { span, kind }, anchor)?;
             }
-            Event::SequenceStart(anchor, _) => self.stack.push(Frame::List(span, anchor, Vec::new())),
-            Event::MappingStart(anchor, _) => self.stack.push(Frame::Map(span, anchor, Vec::new(), None)),
+            Event::SequenceStart(anchor, _) => {
+                self.nest(span)?;
+                self.stack.push(Frame::List(span, anchor, Vec::new()));
+            }
+            Event::MappingStart(anchor, _) => {
+                self.nest(span)?;
+                self.stack.push(Frame::Map(span, anchor, Vec::new(), None));
+            }
             Event::SequenceEnd | Event::MappingEnd => {
                 let node = match self.stack.pop() {
                     Some(Frame::List(start, anchor, items)) => (Node { span: join(start, span), kind: NodeKind::List(items) }, anchor),
@@ -148,7 +183,9 @@ impl YamlBuilder {
                 self.value(node.0, node.1)?;
             }
             Event::Alias(id) => {
-                let node = self.anchors.get(&id).cloned().ok_or_else(|| Diagnostic::at(span, "invalid YAML", "alias to an unknown anchor"))?;
+                let (node, (nodes, bytes)) =
+                    self.anchors.get(&id).cloned().ok_or_else(|| Diagnostic::at(span, "invalid YAML", "alias to an unknown anchor"))?;
+                self.count(span, nodes, bytes)?;
                 self.value(Node { span, ..node }, 0)?;
             }
             _ => {}
@@ -156,9 +193,32 @@ impl YamlBuilder {
         Ok(())
     }
 
+    /// Count what a scalar or an alias adds; refuse past the limits.
+    fn count(&mut self, span: Span, nodes: usize, bytes: usize) -> Result<(), Diagnostic> {
+        self.nodes = self.nodes.saturating_add(nodes);
+        self.bytes = self.bytes.saturating_add(bytes);
+        if self.nodes > MAX_NODES || self.bytes > MAX_EXPANDED_BYTES {
+            return Err(Diagnostic::at(
+                span,
+                format!("YAML expands to more than {MAX_NODES} values or {} MiB of text", MAX_EXPANDED_BYTES >> 20),
+                "expanding here goes past the limit",
+            )
+            .with_hint("aliases (*name) repeat what their anchor (&name) holds; nested aliases multiply it. Write the values out, or split the file"));
+        }
+        Ok(())
+    }
+
+    fn nest(&self, span: Span) -> Result<(), Diagnostic> {
+        if self.stack.len() >= MAX_DEPTH {
+            return Err(Diagnostic::at(span, format!("YAML nests deeper than {MAX_DEPTH} levels"), "too deep here"));
+        }
+        Ok(())
+    }
+
     fn value(&mut self, node: Node, anchor: usize) -> Result<(), Diagnostic> {
         if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
+            let w = weight(&node);
+            self.anchors.insert(anchor, (node.clone(), w));
         }
         match self.stack.last_mut() {
             None => {
@@ -249,6 +309,31 @@ fn plain_scalar(s: &str) -> NodeKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_alias_bomb_is_refused_quickly_naming_where() {
+        let mut bomb = String::from("a: &a [\"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\"]\n");
+        for (i, prev) in ('b'..='i').zip('a'..='h') {
+            bomb.push_str(&format!("{i}: &{i} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"));
+        }
+        assert!(bomb.len() < 600, "a few hundred bytes");
+        let started = std::time::Instant::now();
+        let err = parse_yaml(0, &bomb).expect_err("refused");
+        assert!(started.elapsed() < std::time::Duration::from_secs(2), "took {:?}", started.elapsed());
+        assert!(err.summary.contains("YAML expands to more than"), "{}", err.summary);
+        let line = bomb[..err.labels[0].span.start as usize].lines().count();
+        assert!((6..=9).contains(&line), "points at the alias that goes past the limit, line {line}");
+        // Aliases used within the limits still work.
+        let ok = parse_yaml(0, "base: &b {x: 1}\none: *b\ntwo: *b\n").expect("parses");
+        assert_eq!(keys(&ok[0]), ["base", "one", "two"]);
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let deep = format!("a: {}1{}\n", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
+        let err = parse_yaml(0, &deep).expect_err("refused");
+        assert!(err.summary.contains("nests deeper than"), "{}", err.summary);
+    }
 
     fn keys(n: &Node) -> Vec<String> {
         match &n.kind {

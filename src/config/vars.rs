@@ -46,6 +46,35 @@ fn table<'a>(n: &'a Node, what: &str, diags: &mut Vec<Diagnostic>) -> &'a [(Key,
     }
 }
 
+/// Check `[providers.NAME]` tables of tend.toml against the providers' declared settings.
+pub fn check_provider_settings(doc: &Node, registry: &crate::registry::Registry, diags: &mut Vec<Diagnostic>) {
+    let NodeKind::Map(entries) = &doc.kind else { return };
+    for (_, v) in entries.iter().filter(|(k, _)| k.name == "providers") {
+        for (pk, pv) in table(v, "providers", diags) {
+            let Some(fields) = registry.settings(&pk.name) else {
+                let names = registry.provider_names();
+                diags.push(Diagnostic::at(pk.span, format!("unknown provider `providers.{}`", pk.name), "no such provider").with_hint(
+                    nearest(&pk.name, names.iter().copied()).map_or_else(|| format!("providers: {}", names.join(", ")), |s| format!("did you mean `{s}`?")),
+                ));
+                continue;
+            };
+            for (sk, _) in table(pv, &format!("providers.{}", pk.name), diags) {
+                if !fields.iter().any(|f| f.name == sk.name) {
+                    let hint = if fields.is_empty() {
+                        format!("provider `{}` takes no settings", pk.name)
+                    } else {
+                        nearest(&sk.name, fields.iter().map(|f| f.name)).map_or_else(
+                            || format!("settings of {}: {}", pk.name, fields.iter().map(|f| f.name).collect::<Vec<_>>().join(", ")),
+                            |s| format!("did you mean `{s}`?"),
+                        )
+                    };
+                    diags.push(Diagnostic::at(sk.span, format!("unknown setting `providers.{}.{}`", pk.name, sk.name), "unknown setting").with_hint(hint));
+                }
+            }
+        }
+    }
+}
+
 /// Read `[project]`, `[variables]`, `[environments]` and `[providers]` from tend.toml.
 pub fn settings(doc: &Node, root: &Path, root_str: &str, opts: &super::LoadOptions, diags: &mut Vec<Diagnostic>) -> Settings {
     let mut project = Project { name: dir_name(root), ..Project::default() };

@@ -27,6 +27,9 @@ pub enum EvalError {
     /// `${each.key}` on a resource with a single, unkeyed instance.
     #[error("`${{each.key}}` is used in `{0}`, which is not placed on hosts, so it has no key")]
     NoEachKey(String),
+    /// The reference goes past what the value holds (a missing key).
+    #[error("`${{{0}}}` goes past what the value holds: there is no such key")]
+    NoSuchPath(String),
     /// A secret could not be read.
     #[error(transparent)]
     Secret(Box<crate::secrets::SecretError>),
@@ -69,7 +72,8 @@ impl Resolver<'_> {
         let missing = if self.final_values { Value::Null } else { Value::Unknown };
         let Some(attrs) = self.known.get(&inst) else { return Ok(missing) };
         let Some(v) = attrs.get(&r.field) else { return Ok(missing) };
-        Ok(v.get_path(&r.path).unwrap_or(missing))
+        // A known value without what the reference asks for is an error, never an empty string.
+        v.get_path(&r.path).ok_or_else(|| EvalError::NoSuchPath(r.to_string()))
     }
 
     fn secret(&self, r: &SecretRef) -> Result<Value, EvalError> {

@@ -48,6 +48,9 @@ cases!(
     unknown_depends_on,
     bad_generations,
     bad_agent_settings,
+    yaml_alias_bomb,
+    unknown_provider_setting,
+    reference_past_a_value,
 );
 
 #[test]

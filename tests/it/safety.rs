@@ -180,3 +180,20 @@ fn a_secret_file_that_is_a_symlink_out_of_the_config_is_refused() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("`secrets/db.age` resolves to") && text(&out).contains("outside the config directory"), "{}", text(&out));
 }
+
+#[test]
+fn a_yaml_alias_bomb_is_refused_within_a_time_and_memory_limit() {
+    let fixture = crate::support::repo().join("tests/fixtures/invalid/yaml_alias_bomb");
+    let started = std::time::Instant::now();
+    // 1 GiB of address space at most: the expanded document would need far more.
+    let out = std::process::Command::new("sh")
+        .args(["-c", "ulimit -v 1048576; exec \"$0\" validate -C \"$1\"", env!("CARGO_BIN_EXE_tend"), &fixture.to_string_lossy()])
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("tend runs");
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
+    let err = unwrapped(&out);
+    assert!(err.contains("YAML expands to more than") && err.contains("hosts.yaml:11:16"), "{err}");
+}

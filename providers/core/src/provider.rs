@@ -55,6 +55,11 @@ pub trait ProviderFactory: Send + Sync {
     fn name(&self) -> &'static str;
     /// The kinds this provider offers (available before configuration, for validation).
     fn kinds(&self) -> Vec<KindSchema>;
+    /// The settings `[providers.NAME]` of tend.toml may hold; any other key is a config error
+    /// (naming `file:line`, with a suggestion) before the provider is configured. Default: none.
+    fn settings(&self) -> Vec<crate::FieldSchema> {
+        Vec::new()
+    }
     /// Configure a provider instance for one run.
     fn configure(&self, config: ProviderConfig) -> Result<Box<dyn Provider>, ProviderError>;
 }

@@ -41,6 +41,15 @@ impl ProviderFactory for Ec2Factory {
         schema::schemas()
     }
 
+    fn settings(&self) -> Vec<tend_provider::FieldSchema> {
+        use tend_provider::{FieldSchema, FieldType};
+        vec![
+            FieldSchema::input("region", FieldType::String, "AWS region (else the AWS configuration)"),
+            FieldSchema::input("profile", FieldType::String, "AWS profile of ~/.aws/config"),
+            FieldSchema::input("endpoint", FieldType::String, "EC2 endpoint URL (a test server)"),
+        ]
+    }
+
     fn configure(&self, config: ProviderConfig) -> Result<Box<dyn Provider>, ProviderError> {
         let s = &config.settings;
         let get = |k: &str| s.get(k).and_then(Value::as_str).map(str::to_string);
