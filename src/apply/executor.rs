@@ -80,8 +80,14 @@ impl Ctx {
         c.target.as_ref().map(|t| Target { addr: t.clone(), attributes: known.get(t).cloned().unwrap_or_default() })
     }
 
-    fn prior(c: &Change) -> Option<PriorRecord> {
-        c.prior.as_ref().map(|a| PriorRecord { id: c.prior_id.clone(), attributes: a.clone() })
+    /// What was recorded, with fingerprints of secret fields given back as the desired value
+    /// where they match it (see [`crate::hash::reveal_prior`]).
+    fn prior(&self, c: &Change, config: Option<&Attributes>) -> Option<PriorRecord> {
+        c.prior.as_ref().map(|a| {
+            let attributes =
+                if a.values().any(|v| matches!(v, Value::Fingerprint(_))) { Arc::new(crate::hash::reveal_prior(config, a, &self.hmac_key)) } else { a.clone() };
+            PriorRecord { id: c.prior_id.clone(), attributes }
+        })
     }
 
     fn observed(c: &Change) -> Option<Observed> {
@@ -188,12 +194,13 @@ impl Ctx {
 
     async fn apply_one(&self, c: &Change, action: Action, config: Option<Attributes>, observed: Option<Observed>) -> Result<Option<Observed>, StepError> {
         let provider = &self.providers[&*c.addr.provider];
-        let req = ApplyRequest { addr: c.addr.clone(), action, config, observed, prior: Self::prior(c), target: self.target(c) };
+        let prior = self.prior(c, config.as_ref());
+        let req = ApplyRequest { addr: c.addr.clone(), action, config: config.clone(), observed, prior, target: self.target(c) };
         match provider.apply(req).await {
             Ok(o) => Ok(o),
             Err(e) => {
                 if let Some(partial) = &e.partial {
-                    let rec = Self::record(c, partial, "", RecordStatus::Tainted);
+                    let rec = self.record(c, partial, "", RecordStatus::Tainted, config.as_ref());
                     if let Err(se) = self.store.put(&rec).await {
                         return Err(StepError(format!("{}\n  and recording it as tainted failed: {se}", provider_err(&e).0)));
                     }
@@ -203,13 +210,17 @@ impl Ctx {
         }
     }
 
-    fn record(c: &Change, o: &Observed, hash: &str, status: RecordStatus) -> Record {
+    /// The record of an applied change: fields that derive from a secret are kept as
+    /// fingerprints, never as what the provider reported.
+    fn record(&self, c: &Change, o: &Observed, hash: &str, status: RecordStatus, config: Option<&Attributes>) -> Record {
+        let mut attributes = o.attributes.clone();
+        crate::hash::protect_record(config.unwrap_or(&Attributes::new()), &mut attributes, &self.hmac_key);
         Record {
             addr: c.addr.clone(),
             remote_id: o.id.clone(),
             status,
             inputs_hash: hash.to_string(),
-            attributes: Arc::new(o.attributes.clone()),
+            attributes: Arc::new(attributes),
             target: c.target.clone(),
             dependencies: c.depends_on.clone(),
             prevent_destroy: c.lifecycle.prevent_destroy,
@@ -241,7 +252,7 @@ impl Ctx {
         let Some(obs) = result else {
             return Err(StepError(format!("provider `{}` returned nothing after {:?}; this is a provider bug", c.addr.provider, c.action)));
         };
-        let rec = Self::record(c, &obs, &inputs_hash(&config, &self.hmac_key), RecordStatus::Ready);
+        let rec = self.record(c, &obs, &inputs_hash(&config, &self.hmac_key), RecordStatus::Ready, Some(&config));
         self.store.put(&rec).await.map_err(|e| state_err(&e))?;
         let mut values = config;
         values.extend(obs.attributes.clone());
@@ -272,7 +283,7 @@ impl Ctx {
                 inputs_changed: matches!(c.reason, crate::plan::ChangeReason::ConfigChanged | crate::plan::ChangeReason::New),
                 config: Some(config.clone()),
                 observed: Self::observed(c),
-                prior: Self::prior(c),
+                prior: self.prior(c, Some(config)),
                 target: self.target(c),
                 upstream_changes: upstream,
             })

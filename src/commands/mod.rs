@@ -96,13 +96,20 @@ impl From<WorkspaceError> for Failure {
     }
 }
 
-/// Set up tracing on stderr: `-v` debug, `-vv` trace, `RUST_LOG` overrides.
+/// Wire-level logs of the SDKs and transports under tend: at debug and trace they print
+/// request and response bodies and channel data, which carry provider fields (EC2 `user_data` and
+/// tags, file contents). Kept at info unless `RUST_LOG` names them explicitly.
+const WIRE_QUIET: &str = "aws_smithy_runtime=info,aws_smithy_runtime_api=info,aws_smithy_http_client=info,aws_smithy_types=info,aws_sigv4=info,aws_config=info,aws_sdk_ec2=info,hyper=info,hyper_util=info,h2=info,rustls=info,reqwest=info,russh=info";
+
+/// Set up tracing on stderr: `-v` debug, `-vv` trace (tend's own crates; SDK wire logs stay
+/// quiet), `RUST_LOG` overrides.
 pub fn init_logging(verbose: u8, format: LogFormat, daemon: bool) {
+    let trace = format!("trace,{WIRE_QUIET}");
     let default = match verbose {
         0 => "warn",
         1 if daemon => "tend=info,tend_host=info,tend_source=info,warn",
         1 => "tend=debug,tend_host=debug,tend_state=debug,tend_source=debug,info",
-        _ => "trace",
+        _ => trace.as_str(),
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);

@@ -107,7 +107,7 @@ impl Resolver<'_> {
                     };
                     match v {
                         Value::Unknown => return Ok(Value::Unknown),
-                        Value::Redacted => return Ok(Value::Redacted),
+                        Value::Redacted | Value::Fingerprint(_) => return Ok(Value::Redacted),
                         v => {
                             sensitive |= v.is_sensitive();
                             s.push_str(&v.reveal().to_template_string());

@@ -127,8 +127,17 @@ fn has_dependents(graph: &ResourceGraph, n: NodeIndex) -> bool {
     graph.graph.neighbors_directed(n, Direction::Outgoing).next().is_some()
 }
 
-fn prior_of(record: Option<&Record>) -> Option<PriorRecord> {
-    record.map(|r| PriorRecord { id: r.remote_id.clone(), attributes: r.attributes.clone() })
+/// The record as a provider sees it: fingerprints of secret fields that match the desired value
+/// are that value, others are redacted (see [`crate::hash::reveal_prior`]).
+fn prior_of(record: Option<&Record>, config: Option<&Attributes>, key: &str) -> Option<PriorRecord> {
+    record.map(|r| {
+        let attributes = if r.attributes.values().any(|v| matches!(v, Value::Fingerprint(_))) {
+            std::sync::Arc::new(crate::hash::reveal_prior(config, &r.attributes, key))
+        } else {
+            r.attributes.clone()
+        };
+        PriorRecord { id: r.remote_id.clone(), attributes }
+    })
 }
 
 /// Observe every instance, one batched `read` per provider, providers in parallel.
@@ -160,7 +169,12 @@ async fn refresh(input: &PlanInput<'_>, order: &[NodeIndex], errors: &mut Vec<Pl
             prior_known.insert(node.addr.clone(), values);
         }
         let target = node.target.as_ref().map(|t| Target { addr: t.clone(), attributes: prior_known.get(t).cloned().unwrap_or_default() });
-        batches.entry(node.addr.provider.to_string()).or_default().items.push(ReadItem { addr: node.addr.clone(), config, prior: prior_of(record), target });
+        batches.entry(node.addr.provider.to_string()).or_default().items.push(ReadItem {
+            addr: node.addr.clone(),
+            prior: prior_of(record, config.as_ref(), &input.state.hmac_key),
+            config,
+            target,
+        });
     }
     let mut tasks = tokio::task::JoinSet::new();
     for (name, req) in batches {
@@ -229,13 +243,20 @@ async fn plan_desired(
             inputs_changed,
             config: Some(config.clone()),
             observed: observed.clone(),
-            prior: prior_of(record),
+            prior: prior_of(record, Some(&config), &input.state.hmac_key),
             target,
             upstream_changes,
         })
         .await
         .map_err(|e| err(e.to_string(), e.hint.clone()))?;
     let mut decided = decide(planned, inputs_changed, record, observed.as_ref(), &res.lifecycle, res.drift);
+    // What a provider observed of a secret field (an EC2 tag read back) is as secret as the config.
+    crate::hash::mark_secret_fields(&config, &mut decided.before);
+    crate::hash::mark_secret_fields(&config, &mut decided.after);
+    let observed = observed.map(|mut o| {
+        crate::hash::mark_secret_fields(&config, &mut o.attributes);
+        o
+    });
     // `suspend = true`: observed and planned, but nothing changes until it is lifted.
     let held_back = (res.suspend && decided.action != Action::NoOp).then_some(decided.action);
     if held_back.is_some() {
@@ -360,7 +381,7 @@ async fn plan_orphan(
             inputs_changed: true,
             config: None,
             observed: observed.clone(),
-            prior: prior_of(Some(record)),
+            prior: prior_of(Some(record), None, &input.state.hmac_key),
             target: None,
             upstream_changes: BTreeSet::new(),
         })

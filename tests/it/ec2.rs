@@ -409,3 +409,66 @@ fn prevent_destroy_and_termination_protection_keep_an_instance() {
     ok(&run.tend(&moto, &["apply", "--auto-approve", "--allow-destroy-all"]));
     assert!(moto.instances().is_empty());
 }
+
+#[test]
+fn a_secret_in_user_data_and_tags_is_never_stored_and_three_applies_replace_nothing() {
+    use std::io::Write;
+    let moto = Moto::start();
+    let run = Run::new();
+    let canary = "canary-ec2-5b1d-do-not-store";
+    // An age identity and a secret file, made with the age library.
+    let id = age::x25519::Identity::generate();
+    let key = run.dir.path().join("tend.key");
+    fs_err::write(&key, format!("{}\n", age::secrecy::ExposeSecret::expose_secret(&id.to_string()))).expect("key");
+    let recipient = id.to_public();
+    let encryptor = age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient)).expect("recipient");
+    let mut sealed = Vec::new();
+    let mut w = encryptor.wrap_output(&mut sealed).expect("encrypt");
+    w.write_all(format!("token: {canary}\n").as_bytes()).expect("write");
+    w.finish().expect("finish");
+    fs_err::create_dir_all(run.cfg().join("secrets")).expect("mkdir");
+    fs_err::write(run.cfg().join("secrets/app.yaml.age"), sealed).expect("secret");
+    let body = format!(
+        "[secret.app]\nfile = \"secrets/app.yaml.age\"\n\n[ec2.instance.web]\nami = \"{AMI}\"\ninstance_type = \"t2.micro\"\nuser_data = \"#!/bin/sh\\nexport TOKEN=${{secret.app.token}}\\n\"\ntags = {{ Name = \"web\", Token = \"${{secret.app.token}}\" }}\n"
+    );
+    run.write(&body);
+    let env = [("TEND_AGE_KEY_FILE", key.to_str().expect("utf-8"))];
+    let first = run.tend_env(&moto, &["apply", "--auto-approve"], &env);
+    assert!(first.status.success(), "{}", text(&first));
+    let id0 = moto.instances()[0]["id"].as_str().expect("id").to_string();
+    for round in 0..3 {
+        let plan = run.tend_env(&moto, &["plan", "--detailed-exitcode"], &env);
+        assert_eq!(plan.status.code(), Some(0), "round {round}: an unchanged secret plans as no change\n{}", text(&plan));
+        let again = run.tend_env(&moto, &["apply", "--auto-approve"], &env);
+        assert!(again.status.success(), "{}", text(&again));
+        assert!(!text(&plan).contains(canary) && !text(&again).contains(canary), "round {round}: the secret was printed");
+    }
+    let live = moto.instances();
+    assert_eq!(live.len(), 1, "{live:?}");
+    assert_eq!(live[0]["id"], id0.as_str(), "never replaced");
+    assert_eq!(live[0]["tags"]["Token"], canary, "the tag itself carries the secret to EC2");
+    // Nothing tend keeps holds it: state (every table), saved plans, JSON plans.
+    for entry in fs_err::read_dir(run.dir.path()).expect("dir").flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("state.db") {
+            let bytes = fs_err::read(entry.path()).expect("state");
+            assert!(!String::from_utf8_lossy(&bytes).contains(canary), "the secret is in {name}");
+        }
+    }
+    let json = run.tend_env(&moto, &["plan", "--json"], &env);
+    assert!(!String::from_utf8_lossy(&json.stdout).contains(canary));
+    let shown = run.tend_env(&moto, &["state", "show", "ec2.instance.web"], &env);
+    assert!(shown.status.success() && !text(&shown).contains(canary), "{}", text(&shown));
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("(sensitive)"), "{}", text(&shown));
+    // A changed secret is a change (user_data forces a replacement), shown without its value.
+    let encryptor = age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient)).expect("recipient");
+    let mut sealed = Vec::new();
+    let mut w = encryptor.wrap_output(&mut sealed).expect("encrypt");
+    w.write_all(b"token: rotated-value\n").expect("write");
+    w.finish().expect("finish");
+    fs_err::write(run.cfg().join("secrets/app.yaml.age"), sealed).expect("secret");
+    let plan = run.tend_env(&moto, &["plan", "--detailed-exitcode"], &env);
+    assert_eq!(plan.status.code(), Some(2), "{}", text(&plan));
+    let out = String::from_utf8_lossy(&plan.stdout);
+    assert!(out.contains("user_data") && !out.contains("rotated-value") && !out.contains(canary), "{out}");
+}

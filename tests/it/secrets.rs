@@ -278,3 +278,48 @@ fn a_secret_file_in_a_host_generation_is_carried_into_the_next_one_without_its_p
         assert_clean(&f.display().to_string(), &fs_err::read(&f).expect("read"));
     }
 }
+
+/// Every process's command line on this machine, as anyone can read it from /proc.
+fn all_command_lines() -> String {
+    let mut all = String::new();
+    for entry in fs_err::read_dir("/proc").into_iter().flatten().flatten() {
+        if let Ok(bytes) = std::fs::read(entry.path().join("cmdline")) {
+            all.push_str(&String::from_utf8_lossy(&bytes).replace('\0', " "));
+            all.push('\n');
+        }
+    }
+    all
+}
+
+#[test]
+fn a_secret_in_a_command_never_appears_on_a_command_line() {
+    let s = Setup::new();
+    write_tree(
+        &s.cfg(),
+        &[(
+            "app.toml",
+            "[secret.token]\nfile = \"secrets/token.age\"\n\n[host.command.slow]\nrun = \"sleep 2; test -n '${secret.token}' && touch ${path.root}/out-ran\"\n",
+        )],
+    );
+    let key = s.key.clone();
+    let cfg = s.cfg();
+    let watcher = std::thread::spawn(move || {
+        let until = std::time::Instant::now() + std::time::Duration::from_millis(1800);
+        let mut seen_sleep = false;
+        while std::time::Instant::now() < until {
+            let lines = all_command_lines();
+            assert!(
+                !lines.contains(CANARY),
+                "the secret is on a command line:\n{}",
+                lines.lines().filter(|l| l.contains(CANARY)).collect::<Vec<_>>().join("\n")
+            );
+            seen_sleep |= lines.lines().any(|l| l.starts_with("sleep 2"));
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        seen_sleep
+    });
+    let out = s.tend(&["apply", "--auto-approve"], Some(&key));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(watcher.join().expect("watcher"), "the command ran while we looked");
+    assert!(cfg.join("out-ran").exists(), "the command saw the secret");
+}

@@ -39,6 +39,10 @@ pub enum Value {
     Sensitive(Sensitive),
     /// A sensitive value read back from a plan file or state: the content is not available.
     Redacted,
+    /// What state keeps of a sensitive value: a keyed HMAC of its plaintext
+    /// (`hmac-sha256:<hex>`, keyed with the state's own key), never the plaintext. Equal only to
+    /// the same fingerprint; shown as `(sensitive)`. The engine makes and checks them.
+    Fingerprint(String),
 }
 
 /// The plaintext of a [`Value::Sensitive`]: redacted in `Debug`, zeroized on drop.
@@ -88,7 +92,7 @@ impl PartialEq for Value {
             (Self::Bool(a), Self::Bool(b)) => a == b,
             (Self::Int(a), Self::Int(b)) => a == b,
             (Self::Float(a), Self::Float(b)) => a == b,
-            (Self::String(a), Self::String(b)) => a == b,
+            (Self::String(a), Self::String(b)) | (Self::Fingerprint(a), Self::Fingerprint(b)) => a == b,
             (Self::List(a), Self::List(b)) => a == b,
             (Self::Map(a), Self::Map(b)) => a == b,
             _ => false,
@@ -101,7 +105,7 @@ impl Value {
     #[must_use]
     pub fn sensitive(self) -> Self {
         match self {
-            Self::Sensitive(_) | Self::Redacted | Self::Unknown => self,
+            Self::Sensitive(_) | Self::Redacted | Self::Unknown | Self::Fingerprint(_) => self,
             other => Self::Sensitive(Sensitive(Box::new(other))),
         }
     }
@@ -117,7 +121,7 @@ impl Value {
     /// Whether this value or anything inside it is sensitive or redacted.
     pub fn is_sensitive(&self) -> bool {
         match self {
-            Self::Sensitive(_) | Self::Redacted => true,
+            Self::Sensitive(_) | Self::Redacted | Self::Fingerprint(_) => true,
             Self::List(l) => l.iter().any(Value::is_sensitive),
             Self::Map(m) => m.values().any(Value::is_sensitive),
             _ => false,
@@ -213,7 +217,7 @@ impl Value {
             Self::Map(_) => "table",
             Self::Unknown => "unknown",
             Self::Sensitive(s) => s.reveal().type_name(),
-            Self::Redacted => "sensitive value",
+            Self::Redacted | Self::Fingerprint(_) => "sensitive value",
         }
     }
 
@@ -226,13 +230,14 @@ impl Value {
             Self::Int(i) => i.to_string(),
             Self::Float(f) => f.to_string(),
             Self::Unknown => "(known after apply)".into(),
-            Self::Sensitive(_) | Self::Redacted => "(sensitive)".into(),
+            Self::Sensitive(_) | Self::Redacted | Self::Fingerprint(_) => "(sensitive)".into(),
             other => other.to_json().to_string(),
         }
     }
 
     /// Convert to JSON; unknown becomes `{"$unknown": true}` (only in saved plans), sensitive and
-    /// redacted values `{"$sensitive": true}` — never their content.
+    /// redacted values `{"$sensitive": true}` — never their content; a fingerprint
+    /// `{"$sensitive": "hmac-sha256:<hex>"}`.
     pub fn to_json(&self) -> serde_json::Value {
         use serde_json::Value as J;
         match self {
@@ -245,6 +250,7 @@ impl Value {
             Self::Map(m) => J::Object(m.iter().map(|(k, v)| (k.clone(), v.to_json())).collect()),
             Self::Unknown => serde_json::json!({ "$unknown": true }),
             Self::Sensitive(_) | Self::Redacted => serde_json::json!({ "$sensitive": true }),
+            Self::Fingerprint(f) => serde_json::json!({ "$sensitive": f }),
         }
     }
 
@@ -259,6 +265,9 @@ impl Value {
             J::Array(a) => Self::List(a.iter().map(Value::from_json).collect()),
             J::Object(o) if o.len() == 1 && o.get("$unknown") == Some(&J::Bool(true)) => Self::Unknown,
             J::Object(o) if o.len() == 1 && o.get("$sensitive") == Some(&J::Bool(true)) => Self::Redacted,
+            J::Object(o) if o.len() == 1 && o.get("$sensitive").and_then(J::as_str).is_some_and(|f| f.starts_with("hmac-sha256:")) => {
+                Self::Fingerprint(o["$sensitive"].as_str().unwrap_or_default().to_string())
+            }
             J::Object(o) => Self::Map(o.iter().map(|(k, v)| (k.clone(), Value::from_json(v))).collect()),
         }
     }
@@ -292,7 +301,7 @@ impl fmt::Display for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Unknown => f.write_str("(known after apply)"),
-            Self::Sensitive(_) | Self::Redacted => f.write_str("(sensitive)"),
+            Self::Sensitive(_) | Self::Redacted | Self::Fingerprint(_) => f.write_str("(sensitive)"),
             other => write!(f, "{}", other.to_json()),
         }
     }

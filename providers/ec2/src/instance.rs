@@ -73,16 +73,17 @@ pub async fn describe(c: &Client, project: &str, ids: &[String]) -> Result<Vec<F
     Ok(out)
 }
 
-/// `user_data` is compared and recorded as a digest: the API does not return it cheaply, and
-/// it may hold secrets.
+/// `user_data` is compared and recorded as a digest: the API does not return it cheaply. One
+/// that holds a secret is left as it is: the engine records it as a keyed fingerprint and gives
+/// it back for comparison only when it matches (a plain digest of a secret could be tested
+/// against guesses).
 pub fn digest_user_data(config: &mut Attributes) {
     if let Some(v) = config.get("user_data").cloned()
         && v.is_known()
+        && !v.is_sensitive()
     {
-        let sensitive = v.is_sensitive();
-        let text = v.reveal().as_str().unwrap_or_default().to_string();
-        let d = Value::String(format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes()))));
-        config.insert("user_data".into(), if sensitive { d.sensitive() } else { d });
+        let text = v.as_str().unwrap_or_default().to_string();
+        config.insert("user_data".into(), Value::String(format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes())))));
     }
 }
 

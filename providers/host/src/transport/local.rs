@@ -199,14 +199,25 @@ impl Transport for LocalTransport {
     }
 
     async fn exec(&self, command: &str, cwd: Option<&str>) -> Result<ExecOutput, TransportError> {
+        use tokio::io::AsyncWriteExt;
         let mut cmd = tokio::process::Command::new("sh");
-        // Its own process group: Ctrl-C at the terminal stops tend scheduling, not the command
-        // already running, which finishes as the interrupt message promises.
-        cmd.arg("-c").arg(command).stdin(std::process::Stdio::null()).kill_on_drop(true).process_group(0);
+        // The script on stdin, not in argv (visible to every user in /proc). Its own process
+        // group: Ctrl-C at the terminal stops tend scheduling, not the command already running,
+        // which finishes as the interrupt message promises.
+        cmd.args(["-c", "eval \"$(cat)\""])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .process_group(0);
         if let Some(dir) = cwd {
             cmd.current_dir(dir);
         }
-        let out = cmd.output().await.map_err(self.err("run", command))?;
+        let mut child = cmd.spawn().map_err(self.err("run", command))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(command.as_bytes()).await.map_err(self.err("run", command))?;
+        }
+        let out = child.wait_with_output().await.map_err(self.err("run", command))?;
         Ok(ExecOutput {
             status: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

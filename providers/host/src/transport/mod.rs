@@ -132,7 +132,9 @@ pub trait Transport: Send + Sync {
     async fn remove_file(&self, path: &str) -> Result<(), TransportError>;
     /// Remove an empty directory.
     async fn remove_dir(&self, path: &str) -> Result<(), TransportError>;
-    /// Run `sh -c command` in `cwd`.
+    /// Run `command` with `sh` in `cwd`. The command travels on the shell's stdin (read whole,
+    /// then evaluated), never on a command line, so what it holds (a secret) is not visible in
+    /// the host's process list; the command itself gets an empty stdin.
     async fn exec(&self, command: &str, cwd: Option<&str>) -> Result<ExecOutput, TransportError>;
     /// The host key accepted when connecting (`ssh-ed25519 AAAA…`), for transports that have one.
     fn host_key(&self) -> Option<String> {

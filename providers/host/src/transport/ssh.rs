@@ -510,12 +510,15 @@ impl Transport for SshTransport {
 
     async fn exec(&self, command: &str, cwd: Option<&str>) -> Result<ExecOutput, TransportError> {
         let cmd = match cwd {
-            Some(d) => format!("cd {} && sh -c {}", quote(d), quote(command)),
-            None => format!("sh -c {}", quote(command)),
+            Some(d) => format!("cd {} && {EVAL_STDIN}", quote(d)),
+            None => EVAL_STDIN.to_string(),
         };
-        self.run(&cmd, b"").await.map_err(|source| self.err("run", command, source))
+        self.run(&cmd, command.as_bytes()).await.map_err(|source| self.err("run", command, source))
     }
 }
+
+/// A shell that reads its script from stdin, then runs it with stdin at end of file.
+pub(crate) const EVAL_STDIN: &str = "sh -c 'eval \"$(cat)\"'";
 
 #[cfg(test)]
 mod tests {
