@@ -49,6 +49,10 @@ pub struct Cli {
     /// true` in tend.toml); refused otherwise, because that is what a wrong directory looks like.
     #[arg(long, global = true)]
     pub allow_destroy_all: bool,
+    /// Take over state that records another config as its owner (another directory or
+    /// repository, e.g. after moving the checkout); refused otherwise, unless --state is given.
+    #[arg(long, global = true)]
+    pub reassign_state: bool,
     /// More log output on stderr (-v debug, -vv trace); `RUST_LOG` overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,

@@ -42,6 +42,12 @@ pub struct Workspace {
     pub providers: Providers,
     /// The state file.
     pub state_path: PathBuf,
+    /// Whether the state file was chosen (`--state`, `[project] state`) rather than defaulted.
+    pub state_explicit: bool,
+    /// What this run is, as state records its owner: `project=… environment=… source=…`.
+    pub owner: String,
+    /// `--reassign-state`: take over state recorded for another config.
+    pub reassign_state: bool,
     /// Declared secrets, decrypted on first use.
     pub secrets: std::sync::Arc<Secrets>,
 }
@@ -53,14 +59,19 @@ impl std::fmt::Debug for Workspace {
 }
 
 /// The default state file of a project: `$XDG_STATE_HOME/tend/NAME/state.db`, else
-/// `~/.local/state/tend/NAME/state.db` — outside the config checkout.
-pub fn default_state_path(project: &str) -> PathBuf {
+/// `~/.local/state/tend/NAME/state.db` — outside the config checkout. An environment has its
+/// own: `…/tend/NAME/env/ENV/state.db`.
+pub fn default_state_path(project: &str, environment: Option<&str>) -> PathBuf {
     let base = std::env::var_os("XDG_STATE_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/state")))
         .unwrap_or_else(|| PathBuf::from("/var/lib"));
-    base.join("tend").join(project).join("state.db")
+    let project = base.join("tend").join(project);
+    match environment {
+        Some(env) => project.join("env").join(env).join("state.db"),
+        None => project.join("state.db"),
+    }
 }
 
 impl Workspace {
@@ -68,9 +79,13 @@ impl Workspace {
     pub fn load(registry: Registry, opts: &LoadOptions, state: Option<PathBuf>) -> Result<Self, WorkspaceError> {
         let config = config::load(opts, &registry).map_err(WorkspaceError::Config)?;
         let providers = registry.configure(&config).map_err(|(name, source)| WorkspaceError::Provider { name, source })?;
-        let state_path = state.or_else(|| config.project.state.clone()).unwrap_or_else(|| default_state_path(&config.project.name));
+        let state_explicit = state.is_some() || config.project.state.is_some();
+        let state_path =
+            state.or_else(|| config.project.state.clone()).unwrap_or_else(|| default_state_path(&config.project.name, config.environment.as_deref()));
+        let source = opts.origin.clone().unwrap_or_else(|| format!("dir:{}", config.root.display()));
+        let owner = format!("project={} environment={} source={source}", config.project.name, config.environment.as_deref().unwrap_or("-"));
         let secrets = std::sync::Arc::new(Secrets::new(config.root.clone(), config.secrets.clone(), opts.identities.clone()));
-        Ok(Self { registry, config, providers, state_path, secrets })
+        Ok(Self { registry, config, providers, state_path, state_explicit, owner, reassign_state: opts.reassign_state, secrets })
     }
 
     /// Configure every registered provider (for deleting resources of providers the config no
@@ -81,16 +96,62 @@ impl Workspace {
     }
 
     /// Read state without locking or creating anything; empty when there is no state file yet.
+    /// State recorded as another config's is refused (see [`Workspace::open_state`]).
     pub async fn read_state(&self) -> Result<Snapshot, StateError> {
-        match SqliteStore::open_read_only(&self.state_path)? {
-            Some(store) => store.load().await,
-            None => Ok(Snapshot::default()),
+        self.check_environment_moved().await?;
+        let snapshot = match SqliteStore::open_read_only(&self.state_path)? {
+            Some(store) => store.load().await?,
+            None => return Ok(Snapshot::default()),
+        };
+        if let Some(recorded) = &snapshot.owner
+            && *recorded != self.owner
+            && !self.may_take_over()
+        {
+            return Err(StateError::Foreign { path: self.state_path.clone(), recorded: recorded.clone(), current: self.owner.clone() });
         }
+        Ok(snapshot)
     }
 
-    /// Open state for writing (created on first use).
-    pub fn open_state(&self) -> Result<SqliteStore, StateError> {
-        SqliteStore::open(&self.state_path)
+    /// Open state for writing (created on first use), recording this config as its owner. State
+    /// recorded for another config (another directory or repository, another environment) is
+    /// refused unless the state file was chosen explicitly (`--state`, `[project] state`) or
+    /// `--reassign-state` is given; then it is taken over, with a warning.
+    pub async fn open_state(&self) -> Result<SqliteStore, StateError> {
+        self.check_environment_moved().await?;
+        let store = SqliteStore::open(&self.state_path)?;
+        match store.owner().await? {
+            Some(recorded) if recorded == self.owner => {}
+            Some(recorded) if !self.may_take_over() => {
+                return Err(StateError::Foreign { path: self.state_path.clone(), recorded, current: self.owner.clone() });
+            }
+            Some(recorded) => {
+                tracing::warn!(path = %self.state_path.display(), %recorded, owner = %self.owner, "state recorded for another config is taken over");
+                store.set_owner(&self.owner).await?;
+            }
+            None => store.set_owner(&self.owner).await?,
+        }
+        Ok(store)
+    }
+
+    fn may_take_over(&self) -> bool {
+        self.state_explicit || self.reassign_state
+    }
+
+    /// With `--env` and the default state path: refuse while the environment's state still lives
+    /// in the project's shared file (written before environments were kept apart).
+    async fn check_environment_moved(&self) -> Result<(), StateError> {
+        let Some(env) = self.config.environment.as_deref() else { return Ok(()) };
+        if self.state_explicit || self.state_path.exists() {
+            return Ok(());
+        }
+        let legacy = default_state_path(&self.config.project.name, None);
+        let Some(store) = SqliteStore::open_read_only(&legacy)? else { return Ok(()) };
+        // State that records its owner says whose it is; older state may be this environment's.
+        let unowned = store.owner().await?.is_none() && !store.load().await?.records.is_empty();
+        if unowned {
+            return Err(StateError::EnvironmentMoved { environment: env.to_string(), path: self.state_path.clone(), legacy });
+        }
+        Ok(())
     }
 
     /// Build the graph against a state snapshot.

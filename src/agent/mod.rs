@@ -384,7 +384,7 @@ async fn reconcile_inner(opts: &AgentOptions, shared: &Arc<Shared>, fetch: bool)
         }
         return Ok(());
     }
-    let store = ws.open_state().map_err(|e| ("failed", e.to_string()))?;
+    let store = ws.open_state().await.map_err(|e| ("failed", e.to_string()))?;
     store.lock("agent").await.map_err(|e| ("failed", format!("{e}{}", e.hint().map(|h| format!(" ({h})")).unwrap_or_default())))?;
     // State must not have moved since the plan was made (someone ran `tend apply` meanwhile).
     let moved = store.load().await.map(|s| s.serial != snapshot.serial);

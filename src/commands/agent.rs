@@ -26,14 +26,24 @@ pub async fn run(cli: &Cli, args: &AgentArgs) -> Result<ExitCode, Failure> {
         Some(f) => Some(fs_err::read_to_string(f).map_err(|e| Failure::from_error(1, &e, None))?.trim().to_string()),
         None => args.webhook_secret.clone().filter(|s| !s.is_empty()),
     };
+    let origin = origin(cli)?;
+    #[cfg(feature = "git")]
+    let source = match &origin {
+        tend::agent::Origin::Git { source, subdir } => Some(super::git_origin(source, subdir)),
+        tend::agent::Origin::Directory(_) => None,
+    };
+    #[cfg(not(feature = "git"))]
+    let source = None;
     let opts = AgentOptions {
-        origin: origin(cli)?,
+        origin,
         load: LoadOptions {
             root: cli.config.clone(),
             environment: cli.environment.clone(),
             vars: cli.vars.clone(),
             identities: tend::secrets::IdentitySources::from_env(&cli.identities),
             allow_destroy_all: cli.allow_destroy_all,
+            origin: source,
+            reassign_state: cli.reassign_state,
         },
         state: cli.state.clone(),
         interval: args.interval,

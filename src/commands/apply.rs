@@ -21,7 +21,7 @@ pub async fn run(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode, Failure> {
     let (plan, store) = if let Some(file) = &args.plan_file {
         let plan = read_plan(file)?;
         ws.configure_all()?;
-        let store = ws.open_state()?;
+        let store = ws.open_state().await?;
         store.lock("apply").await?;
         if let Err(f) = check_fresh(&store, &plan, file).await {
             let _ = store.unlock().await;
@@ -40,7 +40,7 @@ pub async fn run(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode, Failure> {
             };
         }
         confirm(args.auto_approve)?;
-        let store = ws.open_state()?;
+        let store = ws.open_state().await?;
         store.lock("apply").await?;
         let now = store.load().await;
         let moved = now.as_ref().map(|s| s.serial != state.serial || (!state.lineage.is_empty() && s.lineage != state.lineage));

@@ -42,7 +42,7 @@ pub async fn run(cli: &Cli, address: &str, id: &str) -> Result<ExitCode, Failure
             Some("check the id and the provider's settings (region, account)".into()),
         ));
     };
-    let store = ws.open_state()?;
+    let store = ws.open_state().await?;
     store.lock("import").await?;
     let rec = Record {
         addr: addr.clone(),

@@ -120,13 +120,15 @@ pub fn init_logging(verbose: u8, format: LogFormat, daemon: bool) {
 }
 
 pub(crate) fn load_workspace(cli: &Cli) -> Result<Workspace, Failure> {
-    let (root, revision) = config_root(cli)?;
+    let (root, revision, origin) = config_root(cli)?;
     let opts = LoadOptions {
         root,
         environment: cli.environment.clone(),
         vars: cli.vars.clone(),
         identities: tend::secrets::IdentitySources::from_env(&cli.identities),
         allow_destroy_all: cli.allow_destroy_all,
+        origin,
+        reassign_state: cli.reassign_state,
     };
     let mut ws = Workspace::load(Registry::builtin(), &opts, cli.state.clone())?;
     if let Some(r) = revision {
@@ -157,8 +159,8 @@ pub(crate) fn open_source(cli: &Cli, url: &str) -> Result<(tend::source::GitSour
 /// The config directory: `-C`, or with `--source` the directory `-C` names inside a fresh
 /// read-only checkout of the resolved commit (and that commit as the revision).
 #[cfg(feature = "git")]
-fn config_root(cli: &Cli) -> Result<(std::path::PathBuf, Option<String>), Failure> {
-    let Some(url) = &cli.source else { return Ok((cli.config.clone(), None)) };
+fn config_root(cli: &Cli) -> Result<(std::path::PathBuf, Option<String>, Option<String>), Failure> {
+    let Some(url) = &cli.source else { return Ok((cli.config.clone(), None, None)) };
     let (source, subdir) = open_source(cli, url)?;
     let signers = tend::source::signers(cli.allowed_signers.as_deref()).map_err(|e| Failure::user(e, None))?;
     let never = std::sync::atomic::AtomicBool::new(false);
@@ -170,15 +172,22 @@ fn config_root(cli: &Cli) -> Result<(std::path::PathBuf, Option<String>), Failur
         ),
     })?;
     eprintln!("Source: {} {} at {}", source.display_url(), resolved.reference, resolved.commit);
-    Ok((dir.join(subdir), Some(tend::source::revision(&resolved))))
+    let origin = git_origin(&source, &subdir);
+    Ok((dir.join(subdir), Some(tend::source::revision(&resolved)), Some(origin)))
+}
+
+/// What state records as the source of a Git config: `git:URL#DIR`, the URL without credentials.
+#[cfg(feature = "git")]
+pub(crate) fn git_origin(source: &tend::source::GitSource, subdir: &std::path::Path) -> String {
+    format!("git:{}#{}", source.display_url(), subdir.display())
 }
 
 #[cfg(not(feature = "git"))]
-fn config_root(cli: &Cli) -> Result<(std::path::PathBuf, Option<String>), Failure> {
+fn config_root(cli: &Cli) -> Result<(std::path::PathBuf, Option<String>, Option<String>), Failure> {
     if cli.source.is_some() {
         return Err(Failure::user("this build of tend has no Git support", Some("build with the `git` feature".into())));
     }
-    Ok((cli.config.clone(), None))
+    Ok((cli.config.clone(), None, None))
 }
 
 #[cfg(feature = "git")]

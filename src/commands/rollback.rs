@@ -10,7 +10,7 @@ use crate::cli::Cli;
 
 pub async fn run(cli: &Cli, host: &str, to: Option<&str>) -> Result<ExitCode, Failure> {
     let ws = load_workspace(cli)?;
-    let store = ws.open_state()?;
+    let store = ws.open_state().await?;
     store.lock("rollback").await?;
     let result = rollback(&ws, &store, host, to).await;
     store.unlock().await?;

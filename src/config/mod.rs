@@ -38,6 +38,11 @@ pub struct LoadOptions {
     pub identities: crate::secrets::IdentitySources,
     /// `--allow-destroy-all`: a plan may delete every resource in state (as `allow_empty`).
     pub allow_destroy_all: bool,
+    /// Where the config comes from when it is not the directory itself: `git:URL#DIR` (URL
+    /// without credentials). Recorded in state as part of its owner.
+    pub origin: Option<String>,
+    /// `--reassign-state`: take over state recorded for another config.
+    pub reassign_state: bool,
 }
 
 /// Load, parse and validate a config directory.

@@ -15,6 +15,26 @@ pub enum StateError {
         /// The state file.
         path: PathBuf,
     },
+    /// The state belongs to another config (another directory, repository or environment).
+    #[error("state at {} belongs to {recorded}, not to {current}", path.display())]
+    Foreign {
+        /// The state file.
+        path: PathBuf,
+        /// What it records it belongs to.
+        recorded: String,
+        /// What this run is.
+        current: String,
+    },
+    /// An environment's state still lives in the project's shared state file.
+    #[error("state for environment `{environment}` is now kept at {}, apart from the project's {}", path.display(), legacy.display())]
+    EnvironmentMoved {
+        /// The environment.
+        environment: String,
+        /// Where it is kept now.
+        path: PathBuf,
+        /// The project's state file, written before environments were kept apart.
+        legacy: PathBuf,
+    },
     /// The file exists but is not a readable tend state database.
     #[error("state file {} is corrupt or not a tend state file", path.display())]
     Corrupt {
@@ -63,6 +83,18 @@ impl StateError {
             Self::Locked { holder, .. } => Some(format!(
                 "wait for that run to finish; a lock left by a dead run on this host is taken over by the next run, but one held on another host ({}) cannot be checked from here: if you are sure that run is gone, run `tend state unlock --force` (`tend history` shows the run as interrupted afterwards)",
                 holder.host
+            )),
+            Self::Foreign { .. } => Some(
+                "nothing was planned against it: planning this config against another one's state would propose to destroy what that one manages. Use -C for the config this state belongs to, or --state FILE for a state of this config's own; if this config really takes it over (its directory moved, its repository changed), pass --reassign-state"
+                    .into(),
+            ),
+            Self::EnvironmentMoved { path, legacy, .. } => Some(format!(
+                "each environment has its own state now, so that --env prod never plans against dev's. If {} holds this environment's resources, move it: mkdir -p {} && mv {} {}; or pass --state {} to keep using it",
+                legacy.display(),
+                path.parent().map(|p| p.display().to_string()).unwrap_or_default(),
+                legacy.display(),
+                path.display(),
+                legacy.display()
             )),
             Self::Corrupt { path, .. } => {
                 Some(format!("tend will not overwrite it; restore {} from a backup, or move it aside and run with a new state file", path.display()))

@@ -52,6 +52,9 @@ pub struct Snapshot {
     pub hmac_key: String,
     /// Records by address.
     pub records: BTreeMap<ResourceAddr, Record>,
+    /// What this state belongs to (`project=… environment=… source=…`), recorded by the first
+    /// run that writes it; `None` for state written before tend recorded it.
+    pub owner: Option<String>,
 }
 
 /// One row of `tend history`.

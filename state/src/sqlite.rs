@@ -207,8 +207,14 @@ impl StateStore for SqliteStore {
         let mut stmt = conn.prepare("SELECT addr, data FROM resources").map_err(&err)?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(&err)?;
         let hmac_key: Option<String> = conn.query_row("SELECT value FROM meta WHERE key = 'hmac_key'", [], |r| r.get(0)).optional().map_err(&err)?;
-        let mut snapshot =
-            Snapshot { lineage, serial: serial.parse().unwrap_or(0), hmac_key: hmac_key.unwrap_or_default(), records: std::collections::BTreeMap::new() };
+        let owner: Option<String> = conn.query_row("SELECT value FROM meta WHERE key = 'owner'", [], |r| r.get(0)).optional().map_err(&err)?;
+        let mut snapshot = Snapshot {
+            lineage,
+            serial: serial.parse().unwrap_or(0),
+            hmac_key: hmac_key.unwrap_or_default(),
+            records: std::collections::BTreeMap::new(),
+            owner,
+        };
         for row in rows {
             let (addr, data) = row.map_err(&err)?;
             let record: Record =
@@ -216,6 +222,17 @@ impl StateStore for SqliteStore {
             snapshot.records.insert(record.addr.clone(), record);
         }
         Ok(snapshot)
+    }
+
+    async fn owner(&self) -> Result<Option<String>, StateError> {
+        self.conn().query_row("SELECT value FROM meta WHERE key = 'owner'", [], |r| r.get(0)).optional().map_err(self.db_err())
+    }
+
+    async fn set_owner(&self, owner: &str) -> Result<(), StateError> {
+        self.conn()
+            .execute("INSERT INTO meta (key, value) VALUES ('owner', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value", params![owner])
+            .map_err(self.db_err())?;
+        Ok(())
     }
 
     async fn get(&self, addr: &ResourceAddr) -> Result<Option<Record>, StateError> {

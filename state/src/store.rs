@@ -23,6 +23,10 @@ use crate::{HistoryEntry, LockInfo, Record, Snapshot, StateError};
 pub trait StateStore: Send + Sync {
     /// Read everything.
     async fn load(&self) -> Result<Snapshot, StateError>;
+    /// What this state belongs to, as recorded by [`StateStore::set_owner`].
+    async fn owner(&self) -> Result<Option<String>, StateError>;
+    /// Record what this state belongs to (the engine's `project=… environment=… source=…`).
+    async fn set_owner(&self, owner: &str) -> Result<(), StateError>;
     /// Read one record.
     async fn get(&self, addr: &ResourceAddr) -> Result<Option<Record>, StateError>;
     /// The key of the keyed hash over resource inputs (see [`Snapshot::hmac_key`]).

@@ -197,3 +197,80 @@ fn a_yaml_alias_bomb_is_refused_within_a_time_and_memory_limit() {
     let err = unwrapped(&out);
     assert!(err.contains("YAML expands to more than") && err.contains("hosts.yaml:11:16"), "{err}");
 }
+
+/// `tend -C DIR ARGS` with the default state path under a private `XDG_STATE_HOME`.
+fn tend_default_state(s: &Scratch, dir: &Path, args: &[&str]) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_tend"))
+        .args(["-C", &dir.to_string_lossy()])
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env("HOME", s.dir.path())
+        .env("XDG_STATE_HOME", s.path("xdg"))
+        .env_remove("TEND_STATE")
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("tend runs")
+}
+
+const ENVS: &str =
+    "[project]\nname = \"shared\"\n\n[environments.prod.variables]\n\n[host.local.this]\n\n[host.file.a]\npath = \"${path.root}/out/a\"\ncontent = \"kept\"\n";
+
+#[test]
+fn state_belongs_to_one_config_and_one_environment() {
+    let s = Scratch::new();
+    // Two checkouts of different configs that happen to share a project name.
+    write_tree(&s.path("one"), &[("tend.toml", ENVS)]);
+    write_tree(
+        &s.path("two"),
+        &[("tend.toml", "[project]\nname = \"shared\"\n\n[host.local.this]\n\n[host.file.b]\npath = \"${path.root}/out/b\"\ncontent = \"other\"\n")],
+    );
+    let first = tend_default_state(&s, &s.path("one"), &["apply", "--auto-approve"]);
+    assert!(first.status.success(), "{}", text(&first));
+    for args in [&["plan"][..], &["apply", "--auto-approve"]] {
+        let out = tend_default_state(&s, &s.path("two"), args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("belongs to project=shared environment=- source=dir:") && err.contains("/one"), "{err}");
+        assert!(err.contains("--reassign-state"), "{err}");
+    }
+    assert_eq!(fs_err::read_to_string(s.path("one/out/a")).expect("untouched"), "kept");
+    // --env prod has its own state: it plans its own resources, never against the default's.
+    let prod = tend_default_state(&s, &s.path("one"), &["plan", "--env", "prod", "--detailed-exitcode"]);
+    assert_eq!(prod.status.code(), Some(2), "{}", text(&prod));
+    let shown = String::from_utf8_lossy(&prod.stdout);
+    assert!(shown.contains("1 to add") || shown.contains("2 to add"), "{shown}");
+    assert!(!shown.contains("destroy") || shown.contains("0 to destroy"), "{shown}");
+    assert!(s.path("xdg/tend/shared/state.db").exists());
+    // Moving a checkout changes its source: refused until taken over on purpose.
+    fs_err::rename(s.path("one"), s.path("moved")).expect("move");
+    let out = tend_default_state(&s, &s.path("moved"), &["plan"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = tend_default_state(&s, &s.path("moved"), &["apply", "--auto-approve", "--reassign-state"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = tend_default_state(&s, &s.path("moved"), &["plan", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(0), "taken over, then planned as its own: {}", text(&out));
+}
+
+#[test]
+fn an_environment_whose_state_predates_owners_is_told_where_it_lives_now() {
+    let s = Scratch::new();
+    write_tree(&s.path("cfg"), &[("tend.toml", ENVS)]);
+    // What an older tend left: one state file for every environment, without an owner.
+    let applied = tend_default_state(&s, &s.path("cfg"), &["apply", "--auto-approve"]);
+    assert!(applied.status.success(), "{}", text(&applied));
+    let legacy = s.path("xdg/tend/shared/state.db");
+    let db = rusqlite::Connection::open(&legacy).expect("sqlite");
+    db.execute("DELETE FROM meta WHERE key = 'owner'", []).expect("forget the owner");
+    drop(db);
+    let out = tend_default_state(&s, &s.path("cfg"), &["plan", "--env", "prod"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("state for environment `prod` is now kept at") && err.contains("tend/shared/env/prod/state.db"), "{err}");
+    assert!(err.contains("mv ") && err.contains("--state"), "{err}");
+    // Moved as the hint says: prod plans against it.
+    fs_err::create_dir_all(s.path("xdg/tend/shared/env/prod")).expect("mkdir");
+    fs_err::rename(&legacy, s.path("xdg/tend/shared/env/prod/state.db")).expect("mv");
+    let out = tend_default_state(&s, &s.path("cfg"), &["plan", "--env", "prod", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
