@@ -274,3 +274,27 @@ fn an_environment_whose_state_predates_owners_is_told_where_it_lives_now() {
     let out = tend_default_state(&s, &s.path("cfg"), &["plan", "--env", "prod", "--detailed-exitcode"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
+
+#[test]
+fn two_resources_writing_one_path_are_an_error_naming_both() {
+    let s = Scratch::new();
+    write_tree(
+        &s.path("cfg"),
+        &[(
+            "tend.toml",
+            "[project]\nname = \"fight\"\n\n[host.local.this]\n\n[host.file.a]\npath = \"${path.root}/out/conf\"\ncontent = \"a\"\n\n[host.file.b]\npath = \"${path.root}/out/./x/../conf\"\ncontent = \"b\"\n\n[host.line.c]\npath = \"${path.root}//out/conf\"\nline = \"c=1\"\n\n[host.line.d1]\npath = \"${path.root}/out/lines\"\nline = \"d=1\"\n\n[host.line.d2]\npath = \"${path.root}/out/lines\"\nline = \"d=2\"\n",
+        )],
+    );
+    let out = s.tend(&s.path("cfg"), &["plan"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("`host.file.a[this]` (tend.toml:")
+            && err.contains("`host.file.b[this]` (tend.toml:")
+            && err.contains("`host.line.c[this]` (tend.toml:")
+            && err.contains("/out/conf on `host.local.this`: each apply would undo the other"),
+        "{err}"
+    );
+    assert!(!err.contains("host.line.d1"), "lines may share a file: {err}");
+    assert!(!s.path("cfg/out").exists());
+}

@@ -35,5 +35,5 @@ pub use provider::{
     ActRequest, Action, ApplyRequest, Attributes, CommitRequest, ExpandRequest, FieldError, Instance, Observed, PlanRequest, PlannedChange, PriorRecord,
     Provider, ProviderConfig, ProviderFactory, ReadItem, ReadRequest, Sibling, Target,
 };
-pub use schema::{FieldSchema, FieldType, KindSchema, Role, UpdateMode};
+pub use schema::{Claim, FieldSchema, FieldType, KindSchema, Role, UpdateMode};
 pub use value::{Sensitive, Value};

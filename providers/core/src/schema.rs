@@ -53,6 +53,19 @@ pub enum Role {
     Output,
 }
 
+/// What a field's value claims on the instance's target, so two instances cannot fight over it
+/// (a host path two resources write). The engine compares the planned values, normalised as
+/// paths (`./`, `..`, repeated and trailing `/`), per target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// The instance owns the whole object (a file's content, a directory): no other instance
+    /// may claim it.
+    Exclusive,
+    /// The instance manages part of it (a line in a file): others may share it, but no
+    /// exclusive claim may be made on it.
+    Shared,
+}
+
 /// One field of a resource kind.
 #[derive(Debug, Clone)]
 pub struct FieldSchema {
@@ -68,23 +81,32 @@ pub struct FieldSchema {
     pub role: Role,
     /// One line for docs and `--help`-style listings.
     pub doc: &'static str,
+    /// What the value claims on the target, if anything.
+    pub claim: Option<Claim>,
 }
 
 impl FieldSchema {
     /// An optional, in-place input field.
     pub const fn input(name: &'static str, ty: FieldType, doc: &'static str) -> Self {
-        Self { name, ty, required: false, update: UpdateMode::InPlace, role: Role::Input, doc }
+        Self { name, ty, required: false, update: UpdateMode::InPlace, role: Role::Input, doc, claim: None }
     }
 
     /// An output field.
     pub const fn output(name: &'static str, ty: FieldType, doc: &'static str) -> Self {
-        Self { name, ty, required: false, update: UpdateMode::InPlace, role: Role::Output, doc }
+        Self { name, ty, required: false, update: UpdateMode::InPlace, role: Role::Output, doc, claim: None }
     }
 
     /// Mark as required.
     #[must_use]
     pub const fn required(mut self) -> Self {
         self.required = true;
+        self
+    }
+
+    /// Mark the value as a claim on the target (see [`Claim`]).
+    #[must_use]
+    pub const fn claims(mut self, claim: Claim) -> Self {
+        self.claim = Some(claim);
         self
     }
 

@@ -15,7 +15,7 @@ pub fn schema() -> KindSchema {
         doc: "a directory on a host",
         fields: vec![
             FieldSchema::input("on", FieldType::Any, "host names, or a label selector table"),
-            FieldSchema::input("path", FieldType::String, "absolute path on the host").required().forces_replacement(),
+            FieldSchema::input("path", FieldType::String, "absolute path on the host").required().forces_replacement().claims(tend_provider::Claim::Exclusive),
             FieldSchema::input("mode", FieldType::String, "octal mode, default 0755 for new directories"),
             FieldSchema::input("owner", FieldType::String, "owner user name"),
             FieldSchema::input("group", FieldType::String, "owner group name"),

@@ -18,7 +18,7 @@ pub fn schema() -> KindSchema {
         doc: "a file on a host, written atomically",
         fields: vec![
             FieldSchema::input("on", FieldType::Any, "host names, or a label selector table"),
-            FieldSchema::input("path", FieldType::String, "absolute path on the host").required().forces_replacement(),
+            FieldSchema::input("path", FieldType::String, "absolute path on the host").required().forces_replacement().claims(tend_provider::Claim::Exclusive),
             FieldSchema::input("content", FieldType::String, "the file's content"),
             FieldSchema::input("source", FieldType::String, "a file in the config repository to copy"),
             FieldSchema::input("mode", FieldType::String, "octal mode, default 0644 for new files"),

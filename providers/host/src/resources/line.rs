@@ -18,7 +18,7 @@ pub fn schema() -> KindSchema {
         target: false,
         fields: vec![
             FieldSchema::input("on", FieldType::Any, "host names, or a label selector table"),
-            FieldSchema::input("path", FieldType::String, "absolute path of the file").required().forces_replacement(),
+            FieldSchema::input("path", FieldType::String, "absolute path of the file").required().forces_replacement().claims(tend_provider::Claim::Shared),
             FieldSchema::input("line", FieldType::String, "the line, without newline; may use {{ var }} host variables").required(),
             FieldSchema::input("regexp", FieldType::String, "replace the last line matching this regex instead of appending"),
             FieldSchema::input("vars", FieldType::Map(Box::new(FieldType::Any)), "variables for `line` (over the host's vars)"),

@@ -23,7 +23,10 @@ pub fn schema() -> KindSchema {
         fields: vec![
             FieldSchema::input("on", FieldType::Any, "host names, or a label selector table"),
             FieldSchema::input("source", FieldType::String, "a directory in the config repository").required(),
-            FieldSchema::input("path", FieldType::String, "base directory on the host (releases/ and current live there)").required().forces_replacement(),
+            FieldSchema::input("path", FieldType::String, "base directory on the host (releases/ and current live there)")
+                .required()
+                .forces_replacement()
+                .claims(tend_provider::Claim::Exclusive),
             FieldSchema::input("keep", FieldType::Int, "generations kept on the host, default 5"),
             FieldSchema::input("health", FieldType::String, "command run in PATH/current after the switch; failing switches back"),
             FieldSchema::output("current", FieldType::String, "the generation in use"),

@@ -18,7 +18,7 @@ pub fn schema() -> KindSchema {
         target: false,
         fields: vec![
             FieldSchema::input("on", FieldType::Any, "host names, or a label selector table"),
-            FieldSchema::input("path", FieldType::String, "absolute path on the host").required().forces_replacement(),
+            FieldSchema::input("path", FieldType::String, "absolute path on the host").required().forces_replacement().claims(tend_provider::Claim::Exclusive),
             FieldSchema::input("source", FieldType::String, "the template (Jinja syntax), relative to the config directory").required(),
             FieldSchema::input("vars", FieldType::Map(Box::new(FieldType::Any)), "variables for this template (over the host's vars)"),
             FieldSchema::input("mode", FieldType::String, "octal mode, default 0644 for new files"),
