@@ -187,13 +187,20 @@ fn host_keys_are_verified_strictly_pinned_or_trusted_on_first_use() {
     let shown = ok(&tofu.tend(&["state", "show", "host.ssh.h1"], &[]));
     assert!(shown.contains(&f.host_key("h1")), "the trusted key is recorded: {shown}");
     // Changed: the host is reinstalled with a new key.
+    let old_lines = fs_err::read_to_string(f.known_hosts()).expect("known_hosts");
     f.rekey_host(1);
+    // fleet.sh appended the new key after the old line for the same address: as with OpenSSH,
+    // any line with the presented key accepts it.
+    let both = Run::new(&f.host_toml(1, body));
+    let out = both.tend(&["plan"], &[]);
+    assert_eq!(out.status.code(), Some(0), "several lines for one host, one of them right: {}", String::from_utf8_lossy(&out.stderr));
+    // Only the old line: the key changed.
+    fs_err::write(f.known_hosts(), &old_lines).expect("known_hosts");
     let strict = Run::new(&f.host_toml(1, body));
     let out = strict.tend(&["plan"], &[]);
-    // fleet.sh appended the new key; the old line for the same address comes first.
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("host key of h1") && err.contains("changed: it is now SHA256:"), "{err}");
+    assert!(err.contains("host key of h1") && err.contains("changed: it is now SHA256:") && err.contains("line 1 has another key"), "{err}");
     let out = tofu.tend(&["plan"], &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("a different key was trusted on first use and recorded in state"), "{err}");
@@ -471,4 +478,21 @@ fn host_files_switch_as_one_generation_with_health_check_switch_back_and_rollbac
     let kept = fs_err::read_dir(f.srv("h1").join("tend/generations")).expect("generations").count();
     assert_eq!(kept, 3);
     assert_eq!(read("/srv/etc/motd"), "v6\n");
+}
+
+#[test]
+fn directories_made_for_a_file_get_the_hosts_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = Fleet::up(1);
+    let run = Run::new(&format!(
+        "[project]\nname = \"umask\"\n\n{}\n[host.file.deep]\npath = \"/srv/deep/er/f\"\ncontent = \"x\"\nmode = \"0600\"\n",
+        f.host_toml(1, "")
+    ));
+    ok(&run.tend(&["apply", "--auto-approve"], &[]));
+    for dir in ["deep", "deep/er"] {
+        let mode = fs_err::metadata(f.srv("h1").join(dir)).expect("made").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o755, "/srv/{dir} was made {mode:o}, not with the host's umask");
+    }
+    let file = fs_err::metadata(f.srv("h1").join("deep/er/f")).expect("written").permissions().mode() & 0o777;
+    assert_eq!(file, 0o600);
 }

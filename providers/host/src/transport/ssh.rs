@@ -95,18 +95,25 @@ impl client::Handler for Client {
             ));
             return Ok(false);
         }
-        match russh::keys::known_hosts::check_known_hosts_path(&self.target.address, self.target.port, key, &self.target.known_hosts) {
-            Ok(true) => Ok(self.accept(presented)),
-            Ok(false) if self.target.trust_on_first_use => Ok(self.accept(presented)),
-            Ok(false) => {
+        // As OpenSSH: any line for the host with the presented key accepts it; only when none
+        // does and one holds another key of the same type has the key changed.
+        let recorded = russh::keys::known_hosts::known_host_keys_path(&self.target.address, self.target.port, &self.target.known_hosts);
+        match recorded {
+            Ok(keys) if keys.iter().any(|(_, k)| k == key) => Ok(self.accept(presented)),
+            Ok(keys) if !keys.iter().any(|(_, k)| k.algorithm() == key.algorithm()) => {
+                if self.target.trust_on_first_use {
+                    return Ok(self.accept(presented));
+                }
                 self.set_problem(format!("unknown host key for {}: {fingerprint} is not in {}", self.target.shown(), self.target.known_hosts.display()));
                 Ok(false)
             }
-            Err(russh::keys::Error::KeyChanged { line }) => {
+            Ok(keys) => {
+                let lines: Vec<String> = keys.iter().filter(|(_, k)| k.algorithm() == key.algorithm()).map(|(l, _)| l.to_string()).collect();
                 self.set_problem(format!(
-                    "host key of {} changed: it is now {fingerprint}, but {} line {line} has another key (a reinstalled host, or someone in the middle)",
+                    "host key of {} changed: it is now {fingerprint}, but {} line {} has another key (a reinstalled host, or someone in the middle)",
                     self.target.shown(),
-                    self.target.known_hosts.display()
+                    self.target.known_hosts.display(),
+                    lines.join(", ")
                 ));
                 Ok(false)
             }
@@ -484,8 +491,12 @@ impl Transport for SshTransport {
             std::process::id()
         ));
         let attrs = FileAttrs { mode: Some(attrs.mode.unwrap_or(0o644)), ..attrs.clone() };
-        let cmd =
-            format!("umask 077 && mkdir -p {dir} && cat > {tmp}{} && mv -f {tmp} {p} || {{ rc=$?; rm -f {tmp}; exit $rc; }}", attr_commands(&tmp, &attrs));
+        // Parent directories get the host's umask (0755), as local ones do; the temporary file is
+        // private, and made afresh (a link planted under its name is removed, never followed).
+        let cmd = format!(
+            "mkdir -p {dir} && umask 077 && rm -f {tmp} && set -C && cat > {tmp}{} && mv -f {tmp} {p} || {{ rc=$?; rm -f {tmp}; exit $rc; }}",
+            attr_commands(&tmp, &attrs)
+        );
         self.run_ok("write", path, &cmd, content).await.map(|_| ())
     }
 
