@@ -7,6 +7,7 @@
 //! changes, let the running ones finish, release the state lock and exit.
 
 pub mod http;
+pub mod listen;
 mod status;
 
 use std::path::PathBuf;
@@ -410,7 +411,12 @@ async fn reconcile_inner(opts: &AgentOptions, shared: &Arc<Shared>, fetch: bool)
     unlocked.map_err(|e| ("failed", e.to_string()))?;
     {
         let mut st = shared.status.lock().await;
-        for (addr, outcome) in reporter.results.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain(..) {
+        for (addr, action, outcome) in reporter.results.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain(..) {
+            // What was destroyed (pruned) is no longer a managed resource.
+            if action == Action::Delete && matches!(outcome, Outcome::Applied) {
+                st.resources.remove(&addr.to_string());
+                continue;
+            }
             let entry = match outcome {
                 Outcome::Applied => ResourceStatus { status: "ok".into(), last_error: None },
                 Outcome::Failed(m) => {
@@ -437,7 +443,7 @@ async fn reconcile_inner(opts: &AgentOptions, shared: &Arc<Shared>, fetch: bool)
 
 /// Collects per-resource outcomes and logs them.
 struct AgentReporter {
-    results: std::sync::Mutex<Vec<(ResourceAddr, Outcome)>>,
+    results: std::sync::Mutex<Vec<(ResourceAddr, Action, Outcome)>>,
 }
 
 impl Reporter for AgentReporter {
@@ -447,7 +453,7 @@ impl Reporter for AgentReporter {
             Outcome::Failed(m) => tracing::warn!(%addr, ?action, "failed: {m}"),
             Outcome::Skipped(c) => tracing::warn!(%addr, cause = %c, "skipped"),
         }
-        self.results.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((addr.clone(), outcome.clone()));
+        self.results.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((addr.clone(), action, outcome.clone()));
     }
 
     fn on_commit(&self, target: &ResourceAddr, what: &str, elapsed: Duration) {

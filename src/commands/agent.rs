@@ -70,7 +70,7 @@ pub async fn run(cli: &Cli, args: &AgentArgs) -> Result<ExitCode, Failure> {
         tracing::info!(%addr, "listening");
         let app = agent::http::router(shared.clone());
         Some(tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            agent::listen::serve(listener, app, agent::listen::Limits::default()).await;
         }))
     };
     let signals = {

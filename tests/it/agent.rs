@@ -527,3 +527,77 @@ fn a_source_over_ssh_uses_the_system_ssh_client_and_its_settings() {
     assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("fetching ssh://h1/srv/cfg.git failed"), "{}", text(&refused));
 }
+
+/// Read until the server closes the connection; `Err` if it is still open after `secs`.
+fn closed_within(c: &mut std::net::TcpStream, secs: u64) -> Result<Duration, String> {
+    let started = Instant::now();
+    c.set_read_timeout(Some(Duration::from_secs(secs))).expect("timeout");
+    let mut buf = [0u8; 512];
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) => return Ok(started.elapsed()),
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                return Err(format!("still open after {secs} s"));
+            }
+            Err(_) => return Ok(started.elapsed()),
+        }
+    }
+}
+
+#[test]
+fn slow_and_silent_clients_cannot_hold_the_listener() {
+    let mut g = GitServer::new();
+    let s = Scratch::new();
+    g.commit(&[("cfg/tend.toml", &config(&s.out(), "v1"))], "v1");
+    let url = g.start_daemon();
+    let agent = Agent::start(&s, &["--source", &url, "-C", "cfg", "--interval", "1h", "--webhook-secret", "hook-secret"]);
+    wait_until("v1 is applied", 20, || s.app() == "v1\n");
+    // 100 connections that send half a request and then nothing (slowloris), and one that
+    // sends its headers and trickles its body.
+    let mut silent: Vec<std::net::TcpStream> = (0..100)
+        .map(|_| {
+            let mut c = std::net::TcpStream::connect(("127.0.0.1", agent.port)).expect("connect");
+            c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").expect("send");
+            c
+        })
+        .collect();
+    let mut trickle = std::net::TcpStream::connect(("127.0.0.1", agent.port)).expect("connect");
+    trickle.write_all(b"POST /hooks/generic HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{").expect("send");
+    // The listener still answers at once, and a valid webhook still gets through.
+    let started = Instant::now();
+    assert_eq!(agent.http("GET", "/healthz", &[], "").0, 200);
+    assert!(started.elapsed() < Duration::from_secs(2), "/healthz took {:?}", started.elapsed());
+    let body = r#"{"ref":"refs/heads/main"}"#;
+    let signature = github_signature("hook-secret", body);
+    assert_eq!(http(agent.port, "POST", "/hooks/generic", &[("X-Signature-256", &signature)], body).0, 202);
+    // The agent closes them: headers within 5 s, a whole request within 15 s.
+    for c in &mut silent {
+        closed_within(c, 10).expect("a silent connection is closed");
+    }
+    let took = closed_within(&mut trickle, 20).expect("a trickling connection is closed");
+    assert!(took < Duration::from_secs(17), "{took:?}");
+    assert_eq!(agent.http("GET", "/healthz", &[], "").0, 200);
+}
+
+#[test]
+fn what_a_prune_destroyed_leaves_status_and_metrics() {
+    let mut g = GitServer::new();
+    let s = Scratch::new();
+    let extra = format!("\n[host.file.extra]\npath = \"{}\"\ncontent = \"x\"\n", s.out().join("extra").display());
+    g.commit(&[("cfg/tend.toml", &format!("{}{extra}", config(&s.out(), "v1")))], "v1");
+    let url = g.start_daemon();
+    // One reconcile per push (a long interval, a webhook), so status shows that reconcile's end.
+    let agent = Agent::start(&s, &["--source", &url, "-C", "cfg", "--interval", "1h", "--webhook-secret", "hook-secret"]);
+    wait_until("v1 is applied", 20, || s.app() == "v1\n" && s.out().join("extra").exists());
+    wait_until("status lists the extra file", 10, || agent.status()["resources"].get("host.file.extra[me]").is_some());
+    g.hook(&github_hook(agent.port, "hook-secret"));
+    let c2 = g.commit(&[("cfg/tend.toml", &config(&s.out(), "v2"))], "v2: extra removed");
+    wait_until("v2 is applied and extra pruned", 20, || s.app() == "v2\n" && !s.out().join("extra").exists());
+    wait_until("status shows the commit", 10, || agent.status()["last_applied_commit"] == c2.as_str());
+    let status = agent.status();
+    assert!(status["resources"].get("host.file.extra[me]").is_none(), "{status}");
+    let metrics = agent.http("GET", "/metrics", &[], "").1;
+    let managed: u64 = metrics.lines().filter_map(|l| l.strip_prefix("tend_resources{")).filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok()).sum();
+    assert_eq!(managed, 2, "host.local.me and host.file.app: {metrics}");
+}

@@ -171,7 +171,11 @@ impl SshTransport {
         };
         let config = Arc::new(client::Config {
             inactivity_timeout: Some(Duration::from_mins(10)),
-            keepalive_interval: Some(Duration::from_secs(30)),
+            // A host that stops answering mid-operation (powered off, partitioned) is declared
+            // down after three unanswered keepalives, ~30 s: its operations fail and free their
+            // slots instead of holding them until the inactivity timeout.
+            keepalive_interval: Some(Duration::from_secs(10)),
+            keepalive_max: 3,
             nodelay: true,
             ..client::Config::default()
         });
