@@ -298,3 +298,30 @@ fn two_resources_writing_one_path_are_an_error_naming_both() {
     assert!(!err.contains("host.line.d1"), "lines may share a file: {err}");
     assert!(!s.path("cfg/out").exists());
 }
+
+#[test]
+fn a_symlink_planted_where_a_file_was_observed_is_not_followed_by_chmod() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Scratch::new();
+    write_tree(&s.path("outside"), &[("victim", "not tend's")]);
+    fs_err::set_permissions(s.path("outside/victim"), std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    write_tree(
+        &s.path("cfg"),
+        &[("tend.toml", "[project]\nname = \"race\"\n\n[host.local.this]\n\n[host.file.f]\npath = \"${path.root}/out/f\"\ncontent = \"x\"\nmode = \"0644\"\n")],
+    );
+    assert!(s.tend(&s.path("cfg"), &["apply", "--auto-approve"]).status.success());
+    // Mode drift, planned and saved; then, before the apply, the file becomes a link.
+    fs_err::set_permissions(s.path("cfg/out/f"), std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let saved = s.path("plan.json");
+    let plan = s.tend(&s.path("cfg"), &["plan", "--out", &saved.to_string_lossy()]);
+    assert!(plan.status.success(), "{}", text(&plan));
+    assert!(String::from_utf8_lossy(&plan.stdout).contains("mode"), "{}", text(&plan));
+    fs_err::remove_file(s.path("cfg/out/f")).expect("rm");
+    symlink(s.path("outside/victim"), s.path("cfg/out/f")).expect("plant");
+    let out = s.tend(&s.path("cfg"), &["apply", &saved.to_string_lossy()]);
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("it is a symlink now (not followed)"), "{}", text(&out));
+    let mode = fs_err::metadata(s.path("outside/victim")).expect("victim").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the link was followed: {}", text(&out));
+    assert_eq!(fs_err::read_to_string(s.path("outside/victim")).expect("victim"), "not tend's");
+}

@@ -496,3 +496,22 @@ fn directories_made_for_a_file_get_the_hosts_umask() {
     let file = fs_err::metadata(f.srv("h1").join("deep/er/f")).expect("written").permissions().mode() & 0o777;
     assert_eq!(file, 0o600);
 }
+
+#[test]
+fn a_symlink_planted_where_a_file_was_observed_is_not_followed_over_ssh() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = Fleet::up(1);
+    let run = Run::new(&format!("[project]\nname = \"race\"\n\n{}\n[host.file.f]\npath = \"/srv/f\"\ncontent = \"x\"\nmode = \"0644\"\n", f.host_toml(1, "")));
+    ok(&run.tend(&["apply", "--auto-approve"], &[]));
+    fs_err::write(f.srv("h1").join("victim"), "not tend's").expect("victim");
+    fs_err::set_permissions(f.srv("h1").join("victim"), std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    fs_err::set_permissions(f.srv("h1").join("f"), std::fs::Permissions::from_mode(0o600)).expect("drift");
+    let saved = run.cfg().join("../plan.json");
+    ok(&run.tend(&["plan", "--out", &saved.to_string_lossy()], &[]));
+    fs_err::remove_file(f.srv("h1").join("f")).expect("rm");
+    std::os::unix::fs::symlink("/srv/victim", f.srv("h1").join("f")).expect("plant");
+    let out = run.tend(&["apply", &saved.to_string_lossy()], &[]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("it is a symlink now (not followed)"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(fs_err::metadata(f.srv("h1").join("victim")).expect("victim").permissions().mode() & 0o777, 0o600);
+}

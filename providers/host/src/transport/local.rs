@@ -81,14 +81,36 @@ impl LocalTransport {
         Ok(hex::encode(hasher.finalize()))
     }
 
+    /// Set mode and ownership on an existing path without following a symlink there: the path is
+    /// opened with `O_NOFOLLOW` and changed through that descriptor (a link planted in its place
+    /// since it was observed makes this fail, rather than chmod what the link points at).
     fn apply_attrs(&self, path: &Path, attrs: &FileAttrs) -> Result<(), TransportError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        if attrs.mode.is_none() && attrs.owner.is_none() && attrs.group.is_none() {
+            return Ok(());
+        }
         let p = path.to_string_lossy();
+        #[allow(clippy::disallowed_types)] // the descriptor is only for fchmod/fchown; errors name the path
+        let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY).open(path).map_err(|e| {
+            let e = if e.raw_os_error() == Some(libc::ELOOP) {
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, "it is a symlink now (not followed)")
+            } else {
+                e
+            };
+            self.err("open", &p)(e)
+        })?;
+        self.apply_attrs_fd(&file, &p, attrs)
+    }
+
+    /// Set mode and ownership through an open descriptor.
+    #[allow(clippy::disallowed_types)]
+    fn apply_attrs_fd(&self, file: &std::fs::File, p: &str, attrs: &FileAttrs) -> Result<(), TransportError> {
         if let Some(mode) = attrs.mode {
-            fs_err::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(self.err("chmod", &p))?;
+            file.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(self.err("chmod", p))?;
         }
         if attrs.owner.is_some() || attrs.group.is_some() {
             let lookup_err =
-                |what: &str, name: &str| self.err("chown", &p)(std::io::Error::new(std::io::ErrorKind::NotFound, format!("no {what} named `{name}`")));
+                |what: &str, name: &str| self.err("chown", p)(std::io::Error::new(std::io::ErrorKind::NotFound, format!("no {what} named `{name}`")));
             let uid = match &attrs.owner {
                 Some(o) => Some(self.users().uid(o).ok_or_else(|| lookup_err("user", o))?),
                 None => None,
@@ -97,7 +119,7 @@ impl LocalTransport {
                 Some(g) => Some(self.users().gid(g).ok_or_else(|| lookup_err("group", g))?),
                 None => None,
             };
-            std::os::unix::fs::lchown(path, uid, gid).map_err(self.err("chown", &p))?;
+            std::os::unix::fs::fchown(file, uid, gid).map_err(self.err("chown", p))?;
         }
         Ok(())
     }
@@ -112,10 +134,13 @@ impl LocalTransport {
         let name = target.file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
         let temp = parent.join(format!(".{name}.tend-{}-{}", std::process::id(), TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)));
         let result = (|| {
+            // create_new is O_EXCL: never through a link planted under the temporary name.
             let mut f = fs_err::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temp).map_err(self.err("write", path))?;
             f.write_all(content).map_err(self.err("write", path))?;
+            // Mode and owner through the descriptor, not the name, which could be swapped.
+            self.apply_attrs_fd(f.file(), path, &FileAttrs { mode: Some(attrs.mode.unwrap_or(0o644)), ..attrs.clone() })?;
             drop(f);
-            self.apply_attrs(&temp, &FileAttrs { mode: Some(attrs.mode.unwrap_or(0o644)), ..attrs.clone() })?;
+            // rename replaces whatever is at the target, a link included; it never follows one.
             fs_err::rename(&temp, target).map_err(self.err("rename into place", path))
         })();
         if result.is_err() {

@@ -505,7 +505,9 @@ impl Transport for SshTransport {
     }
 
     async fn set_attrs(&self, path: &str, attrs: &FileAttrs) -> Result<(), TransportError> {
-        let cmd = format!("true{}", attr_commands(&quote(path), attrs));
+        // chmod and chown follow links: refuse a path that has become one since it was observed.
+        let cmd =
+            format!("if [ -L {p} ]; then echo 'it is a symlink now (not followed)' >&2; exit 1; fi{}", attr_commands(&quote(path), attrs), p = quote(path));
         self.run_ok("chmod/chown", path, &cmd, b"").await.map(|_| ())
     }
 
