@@ -29,6 +29,9 @@ pub struct Lowerer<'a> {
     pub secrets: BTreeMap<String, SecretDecl>,
     /// Problems found so far.
     pub diags: Vec<Diagnostic>,
+    /// Providers and `provider.kind`s declared but unknown (already reported): references to
+    /// their resources are not reported again as undeclared.
+    pub unknown: std::collections::BTreeSet<String>,
 }
 
 impl Lowerer<'_> {
@@ -56,6 +59,7 @@ impl Lowerer<'_> {
                     None => format!("known providers: {}", names.join(", ")),
                 };
                 self.diags.push(Diagnostic::at(pkey.span, format!("unknown provider `{}`", pkey.name), "not a provider").with_hint(hint));
+                self.unknown.insert(pkey.name.clone());
                 continue;
             }
             let Some(kinds) = self.expect_map(pnode, &format!("`{}` must be a table of resource kinds", pkey.name)) else { continue };
@@ -67,6 +71,7 @@ impl Lowerer<'_> {
                         None => format!("kinds of `{}`: {}", pkey.name, names.join(", ")),
                     };
                     self.diags.push(Diagnostic::at(kkey.span, format!("unknown resource kind `{}.{}`", pkey.name, kkey.name), "unknown kind").with_hint(hint));
+                    self.unknown.insert(format!("{}.{}", pkey.name, kkey.name));
                     continue;
                 };
                 let Some(named) = self.expect_map(knode, &format!("`{}.{}` must be a table of named resources", pkey.name, kkey.name)) else { continue };
@@ -340,7 +345,13 @@ fn check_type(expr: &Expr, ty: &FieldType, span: Span, name: &str) -> Result<(),
 
 /// Check every reference, `depends_on` and address-list target exists, that referenced
 /// fields exist in the target's schema, and that referenced secrets are declared.
-pub fn check_references(resources: &BTreeMap<ResourceAddr, Resource>, secrets: &BTreeMap<String, SecretDecl>, registry: &Registry) -> Vec<Diagnostic> {
+pub fn check_references(
+    resources: &BTreeMap<ResourceAddr, Resource>,
+    secrets: &BTreeMap<String, SecretDecl>,
+    registry: &Registry,
+    unknown: &std::collections::BTreeSet<String>,
+) -> Vec<Diagnostic> {
+    let reported = |a: &ResourceAddr| unknown.contains(&*a.provider) || unknown.contains(&format!("{}.{}", a.provider, a.kind));
     let mut diags = Vec::new();
     for res in resources.values() {
         for field in res.fields.values() {
@@ -368,7 +379,7 @@ pub fn check_references(resources: &BTreeMap<ResourceAddr, Resource>, secrets: &
     };
     for res in resources.values() {
         for (dep, span) in &res.depends_on {
-            if !resources.contains_key(&dep.base()) {
+            if !resources.contains_key(&dep.base()) && !reported(dep) {
                 diags.push(missing(dep, *span, &format!("`{}` depends on", res.addr)));
             }
         }
@@ -378,14 +389,16 @@ pub fn check_references(resources: &BTreeMap<ResourceAddr, Resource>, secrets: &
                 && let Some(Value::List(items)) = field.expr.literal()
             {
                 for a in items.iter().filter_map(Value::as_str).filter_map(|s| s.parse::<ResourceAddr>().ok()) {
-                    if !resources.contains_key(&a.base()) {
+                    if !resources.contains_key(&a.base()) && !reported(&a) {
                         diags.push(missing(&a, field.span, &format!("`{}.{name}` names", res.addr)));
                     }
                 }
             }
             for r in field.expr.references() {
                 let Some(target) = resources.get(&r.addr.base()) else {
-                    diags.push(missing(&r.addr, r.span, &format!("`{}` refers to", res.addr)));
+                    if !reported(&r.addr) {
+                        diags.push(missing(&r.addr, r.span, &format!("`{}` refers to", res.addr)));
+                    }
                     continue;
                 };
                 let tschema = registry.kind(&target.addr.provider, &target.addr.kind).expect("lowered resources have a schema");

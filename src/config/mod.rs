@@ -95,6 +95,7 @@ pub fn load(opts: &LoadOptions, registry: &Registry) -> Result<Config, Diagnosti
         resources: BTreeMap::new(),
         secrets: BTreeMap::new(),
         diags,
+        unknown: std::collections::BTreeSet::new(),
     };
     if let Some((_, docs)) = &tend_toml {
         for doc in docs {
@@ -113,9 +114,8 @@ pub fn load(opts: &LoadOptions, registry: &Registry) -> Result<Config, Diagnosti
     let mut diags = lowerer.diags;
     let resources = lowerer.resources;
     let secrets = lowerer.secrets;
-    if diags.is_empty() {
-        diags.extend(lower::check_references(&resources, &secrets, registry));
-    }
+    // Checked whatever else is wrong, so that one run lists every problem.
+    diags.extend(lower::check_references(&resources, &secrets, registry, &lowerer.unknown));
     if !diags.is_empty() {
         return fail(sources, diags);
     }

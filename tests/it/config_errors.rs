@@ -62,10 +62,28 @@ fn every_problem_is_reported_at_once() {
             ("tend.toml", "[host.local.this]\n"),
             ("a.toml", "[host.file.x]\npath = \"/x\"\ncontnet = \"a\"\n"),
             ("b.yaml", "host:\n  file:\n    y:\n      path: /y\n      content: b\n      mode: 1\n"),
+            (
+                "c.toml",
+                "[host.file.z]\npath = \"/z\"\ncontent = \"${host.file.nope.path}\"\nowner = \"${var.undefined}\"\ndepends_on = [\"host.flie.x\"]\n\n[hots.file.w]\npath = \"/w\"\n\n[host.file.v]\npath = \"/v\"\ncontent = \"${hots.file.w.path}\"\n",
+            ),
         ],
     );
     let err = Bench::new().load(root.path()).expect_err("invalid");
     let WorkspaceError::Config(d) = err else { panic!("expected diagnostics") };
-    let locations: Vec<String> = d.items.iter().map(|i| d.sources.location(i.labels[0].span)).collect();
-    assert_eq!(locations, ["a.toml:3:1", "b.yaml:6:13"]);
+    let mut found: Vec<String> = d.items.iter().map(|i| format!("{} {}", d.sources.location(i.labels[0].span), i.summary)).collect();
+    found.sort();
+    // Every problem of every file in one run: fields, types, references, variables, providers;
+    // no second report for a reference to a resource whose provider is already unknown.
+    let expected = [
+        "a.toml:3:1 unknown field `contnet` in `host.file.x`",
+        "b.yaml:6:13 wrong type for `mode`: expected string, found integer",
+        "c.toml:4:9 undefined variable `undefined`",
+        "c.toml:7:2 unknown provider `hots`",
+    ];
+    for e in expected {
+        assert!(found.iter().any(|f| f == e), "missing {e:?} in {found:#?}");
+    }
+    assert!(found.iter().any(|f| f.starts_with("c.toml:3:") && f.contains("refers to `host.file.nope`, which is not declared")), "{found:#?}");
+    assert!(found.iter().any(|f| f.starts_with("c.toml:5:") && f.contains("depends on `host.flie.x`, which is not declared")), "{found:#?}");
+    assert!(!found.iter().any(|f| f.contains("hots.file.w`, which is not declared")), "{found:#?}");
 }

@@ -325,3 +325,23 @@ fn a_symlink_planted_where_a_file_was_observed_is_not_followed_by_chmod() {
     assert_eq!(mode, 0o600, "the link was followed: {}", text(&out));
     assert_eq!(fs_err::read_to_string(s.path("outside/victim")).expect("victim"), "not tend's");
 }
+
+#[test]
+fn a_template_variable_nothing_defines_is_named() {
+    let s = Scratch::new();
+    write_tree(
+        &s.path("cfg"),
+        &[
+            (
+                "tend.toml",
+                "[project]\nname = \"tpl\"\n\n[host.local.this]\nvars = { port = 80 }\n\n[host.template.t]\npath = \"${path.root}/out/t\"\nsource = \"t.j2\"\n",
+            ),
+            ("t.j2", "listen {{ port }}\nserver {{ sever_name }}\n"),
+        ],
+    );
+    let out = s.tend(&s.path("cfg"), &["plan"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("template `t.j2` line 2: undefined variable `sever_name`") && err.contains("defined here: hostname, port"), "{err}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("No changes"), "{}", text(&out));
+}

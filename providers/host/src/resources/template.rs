@@ -86,8 +86,22 @@ impl Context {
         env.set_keep_trailing_newline(true);
         env.render_str(text, serde_json::Value::Object(self.vars.clone())).map_err(|e| {
             let line = e.line().map(|l| format!(" line {l}")).unwrap_or_default();
-            ProviderError::terminal(format!("{what}{line}: {}", e.detail().unwrap_or("cannot be rendered")))
-                .with_hint("variables come from the host's `vars`, the resource's `vars`, and `hostname`")
+            // Name the variables the template uses that nothing defines.
+            let missing: Vec<String> = env
+                .template_from_str(text)
+                .map(|t| t.undeclared_variables(false).into_iter().filter(|v| !self.vars.contains_key(v)).collect::<std::collections::BTreeSet<_>>())
+                .unwrap_or_default()
+                .into_iter()
+                .map(|v| format!("`{v}`"))
+                .collect();
+            let detail = if e.kind() == minijinja::ErrorKind::UndefinedError && !missing.is_empty() {
+                format!("undefined variable{} {}", if missing.len() == 1 { "" } else { "s" }, missing.join(", "))
+            } else {
+                e.detail().unwrap_or("cannot be rendered").to_string()
+            };
+            let defined: Vec<&str> = self.vars.keys().map(String::as_str).collect();
+            ProviderError::terminal(format!("{what}{line}: {detail}"))
+                .with_hint(format!("variables come from the host's `vars`, the resource's `vars`, and `hostname`; defined here: {}", defined.join(", ")))
         })
     }
 }

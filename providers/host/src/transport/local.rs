@@ -146,7 +146,33 @@ impl LocalTransport {
         if result.is_err() {
             let _ = std::fs::remove_file(&temp);
         }
+        remove_dead_temp_files(parent);
         result
+    }
+}
+
+/// Remove the `.NAME.tend-PID-N` temporary files a killed run of tend left in `dir` (their
+/// process is gone). Each directory is looked at once per run.
+fn remove_dead_temp_files(dir: &Path) {
+    static SEEN: std::sync::Mutex<Option<std::collections::HashSet<std::path::PathBuf>>> = std::sync::Mutex::new(None);
+    if !SEEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_or_insert_with(Default::default).insert(dir.to_path_buf()) {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(pid) = file
+            .to_str()
+            .filter(|f| f.starts_with('.'))
+            .and_then(|f| f.rsplit_once(".tend-"))
+            .and_then(|(_, r)| r.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 
@@ -254,6 +280,21 @@ impl Transport for LocalTransport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn temp_files_of_killed_runs_are_removed_by_the_next_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let dead = dir.path().join(".a.txt.tend-999999999-0");
+        let ours = dir.path().join(format!(".b.txt.tend-{}-7", std::process::id()));
+        let other = dir.path().join(".notes.tend-backup");
+        for p in [&dead, &ours, &other] {
+            std::fs::write(p, "half").unwrap();
+        }
+        let t = LocalTransport::new("local");
+        t.write_file(&dir.path().join("a.txt").to_string_lossy(), b"x", &FileAttrs::default()).await.unwrap();
+        assert!(!dead.exists(), "a killed run's temp file is removed");
+        assert!(ours.exists() && other.exists(), "a live run's and files that are not tend's stay");
+    }
 
     #[tokio::test]
     async fn writes_atomically_and_observes_in_one_batch() {
