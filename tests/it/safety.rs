@@ -345,3 +345,28 @@ fn a_template_variable_nothing_defines_is_named() {
     assert!(err.contains("template `t.j2` line 2: undefined variable `sever_name`") && err.contains("defined here: hostname, port"), "{err}");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("No changes"), "{}", text(&out));
 }
+
+#[test]
+fn a_link_planted_above_a_target_by_another_user_is_not_followed() {
+    crate::support::need::need(&[crate::support::need::Need::Root]);
+    let s = Scratch::new();
+    fs_err::create_dir_all(s.path("outside")).expect("mkdir");
+    write_tree(
+        &s.path("cfg"),
+        &[("tend.toml", "[project]\nname = \"above\"\n\n[host.local.this]\n\n[host.file.f]\npath = \"${path.root}/out/sub/f\"\ncontent = \"one\"\n")],
+    );
+    assert!(s.tend(&s.path("cfg"), &["apply", "--auto-approve"]).status.success());
+    // Another user swaps a directory on the way for a link to somewhere else.
+    fs_err::remove_dir_all(s.path("cfg/out/sub")).expect("rm");
+    symlink(s.path("outside"), s.path("cfg/out/sub")).expect("plant");
+    std::os::unix::fs::lchown(s.path("cfg/out/sub"), Some(65534), Some(65534)).expect("owned by nobody");
+    let out = s.tend(&s.path("cfg"), &["apply", "--auto-approve"]);
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("`sub` on the way is a symlink owned by uid 65534 in a directory owned by uid 0: not followed"), "{}", text(&out));
+    assert!(fs_err::read_dir(s.path("outside")).expect("outside").next().is_none(), "nothing was written through the link");
+    // A link root made (as /var/run -> /run) is followed.
+    std::os::unix::fs::lchown(s.path("cfg/out/sub"), Some(0), Some(0)).expect("owned by root");
+    let out = s.tend(&s.path("cfg"), &["apply", "--auto-approve"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(fs_err::read_to_string(s.path("outside/f")).expect("written"), "one");
+}

@@ -19,12 +19,25 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 pub struct LocalTransport {
     host: String,
     users: Arc<OnceLock<Users>>,
+    /// Directory of an observed path → where it resolved when it was observed.
+    resolved: Arc<std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, std::path::PathBuf>>>,
 }
 
 impl LocalTransport {
     /// A transport for the local machine, named `host` in messages.
     pub fn new(host: impl Into<String>) -> Self {
-        Self { host: host.into(), users: Arc::new(OnceLock::new()) }
+        Self { host: host.into(), users: Arc::new(OnceLock::new()), resolved: Arc::default() }
+    }
+
+    /// Remember where the directory of an observed path resolves now (once per directory).
+    fn note_parent(&self, path: &str) {
+        let Some(parent) = Path::new(path).parent() else { return };
+        let mut seen = self.resolved.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !seen.contains_key(parent)
+            && let Ok(real) = std::fs::canonicalize(parent)
+        {
+            seen.insert(parent.to_path_buf(), real);
+        }
     }
 
     fn users(&self) -> &Users {
@@ -37,6 +50,7 @@ impl LocalTransport {
     }
 
     fn stat_one(&self, req: &StatRequest) -> Result<PathStat, TransportError> {
+        self.note_parent(&req.path);
         let absent = PathStat::absent(&req.path);
         let meta = match std::fs::symlink_metadata(&req.path) {
             Ok(m) => m,
@@ -124,31 +138,124 @@ impl LocalTransport {
         Ok(())
     }
 
+    /// Write atomically without following a link planted at or above the target: the directory
+    /// must resolve where it did when observed (in this run), and is opened component by
+    /// component following only safe links (see [`open_dir_nofollow`]); the temporary file is
+    /// created in that descriptor (`O_EXCL`), its mode and owner set on its own descriptor, and
+    /// renamed into place within it.
     fn write_blocking(&self, path: &str, content: &[u8], attrs: &FileAttrs) -> Result<(), TransportError> {
-        use fs_err::os::unix::fs::OpenOptionsExt;
+        use rustix::fs::{Mode, OFlags};
         let target = Path::new(path);
         let parent = target.parent().unwrap_or(Path::new("/"));
         if !parent.exists() {
             fs_err::create_dir_all(parent).map_err(self.err("create directory", &parent.to_string_lossy()))?;
         }
+        let real = std::fs::canonicalize(parent).map_err(self.err("resolve directory", &parent.to_string_lossy()))?;
+        let observed = self.resolved.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(parent).cloned();
+        if let Some(was) = observed.filter(|was| *was != real) {
+            return Err(self.err("write", path)(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "{} led to {} when observed and leads to {} now (a link changed on the way; not followed)",
+                    parent.display(),
+                    was.display(),
+                    real.display()
+                ),
+            )));
+        }
+        let dir = open_dir_nofollow(parent).map_err(self.err("open directory", &parent.to_string_lossy()))?;
         let name = target.file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
-        let temp = parent.join(format!(".{name}.tend-{}-{}", std::process::id(), TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)));
+        let temp = format!(".{name}.tend-{}-{}", std::process::id(), TEMP_COUNTER.fetch_add(1, Ordering::Relaxed));
         let result = (|| {
-            // create_new is O_EXCL: never through a link planted under the temporary name.
-            let mut f = fs_err::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temp).map_err(self.err("write", path))?;
-            f.write_all(content).map_err(self.err("write", path))?;
+            let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            let fd = rustix::fs::openat(&dir, temp.as_str(), flags, Mode::from_raw_mode(0o600)).map_err(|e| self.err("write", path)(e.into()))?;
+            #[allow(clippy::disallowed_types)] // a descriptor from openat; errors name the path
+            let mut file = std::fs::File::from(fd);
+            file.write_all(content).map_err(self.err("write", path))?;
             // Mode and owner through the descriptor, not the name, which could be swapped.
-            self.apply_attrs_fd(f.file(), path, &FileAttrs { mode: Some(attrs.mode.unwrap_or(0o644)), ..attrs.clone() })?;
-            drop(f);
-            // rename replaces whatever is at the target, a link included; it never follows one.
-            fs_err::rename(&temp, target).map_err(self.err("rename into place", path))
+            self.apply_attrs_fd(&file, path, &FileAttrs { mode: Some(attrs.mode.unwrap_or(0o644)), ..attrs.clone() })?;
+            drop(file);
+            // renameat replaces whatever is at the target, a link included; it never follows one.
+            rustix::fs::renameat(&dir, temp.as_str(), &dir, name.as_str()).map_err(|e| self.err("rename into place", path)(e.into()))
         })();
         if result.is_err() {
-            let _ = std::fs::remove_file(&temp);
+            let _ = rustix::fs::unlinkat(&dir, temp.as_str(), rustix::fs::AtFlags::empty());
         }
         remove_dead_temp_files(parent);
         result
     }
+}
+
+/// Open the directory `path` walking it component by component without following links,
+/// except links that are safe to follow: owned by root, or by the owner of a directory that only
+/// that owner may write to (as systemd's `chase` with `CHASE_SAFE`). A link planted by someone
+/// else — an unprivileged user with write access somewhere on the way — fails the open.
+fn open_dir_nofollow(path: &Path) -> std::io::Result<rustix::fd::OwnedFd> {
+    use std::os::unix::ffi::OsStrExt;
+
+    use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+    let flags = OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC;
+    let root = rustix::fs::open("/", flags, Mode::empty())?;
+    let mut stack = vec![root];
+    let mut todo: std::collections::VecDeque<std::ffi::OsString> = path
+        .components()
+        .filter_map(|c| match c {
+            std::path::Component::Normal(n) => Some(n.to_os_string()),
+            std::path::Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect();
+    let mut links = 0;
+    while let Some(name) = todo.pop_front() {
+        if name == ".." {
+            if stack.len() > 1 {
+                stack.pop();
+            }
+            continue;
+        }
+        let here = stack.last().expect("the root stays on the stack");
+        match rustix::fs::openat(here, name.as_os_str(), flags, Mode::empty()) {
+            Ok(fd) => stack.push(fd),
+            Err(rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR) => {
+                let link = rustix::fs::statat(here, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW)?;
+                if FileType::from_raw_mode(link.st_mode) != FileType::Symlink {
+                    return Err(rustix::io::Errno::NOTDIR.into());
+                }
+                let dir = rustix::fs::fstat(here)?;
+                let safe = link.st_uid == 0 || (link.st_uid == dir.st_uid && dir.st_mode & 0o022 == 0);
+                if !safe {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::PermissionDenied,
+                        format!(
+                            "`{}` on the way is a symlink owned by uid {} in a directory owned by uid {}{}: not followed",
+                            name.to_string_lossy(),
+                            link.st_uid,
+                            dir.st_uid,
+                            if dir.st_mode & 0o022 == 0 { "" } else { " that others may write to" }
+                        ),
+                    ));
+                }
+                links += 1;
+                if links > 40 {
+                    return Err(rustix::io::Errno::LOOP.into());
+                }
+                let target = rustix::fs::readlinkat(here, name.as_os_str(), Vec::new())?;
+                let target = Path::new(std::ffi::OsStr::from_bytes(target.as_bytes()));
+                if target.is_absolute() {
+                    stack.truncate(1);
+                }
+                for part in target.components().rev() {
+                    match part {
+                        std::path::Component::Normal(n) => todo.push_front(n.to_os_string()),
+                        std::path::Component::ParentDir => todo.push_front("..".into()),
+                        _ => {}
+                    }
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(stack.pop().expect("the root stays on the stack"))
 }
 
 /// Remove the `.NAME.tend-PID-N` temporary files a killed run of tend left in `dir` (their
