@@ -515,3 +515,22 @@ fn a_symlink_planted_where_a_file_was_observed_is_not_followed_over_ssh() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("it is a symlink now (not followed)"), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(fs_err::metadata(f.srv("h1").join("victim")).expect("victim").permissions().mode() & 0o777, 0o600);
 }
+
+#[test]
+fn a_link_planted_above_a_target_by_another_user_is_not_followed_over_ssh() {
+    let f = Fleet::up(1);
+    let run = Run::new(&format!("[project]\nname = \"above\"\n\n{}\n[host.file.f]\npath = \"/srv/out/sub/f\"\ncontent = \"one\"\n", f.host_toml(1, "")));
+    ok(&run.tend(&["apply", "--auto-approve"], &[]));
+    fs_err::create_dir_all(f.srv("h1").join("outside")).expect("mkdir");
+    fs_err::remove_dir_all(f.srv("h1").join("out/sub")).expect("rm");
+    std::os::unix::fs::symlink("/srv/outside", f.srv("h1").join("out/sub")).expect("plant");
+    std::os::unix::fs::lchown(f.srv("h1").join("out/sub"), Some(65534), Some(65534)).expect("owned by nobody");
+    let out = run.tend(&["apply", "--auto-approve"], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("`sub` on the way is a symlink owned by uid 65534 in a directory owned by uid 0: not followed"), "{err}");
+    assert!(fs_err::read_dir(f.srv("h1").join("outside")).expect("outside").next().is_none(), "nothing written through the link");
+    std::os::unix::fs::lchown(f.srv("h1").join("out/sub"), Some(0), Some(0)).expect("owned by root");
+    ok(&run.tend(&["apply", "--auto-approve"], &[]));
+    assert_eq!(fs_err::read_to_string(f.srv("h1").join("outside/f")).expect("written"), "one");
+}

@@ -486,19 +486,18 @@ impl Transport for SshTransport {
     }
 
     async fn write_file(&self, path: &str, content: &[u8], attrs: &FileAttrs) -> Result<(), TransportError> {
-        let p = quote(path);
         let dir = quote(std::path::Path::new(path).parent().map_or_else(|| "/".into(), |d| d.to_string_lossy().into_owned()).as_str());
         let name = std::path::Path::new(path).file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
-        let tmp = quote(&format!(
-            "{}/.{name}.tend-{}",
-            std::path::Path::new(path).parent().map_or_else(String::new, |d| d.to_string_lossy().into_owned()),
-            std::process::id()
-        ));
+        // Relative to the directory once it is entered: no name is resolved through links again.
+        let tmp = quote(&format!("./.{name}.tend-{}", std::process::id()));
+        let p = quote(&format!("./{name}"));
         let attrs = FileAttrs { mode: Some(attrs.mode.unwrap_or(0o644)), ..attrs.clone() };
-        // Parent directories get the host's umask (0755), as local ones do; the temporary file is
-        // private, and made afresh (a link planted under its name is removed, never followed).
+        // Parent directories get the host's umask (0755), as local ones do. The directory is
+        // checked for links that are not safe to follow (as locally), then entered once, and
+        // everything after is relative to it; the temporary file is private, and made afresh (a
+        // link planted under its name is removed, never followed).
         let cmd = format!(
-            "mkdir -p {dir} && umask 077 && rm -f {tmp} && set -C && cat > {tmp}{} && mv -f {tmp} {p} || {{ rc=$?; rm -f {tmp}; exit $rc; }}",
+            "mkdir -p {dir} && {SAFE_DIR} {dir} && cd -P {dir} && umask 077 && rm -f {tmp} && set -C && cat > {tmp}{} && mv -f {tmp} {p} || {{ rc=$?; rm -f {tmp}; exit $rc; }}",
             attr_commands(&tmp, &attrs)
         );
         self.run_ok("write", path, &cmd, content).await.map(|_| ())
@@ -533,6 +532,12 @@ impl Transport for SshTransport {
         self.run(&cmd, command.as_bytes()).await.map_err(|source| self.err("run", command, source))
     }
 }
+
+/// `safe_dir DIR` (a shell function, defined inline): fails, naming it, when a directory on the
+/// way to DIR is a symlink that is not safe to follow — owned neither by root nor by the owner
+/// of a directory only that owner may write to (as systemd's `CHASE_SAFE`). Only links cost a
+/// `stat`; everything else is shell built-ins.
+const SAFE_DIR: &str = r#"safe_dir() { p=; r=${1#/}; while [ -n "$r" ]; do c=${r%%/*}; case $r in */*) r=${r#*/} ;; *) r= ;; esac; [ -z "$c" ] && continue; n="$p/$c"; if [ -L "$n" ]; then lu=$(stat -c %u -- "$n") && set -- "$1" $(stat -L -c '%u %a' -- "${p:-/}") && if [ "$lu" != 0 ] && { [ "$lu" != "$2" ] || [ $((0$3 & 022)) != 0 ]; }; then echo "\`$c\` on the way is a symlink owned by uid $lu in a directory owned by uid $2: not followed" >&2; return 1; fi; fi; p=$n; done; }; safe_dir"#;
 
 /// A shell that reads its script from stdin, then runs it with stdin at end of file.
 pub(crate) const EVAL_STDIN: &str = "sh -c 'eval \"$(cat)\"'";
