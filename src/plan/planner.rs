@@ -163,9 +163,18 @@ async fn refresh(input: &PlanInput<'_>, order: &[NodeIndex], errors: &mut Vec<Pl
             None
         };
         if has_dependents(input.graph, n) {
+            // The config as it is now, plus the outputs recorded at the last apply: a setting
+            // changed or removed since (a host's known_hosts, trust_on_first_use) takes effect
+            // in this run, never the recorded value of it.
             let mut values = config.clone().unwrap_or_default();
             if let Some(r) = record {
-                values.extend(r.attributes.iter().map(|(k, v)| (k.clone(), v.clone())));
+                let schema = input.providers.get(&*node.addr.provider).and_then(|p| p.kinds().iter().find(|k| k.kind == &*node.addr.kind));
+                let output = |k: &str| schema.is_none_or(|s| s.field(k).is_none_or(|f| f.role == tend_provider::Role::Output));
+                for (k, v) in r.attributes.iter() {
+                    if output(k) || (config.is_none() && !values.contains_key(k)) {
+                        values.insert(k.clone(), v.clone());
+                    }
+                }
             }
             prior_known.insert(node.addr.clone(), values);
         }

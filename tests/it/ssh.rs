@@ -204,6 +204,12 @@ fn host_keys_are_verified_strictly_pinned_or_trusted_on_first_use() {
     let out = tofu.tend(&["plan"], &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("a different key was trusted on first use and recorded in state"), "{err}");
+    // The same host moved to a known_hosts file that has its new key: checked against that file
+    // in this run, not against the key trusted on first use.
+    fs_err::write(f.known_hosts(), format!("{} {}\n", f.address(1), f.host_key("h1"))).expect("known_hosts");
+    tofu.write(&f.host_toml(1, body));
+    let out = tofu.tend(&["plan"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]

@@ -108,7 +108,9 @@ pub fn target(name: &str, a: &Attributes) -> Result<SshTarget, String> {
         known_hosts,
         host_key: get_str(a, "host_key").map(str::to_string),
         trust_on_first_use: a.get("trust_on_first_use").and_then(Value::as_bool).unwrap_or(false),
-        recorded_key: get_str(a, "trusted_key").map(str::to_string),
+        // The key trusted on first use binds only while trust on first use is on: a host moved
+        // to `known_hosts` (or `host_key`) is checked against that in the same run.
+        recorded_key: a.get("trust_on_first_use").and_then(Value::as_bool).unwrap_or(false).then(|| get_str(a, "trusted_key").map(str::to_string)).flatten(),
         timeout,
         jump,
     })
