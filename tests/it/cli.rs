@@ -344,3 +344,15 @@ fn a_state_path_that_cannot_be_opened_is_named() {
     assert!(err.contains("error: cannot open state file [TMP]/state/state.db\n  Caused by: it is a directory"), "{err}");
     assert!(!run.site().exists(), "nothing applied");
 }
+
+#[test]
+fn usage_errors_exit_1_never_2_which_means_changes_pending() {
+    let run = Run::quickstart();
+    for args in [&["plan", "--detailed-exitcod"][..], &["destroy"], &["plan", "--no-such-flag"], &["apply", "--detailed-exitcode"]] {
+        let out = run.tend(args);
+        assert_eq!(code(&out), 1, "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("error:"), "{args:?}: {}", stderr(&out));
+    }
+    assert_eq!(code(&run.tend(&["--help"])), 0);
+    assert_eq!(code(&run.tend(&["--version"])), 0);
+}

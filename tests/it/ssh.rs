@@ -501,6 +501,16 @@ fn directories_made_for_a_file_get_the_hosts_umask() {
     }
     let file = fs_err::metadata(f.srv("h1").join("deep/er/f")).expect("written").permissions().mode() & 0o777;
     assert_eq!(file, 0o600);
+    // A temporary file a killed run left an hour ago goes with the next write of that file.
+    let stale = f.srv("h1").join("deep/er/.f.tend-4242");
+    fs_err::write(&stale, "half").expect("stale");
+    assert!(Command::new("touch").args(["-d", "1 hour ago"]).arg(&stale).status().expect("touch").success());
+    let fresh = f.srv("h1").join("deep/er/.f.tend-4343");
+    fs_err::write(&fresh, "a live run's").expect("fresh");
+    fs_err::write(f.srv("h1").join("deep/er/f"), "drift").expect("drift");
+    ok(&run.tend(&["apply", "--auto-approve"], &[]));
+    assert!(!stale.exists(), "the stale temp file is removed");
+    assert!(fresh.exists(), "a recent one may be a live run's");
 }
 
 #[test]

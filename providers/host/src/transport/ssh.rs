@@ -497,8 +497,9 @@ impl Transport for SshTransport {
         // everything after is relative to it; the temporary file is private, and made afresh (a
         // link planted under its name is removed, never followed).
         let cmd = format!(
-            "mkdir -p {dir} && {SAFE_DIR} {dir} && cd -P {dir} && umask 077 && rm -f {tmp} && set -C && cat > {tmp}{} && mv -f {tmp} {p} || {{ rc=$?; rm -f {tmp}; exit $rc; }}",
-            attr_commands(&tmp, &attrs)
+            "mkdir -p {dir} && {SAFE_DIR} {dir} && cd -P {dir} && {stale} && umask 077 && rm -f {tmp} && set -C && cat > {tmp}{} && mv -f {tmp} {p} || {{ rc=$?; rm -f {tmp}; exit $rc; }}",
+            attr_commands(&tmp, &attrs),
+            stale = stale_temp_cleanup(&name),
         );
         self.run_ok("write", path, &cmd, content).await.map(|_| ())
     }
@@ -538,6 +539,13 @@ impl Transport for SshTransport {
 /// of a directory only that owner may write to (as systemd's `CHASE_SAFE`). Only links cost a
 /// `stat`; everything else is shell built-ins.
 const SAFE_DIR: &str = r#"safe_dir() { p=; r=${1#/}; while [ -n "$r" ]; do c=${r%%/*}; case $r in */*) r=${r#*/} ;; *) r= ;; esac; [ -z "$c" ] && continue; n="$p/$c"; if [ -L "$n" ]; then lu=$(stat -c %u -- "$n") && set -- "$1" $(stat -L -c '%u %a' -- "${p:-/}") && if [ "$lu" != 0 ] && { [ "$lu" != "$2" ] || [ $((0$3 & 022)) != 0 ]; }; then echo "\`$c\` on the way is a symlink owned by uid $lu in a directory owned by uid $2: not followed" >&2; return 1; fi; fi; p=$n; done; }; safe_dir"#;
+
+/// Shell that removes temporary files of this name that a killed run left (older than ten
+/// minutes; `find` runs only when there is one).
+fn stale_temp_cleanup(name: &str) -> String {
+    let glob = format!("./.{}.tend-", name.replace(['*', '?', '[', '\\'], "?"));
+    format!("for t in {}*; do if [ -f \"$t\" ] && [ -n \"$(find \"$t\" -maxdepth 0 -mmin +10 2>/dev/null)\" ]; then rm -f \"$t\"; fi; done", quote(&glob))
+}
 
 /// A shell that reads its script from stdin, then runs it with stdin at end of file.
 pub(crate) const EVAL_STDIN: &str = "sh -c 'eval \"$(cat)\"'";
