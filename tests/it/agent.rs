@@ -231,14 +231,21 @@ fn walk_find(dir: &Path, name: &str) -> Option<PathBuf> {
     None
 }
 
-#[test]
-fn a_push_reaches_the_agent_through_a_signed_webhook_and_a_bad_signature_gets_401() {
+/// A repository whose first commit holds `tend.toml` (made from the scratch directory), served
+/// by git daemon, and an agent on it with a long interval: only a webhook (secret
+/// `hook-secret`) brings the next commit in time.
+fn webhook_agent(tend_toml: impl Fn(&Scratch) -> String) -> (GitServer, Scratch, Agent) {
     let mut g = GitServer::new();
     let s = Scratch::new();
-    g.commit(&[("cfg/tend.toml", &config(&s.out(), "v1"))], "v1");
+    g.commit(&[("cfg/tend.toml", &tend_toml(&s))], "v1");
     let url = g.start_daemon();
-    // A long interval: only the webhook can bring the next commit in time.
     let agent = Agent::start(&s, &["--source", &url, "-C", "cfg", "--interval", "1h", "--webhook-secret", "hook-secret"]);
+    (g, s, agent)
+}
+
+#[test]
+fn a_push_reaches_the_agent_through_a_signed_webhook_and_a_bad_signature_gets_401() {
+    let (g, s, agent) = webhook_agent(|s| config(&s.out(), "v1"));
     // Not ready before a reconcile has succeeded; the file is written before the reconcile that
     // wrote it is recorded, so wait for the record, not for the file.
     wait_until("v1 is applied", 20, || s.app() == "v1\n");
@@ -547,11 +554,7 @@ fn closed_within(c: &mut std::net::TcpStream, secs: u64) -> Result<Duration, Str
 
 #[test]
 fn slow_and_silent_clients_cannot_hold_the_listener() {
-    let mut g = GitServer::new();
-    let s = Scratch::new();
-    g.commit(&[("cfg/tend.toml", &config(&s.out(), "v1"))], "v1");
-    let url = g.start_daemon();
-    let agent = Agent::start(&s, &["--source", &url, "-C", "cfg", "--interval", "1h", "--webhook-secret", "hook-secret"]);
+    let (_g, s, agent) = webhook_agent(|s| config(&s.out(), "v1"));
     wait_until("v1 is applied", 20, || s.app() == "v1\n");
     // 100 connections that send half a request and then nothing (slowloris), and one that
     // sends its headers and trickles its body.
@@ -582,13 +585,9 @@ fn slow_and_silent_clients_cannot_hold_the_listener() {
 
 #[test]
 fn what_a_prune_destroyed_leaves_status_and_metrics() {
-    let mut g = GitServer::new();
-    let s = Scratch::new();
-    let extra = format!("\n[host.file.extra]\npath = \"{}\"\ncontent = \"x\"\n", s.out().join("extra").display());
-    g.commit(&[("cfg/tend.toml", &format!("{}{extra}", config(&s.out(), "v1")))], "v1");
-    let url = g.start_daemon();
     // One reconcile per push (a long interval, a webhook), so status shows that reconcile's end.
-    let agent = Agent::start(&s, &["--source", &url, "-C", "cfg", "--interval", "1h", "--webhook-secret", "hook-secret"]);
+    let (g, s, agent) =
+        webhook_agent(|s| format!("{}\n[host.file.extra]\npath = \"{}\"\ncontent = \"x\"\n", config(&s.out(), "v1"), s.out().join("extra").display()));
     wait_until("v1 is applied", 20, || s.app() == "v1\n" && s.out().join("extra").exists());
     wait_until("status lists the extra file", 10, || agent.status()["resources"].get("host.file.extra[me]").is_some());
     g.hook(&github_hook(agent.port, "hook-secret"));
