@@ -159,6 +159,29 @@ impl Workspace {
         graph::build(&self.config, &self.registry, &self.providers, state).map_err(WorkspaceError::Config)
     }
 
+    /// What `tend validate` can tell of claims without touching a target: instances whose
+    /// claimed fields (host paths) evaluate, without any target's values, to the same thing.
+    pub fn check_claims(&self, graph: &ResourceGraph) -> Vec<crate::plan::PlanError> {
+        let known = std::collections::HashMap::new();
+        let resolver = crate::plan::Resolver { secrets: &self.secrets, instances: &graph.instances, known: &known, final_values: false };
+        let mut evaluated = Vec::new();
+        for node in graph.graph.node_weights().filter(|n| n.desired) {
+            let (Some(res), Some(schema)) = (self.config.resources.get(&node.addr.base()), self.registry.kind(&node.addr.provider, &node.addr.kind)) else {
+                continue;
+            };
+            let exprs: std::collections::BTreeMap<String, crate::config::Expr> =
+                res.exprs().into_iter().filter(|(k, _)| schema.field(k).is_some_and(|f| f.claim.is_some())).collect();
+            if exprs.is_empty() {
+                continue;
+            }
+            // A claimed field that needs a secret or fails to evaluate is left to `plan`.
+            if let Ok(values) = crate::plan::eval_fields(&resolver, &node.addr, &exprs) {
+                evaluated.push((node.target.clone(), node.addr.clone(), values));
+            }
+        }
+        crate::plan::claims::conflicts(&self.config, &self.providers, evaluated.iter().map(|(t, a, v)| (t.as_ref(), a, v)))
+    }
+
     /// Build the graph and plan against a state snapshot.
     pub async fn plan(&mut self, state: &Snapshot) -> Result<Plan, WorkspaceError> {
         if state.records.keys().any(|a| !self.providers.contains_key(&*a.provider)) {

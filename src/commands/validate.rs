@@ -10,6 +10,15 @@ use crate::cli::Cli;
 pub fn run(cli: &Cli) -> Result<ExitCode, Failure> {
     let ws = load_workspace(cli)?;
     let graph = ws.graph(&Snapshot::default())?;
+    let conflicts = ws.check_claims(&graph);
+    if !conflicts.is_empty() {
+        let mut text = String::new();
+        for e in &conflicts {
+            text.push_str(&super::render("error", &e.message, None, e.hint.clone()));
+        }
+        text.push_str(&format!("error: the configuration is invalid ({} problem{})\n", conflicts.len(), if conflicts.len() == 1 { "" } else { "s" }));
+        return Err(Failure { code: 1, text });
+    }
     let resources = ws.config.resources.len();
     let instances = graph.index.len();
     println!(

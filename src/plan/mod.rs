@@ -5,6 +5,7 @@
 //! [`Plan`] carries the state lineage + serial it was made against, so a saved plan is refused
 //! once state moves on.
 
+pub mod claims;
 mod eval;
 mod planner;
 mod render_json;

@@ -96,7 +96,11 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
     }
     check_prevent_destroy(input.config, &changes, &mut errors);
     check_destroy_all(input.config, &changes, &mut errors);
-    check_claims(&input, &changes, &mut errors);
+    errors.extend(super::claims::conflicts(
+        input.config,
+        input.providers,
+        changes.iter().filter(|c| c.action != Action::Delete).filter_map(|c| Some((c.target.as_ref(), &c.addr, c.after.as_ref()?))),
+    ));
     for e in errors.iter_mut().chain(unplanned.iter_mut()) {
         e.message = input.secrets.redact(&e.message);
         e.hint = e.hint.as_deref().map(|h| input.secrets.redact(h));
@@ -420,58 +424,6 @@ async fn plan_orphan(
         held_back: None,
     };
     Ok((change, (*record.attributes).clone()))
-}
-
-/// A path as the target will see it, without `./`, `..`, repeated or trailing `/`.
-fn normalise_path(p: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for seg in p.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            s => parts.push(s),
-        }
-    }
-    format!("{}{}", if p.starts_with('/') { "/" } else { "" }, parts.join("/"))
-}
-
-/// Two instances on one target that claim the same thing (two resources writing one host path)
-/// would undo each other on every apply: an error naming both, not a tug of war.
-fn check_claims(input: &PlanInput<'_>, changes: &[Change], errors: &mut Vec<PlanError>) {
-    type Claimant<'a> = (&'a ResourceAddr, tend_provider::Claim);
-    let mut claims: BTreeMap<(Option<&ResourceAddr>, String), Vec<Claimant<'_>>> = BTreeMap::new();
-    for c in changes.iter().filter(|c| c.action != Action::Delete) {
-        let (Some(after), Some(provider)) = (&c.after, input.providers.get(&*c.addr.provider)) else { continue };
-        let Some(schema) = provider.kinds().iter().find(|k| k.kind == &*c.addr.kind) else { continue };
-        for f in schema.fields.iter().filter(|f| f.claim.is_some()) {
-            if let (Some(v), Some(claim)) = (after.get(f.name).and_then(Value::as_str), f.claim) {
-                claims.entry((c.target.as_ref(), normalise_path(v))).or_default().push((&c.addr, claim));
-            }
-        }
-    }
-    for ((target, path), who) in claims {
-        if who.len() < 2 || who.iter().all(|(_, c)| *c == tend_provider::Claim::Shared) {
-            continue;
-        }
-        let named: Vec<String> = who
-            .iter()
-            .map(|(a, _)| match input.config.resources.get(&a.base()) {
-                Some(r) => format!("`{a}` ({})", input.config.sources.location(r.span)),
-                None => format!("`{a}`"),
-            })
-            .collect();
-        errors.push(PlanError {
-            addr: Some(who[0].0.clone()),
-            message: format!(
-                "{} all manage {path}{}: each apply would undo the other",
-                named.join(" and "),
-                target.map(|t| format!(" on `{t}`")).unwrap_or_default()
-            ),
-            hint: Some("keep one resource per path: merge them, or give one another path".into()),
-        });
-    }
 }
 
 /// A plan that deletes everything state holds and keeps nothing is refused unless asked for

@@ -180,9 +180,10 @@ async fn an_undefined_template_variable_is_named() {
         &root,
         &[("t.j2", "x = {{ missing_var }}\n"), ("tend.toml", "[host.local.this]\n\n[host.template.t]\npath = \"${path.root}/out/t\"\nsource = \"t.j2\"\n")],
     );
-    let plan = bench.plan(&root).await;
-    assert!(!plan.is_applyable());
-    assert!(plan.errors[0].message.contains("template `t.j2` line 1"), "{:?}", plan.errors);
+    // Found before anything is observed, as `tend validate` does.
+    let err = bench.load(&root).and_then(|ws| ws.graph(&tend::state::Snapshot::default())).expect_err("refused");
+    let WorkspaceError::Config(d) = err else { panic!("expected diagnostics") };
+    assert!(d.items[0].summary.contains("template `t.j2` uses `missing_var` that host `this` does not define"), "{d}");
 }
 
 #[tokio::test]

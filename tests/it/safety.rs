@@ -285,17 +285,20 @@ fn two_resources_writing_one_path_are_an_error_naming_both() {
             "[project]\nname = \"fight\"\n\n[host.local.this]\n\n[host.file.a]\npath = \"${path.root}/out/conf\"\ncontent = \"a\"\n\n[host.file.b]\npath = \"${path.root}/out/./x/../conf\"\ncontent = \"b\"\n\n[host.line.c]\npath = \"${path.root}//out/conf\"\nline = \"c=1\"\n\n[host.line.d1]\npath = \"${path.root}/out/lines\"\nline = \"d=1\"\n\n[host.line.d2]\npath = \"${path.root}/out/lines\"\nline = \"d=2\"\n",
         )],
     );
-    let out = s.tend(&s.path("cfg"), &["plan"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("`host.file.a[this]` (tend.toml:")
-            && err.contains("`host.file.b[this]` (tend.toml:")
-            && err.contains("`host.line.c[this]` (tend.toml:")
-            && err.contains("/out/conf on `host.local.this`: each apply would undo the other"),
-        "{err}"
-    );
-    assert!(!err.contains("host.line.d1"), "lines may share a file: {err}");
+    // validate finds it without touching the host, plan too.
+    for args in [&["validate"][..], &["plan"]] {
+        let out = s.tend(&s.path("cfg"), args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("`host.file.a[this]` (tend.toml:")
+                && err.contains("`host.file.b[this]` (tend.toml:")
+                && err.contains("`host.line.c[this]` (tend.toml:")
+                && err.contains("/out/conf on `host.local.this`: each apply would undo the other"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("host.line.d1"), "lines may share a file: {err}");
+    }
     assert!(!s.path("cfg/out").exists());
 }
 
@@ -339,11 +342,13 @@ fn a_template_variable_nothing_defines_is_named() {
             ("t.j2", "listen {{ port }}\nserver {{ sever_name }}\n"),
         ],
     );
-    let out = s.tend(&s.path("cfg"), &["plan"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("template `t.j2` line 2: undefined variable `sever_name`") && err.contains("defined here: hostname, port"), "{err}");
-    assert!(!String::from_utf8_lossy(&out.stdout).contains("No changes"), "{}", text(&out));
+    // Found without touching the host: validate and plan alike.
+    for args in [&["validate"][..], &["plan"]] {
+        let out = s.tend(&s.path("cfg"), args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
+        assert!(unwrapped(&out).contains("template `t.j2` uses `sever_name` that host `this` does not define"), "{args:?}: {}", unwrapped(&out));
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("No changes"), "{}", text(&out));
+    }
 }
 
 #[test]

@@ -291,7 +291,12 @@ impl Provider for HostProvider {
     }
 
     fn expand(&self, req: &ExpandRequest<'_>) -> Result<Vec<Instance>, FieldError> {
-        crate::expand::expand(req)
+        let instances = crate::expand::expand(req)?;
+        if Kind::from_name(&req.addr.kind) == Some(Kind::Template) {
+            // What `plan` would find when rendering, found now: variables nothing defines.
+            template::check_variables(req, &instances, &self.config_root)?;
+        }
+        Ok(instances)
     }
 
     fn validate(&self, addr: &ResourceAddr, literal: &Attributes) -> Vec<FieldError> {

@@ -47,6 +47,40 @@ pub fn validate(literal: &Attributes, root: &Path) -> Vec<FieldError> {
     errors
 }
 
+/// Before anything is observed (`tend validate` too): each host a template is placed on must
+/// define every variable the template uses (`hostname`, the host's `vars`, the resource's
+/// `vars`); a variable computed from a reference is not checked here.
+pub fn check_variables(req: &tend_provider::ExpandRequest<'_>, instances: &[tend_provider::Instance], root: &Path) -> Result<(), FieldError> {
+    let Some(src) = get_str(req.literal, "source") else { return Ok(()) };
+    let Ok(path) = tend_provider::resolve_inside(root, src) else { return Ok(()) }; // validate reports it
+    let Ok(text) = fs_err::read_to_string(path) else { return Ok(()) };
+    let env = minijinja::Environment::new();
+    let Ok(template) = env.template_from_str(&text) else { return Ok(()) }; // rendering reports it
+    let globals: Vec<&str> = env.globals().map(|(name, _)| name).collect();
+    let keys = |v: Option<&Value>| -> Option<Vec<String>> {
+        match v {
+            None => Some(Vec::new()),
+            Some(Value::Map(m)) => Some(m.keys().cloned().collect()),
+            Some(_) => None,
+        }
+    };
+    let Some(own) = keys(req.literal.get("vars")) else { return Ok(()) };
+    let used = template.undeclared_variables(false);
+    for inst in instances {
+        let Some(host) = inst.target.as_ref().and_then(|t| req.siblings.iter().find(|s| s.addr == *t)) else { continue };
+        let Some(host_vars) = keys(host.literal.get("vars")) else { continue };
+        let mut missing: Vec<&String> =
+            used.iter().filter(|v| *v != "hostname" && !globals.contains(&v.as_str()) && !own.contains(v) && !host_vars.contains(v)).collect();
+        if !missing.is_empty() {
+            missing.sort();
+            let names: Vec<String> = missing.iter().map(|v| format!("`{v}`")).collect();
+            return Err(FieldError::field("source", format!("template `{src}` uses {} that host `{}` does not define", names.join(", "), host.addr.name))
+                .with_hint("variables come from the host's `vars`, the resource's `vars`, and `hostname`"));
+        }
+    }
+    Ok(())
+}
+
 /// Template variables: `hostname`, the host's `vars`, then `vars` of the resource; and whether any
 /// is sensitive or still unknown.
 pub struct Context {
