@@ -74,6 +74,9 @@ pub fn default_state_path(project: &str, environment: Option<&str>) -> PathBuf {
     }
 }
 
+/// How an ownerless state file with resources (written before tend recorded owners) is named.
+const UNRECORDED_OWNER: &str = "a config it does not record (it was written before tend recorded owners)";
+
 impl Workspace {
     /// Load config and configure providers. `state` overrides the state path (`--state`).
     pub fn load(registry: Registry, opts: &LoadOptions, state: Option<PathBuf>) -> Result<Self, WorkspaceError> {
@@ -103,11 +106,18 @@ impl Workspace {
             Some(store) => store.load().await?,
             None => return Ok(Snapshot::default()),
         };
-        if let Some(recorded) = &snapshot.owner
-            && *recorded != self.owner
+        let recorded = match &snapshot.owner {
+            Some(r) => Some(r.clone()),
+            // Written before tend recorded owners, and holding something: whose it is cannot be
+            // told, so it is taken over only when asked, like another config's.
+            None if !snapshot.records.is_empty() => Some(UNRECORDED_OWNER.to_string()),
+            None => None,
+        };
+        if let Some(recorded) = recorded
+            && recorded != self.owner
             && !self.may_take_over()
         {
-            return Err(StateError::Foreign { path: self.state_path.clone(), recorded: recorded.clone(), current: self.owner.clone() });
+            return Err(StateError::Foreign { path: self.state_path.clone(), recorded, current: self.owner.clone() });
         }
         Ok(snapshot)
     }
@@ -127,6 +137,9 @@ impl Workspace {
             Some(recorded) => {
                 tracing::warn!(path = %self.state_path.display(), %recorded, owner = %self.owner, "state recorded for another config is taken over");
                 store.set_owner(&self.owner).await?;
+            }
+            None if !self.may_take_over() && !store.load().await?.records.is_empty() => {
+                return Err(StateError::Foreign { path: self.state_path.clone(), recorded: UNRECORDED_OWNER.to_string(), current: self.owner.clone() });
             }
             None => store.set_owner(&self.owner).await?,
         }

@@ -34,6 +34,10 @@ pub async fn run(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode, Failure> {
         print!("{}", render_text(&plan));
         plan_errors(&plan)?;
         if !plan.has_changes() {
+            // Nothing to write but the owner, when asked to take the state over.
+            if ws.reassign_state {
+                ws.open_state().await?;
+            }
             return match super::unplanned_report(&plan) {
                 Some(text) => Err(Failure { code: 2, text }),
                 None => Ok(ExitCode::SUCCESS),

@@ -271,6 +271,12 @@ fn an_environment_whose_state_predates_owners_is_told_where_it_lives_now() {
     // Moved as the hint says: prod plans against it.
     fs_err::create_dir_all(s.path("xdg/tend/shared/env/prod")).expect("mkdir");
     fs_err::rename(&legacy, s.path("xdg/tend/shared/env/prod/state.db")).expect("mv");
+    // Ownerless state with resources: whose it is cannot be told, so it is taken over once, on purpose.
+    let out = tend_default_state(&s, &s.path("cfg"), &["plan", "--env", "prod", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("written before tend recorded owners"), "{}", text(&out));
+    let out = tend_default_state(&s, &s.path("cfg"), &["apply", "--env", "prod", "--auto-approve", "--reassign-state"]);
+    assert!(out.status.success(), "{}", text(&out));
     let out = tend_default_state(&s, &s.path("cfg"), &["plan", "--env", "prod", "--detailed-exitcode"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
