@@ -48,8 +48,12 @@ pub fn protect_record(config: &Attributes, attrs: &mut Attributes, key: &str) {
 /// fingerprint that matches the desired value of its field is that value (so providers compare
 /// like with like, and an unchanged secret plans as no change); any other is
 /// [`Value::Redacted`] (different from everything).
-pub fn reveal_prior(config: Option<&Attributes>, prior: &Attributes, key: &str) -> Attributes {
-    prior
+pub fn reveal_prior(config: Option<&Attributes>, prior: &std::sync::Arc<Attributes>, key: &str) -> std::sync::Arc<Attributes> {
+    // Without fingerprints the record is shared as it is, not copied.
+    if !prior.values().any(|v| matches!(v, Value::Fingerprint(_))) {
+        return prior.clone();
+    }
+    let revealed = prior
         .iter()
         .map(|(k, v)| {
             let v = match v {
@@ -61,7 +65,8 @@ pub fn reveal_prior(config: Option<&Attributes>, prior: &Attributes, key: &str) 
             };
             (k.clone(), v)
         })
-        .collect()
+        .collect();
+    std::sync::Arc::new(revealed)
 }
 
 /// Mark sensitive, wherever they appear in a plan, the fields whose config holds a secret:
@@ -109,7 +114,7 @@ mod tests {
         assert!(matches!(attrs["user_data"], Value::Fingerprint(_)) && matches!(attrs["tags"], Value::Fingerprint(_)));
         assert_eq!(attrs["ami"], Value::from("ami-1"));
         // Read back from state, the fingerprint survives and matches the same secret only.
-        let back: Attributes = serde_json::from_str(&json).unwrap();
+        let back: std::sync::Arc<Attributes> = std::sync::Arc::new(serde_json::from_str(&json).unwrap());
         let seen = reveal_prior(Some(&config), &back, "k");
         assert_eq!(seen["user_data"].reveal(), &Value::from("password=hunter2"));
         let changed: Attributes = [("user_data".to_string(), Value::from("password=other").sensitive())].into();

@@ -106,19 +106,7 @@ impl Workspace {
             Some(store) => store.load().await?,
             None => return Ok(Snapshot::default()),
         };
-        let recorded = match &snapshot.owner {
-            Some(r) => Some(r.clone()),
-            // Written before tend recorded owners, and holding something: whose it is cannot be
-            // told, so it is taken over only when asked, like another config's.
-            None if !snapshot.records.is_empty() => Some(UNRECORDED_OWNER.to_string()),
-            None => None,
-        };
-        if let Some(recorded) = recorded
-            && recorded != self.owner
-            && !self.may_take_over()
-        {
-            return Err(StateError::Foreign { path: self.state_path.clone(), recorded, current: self.owner.clone() });
-        }
+        self.check_owner(snapshot.owner.as_deref(), !snapshot.records.is_empty())?;
         Ok(snapshot)
     }
 
@@ -129,25 +117,32 @@ impl Workspace {
     pub async fn open_state(&self) -> Result<SqliteStore, StateError> {
         self.check_environment_moved().await?;
         let store = SqliteStore::open(&self.state_path)?;
-        match store.owner().await? {
-            Some(recorded) if recorded == self.owner => {}
-            Some(recorded) if !self.may_take_over() => {
-                return Err(StateError::Foreign { path: self.state_path.clone(), recorded, current: self.owner.clone() });
-            }
-            Some(recorded) => {
+        let recorded = store.owner().await?;
+        if recorded.as_deref() != Some(self.owner.as_str()) {
+            // Only ownerless state needs its records counted.
+            let has_records = recorded.is_none() && !store.load().await?.records.is_empty();
+            self.check_owner(recorded.as_deref(), has_records)?;
+            if let Some(recorded) = &recorded {
                 tracing::warn!(path = %self.state_path.display(), %recorded, owner = %self.owner, "state recorded for another config is taken over");
-                store.set_owner(&self.owner).await?;
             }
-            None if !self.may_take_over() && !store.load().await?.records.is_empty() => {
-                return Err(StateError::Foreign { path: self.state_path.clone(), recorded: UNRECORDED_OWNER.to_string(), current: self.owner.clone() });
-            }
-            None => store.set_owner(&self.owner).await?,
+            store.set_owner(&self.owner).await?;
         }
         Ok(store)
     }
 
-    fn may_take_over(&self) -> bool {
-        self.state_explicit || self.reassign_state
+    /// Refuse state recorded for another config unless it may be taken over (`--state`,
+    /// `[project] state`, `--reassign-state`). State written before tend recorded owners that
+    /// holds something cannot tell whose it is, so it counts as another config's.
+    fn check_owner(&self, recorded: Option<&str>, has_records: bool) -> Result<(), StateError> {
+        let recorded = match recorded {
+            Some(r) => r,
+            None if has_records => UNRECORDED_OWNER,
+            None => return Ok(()),
+        };
+        if recorded == self.owner || self.state_explicit || self.reassign_state {
+            return Ok(());
+        }
+        Err(StateError::Foreign { path: self.state_path.clone(), recorded: recorded.to_string(), current: self.owner.clone() })
     }
 
     /// With `--env` and the default state path: refuse while the environment's state still lives

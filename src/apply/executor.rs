@@ -83,11 +83,7 @@ impl Ctx {
     /// What was recorded, with fingerprints of secret fields given back as the desired value
     /// where they match it (see [`crate::hash::reveal_prior`]).
     fn prior(&self, c: &Change, config: Option<&Attributes>) -> Option<PriorRecord> {
-        c.prior.as_ref().map(|a| {
-            let attributes =
-                if a.values().any(|v| matches!(v, Value::Fingerprint(_))) { Arc::new(crate::hash::reveal_prior(config, a, &self.hmac_key)) } else { a.clone() };
-            PriorRecord { id: c.prior_id.clone(), attributes }
-        })
+        c.prior.as_ref().map(|a| PriorRecord { id: c.prior_id.clone(), attributes: crate::hash::reveal_prior(config, a, &self.hmac_key) })
     }
 
     fn observed(c: &Change) -> Option<Observed> {

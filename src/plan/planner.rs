@@ -135,14 +135,7 @@ fn has_dependents(graph: &ResourceGraph, n: NodeIndex) -> bool {
 /// The record as a provider sees it: fingerprints of secret fields that match the desired value
 /// are that value, others are redacted (see [`crate::hash::reveal_prior`]).
 fn prior_of(record: Option<&Record>, config: Option<&Attributes>, key: &str) -> Option<PriorRecord> {
-    record.map(|r| {
-        let attributes = if r.attributes.values().any(|v| matches!(v, Value::Fingerprint(_))) {
-            std::sync::Arc::new(crate::hash::reveal_prior(config, &r.attributes, key))
-        } else {
-            r.attributes.clone()
-        };
-        PriorRecord { id: r.remote_id.clone(), attributes }
-    })
+    record.map(|r| PriorRecord { id: r.remote_id.clone(), attributes: crate::hash::reveal_prior(config, &r.attributes, key) })
 }
 
 /// Observe every instance, one batched `read` per provider, providers in parallel.
