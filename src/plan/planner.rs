@@ -69,6 +69,13 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
         let record = input.state.records.get(addr);
         // Taken out of the map: each observation is used once, and freed as planning goes on.
         let obs = match observed.remove(addr) {
+            // The target shows the config contradicting itself (two resources that are one
+            // object there): an error of the plan, as a conflict found in the config is.
+            Some(Err(e)) if e.kind == tend_provider::ErrorKind::Conflict => {
+                errors.push(PlanError { addr: Some(addr.clone()), message: e.message.clone(), hint: e.hint.clone() });
+                blocked.insert(addr.clone());
+                continue;
+            }
             Some(Err(e)) => {
                 // One host that cannot be observed does not stop the others.
                 unplanned.push(PlanError { addr: Some(addr.clone()), message: format!("cannot observe it: {e}"), hint: e.hint.clone() });

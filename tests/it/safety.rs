@@ -309,6 +309,33 @@ fn two_resources_writing_one_path_are_an_error_naming_both() {
 }
 
 #[test]
+fn two_resources_that_are_one_file_through_a_symlinked_directory_are_an_error_naming_both() {
+    let s = Scratch::new();
+    write_tree(
+        &s.path("cfg"),
+        &[(
+            "tend.toml",
+            "[project]\nname = \"alias\"\n\n[host.local.this]\n\n[host.file.a]\npath = \"${path.root}/out/real/conf\"\ncontent = \"a\"\n\n[host.file.b]\npath = \"${path.root}/out/link/conf\"\ncontent = \"b\"\n\n[host.file.c]\npath = \"${path.root}/out/real/other\"\ncontent = \"c\"\n",
+        )],
+    );
+    fs_err::create_dir_all(s.path("cfg/out/real")).expect("mkdir");
+    symlink("real", s.path("cfg/out/link")).expect("symlink");
+    let out = s.tend(&s.path("cfg"), &["apply", "--auto-approve"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = unwrapped(&out);
+    let real = fs_err::canonicalize(s.path("cfg/out/real")).expect("real").join("conf");
+    assert!(
+        err.contains("/out/link/conf and the path of `host.file.a[this]` (")
+            && err.contains(&format!("are one file on `host.local.this`, {}, through a symlink", real.display())),
+        "{err}"
+    );
+    assert!(err.contains("`host.file.a[this]`") && err.contains("`host.file.b[this]` ("), "both named: {err}");
+    assert!(!err.contains("host.file.c"), "an unrelated file is not part of it: {err}");
+    // Nothing applied, not even the unrelated file: the plan has an error.
+    assert!(!s.path("cfg/out/real/conf").exists() && !s.path("cfg/out/real/other").exists());
+}
+
+#[test]
 fn a_symlink_planted_where_a_file_was_observed_is_not_followed_by_chmod() {
     use std::os::unix::fs::PermissionsExt;
     let s = Scratch::new();

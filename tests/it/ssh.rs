@@ -550,3 +550,23 @@ fn a_link_planted_above_a_target_by_another_user_is_not_followed_over_ssh() {
     ok(&run.tend(&["apply", "--auto-approve"], &[]));
     assert_eq!(fs_err::read_to_string(f.srv("h1").join("outside/f")).expect("written"), "one");
 }
+
+#[test]
+fn two_resources_that_are_one_file_on_the_host_through_a_symlink_are_an_error_over_ssh() {
+    let f = Fleet::up(1);
+    fs_err::create_dir_all(f.srv("h1").join("app-1.2")).expect("mkdir");
+    std::os::unix::fs::symlink("/srv/app-1.2", f.srv("h1").join("app")).expect("link");
+    let run = Run::new(&format!(
+        "[project]\nname = \"alias\"\n\n{}\n[host.file.a]\npath = \"/srv/app/conf\"\ncontent = \"a\"\n\n[host.file.b]\npath = \"/srv/app-1.2/conf\"\ncontent = \"b\"\n\n[host.file.c]\npath = \"/srv/app/other\"\ncontent = \"c\"\n",
+        f.host_toml(1, "")
+    ));
+    let out = run.tend(&["apply", "--auto-approve"], &[]);
+    let err = String::from_utf8_lossy(&out.stderr).replace('│', " ").split_whitespace().collect::<Vec<_>>().join(" ");
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("/srv/app/conf and the path of `host.file.b[h1]` (/srv/app-1.2/conf) are one file on `host.ssh.h1`, /srv/app-1.2/conf, through a symlink"),
+        "{err}"
+    );
+    assert!(err.contains("error: host.file.b[h1]:") && !err.contains("host.file.c"), "{err}");
+    assert!(fs_err::read_dir(f.srv("h1").join("app-1.2")).expect("dir").next().is_none(), "nothing written");
+}

@@ -16,6 +16,9 @@ pub enum ErrorKind {
     },
     /// Retrying will not help until the config changes (bad input, permission denied).
     Terminal,
+    /// The config asks for something that contradicts itself on the target (two resources that
+    /// are one object there): a plan error, not a failure to observe.
+    Conflict,
 }
 
 /// An error from a provider call, with the context a user needs to fix it.
@@ -47,6 +50,11 @@ impl ProviderError {
     /// A transient error with a message.
     pub fn transient(message: impl Into<String>) -> Self {
         Self { kind: ErrorKind::Transient, ..Self::terminal(message) }
+    }
+
+    /// A conflict between resources found on the target (see [`ErrorKind::Conflict`]).
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self { kind: ErrorKind::Conflict, ..Self::terminal(message) }
     }
 
     /// Attach the underlying cause.

@@ -232,6 +232,7 @@ impl HostProvider {
             .collect();
         let (stats, probe_out) = transport.observe(&stats_wanted, &probe_scripts).await?;
         let mut out = Vec::with_capacity(items.len());
+        let path_slot = slot.clone();
         for (((item, idx), probe), copy) in items.iter().zip(slot).zip(probe_slot).zip(copy_slot) {
             let stat = idx.map(|i| &stats[i]);
             let probed = probe.map(|i| probe_out[i].as_str());
@@ -260,8 +261,74 @@ impl HostProvider {
                 Kind::Local | Kind::Ssh => Ok(None),
             });
         }
+        self.symlinked_conflicts(items, &slot_paths(items, &stats, &path_slot), &mut out);
         Ok(out)
     }
+
+    /// Two resources whose paths differ in config but are one file on the host (a directory on
+    /// the way is a symlink) would undo each other on every apply: each is a conflict naming
+    /// the other. Paths equal in config are the engine's to report.
+    fn symlinked_conflicts(&self, items: &[&ReadItem], resolved: &[Option<(String, String)>], out: &mut [Result<Option<Observed>, ProviderError>]) {
+        let mut by_real: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, r) in resolved.iter().enumerate() {
+            if let Some((_, real)) = r {
+                by_real.entry(real.as_str()).or_default().push(i);
+            }
+        }
+        let claim = |i: usize| {
+            self.kinds.iter().find(|k| k.kind == &*items[i].addr.kind).and_then(|k| k.fields.iter().find(|f| f.name == "path")).and_then(|f| f.claim)
+        };
+        for (real, who) in by_real {
+            let lexical = |i: usize| resolved[i].as_ref().map(|(p, _)| p.as_str()).unwrap_or_default();
+            if who.len() < 2 || who.iter().all(|&i| lexical(i) == lexical(who[0])) || who.iter().all(|&i| claim(i) != Some(tend_provider::Claim::Exclusive)) {
+                continue;
+            }
+            for &i in &who {
+                let others: Vec<String> = who.iter().filter(|&&j| j != i).map(|&j| format!("`{}` ({})", items[j].addr, lexical(j))).collect();
+                let host = items[i].target.as_ref().map(|t| t.addr.to_string()).unwrap_or_default();
+                out[i] = Err(ProviderError::conflict(format!(
+                    "{} and the path of {} are one file on `{host}`, {real}, through a symlink: each apply would undo the other",
+                    lexical(i),
+                    others.join(" and ")
+                ))
+                .with_hint("keep one resource per file: merge them, or point them at different files"));
+            }
+        }
+    }
+}
+
+/// For each item whose path is a claim (desired, and observed with its directory resolved):
+/// the path as written (normalised) and where it lands on the host.
+fn slot_paths(items: &[&ReadItem], stats: &[crate::transport::PathStat], slots: &[Option<usize>]) -> Vec<Option<(String, String)>> {
+    items
+        .iter()
+        .zip(slots)
+        .map(|(item, slot)| {
+            let kind = Kind::from_name(&item.addr.kind)?;
+            if item.config.is_none() || !matches!(kind, Kind::File | Kind::Directory | Kind::Template | Kind::Line) {
+                return None;
+            }
+            let st = &stats[(*slot)?];
+            let name = std::path::Path::new(&st.path).file_name()?.to_str()?;
+            let real_dir = st.real_dir.as_deref()?;
+            Some((normalise(&st.path), normalise(&format!("{real_dir}/{name}"))))
+        })
+        .collect()
+}
+
+/// A path without `./`, `..`, repeated or trailing `/`.
+fn normalise(p: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for seg in p.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            s => parts.push(s),
+        }
+    }
+    format!("/{}", parts.join("/"))
 }
 
 /// The generation `tend rollback` goes to: the one `to` names (a prefix of its id is enough), or

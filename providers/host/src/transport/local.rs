@@ -78,6 +78,7 @@ impl LocalTransport {
             size: meta.len(),
             sha256,
             content: if req.content && file_type == FileType::File { Some(fs_err::read(&req.path).map_err(self.err("read", &req.path))?) } else { None },
+            real_dir: None,
         })
     }
 
@@ -283,6 +284,22 @@ fn remove_dead_temp_files(dir: &Path) {
     }
 }
 
+/// `realpath -m`: the deepest existing ancestor resolved through symlinks, with the rest as
+/// written.
+fn resolve_missing(dir: &Path) -> Option<String> {
+    let mut base = dir;
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = std::fs::canonicalize(base) {
+            let mut out = real;
+            out.extend(rest.iter().rev());
+            return out.to_str().map(str::to_string);
+        }
+        rest.push(base.file_name()?);
+        base = base.parent()?;
+    }
+}
+
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, TransportError> + Send + 'static) -> Result<T, TransportError> {
     tokio::task::spawn_blocking(f).await.expect("transport tasks do not panic")
 }
@@ -305,6 +322,13 @@ impl Transport for LocalTransport {
         let mut out = Vec::with_capacity(reqs.len());
         for t in tasks {
             out.extend(t.await.expect("stat tasks do not panic")?);
+        }
+        // Where each directory resolves, once per directory.
+        let mut real: std::collections::HashMap<&Path, Option<String>> = std::collections::HashMap::new();
+        for st in &mut out {
+            if let Some(parent) = Path::new(&st.path).parent() {
+                st.real_dir.clone_from(real.entry(parent).or_insert_with(|| resolve_missing(parent)));
+            }
         }
         Ok(out)
     }

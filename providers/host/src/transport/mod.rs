@@ -51,12 +51,25 @@ pub struct PathStat {
     pub sha256: Option<String>,
     /// The content, for regular files when asked.
     pub content: Option<Vec<u8>>,
+    /// Where the path's directory resolves through symlinks (as `realpath -m`), when known:
+    /// two paths that differ in config but land in one place are found by it.
+    pub real_dir: Option<String>,
 }
 
 impl PathStat {
     /// A path that does not exist.
     pub fn absent(path: &str) -> Self {
-        Self { path: path.to_string(), file_type: None, mode: 0, owner: String::new(), group: String::new(), size: 0, sha256: None, content: None }
+        Self {
+            path: path.to_string(),
+            file_type: None,
+            mode: 0,
+            owner: String::new(),
+            group: String::new(),
+            size: 0,
+            sha256: None,
+            content: None,
+            real_dir: None,
+        }
     }
 }
 

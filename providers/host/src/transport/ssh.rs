@@ -335,6 +335,10 @@ impl SshTransport {
             })
             .collect();
         let (stats, rest) = main.split_once("HASHES\0").unwrap_or((main, ""));
+        let (stats, real) = stats.split_once("REAL\0").unwrap_or((stats, ""));
+        // One line per path, in order; a host without GNU `realpath -m` prints none.
+        let real: Vec<&str> = real.lines().collect();
+        let real = (real.len() == reqs.len()).then_some(real);
 
         let (hashes, contents) = rest.split_once("CONTENTS\0").unwrap_or((rest, ""));
         let mut bodies = std::collections::HashMap::new();
@@ -357,8 +361,9 @@ impl SshTransport {
         }
         let stats_out: Vec<PathStat> = reqs
             .iter()
-            .map(|r| match found.get(&r.path) {
-                None => PathStat::absent(&r.path),
+            .enumerate()
+            .map(|(i, r)| match found.get(&r.path) {
+                None => PathStat { real_dir: real.as_ref().map(|x| x[i].to_string()), ..PathStat::absent(&r.path) },
                 Some(rec) => {
                     let ft = file_type(rec[1]);
                     PathStat {
@@ -370,6 +375,7 @@ impl SshTransport {
                         size: rec[5].parse().unwrap_or(0),
                         sha256: if r.hash && ft == FileType::File { sums.get(&r.path).cloned() } else { None },
                         content: if r.content && ft == FileType::File { Some(bodies.remove(&r.path).unwrap_or_default()) } else { None },
+                        real_dir: real.as_ref().map(|x| x[i].to_string()),
                     }
                 }
             })
@@ -405,10 +411,13 @@ fn connect_kind(e: &russh::Error) -> std::io::ErrorKind {
 const STAT_SCRIPT: &str = r#"set -f
 IFS='
 '
-s=''; h=''; c=''
+s=''; h=''; c=''; d=''
 while IFS= read -r l; do
   p=${l#?}
   s="$s$p
+"
+  q=${p%/*}
+  d="$d${q:-/}
 "
   case $l in H*|B*) h="$h$p
 ";; esac
@@ -416,8 +425,13 @@ while IFS= read -r l; do
 ";; esac
 done
 if [ -n "$s" ]; then stat --printf '%n\0%f\0%a\0%U\0%G\0%s\0' -- $s 2>/dev/null; fi
+printf 'REAL\0'
+if [ -n "$d" ]; then realpath -m -- $d 2>/dev/null; fi
 printf 'HASHES\0'
-if [ -n "$h" ]; then sha256sum -- $h 2>/dev/null; fi
+r=''
+for p in $h; do if [ -f "$p" ] && [ ! -L "$p" ]; then r="$r$p
+"; fi; done
+if [ -n "$r" ]; then sha256sum -- $r 2>/dev/null; fi
 printf 'CONTENTS\0'
 for p in $c; do
   if [ -f "$p" ]; then printf '%s\0' "$p"; base64 -w0 < "$p"; printf '\0'; fi
