@@ -570,3 +570,46 @@ fn two_resources_that_are_one_file_on_the_host_through_a_symlink_are_an_error_ov
     assert!(err.contains("error: host.file.b[h1]:") && !err.contains("host.file.c"), "{err}");
     assert!(fs_err::read_dir(f.srv("h1").join("app-1.2")).expect("dir").next().is_none(), "nothing written");
 }
+
+/// Whether a process with exactly this command line runs on the machine (the fleet's hosts
+/// share its process table).
+fn running(cmdline: &[&str]) -> bool {
+    let want: Vec<u8> = cmdline.iter().flat_map(|a| a.bytes().chain([0])).collect();
+    fs_err::read_dir("/proc").expect("proc").flatten().any(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == want))
+}
+
+#[test]
+fn a_hung_host_is_declared_down_and_a_command_past_its_timeout_is_stopped() {
+    let f = Fleet::up(2);
+    let run = Run::new("");
+    // h2 accepts the connection and the key, then every command hangs (a stuck NFS mount, a
+    // host out of memory): its key is forced to run `sleep 20`.
+    let key = run.dir.path().join("stuck_key");
+    assert!(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key).status().expect("ssh-keygen").success());
+    let public = fs_err::read_to_string(key.with_extension("pub")).expect("pub");
+    let mut keys = fs_err::OpenOptions::new().append(true).open(f.work.join("keys/authorized_keys")).expect("authorized_keys");
+    std::io::Write::write_all(&mut keys, format!("command=\"sleep 20\" {public}").as_bytes()).expect("append");
+    let mut toml = String::from("[project]\nname = \"stuck\"\n\n");
+    toml.push_str(&f.host_toml(1, "labels = { role = \"web\" }\ncommand_timeout = 2"));
+    toml.push_str(&format!(
+        "[host.ssh.h2]\naddress = \"{}\"\nuser = \"root\"\nidentity = \"{}\"\nknown_hosts = \"{}\"\noperation_timeout = 2\nlabels = {{ role = \"web\" }}\n",
+        f.address(2),
+        key.display(),
+        f.known_hosts().display()
+    ));
+    toml.push_str("\n[host.file.motd]\non = { role = \"web\" }\npath = \"/srv/motd\"\ncontent = \"hi\\n\"\n\n[host.command.slow]\non = { role = \"web\" }\nrun = \"sleep 617 & sleep 618\"\n");
+    run.write(&toml);
+    let started = std::time::Instant::now();
+    let out = run.tend(&["apply", "--auto-approve"], &[]);
+    let err = String::from_utf8_lossy(&out.stderr).replace('│', " ").split_whitespace().collect::<Vec<_>>().join(" ");
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(18), "tend waited for the hung host: {:?}", started.elapsed());
+    assert!(err.contains("on host `h2` failed: no answer within 2 s (operation_timeout); the host is declared down for the rest of this run"), "{err}");
+    assert!(err.contains("did not finish within 2 s and was stopped (command_timeout of `h1`)"), "{err}");
+    // h1's file converged; its command and the command's child are gone.
+    assert_eq!(fs_err::read_to_string(f.srv("h1").join("motd")).expect("motd"), "hi\n");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(!running(&["sleep", "617"]) && !running(&["sleep", "618"]), "the command was stopped with its children");
+    let status = ok(&run.tend(&["history", "--json"], &[]));
+    assert!(status.contains("\"result\": \"failed\""), "{status}");
+}

@@ -95,7 +95,10 @@ impl HostProvider {
 
     async fn connect(target: &Target) -> Result<Arc<dyn Transport>, ProviderError> {
         match Kind::from_name(&target.addr.kind) {
-            Some(Kind::Local) => Ok(Arc::new(LocalTransport::new(&*target.addr.name))),
+            Some(Kind::Local) => {
+                let limit = target.attributes.get("command_timeout").and_then(Value::as_i64).and_then(|t| u64::try_from(t).ok()).unwrap_or(3600);
+                Ok(Arc::new(LocalTransport::new(&*target.addr.name).with_command_timeout(std::time::Duration::from_secs(limit))))
+            }
             Some(Kind::Ssh) => {
                 let settings = ssh_host::target(&target.addr.name, &target.attributes)
                     .map_err(|e| ProviderError::terminal(format!("cannot reach host `{}`: {e}", target.addr.name)))?;

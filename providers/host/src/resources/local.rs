@@ -17,6 +17,11 @@ pub fn schema() -> KindSchema {
                 "keep the host's files as switchable generations: true, or { path = \"/var/lib/tend\", keep = 5 }",
             ),
             FieldSchema::input("health", FieldType::String, "command run after a generation switch; failing switches back"),
+            FieldSchema::input(
+                "command_timeout",
+                FieldType::Int,
+                "seconds a command (host.command, package, service, health) may run before it is stopped, default 3600",
+            ),
             FieldSchema::output("hostname", FieldType::String, "the machine's host name"),
             FieldSchema::output("generation", FieldType::String, "the generation of files in use"),
             FieldSchema::output("kept_generations", FieldType::List(Box::new(FieldType::String)), "generations on the host, newest first"),
@@ -33,7 +38,7 @@ pub fn attributes(config: &Attributes) -> Attributes {
     let mut a = Attributes::new();
     a.insert("hostname".into(), Value::String(hostname()));
     a.insert("labels".into(), config.get("labels").cloned().unwrap_or(Value::Map(std::collections::BTreeMap::new())));
-    for f in ["vars", "generations", "health"] {
+    for f in ["vars", "generations", "health", "command_timeout"] {
         if let Some(v) = config.get(f) {
             a.insert(f.into(), v.clone());
         }
@@ -44,6 +49,11 @@ pub fn attributes(config: &Attributes) -> Attributes {
 /// Checks of literal config.
 pub fn validate(literal: &Attributes) -> Vec<tend_provider::FieldError> {
     let mut errors = Vec::new();
+    if let Some(t) = literal.get("command_timeout").and_then(Value::as_i64)
+        && t < 1
+    {
+        errors.push(tend_provider::FieldError::field("command_timeout", format!("{t} is not a number of seconds (at least 1)")));
+    }
     crate::generation::validate(literal, &mut errors);
     errors
 }

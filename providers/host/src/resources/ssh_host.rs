@@ -23,6 +23,16 @@ pub fn schema() -> KindSchema {
             FieldSchema::input("host_key", FieldType::String, "pinned host key, e.g. \"ssh-ed25519 AAAA…\""),
             FieldSchema::input("trust_on_first_use", FieldType::Bool, "accept an unknown host key once and record it in state"),
             FieldSchema::input("connect_timeout", FieldType::Int, "seconds, default 10"),
+            FieldSchema::input(
+                "operation_timeout",
+                FieldType::Int,
+                "seconds one of tend's own operations (observe, write, chmod, …) may take before the host is declared down for the run, default 300",
+            ),
+            FieldSchema::input(
+                "command_timeout",
+                FieldType::Int,
+                "seconds a command (host.command, package, service, health) may run before it is stopped, default 3600",
+            ),
             FieldSchema::input("jump", FieldType::String, "tunnel through this host: [user@]host[:port] (like ProxyJump)"),
             FieldSchema::input("ssh_config", FieldType::String, "ssh_config file to honour, default ~/.ssh/config"),
             FieldSchema::input("labels", FieldType::Map(Box::new(FieldType::String)), "labels for `on = { key = value }` selectors"),
@@ -56,6 +66,13 @@ pub fn validate(literal: &Attributes) -> Vec<FieldError> {
                 .with_hint("copy the line from the host's /etc/ssh/ssh_host_ed25519_key.pub, e.g. host_key = \"ssh-ed25519 AAAA…\""),
         );
     }
+    for k in ["connect_timeout", "operation_timeout", "command_timeout"] {
+        if let Some(t) = literal.get(k).and_then(Value::as_i64)
+            && t < 1
+        {
+            errors.push(FieldError::field(k, format!("{t} is not a number of seconds (at least 1)")));
+        }
+    }
     crate::generation::validate(literal, &mut errors);
     errors
 }
@@ -77,7 +94,9 @@ pub fn target(name: &str, a: &Attributes) -> Result<SshTarget, String> {
     let user = get_str(a, "user").map(str::to_string).or(found.user.clone()).unwrap_or_else(|| std::env::var("USER").unwrap_or_else(|_| "root".into()));
     let identity = get_str(a, "identity").map(str::to_string).or(found.identity_file.clone()).map(|p| expand_home(&p));
     let known_hosts = expand_home(get_str(a, "known_hosts").map(str::to_string).or(found.known_hosts.clone()).as_deref().unwrap_or("~/.ssh/known_hosts"));
-    let timeout = Duration::from_secs(a.get("connect_timeout").and_then(Value::as_i64).and_then(|t| u64::try_from(t).ok()).unwrap_or(10));
+    let secs = |k: &str, default: u64| Duration::from_secs(a.get(k).and_then(Value::as_i64).and_then(|t| u64::try_from(t).ok()).unwrap_or(default));
+    let timeout = secs("connect_timeout", 10);
+    let (operation_timeout, command_timeout) = (secs("operation_timeout", 300), secs("command_timeout", 3600));
     let jump = match get_str(a, "jump").map(str::to_string).or(found.proxy_jump.clone()) {
         None => None,
         Some(spec) => {
@@ -95,6 +114,8 @@ pub fn target(name: &str, a: &Attributes) -> Result<SshTarget, String> {
                 trust_on_first_use: false,
                 recorded_key: None,
                 timeout,
+                operation_timeout,
+                command_timeout,
                 jump: None,
             }))
         }
@@ -112,6 +133,8 @@ pub fn target(name: &str, a: &Attributes) -> Result<SshTarget, String> {
         // to `known_hosts` (or `host_key`) is checked against that in the same run.
         recorded_key: a.get("trust_on_first_use").and_then(Value::as_bool).unwrap_or(false).then(|| get_str(a, "trusted_key").map(str::to_string)).flatten(),
         timeout,
+        operation_timeout,
+        command_timeout,
         jump,
     })
 }

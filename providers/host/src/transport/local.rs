@@ -21,12 +21,21 @@ pub struct LocalTransport {
     users: Arc<OnceLock<Users>>,
     /// Directory of an observed path → where it resolved when it was observed.
     resolved: Arc<std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, std::path::PathBuf>>>,
+    /// How long a command may run before its process group is stopped.
+    command_timeout: std::time::Duration,
 }
 
 impl LocalTransport {
     /// A transport for the local machine, named `host` in messages.
     pub fn new(host: impl Into<String>) -> Self {
-        Self { host: host.into(), users: Arc::new(OnceLock::new()), resolved: Arc::default() }
+        Self { host: host.into(), users: Arc::new(OnceLock::new()), resolved: Arc::default(), command_timeout: std::time::Duration::from_hours(1) }
+    }
+
+    /// Stop commands that run longer than `limit` (TERM to their process group, KILL 10 s later).
+    #[must_use]
+    pub fn with_command_timeout(mut self, limit: std::time::Duration) -> Self {
+        self.command_timeout = limit;
+        self
     }
 
     /// Remember where the directory of an observed path resolves now (once per directory).
@@ -399,7 +408,27 @@ impl Transport for LocalTransport {
         if let Some(mut stdin) = child.stdin.take() {
             stdin.write_all(command.as_bytes()).await.map_err(self.err("run", command))?;
         }
-        let out = child.wait_with_output().await.map_err(self.err("run", command))?;
+        let group = child.id().and_then(|p| i32::try_from(p).ok()).and_then(rustix::process::Pid::from_raw);
+        let stop = |signal: rustix::process::Signal| {
+            if let Some(g) = group {
+                let _ = rustix::process::kill_process_group(g, signal);
+            }
+        };
+        let waiting = child.wait_with_output();
+        tokio::pin!(waiting);
+        let Ok(out) = tokio::time::timeout(self.command_timeout, &mut waiting).await else {
+            stop(rustix::process::Signal::TERM);
+            if tokio::time::timeout(std::time::Duration::from_secs(10), &mut waiting).await.is_err() {
+                stop(rustix::process::Signal::KILL);
+                let _ = waiting.await;
+            }
+            return Err(self.err("run", command)(std::io::Error::other(format!(
+                "did not finish within {} s and was stopped (command_timeout of `{}`)",
+                self.command_timeout.as_secs(),
+                self.host
+            ))));
+        };
+        let out = out.map_err(self.err("run", command))?;
         Ok(ExecOutput {
             status: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -446,6 +475,21 @@ mod tests {
         assert_eq!(stats[1].file_type, None);
         let leftovers: Vec<_> = fs_err::read_dir(dir.path().join("deep")).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temp file is left behind");
+    }
+
+    #[tokio::test]
+    async fn a_command_past_its_timeout_is_stopped_with_its_children() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = LocalTransport::new("local").with_command_timeout(std::time::Duration::from_secs(1));
+        let started = std::time::Instant::now();
+        // A child in the background that would outlive a kill of `sh` alone.
+        let marker = dir.path().join("still-running");
+        let cmd = format!("(sleep 3; touch {}) & sleep 30", marker.display());
+        let err = t.exec(&cmd, None).await.unwrap_err();
+        assert!(err.source.to_string().contains("did not finish within 1 s and was stopped (command_timeout of `local`)"), "{err}: {}", err.source);
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        assert!(!marker.exists(), "the command's background child was stopped too");
     }
 
     #[tokio::test]

@@ -41,6 +41,12 @@ pub struct SshTarget {
     pub recorded_key: Option<String>,
     /// Connect timeout.
     pub timeout: Duration,
+    /// How long one of tend's own operations (observe, write, chmod, …) may take before the
+    /// host is declared down for the rest of the run.
+    pub operation_timeout: Duration,
+    /// How long a command (`host.command`, package and service changes, health checks) may run
+    /// before it is stopped.
+    pub command_timeout: Duration,
     /// A host to tunnel through (`ProxyJump`).
     pub jump: Option<Box<SshTarget>>,
 }
@@ -143,6 +149,9 @@ pub struct SshTransport {
     host_key: String,
     /// The jump host's connection, kept open while the tunnel through it is used.
     _jump: Option<Box<SshTransport>>,
+    /// Why the host was declared down in this run, if it was: its later operations fail at
+    /// once instead of each waiting for its own timeout.
+    down: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for SshTransport {
@@ -214,6 +223,7 @@ impl SshTransport {
             target,
             handle,
             _jump: jump,
+            down: Mutex::new(None),
         };
         transport.authenticate().await?;
         Ok(transport)
@@ -279,8 +289,35 @@ impl SshTransport {
         }))
     }
 
+    /// Run one command, bounded by `limit`: a host that does not finish it in time is declared
+    /// down (its later operations in this run fail at once, naming why), and so is a host whose
+    /// connection was lost.
+    async fn run_bounded(&self, command: &str, stdin: &[u8], limit: Duration, what: &str, setting: &str) -> Result<ExecOutput, std::io::Error> {
+        if let Some(why) = self.down.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone() {
+            return Err(io(std::io::ErrorKind::NotConnected, format!("the host was declared down earlier in this run: {why}")));
+        }
+        let declare_down = |why: String| {
+            tracing::warn!(host = %self.target.name, "declared down for the rest of the run: {why}");
+            self.down.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_or_insert(why);
+        };
+        match tokio::time::timeout(limit, self.run(command, stdin)).await {
+            Err(_) => {
+                declare_down(format!("{what} got no answer within {} s ({setting})", limit.as_secs()));
+                Err(io(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {} s ({setting}); the host is declared down for the rest of this run", limit.as_secs()),
+                ))
+            }
+            Ok(Err(e)) if self.handle.is_closed() => {
+                declare_down(format!("the connection was lost ({e})"));
+                Err(e)
+            }
+            Ok(r) => r,
+        }
+    }
+
     /// Run one command on its own channel, feeding `stdin`.
-    pub async fn run(&self, command: &str, stdin: &[u8]) -> Result<ExecOutput, std::io::Error> {
+    async fn run(&self, command: &str, stdin: &[u8]) -> Result<ExecOutput, std::io::Error> {
         let ch = self.handle.channel_open_session().await.map_err(|e| io(std::io::ErrorKind::BrokenPipe, e.to_string()))?;
         ch.exec(true, command).await.map_err(|e| io(std::io::ErrorKind::BrokenPipe, e.to_string()))?;
         if !stdin.is_empty() {
@@ -384,7 +421,10 @@ impl SshTransport {
     }
 
     async fn run_ok(&self, op: &'static str, path: &str, command: &str, stdin: &[u8]) -> Result<ExecOutput, TransportError> {
-        let out = self.run(command, stdin).await.map_err(|source| self.err(op, path, source))?;
+        let out = self
+            .run_bounded(command, stdin, self.target.operation_timeout, &format!("{op} {path}"), "operation_timeout")
+            .await
+            .map_err(|source| self.err(op, path, source))?;
         if out.status != 0 {
             let msg = out.stderr.trim().to_string();
             let kind = if msg.contains("Directory not empty") { std::io::ErrorKind::DirectoryNotEmpty } else { std::io::ErrorKind::Other };
@@ -540,11 +580,27 @@ impl Transport for SshTransport {
     }
 
     async fn exec(&self, command: &str, cwd: Option<&str>) -> Result<ExecOutput, TransportError> {
+        // The host stops the command (its whole process group, TERM then KILL 10 s later) when
+        // it runs past the limit; tend waits a little longer than that for the host to say so.
+        let limit = self.target.command_timeout.as_secs().max(1);
+        let bounded = format!("if command -v timeout >/dev/null 2>&1; then exec timeout -k 10 {limit} {EVAL_STDIN}; else exec {EVAL_STDIN}; fi");
         let cmd = match cwd {
-            Some(d) => format!("cd {} && {EVAL_STDIN}", quote(d)),
-            None => EVAL_STDIN.to_string(),
+            Some(d) => format!("cd {} && {bounded}", quote(d)),
+            None => bounded,
         };
-        self.run(&cmd, command.as_bytes()).await.map_err(|source| self.err("run", command, source))
+        let started = std::time::Instant::now();
+        let out = self
+            .run_bounded(&cmd, command.as_bytes(), Duration::from_secs(limit + 30), "a command", "command_timeout + 30 s")
+            .await
+            .map_err(|source| self.err("run", command, source))?;
+        if matches!(out.status, 124 | 137) && started.elapsed() >= Duration::from_secs(limit) {
+            return Err(self.err(
+                "run",
+                command,
+                io(std::io::ErrorKind::Other, format!("did not finish within {limit} s and was stopped (command_timeout of `{}`)", self.target.name)),
+            ));
+        }
+        Ok(out)
     }
 }
 
