@@ -8,6 +8,7 @@
 mod age_file;
 mod document;
 mod identities;
+pub mod scrub;
 pub mod sops;
 pub mod tools;
 
@@ -252,6 +253,9 @@ impl Secrets {
             return found.clone();
         }
         let result = self.decrypt(name);
+        if let Ok(v) = &result {
+            scrub::remember(v);
+        }
         cache.insert(name.to_string(), result.clone());
         result
     }

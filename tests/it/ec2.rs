@@ -410,6 +410,21 @@ fn prevent_destroy_and_termination_protection_keep_an_instance() {
     assert!(moto.instances().is_empty());
 }
 
+/// The secret as it may travel: plain, and base64 at each of the three alignments it can have
+/// inside a longer text, plain and percent-encoded.
+fn encoded_forms(secret: &str) -> Vec<String> {
+    use base64::Engine;
+    let mut forms = vec![secret.to_string()];
+    for skip in 0..3 {
+        let part = &secret.as_bytes()[skip..];
+        let whole = &part[..part.len() / 3 * 3];
+        let b64 = base64::engine::general_purpose::STANDARD.encode(whole);
+        forms.push(b64.replace('+', "%2B").replace('/', "%2F"));
+        forms.push(b64);
+    }
+    forms
+}
+
 #[test]
 fn a_secret_in_user_data_and_tags_is_never_stored_and_three_applies_replace_nothing() {
     use std::io::Write;
@@ -433,8 +448,16 @@ fn a_secret_in_user_data_and_tags_is_never_stored_and_three_applies_replace_noth
     );
     run.write(&body);
     let env = [("TEND_AGE_KEY_FILE", key.to_str().expect("utf-8"))];
-    let first = run.tend_env(&moto, &["apply", "--auto-approve"], &env);
+    // Every log on, the SDK's wire logs included: what they print is redacted, also the secret
+    // encoded as it travels (base64 in user_data, percent-encoded in the query).
+    let traced = [("TEND_AGE_KEY_FILE", key.to_str().expect("utf-8")), ("RUST_LOG", "trace")];
+    let first = run.tend_env(&moto, &["apply", "--auto-approve"], &traced);
     assert!(first.status.success(), "{}", text(&first));
+    let logged = String::from_utf8_lossy(&first.stderr);
+    assert!(logged.contains("TRACE") && logged.contains("RunInstances"), "wire logs were on");
+    for form in encoded_forms(canary) {
+        assert!(!logged.contains(&form), "the secret is in the trace log as {form}");
+    }
     let id0 = moto.instances()[0]["id"].as_str().expect("id").to_string();
     for round in 0..3 {
         let plan = run.tend_env(&moto, &["plan", "--detailed-exitcode"], &env);
