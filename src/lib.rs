@@ -20,6 +20,7 @@ pub mod hash;
 pub mod plan;
 pub mod registry;
 pub mod report;
+pub mod retry;
 pub mod secrets;
 #[cfg(feature = "git")]
 pub mod source;

@@ -9,8 +9,8 @@ use tend_provider::{Action, ResourceAddr};
 pub enum Outcome {
     /// Done.
     Applied,
-    /// Failed with this message.
-    Failed(String),
+    /// Failed with this message, of this class.
+    Failed(String, tend_provider::ErrorKind),
     /// Not attempted because this upstream resource failed.
     Skipped(ResourceAddr),
 }

@@ -117,7 +117,8 @@ async fn readyz(State(s): State<Arc<Shared>>) -> Response {
     if st.last_success_at.is_some() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {}\n", st.last_error.as_deref().unwrap_or("no successful reconcile yet"))).into_response()
+        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {}\n", st.last_error.as_ref().map_or("no successful reconcile yet", |e| e.message.as_str())))
+            .into_response()
     }
 }
 

@@ -15,17 +15,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use tend_provider::{Action, ResourceAddr};
+use tend_provider::{Action, ErrorKind, ResourceAddr};
 use tend_state::{SqliteStore, StateStore, now_rfc3339};
 use tokio::sync::{Mutex, Notify};
 
-pub use status::{ResourceStatus, Status};
+pub use status::{ErrorReport, ResourceStatus, Status};
 
 use crate::apply::{ApplyOptions, apply};
 use crate::config::LoadOptions;
 use crate::plan::ChangeReason;
 use crate::registry::Registry;
 use crate::report::{Outcome, Reporter};
+use crate::retry::jittered;
 use crate::workspace::Workspace;
 
 /// Apply, or only report what would change.
@@ -168,13 +169,6 @@ enum Why {
     Drift,
 }
 
-fn jittered(d: Duration, jitter: f64) -> Duration {
-    // No RNG dependency: the sub-second clock is random enough to spread agents apart.
-    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |t| t.subsec_nanos());
-    let frac = f64::from(nanos % 1_000_000) / 1_000_000.0;
-    d + d.mul_f64(jitter.clamp(0.0, 1.0) * frac)
-}
-
 /// Run the agent until stopped (or once). Returns the last reconcile's result.
 pub async fn run(opts: AgentOptions, shared: Arc<Shared>) -> Reconciled {
     let mut why = Why::Start;
@@ -228,7 +222,12 @@ async fn reconcile(opts: &AgentOptions, shared: &Arc<Shared>, fetch: bool, why: 
             "success"
         }
         Err((label, msg)) => {
-            st.last_error = Some(msg.clone());
+            let kind = match *label {
+                "fetch-failed" => ErrorKind::Transient,
+                "refused" => ErrorKind::Terminal,
+                _ => st.resources.values().filter(|r| r.status == "failed").find_map(|r| r.last_error.as_ref()).map_or(ErrorKind::Terminal, |e| e.kind),
+            };
+            st.last_error = Some(ErrorReport::new(kind, msg.clone()));
             st.consecutive_failures += 1;
             label
         }
@@ -358,9 +357,9 @@ async fn reconcile_inner(opts: &AgentOptions, shared: &Arc<Shared>, fetch: bool)
         for e in plan.errors.iter().chain(&plan.unplanned) {
             let key = e.addr.as_ref().map_or_else(|| "(plan)".to_string(), ToString::to_string);
             if let Some(a) = &e.addr {
-                *st.metrics.errors_by_provider.entry(a.provider.to_string()).or_default() += 1;
+                *st.metrics.errors.entry((a.provider.to_string(), e.kind.name())).or_default() += 1;
             }
-            st.resources.insert(key, ResourceStatus { status: "failed".into(), last_error: Some(e.message.clone()) });
+            st.resources.insert(key, ResourceStatus { status: "failed".into(), last_error: Some(ErrorReport::new(e.kind, e.message.clone())) });
         }
         let drifted = plan.changes.iter().filter(|c| c.reason == ChangeReason::Drift || c.drift_reported).count();
         st.metrics.drift_detected += drifted as u64;
@@ -419,11 +418,15 @@ async fn reconcile_inner(opts: &AgentOptions, shared: &Arc<Shared>, fetch: bool)
             }
             let entry = match outcome {
                 Outcome::Applied => ResourceStatus { status: "ok".into(), last_error: None },
-                Outcome::Failed(m) => {
-                    *st.metrics.errors_by_provider.entry(addr.provider.to_string()).or_default() += 1;
-                    ResourceStatus { status: "failed".into(), last_error: Some(m) }
+                Outcome::Failed(m, kind) => {
+                    *st.metrics.errors.entry((addr.provider.to_string(), kind.name())).or_default() += 1;
+                    ResourceStatus { status: "failed".into(), last_error: Some(ErrorReport::new(kind, m)) }
                 }
-                Outcome::Skipped(cause) => ResourceStatus { status: "skipped".into(), last_error: Some(format!("{cause} failed")) },
+                Outcome::Skipped(cause) => {
+                    // The class of what it waited for.
+                    let kind = st.resources.get(&cause.to_string()).and_then(|r| r.last_error.as_ref()).map_or(ErrorKind::Terminal, |e| e.kind);
+                    ResourceStatus { status: "skipped".into(), last_error: Some(ErrorReport::new(kind, format!("{cause} failed"))) }
+                }
             };
             st.resources.insert(addr.to_string(), entry);
         }
@@ -450,7 +453,7 @@ impl Reporter for AgentReporter {
     fn post_apply(&self, addr: &ResourceAddr, action: Action, outcome: &Outcome, _elapsed: Duration) {
         match outcome {
             Outcome::Applied => {} // the walker logs it
-            Outcome::Failed(m) => tracing::warn!(%addr, ?action, "failed: {m}"),
+            Outcome::Failed(m, kind) => tracing::warn!(%addr, ?action, %kind, "failed: {m}"),
             Outcome::Skipped(c) => tracing::warn!(%addr, cause = %c, "skipped"),
         }
         self.results.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((addr.clone(), action, outcome.clone()));

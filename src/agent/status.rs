@@ -9,6 +9,23 @@ use serde::Serialize;
 /// Reconcile duration histogram buckets, seconds.
 const BUCKETS: [f64; 10] = [0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
 
+/// An error as `/status` shows it: its class (`transient`, `waiting`, `conflict`,
+/// `unauthorized`, `not_found`, `terminal`) and message.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ErrorReport {
+    /// The error class.
+    pub kind: tend_provider::ErrorKind,
+    /// What went wrong (secrets redacted).
+    pub message: String,
+}
+
+impl ErrorReport {
+    /// An error of class `kind`.
+    pub fn new(kind: tend_provider::ErrorKind, message: impl Into<String>) -> Self {
+        Self { kind, message: message.into() }
+    }
+}
+
 /// One resource as the agent last saw it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct ResourceStatus {
@@ -16,7 +33,7 @@ pub struct ResourceStatus {
     /// `failed`, `skipped`, `suspended`.
     pub status: String,
     /// The last error, if it failed.
-    pub last_error: Option<String>,
+    pub last_error: Option<ErrorReport>,
 }
 
 /// The agent's status.
@@ -40,8 +57,9 @@ pub struct Status {
     pub last_attempt_at: Option<String>,
     /// Result of the last reconcile: `success`, `failed`, `fetch-failed`, `refused`.
     pub last_result: Option<String>,
-    /// Why the last reconcile failed.
-    pub last_error: Option<String>,
+    /// Why the last reconcile failed; its kind is that of the first resource that failed, or
+    /// `transient` when the fetch failed.
+    pub last_error: Option<ErrorReport>,
     /// Reconciles failed in a row.
     pub consecutive_failures: u32,
     /// Suspended by `tend suspend`: nothing is applied until `tend resume`.
@@ -61,7 +79,7 @@ pub(crate) struct Metrics {
     pub duration_sum: f64,
     pub drift_detected: u64,
     pub drift_corrected: u64,
-    pub errors_by_provider: BTreeMap<String, u64>,
+    pub errors: BTreeMap<(String, &'static str), u64>,
     pub last_success: Option<SystemTime>,
     pub webhooks: BTreeMap<(String, String), u64>,
 }
@@ -122,10 +140,10 @@ impl Status {
         let _ = writeln!(o, "# TYPE tend_last_successful_reconcile_timestamp_seconds gauge");
         let ts = m.last_success.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok()).map_or(0.0, |d| d.as_secs_f64());
         let _ = writeln!(o, "tend_last_successful_reconcile_timestamp_seconds {ts}");
-        let _ = writeln!(o, "# HELP tend_errors_total Failed resource changes and refreshes by provider.");
+        let _ = writeln!(o, "# HELP tend_errors_total Failed resource changes and refreshes by provider and error class.");
         let _ = writeln!(o, "# TYPE tend_errors_total counter");
-        for (p, n) in &m.errors_by_provider {
-            let _ = writeln!(o, "tend_errors_total{{provider=\"{p}\"}} {n}");
+        for ((p, kind), n) in &m.errors {
+            let _ = writeln!(o, "tend_errors_total{{provider=\"{p}\",kind=\"{kind}\"}} {n}");
         }
         let _ = writeln!(o, "# HELP tend_webhooks_total Webhook deliveries by forge and outcome.");
         let _ = writeln!(o, "# TYPE tend_webhooks_total counter");

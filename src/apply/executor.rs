@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use tend_provider::{Action, ApplyRequest, Attributes, Observed, PlanRequest, PriorRecord, ProviderError, ResourceAddr, Target, Value};
+use tend_provider::{Action, ApplyRequest, Attributes, ErrorKind, Observed, PlanRequest, PriorRecord, ProviderError, ResourceAddr, Target, Value};
 use tend_state::{Record, RecordStatus, StateError, StateStore, now_rfc3339};
 
 use crate::hash::inputs_hash;
@@ -40,9 +40,15 @@ pub struct Ctx {
     pub hmac_key: String,
 }
 
-/// A failed step, rendered for people.
+/// A failed step: rendered for people, with the provider's error class.
 #[derive(Debug, Clone)]
-pub struct StepError(pub String);
+pub struct StepError(pub String, pub ErrorKind);
+
+impl StepError {
+    fn terminal(message: String) -> Self {
+        Self(message, ErrorKind::Terminal)
+    }
+}
 
 fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();
@@ -59,7 +65,7 @@ fn provider_err(e: &ProviderError) -> StepError {
     if let Some(h) = &e.hint {
         s.push_str(&format!("\n  hint: {h}"));
     }
-    StepError(s)
+    StepError(s, e.kind)
 }
 
 fn state_err(e: &StateError) -> StepError {
@@ -67,7 +73,7 @@ fn state_err(e: &StateError) -> StepError {
     if let Some(h) = e.hint() {
         s.push_str(&format!("\n  hint: {h}"));
     }
-    StepError(s)
+    StepError::terminal(s)
 }
 
 impl Ctx {
@@ -100,7 +106,7 @@ impl Ctx {
                 crate::plan::EvalError::Secret(s) => s.hint().map(|h| format!("\n  hint: {h}")).unwrap_or_default(),
                 _ => String::new(),
             };
-            StepError(format!("{e}{hint}"))
+            StepError::terminal(format!("{e}{hint}"))
         })
     }
 
@@ -118,9 +124,9 @@ impl Ctx {
     /// it did, for the report.
     pub async fn run(&self, step: Step) -> Result<Option<String>, StepError> {
         if let Step::Commit(t) = step {
-            return self.commit(t).await.map(Some).map_err(|e| StepError(self.secrets.redact(&e.0)));
+            return self.commit(t).await.map(Some).map_err(|e| StepError(self.secrets.redact(&e.0), e.1));
         }
-        self.run_unredacted(step).await.map(|()| None).map_err(|e| StepError(self.secrets.redact(&e.0)))
+        self.run_unredacted(step).await.map(|()| None).map_err(|e| StepError(self.secrets.redact(&e.0), e.1))
     }
 
     /// Commit the staged changes on target `t`: every staged instance on it that exists after
@@ -192,13 +198,32 @@ impl Ctx {
         let provider = &self.providers[&*c.addr.provider];
         let prior = self.prior(c, config.as_ref());
         let req = ApplyRequest { addr: c.addr.clone(), action, config: config.clone(), observed, prior, target: self.target(c) };
-        match provider.apply(req).await {
+        let mut attempt = 1;
+        let result = loop {
+            match provider.apply(req.clone()).await {
+                // A transient error (or a target not ready yet) is tried again, a bounded number
+                // of times; `apply` is idempotent by contract. Not when something was left
+                // half-made: that is recorded first.
+                Err(e) if e.kind.retryable() && e.partial.is_none() && attempt < crate::retry::APPLY_ATTEMPTS => {
+                    let asked = match e.kind {
+                        ErrorKind::Waiting { after } => Some(after),
+                        _ => None,
+                    };
+                    let pause = crate::retry::apply_delay(attempt, asked);
+                    tracing::info!(addr = %c.addr, attempt, pause_ms = pause.as_millis(), kind = %e.kind, "retrying: {}", self.secrets.redact(&e.message));
+                    tokio::time::sleep(pause).await;
+                    attempt += 1;
+                }
+                r => break r,
+            }
+        };
+        match result {
             Ok(o) => Ok(o),
             Err(e) => {
                 if let Some(partial) = &e.partial {
                     let rec = self.record(c, partial, "", RecordStatus::Tainted, config.as_ref());
                     if let Err(se) = self.store.put(&rec).await {
-                        return Err(StepError(format!("{}\n  and recording it as tainted failed: {se}", provider_err(&e).0)));
+                        return Err(StepError(format!("{}\n  and recording it as tainted failed: {se}", provider_err(&e).0), e.kind));
                     }
                 }
                 Err(provider_err(&e))
@@ -235,7 +260,7 @@ impl Ctx {
         }
         let config = self.config(c)?;
         if let Some((k, _)) = config.iter().find(|(_, v)| !v.is_known()) {
-            return Err(StepError(format!("`{k}` is still unknown at apply time; this is a bug in the provider of an upstream resource")));
+            return Err(StepError::terminal(format!("`{k}` is still unknown at apply time; this is a bug in the provider of an upstream resource")));
         }
         self.check_still_planned(c, &config).await?;
         let observed = Self::observed(c);
@@ -246,7 +271,7 @@ impl Ctx {
             Action::NoOp | Action::Delete => unreachable!("handled above"),
         };
         let Some(obs) = result else {
-            return Err(StepError(format!("provider `{}` returned nothing after {:?}; this is a provider bug", c.addr.provider, c.action)));
+            return Err(StepError::terminal(format!("provider `{}` returned nothing after {:?}; this is a provider bug", c.addr.provider, c.action)));
         };
         let rec = self.record(c, &obs, &inputs_hash(&config, &self.hmac_key), RecordStatus::Ready, Some(&config));
         self.store.put(&rec).await.map_err(|e| state_err(&e))?;
@@ -257,7 +282,7 @@ impl Ctx {
             for (k, planned) in after.iter().filter(|(_, v)| v.is_known() && **v != Value::Redacted) {
                 let got = obs.attributes.get(k);
                 if got != Some(planned) {
-                    return Err(StepError(format!(
+                    return Err(StepError::terminal(format!(
                         "provider `{}` applied `{k}` = {} but planned {planned}; this is a provider bug (the result is recorded in state)",
                         c.addr.provider,
                         got.map_or_else(|| "nothing".to_string(), ToString::to_string),
@@ -289,7 +314,7 @@ impl Ctx {
             for (k, planned) in after.iter().filter(|(_, v)| v.is_known() && **v != Value::Redacted) {
                 match replan.after.get(k) {
                     Some(now) if now.is_known() && now != planned => {
-                        return Err(StepError(format!(
+                        return Err(StepError::terminal(format!(
                             "`{k}` was planned as {planned} but is now {now}: the config or the files it uses changed since the plan was made\n  hint: run `tend plan` again"
                         )));
                     }

@@ -85,7 +85,15 @@ pub async fn apply(
     } else {
         "failed"
     };
-    store.finish_history(history, &outcome.summary_line(), result).await?;
+    let errors: Vec<tend_state::HistoryError> = outcome
+        .results
+        .iter()
+        .filter_map(|(addr, _, o)| match o {
+            Outcome::Failed(message, kind) => Some(tend_state::HistoryError { address: addr.to_string(), kind: kind.name().into(), message: message.clone() }),
+            _ => None,
+        })
+        .collect();
+    store.finish_history(history, &outcome.summary_line(), result, &errors).await?;
     Ok(outcome)
 }
 
@@ -308,11 +316,10 @@ async fn walk(
                 }
                 // A failed commit is the target's failure, counted once.
                 let action = if matches!(step, Step::Commit(_)) { Action::Update } else { c.action };
-                let outcome = Outcome::Failed(if matches!(step, Step::Deposed(_)) {
-                    format!("the replacement is in place, but destroying the old object failed: {}", e.0)
-                } else {
-                    e.0
-                });
+                let outcome = Outcome::Failed(
+                    if matches!(step, Step::Deposed(_)) { format!("the replacement is in place, but destroying the old object failed: {}", e.0) } else { e.0 },
+                    e.1,
+                );
                 reporter.post_apply(&c.addr, action, &outcome, elapsed);
                 out.results.push((c.addr.clone(), action, outcome));
                 out.failed += 1;

@@ -147,8 +147,8 @@ pub fn render_status(st: &serde_json::Value) -> String {
         short("last_attempted_commit")
     ));
     out.push_str(&format!("Last result:   {} at {} (last success {})\n", s("last_result"), s("last_attempt_at"), s("last_success_at")));
-    if let Some(e) = st["last_error"].as_str() {
-        out.push_str(&format!("Last error:    {e}\n"));
+    if let Some(e) = st["last_error"]["message"].as_str() {
+        out.push_str(&format!("Last error:    {e} ({})\n", st["last_error"]["kind"].as_str().unwrap_or("terminal")));
     }
     let mut counts = std::collections::BTreeMap::new();
     let mut problems = Vec::new();
@@ -159,7 +159,7 @@ pub fn render_status(st: &serde_json::Value) -> String {
             if status != "ok" {
                 problems.push(format!(
                     "  {status:<9} {addr}{}\n",
-                    r["last_error"].as_str().map(|e| format!(": {}", e.lines().next().unwrap_or_default())).unwrap_or_default()
+                    r["last_error"]["message"].as_str().map(|e| format!(": {}", e.lines().next().unwrap_or_default())).unwrap_or_default()
                 ));
             }
         }

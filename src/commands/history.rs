@@ -26,6 +26,9 @@ pub async fn run(cli: &Cli, args: &HistoryArgs) -> Result<ExitCode, Failure> {
     println!("{:>4}  {:20}  {:rev_w$}  {:11}  {:<}", "ID", "STARTED", "REVISION", "RESULT", "SUMMARY");
     for r in rows {
         println!("{:>4}  {:20}  {:rev_w$}  {:11}  {} (by {})", r.id, r.started_at, r.revision, r.result, r.summary, r.who);
+        for e in &r.errors {
+            println!("{:>4}  failed: {} ({}): {}", "", e.address, e.kind, e.message.lines().next().unwrap_or_default());
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -57,6 +57,7 @@ pub fn conflicts<'a>(
             })
             .collect();
         errors.push(PlanError {
+            kind: tend_provider::ErrorKind::Conflict,
             addr: Some(who[0].0.clone()),
             message: format!(
                 "{} all manage {path}{}: each apply would undo the other",

@@ -19,7 +19,7 @@ pub use planner::{PlanInput, plan};
 pub use render_json::render_json;
 pub use render_text::render_text;
 use serde::{Deserialize, Serialize};
-use tend_provider::{Action, Attributes, ResourceAddr};
+use tend_provider::{Action, Attributes, ErrorKind, ResourceAddr};
 
 use crate::config::{Expr, Lifecycle};
 
@@ -101,9 +101,17 @@ impl Change {
     }
 }
 
+fn terminal() -> ErrorKind {
+    ErrorKind::Terminal
+}
+
 /// A problem that makes a plan unapplyable.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlanError {
+    /// Its class: the provider's for what a provider found, `conflict` for resources that claim
+    /// one thing, `terminal` for config errors.
+    #[serde(default = "terminal")]
+    pub kind: ErrorKind,
     /// The resource concerned, if any.
     pub addr: Option<ResourceAddr>,
     /// What is wrong.

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use petgraph::Direction;
 use petgraph::stable_graph::NodeIndex;
 use tend_provider::{
-    Action, Attributes, Observed, PlanRequest, PlannedChange, PriorRecord, Provider, ProviderError, ReadItem, ReadRequest, ResourceAddr, Target, Value,
+    Action, Attributes, ErrorKind, Observed, PlanRequest, PlannedChange, PriorRecord, Provider, ProviderError, ReadItem, ReadRequest, ResourceAddr, Target,
+    Value,
 };
 use tend_state::{Record, RecordStatus, Snapshot};
 
@@ -58,6 +59,7 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
             tracing::debug!(%addr, upstream = %up, "not planned: upstream failed to plan");
             if unplanned.iter().any(|u| u.addr.as_ref() == Some(up)) {
                 unplanned.push(PlanError {
+                    kind: ErrorKind::Terminal,
                     addr: Some(addr.clone()),
                     message: format!("not planned: it depends on {up}, which could not be observed"),
                     hint: None,
@@ -72,13 +74,13 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
             // The target shows the config contradicting itself (two resources that are one
             // object there): an error of the plan, as a conflict found in the config is.
             Some(Err(e)) if e.kind == tend_provider::ErrorKind::Conflict => {
-                errors.push(PlanError { addr: Some(addr.clone()), message: e.message.clone(), hint: e.hint.clone() });
+                errors.push(PlanError { kind: e.kind, addr: Some(addr.clone()), message: e.message.clone(), hint: e.hint.clone() });
                 blocked.insert(addr.clone());
                 continue;
             }
             Some(Err(e)) => {
                 // One host that cannot be observed does not stop the others.
-                unplanned.push(PlanError { addr: Some(addr.clone()), message: format!("cannot observe it: {e}"), hint: e.hint.clone() });
+                unplanned.push(PlanError { kind: e.kind, addr: Some(addr.clone()), message: format!("cannot observe it: {e}"), hint: e.hint.clone() });
                 blocked.insert(addr.clone());
                 continue;
             }
@@ -131,7 +133,7 @@ fn eval_error(addr: &ResourceAddr, e: &super::EvalError) -> PlanError {
         super::EvalError::Secret(s) => s.hint(),
         _ => None,
     };
-    PlanError { addr: Some(addr.clone()), message: e.to_string(), hint }
+    PlanError { kind: ErrorKind::Terminal, addr: Some(addr.clone()), message: e.to_string(), hint }
 }
 
 /// Whether anything depends on this node (only then are its values kept for references).
@@ -194,6 +196,7 @@ async fn refresh(input: &PlanInput<'_>, order: &[NodeIndex], errors: &mut Vec<Pl
     for (name, req) in batches {
         let Some(provider) = input.providers.get(&name).cloned() else {
             errors.push(PlanError {
+                kind: ErrorKind::Terminal,
                 addr: None,
                 message: format!("state holds `{name}` resources but this build has no `{name}` provider"),
                 hint: Some(format!("use a tend build with the `{name}` feature, or forget them with `tend state rm`")),
@@ -217,6 +220,7 @@ async fn refresh(input: &PlanInput<'_>, order: &[NodeIndex], errors: &mut Vec<Pl
 
 fn provider_for(input: &PlanInput<'_>, addr: &ResourceAddr) -> Result<Arc<dyn Provider>, PlanError> {
     input.providers.get(&*addr.provider).cloned().ok_or_else(|| PlanError {
+        kind: ErrorKind::Terminal,
         addr: Some(addr.clone()),
         message: format!("no `{}` provider in this build", addr.provider),
         hint: None,
@@ -235,7 +239,7 @@ async fn plan_desired(
     let node = &input.graph.graph[n];
     let addr = &node.addr;
     let res = &input.config.resources[&addr.base()];
-    let err = |message: String, hint: Option<String>| PlanError { addr: Some(addr.clone()), message, hint };
+    let err = |message: String, hint: Option<String>| PlanError { kind: ErrorKind::Terminal, addr: Some(addr.clone()), message, hint };
     let resolver = Resolver { secrets: input.secrets, instances: &input.graph.instances, known, final_values: false };
     let exprs = res.exprs();
     let config = eval_fields(&resolver, addr, &exprs).map_err(|e| eval_error(addr, &e))?;
@@ -262,7 +266,7 @@ async fn plan_desired(
             upstream_changes,
         })
         .await
-        .map_err(|e| err(e.to_string(), e.hint.clone()))?;
+        .map_err(|e| PlanError { kind: e.kind, ..err(e.to_string(), e.hint.clone()) })?;
     let mut decided = decide(planned, inputs_changed, record, observed.as_ref(), &res.lifecycle, res.drift);
     // What a provider observed of a secret field (an EC2 tag read back) is as secret as the config.
     crate::hash::mark_secret_fields(&config, &mut decided.before);
@@ -400,7 +404,7 @@ async fn plan_orphan(
             upstream_changes: BTreeSet::new(),
         })
         .await
-        .map_err(|e| PlanError { addr: Some(addr.clone()), message: e.to_string(), hint: e.hint.clone() })?;
+        .map_err(|e| PlanError { kind: e.kind, addr: Some(addr.clone()), message: e.to_string(), hint: e.hint.clone() })?;
     let change = Change {
         addr: addr.clone(),
         action: Action::Delete,
@@ -435,6 +439,7 @@ fn check_destroy_all(config: &Config, changes: &[Change], errors: &mut Vec<PlanE
         return;
     }
     errors.push(PlanError {
+                kind: ErrorKind::Terminal,
         addr: None,
         message: format!(
             "this plan would destroy all {destroyed} resource{} in state and keep nothing: {} declares no resource",
@@ -458,6 +463,7 @@ fn check_prevent_destroy(config: &Config, changes: &[Change], errors: &mut Vec<P
         let why = if c.requires_replace.is_empty() { String::new() } else { format!(" (changing {} forces replacement)", c.requires_replace.join(", ")) };
         let location = config.resources.get(&c.addr.base()).map(|r| format!(" declared at {}", config.sources.location(r.span))).unwrap_or_default();
         errors.push(PlanError {
+            kind: ErrorKind::Terminal,
             addr: Some(c.addr.clone()),
             message: format!("`{}`{location} has lifecycle.prevent_destroy set, but this plan would {verb} it{why}", c.addr),
             hint: Some(if c.action == Action::Delete && c.config.is_none() {

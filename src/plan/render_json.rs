@@ -75,6 +75,7 @@ fn change_json(c: &Change) -> J {
 fn problem(e: &super::PlanError) -> J {
     json!({
         "address": e.addr.as_ref().map(ToString::to_string),
+        "kind": e.kind.name(),
         "message": e.message,
         "hint": e.hint,
     })

@@ -74,6 +74,21 @@ pub struct HistoryEntry {
     pub summary: String,
     /// `running`, `success`, `failed` or `interrupted`.
     pub result: String,
+    /// What failed, each with its error class.
+    #[serde(default)]
+    pub errors: Vec<HistoryError>,
+}
+
+/// One failure of an apply, as history keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryError {
+    /// The resource.
+    pub address: String,
+    /// The error class (`transient`, `waiting`, `conflict`, `unauthorized`, `not_found`,
+    /// `terminal`).
+    pub kind: String,
+    /// What went wrong (secrets redacted).
+    pub message: String,
 }
 
 /// Who holds the apply lock.

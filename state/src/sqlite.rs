@@ -15,7 +15,7 @@ CREATE TABLE IF NOT EXISTS resources (addr TEXT PRIMARY KEY, data TEXT NOT NULL)
 CREATE TABLE IF NOT EXISTS history (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     revision TEXT NOT NULL, started_at TEXT NOT NULL, finished_at TEXT,
-    who TEXT NOT NULL, summary TEXT NOT NULL, result TEXT NOT NULL);
+    who TEXT NOT NULL, summary TEXT NOT NULL, result TEXT NOT NULL, errors TEXT);
 CREATE TABLE IF NOT EXISTS lock (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     host TEXT NOT NULL, pid INTEGER NOT NULL, started_at TEXT NOT NULL, operation TEXT NOT NULL);
@@ -84,6 +84,10 @@ impl SqliteStore {
         if format.as_deref() != Some("1") {
             return Err(StateError::Corrupt { path: path.to_path_buf(), source: "the database has no tend state format marker".into() });
         }
+        // State written before history kept errors gets the column on its first write.
+        if !flags.contains(OpenFlags::SQLITE_OPEN_READ_ONLY) && !Self::history_has_errors(&conn) {
+            conn.execute_batch("ALTER TABLE history ADD COLUMN errors TEXT;").map_err(corrupt)?;
+        }
         Ok(Self { path: path.to_path_buf(), conn: Mutex::new(conn) })
     }
 
@@ -106,6 +110,10 @@ impl SqliteStore {
         tx.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'serial'", [])?;
         let s: String = tx.query_row("SELECT value FROM meta WHERE key = 'serial'", [], |r| r.get(0))?;
         Ok(s.parse().unwrap_or(0))
+    }
+
+    fn history_has_errors(conn: &Connection) -> bool {
+        conn.query_row("SELECT COUNT(*) FROM pragma_table_info('history') WHERE name = 'errors'", [], |r| r.get::<_, i64>(0)).is_ok_and(|n| n > 0)
     }
 
     fn read_lock(conn: &Connection) -> rusqlite::Result<Option<LockInfo>> {
@@ -335,16 +343,24 @@ impl StateStore for SqliteStore {
         Ok(conn.last_insert_rowid())
     }
 
-    async fn finish_history(&self, id: i64, summary: &str, result: &str) -> Result<(), StateError> {
+    async fn finish_history(&self, id: i64, summary: &str, result: &str, errors: &[crate::HistoryError]) -> Result<(), StateError> {
+        let errors = (!errors.is_empty()).then(|| serde_json::to_string(errors).expect("history errors serialize"));
         self.conn()
-            .execute("UPDATE history SET finished_at = ?1, summary = ?2, result = ?3 WHERE id = ?4", params![now_rfc3339(), summary, result, id])
+            .execute(
+                "UPDATE history SET finished_at = ?1, summary = ?2, result = ?3, errors = ?4 WHERE id = ?5",
+                params![now_rfc3339(), summary, result, errors, id],
+            )
             .map_err(self.db_err())?;
         Ok(())
     }
 
     async fn history(&self) -> Result<Vec<HistoryEntry>, StateError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT id, revision, started_at, finished_at, who, summary, result FROM history ORDER BY id").map_err(self.db_err())?;
+        // Read-only, a file from before history kept errors has no such column.
+        let errors = if Self::history_has_errors(&conn) { "errors" } else { "NULL" };
+        let mut stmt = conn
+            .prepare(&format!("SELECT id, revision, started_at, finished_at, who, summary, result, {errors} FROM history ORDER BY id"))
+            .map_err(self.db_err())?;
         let rows = stmt
             .query_map([], |r| {
                 Ok(HistoryEntry {
@@ -355,6 +371,7 @@ impl StateStore for SqliteStore {
                     who: r.get(4)?,
                     summary: r.get(5)?,
                     result: r.get(6)?,
+                    errors: r.get::<_, Option<String>>(7)?.and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default(),
                 })
             })
             .map_err(self.db_err())?;

@@ -313,7 +313,8 @@ fn the_agent_keeps_the_last_good_commit_while_git_is_down_and_recovers() {
     g.stop_daemon();
     wait_until("the fetch fails", 20, || agent.status()["last_result"] == "fetch-failed");
     let st = agent.status();
-    assert!(st["last_error"].as_str().is_some_and(|e| e.contains(&format!("staying on the last good commit {c1}"))), "{st}");
+    assert!(st["last_error"]["message"].as_str().is_some_and(|e| e.contains(&format!("staying on the last good commit {c1}"))), "{st}");
+    assert_eq!(st["last_error"]["kind"], "transient", "{st}");
     assert_eq!(st["last_applied_commit"], c1.as_str());
     assert_eq!(agent.http("GET", "/healthz", &[], "").0, 200, "alive while Git is down");
     assert_eq!(s.app(), "v1\n");
@@ -467,7 +468,7 @@ fn only_commits_signed_by_an_allowed_ssh_key_are_applied() {
     // Unsigned: refused by the agent and by plan, the last good commit stays.
     let c2 = g.commit(&[("cfg/tend.toml", &config(&s.out(), "v2"))], "unsigned");
     wait_until("the unsigned commit is refused", 20, || agent.status()["last_result"] == "refused");
-    let err = agent.status()["last_error"].as_str().unwrap_or_default().to_string();
+    let err = agent.status()["last_error"]["message"].as_str().unwrap_or_default().to_string();
     assert!(err.contains(&format!("commit {c2} is not signed")) && err.contains(&format!("staying on the last good commit {c1}")), "{err}");
     assert_eq!(s.app(), "v1\n");
     let plan = s.tend(&["plan", "--source", &url, "-C", "cfg", "--allowed-signers", &signers_arg]);
@@ -478,8 +479,8 @@ fn only_commits_signed_by_an_allowed_ssh_key_are_applied() {
     wait_until("drift corrected to the last good commit", 20, || s.app() == "v1\n");
     // Signed by a key that is not allowed: refused, naming the key.
     let c3 = g.commit_signed(&[("cfg/tend.toml", &config(&s.out(), "v3"))], "stranger", &keys.join("stranger"));
-    wait_until("the stranger's commit is refused", 20, || agent.status()["last_error"].as_str().is_some_and(|e| e.contains(&c3)));
-    let err = agent.status()["last_error"].as_str().unwrap_or_default().to_string();
+    wait_until("the stranger's commit is refused", 20, || agent.status()["last_error"]["message"].as_str().is_some_and(|e| e.contains(&c3)));
+    let err = agent.status()["last_error"]["message"].as_str().unwrap_or_default().to_string();
     assert!(err.contains("is signed by SHA256:") && err.contains("which is not in"), "{err}");
     assert_eq!(s.app(), "v1\n");
     // Signed by the allowed key again: applied.
@@ -599,4 +600,32 @@ fn what_a_prune_destroyed_leaves_status_and_metrics() {
     let metrics = agent.http("GET", "/metrics", &[], "").1;
     let managed: u64 = metrics.lines().filter_map(|l| l.strip_prefix("tend_resources{")).filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok()).sum();
     assert_eq!(managed, 2, "host.local.me and host.file.app: {metrics}");
+}
+
+#[test]
+fn errors_keep_their_class_in_status_and_metrics() {
+    let (g, s, agent) = webhook_agent(|s| config(&s.out(), "v1"));
+    wait_until("v1 is applied", 20, || s.app() == "v1\n");
+    g.hook(&github_hook(agent.port, "hook-secret"));
+    // Two resources that write one file: a conflict, and nothing of that commit is applied.
+    let twin = format!("{}\n[host.file.twin]\npath = \"{}\"\ncontent = \"twin\"\n", config(&s.out(), "v2"), s.out().join("./app.conf").display());
+    g.commit(&[("cfg/tend.toml", &twin)], "v2: a twin");
+    wait_until("the conflict is reported", 20, || agent.status()["last_error"]["kind"] == "conflict");
+    let st = agent.status();
+    let failed: Vec<&serde_json::Value> = st["resources"].as_object().expect("resources").values().filter(|r| r["status"] == "failed").collect();
+    assert!(!failed.is_empty() && failed.iter().all(|r| r["last_error"]["kind"] == "conflict"), "{st}");
+    assert_eq!(s.app(), "v1\n");
+    // A command that fails: terminal, counted by provider and class.
+    let boom = format!("{}\n[host.command.boom]\nrun = \"echo no >&2; exit 3\"\n", config(&s.out(), "v3"));
+    g.commit(&[("cfg/tend.toml", &boom)], "v3: a failing command");
+    wait_until("the failure is reported", 20, || agent.status()["resources"]["host.command.boom[me]"]["status"] == "failed");
+    let st = agent.status();
+    assert_eq!(st["resources"]["host.command.boom[me]"]["last_error"]["kind"], "terminal", "{st}");
+    assert_eq!(st["last_error"]["kind"], "terminal", "{st}");
+    let metrics = agent.http("GET", "/metrics", &[], "").1;
+    assert!(
+        metrics.contains("tend_errors_total{provider=\"host\",kind=\"conflict\"}")
+            && metrics.contains("tend_errors_total{provider=\"host\",kind=\"terminal\"} 1"),
+        "{metrics}"
+    );
 }

@@ -39,7 +39,7 @@ value = "fine"
         .iter()
         .map(|(a, act, o)| match o {
             Outcome::Applied => format!("{a} {act:?}: applied"),
-            Outcome::Failed(m) => format!("{a} {act:?}: failed: {m}"),
+            Outcome::Failed(m, _) => format!("{a} {act:?}: failed: {m}"),
             Outcome::Skipped(c) => format!("{a} {act:?}: skipped because {c} failed"),
         })
         .collect();
@@ -116,6 +116,28 @@ async fn removed_resources_are_destroyed_dependents_first() {
     let calls: Vec<String> = bench.fake.calls()[before..].iter().filter(|c| !c.starts_with("read")).cloned().collect();
     assert_eq!(calls, ["delete fake.thing.top", "delete fake.thing.mid", "delete fake.thing.base"]);
     assert!(bench.records().await.is_empty());
+}
+
+#[tokio::test]
+async fn transient_errors_are_retried_within_the_apply_and_keep_their_class_when_they_persist() {
+    let bench = Bench::new();
+    let root = config(&bench, "cfg", "[fake.thing.blip]\nvalue = \"x\"\nflaky = 1\n\n[fake.thing.down]\nvalue = \"y\"\nflaky = 99\n");
+    let outcome = bench.apply(&root).await;
+    let creates = |a: &str| bench.fake.calls().iter().filter(|c| *c == &format!("create {a}")).count();
+    assert_eq!(creates("fake.thing.blip"), 2, "one failure, then success: {:?}", bench.fake.calls());
+    assert_eq!(creates("fake.thing.down"), 4, "tried a bounded number of times: {:?}", bench.fake.calls());
+    let failed: Vec<_> =
+        outcome.results.iter().filter_map(|(a, _, o)| if let Outcome::Failed(m, k) = o { Some((a.to_string(), m.clone(), *k)) } else { None }).collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].0, "fake.thing.down");
+    assert_eq!(failed[0].2, tend::provider::ErrorKind::Transient);
+    assert!(failed[0].1.contains("injected transient failure 4 of 99"), "{failed:?}");
+    assert_eq!(bench.records().await, ["fake.thing.blip"]);
+    // History keeps what failed, with its class.
+    let history = tend::state::StateStore::history(&tend::state::SqliteStore::open(&bench.state()).expect("opens")).await.expect("history");
+    let errors = &history.last().expect("a row").errors;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!((errors[0].address.as_str(), errors[0].kind.as_str()), ("fake.thing.down", "transient"));
 }
 
 #[tokio::test]

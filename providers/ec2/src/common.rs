@@ -62,7 +62,15 @@ where
         || code.contains("Throttl")
         || code == "RequestLimitExceeded";
     let text = if code.is_empty() { format!("{what} failed: {msg}") } else { format!("{what} failed: {code}: {msg}") };
-    let err = if transient { ProviderError::transient(text) } else { ProviderError::terminal(text) };
+    let err = if transient {
+        ProviderError::transient(text)
+    } else if matches!(code.as_str(), "AuthFailure" | "UnrecognizedClientException" | "InvalidClientTokenId" | "UnauthorizedOperation") {
+        ProviderError::unauthorized(text)
+    } else if code.ends_with(".NotFound") {
+        ProviderError::not_found(text)
+    } else {
+        ProviderError::terminal(text)
+    };
     match code.as_str() {
         "AuthFailure" | "UnrecognizedClientException" | "InvalidClientTokenId" => {
             err.with_hint("check the AWS credentials: environment, [providers.ec2] profile, ~/.aws/credentials, SSO or instance metadata")

@@ -5,7 +5,8 @@
 //! It is a dev-dependency only; the real providers are tested against real servers.
 //!
 //! Kind `fake.thing`: `value` (in place), `immutable` (forces replacement), `fail` (apply
-//! fails), `partial` (apply fails after creating: recorded tainted); outputs `id`, `echo`
+//! fails), `partial` (apply fails after creating: recorded tainted), `flaky = N` (apply fails
+//! transiently N times, then works); outputs `id`, `echo`
 //! (= value). Every remote call is appended to [`FakeFactory::calls`].
 
 use std::collections::BTreeMap;
@@ -23,6 +24,8 @@ struct Shared {
     objects: Mutex<BTreeMap<String, Observed>>,
     calls: Mutex<Vec<String>>,
     next_id: AtomicU64,
+    /// Transient failures given so far, by address (for `flaky`).
+    flaked: Mutex<BTreeMap<String, i64>>,
 }
 
 /// Registers the fake provider; clones share one in-memory "cloud".
@@ -65,6 +68,7 @@ fn schema() -> KindSchema {
             FieldSchema::input("immutable", FieldType::String, "forces replacement").forces_replacement(),
             FieldSchema::input("fail", FieldType::Bool, "apply fails"),
             FieldSchema::input("partial", FieldType::Bool, "apply fails after creating"),
+            FieldSchema::input("flaky", FieldType::Int, "apply fails transiently this many times, then works"),
             FieldSchema::output("id", FieldType::String, "assigned at creation"),
             FieldSchema::output("echo", FieldType::String, "the value, as stored"),
         ],
@@ -156,6 +160,14 @@ impl Provider for FakeProvider {
             return Ok(None);
         }
         let config = req.config.clone().unwrap_or_default();
+        if let Some(n) = config.get("flaky").and_then(Value::as_i64) {
+            let mut flaked = self.shared.flaked.lock().expect("fake lock");
+            let given = flaked.entry(addr.clone()).or_default();
+            if *given < n {
+                *given += 1;
+                return Err(ProviderError::transient(format!("injected transient failure {given} of {n} on {addr}")));
+            }
+        }
         if config.get("fail") == Some(&Value::Bool(true)) {
             return Err(ProviderError::terminal(format!("injected failure creating {addr}")).with_hint("set fail = false"));
         }

@@ -178,6 +178,7 @@ impl From<TransportError> for ProviderError {
             | std::io::ErrorKind::HostUnreachable
             | std::io::ErrorKind::NetworkUnreachable
             | std::io::ErrorKind::BrokenPipe => tend_provider::ErrorKind::Transient,
+            std::io::ErrorKind::PermissionDenied if e.op == "log in to" || e.op == "verify host key of" => tend_provider::ErrorKind::Unauthorized,
             _ => tend_provider::ErrorKind::Terminal,
         };
         // The cause is part of the message: it is the part a user acts on ("Connection refused",
