@@ -2,6 +2,7 @@
 //! command starts from.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use tend_provider::ProviderError;
 use tend_state::{Snapshot, SqliteStore, StateError, StateStore};
@@ -58,6 +59,17 @@ impl std::fmt::Debug for Workspace {
     }
 }
 
+/// Open the state at `path` for writing, created on first use. The one place that knows which
+/// backend state lives in; everything else uses it through [`StateStore`].
+pub fn open_store(path: &Path) -> Result<Arc<dyn StateStore>, StateError> {
+    Ok(Arc::new(SqliteStore::open(path)?))
+}
+
+/// Open the state at `path` for reading only; `None` when there is none yet.
+pub fn open_store_read_only(path: &Path) -> Result<Option<Arc<dyn StateStore>>, StateError> {
+    Ok(SqliteStore::open_read_only(path)?.map(|s| Arc::new(s) as Arc<dyn StateStore>))
+}
+
 /// The default state file of a project: `$XDG_STATE_HOME/tend/NAME/state.db`, else
 /// `~/.local/state/tend/NAME/state.db` — outside the config checkout. An environment has its
 /// own: `…/tend/NAME/env/ENV/state.db`.
@@ -102,7 +114,7 @@ impl Workspace {
     /// State recorded as another config's is refused (see [`Workspace::open_state`]).
     pub async fn read_state(&self) -> Result<Snapshot, StateError> {
         self.check_environment_moved().await?;
-        let snapshot = match SqliteStore::open_read_only(&self.state_path)? {
+        let snapshot = match open_store_read_only(&self.state_path)? {
             Some(store) => store.load().await?,
             None => return Ok(Snapshot::default()),
         };
@@ -114,9 +126,9 @@ impl Workspace {
     /// recorded for another config (another directory or repository, another environment) is
     /// refused unless the state file was chosen explicitly (`--state`, `[project] state`) or
     /// `--reassign-state` is given; then it is taken over, with a warning.
-    pub async fn open_state(&self) -> Result<SqliteStore, StateError> {
+    pub async fn open_state(&self) -> Result<Arc<dyn StateStore>, StateError> {
         self.check_environment_moved().await?;
-        let store = SqliteStore::open(&self.state_path)?;
+        let store = open_store(&self.state_path)?;
         let recorded = store.owner().await?;
         if recorded.as_deref() != Some(self.owner.as_str()) {
             // Only ownerless state needs its records counted.
@@ -153,7 +165,7 @@ impl Workspace {
             return Ok(());
         }
         let legacy = default_state_path(&self.config.project.name, None);
-        let Some(store) = SqliteStore::open_read_only(&legacy)? else { return Ok(()) };
+        let Some(store) = open_store_read_only(&legacy)? else { return Ok(()) };
         // State that records its owner says whose it is; older state may be this environment's.
         let unowned = store.owner().await?.is_none() && !store.load().await?.records.is_empty();
         if unowned {

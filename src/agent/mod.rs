@@ -16,12 +16,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use tend_provider::{Action, ErrorKind, ResourceAddr};
-use tend_state::{SqliteStore, StateStore, now_rfc3339};
+use tend_state::now_rfc3339;
 use tokio::sync::{Mutex, Notify};
 
 pub use status::{ErrorReport, ResourceStatus, Status};
 
-use crate::apply::{ApplyOptions, apply};
+use crate::apply::{ApplyOptions, ProtocolError, apply_plan};
 use crate::config::LoadOptions;
 use crate::plan::ChangeReason;
 use crate::registry::Registry;
@@ -384,30 +384,16 @@ async fn reconcile_inner(opts: &AgentOptions, shared: &Arc<Shared>, fetch: bool)
         }
         return Ok(());
     }
-    let store = ws.open_state().await.map_err(|e| ("failed", e.to_string()))?;
-    store.lock("agent").await.map_err(|e| ("failed", format!("{e}{}", e.hint().map(|h| format!(" ({h})")).unwrap_or_default())))?;
-    // State must not have moved since the plan was made (someone ran `tend apply` meanwhile).
-    let moved = store.load().await.map(|s| s.serial != snapshot.serial);
-    if !matches!(moved, Ok(false)) {
-        let _ = store.unlock().await;
-        return Err(("failed", "state changed while planning; the next reconcile plans again".into()));
-    }
     let drift_changes = plan.changes.iter().filter(|c| c.reason == ChangeReason::Drift && c.is_change()).count() as u64;
     let parallelism = opts.parallelism.or(ws.config.project.parallelism).unwrap_or(10);
     let reporter = Arc::new(AgentReporter { results: std::sync::Mutex::new(Vec::new()) });
-    let store_dyn: Arc<dyn StateStore> = match SqliteStore::open(store.path()) {
-        Ok(s) => Arc::new(s),
-        Err(e) => {
-            let _ = store.unlock().await;
-            return Err(("failed", e.to_string()));
-        }
-    };
     let unplanned = plan.unplanned.len();
     let apply_opts = ApplyOptions { parallelism, who: opts.who.clone(), cancel: shared.cancel.clone(), secrets: ws.secrets.clone() };
-    let outcome = apply(Arc::new(plan), &ws.providers, store_dyn, reporter.clone(), apply_opts).await;
-    let unlocked = store.unlock().await;
-    let outcome = outcome.map_err(|e| ("failed", e.to_string()))?;
-    unlocked.map_err(|e| ("failed", e.to_string()))?;
+    let outcome = apply_plan(&ws, plan, "agent", reporter.clone(), apply_opts).await.map_err(|e| match e {
+        // Someone ran `tend apply` meanwhile.
+        ProtocolError::Stale { .. } => ("failed", format!("state changed while planning ({e}); the next reconcile plans again")),
+        ProtocolError::State(e) => ("failed", format!("{e}{}", e.hint().map(|h| format!(" ({h})")).unwrap_or_default())),
+    })?;
     {
         let mut st = shared.status.lock().await;
         for (addr, action, outcome) in reporter.results.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain(..) {

@@ -5,10 +5,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use tend::apply::{ApplyOptions, ApplyOutcome, apply};
+use tend::apply::{ApplyOptions, ApplyOutcome, ProtocolError, apply_plan};
 use tend::plan::{PLAN_FORMAT, Plan, render_text};
 use tend::report::Outcome;
-use tend::state::{SqliteStore, StateStore};
 use tend::workspace::Workspace;
 
 use super::progress::CliReporter;
@@ -18,16 +17,10 @@ use crate::cli::{ApplyArgs, Cli};
 pub async fn run(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode, Failure> {
     let mut ws = load_workspace(cli)?;
     let parallelism = args.parallelism.or(ws.config.project.parallelism).unwrap_or(10);
-    let (plan, store) = if let Some(file) = &args.plan_file {
+    let plan = if let Some(file) = &args.plan_file {
         let plan = read_plan(file)?;
         ws.configure_all()?;
-        let store = ws.open_state().await?;
-        store.lock("apply").await?;
-        if let Err(f) = check_fresh(&store, &plan, file).await {
-            let _ = store.unlock().await;
-            return Err(f);
-        }
-        (plan, store)
+        plan
     } else {
         let state = ws.read_state().await?;
         let plan = ws.plan(&state).await?;
@@ -44,24 +37,19 @@ pub async fn run(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode, Failure> {
             };
         }
         confirm(args.auto_approve)?;
-        let store = ws.open_state().await?;
-        store.lock("apply").await?;
-        let now = store.load().await;
-        let moved = now.as_ref().map(|s| s.serial != state.serial || (!state.lineage.is_empty() && s.lineage != state.lineage));
-        if !matches!(moved, Ok(false)) {
-            let _ = store.unlock().await;
-            return Err(match now {
-                Err(e) => e.into(),
-                Ok(_) => Failure::user("state changed while this plan was being made", Some("another run applied meanwhile; run `tend apply` again".into())),
-            });
-        }
-        (plan, store)
+        plan
     };
     let unplanned = super::unplanned_report(&plan);
-    let result = run_locked(&ws, plan, &store, parallelism).await;
-    let unlocked = store.unlock().await;
-    let outcome = result?;
-    unlocked?;
+    let outcome = run_locked(&ws, plan, parallelism).await.map_err(|e| match (e, &args.plan_file) {
+        (e @ ProtocolError::Stale { .. }, Some(file)) => Failure::user(
+            format!("the saved plan {} is stale: {e}", file.display()),
+            Some("something was applied since the plan was made; run `tend plan --out FILE` again and review it".into()),
+        ),
+        (ProtocolError::Stale { .. }, None) => {
+            Failure::user("state changed while this plan was being made", Some("another run applied meanwhile; run `tend apply` again".into()))
+        }
+        (ProtocolError::State(e), _) => e.into(),
+    })?;
     match (report(&outcome), unplanned) {
         (Ok(code), None) => Ok(code),
         (Ok(_), Some(text)) => Err(Failure { code: 2, text }),
@@ -86,25 +74,6 @@ fn read_plan(file: &std::path::Path) -> Result<Plan, Failure> {
     Ok(plan)
 }
 
-/// Refuse a saved plan whose state has moved on.
-async fn check_fresh(store: &SqliteStore, plan: &Plan, file: &std::path::Path) -> Result<(), Failure> {
-    let now = store.load().await?;
-    let fresh_state = plan.lineage.is_empty() && now.serial == 0 && now.records.is_empty();
-    if fresh_state || (now.lineage == plan.lineage && now.serial == plan.serial) {
-        return Ok(());
-    }
-    Err(Failure::user(
-        format!(
-            "the saved plan {} is stale: it was made against state serial {} but state is now at serial {}{}",
-            file.display(),
-            plan.serial,
-            now.serial,
-            if plan.lineage.is_empty() || now.lineage == plan.lineage { "" } else { " of a different state lineage" },
-        ),
-        Some("something was applied since the plan was made; run `tend plan --out FILE` again and review it".into()),
-    ))
-}
-
 fn confirm(auto_approve: bool) -> Result<(), Failure> {
     if auto_approve {
         return Ok(());
@@ -122,7 +91,7 @@ fn confirm(auto_approve: bool) -> Result<(), Failure> {
     if answer.trim() == "yes" { Ok(()) } else { Err(Failure::user("apply cancelled", None)) }
 }
 
-async fn run_locked(ws: &Workspace, plan: Plan, store: &SqliteStore, parallelism: usize) -> Result<ApplyOutcome, Failure> {
+async fn run_locked(ws: &Workspace, plan: Plan, parallelism: usize) -> Result<ApplyOutcome, ProtocolError> {
     let cancel = Arc::new(AtomicBool::new(false));
     let watcher = {
         let cancel = cancel.clone();
@@ -137,12 +106,11 @@ async fn run_locked(ws: &Workspace, plan: Plan, store: &SqliteStore, parallelism
         })
     };
     let reporter = Arc::new(CliReporter::new(plan.changes.iter().filter(|c| c.is_change()).count()));
-    let store: Arc<dyn StateStore> = Arc::new(SqliteStore::open(store.path())?);
     let opts = ApplyOptions { parallelism, who: who(), cancel, secrets: ws.secrets.clone() };
-    let outcome = apply(Arc::new(plan), &ws.providers, store, reporter.clone(), opts).await;
+    let outcome = apply_plan(ws, plan, "apply", reporter.clone(), opts).await;
     reporter.finish();
     watcher.abort();
-    Ok(outcome?)
+    outcome
 }
 
 #[allow(clippy::print_stdout)]

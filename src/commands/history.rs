@@ -2,15 +2,12 @@
 
 use std::process::ExitCode;
 
-use tend::state::SqliteStore;
-use tend::state::StateStore;
-
 use super::{Failure, state::state_path};
 use crate::cli::{Cli, HistoryArgs};
 
 pub async fn run(cli: &Cli, args: &HistoryArgs) -> Result<ExitCode, Failure> {
     let path = state_path(cli)?;
-    let rows = match SqliteStore::open_read_only(&path)? {
+    let rows = match tend::workspace::open_store_read_only(&path)? {
         Some(store) => store.history().await?,
         None => Vec::new(),
     };

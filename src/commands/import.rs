@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use tend::provider::{PriorRecord, ReadItem, ReadRequest, ResourceAddr};
-use tend::state::{Record, RecordStatus, StateStore, now_rfc3339};
+use tend::state::{Record, RecordStatus, now_rfc3339};
 
 use super::{Failure, load_workspace};
 use crate::cli::Cli;

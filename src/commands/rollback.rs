@@ -17,7 +17,7 @@ pub async fn run(cli: &Cli, host: &str, to: Option<&str>) -> Result<ExitCode, Fa
     result
 }
 
-async fn rollback(ws: &tend::workspace::Workspace, store: &tend::state::SqliteStore, host: &str, to: Option<&str>) -> Result<ExitCode, Failure> {
+async fn rollback(ws: &tend::workspace::Workspace, store: &std::sync::Arc<dyn StateStore>, host: &str, to: Option<&str>) -> Result<ExitCode, Failure> {
     let snapshot = store.load().await?;
     // The host's own generations of files (a host record with generations kept), then the
     // releases placed on it.

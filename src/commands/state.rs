@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use tend::provider::ResourceAddr;
-use tend::state::{SqliteStore, StateError, StateStore};
+use tend::state::StateError;
+use tend::workspace::{open_store, open_store_read_only};
 
 use super::{Failure, load_workspace};
 use crate::cli::{Cli, StateCommand};
@@ -25,7 +26,7 @@ pub async fn run(cli: &Cli, cmd: &StateCommand) -> Result<ExitCode, Failure> {
     let path = state_path(cli)?;
     match cmd {
         StateCommand::List => {
-            if let Some(store) = SqliteStore::open_read_only(&path)? {
+            if let Some(store) = open_store_read_only(&path)? {
                 for addr in store.load().await?.records.keys() {
                     println!("{addr}");
                 }
@@ -33,7 +34,7 @@ pub async fn run(cli: &Cli, cmd: &StateCommand) -> Result<ExitCode, Failure> {
         }
         StateCommand::Show { address, json } => {
             let addr = parse_addr(address)?;
-            let store = SqliteStore::open_read_only(&path)?.ok_or(StateError::NoSuchRecord { addr: address.clone() })?;
+            let store = open_store_read_only(&path)?.ok_or(StateError::NoSuchRecord { addr: address.clone() })?;
             let snapshot = store.load().await?;
             let rec = snapshot.records.get(&addr).ok_or(StateError::NoSuchRecord { addr: address.clone() })?;
             if *json {
@@ -64,9 +65,9 @@ pub async fn run(cli: &Cli, cmd: &StateCommand) -> Result<ExitCode, Failure> {
             }
         }
         StateCommand::Rm { addresses } => {
-            let store = SqliteStore::open_read_only(&path)?.ok_or(StateError::NoSuchRecord { addr: addresses[0].clone() })?;
+            let store = open_store_read_only(&path)?.ok_or(StateError::NoSuchRecord { addr: addresses[0].clone() })?;
             drop(store);
-            let store = SqliteStore::open(&path)?;
+            let store = open_store(&path)?;
             store.lock("state rm").await?;
             let mut result = Ok(());
             for a in addresses {
@@ -88,7 +89,7 @@ pub async fn run(cli: &Cli, cmd: &StateCommand) -> Result<ExitCode, Failure> {
             result?;
         }
         StateCommand::Unlock { force } => {
-            let store = SqliteStore::open(&path)?;
+            let store = open_store(&path)?;
             let before = store.lock_holder().await?;
             match store.lock("state unlock").await {
                 Ok(_) => {
