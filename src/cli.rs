@@ -113,7 +113,9 @@ pub enum Command {
     /// Switch a host's files or releases back to an earlier generation (the next apply moves
     /// it forward again to what the config says).
     Rollback {
-        /// The host's name (`host.ssh.NAME` / `host.local.NAME`).
+        /// What to roll back, by name: a host (`host.ssh.NAME` / `host.local.NAME`) rolls back
+        /// its generations of files and the releases placed on it.
+        #[arg(value_name = "NAME")]
         host: String,
         /// The generation (a prefix is enough); default: the newest one before the current.
         #[arg(long, value_name = "GENERATION")]

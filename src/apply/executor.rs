@@ -148,14 +148,13 @@ impl Ctx {
         let target = Target { addr: host.addr.clone(), attributes: self.known_snapshot().get(&host.addr).cloned().unwrap_or_default() };
         let record = self.store.get(&host.addr).await.map_err(|e| state_err(&e))?;
         let provider = &self.providers[&*host.addr.provider];
-        let count = members.len();
         let req = tend_provider::CommitRequest { target, prior: record.as_ref().map(|r| (*r.attributes).clone()), members };
         let result = provider.commit(req).await;
-        let (attrs, failure) = match result {
-            Ok(a) => (a, None),
+        let (attrs, message, failure) = match result {
+            Ok(c) => (c.attributes, c.message, None),
             // A commit that failed after changing something (a switch made and undone) reports
             // where the target was left.
-            Err(e) => (e.partial.as_ref().map(|p| p.attributes.clone()).unwrap_or_default(), Some(provider_err(&e))),
+            Err(e) => (e.partial.as_ref().map(|p| p.attributes.clone()).unwrap_or_default(), String::new(), Some(provider_err(&e))),
         };
         if let Some(mut rec) = record.filter(|_| !attrs.is_empty()) {
             let mut merged = (*rec.attributes).clone();
@@ -168,11 +167,7 @@ impl Ctx {
         if let Some(e) = failure {
             return Err(e);
         }
-        let what = attrs.get("generation").and_then(Value::as_str).map_or_else(
-            || format!("{count} staged changes took effect"),
-            |g| format!("switched to generation {g} ({count} file{})", if count == 1 { "" } else { "s" }),
-        );
-        Ok(what)
+        Ok(message)
     }
 
     async fn run_unredacted(&self, step: Step) -> Result<(), StepError> {

@@ -189,6 +189,10 @@ pub struct Plan {
     /// reports these and fails.
     #[serde(default)]
     pub unplanned: Vec<PlanError>,
+    /// Targets whose staged changes take effect together, with how their provider announces it
+    /// (`will switch to a new generation of its files (2 changed)`).
+    #[serde(default)]
+    pub commits: BTreeMap<String, String>,
 }
 
 impl Plan {

@@ -114,7 +114,16 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
         e.message = input.secrets.redact(&e.message);
         e.hint = e.hint.as_deref().map(|h| input.secrets.redact(h));
     }
+    // Targets whose staged changes take effect together, announced in their provider's words.
+    let mut staged: BTreeMap<&ResourceAddr, usize> = BTreeMap::new();
+    for c in changes.iter().filter(|c| c.staged && c.is_change()) {
+        if let Some(t) = &c.target {
+            *staged.entry(t).or_default() += 1;
+        }
+    }
+    let commits = staged.into_iter().filter_map(|(t, n)| Some((t.to_string(), input.providers.get(&*t.provider)?.commit_note(t, n)))).collect();
     Plan {
+        commits,
         format: PLAN_FORMAT.into(),
         revision: input.config.revision.clone(),
         environment: input.config.environment.clone(),

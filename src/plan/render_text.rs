@@ -104,15 +104,9 @@ pub fn render_text(plan: &Plan) -> String {
             out.push('\n');
         }
     }
-    // Targets whose staged changes take effect together (a host's next generation of files).
-    let mut commits: std::collections::BTreeMap<&tend_provider::ResourceAddr, usize> = std::collections::BTreeMap::new();
-    for c in changes.iter().filter(|c| c.staged) {
-        if let Some(t) = &c.target {
-            *commits.entry(t).or_default() += 1;
-        }
-    }
-    for (t, n) in &commits {
-        let _ = writeln!(out, "  # {t} will switch to a new generation of its files ({n} changed)\n");
+    // Targets whose staged changes take effect together, in their provider's words.
+    for (t, note) in &plan.commits {
+        let _ = writeln!(out, "  # {t} {note}\n");
     }
     let held: Vec<&Change> = plan.changes.iter().filter(|c| c.held_back.is_some()).collect();
     if !held.is_empty() {

@@ -356,3 +356,17 @@ fn usage_errors_exit_1_never_2_which_means_changes_pending() {
     assert_eq!(code(&run.tend(&["--help"])), 0);
     assert_eq!(code(&run.tend(&["--version"])), 0);
 }
+
+#[test]
+fn rollback_names_what_it_cannot_roll_back() {
+    let run = Run::quickstart();
+    assert_eq!(code(&run.tend(&["apply", "--auto-approve"])), 0);
+    // A host that keeps no generations: its provider says why.
+    let out = run.tend(&["rollback", "this"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("host `this` has no recorded generations") && stderr(&out).contains("generations = true"), "{}", stderr(&out));
+    // A name nothing recorded has.
+    let out = run.tend(&["rollback", "nosuch"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("nothing recorded under the name `nosuch` supports `rollback`"), "{}", stderr(&out));
+}

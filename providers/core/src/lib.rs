@@ -32,8 +32,8 @@ pub use addr::{AddrError, ResourceAddr};
 pub use error::{ErrorKind, ProviderError};
 pub use jail::{JailError, resolve_inside};
 pub use provider::{
-    ActRequest, Action, ApplyRequest, Attributes, CommitRequest, ExpandRequest, FieldError, Instance, Observed, PlanRequest, PlannedChange, PriorRecord,
-    Provider, ProviderConfig, ProviderFactory, ReadItem, ReadRequest, Sibling, Target,
+    ActRequest, Acted, Action, ApplyRequest, Attributes, CommitRequest, Committed, ExpandRequest, FieldError, Instance, Observed, PlanRequest, PlannedChange,
+    PriorRecord, Provider, ProviderConfig, ProviderFactory, ReadItem, ReadRequest, Sibling, Target,
 };
 pub use schema::{Claim, FieldSchema, FieldType, KindSchema, Role, UpdateMode};
 pub use value::{Sensitive, Value};

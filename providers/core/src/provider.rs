@@ -283,19 +283,56 @@ pub trait Provider: Send + Sync {
     /// Carry out one step and return what exists afterwards (`None` after a delete).
     async fn apply(&self, req: ApplyRequest) -> Result<Option<Observed>, ProviderError>;
 
+    /// The recorded instances an operator action applies to when an operator names `subject`
+    /// (`tend rollback web`: the host `web`'s generations of files and its releases), in the
+    /// order to act on them. Empty when this provider has nothing of that name; an error when it
+    /// has but the action cannot apply (naming why). The default offers no actions.
+    fn act_on(&self, _action: &str, _subject: &str, _recorded: &[(&ResourceAddr, &Attributes)]) -> Result<Vec<ResourceAddr>, ProviderError> {
+        Ok(Vec::new())
+    }
+
     /// Run a named operator action outside a plan (e.g. `rollback` of a host release) on one
-    /// recorded instance; returns what exists afterwards, to be recorded. The default refuses.
-    async fn act(&self, req: ActRequest) -> Result<Observed, ProviderError> {
+    /// recorded instance; returns what exists afterwards, to be recorded, and what it did in
+    /// the provider's words. The default refuses.
+    async fn act(&self, req: ActRequest) -> Result<Acted, ProviderError> {
         Err(ProviderError::terminal(format!("`{}` does not support `{}`", req.addr, req.action)))
     }
 
     /// Make the staged changes on one target take effect together (e.g. switch a host to a new
     /// generation of its files). Called once per target per apply, after every staged change
     /// placed on it succeeded and before anything that depends on them; returns attributes to
-    /// merge into the target's record. The default refuses.
-    async fn commit(&self, req: CommitRequest) -> Result<Attributes, ProviderError> {
+    /// merge into the target's record and what it did, in the provider's words. The default
+    /// refuses.
+    async fn commit(&self, req: CommitRequest) -> Result<Committed, ProviderError> {
         Err(ProviderError::terminal(format!("`{}` has staged changes but its provider cannot commit them", req.target.addr)))
     }
+
+    /// How a plan announces the commit of `changed` staged changes on `target`, after its
+    /// address (`will switch to a new generation of its files (2 changed)`).
+    fn commit_note(&self, _target: &ResourceAddr, changed: usize) -> String {
+        format!("will make {changed} staged change{} take effect together", if changed == 1 { "" } else { "s" })
+    }
+}
+
+/// What [`Provider::act`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Acted {
+    /// What exists afterwards, to be recorded.
+    pub observed: Observed,
+    /// What happened, for the operator (`switched from generation 3f2a… to 9c1d…`).
+    pub message: String,
+    /// The next plan should converge the instance to its config again (the action moved it
+    /// away, as a rollback of a release does): its recorded inputs are forgotten.
+    pub replan: bool,
+}
+
+/// What [`Provider::commit`] did.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Committed {
+    /// Attributes to merge into the target's record.
+    pub attributes: Attributes,
+    /// What happened, for the operator (`switched to generation 3f2a… (50 files)`).
+    pub message: String,
 }
 
 /// Input to [`Provider::commit`].

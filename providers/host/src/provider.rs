@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use tend_provider::{
-    ApplyRequest, Attributes, CommitRequest, ExpandRequest, FieldError, Instance, KindSchema, Observed, PlanRequest, PlannedChange, Provider, ProviderConfig,
-    ProviderError, ProviderFactory, ReadItem, ReadRequest, ResourceAddr, Target, Value,
+    Acted, ApplyRequest, Attributes, CommitRequest, Committed, ExpandRequest, FieldError, Instance, KindSchema, Observed, PlanRequest, PlannedChange, Provider,
+    ProviderConfig, ProviderError, ProviderFactory, ReadItem, ReadRequest, ResourceAddr, Target, Value,
 };
 
 use crate::generation;
@@ -445,7 +445,28 @@ impl Provider for HostProvider {
         }
     }
 
-    async fn commit(&self, req: CommitRequest) -> Result<Attributes, ProviderError> {
+    fn commit_note(&self, _target: &ResourceAddr, changed: usize) -> String {
+        format!("will switch to a new generation of its files ({changed} changed)")
+    }
+
+    /// `tend rollback HOST`: the host's own generations of files (a host recorded with
+    /// generations kept), then the releases placed on it.
+    fn act_on(&self, action: &str, subject: &str, recorded: &[(&ResourceAddr, &Attributes)]) -> Result<Vec<ResourceAddr>, ProviderError> {
+        if action != "rollback" {
+            return Ok(Vec::new());
+        }
+        let is_host = |a: &ResourceAddr| Kind::from_name(&a.kind).is_some_and(Kind::is_host) && &*a.name == subject;
+        let generations = recorded.iter().filter(|(a, attrs)| is_host(a) && attrs.contains_key("kept_generations"));
+        let releases = recorded.iter().filter(|(a, _)| Kind::from_name(&a.kind) == Some(Kind::Release) && a.key.as_deref() == Some(subject));
+        let chosen: Vec<ResourceAddr> = generations.chain(releases).map(|(a, _)| (*a).clone()).collect();
+        if chosen.is_empty() && recorded.iter().any(|(a, _)| is_host(a)) {
+            return Err(ProviderError::terminal(format!("host `{subject}` has no recorded generations: neither generations of its files nor a host.release"))
+                .with_hint("`tend state list` shows what is recorded; a host keeps generations of its files with `generations = true`"));
+        }
+        Ok(chosen)
+    }
+
+    async fn commit(&self, req: CommitRequest) -> Result<Committed, ProviderError> {
         let settings = generation::settings(&req.target.attributes)
             .ok_or_else(|| ProviderError::terminal(format!("host `{}` has staged files but keeps no generations", req.target.addr.name)))?;
         let t = self.transport(Some(&req.target)).await?;
@@ -453,12 +474,24 @@ impl Provider for HostProvider {
         let _serial = lock.lock().await;
         // The health check runs over a fresh connection, as a new login would.
         let fresh = || Self::connect(&req.target);
-        generation::commit(t.as_ref(), fresh, &settings, &req.members).await
+        let count = req.members.len();
+        let attributes = generation::commit(t.as_ref(), fresh, &settings, &req.members).await?;
+        let message = match get_str(&attributes, "generation") {
+            Some(g) => format!("switched to generation {g} ({count} file{})", if count == 1 { "" } else { "s" }),
+            None => format!("{count} staged changes took effect"),
+        };
+        Ok(Committed { attributes, message })
     }
 
-    async fn act(&self, req: tend_provider::ActRequest) -> Result<Observed, ProviderError> {
+    async fn act(&self, req: tend_provider::ActRequest) -> Result<Acted, ProviderError> {
+        let switched = |field: &str, observed: Observed, replan: bool| {
+            let from = req.prior.attributes.get(field).map(ToString::to_string).unwrap_or_default();
+            let to = observed.attributes.get(field).map(ToString::to_string).unwrap_or_default();
+            Acted { observed, message: format!("switched from generation {from} to {to}"), replan }
+        };
         if Self::kind(&req.addr)?.is_host() && req.action == "rollback" {
-            return self.rollback_host(&req).await;
+            // The next plan keeps what the host was switched back to until its files change.
+            return Ok(switched("generation", self.rollback_host(&req).await?, false));
         }
         if Self::kind(&req.addr)? != Kind::Release || req.action != "rollback" {
             return Err(ProviderError::terminal(format!("`{}` does not support `{}`", req.addr, req.action)));
@@ -474,7 +507,8 @@ impl Provider for HostProvider {
         release::switch(t.as_ref(), path, &to).await?;
         let mut a = now.attributes.clone();
         a.insert("current".into(), Value::String(to));
-        Ok(Observed { id: None, attributes: a })
+        // The next plan sees a change and moves the release forward again.
+        Ok(switched("current", Observed { id: None, attributes: a }, true))
     }
 
     async fn apply(&self, req: ApplyRequest) -> Result<Option<Observed>, ProviderError> {
