@@ -149,7 +149,7 @@ async fn suspend(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     if !operator_ok(&s, &headers) {
         return (StatusCode::UNAUTHORIZED, "suspend needs the agent's secret as a bearer token\n").into_response();
     }
-    s.status.lock().await.suspended = true;
+    s.status.lock().await.record_suspended(true);
     tracing::info!("suspended: nothing is applied until resumed");
     (StatusCode::OK, "suspended\n").into_response()
 }
@@ -158,7 +158,7 @@ async fn resume(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     if !operator_ok(&s, &headers) {
         return (StatusCode::UNAUTHORIZED, "resume needs the agent's secret as a bearer token\n").into_response();
     }
-    s.status.lock().await.suspended = false;
+    s.status.lock().await.record_suspended(false);
     tracing::info!("resumed");
     s.trigger.notify_one();
     (StatusCode::OK, "resumed\n").into_response()

@@ -5,6 +5,11 @@ use std::fmt::Write;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
+use tend_provider::{Action, ErrorKind, ResourceAddr};
+use tend_state::now_rfc3339;
+
+use crate::plan::{ChangeReason, Plan};
+use crate::report::Outcome;
 
 /// Reconcile duration histogram buckets, seconds.
 const BUCKETS: [f64; 10] = [0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
@@ -85,6 +90,110 @@ pub(crate) struct Metrics {
 }
 
 impl Status {
+    /// A reconcile ended: its result (`Ok`, or the failure's label and message) and duration.
+    pub(crate) fn record_reconcile(&mut self, elapsed: Duration, result: Result<(), (&'static str, &str)>) {
+        self.last_attempt_at = Some(now_rfc3339());
+        let label = match result {
+            Ok(()) => {
+                self.last_success_at = Some(now_rfc3339());
+                self.metrics.last_success = Some(SystemTime::now());
+                self.last_error = None;
+                self.consecutive_failures = 0;
+                "success"
+            }
+            Err((label, msg)) => {
+                let kind = match label {
+                    "fetch-failed" => ErrorKind::Transient,
+                    "refused" => ErrorKind::Terminal,
+                    // The class of the first resource that failed.
+                    _ => self.resources.values().filter(|r| r.status == "failed").find_map(|r| r.last_error.as_ref()).map_or(ErrorKind::Terminal, |e| e.kind),
+                };
+                self.last_error = Some(ErrorReport::new(kind, msg));
+                self.consecutive_failures += 1;
+                label
+            }
+        };
+        self.last_result = Some(label.to_string());
+        self.observe_reconcile(elapsed, label);
+    }
+
+    /// The mode in force for this reconcile.
+    pub(crate) fn record_mode(&mut self, mode: &str) {
+        self.mode = mode.to_string();
+    }
+
+    /// The commit (or local revision) this reconcile reads.
+    pub(crate) fn record_commit(&mut self, commit: &str) {
+        self.source_commit = Some(commit.to_string());
+        self.last_attempted_commit = Some(commit.to_string());
+    }
+
+    /// This commit is converged.
+    pub(crate) fn record_applied(&mut self, commit: String) {
+        self.last_applied_commit = Some(commit);
+    }
+
+    /// `tend suspend` / `tend resume`.
+    pub(crate) fn record_suspended(&mut self, suspended: bool) {
+        self.suspended = suspended;
+    }
+
+    /// What the plan says of every resource: pending, drifted, suspended, ok, or failed to plan.
+    pub(crate) fn record_plan(&mut self, plan: &Plan, suspended: bool) {
+        self.resources.clear();
+        for c in &plan.changes {
+            let status = if c.held_back.is_some() || suspended && c.is_change() {
+                "suspended"
+            } else if c.drift_reported {
+                "drifted"
+            } else if c.is_change() {
+                "pending"
+            } else {
+                "ok"
+            };
+            self.resources.insert(c.addr.to_string(), ResourceStatus { status: status.into(), last_error: None });
+        }
+        for e in plan.errors.iter().chain(&plan.unplanned) {
+            let key = e.addr.as_ref().map_or_else(|| "(plan)".to_string(), ToString::to_string);
+            if let Some(a) = &e.addr {
+                *self.metrics.errors.entry((a.provider.to_string(), e.kind.name())).or_default() += 1;
+            }
+            self.resources.insert(key, ResourceStatus { status: "failed".into(), last_error: Some(ErrorReport::new(e.kind, e.message.clone())) });
+        }
+        let drifted = plan.changes.iter().filter(|c| c.reason == ChangeReason::Drift || c.drift_reported).count();
+        self.metrics.drift_detected += drifted as u64;
+    }
+
+    /// What the apply did to each resource; `applied` is the commit when everything converged.
+    pub(crate) fn record_outcomes(&mut self, results: Vec<(ResourceAddr, Action, Outcome)>, drift_changes: u64, failed: usize, applied: Option<String>) {
+        for (addr, action, outcome) in results {
+            // What was destroyed (pruned) is no longer a managed resource.
+            if action == Action::Delete && matches!(outcome, Outcome::Applied) {
+                self.resources.remove(&addr.to_string());
+                continue;
+            }
+            let entry = match outcome {
+                Outcome::Applied => ResourceStatus { status: "ok".into(), last_error: None },
+                Outcome::Failed(m, kind) => {
+                    *self.metrics.errors.entry((addr.provider.to_string(), kind.name())).or_default() += 1;
+                    ResourceStatus { status: "failed".into(), last_error: Some(ErrorReport::new(kind, m)) }
+                }
+                Outcome::Skipped(cause) => {
+                    // The class of what it waited for.
+                    let kind = self.resources.get(&cause.to_string()).and_then(|r| r.last_error.as_ref()).map_or(ErrorKind::Terminal, |e| e.kind);
+                    ResourceStatus { status: "skipped".into(), last_error: Some(ErrorReport::new(kind, format!("{cause} failed"))) }
+                }
+            };
+            self.resources.insert(addr.to_string(), entry);
+        }
+        if failed == 0 {
+            self.metrics.drift_corrected += drift_changes;
+        }
+        if let Some(commit) = applied {
+            self.last_applied_commit = Some(commit);
+        }
+    }
+
     /// Record a reconcile's duration and result.
     pub fn observe_reconcile(&mut self, elapsed: Duration, result: &str) {
         let s = elapsed.as_secs_f64();
