@@ -4,6 +4,7 @@
 //! tend-bench local-files [--sizes 1000,10000] [--runs 5] [--tend PATH]
 //! tend-bench agent [--pushes 9] [--idle 60] [--tend PATH]
 //! tend-bench ec2 [--instances 1000] [--runs 5] [--tend PATH]
+//! tend-bench plan-latency [--sizes 1000] [--latency-ms 20] [--runs 5]
 //! ```
 //!
 //! `agent` is described in [`agent`].
@@ -23,6 +24,7 @@ use anyhow::{Context, Result, bail};
 
 mod agent;
 mod ec2;
+mod plan;
 
 #[allow(clippy::print_stdout)]
 fn main() -> Result<()> {
@@ -30,6 +32,7 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("measure") => measure(&args[1..]),
         Some("local-files") => local_files(&args[1..]),
+        Some("plan-latency") => plan::main(&args[1..]),
         Some("ec2") => {
             let rest = &args[1..];
             let tend = flag(rest, "--tend").map_or_else(default_tend, PathBuf::from);
@@ -48,7 +51,7 @@ fn main() -> Result<()> {
         }
         _ => {
             println!(
-                "usage: tend-bench local-files [--sizes 1000,10000] [--runs 5] [--tend PATH]\n       tend-bench agent [--pushes 9] [--idle 60] [--tend PATH]\n       tend-bench ec2 [--instances 1000] [--runs 5] [--tend PATH]"
+                "usage: tend-bench local-files [--sizes 1000,10000] [--runs 5] [--tend PATH]\n       tend-bench agent [--pushes 9] [--idle 60] [--tend PATH]\n       tend-bench ec2 [--instances 1000] [--runs 5] [--tend PATH]\n       tend-bench plan-latency [--sizes 1000] [--latency-ms 20] [--runs 5]"
             );
             Ok(())
         }

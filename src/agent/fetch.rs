@@ -8,6 +8,7 @@ use super::reconcile::Failure;
 use super::{AgentOptions, Origin, Shared};
 
 /// The config directory and revision of this reconcile.
+#[cfg_attr(not(feature = "git"), allow(unused_variables))]
 pub(crate) async fn materialise(opts: &AgentOptions, shared: &Arc<Shared>, fetch: bool) -> Result<(PathBuf, Option<String>), Failure> {
     match &opts.origin {
         Origin::Directory(d) => Ok((d.clone(), None)),

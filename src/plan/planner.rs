@@ -35,6 +35,26 @@ pub struct PlanInput<'a> {
 
 type ReadResult = Result<Option<Observed>, ProviderError>;
 
+/// How many `plan` calls of one provider run at the same time.
+const PLAN_CALLS_PER_PROVIDER: usize = 32;
+
+/// The nodes of `order` in waves: each node comes in the wave after the last of its
+/// dependencies, so the nodes of one wave do not depend on each other. Each node keeps its
+/// position in `order`.
+fn waves(graph: &ResourceGraph, order: &[NodeIndex]) -> Vec<Vec<(usize, NodeIndex)>> {
+    let mut level: HashMap<NodeIndex, usize> = HashMap::with_capacity(order.len());
+    let mut out: Vec<Vec<(usize, NodeIndex)>> = Vec::new();
+    for (pos, &n) in order.iter().enumerate() {
+        let l = graph.graph.neighbors_directed(n, Direction::Incoming).filter_map(|d| level.get(&d)).map(|l| l + 1).max().unwrap_or(0);
+        level.insert(n, l);
+        if out.len() <= l {
+            out.resize_with(l + 1, Vec::new);
+        }
+        out[l].push((pos, n));
+    }
+    out
+}
+
 /// Refresh every instance (one batched read per provider), then plan each in dependency order.
 #[tracing::instrument(skip_all, fields(revision = %input.config.revision))]
 pub async fn plan(input: PlanInput<'_>) -> Plan {
@@ -45,64 +65,101 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
     // Instances whose config could not even be evaluated for refresh are reported once, there.
     let mut blocked: BTreeSet<ResourceAddr> = errors[refresh_errors_before..].iter().filter_map(|e| e.addr.clone()).collect();
     let mut known: HashMap<ResourceAddr, Attributes> = HashMap::with_capacity(order.len());
-    let mut changes: Vec<Change> = Vec::with_capacity(order.len());
     let mut actions: HashMap<ResourceAddr, Action> = HashMap::with_capacity(order.len());
-    let mut unplanned: Vec<PlanError> = Vec::new();
-    for n in order {
-        let node = &input.graph.graph[n];
-        let addr = &node.addr;
-        if blocked.contains(addr) {
-            continue;
-        }
-        let deps = input.graph.dependencies(n);
-        if let Some(up) = deps.keys().find(|d| blocked.contains(*d)) {
-            tracing::debug!(%addr, upstream = %up, "not planned: upstream failed to plan");
-            if unplanned.iter().any(|u| u.addr.as_ref() == Some(up)) {
-                unplanned.push(PlanError {
-                    kind: ErrorKind::Terminal,
-                    addr: Some(addr.clone()),
-                    message: format!("not planned: it depends on {up}, which could not be observed"),
-                    hint: None,
-                });
-            }
-            blocked.insert(addr.clone());
-            continue;
-        }
-        let record = input.state.records.get(addr);
-        // Taken out of the map: each observation is used once, and freed as planning goes on.
-        let obs = match observed.remove(addr) {
-            // The target shows the config contradicting itself (two resources that are one
-            // object there): an error of the plan, as a conflict found in the config is.
-            Some(Err(e)) if e.kind == tend_provider::ErrorKind::Conflict => {
-                errors.push(PlanError { kind: e.kind, addr: Some(addr.clone()), message: e.message.clone(), hint: e.hint.clone() });
-                blocked.insert(addr.clone());
+    // Results carry their place in `order`, so output is the same however planning interleaves.
+    let mut changes: Vec<(usize, Change)> = Vec::with_capacity(order.len());
+    let mut planned_errors: Vec<(usize, PlanError)> = Vec::new();
+    let mut unplanned: Vec<(usize, PlanError)> = Vec::new();
+    let mut unobservable: BTreeSet<ResourceAddr> = BTreeSet::new();
+    // At most this many plan calls of one provider at a time.
+    let limits: HashMap<&str, tokio::sync::Semaphore> =
+        input.providers.keys().map(|name| (name.as_str(), tokio::sync::Semaphore::new(PLAN_CALLS_PER_PROVIDER))).collect();
+    for wave in waves(input.graph, &order) {
+        // What can be planned in this wave: everything it depends on was planned in earlier ones.
+        let mut ready = Vec::with_capacity(wave.len());
+        for (pos, n) in wave {
+            let node = &input.graph.graph[n];
+            let addr = &node.addr;
+            if blocked.contains(addr) {
                 continue;
             }
-            Some(Err(e)) => {
-                // One host that cannot be observed does not stop the others.
-                unplanned.push(PlanError { kind: e.kind, addr: Some(addr.clone()), message: format!("cannot observe it: {e}"), hint: e.hint.clone() });
-                blocked.insert(addr.clone());
-                continue;
-            }
-            Some(Ok(o)) => o,
-            None => None,
-        };
-        let result =
-            if node.desired { plan_desired(&input, n, &deps, record, obs, &known, &actions).await } else { plan_orphan(&input, n, &deps, record, obs).await };
-        match result {
-            Ok((change, values)) => {
-                if has_dependents(input.graph, n) {
-                    known.insert(addr.clone(), values);
+            let deps = input.graph.dependencies(n);
+            if let Some(up) = deps.keys().find(|d| blocked.contains(*d)) {
+                tracing::debug!(%addr, upstream = %up, "not planned: upstream failed to plan");
+                if unobservable.contains(up) {
+                    unobservable.insert(addr.clone());
+                    let message = format!("not planned: it depends on {up}, which could not be observed");
+                    unplanned.push((pos, PlanError { kind: ErrorKind::Terminal, addr: Some(addr.clone()), message, hint: None }));
                 }
-                actions.insert(addr.clone(), change.action);
-                changes.push(change);
-            }
-            Err(e) => {
-                errors.push(e);
                 blocked.insert(addr.clone());
+                continue;
+            }
+            // Taken out of the map: each observation is used once, and freed as planning goes on.
+            let obs = match observed.remove(addr) {
+                // The target shows the config contradicting itself (two resources that are one
+                // object there): an error of the plan, as a conflict found in the config is.
+                Some(Err(e)) if e.kind == ErrorKind::Conflict => {
+                    planned_errors.push((pos, PlanError { kind: e.kind, addr: Some(addr.clone()), message: e.message.clone(), hint: e.hint.clone() }));
+                    blocked.insert(addr.clone());
+                    continue;
+                }
+                Some(Err(e)) => {
+                    // One host that cannot be observed does not stop the others.
+                    let message = format!("cannot observe it: {e}");
+                    unplanned.push((pos, PlanError { kind: e.kind, addr: Some(addr.clone()), message, hint: e.hint.clone() }));
+                    unobservable.insert(addr.clone());
+                    blocked.insert(addr.clone());
+                    continue;
+                }
+                Some(Ok(o)) => o,
+                None => None,
+            };
+            ready.push((pos, n, deps, obs));
+        }
+        // Plan the wave concurrently, bounded per provider.
+        let (known_now, actions_now) = (&known, &actions);
+        let results = futures_util::future::join_all(ready.into_iter().map(|(pos, n, deps, obs)| {
+            let input = &input;
+            let limits = &limits;
+            async move {
+                let node = &input.graph.graph[n];
+                let _permit = match limits.get(&*node.addr.provider) {
+                    Some(l) => Some(l.acquire().await.expect("the semaphore is never closed")),
+                    None => None,
+                };
+                let record = input.state.records.get(&node.addr);
+                let result = if node.desired {
+                    plan_desired(input, n, &deps, record, obs, known_now, actions_now).await
+                } else {
+                    plan_orphan(input, n, &deps, record, obs).await
+                };
+                (pos, n, result)
+            }
+        }))
+        .await;
+        for (pos, n, result) in results {
+            let addr = &input.graph.graph[n].addr;
+            match result {
+                Ok((change, values)) => {
+                    if has_dependents(input.graph, n) {
+                        known.insert(addr.clone(), values);
+                    }
+                    actions.insert(addr.clone(), change.action);
+                    changes.push((pos, change));
+                }
+                Err(e) => {
+                    planned_errors.push((pos, e));
+                    blocked.insert(addr.clone());
+                }
             }
         }
     }
+    changes.sort_by_key(|(pos, _)| *pos);
+    let changes: Vec<Change> = changes.into_iter().map(|(_, c)| c).collect();
+    planned_errors.sort_by_key(|(pos, _)| *pos);
+    errors.extend(planned_errors.into_iter().map(|(_, e)| e));
+    unplanned.sort_by_key(|(pos, _)| *pos);
+    let mut unplanned: Vec<PlanError> = unplanned.into_iter().map(|(_, e)| e).collect();
     check_prevent_destroy(input.config, &changes, &mut errors);
     check_destroy_all(input.config, &changes, &mut errors);
     errors.extend(super::claims::conflicts(

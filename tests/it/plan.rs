@@ -35,3 +35,26 @@ macro_rules! cases {
 }
 
 cases!(create, noop, update, replace, replace_create_before_destroy, delete, known_after_apply, prevent_destroy, ignore_changes, generation, suspended);
+
+#[tokio::test]
+async fn instances_are_planned_concurrently_and_the_plan_comes_out_in_the_same_order() {
+    let mut bench = Bench::new();
+    bench.fake = bench.fake.clone().with_plan_latency(std::time::Duration::from_millis(20));
+    let mut text = String::new();
+    for i in 0..100 {
+        text.push_str(&format!("[fake.thing.t{i:03}]\nvalue = \"v{i}\"\n\n"));
+    }
+    // A chain too: its links wait for each other.
+    text.push_str("[fake.thing.first]\nvalue = \"a\"\n\n[fake.thing.second]\nvalue = \"${fake.thing.first.value}\"\n");
+    let root = bench.dir.path().join("cfg");
+    crate::support::write_tree(&root, &[("tend.toml", &text)]);
+    let first = bench.plan(&root).await;
+    let most = bench.fake.most_concurrent_plans();
+    assert!(most > 1 && most <= 32, "plan calls ran {most} at a time");
+    let again = bench.plan(&root).await;
+    let addrs = |p: &tend::plan::Plan| p.changes.iter().map(|c| c.addr.to_string()).collect::<Vec<_>>();
+    assert_eq!(addrs(&first), addrs(&again));
+    let order = addrs(&first);
+    assert!(order.iter().position(|a| a == "fake.thing.first") < order.iter().position(|a| a == "fake.thing.second"), "{order:?}");
+    assert_eq!(first.changes.len(), 102);
+}

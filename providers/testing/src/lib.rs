@@ -26,6 +26,11 @@ struct Shared {
     next_id: AtomicU64,
     /// Transient failures given so far, by address (for `flaky`).
     flaked: Mutex<BTreeMap<String, i64>>,
+    /// How long each `plan` call takes (a remote API's latency).
+    plan_latency: Mutex<std::time::Duration>,
+    /// `plan` calls running now, and the most seen at once.
+    planning: AtomicU64,
+    most_planning: AtomicU64,
 }
 
 /// Registers the fake provider; clones share one in-memory "cloud".
@@ -48,6 +53,18 @@ impl FakeFactory {
     /// Objects that exist, by address.
     pub fn objects(&self) -> BTreeMap<String, Observed> {
         self.shared.objects.lock().expect("fake lock").clone()
+    }
+
+    /// Make every `plan` call take `latency`, as a call to a remote API does.
+    #[must_use]
+    pub fn with_plan_latency(self, latency: std::time::Duration) -> Self {
+        *self.shared.plan_latency.lock().expect("fake lock") = latency;
+        self
+    }
+
+    /// The most `plan` calls that ran at the same time.
+    pub fn most_concurrent_plans(&self) -> u64 {
+        self.shared.most_planning.load(Ordering::SeqCst)
     }
 
     /// Change an object behind tend's back (drift).
@@ -125,6 +142,13 @@ impl Provider for FakeProvider {
     }
 
     async fn plan(&self, req: PlanRequest) -> Result<PlannedChange, ProviderError> {
+        let now = self.shared.planning.fetch_add(1, Ordering::SeqCst) + 1;
+        self.shared.most_planning.fetch_max(now, Ordering::SeqCst);
+        let latency = *self.shared.plan_latency.lock().expect("fake lock");
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        self.shared.planning.fetch_sub(1, Ordering::SeqCst);
         let before = req.observed.as_ref().map(|o| {
             let mut a = o.attributes.clone();
             a.insert("id".into(), o.id.clone().map_or(Value::Null, Value::String));
