@@ -363,3 +363,108 @@ fn finish(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Change, ChangeReason, PLAN_FORMAT};
+
+    fn change(addr: &str, action: Action, depends_on: &[&str]) -> Change {
+        Change {
+            addr: addr.parse().expect("address"),
+            action,
+            reason: ChangeReason::None,
+            before: None,
+            after: None,
+            requires_replace: Vec::new(),
+            triggered_by: Vec::new(),
+            note: None,
+            drift_reported: false,
+            depends_on: depends_on.iter().map(|d| d.parse().expect("address")).collect(),
+            trigger_deps: Vec::new(),
+            target: None,
+            config: None,
+            observed: None,
+            observed_id: None,
+            prior: None,
+            prior_id: None,
+            lifecycle: crate::config::Lifecycle::default(),
+            staged: false,
+            held_back: None,
+        }
+    }
+
+    fn plan(changes: Vec<Change>) -> Plan {
+        Plan {
+            format: PLAN_FORMAT.into(),
+            revision: "r".into(),
+            environment: None,
+            config_root: "/c".into(),
+            lineage: String::new(),
+            serial: 0,
+            changes,
+            instances: BTreeMap::new(),
+            errors: Vec::new(),
+            unplanned: Vec::new(),
+            commits: BTreeMap::new(),
+        }
+    }
+
+    /// Each step as `kind:address` with the steps it waits on, the same way.
+    fn shape(p: &Plan) -> Vec<(String, Vec<String>)> {
+        let s = schedule(p);
+        let name = |step: &Step| match step {
+            Step::Main(i) => format!("main:{}", p.changes[*i].addr),
+            Step::Deposed(i) => format!("deposed:{}", p.changes[*i].addr),
+            Step::Destroy(i) => format!("destroy:{}", p.changes[*i].addr),
+            Step::Commit(i) => format!("commit:{}", p.changes[*i].addr),
+        };
+        s.steps.iter().zip(&s.waits_on).map(|(step, w)| (name(step), w.iter().map(|d| name(&s.steps[*d])).collect())).collect()
+    }
+
+    #[test]
+    fn creates_wait_for_what_they_depend_on_and_deletes_go_first() {
+        let p = plan(vec![
+            change("fake.thing.vpc", Action::Create, &[]),
+            change("fake.thing.subnet", Action::Create, &["fake.thing.vpc"]),
+            change("fake.thing.old_dir", Action::Delete, &[]),
+            change("fake.thing.old_file", Action::Delete, &["fake.thing.old_dir"]),
+        ]);
+        assert_eq!(
+            shape(&p),
+            [
+                ("main:fake.thing.vpc".to_string(), vec![]),
+                ("main:fake.thing.subnet".to_string(), vec!["main:fake.thing.vpc".to_string()]),
+                ("main:fake.thing.old_dir".to_string(), vec!["main:fake.thing.old_file".to_string()]),
+                ("main:fake.thing.old_file".to_string(), vec![]),
+            ]
+        );
+    }
+
+    #[test]
+    fn replacements_order_the_old_object_by_lifecycle() {
+        // Create before destroy: the old object goes after the new one and its dependents.
+        let p = plan(vec![change("fake.thing.vm", Action::Replace { create_first: true }, &[]), change("fake.thing.dns", Action::Update, &["fake.thing.vm"])]);
+        let s = shape(&p);
+        assert_eq!(s[2], ("deposed:fake.thing.vm".to_string(), vec!["main:fake.thing.vm".to_string(), "main:fake.thing.dns".to_string()]));
+        // Destroy before create: the old object goes first, the new one waits for that.
+        let p = plan(vec![change("fake.thing.vm", Action::Replace { create_first: false }, &[])]);
+        assert_eq!(shape(&p), [("main:fake.thing.vm".to_string(), vec!["destroy:fake.thing.vm".to_string()]), ("destroy:fake.thing.vm".to_string(), vec![])]);
+    }
+
+    #[test]
+    fn a_commit_follows_every_staged_change_on_its_target_and_precedes_their_dependents() {
+        let mut f1 = change("fake.thing.f1", Action::Update, &["fake.thing.host"]);
+        let mut f2 = change("fake.thing.f2", Action::Create, &["fake.thing.host"]);
+        for f in [&mut f1, &mut f2] {
+            f.staged = true;
+            f.target = Some("fake.thing.host".parse().expect("address"));
+        }
+        let p = plan(vec![change("fake.thing.host", Action::NoOp, &[]), f1, f2, change("fake.thing.restart", Action::Update, &["fake.thing.f1"])]);
+        let s = shape(&p);
+        let commit = s.iter().find(|(n, _)| n == "commit:fake.thing.host").expect("a commit step");
+        assert_eq!(commit.1, ["main:fake.thing.host", "main:fake.thing.f1", "main:fake.thing.f2"]);
+        let restart = s.iter().find(|(n, _)| n == "main:fake.thing.restart").expect("restart");
+        assert!(restart.1.contains(&"commit:fake.thing.host".to_string()), "{restart:?}");
+    }
+}

@@ -541,3 +541,125 @@ fn check_prevent_destroy(config: &Config, changes: &[Change], errors: &mut Vec<P
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(status: RecordStatus) -> Record {
+        Record {
+            addr: "fake.thing.a".parse().expect("address"),
+            remote_id: Some("id-1".into()),
+            status,
+            inputs_hash: "h".into(),
+            attributes: Arc::new(Attributes::new()),
+            target: None,
+            dependencies: Vec::new(),
+            prevent_destroy: false,
+            updated_at: String::new(),
+        }
+    }
+
+    fn planned(action: Action, before: &[(&str, &str)], after: &[(&str, &str)], replace: &[&str]) -> PlannedChange {
+        let attrs = |kv: &[(&str, &str)]| kv.iter().map(|(k, v)| ((*k).to_string(), Value::from(*v))).collect();
+        PlannedChange {
+            before: attrs(before),
+            after: attrs(after),
+            requires_replace: replace.iter().map(ToString::to_string).collect(),
+            ..PlannedChange::new(action)
+        }
+    }
+
+    fn observed() -> Observed {
+        Observed { id: Some("id-1".into()), attributes: Attributes::new() }
+    }
+
+    #[test]
+    fn a_new_instance_is_new_and_a_config_change_is_a_config_change() {
+        let d = decide(planned(Action::Create, &[], &[("v", "1")], &[]), true, None, None, &Lifecycle::default(), DriftPolicy::Correct);
+        assert_eq!((d.action, d.reason), (Action::Create, ChangeReason::New));
+        let rec = record(RecordStatus::Ready);
+        let d = decide(
+            planned(Action::Update, &[("v", "1")], &[("v", "2")], &[]),
+            true,
+            Some(&rec),
+            Some(&observed()),
+            &Lifecycle::default(),
+            DriftPolicy::Correct,
+        );
+        assert_eq!((d.action, d.reason), (Action::Update, ChangeReason::ConfigChanged));
+        let d =
+            decide(planned(Action::NoOp, &[("v", "1")], &[("v", "1")], &[]), false, Some(&rec), Some(&observed()), &Lifecycle::default(), DriftPolicy::Correct);
+        assert_eq!((d.action, d.reason), (Action::NoOp, ChangeReason::None));
+    }
+
+    #[test]
+    fn drift_is_corrected_reported_or_ignored_by_policy() {
+        let rec = record(RecordStatus::Ready);
+        let drifted = || planned(Action::Update, &[("v", "edited")], &[("v", "1")], &[]);
+        let correct = decide(drifted(), false, Some(&rec), Some(&observed()), &Lifecycle::default(), DriftPolicy::Correct);
+        assert_eq!((correct.action, correct.reason, correct.drift_reported), (Action::Update, ChangeReason::Drift, false));
+        let report = decide(drifted(), false, Some(&rec), Some(&observed()), &Lifecycle::default(), DriftPolicy::Report);
+        assert_eq!((report.action, report.reason, report.drift_reported), (Action::NoOp, ChangeReason::Drift, true));
+        let ignore = decide(drifted(), false, Some(&rec), Some(&observed()), &Lifecycle::default(), DriftPolicy::Ignore);
+        assert_eq!((ignore.action, ignore.reason, ignore.drift_reported), (Action::NoOp, ChangeReason::None, false));
+        // A change an upstream triggered is neither drift nor config.
+        let mut triggered = planned(Action::Update, &[], &[], &[]);
+        triggered.triggered_by = vec!["fake.thing.up".parse().expect("address")];
+        let d = decide(triggered, false, Some(&rec), Some(&observed()), &Lifecycle::default(), DriftPolicy::Report);
+        assert_eq!((d.action, d.reason), (Action::Update, ChangeReason::Triggered));
+    }
+
+    #[test]
+    fn ignored_fields_make_no_change_and_a_replacement_they_forced_an_update() {
+        let rec = record(RecordStatus::Ready);
+        let lifecycle = Lifecycle { ignore_changes: vec!["tags".into()], ..Lifecycle::default() };
+        let only_ignored = planned(Action::Update, &[("tags", "a"), ("v", "1")], &[("tags", "b"), ("v", "1")], &[]);
+        let d = decide(only_ignored, true, Some(&rec), Some(&observed()), &lifecycle, DriftPolicy::Correct);
+        assert_eq!(d.action, Action::NoOp);
+        let lifecycle = Lifecycle { ignore_changes: vec!["ami".into()], ..Lifecycle::default() };
+        let replace = planned(Action::Replace { create_first: false }, &[("ami", "a"), ("v", "1")], &[("ami", "b"), ("v", "2")], &["ami"]);
+        let d = decide(replace, true, Some(&rec), Some(&observed()), &lifecycle, DriftPolicy::Correct);
+        assert_eq!((d.action, d.requires_replace.len()), (Action::Update, 0));
+    }
+
+    #[test]
+    fn tainted_records_are_replaced_or_created_and_lifecycle_orders_replacements() {
+        let tainted = record(RecordStatus::Tainted);
+        let noop = || planned(Action::NoOp, &[("v", "1")], &[("v", "1")], &[]);
+        let d = decide(noop(), false, Some(&tainted), Some(&observed()), &Lifecycle::default(), DriftPolicy::Correct);
+        assert_eq!((d.action, d.reason), (Action::Replace { create_first: false }, ChangeReason::Tainted));
+        let d = decide(noop(), false, Some(&tainted), None, &Lifecycle::default(), DriftPolicy::Correct);
+        assert_eq!((d.action, d.reason), (Action::Create, ChangeReason::Tainted), "gone: created again");
+        let cbd = Lifecycle { create_before_destroy: true, ..Lifecycle::default() };
+        let rec = record(RecordStatus::Ready);
+        let d = decide(
+            planned(Action::Replace { create_first: false }, &[("ami", "a")], &[("ami", "b")], &["ami"]),
+            true,
+            Some(&rec),
+            Some(&observed()),
+            &cbd,
+            DriftPolicy::Correct,
+        );
+        assert_eq!(d.action, Action::Replace { create_first: true });
+    }
+
+    #[test]
+    fn waves_put_each_instance_after_everything_it_depends_on() {
+        use crate::graph::{EdgeKind, Node};
+        let mut g = ResourceGraph::default();
+        let node = |a: &str| Node { addr: a.parse().expect("address"), desired: true, target: None };
+        let (a, b, c, _d) = (
+            g.graph.add_node(node("fake.thing.a")),
+            g.graph.add_node(node("fake.thing.b")),
+            g.graph.add_node(node("fake.thing.c")),
+            g.graph.add_node(node("fake.thing.d")),
+        );
+        g.graph.add_edge(a, b, EdgeKind::Reference);
+        g.graph.add_edge(b, c, EdgeKind::Reference);
+        g.graph.add_edge(a, c, EdgeKind::Reference);
+        let order = g.order();
+        let shape: Vec<Vec<String>> = waves(&g, &order).iter().map(|w| w.iter().map(|(_, n)| g.graph[*n].addr.to_string()).collect()).collect();
+        assert_eq!(shape, [vec!["fake.thing.a", "fake.thing.d"], vec!["fake.thing.b"], vec!["fake.thing.c"]]);
+    }
+}
