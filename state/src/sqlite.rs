@@ -26,6 +26,28 @@ CREATE TABLE IF NOT EXISTS lock (
 pub struct SqliteStore {
     path: PathBuf,
     conn: Mutex<Connection>,
+    /// Writes waiting for the next group commit.
+    pending: Mutex<Pending>,
+}
+
+/// Record writes that arrived while another was being committed: the next commit takes them all
+/// in one transaction (group commit). Each caller still returns only once its write is durable.
+#[derive(Default)]
+struct Pending {
+    writes: Vec<(Write, tokio::sync::oneshot::Sender<Result<u64, StateError>>)>,
+    /// A caller is committing; the others wait for its answer.
+    committing: bool,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending").field("writes", &self.writes.len()).field("committing", &self.committing).finish()
+    }
+}
+
+enum Write {
+    Put { addr: String, data: String },
+    Remove { addr: String },
 }
 
 impl SqliteStore {
@@ -88,7 +110,7 @@ impl SqliteStore {
         if !flags.contains(OpenFlags::SQLITE_OPEN_READ_ONLY) && !Self::history_has_errors(&conn) {
             conn.execute_batch("ALTER TABLE history ADD COLUMN errors TEXT;").map_err(corrupt)?;
         }
-        Ok(Self { path: path.to_path_buf(), conn: Mutex::new(conn) })
+        Ok(Self { path: path.to_path_buf(), conn: Mutex::new(conn), pending: Mutex::default() })
     }
 
     /// The state file path.
@@ -106,10 +128,81 @@ impl SqliteStore {
         self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn bump_serial(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<u64> {
-        tx.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'serial'", [])?;
-        let s: String = tx.query_row("SELECT value FROM meta WHERE key = 'serial'", [], |r| r.get(0))?;
-        Ok(s.parse().unwrap_or(0))
+    /// Queue a write and return once it is committed: the first caller commits every write
+    /// queued meanwhile in one transaction, the others wait for it.
+    async fn write(&self, w: Write) -> Result<u64, StateError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let lead = {
+            let mut p = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            p.writes.push((w, tx));
+            !std::mem::replace(&mut p.committing, true)
+        };
+        if lead {
+            // Synchronous to the end: nothing can cancel it half-way.
+            loop {
+                let batch = {
+                    let mut p = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if p.writes.is_empty() {
+                        p.committing = false;
+                        break;
+                    }
+                    std::mem::take(&mut p.writes)
+                };
+                self.commit_batch(batch);
+            }
+        }
+        rx.await.unwrap_or_else(|_| Err(StateError::Database { path: self.path.clone(), source: rusqlite::Error::InvalidQuery }))
+    }
+
+    /// One transaction for the whole batch, statements prepared once; each write bumps the
+    /// serial by one. Should the transaction fail, each write is tried alone for its own answer.
+    fn commit_batch(&self, batch: Vec<(Write, tokio::sync::oneshot::Sender<Result<u64, StateError>>)>) {
+        let mut conn = self.conn();
+        let together = (|| -> rusqlite::Result<Vec<Result<u64, StateError>>> {
+            let tx = conn.transaction()?;
+            let mut out = Vec::with_capacity(batch.len());
+            {
+                let mut put = tx.prepare_cached("INSERT INTO resources (addr, data) VALUES (?1, ?2) ON CONFLICT(addr) DO UPDATE SET data = excluded.data")?;
+                let mut remove = tx.prepare_cached("DELETE FROM resources WHERE addr = ?1")?;
+                let mut bump = tx.prepare_cached("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'serial' RETURNING CAST(value AS INTEGER)")?;
+                for (w, _) in &batch {
+                    let done = match w {
+                        Write::Put { addr, data } => put.execute(params![addr, data])?,
+                        Write::Remove { addr } => remove.execute(params![addr])?,
+                    };
+                    if done == 0 {
+                        let Write::Remove { addr } = w else { unreachable!("an upsert always writes") };
+                        out.push(Err(StateError::NoSuchRecord { addr: addr.clone() }));
+                        continue;
+                    }
+                    let serial: i64 = bump.query_row([], |r| r.get(0))?;
+                    out.push(Ok(u64::try_from(serial).unwrap_or(0)));
+                }
+            }
+            tx.commit()?;
+            Ok(out)
+        })();
+        match together {
+            Ok(results) => {
+                for ((_, answer), r) in batch.into_iter().zip(results) {
+                    let _ = answer.send(r);
+                }
+            }
+            Err(_) if batch.len() > 1 => {
+                drop(conn);
+                for (w, answer) in batch {
+                    let (tx, mut rx) = tokio::sync::oneshot::channel();
+                    self.commit_batch(vec![(w, tx)]);
+                    let alone = rx.try_recv().unwrap_or_else(|_| Err(StateError::Database { path: self.path.clone(), source: rusqlite::Error::InvalidQuery }));
+                    let _ = answer.send(alone);
+                }
+            }
+            Err(e) => {
+                if let Some((_, answer)) = batch.into_iter().next() {
+                    let _ = answer.send(Err(StateError::Database { path: self.path.clone(), source: e }));
+                }
+            }
+        }
     }
 
     fn history_has_errors(conn: &Connection) -> bool {
@@ -309,28 +402,11 @@ impl StateStore for SqliteStore {
 
     async fn put(&self, record: &Record) -> Result<u64, StateError> {
         let data = serde_json::to_string(record).expect("a record always serializes to JSON");
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(self.db_err())?;
-        tx.execute(
-            "INSERT INTO resources (addr, data) VALUES (?1, ?2) ON CONFLICT(addr) DO UPDATE SET data = excluded.data",
-            params![record.addr.to_string(), data],
-        )
-        .map_err(self.db_err())?;
-        let serial = Self::bump_serial(&tx).map_err(self.db_err())?;
-        tx.commit().map_err(self.db_err())?;
-        Ok(serial)
+        self.write(Write::Put { addr: record.addr.to_string(), data }).await
     }
 
     async fn remove(&self, addr: &ResourceAddr) -> Result<u64, StateError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(self.db_err())?;
-        let n = tx.execute("DELETE FROM resources WHERE addr = ?1", params![addr.to_string()]).map_err(self.db_err())?;
-        if n == 0 {
-            return Err(StateError::NoSuchRecord { addr: addr.to_string() });
-        }
-        let serial = Self::bump_serial(&tx).map_err(self.db_err())?;
-        tx.commit().map_err(self.db_err())?;
-        Ok(serial)
+        self.write(Write::Remove { addr: addr.to_string() }).await
     }
 
     async fn begin_history(&self, revision: &str, who: &str, summary: &str) -> Result<i64, StateError> {
@@ -387,6 +463,35 @@ mod tests {
 
     use super::*;
     use crate::RecordStatus;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_writes_are_committed_together_each_durable_with_its_own_serial() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let store = std::sync::Arc::new(SqliteStore::open(&path).unwrap());
+        store.put(&record("host.file.keep")).await.unwrap();
+        let start = store.load().await.unwrap().serial;
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..200 {
+            let s = store.clone();
+            tasks.spawn(async move { s.put(&record(&format!("host.file.f{i:03}"))).await });
+        }
+        // A remove of something absent among them fails alone.
+        let s = store.clone();
+        let absent = tokio::spawn(async move { s.remove(&"host.file.nothing".parse().unwrap()).await });
+        let mut serials = Vec::new();
+        while let Some(r) = tasks.join_next().await {
+            serials.push(r.unwrap().unwrap());
+        }
+        assert!(matches!(absent.await.unwrap(), Err(StateError::NoSuchRecord { .. })));
+        serials.sort_unstable();
+        serials.dedup();
+        assert_eq!(serials.len(), 200, "each write has its own serial");
+        assert_eq!((serials[0], serials[199]), (start + 1, start + 200));
+        // Durable: another connection sees all of them.
+        let again = SqliteStore::open(&path).unwrap().load().await.unwrap();
+        assert_eq!((again.records.len(), again.serial), (201, start + 200));
+    }
 
     fn record(addr: &str) -> Record {
         Record {
