@@ -403,12 +403,15 @@ fn decide(p: PlannedChange, inputs_changed: bool, record: Option<&Record>, obser
         drift_reported: false,
         staged: p.staged,
     };
-    // ignore_changes: differences only in ignored fields are no change.
+    // ignore_changes: differences only in ignored fields (or paths inside them, as
+    // `metadata.annotations`) are no change.
     if !lifecycle.ignore_changes.is_empty() && matches!(d.action, Action::Update | Action::Replace { .. }) {
-        let changed: Vec<&String> = d.after.keys().filter(|k| d.before.get(*k) != d.after.get(*k)).collect();
-        let ignored = |k: &String| lifecycle.ignore_changes.contains(k);
-        d.requires_replace.retain(|k| !ignored(k));
-        if changed.iter().all(|k| ignored(k)) && d.triggered_by.is_empty() {
+        let ignore_paths: Vec<tend_provider::FieldPath> = lifecycle.ignore_changes.iter().filter_map(|i| i.parse().ok()).collect();
+        let ignored = |p: &tend_provider::FieldPath| ignore_paths.iter().any(|i| p.starts_with(i));
+        d.requires_replace.retain(|k| !k.parse().is_ok_and(|p| ignored(&p)));
+        // A field observed but not planned (absent after) is no change; inside a field it is.
+        let changed = tend_provider::diff(&d.before, &d.after).into_iter().filter(|x| x.after.is_some() || x.path.0.len() > 1);
+        if changed.map(|x| x.path).all(|p| ignored(&p)) && d.triggered_by.is_empty() {
             d.action = Action::NoOp;
         } else if matches!(d.action, Action::Replace { .. }) && d.requires_replace.is_empty() {
             d.action = Action::Update;
@@ -621,6 +624,22 @@ mod tests {
         let replace = planned(Action::Replace { create_first: false }, &[("ami", "a"), ("v", "1")], &[("ami", "b"), ("v", "2")], &["ami"]);
         let d = decide(replace, true, Some(&rec), Some(&observed()), &lifecycle, DriftPolicy::Correct);
         assert_eq!((d.action, d.requires_replace.len()), (Action::Update, 0));
+        // A path inside a field: only what lies under it is ignored.
+        let spec = |tier: &str, replicas: i64| {
+            Value::Map(
+                [("labels".to_string(), Value::Map([("tier".to_string(), Value::from(tier))].into())), ("replicas".to_string(), Value::Int(replicas))].into(),
+            )
+        };
+        let nested = |b: Value, a: Value| PlannedChange {
+            before: [("spec".to_string(), b)].into(),
+            after: [("spec".to_string(), a)].into(),
+            ..PlannedChange::new(Action::Update)
+        };
+        let lifecycle = Lifecycle { ignore_changes: vec!["spec.labels".into()], ..Lifecycle::default() };
+        let d = decide(nested(spec("front", 2), spec("back", 2)), true, Some(&rec), Some(&observed()), &lifecycle, DriftPolicy::Correct);
+        assert_eq!(d.action, Action::NoOp, "only an ignored label changed");
+        let d = decide(nested(spec("front", 2), spec("back", 3)), true, Some(&rec), Some(&observed()), &lifecycle, DriftPolicy::Correct);
+        assert_eq!(d.action, Action::Update, "replicas is not ignored");
     }
 
     #[test]

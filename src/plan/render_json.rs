@@ -39,6 +39,38 @@ fn split(attrs: &Attributes, hide: &[&str]) -> (J, Vec<String>, Vec<String>) {
     (J::Object(obj), unknown, sensitive)
 }
 
+/// The leaves that change in an update or replacement, by path; sensitive and unknown values
+/// are `null` and flagged.
+fn diff_json(c: &Change) -> J {
+    let (Some(b), Some(a)) = (&c.before, &c.after) else { return J::Array(Vec::new()) };
+    if !matches!(c.action, Action::Update | Action::Replace { .. }) {
+        return J::Array(Vec::new());
+    }
+    let value = |v: &Option<Value>| match v {
+        Some(v) if v.is_sensitive() || !v.is_known() => J::Null,
+        Some(v) => v.to_json(),
+        None => J::Null,
+    };
+    let flagged = |v: &Option<Value>| v.as_ref().is_some_and(Value::is_sensitive);
+    J::Array(
+        tend_provider::diff(b, a)
+            .iter()
+            // A field observed but not planned (absent after) is no change, as in the text plan;
+            // inside a field it is.
+            .filter(|d| d.after.is_some() || d.path.0.len() > 1)
+            .map(|d| {
+                json!({
+                    "path": d.path.to_string(),
+                    "before": value(&d.before),
+                    "after": value(&d.after),
+                    "sensitive": flagged(&d.before) || flagged(&d.after),
+                    "after_unknown": d.after.as_ref().is_some_and(|v| matches!(v, Value::Unknown)),
+                })
+            })
+            .collect(),
+    )
+}
+
 fn change_json(c: &Change) -> J {
     let (after, after_unknown, after_sensitive) = match &c.after {
         Some(a) => split(a, &[]),
@@ -63,6 +95,7 @@ fn change_json(c: &Change) -> J {
         "after_unknown": after_unknown,
         "after_sensitive": after_sensitive,
         "requires_replace": c.requires_replace,
+        "diff": diff_json(c),
         "triggered_by": c.triggered_by.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "drift_reported": c.drift_reported,
         "note": c.note,

@@ -74,6 +74,11 @@ fn attributes(out: &mut String, c: &Change) {
         let line = match (c.action, b, a) {
             (Action::Delete, Some(b), _) => format!("      - {k:width$} = {}", show(b)),
             (_, None, Some(a)) => format!("      + {k:width$} = {}", show(a)),
+            // Tables and lists that changed inside: only what changed, as Terraform shows it.
+            (_, Some(b @ (Value::Map(_) | Value::List(_))), Some(a)) if changed && std::mem::discriminant(b) == std::mem::discriminant(a) => {
+                nested(out, 6, &format!("{k:width$} = "), b, a, forces, None);
+                continue;
+            }
             (_, Some(b), Some(a)) if changed => format!("      ~ {k:width$} = {} -> {}{forces}", show(b), show(a)),
             (_, Some(_), None) if c.action != Action::Delete => continue,
             _ => {
@@ -85,6 +90,93 @@ fn attributes(out: &mut String, c: &Change) {
     }
     if hidden > 0 && c.action != Action::Create {
         let _ = writeln!(out, "        ({hidden} unchanged attribute{} hidden)", if hidden == 1 { "" } else { "s" });
+    }
+}
+
+fn plural(n: usize, what: &str) -> String {
+    format!("{n} unchanged {what}{}", if n == 1 { "" } else { "s" })
+}
+
+/// A table or list that changed inside, at `pad` spaces: its changed entries (recursively), the
+/// number of unchanged ones, and for a list element the key that identifies it.
+fn nested(out: &mut String, pad: usize, lead: &str, b: &Value, a: &Value, forces: &str, identity: Option<&str>) {
+    let inner = pad + 4;
+    match (b, a) {
+        (Value::Map(bm), Value::Map(am)) => {
+            let _ = writeln!(out, "{:pad$}~ {lead}{{{forces}", "");
+            let mut keys: Vec<&String> = bm.keys().chain(am.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            let shown = |k: &&String| bm.get(*k) != am.get(*k) || Some(k.as_str()) == identity;
+            let width = keys.iter().filter(|k| shown(k)).map(|k| k.len()).max().unwrap_or(0);
+            let mut hidden = 0;
+            for k in keys {
+                match (bm.get(k), am.get(k)) {
+                    (Some(x), Some(_)) if Some(k.as_str()) == identity => {
+                        let _ = writeln!(out, "{:inner$}  {k:width$} = {}", "", show(x));
+                    }
+                    (Some(x), Some(y)) if x == y => hidden += 1,
+                    (Some(x @ (Value::Map(_) | Value::List(_))), Some(y)) if std::mem::discriminant(x) == std::mem::discriminant(y) => {
+                        nested(out, inner, &format!("{k:width$} = "), x, y, "", None);
+                    }
+                    (Some(x), Some(y)) => {
+                        let _ = writeln!(out, "{:inner$}~ {k:width$} = {} -> {}", "", show(x), show(y));
+                    }
+                    (None, Some(y)) => {
+                        let _ = writeln!(out, "{:inner$}+ {k:width$} = {}", "", show(y));
+                    }
+                    (Some(x), None) => {
+                        let _ = writeln!(out, "{:inner$}- {k:width$} = {}", "", show(x));
+                    }
+                    (None, None) => {}
+                }
+            }
+            if hidden > 0 {
+                let _ = writeln!(out, "{:inner$}  # ({} hidden)", "", plural(hidden, "attribute"));
+            }
+            let _ = writeln!(out, "{:pad$}  }}", "");
+        }
+        (Value::List(bl), Value::List(al)) => {
+            let _ = writeln!(out, "{:pad$}~ {lead}[{forces}", "");
+            let mut hidden = 0;
+            let mut element = |x: Option<&Value>, y: Option<&Value>, id: Option<&str>| match (x, y) {
+                (Some(x), Some(y)) if x == y => hidden += 1,
+                (Some(x @ (Value::Map(_) | Value::List(_))), Some(y)) if std::mem::discriminant(x) == std::mem::discriminant(y) => {
+                    nested(out, inner, "", x, y, "", id);
+                }
+                (Some(x), Some(y)) => {
+                    let _ = writeln!(out, "{:inner$}~ {} -> {}", "", show(x), show(y));
+                }
+                (None, Some(y)) => {
+                    let _ = writeln!(out, "{:inner$}+ {}", "", show(y));
+                }
+                (Some(x), None) => {
+                    let _ = writeln!(out, "{:inner$}- {}", "", show(x));
+                }
+                (None, None) => {}
+            };
+            match tend_provider::identity_key(bl, al) {
+                Some(key) => {
+                    let id = |v: &Value| v.as_map().and_then(|m| m.get(key)).and_then(Value::as_str).unwrap_or_default().to_string();
+                    let mut seen = std::collections::BTreeSet::new();
+                    for i in bl.iter().chain(al.iter()).map(id).filter(|i| seen.insert(i.clone())).collect::<Vec<_>>() {
+                        element(bl.iter().find(|v| id(v) == i), al.iter().find(|v| id(v) == i), Some(key));
+                    }
+                }
+                None => {
+                    for i in 0..bl.len().max(al.len()) {
+                        element(bl.get(i), al.get(i), None);
+                    }
+                }
+            }
+            if hidden > 0 {
+                let _ = writeln!(out, "{:inner$}  # ({} hidden)", "", plural(hidden, "element"));
+            }
+            let _ = writeln!(out, "{:pad$}  ]", "");
+        }
+        _ => {
+            let _ = writeln!(out, "{:pad$}~ {lead}{} -> {}{forces}", "", show(b), show(a));
+        }
     }
 }
 

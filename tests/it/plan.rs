@@ -34,7 +34,7 @@ macro_rules! cases {
     )* };
 }
 
-cases!(create, noop, update, replace, replace_create_before_destroy, delete, known_after_apply, prevent_destroy, ignore_changes, generation, suspended);
+cases!(create, noop, update, nested, replace, replace_create_before_destroy, delete, known_after_apply, prevent_destroy, ignore_changes, generation, suspended);
 
 #[tokio::test]
 async fn instances_are_planned_concurrently_and_the_plan_comes_out_in_the_same_order() {

@@ -24,6 +24,7 @@
 mod addr;
 mod error;
 mod jail;
+mod path;
 mod provider;
 mod schema;
 mod value;
@@ -31,6 +32,7 @@ mod value;
 pub use addr::{AddrError, ResourceAddr};
 pub use error::{ErrorKind, ProviderError};
 pub use jail::{JailError, resolve_inside};
+pub use path::{Difference, FieldPath, PathError, Segment, diff, identity_key};
 pub use provider::{
     ActRequest, Acted, Action, ApplyRequest, Attributes, CommitRequest, Committed, ExpandRequest, FieldError, Instance, Observed, PlanRequest, PlannedChange,
     PriorRecord, Provider, ProviderConfig, ProviderFactory, ReadItem, ReadRequest, Sibling, Target,

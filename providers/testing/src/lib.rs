@@ -83,6 +83,7 @@ fn schema() -> KindSchema {
         fields: vec![
             FieldSchema::input("value", FieldType::String, "changed in place"),
             FieldSchema::input("immutable", FieldType::String, "forces replacement").forces_replacement(),
+            FieldSchema::input("spec", FieldType::Any, "a nested table, changed in place"),
             FieldSchema::input("fail", FieldType::Bool, "apply fails"),
             FieldSchema::input("partial", FieldType::Bool, "apply fails after creating"),
             FieldSchema::input("flaky", FieldType::Int, "apply fails transiently this many times, then works"),
@@ -114,7 +115,7 @@ pub struct FakeProvider {
 }
 
 fn stored(config: &Attributes) -> Attributes {
-    let mut a: Attributes = ["value", "immutable"].iter().filter_map(|k| config.get(*k).map(|v| ((*k).to_string(), v.clone()))).collect();
+    let mut a: Attributes = ["value", "immutable", "spec"].iter().filter_map(|k| config.get(*k).map(|v| ((*k).to_string(), v.clone()))).collect();
     a.insert("echo".into(), config.get("value").cloned().unwrap_or(Value::Null));
     a
 }
@@ -161,7 +162,7 @@ impl Provider for FakeProvider {
         let (action, replace) = match &before {
             None => (Action::Create, vec![]),
             Some(b) if b.get("immutable") != after.get("immutable") => (Action::Replace { create_first: false }, vec!["immutable".to_string()]),
-            Some(b) if ["value", "echo"].iter().any(|k| b.get(*k) != after.get(*k)) => (Action::Update, vec![]),
+            Some(b) if ["value", "echo", "spec"].iter().any(|k| b.get(*k) != after.get(*k)) => (Action::Update, vec![]),
             Some(_) => (Action::NoOp, vec![]),
         };
         let keep_id = matches!(action, Action::Update | Action::NoOp);
