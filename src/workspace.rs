@@ -175,8 +175,8 @@ impl Workspace {
     }
 
     /// Build the graph against a state snapshot.
-    pub fn graph(&self, state: &Snapshot) -> Result<ResourceGraph, WorkspaceError> {
-        graph::build(&self.config, &self.registry, &self.providers, state).map_err(WorkspaceError::Config)
+    pub async fn graph(&self, state: &Snapshot) -> Result<ResourceGraph, WorkspaceError> {
+        graph::build(&self.config, &self.registry, &self.providers, state).await.map_err(WorkspaceError::Config)
     }
 
     /// What `tend validate` can tell of claims without touching a target: instances whose
@@ -207,7 +207,7 @@ impl Workspace {
         if state.records.keys().any(|a| !self.providers.contains_key(&*a.provider)) {
             self.configure_all()?;
         }
-        let graph = self.graph(state)?;
+        let graph = self.graph(state).await?;
         Ok(plan::plan(PlanInput { config: &self.config, providers: &self.providers, graph: &graph, state, secrets: &self.secrets }).await)
     }
 }

@@ -8,7 +8,7 @@ use crate::cli::{Cli, GraphArgs, GraphFormat};
 pub async fn run(cli: &Cli, args: &GraphArgs) -> Result<ExitCode, Failure> {
     let ws = load_workspace(cli)?;
     let state = ws.read_state().await?;
-    let graph = ws.graph(&state)?;
+    let graph = ws.graph(&state).await?;
     match args.format {
         GraphFormat::Dot => print!("{}", graph.to_dot()),
         GraphFormat::Json => println!("{}", serde_json::to_string_pretty(&graph.to_json()).expect("graphs serialize to JSON")),

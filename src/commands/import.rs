@@ -18,7 +18,7 @@ pub async fn run(cli: &Cli, address: &str, id: &str) -> Result<ExitCode, Failure
             Some(format!("`tend state rm {addr}` first to import another object in its place")),
         ));
     }
-    let graph = ws.graph(&snapshot)?;
+    let graph = ws.graph(&snapshot).await?;
     let Some(&node) = graph.index.get(&addr) else {
         return Err(Failure::user(
             format!("`{addr}` is not declared in the configuration"),

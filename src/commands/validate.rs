@@ -7,9 +7,9 @@ use tend::state::Snapshot;
 use super::{Failure, load_workspace};
 use crate::cli::Cli;
 
-pub fn run(cli: &Cli) -> Result<ExitCode, Failure> {
+pub async fn run(cli: &Cli) -> Result<ExitCode, Failure> {
     let ws = load_workspace(cli)?;
-    let graph = ws.graph(&Snapshot::default())?;
+    let graph = ws.graph(&Snapshot::default()).await?;
     let conflicts = ws.check_claims(&graph);
     if !conflicts.is_empty() {
         let mut text = String::new();

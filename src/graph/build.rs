@@ -12,14 +12,15 @@ use crate::config::{Config, Diagnostic, Diagnostics};
 use crate::registry::{Providers, Registry};
 
 /// Build the graph for `config` against the recorded `state`.
-pub fn build(config: &Config, registry: &Registry, providers: &Providers, state: &Snapshot) -> Result<ResourceGraph, Diagnostics> {
+pub async fn build(config: &Config, registry: &Registry, providers: &Providers, state: &Snapshot) -> Result<ResourceGraph, Diagnostics> {
     let mut g = ResourceGraph::default();
     let mut diags = Vec::new();
-    add_desired(config, registry, providers, &mut g, &mut diags);
+    let needs = add_desired(config, registry, providers, &mut g, &mut diags).await;
     tracing::trace!(step = "add_desired", nodes = g.graph.node_count());
     add_orphans(state, &mut g);
     tracing::trace!(step = "add_orphans", nodes = g.graph.node_count());
     add_edges(config, registry, state, &mut g);
+    add_instance_edges(config, &needs, &mut g, &mut diags);
     tracing::trace!(step = "add_edges", edges = g.graph.edge_count());
     if diags.is_empty() {
         diags.extend(check_cycles(config, &g));
@@ -27,7 +28,15 @@ pub fn build(config: &Config, registry: &Registry, providers: &Providers, state:
     if diags.is_empty() { Ok(g) } else { Err(Diagnostics { items: diags, sources: config.sources.clone() }) }
 }
 
-fn add_desired(config: &Config, registry: &Registry, providers: &Providers, g: &mut ResourceGraph, diags: &mut Vec<Diagnostic>) {
+/// Add every configured resource's instances, each resource expanded by its provider
+/// (concurrently); returns what each instance needs first, as its provider said.
+async fn add_desired(
+    config: &Config,
+    registry: &Registry,
+    providers: &Providers,
+    g: &mut ResourceGraph,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<(ResourceAddr, Vec<ResourceAddr>)> {
     let mut siblings: BTreeMap<&str, Vec<Sibling>> = BTreeMap::new();
     for res in config.resources.values() {
         let entry = siblings.entry(&res.addr.provider).or_default();
@@ -35,27 +44,65 @@ fn add_desired(config: &Config, registry: &Registry, providers: &Providers, g: &
             entry.push(Sibling { addr: res.addr.clone(), literal: res.literal_fields() });
         }
     }
-    for res in config.resources.values() {
+    let literals: Vec<_> = config.resources.values().map(|res| (res, res.literal_fields())).collect();
+    let expanded = futures_util::future::join_all(literals.iter().map(|(res, literal)| {
         let provider = &providers[&*res.addr.provider];
-        let literal = res.literal_fields();
+        let req = ExpandRequest { addr: &res.addr, literal, siblings: &siblings[&*res.addr.provider], config_root: &config.root };
+        async move { provider.expand(&req).await }
+    }))
+    .await;
+    let mut needs = Vec::new();
+    for ((res, literal), expansion) in literals.iter().zip(expanded) {
+        let provider = &providers[&*res.addr.provider];
         let field_span = |field: &Option<String>| field.as_ref().and_then(|f| res.fields.get(f)).map_or(res.span, |f| f.span);
-        for e in provider.validate(&res.addr, &literal) {
+        for e in provider.validate(&res.addr, literal) {
             let d = Diagnostic::at(field_span(&e.field), format!("`{}`: {}", res.addr, e.message), "here");
             diags.push(d.with_hint(e.hint.unwrap_or_default()));
         }
-        let req = ExpandRequest { addr: &res.addr, literal: &literal, siblings: &siblings[&*res.addr.provider] };
-        match provider.expand(&req) {
+        match expansion {
             Ok(instances) => {
                 let addrs: Vec<ResourceAddr> = instances.iter().map(|i| res.addr.with_key(i.key.clone())).collect();
                 for (inst, addr) in instances.into_iter().zip(&addrs) {
                     let n = g.graph.add_node(Node { addr: addr.clone(), desired: true, target: inst.target });
                     g.index.insert(addr.clone(), n);
+                    if !inst.depends_on.is_empty() {
+                        needs.push((addr.clone(), inst.depends_on));
+                    }
                 }
                 g.instances.insert(res.addr.clone(), addrs);
             }
             Err(e) => {
                 let d = Diagnostic::at(field_span(&e.field), format!("`{}`: {}", res.addr, e.message), "here");
                 diags.push(d.with_hint(e.hint.unwrap_or_default()));
+            }
+        }
+    }
+    needs
+}
+
+/// Edges for what instances need first, as their providers said: an instance address, or a
+/// resource address meaning all its instances. One that names nothing in the config is an
+/// error naming both.
+fn add_instance_edges(config: &Config, needs: &[(ResourceAddr, Vec<ResourceAddr>)], g: &mut ResourceGraph, diags: &mut Vec<Diagnostic>) {
+    for (addr, deps) in needs {
+        let n = g.index[addr];
+        for d in deps {
+            let found: Vec<NodeIndex> = match &d.key {
+                Some(_) => g.index.get(d).copied().into_iter().collect(),
+                None => g.instances.get(d).into_iter().flatten().filter_map(|a| g.index.get(a).copied()).collect(),
+            };
+            if found.is_empty() {
+                let span = config.resources.get(&addr.base()).map(|r| r.span);
+                let message = format!("`{addr}` needs `{d}`, which the config does not declare");
+                diags.push(match span {
+                    Some(s) => Diagnostic::at(s, message, "here"),
+                    None => Diagnostic::global(message),
+                });
+            }
+            for m in found {
+                if !g.graph.contains_edge(m, n) {
+                    g.graph.add_edge(m, n, EdgeKind::Instance);
+                }
             }
         }
     }

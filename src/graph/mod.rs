@@ -30,6 +30,8 @@ pub enum EdgeKind {
     Target,
     /// A dependency recorded in state for a resource no longer in config.
     Recorded,
+    /// The provider's expansion said this instance needs that one first.
+    Instance,
 }
 
 /// One resource instance in the graph.

@@ -172,3 +172,30 @@ async fn drift_is_corrected_reported_or_ignored_as_configured() {
     assert_eq!((by("quiet").action, by("quiet").drift_reported), (Action::NoOp, false));
     insta::assert_snapshot!(tend::plan::render_text(&plan));
 }
+
+#[tokio::test]
+async fn instances_a_provider_says_depend_on_each_other_are_applied_in_that_order() {
+    let bench = Bench::new();
+    let root = config(
+        &bench,
+        "cfg",
+        "[fake.thing.ns]\nvalue = \"namespace\"\n\n[fake.group.app]\nmembers = [\"crd\", \"cr\", \"use\"]\nchain = true\nneeds = [\"fake.thing.ns\"]\nvalue = \"x\"\n",
+    );
+    let outcome = bench.apply(&root).await;
+    assert!(outcome.success(), "{outcome:?}");
+    let creates: Vec<String> = bench.fake.calls().into_iter().filter_map(|c| c.strip_prefix("create ").map(str::to_string)).collect();
+    assert_eq!(creates, ["fake.thing.ns", "fake.group.app[crd]", "fake.group.app[cr]", "fake.group.app[use]"]);
+}
+
+#[tokio::test]
+async fn a_cycle_among_instances_is_named_and_so_is_a_need_nothing_declares() {
+    let bench = Bench::new();
+    let root = config(&bench, "cfg", "[fake.group.app]\nmembers = [\"a\", \"b\", \"c\"]\ncycle = true\n");
+    let tend::workspace::WorkspaceError::Config(d) = bench.graph_error(&root).await else { panic!("expected diagnostics") };
+    let text = d.render(200, false);
+    assert!(text.contains("dependency cycle: fake.group.app[a] → fake.group.app[c] → fake.group.app[b] → fake.group.app[a]"), "{text}");
+    let root = config(&bench, "cfg2", "[fake.group.app]\nmembers = [\"a\"]\nneeds = [\"fake.thing.nope\"]\n");
+    let tend::workspace::WorkspaceError::Config(d) = bench.graph_error(&root).await else { panic!("expected diagnostics") };
+    let text = d.render(200, false);
+    assert!(text.contains("`fake.group.app[a]` needs `fake.thing.nope`, which the config does not declare") && text.contains("tend.toml:1"), "{text}");
+}

@@ -13,7 +13,7 @@ fn diagnostics(name: &str) -> Diagnostics {
     match bench.load(&root) {
         Err(WorkspaceError::Config(d)) => d,
         Err(other) => panic!("{name}: expected config diagnostics, got {other:?}"),
-        Ok(ws) => match ws.graph(&Snapshot::default()) {
+        Ok(ws) => match tokio::runtime::Builder::new_current_thread().build().expect("runtime").block_on(ws.graph(&Snapshot::default())) {
             Err(WorkspaceError::Config(d)) => d,
             other => panic!("{name}: expected an error, got {other:?}"),
         },

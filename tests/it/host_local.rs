@@ -102,7 +102,7 @@ async fn source_must_stay_inside_the_config_directory() {
     let bench = Bench::new();
     write_tree(bench.dir.path(), &[("outside.txt", "not config")]);
     let root = cfg(&bench, "[host.file.leak]\npath = \"${path.root}/out/leak\"\nsource = \"../outside.txt\"\n");
-    let err = bench.load(&root).and_then(|ws| ws.graph(&tend::state::Snapshot::default())).expect_err("refused");
+    let err = bench.graph_error(&root).await;
     let WorkspaceError::Config(d) = err else { panic!("expected diagnostics") };
     assert!(d.items[0].summary.contains("`../outside.txt` resolves to") && d.items[0].summary.contains("outside the config directory"), "{d}");
 }
@@ -181,7 +181,7 @@ async fn an_undefined_template_variable_is_named() {
         &[("t.j2", "x = {{ missing_var }}\n"), ("tend.toml", "[host.local.this]\n\n[host.template.t]\npath = \"${path.root}/out/t\"\nsource = \"t.j2\"\n")],
     );
     // Found before anything is observed, as `tend validate` does.
-    let err = bench.load(&root).and_then(|ws| ws.graph(&tend::state::Snapshot::default())).expect_err("refused");
+    let err = bench.graph_error(&root).await;
     let WorkspaceError::Config(d) = err else { panic!("expected diagnostics") };
     assert!(d.items[0].summary.contains("template `t.j2` uses `missing_var` that host `this` does not define"), "{d}");
 }

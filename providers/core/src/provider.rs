@@ -82,6 +82,9 @@ pub struct ExpandRequest<'a> {
     pub literal: &'a Attributes,
     /// The resources of this provider whose kind is a placement target (`KindSchema::target`).
     pub siblings: &'a [Sibling],
+    /// Root of the config checkout: files an expansion reads (a directory of manifests) are
+    /// resolved inside it with [`crate::resolve_inside`].
+    pub config_root: &'a std::path::Path,
 }
 
 /// One instance of a configured resource.
@@ -92,12 +95,22 @@ pub struct Instance {
     /// The resource this instance lives on, if any. It becomes a dependency, and its values
     /// are passed as [`Target`] to `read`, `plan` and `apply`.
     pub target: Option<ResourceAddr>,
+    /// What this instance needs to exist first, as the provider knows it (a Namespace before
+    /// the objects in it, a CRD before its custom resources): instances of this resource
+    /// (`kube.manifests.app[Namespace/web]`) or of others; an address without a key means every
+    /// instance of that resource. Cycles are errors naming each member.
+    pub depends_on: Vec<ResourceAddr>,
 }
 
 impl Instance {
     /// The single, unkeyed instance of a resource that lives nowhere in particular.
     pub fn single() -> Self {
-        Self { key: None, target: None }
+        Self { key: None, target: None, depends_on: Vec::new() }
+    }
+
+    /// An instance with this key, placed on `target`.
+    pub fn keyed(key: impl Into<String>, target: Option<ResourceAddr>) -> Self {
+        Self { key: Some(key.into()), target, depends_on: Vec::new() }
     }
 }
 
@@ -264,8 +277,10 @@ pub trait Provider: Send + Sync {
     /// Schemas of the kinds this provider offers.
     fn kinds(&self) -> &[KindSchema];
 
-    /// Expand one configured resource into its instances. The default is one instance.
-    fn expand(&self, _req: &ExpandRequest<'_>) -> Result<Vec<Instance>, FieldError> {
+    /// Expand one configured resource into its instances, which may depend on each other or
+    /// on instances of other resources ([`Instance::depends_on`]). May read files of the config
+    /// checkout and ask the remote side (a cluster's discovery). The default is one instance.
+    async fn expand(&self, _req: &ExpandRequest<'_>) -> Result<Vec<Instance>, FieldError> {
         Ok(vec![Instance::single()])
     }
 

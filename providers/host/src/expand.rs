@@ -56,5 +56,5 @@ pub fn expand(req: &ExpandRequest<'_>) -> Result<Vec<Instance>, FieldError> {
             return Err(FieldError::field("on", format!("`on` must be a list of host names or a label selector table, found a {}", other.type_name())));
         }
     };
-    Ok(chosen.into_iter().map(|h| Instance { key: Some(h.addr.name.to_string()), target: Some(ResourceAddr::clone(&h.addr)) }).collect())
+    Ok(chosen.into_iter().map(|h| Instance::keyed(h.addr.name.to_string(), Some(ResourceAddr::clone(&h.addr)))).collect())
 }

@@ -360,7 +360,7 @@ impl Provider for HostProvider {
         &self.kinds
     }
 
-    fn expand(&self, req: &ExpandRequest<'_>) -> Result<Vec<Instance>, FieldError> {
+    async fn expand(&self, req: &ExpandRequest<'_>) -> Result<Vec<Instance>, FieldError> {
         let instances = crate::expand::expand(req)?;
         if Kind::from_name(&req.addr.kind) == Some(Kind::Template) {
             // What `plan` would find when rendering, found now: variables nothing defines.

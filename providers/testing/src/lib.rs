@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use tend_provider::{
-    Action, ApplyRequest, Attributes, FieldSchema, FieldType, KindSchema, Observed, PlanRequest, PlannedChange, Provider, ProviderConfig, ProviderError,
-    ProviderFactory, ReadRequest, Value,
+    Action, ApplyRequest, Attributes, ExpandRequest, FieldError, FieldSchema, FieldType, Instance, KindSchema, Observed, PlanRequest, PlannedChange, Provider,
+    ProviderConfig, ProviderError, ProviderFactory, ReadRequest, ResourceAddr, Value,
 };
 
 #[derive(Debug, Default)]
@@ -93,17 +93,37 @@ fn schema() -> KindSchema {
     }
 }
 
+/// `fake.group`: one instance per `members` entry; `chain = true` makes each member need the one
+/// before it, `cycle = true` also the first the last, `needs` names instances (or resources) of
+/// other resources every member needs.
+fn group_schema() -> KindSchema {
+    KindSchema {
+        kind: "group",
+        target: false,
+        doc: "instances that depend on each other, as a provider's expansion says",
+        fields: vec![
+            FieldSchema::input("members", FieldType::List(Box::new(FieldType::String)), "one instance per entry").required(),
+            FieldSchema::input("chain", FieldType::Bool, "each member needs the one before it"),
+            FieldSchema::input("cycle", FieldType::Bool, "and the first needs the last"),
+            FieldSchema::input("needs", FieldType::List(Box::new(FieldType::String)), "addresses every member needs"),
+            FieldSchema::input("value", FieldType::String, "changed in place"),
+            FieldSchema::output("id", FieldType::String, "assigned at creation"),
+            FieldSchema::output("echo", FieldType::String, "the value, as stored"),
+        ],
+    }
+}
+
 impl ProviderFactory for FakeFactory {
     fn name(&self) -> &'static str {
         "fake"
     }
 
     fn kinds(&self) -> Vec<KindSchema> {
-        vec![schema()]
+        vec![schema(), group_schema()]
     }
 
     fn configure(&self, _config: ProviderConfig) -> Result<Box<dyn Provider>, ProviderError> {
-        Ok(Box::new(FakeProvider { shared: self.shared.clone(), kinds: vec![schema()] }))
+        Ok(Box::new(FakeProvider { shared: self.shared.clone(), kinds: vec![schema(), group_schema()] }))
     }
 }
 
@@ -134,6 +154,38 @@ impl Provider for FakeProvider {
 
     fn kinds(&self) -> &[KindSchema] {
         &self.kinds
+    }
+
+    async fn expand(&self, req: &ExpandRequest<'_>) -> Result<Vec<Instance>, FieldError> {
+        if &*req.addr.kind != "group" {
+            return Ok(vec![Instance::single()]);
+        }
+        let strings = |k: &str| -> Vec<String> {
+            req.literal.get(k).and_then(Value::as_list).unwrap_or_default().iter().filter_map(Value::as_str).map(str::to_string).collect()
+        };
+        let flag = |k: &str| req.literal.get(k).and_then(Value::as_bool).unwrap_or(false);
+        let members = strings("members");
+        let needs: Vec<ResourceAddr> =
+            strings("needs").iter().map(|s| s.parse().map_err(|e| FieldError::field("needs", format!("`{s}`: {e}")))).collect::<Result<_, _>>()?;
+        Ok(members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let mut inst = Instance::keyed(m.clone(), None);
+                inst.depends_on.clone_from(&needs);
+                let before = if i > 0 {
+                    Some(i - 1)
+                } else if flag("cycle") {
+                    members.len().checked_sub(1)
+                } else {
+                    None
+                };
+                if let Some(j) = before.filter(|_| flag("chain") || flag("cycle")) {
+                    inst.depends_on.push(req.addr.with_key(Some(members[j].clone())));
+                }
+                inst
+            })
+            .collect())
     }
 
     async fn read(&self, req: ReadRequest) -> Vec<Result<Option<Observed>, ProviderError>> {

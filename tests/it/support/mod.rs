@@ -44,6 +44,14 @@ impl Bench {
         Workspace::load(Registry::builtin().with(self.fake.clone()), &opts, Some(self.state()))
     }
 
+    /// What loading and building the graph of `root` refuses (the test expects a refusal).
+    pub async fn graph_error(&self, root: &Path) -> WorkspaceError {
+        match self.load(root) {
+            Err(e) => e,
+            Ok(ws) => ws.graph(&tend::state::Snapshot::default()).await.expect_err("refused"),
+        }
+    }
+
     pub async fn plan(&self, root: &Path) -> Plan {
         let mut ws = self.load(root).unwrap_or_else(|e| panic!("{} does not load: {e:?}", root.display()));
         let state = ws.read_state().await.expect("state reads");
