@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use futures_util::StreamExt;
 use petgraph::Direction;
 use petgraph::stable_graph::NodeIndex;
 use tend_provider::{ExpandRequest, FieldType, ResourceAddr, Sibling, Value};
@@ -10,6 +11,9 @@ use tend_state::Snapshot;
 use super::{EdgeKind, Node, ResourceGraph};
 use crate::config::{Config, Diagnostic, Diagnostics};
 use crate::registry::{Providers, Registry};
+
+/// How many resources are expanded at the same time.
+const EXPANSIONS_AT_ONCE: usize = 32;
 
 /// Build the graph for `config` against the recorded `state`.
 pub async fn build(config: &Config, registry: &Registry, providers: &Providers, state: &Snapshot) -> Result<ResourceGraph, Diagnostics> {
@@ -44,18 +48,26 @@ async fn add_desired(
             entry.push(Sibling { addr: res.addr.clone(), literal: res.literal_fields() });
         }
     }
-    let literals: Vec<_> = config.resources.values().map(|res| (res, res.literal_fields())).collect();
-    let expanded = futures_util::future::join_all(literals.iter().map(|(res, literal)| {
-        let provider = &providers[&*res.addr.provider];
-        let req = ExpandRequest { addr: &res.addr, literal, siblings: &siblings[&*res.addr.provider], config_root: &config.root };
-        async move { provider.expand(&req).await }
-    }))
-    .await;
+    // Expanded concurrently (a provider may ask its remote side), a bounded number at a time so
+    // that memory stays flat however many resources there are; results come back in order.
+    let expanded: Vec<_> = futures_util::stream::iter(config.resources.values())
+        .map(|res| {
+            let provider = &providers[&*res.addr.provider];
+            let siblings = &siblings[&*res.addr.provider];
+            async move {
+                let literal = res.literal_fields();
+                let problems = provider.validate(&res.addr, &literal);
+                let req = ExpandRequest { addr: &res.addr, literal: &literal, siblings, config_root: &config.root };
+                (res, problems, provider.expand(&req).await)
+            }
+        })
+        .buffered(EXPANSIONS_AT_ONCE)
+        .collect()
+        .await;
     let mut needs = Vec::new();
-    for ((res, literal), expansion) in literals.iter().zip(expanded) {
-        let provider = &providers[&*res.addr.provider];
+    for (res, problems, expansion) in expanded {
         let field_span = |field: &Option<String>| field.as_ref().and_then(|f| res.fields.get(f)).map_or(res.span, |f| f.span);
-        for e in provider.validate(&res.addr, literal) {
+        for e in problems {
             let d = Diagnostic::at(field_span(&e.field), format!("`{}`: {}", res.addr, e.message), "here");
             diags.push(d.with_hint(e.hint.unwrap_or_default()));
         }

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
+use futures_util::StreamExt;
 use petgraph::Direction;
 use petgraph::stable_graph::NodeIndex;
 use tend_provider::{
@@ -37,6 +38,9 @@ type ReadResult = Result<Option<Observed>, ProviderError>;
 
 /// How many `plan` calls of one provider run at the same time.
 const PLAN_CALLS_PER_PROVIDER: usize = 32;
+
+/// How many instances are being planned at once, across providers.
+const PLANS_IN_FLIGHT: usize = 64;
 
 /// The nodes of `order` in waves: each node comes in the wave after the last of its
 /// dependencies, so the nodes of one wave do not depend on each other. Each node keeps its
@@ -116,35 +120,40 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
             };
             ready.push((pos, n, deps, obs));
         }
-        // Plan the wave concurrently, bounded per provider.
+        // Plan the wave concurrently, bounded per provider, and a bounded number of instances in
+        // flight so that memory stays flat; results come back in order.
         let (known_now, actions_now) = (&known, &actions);
-        let results = futures_util::future::join_all(ready.into_iter().map(|(pos, n, deps, obs)| {
-            let input = &input;
-            let limits = &limits;
-            async move {
-                let node = &input.graph.graph[n];
-                let _permit = match limits.get(&*node.addr.provider) {
-                    Some(l) => Some(l.acquire().await.expect("the semaphore is never closed")),
-                    None => None,
-                };
-                let record = input.state.records.get(&node.addr);
-                let result = if node.desired {
-                    plan_desired(input, n, &deps, record, obs, known_now, actions_now).await
-                } else {
-                    plan_orphan(input, n, &deps, record, obs).await
-                };
-                (pos, n, result)
-            }
-        }))
-        .await;
-        for (pos, n, result) in results {
+        let mut planned = futures_util::stream::iter(ready)
+            .map(|(pos, n, deps, obs)| {
+                let input = &input;
+                let limits = &limits;
+                async move {
+                    let node = &input.graph.graph[n];
+                    let _permit = match limits.get(&*node.addr.provider) {
+                        Some(l) => Some(l.acquire().await.expect("the semaphore is never closed")),
+                        None => None,
+                    };
+                    let record = input.state.records.get(&node.addr);
+                    let result = if node.desired {
+                        plan_desired(input, n, &deps, record, obs, known_now, actions_now).await
+                    } else {
+                        plan_orphan(input, n, &deps, record, obs).await
+                    };
+                    // Values are kept only where something downstream reads them: freed here, not
+                    // when the whole wave is done.
+                    let result = result.map(|(change, values)| (change, has_dependents(input.graph, n).then_some(values)));
+                    (pos, n, result)
+                }
+            })
+            .buffered(PLANS_IN_FLIGHT);
+        // Taken as they finish (the wave's planning reads `known` and `actions`, so what this
+        // wave adds to them is applied once it is done).
+        let mut learned = Vec::new();
+        while let Some((pos, n, result)) = planned.next().await {
             let addr = &input.graph.graph[n].addr;
             match result {
                 Ok((change, values)) => {
-                    if has_dependents(input.graph, n) {
-                        known.insert(addr.clone(), values);
-                    }
-                    actions.insert(addr.clone(), change.action);
+                    learned.push((addr, change.action, values));
                     changes.push((pos, change));
                 }
                 Err(e) => {
@@ -152,6 +161,13 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
                     blocked.insert(addr.clone());
                 }
             }
+        }
+        drop(planned);
+        for (addr, action, values) in learned {
+            if let Some(values) = values {
+                known.insert(addr.clone(), values);
+            }
+            actions.insert(addr.clone(), action);
         }
     }
     changes.sort_by_key(|(pos, _)| *pos);
