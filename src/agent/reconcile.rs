@@ -115,7 +115,7 @@ impl Reporter for AgentReporter {
     fn post_apply(&self, addr: &ResourceAddr, action: Action, outcome: &Outcome, _elapsed: Duration) {
         match outcome {
             Outcome::Applied => {} // the walker logs it
-            Outcome::Failed(m, kind) => tracing::warn!(%addr, ?action, %kind, "failed: {m}"),
+            Outcome::Failed(f) => tracing::warn!(%addr, ?action, kind = %f.kind, "failed: {f}"),
             Outcome::Skipped(c) => tracing::warn!(%addr, cause = %c, "skipped"),
         }
         self.results.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((addr.clone(), action, outcome.clone()));

@@ -174,9 +174,9 @@ impl Status {
             }
             let entry = match outcome {
                 Outcome::Applied => ResourceStatus { status: "ok".into(), last_error: None },
-                Outcome::Failed(m, kind) => {
-                    *self.metrics.errors.entry((addr.provider.to_string(), kind.name())).or_default() += 1;
-                    ResourceStatus { status: "failed".into(), last_error: Some(ErrorReport::new(kind, m)) }
+                Outcome::Failed(f) => {
+                    *self.metrics.errors.entry((addr.provider.to_string(), f.kind.name())).or_default() += 1;
+                    ResourceStatus { status: "failed".into(), last_error: Some(ErrorReport::new(f.kind, f.render())) }
                 }
                 Outcome::Skipped(cause) => {
                     // The class of what it waited for.

@@ -9,6 +9,8 @@ use tend_state::{Record, RecordStatus, StateError, StateStore, now_rfc3339};
 use crate::hash::inputs_hash;
 use crate::plan::{Change, Plan, Resolver, eval_fields};
 use crate::registry::Providers;
+use crate::report::StepFailure;
+use crate::secrets::Secrets;
 
 /// One schedulable step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,40 +42,34 @@ pub struct Ctx {
     pub hmac_key: String,
 }
 
-/// A failed step: rendered for people, with the provider's error class.
-#[derive(Debug, Clone)]
-pub struct StepError(pub String, pub ErrorKind);
+/// A failed step (see [`StepFailure`]).
+pub type StepError = StepFailure;
 
-impl StepError {
-    fn terminal(message: String) -> Self {
-        Self(message, ErrorKind::Terminal)
-    }
-}
-
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
+fn causes(mut cur: Option<&(dyn std::error::Error + 'static)>) -> Vec<String> {
+    let mut out = Vec::new();
     while let Some(c) = cur {
-        s.push_str(&format!("\n  Caused by: {c}"));
+        out.push(c.to_string());
         cur = c.source();
     }
-    s
+    out
 }
 
 fn provider_err(e: &ProviderError) -> StepError {
-    let mut s = chain(e);
-    if let Some(h) = &e.hint {
-        s.push_str(&format!("\n  hint: {h}"));
-    }
-    StepError(s, e.kind)
+    StepFailure { kind: e.kind, message: e.message.clone(), causes: causes(std::error::Error::source(e)), hint: e.hint.clone() }
 }
 
 fn state_err(e: &StateError) -> StepError {
-    let mut s = format!("recording in state failed: {}", chain(e));
-    if let Some(h) = e.hint() {
-        s.push_str(&format!("\n  hint: {h}"));
+    StepFailure { kind: ErrorKind::Terminal, message: format!("recording in state failed: {e}"), causes: causes(std::error::Error::source(e)), hint: e.hint() }
+}
+
+/// Every part of a failure with the secrets of this run replaced.
+fn redacted(mut e: StepError, secrets: &Secrets) -> StepError {
+    e.message = secrets.redact(&e.message);
+    for c in &mut e.causes {
+        *c = secrets.redact(c);
     }
-    StepError::terminal(s)
+    e.hint = e.hint.as_deref().map(|h| secrets.redact(h));
+    e
 }
 
 impl Ctx {
@@ -103,10 +99,10 @@ impl Ctx {
         let resolver = Resolver { secrets: &self.secrets, instances: &self.plan.instances, known: &known, final_values: true };
         eval_fields(&resolver, &c.addr, exprs).map_err(|e| {
             let hint = match &e {
-                crate::plan::EvalError::Secret(s) => s.hint().map(|h| format!("\n  hint: {h}")).unwrap_or_default(),
-                _ => String::new(),
+                crate::plan::EvalError::Secret(s) => s.hint(),
+                _ => None,
             };
-            StepError::terminal(format!("{e}{hint}"))
+            StepFailure { hint, ..StepFailure::terminal(e.to_string()) }
         })
     }
 
@@ -124,9 +120,9 @@ impl Ctx {
     /// it did, for the report.
     pub async fn run(&self, step: Step) -> Result<Option<String>, StepError> {
         if let Step::Commit(t) = step {
-            return self.commit(t).await.map(Some).map_err(|e| StepError(self.secrets.redact(&e.0), e.1));
+            return self.commit(t).await.map(Some).map_err(|e| redacted(e, &self.secrets));
         }
-        self.run_unredacted(step).await.map(|()| None).map_err(|e| StepError(self.secrets.redact(&e.0), e.1))
+        self.run_unredacted(step).await.map(|()| None).map_err(|e| redacted(e, &self.secrets))
     }
 
     /// Commit the staged changes on target `t`: every staged instance on it that exists after
@@ -218,7 +214,9 @@ impl Ctx {
                 if let Some(partial) = &e.partial {
                     let rec = self.record(c, partial, "", RecordStatus::Tainted, config.as_ref());
                     if let Err(se) = self.store.put(&rec).await {
-                        return Err(StepError(format!("{}\n  and recording it as tainted failed: {se}", provider_err(&e).0), e.kind));
+                        let mut f = provider_err(&e);
+                        f.causes.push(format!("and recording what it left as tainted failed: {se}"));
+                        return Err(f);
                     }
                 }
                 Err(provider_err(&e))

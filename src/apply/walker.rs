@@ -89,7 +89,7 @@ pub async fn apply(
         .results
         .iter()
         .filter_map(|(addr, _, o)| match o {
-            Outcome::Failed(message, kind) => Some(tend_state::HistoryError { address: addr.to_string(), kind: kind.name().into(), message: message.clone() }),
+            Outcome::Failed(f) => Some(tend_state::HistoryError { address: addr.to_string(), kind: f.kind.name().into(), message: f.render() }),
             _ => None,
         })
         .collect();
@@ -316,10 +316,11 @@ async fn walk(
                 }
                 // A failed commit is the target's failure, counted once.
                 let action = if matches!(step, Step::Commit(_)) { Action::Update } else { c.action };
-                let outcome = Outcome::Failed(
-                    if matches!(step, Step::Deposed(_)) { format!("the replacement is in place, but destroying the old object failed: {}", e.0) } else { e.0 },
-                    e.1,
-                );
+                let mut e = e;
+                if matches!(step, Step::Deposed(_)) {
+                    e.message = format!("the replacement is in place, but destroying the old object failed: {}", e.message);
+                }
+                let outcome = Outcome::Failed(e);
                 reporter.post_apply(&c.addr, action, &outcome, elapsed);
                 out.results.push((c.addr.clone(), action, outcome));
                 out.failed += 1;

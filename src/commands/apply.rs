@@ -121,7 +121,7 @@ fn report(outcome: &ApplyOutcome) -> Result<ExitCode, Failure> {
     }
     let mut text = String::new();
     for (addr, _, o) in &outcome.results {
-        if let Outcome::Failed(msg, _) = o {
+        if let Outcome::Failed(msg) = o {
             text.push_str(&format!("error: {addr}: {msg}\n"));
         }
     }

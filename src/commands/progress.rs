@@ -64,7 +64,7 @@ impl Reporter for CliReporter {
         let ms = elapsed.as_millis();
         match outcome {
             Outcome::Applied => self.line(&format!("{addr}: {} ({ms} ms)", verb(action).1)),
-            Outcome::Failed(msg, _) => self.line(&format!("{addr}: failed: {msg}")),
+            Outcome::Failed(f) => self.line(&format!("{addr}: failed: {f}")),
             Outcome::Skipped(cause) if cause == addr => self.line(&format!("{addr}: not started (interrupted)")),
             Outcome::Skipped(cause) => self.line(&format!("{addr}: skipped ({cause} failed)")),
         }

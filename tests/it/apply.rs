@@ -39,7 +39,7 @@ value = "fine"
         .iter()
         .map(|(a, act, o)| match o {
             Outcome::Applied => format!("{a} {act:?}: applied"),
-            Outcome::Failed(m, _) => format!("{a} {act:?}: failed: {m}"),
+            Outcome::Failed(m) => format!("{a} {act:?}: failed: {m}"),
             Outcome::Skipped(c) => format!("{a} {act:?}: skipped because {c} failed"),
         })
         .collect();
@@ -48,6 +48,12 @@ value = "fine"
     insta::assert_snapshot!(lines.join("\n"));
     assert_eq!(outcome.failed, 1);
     assert_eq!(outcome.skipped, 2);
+    // The failure keeps its parts until it is rendered.
+    let failure = outcome.results.iter().find_map(|(_, _, o)| if let Outcome::Failed(f) = o { Some(f) } else { None }).expect("a failure");
+    assert_eq!(
+        (failure.message.as_str(), failure.hint.as_deref(), failure.kind),
+        ("injected failure creating fake.thing.broken", Some("set fail = false"), tend::provider::ErrorKind::Terminal)
+    );
     // State records exactly what was applied.
     assert_eq!(bench.records().await, ["fake.thing.independent"]);
     assert_eq!(bench.fake.objects().keys().collect::<Vec<_>>(), ["fake.thing.independent"]);
@@ -127,7 +133,7 @@ async fn transient_errors_are_retried_within_the_apply_and_keep_their_class_when
     assert_eq!(creates("fake.thing.blip"), 2, "one failure, then success: {:?}", bench.fake.calls());
     assert_eq!(creates("fake.thing.down"), 4, "tried a bounded number of times: {:?}", bench.fake.calls());
     let failed: Vec<_> =
-        outcome.results.iter().filter_map(|(a, _, o)| if let Outcome::Failed(m, k) = o { Some((a.to_string(), m.clone(), *k)) } else { None }).collect();
+        outcome.results.iter().filter_map(|(a, _, o)| if let Outcome::Failed(f) = o { Some((a.to_string(), f.render(), f.kind)) } else { None }).collect();
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert_eq!(failed[0].0, "fake.thing.down");
     assert_eq!(failed[0].2, tend::provider::ErrorKind::Transient);

@@ -68,7 +68,7 @@ content = "y"
         .results
         .iter()
         .filter_map(|(a, _, o)| match o {
-            Outcome::Failed(m, _) => Some(format!("{a}: {m}")),
+            Outcome::Failed(m) => Some(format!("{a}: {m}")),
             _ => None,
         })
         .collect();
@@ -116,7 +116,8 @@ async fn a_directory_with_unmanaged_files_is_not_deleted() {
     write_tree(&root, &[("tend.toml", "[host.local.this]\n")]);
     let outcome = bench.apply(&root).await;
     assert_eq!(outcome.failed, 1);
-    let (_, _, Outcome::Failed(msg, _)) = &outcome.results[0] else { panic!("expected a failure: {outcome:?}") };
+    let (_, _, Outcome::Failed(failure)) = &outcome.results[0] else { panic!("expected a failure: {outcome:?}") };
+    let msg = failure.render();
     assert!(msg.contains("remove directory") && msg.contains("tend does not manage"), "{msg}");
     assert!(root.join("out/d/someone-elses.txt").exists());
     assert!(bench.records().await.iter().any(|a| a.starts_with("host.directory.d")), "still recorded");
