@@ -92,16 +92,21 @@ impl LocalTransport {
     }
 
     fn hash_file(&self, path: &str) -> Result<String, TransportError> {
+        thread_local! {
+            // One read buffer per observing thread, not a fresh zeroed 64 KiB per file.
+            static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 64 * 1024]);
+        }
         let mut file = fs_err::File::open(path).map_err(self.err("read", path))?;
         let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = file.read(&mut buf).map_err(self.err("read", path))?;
-            if n == 0 {
-                break;
+        BUF.with_borrow_mut(|buf| -> Result<(), TransportError> {
+            loop {
+                let n = file.read(buf).map_err(self.err("read", path))?;
+                if n == 0 {
+                    return Ok(());
+                }
+                hasher.update(&buf[..n]);
             }
-            hasher.update(&buf[..n]);
-        }
+        })?;
         Ok(hex::encode(hasher.finalize()))
     }
 
