@@ -10,21 +10,6 @@ use super::PlanError;
 use crate::config::Config;
 use crate::registry::Providers;
 
-/// A path as the target will see it, without `./`, `..`, repeated or trailing `/`.
-fn normalise_path(p: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for seg in p.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            s => parts.push(s),
-        }
-    }
-    format!("{}{}", if p.starts_with('/') { "/" } else { "" }, parts.join("/"))
-}
-
 /// Every group of instances (target, address, values) that claims one thing with at least one
 /// exclusive claim, as an error naming each member and where it is declared.
 pub fn conflicts<'a>(
@@ -40,7 +25,7 @@ pub fn conflicts<'a>(
         let Some(schema) = provider.kinds().iter().find(|k| k.kind == &*addr.kind) else { continue };
         for f in schema.fields.iter().filter(|f| f.claim.is_some()) {
             if let (Some(v), Some(claim)) = (values.get(f.name).filter(|v| v.is_known()).and_then(Value::as_str), f.claim) {
-                claims.entry((target, normalise_path(v))).or_default().push((addr, claim));
+                claims.entry((target, tend_provider::normalise_path(v))).or_default().push((addr, claim));
             }
         }
     }
@@ -68,16 +53,4 @@ pub fn conflicts<'a>(
         });
     }
     errors
-}
-
-#[cfg(test)]
-mod tests {
-    use super::normalise_path;
-
-    #[test]
-    fn paths_are_normalised_as_the_target_sees_them() {
-        assert_eq!(normalise_path("/srv/./app/../app//conf/"), "/srv/app/conf");
-        assert_eq!(normalise_path("/srv/app/conf"), "/srv/app/conf");
-        assert_eq!(normalise_path("/../etc"), "/etc");
-    }
 }

@@ -74,3 +74,31 @@ mod tests {
         assert!(matches!(resolve_inside(&root, "missing"), Err(JailError::Unreadable { .. })));
     }
 }
+
+/// A path as the target will see it, without `./`, `..`, repeated or trailing `/` (lexically:
+/// symlinks are the target's to resolve).
+pub fn normalise_path(p: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for seg in p.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            s => parts.push(s),
+        }
+    }
+    format!("{}{}", if p.starts_with('/') { "/" } else { "" }, parts.join("/"))
+}
+
+#[cfg(test)]
+mod normalise_tests {
+    use super::normalise_path;
+
+    #[test]
+    fn paths_are_normalised_as_the_target_sees_them() {
+        assert_eq!(normalise_path("/srv/./app/../app//conf/"), "/srv/app/conf");
+        assert_eq!(normalise_path("/srv/app/conf"), "/srv/app/conf");
+        assert_eq!(normalise_path("/../etc"), "/etc");
+    }
+}

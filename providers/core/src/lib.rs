@@ -31,7 +31,7 @@ mod value;
 
 pub use addr::{AddrError, ResourceAddr};
 pub use error::{ErrorKind, ProviderError};
-pub use jail::{JailError, resolve_inside};
+pub use jail::{JailError, normalise_path, resolve_inside};
 pub use path::{Difference, FieldPath, PathError, Segment, diff, identity_key};
 pub use provider::{
     ActRequest, Acted, Action, ApplyRequest, Attributes, CommitRequest, Committed, ExpandRequest, FieldError, Instance, Observed, PlanRequest, PlannedChange,

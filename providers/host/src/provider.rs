@@ -314,24 +314,9 @@ fn slot_paths(items: &[&ReadItem], stats: &[crate::transport::PathStat], slots: 
             let st = &stats[(*slot)?];
             let name = std::path::Path::new(&st.path).file_name()?.to_str()?;
             let real_dir = st.real_dir.as_deref()?;
-            Some((normalise(&st.path), normalise(&format!("{real_dir}/{name}"))))
+            Some((tend_provider::normalise_path(&st.path), tend_provider::normalise_path(&format!("{real_dir}/{name}"))))
         })
         .collect()
-}
-
-/// A path without `./`, `..`, repeated or trailing `/`.
-fn normalise(p: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for seg in p.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            s => parts.push(s),
-        }
-    }
-    format!("/{}", parts.join("/"))
 }
 
 /// The generation `tend rollback` goes to: the one `to` names (a prefix of its id is enough), or
