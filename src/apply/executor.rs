@@ -62,6 +62,23 @@ fn state_err(e: &StateError) -> StepError {
     StepFailure { kind: ErrorKind::Terminal, message: format!("recording in state failed: {e}"), causes: causes(std::error::Error::source(e)), hint: e.hint() }
 }
 
+/// Where the old object of a create-before-destroy replacement is recorded until it is
+/// destroyed: its resource's address with `deposed-ID` in the key.
+pub fn deposed_addr(addr: &ResourceAddr, id: &str) -> ResourceAddr {
+    let key = match &addr.key {
+        Some(k) => format!("{k} deposed-{id}"),
+        None => format!("deposed-{id}"),
+    };
+    addr.with_key(Some(key))
+}
+
+/// The record of an object about to be replaced, moved to its deposed address; `None` for an
+/// object without a remote id (nothing to tell it from its replacement by).
+fn deposed_record(r: &Record) -> Option<Record> {
+    let id = r.remote_id.as_deref()?;
+    Some(Record { addr: deposed_addr(&r.addr, id), updated_at: now_rfc3339(), ..r.clone() })
+}
+
 /// Every part of a failure with the secrets of this run replaced.
 fn redacted(mut e: StepError, secrets: &Secrets) -> StepError {
     e.message = secrets.redact(&e.message);
@@ -172,7 +189,12 @@ impl Ctx {
             Step::Main(i) => self.run_main(i).await,
             Step::Deposed(i) => {
                 let c = &self.plan.changes[i];
-                self.apply_one(c, Action::Delete, None, Self::observed(c)).await.map(|_| ())
+                self.apply_one(c, Action::Delete, None, Self::observed(c)).await?;
+                let Some(id) = &c.prior_id else { return Ok(()) };
+                match self.store.remove(&deposed_addr(&c.addr, id)).await {
+                    Ok(_) | Err(StateError::NoSuchRecord { .. }) => Ok(()),
+                    Err(e) => Err(state_err(&e)),
+                }
             }
             Step::Destroy(i) => {
                 let c = &self.plan.changes[i];
@@ -267,7 +289,17 @@ impl Ctx {
             return Err(StepError::terminal(format!("provider `{}` returned nothing after {:?}; this is a provider bug", c.addr.provider, c.action)));
         };
         let rec = self.record(c, &obs, &inputs_hash(&config, &self.hmac_key), RecordStatus::Ready, Some(&config));
-        self.store.put(&rec).await.map_err(|e| state_err(&e))?;
+        // Create before destroy: the old object stays recorded, under its own address, in the
+        // same write that records its replacement, until its delete succeeds. A crash or a
+        // failed delete in between leaves it in state, where the next plan destroys it.
+        let old = match c.action {
+            Action::Replace { create_first: true } => self.store.get(&c.addr).await.map_err(|e| state_err(&e))?.and_then(|r| deposed_record(&r)),
+            _ => None,
+        };
+        match old {
+            Some(old) => self.store.put_all(&[rec, old]).await.map_err(|e| state_err(&e))?,
+            None => self.store.put(&rec).await.map_err(|e| state_err(&e))?,
+        };
         let mut values = config;
         values.extend(obs.attributes.clone());
         self.known_snapshot().insert(c.addr.clone(), values);

@@ -47,6 +47,7 @@ impl std::fmt::Debug for Pending {
 
 enum Write {
     Put { addr: String, data: String },
+    PutAll(Vec<(String, String)>),
     Remove { addr: String },
 }
 
@@ -168,6 +169,12 @@ impl SqliteStore {
                 for (w, _) in &batch {
                     let done = match w {
                         Write::Put { addr, data } => put.execute(params![addr, data])?,
+                        Write::PutAll(records) => {
+                            for (addr, data) in records {
+                                put.execute(params![addr, data])?;
+                            }
+                            1
+                        }
                         Write::Remove { addr } => remove.execute(params![addr])?,
                     };
                     if done == 0 {
@@ -403,6 +410,11 @@ impl StateStore for SqliteStore {
     async fn put(&self, record: &Record) -> Result<u64, StateError> {
         let data = serde_json::to_string(record).expect("a record always serializes to JSON");
         self.write(Write::Put { addr: record.addr.to_string(), data }).await
+    }
+
+    async fn put_all(&self, records: &[Record]) -> Result<u64, StateError> {
+        let rows = records.iter().map(|r| (r.addr.to_string(), serde_json::to_string(r).expect("a record always serializes to JSON"))).collect();
+        self.write(Write::PutAll(rows)).await
     }
 
     async fn remove(&self, addr: &ResourceAddr) -> Result<u64, StateError> {

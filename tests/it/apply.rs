@@ -205,3 +205,29 @@ async fn a_cycle_among_instances_is_named_and_so_is_a_need_nothing_declares() {
     let text = d.render(200, false);
     assert!(text.contains("`fake.group.app[a]` needs `fake.thing.nope`, which the config does not declare") && text.contains("tend.toml:1"), "{text}");
 }
+
+#[tokio::test]
+async fn the_old_object_of_a_create_before_destroy_replacement_stays_recorded_until_it_is_destroyed() {
+    let bench = Bench::new();
+    let cbd = |v: &str| format!("[fake.thing.a]\nvalue = \"x\"\nimmutable = \"{v}\"\nlifecycle = {{ create_before_destroy = true }}\n");
+    let root = config(&bench, "cfg", &cbd("v1"));
+    assert!(bench.apply(&root).await.success());
+    // The replacement is made; destroying the old object fails (or the run is killed there).
+    write_tree(&root, &[("tend.toml", &cbd("v2"))]);
+    bench.fake.fail_deletes(true);
+    let outcome = bench.apply(&root).await;
+    assert_eq!(outcome.failed, 1, "{outcome:?}");
+    assert_eq!(bench.records().await, ["fake.thing.a", "fake.thing.a[deposed-fake-1]"], "the old object is still in state");
+    // The next plan destroys it, and then it is gone from state.
+    bench.fake.fail_deletes(false);
+    let plan = bench.plan(&root).await;
+    let deposed = plan.changes.iter().find(|c| c.addr.to_string() == "fake.thing.a[deposed-fake-1]").expect("planned");
+    assert_eq!(deposed.action, Action::Delete);
+    assert!(bench.apply_plan(&root, &plan).await.success());
+    assert_eq!(bench.records().await, ["fake.thing.a"]);
+    assert!(bench.fake.calls().iter().any(|c| c == "delete fake.thing.a[deposed-fake-1]"), "{:?}", bench.fake.calls());
+    // A replacement whose old object goes at once leaves nothing behind.
+    write_tree(&root, &[("tend.toml", &cbd("v3"))]);
+    assert!(bench.apply(&root).await.success());
+    assert_eq!(bench.records().await, ["fake.thing.a"]);
+}

@@ -28,6 +28,8 @@ struct Shared {
     flaked: Mutex<BTreeMap<String, i64>>,
     /// How long each `plan` call takes (a remote API's latency).
     plan_latency: Mutex<std::time::Duration>,
+    /// Deletes fail (an API refusing to terminate).
+    fail_deletes: std::sync::atomic::AtomicBool,
     /// `plan` calls running now, and the most seen at once.
     planning: AtomicU64,
     most_planning: AtomicU64,
@@ -60,6 +62,11 @@ impl FakeFactory {
     pub fn with_plan_latency(self, latency: std::time::Duration) -> Self {
         *self.shared.plan_latency.lock().expect("fake lock") = latency;
         self
+    }
+
+    /// Make every delete fail (or work again).
+    pub fn fail_deletes(&self, fail: bool) {
+        self.shared.fail_deletes.store(fail, Ordering::SeqCst);
     }
 
     /// The most `plan` calls that ran at the same time.
@@ -233,6 +240,9 @@ impl Provider for FakeProvider {
         };
         self.log(format!("{verb} {addr}"));
         if req.action == Action::Delete {
+            if self.shared.fail_deletes.load(Ordering::SeqCst) {
+                return Err(ProviderError::terminal(format!("injected failure deleting {addr}")));
+            }
             self.shared.objects.lock().expect("fake lock").remove(&addr);
             return Ok(None);
         }
