@@ -177,24 +177,11 @@ impl Secrets {
     }
 
     /// Replace every decrypted value (and every line of a multi-line one) that occurs in `text`
-    /// with `(sensitive)`: errors from providers may echo what they were given.
+    /// with `(sensitive)`: errors from providers may echo what they were given. Every value
+    /// decrypted here is remembered by [`scrub`], which logs go through too: one set of forms
+    /// (plain, escaped, base64, percent-encoded) for messages and logs alike.
     pub fn redact(&self, text: &str) -> String {
-        let cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut needles: Vec<String> = Vec::new();
-        for v in cache.values().flatten() {
-            collect_strings(v.reveal(), &mut needles);
-        }
-        drop(cache);
-        // Longest first, so a value is not half-replaced by one of its own lines.
-        needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
-        needles.dedup();
-        let mut out = text.to_string();
-        for n in needles {
-            if out.contains(n.as_str()) {
-                out = out.replace(n.as_str(), "(sensitive)");
-            }
-        }
-        out
+        scrub::scrub(text).into_owned()
     }
 
     /// The declarations.
