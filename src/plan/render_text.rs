@@ -115,20 +115,7 @@ fn nested(out: &mut String, pad: usize, lead: &str, b: &Value, a: &Value, forces
                     (Some(x), Some(_)) if Some(k.as_str()) == identity => {
                         let _ = writeln!(out, "{:inner$}  {k:width$} = {}", "", show(x));
                     }
-                    (Some(x), Some(y)) if x == y => hidden += 1,
-                    (Some(x @ (Value::Map(_) | Value::List(_))), Some(y)) if std::mem::discriminant(x) == std::mem::discriminant(y) => {
-                        nested(out, inner, &format!("{k:width$} = "), x, y, "", None);
-                    }
-                    (Some(x), Some(y)) => {
-                        let _ = writeln!(out, "{:inner$}~ {k:width$} = {} -> {}", "", show(x), show(y));
-                    }
-                    (None, Some(y)) => {
-                        let _ = writeln!(out, "{:inner$}+ {k:width$} = {}", "", show(y));
-                    }
-                    (Some(x), None) => {
-                        let _ = writeln!(out, "{:inner$}- {k:width$} = {}", "", show(x));
-                    }
-                    (None, None) => {}
+                    (x, y) => hidden += usize::from(entry(out, inner, &format!("{k:width$} = "), x, y, None)),
                 }
             }
             if hidden > 0 {
@@ -139,35 +126,12 @@ fn nested(out: &mut String, pad: usize, lead: &str, b: &Value, a: &Value, forces
         (Value::List(bl), Value::List(al)) => {
             let _ = writeln!(out, "{:pad$}~ {lead}[{forces}", "");
             let mut hidden = 0;
-            let mut element = |x: Option<&Value>, y: Option<&Value>, id: Option<&str>| match (x, y) {
-                (Some(x), Some(y)) if x == y => hidden += 1,
-                (Some(x @ (Value::Map(_) | Value::List(_))), Some(y)) if std::mem::discriminant(x) == std::mem::discriminant(y) => {
-                    nested(out, inner, "", x, y, "", id);
-                }
-                (Some(x), Some(y)) => {
-                    let _ = writeln!(out, "{:inner$}~ {} -> {}", "", show(x), show(y));
-                }
-                (None, Some(y)) => {
-                    let _ = writeln!(out, "{:inner$}+ {}", "", show(y));
-                }
-                (Some(x), None) => {
-                    let _ = writeln!(out, "{:inner$}- {}", "", show(x));
-                }
-                (None, None) => {}
-            };
-            match tend_provider::identity_key(bl, al) {
-                Some(key) => {
-                    let id = |v: &Value| v.as_map().and_then(|m| m.get(key)).and_then(Value::as_str).unwrap_or_default().to_string();
-                    let mut seen = std::collections::BTreeSet::new();
-                    for i in bl.iter().chain(al.iter()).map(id).filter(|i| seen.insert(i.clone())).collect::<Vec<_>>() {
-                        element(bl.iter().find(|v| id(v) == i), al.iter().find(|v| id(v) == i), Some(key));
-                    }
-                }
-                None => {
-                    for i in 0..bl.len().max(al.len()) {
-                        element(bl.get(i), al.get(i), None);
-                    }
-                }
+            for (segment, x, y) in tend_provider::pair_elements(bl, al) {
+                let id = match &segment {
+                    tend_provider::Segment::Keyed { key, .. } => Some(key.as_str()),
+                    _ => None,
+                };
+                hidden += usize::from(entry(out, inner, "", x, y, id));
             }
             if hidden > 0 {
                 let _ = writeln!(out, "{:inner$}  # ({} hidden)", "", plural(hidden, "element"));
@@ -178,6 +142,29 @@ fn nested(out: &mut String, pad: usize, lead: &str, b: &Value, a: &Value, forces
             let _ = writeln!(out, "{:pad$}~ {lead}{} -> {}{forces}", "", show(b), show(a));
         }
     }
+}
+
+/// One entry of a table (`lead` = `KEY = `) or element of a list (`lead` empty) at `pad`
+/// spaces: added, removed, changed, or a table or list that changed inside. Returns whether it
+/// is unchanged (to be counted, not shown).
+fn entry(out: &mut String, pad: usize, lead: &str, b: Option<&Value>, a: Option<&Value>, identity: Option<&str>) -> bool {
+    match (b, a) {
+        (Some(x), Some(y)) if x == y => return true,
+        (Some(x @ (Value::Map(_) | Value::List(_))), Some(y)) if std::mem::discriminant(x) == std::mem::discriminant(y) => {
+            nested(out, pad, lead, x, y, "", identity);
+        }
+        (Some(x), Some(y)) => {
+            let _ = writeln!(out, "{:pad$}~ {lead}{} -> {}", "", show(x), show(y));
+        }
+        (None, Some(y)) => {
+            let _ = writeln!(out, "{:pad$}+ {lead}{}", "", show(y));
+        }
+        (Some(x), None) => {
+            let _ = writeln!(out, "{:pad$}- {lead}{}", "", show(x));
+        }
+        (None, None) => {}
+    }
+    false
 }
 
 /// Render a plan for people. Deterministic: no timestamps, changes in dependency order.

@@ -32,7 +32,7 @@ mod value;
 pub use addr::{AddrError, ResourceAddr};
 pub use error::{ErrorKind, ProviderError};
 pub use jail::{JailError, normalise_path, resolve_inside};
-pub use path::{Difference, FieldPath, PathError, Segment, diff, identity_key};
+pub use path::{Difference, FieldPath, PathError, Segment, diff, identity_key, pair_elements};
 pub use provider::{
     ActRequest, Acted, Action, ApplyRequest, Attributes, CommitRequest, Committed, ExpandRequest, FieldError, Instance, Observed, PlanRequest, PlannedChange,
     PriorRecord, Provider, ProviderConfig, ProviderFactory, ReadItem, ReadRequest, Sibling, Target,

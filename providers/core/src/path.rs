@@ -116,6 +116,26 @@ pub fn identity_key(a: &[Value], b: &[Value]) -> Option<&'static str> {
         .find(|k| a.iter().chain(b).all(|v| v.as_map().and_then(|m| m.get(*k)).and_then(Value::as_str).is_some()) && !(a.is_empty() && b.is_empty()))
 }
 
+/// The elements of two versions of a list, paired as [`diff`] compares them and plans show
+/// them: by the identifying key when the elements have one (see [`identity_key`]), in the order
+/// they first appear, else by position.
+pub fn pair_elements<'a>(before: &'a [Value], after: &'a [Value]) -> Vec<(Segment, Option<&'a Value>, Option<&'a Value>)> {
+    match identity_key(before, after) {
+        Some(key) => {
+            let id = |v: &Value| v.as_map().and_then(|m| m.get(key)).and_then(Value::as_str).unwrap_or_default().to_string();
+            let mut seen = std::collections::BTreeSet::new();
+            let ids: Vec<String> = before.iter().chain(after).map(id).filter(|i| seen.insert(i.clone())).collect();
+            ids.into_iter()
+                .map(|i| {
+                    let (b, a) = (before.iter().find(|v| id(v) == i), after.iter().find(|v| id(v) == i));
+                    (Segment::Keyed { key: key.to_string(), value: i }, b, a)
+                })
+                .collect()
+        }
+        None => (0..before.len().max(after.len())).map(|i| (Segment::Index(i), before.get(i), after.get(i))).collect(),
+    }
+}
+
 /// Every leaf where `after` differs from `before`, in path order. Tables are compared key by
 /// key, lists of tables with an identifying key element by element (see [`identity_key`]),
 /// other lists by position; a sensitive or unknown value is one leaf.
@@ -141,24 +161,11 @@ fn diff_value(path: &FieldPath, before: Option<&Value>, after: Option<&Value>, o
                 diff_value(&path.join(Segment::Field(k.clone())), b.get(k), a.get(k), out);
             }
         }
-        (Some(Value::List(b)), Some(Value::List(a))) => match identity_key(b, a) {
-            Some(key) => {
-                let id = |v: &Value| v.as_map().and_then(|m| m.get(key)).and_then(Value::as_str).unwrap_or_default().to_string();
-                let mut ids: Vec<String> = b.iter().chain(a.iter()).map(id).collect();
-                ids.dedup();
-                let mut seen = std::collections::BTreeSet::new();
-                for i in ids.into_iter().filter(|i| seen.insert(i.clone())) {
-                    let find = |l: &'_ [Value]| l.iter().find(|v| id(v) == i).cloned();
-                    let (bv, av) = (find(b), find(a));
-                    diff_value(&path.join(Segment::Keyed { key: key.to_string(), value: i }), bv.as_ref(), av.as_ref(), out);
-                }
+        (Some(Value::List(b)), Some(Value::List(a))) => {
+            for (segment, bv, av) in pair_elements(b, a) {
+                diff_value(&path.join(segment), bv, av, out);
             }
-            None => {
-                for i in 0..b.len().max(a.len()) {
-                    diff_value(&path.join(Segment::Index(i)), b.get(i), a.get(i), out);
-                }
-            }
-        },
+        }
         (None, None) => {}
         (b, a) => out.push(Difference { path: path.clone(), before: b.cloned(), after: a.cloned() }),
     }
