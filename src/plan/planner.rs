@@ -103,14 +103,13 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
                 // The target shows the config contradicting itself (two resources that are one
                 // object there): an error of the plan, as a conflict found in the config is.
                 Some(Err(e)) if e.kind == ErrorKind::Conflict => {
-                    planned_errors.push((pos, PlanError { kind: e.kind, addr: Some(addr.clone()), message: e.message.clone(), hint: e.hint.clone() }));
+                    planned_errors.push((pos, provider_error(addr, &e, e.message.clone())));
                     blocked.insert(addr.clone());
                     continue;
                 }
                 Some(Err(e)) => {
                     // One host that cannot be observed does not stop the others.
-                    let message = format!("cannot observe it: {e}");
-                    unplanned.push((pos, PlanError { kind: e.kind, addr: Some(addr.clone()), message, hint: e.hint.clone() }));
+                    unplanned.push((pos, provider_error(addr, &e, format!("cannot observe it: {e}"))));
                     unobservable.insert(addr.clone());
                     blocked.insert(addr.clone());
                     continue;
@@ -208,6 +207,12 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
         errors,
         unplanned,
     }
+}
+
+/// A provider's error about one instance as a plan error: its class and hint kept, `message`
+/// in the plan's words.
+fn provider_error(addr: &ResourceAddr, e: &ProviderError, message: String) -> PlanError {
+    PlanError { kind: e.kind, addr: Some(addr.clone()), message, hint: e.hint.clone() }
 }
 
 fn eval_error(addr: &ResourceAddr, e: &super::EvalError) -> PlanError {
@@ -321,7 +326,6 @@ async fn plan_desired(
     let node = &input.graph.graph[n];
     let addr = &node.addr;
     let res = &input.config.resources[&addr.base()];
-    let err = |message: String, hint: Option<String>| PlanError { kind: ErrorKind::Terminal, addr: Some(addr.clone()), message, hint };
     let resolver = Resolver { secrets: input.secrets, instances: &input.graph.instances, known, final_values: false };
     let exprs = res.exprs();
     let config = eval_fields(&resolver, addr, &exprs).map_err(|e| eval_error(addr, &e))?;
@@ -348,7 +352,7 @@ async fn plan_desired(
             upstream_changes,
         })
         .await
-        .map_err(|e| PlanError { kind: e.kind, ..err(e.to_string(), e.hint.clone()) })?;
+        .map_err(|e| provider_error(addr, &e, e.to_string()))?;
     let mut decided = decide(planned, inputs_changed, record, observed.as_ref(), &res.lifecycle, res.drift);
     // What a provider observed of a secret field (an EC2 tag read back) is as secret as the config.
     crate::hash::mark_secret_fields(&config, &mut decided.before);
@@ -489,7 +493,7 @@ async fn plan_orphan(
             upstream_changes: BTreeSet::new(),
         })
         .await
-        .map_err(|e| PlanError { kind: e.kind, addr: Some(addr.clone()), message: e.to_string(), hint: e.hint.clone() })?;
+        .map_err(|e| provider_error(addr, &e, e.to_string()))?;
     let change = Change {
         addr: addr.clone(),
         action: Action::Delete,
@@ -524,7 +528,7 @@ fn check_destroy_all(config: &Config, changes: &[Change], errors: &mut Vec<PlanE
         return;
     }
     errors.push(PlanError {
-                kind: ErrorKind::Terminal,
+        kind: ErrorKind::Terminal,
         addr: None,
         message: format!(
             "this plan would destroy all {destroyed} resource{} in state and keep nothing: {} declares no resource",
