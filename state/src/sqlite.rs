@@ -152,7 +152,7 @@ impl SqliteStore {
                 self.commit_batch(batch);
             }
         }
-        rx.await.unwrap_or_else(|_| Err(StateError::Database { path: self.path.clone(), source: rusqlite::Error::InvalidQuery }))
+        rx.await.expect("the committing caller answers every write it takes")
     }
 
     /// One transaction for the whole batch, statements prepared once; each write bumps the
@@ -200,8 +200,7 @@ impl SqliteStore {
                 for (w, answer) in batch {
                     let (tx, mut rx) = tokio::sync::oneshot::channel();
                     self.commit_batch(vec![(w, tx)]);
-                    let alone = rx.try_recv().unwrap_or_else(|_| Err(StateError::Database { path: self.path.clone(), source: rusqlite::Error::InvalidQuery }));
-                    let _ = answer.send(alone);
+                    let _ = answer.send(rx.try_recv().expect("a batch of one is answered before it returns"));
                 }
             }
             Err(e) => {

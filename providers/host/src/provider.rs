@@ -235,8 +235,7 @@ impl HostProvider {
             .collect();
         let (stats, probe_out) = transport.observe(&stats_wanted, &probe_scripts).await?;
         let mut out = Vec::with_capacity(items.len());
-        let path_slot = slot.clone();
-        for (((item, idx), probe), copy) in items.iter().zip(slot).zip(probe_slot).zip(copy_slot) {
+        for (((item, &idx), probe), copy) in items.iter().zip(&slot).zip(probe_slot).zip(copy_slot) {
             let stat = idx.map(|i| &stats[i]);
             let probed = probe.map(|i| probe_out[i].as_str());
             out.push(match Self::kind(&item.addr)? {
@@ -264,7 +263,7 @@ impl HostProvider {
                 Kind::Local | Kind::Ssh => Ok(None),
             });
         }
-        self.symlinked_conflicts(items, &slot_paths(items, &stats, &path_slot), &mut out);
+        self.symlinked_conflicts(items, &slot_paths(items, &stats, &slot), &mut out);
         Ok(out)
     }
 

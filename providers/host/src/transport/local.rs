@@ -337,11 +337,15 @@ impl Transport for LocalTransport {
         for t in tasks {
             out.extend(t.await.expect("stat tasks do not panic")?);
         }
-        // Where each directory resolves, once per directory.
+        // Where each directory resolves, once per directory: what observing it noted (existing
+        // directories), else resolved as far as it exists.
+        let noted = self.resolved.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut real: std::collections::HashMap<&Path, Option<String>> = std::collections::HashMap::new();
         for st in &mut out {
             if let Some(parent) = Path::new(&st.path).parent() {
-                st.real_dir.clone_from(real.entry(parent).or_insert_with(|| resolve_missing(parent)));
+                let resolved =
+                    real.entry(parent).or_insert_with(|| noted.get(parent).map_or_else(|| resolve_missing(parent), |r| r.to_str().map(str::to_string)));
+                st.real_dir.clone_from(resolved);
             }
         }
         Ok(out)
