@@ -65,6 +65,8 @@ pub trait Reporter: Send + Sync {
     /// The staged changes on a target took effect together (`what` says how, e.g. which
     /// generation a host switched to).
     fn on_commit(&self, _target: &ResourceAddr, _what: &str, _elapsed: Duration) {}
+    /// An applied instance is not ready yet: what it waits for, and how long it has waited.
+    fn on_progress(&self, _addr: &ResourceAddr, _waiting_for: &str, _elapsed: Duration) {}
 }
 
 /// A reporter that ignores everything.

@@ -21,9 +21,26 @@ pub fn apply_delay(attempt: u32, asked: Option<Duration>) -> Duration {
     jittered(asked.map_or(base, |a| a.max(base)), 0.5)
 }
 
+/// The pause before readiness probe `attempt` (0-based) of an applied instance: 250 ms,
+/// 500 ms, 1 s, 2 s, then 5 s, each stretched by up to a fifth, never past `left`.
+pub fn ready_delay(attempt: u32, left: Duration) -> Duration {
+    let base = Duration::from_millis(250u64 << attempt.min(3)).min(Duration::from_secs(5));
+    let base = if attempt >= 4 { Duration::from_secs(5) } else { base };
+    jittered(base, 0.2).min(left)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn readiness_probes_start_fast_and_settle_at_five_seconds_never_past_the_deadline() {
+        for (attempt, ms) in [(0, 250), (1, 500), (2, 1000), (3, 2000), (4, 5000), (40, 5000)] {
+            let d = ready_delay(attempt, Duration::from_mins(1));
+            assert!(d >= Duration::from_millis(ms) && d <= Duration::from_millis(ms) * 6 / 5, "attempt {attempt}: {d:?}");
+        }
+        assert_eq!(ready_delay(9, Duration::from_millis(30)), Duration::from_millis(30));
+    }
 
     #[test]
     fn apply_delays_double_up_to_eight_seconds_and_honour_what_the_provider_asks() {

@@ -124,4 +124,8 @@ impl Reporter for AgentReporter {
     fn on_commit(&self, target: &ResourceAddr, what: &str, elapsed: Duration) {
         tracing::info!(%target, duration_ms = elapsed.as_millis(), "{what}");
     }
+
+    fn on_progress(&self, addr: &ResourceAddr, waiting_for: &str, elapsed: Duration) {
+        tracing::info!(%addr, elapsed_s = elapsed.as_secs(), "waiting to be ready: {waiting_for}");
+    }
 }

@@ -3,7 +3,10 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use tend_provider::{Action, ApplyRequest, Attributes, ErrorKind, Observed, PlanRequest, PriorRecord, ProviderError, ResourceAddr, Target, Value};
+use tend_provider::{
+    Action, ApplyRequest, Attributes, ErrorKind, Health, HealthRequest, Observed, PlanRequest, PriorRecord, ProviderError, ResourceAddr, RevertRequest, Target,
+    Value,
+};
 use tend_state::{Record, RecordStatus, StateError, StateStore, now_rfc3339};
 
 use crate::hash::inputs_hash;
@@ -40,6 +43,8 @@ pub struct Ctx {
     pub secrets: Arc<crate::secrets::Secrets>,
     /// Key of the keyed input hashes recorded in state.
     pub hmac_key: String,
+    /// Where readiness progress goes.
+    pub reporter: Arc<dyn crate::report::Reporter>,
 }
 
 /// A failed step (see [`StepFailure`]).
@@ -160,8 +165,9 @@ impl Ctx {
         };
         let target = Target { addr: host.addr.clone(), attributes: self.known_snapshot().get(&host.addr).cloned().unwrap_or_default() };
         let record = self.store.get(&host.addr).await.map_err(|e| state_err(&e))?;
+        let before = record.as_ref().map(|r| Observed { id: r.remote_id.clone(), attributes: (*r.attributes).clone() });
         let provider = &self.providers[&*host.addr.provider];
-        let req = tend_provider::CommitRequest { target, prior: record.as_ref().map(|r| (*r.attributes).clone()), members };
+        let req = tend_provider::CommitRequest { target: target.clone(), prior: record.as_ref().map(|r| (*r.attributes).clone()), members };
         let result = provider.commit(req).await;
         let (attrs, message, failure) = match result {
             Ok(c) => (c.attributes, c.message, None),
@@ -169,18 +175,88 @@ impl Ctx {
             // where the target was left.
             Err(e) => (e.partial.as_ref().map(|p| p.attributes.clone()).unwrap_or_default(), String::new(), Some(provider_err(&e))),
         };
+        self.merge_into_record(&host.addr, record.clone(), &attrs).await?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let applied = Observed { id: None, attributes: attrs };
+        if let Err(mut e) = self.await_ready(host, true, &target.attributes, &applied).await {
+            let req = RevertRequest { addr: host.addr.clone(), commit: true, config: target.attributes.clone(), before, applied, target: None };
+            match provider.revert(req).await {
+                Ok(Some(r)) => {
+                    e.message = format!("{}; {}", e.message, r.message);
+                    let now = self.store.get(&host.addr).await.map_err(|e| state_err(&e))?;
+                    self.merge_into_record(&host.addr, now, &r.observed.attributes).await?;
+                }
+                Ok(None) => {}
+                Err(re) => e.causes.push(format!("and putting back what was there before failed: {}", re.message)),
+            }
+            return Err(e);
+        }
+        Ok(message)
+    }
+
+    /// Merge attributes a commit (or its revert) reported into the target's record.
+    async fn merge_into_record(&self, addr: &ResourceAddr, record: Option<Record>, attrs: &Attributes) -> Result<(), StepError> {
         if let Some(mut rec) = record.filter(|_| !attrs.is_empty()) {
             let mut merged = (*rec.attributes).clone();
             merged.extend(attrs.clone());
             rec.attributes = Arc::new(merged);
             rec.updated_at = now_rfc3339();
             self.store.put(&rec).await.map_err(|e| state_err(&e))?;
-            self.known_snapshot().entry(host.addr.clone()).or_default().extend(attrs.clone());
+            self.known_snapshot().entry(addr.clone()).or_default().extend(attrs.clone());
         }
-        if let Some(e) = failure {
-            return Err(e);
+        Ok(())
+    }
+
+    /// Wait until the provider reports `c` (or, for a commit, the target `c`) ready: probes
+    /// with backoff until the resource's `timeout` (else its kind's, else the engine's default),
+    /// reporting progress as it changes and at least every 10 s.
+    async fn await_ready(&self, c: &Change, commit: bool, config: &Attributes, applied: &Observed) -> Result<(), StepError> {
+        let provider = &self.providers[&*c.addr.provider];
+        let timeout = c
+            .lifecycle
+            .timeout_secs
+            .map(std::time::Duration::from_secs)
+            .or_else(|| provider.kinds().iter().find(|k| k.kind == &*c.addr.kind).and_then(|k| k.timeout))
+            .unwrap_or(tend_provider::DEFAULT_TIMEOUT);
+        let started = tokio::time::Instant::now();
+        let mut shown: Option<(String, tokio::time::Instant)> = None;
+        for attempt in 0u32.. {
+            let req = HealthRequest {
+                addr: c.addr.clone(),
+                commit,
+                config: config.clone(),
+                applied: applied.clone(),
+                target: if commit { None } else { self.target(c) },
+                elapsed: started.elapsed(),
+            };
+            let waiting_for = match provider.health(req).await {
+                Ok(Health::Ready) => return Ok(()),
+                Ok(Health::Failed { message, hint }) => return Err(StepFailure { hint, ..StepFailure::terminal(message) }),
+                Ok(Health::Progressing { message }) => message,
+                Err(e) if e.kind.retryable() => e.message,
+                Err(e) => return Err(provider_err(&e)),
+            };
+            let elapsed = started.elapsed();
+            if elapsed >= timeout {
+                return Err(StepFailure {
+                    hint: Some(format!(
+                        "if it needs longer, give `{}` a longer `timeout` (e.g. timeout = \"{}m\")",
+                        c.addr.base(),
+                        timeout.as_secs() / 60 * 2 + 1
+                    )),
+                    ..StepFailure::terminal(format!("not ready within {} s: {waiting_for}", timeout.as_secs()))
+                });
+            }
+            let stale = shown.as_ref().is_none_or(|(m, at)| *m != waiting_for || at.elapsed() >= std::time::Duration::from_secs(10));
+            if stale {
+                self.reporter.on_progress(&c.addr, &self.secrets.redact(&waiting_for), elapsed);
+                shown = Some((waiting_for, tokio::time::Instant::now()));
+            }
+            tokio::time::sleep(crate::retry::ready_delay(attempt, timeout.saturating_sub(elapsed))).await;
         }
-        Ok(message)
+        unreachable!("the loop returns")
     }
 
     async fn run_unredacted(&self, step: Step) -> Result<(), StepError> {
@@ -289,20 +365,81 @@ impl Ctx {
             return Err(StepError::terminal(format!("provider `{}` returned nothing after {:?}; this is a provider bug", c.addr.provider, c.action)));
         };
         let rec = self.record(c, &obs, &inputs_hash(&config, &self.hmac_key), RecordStatus::Ready, Some(&config));
-        // Create before destroy: the old object stays recorded, under its own address, in the
-        // same write that records its replacement, until its delete succeeds. A crash or a
-        // failed delete in between leaves it in state, where the next plan destroys it.
-        let old = match c.action {
-            Action::Replace { create_first: true } => self.store.get(&c.addr).await.map_err(|e| state_err(&e))?.and_then(|r| deposed_record(&r)),
-            _ => None,
-        };
-        match old {
-            Some(old) => self.store.put_all(&[rec, old]).await.map_err(|e| state_err(&e))?,
-            None => self.store.put(&rec).await.map_err(|e| state_err(&e))?,
-        };
+        let create_first = c.action == (Action::Replace { create_first: true });
+        // Create before destroy: the replacement becomes current only once it is ready. Until
+        // then it is recorded aside, under its own deposed address, so a crash or a failed
+        // health check leaves the old object current and the new one for the next plan to
+        // destroy.
+        if let Some(candidate) = deposed_record(&rec).filter(|_| create_first) {
+            self.store.put(&candidate).await.map_err(|e| state_err(&e))?;
+            Self::check_promised(c, &obs)?;
+            if let Err(mut e) = self.await_ready(c, false, &config, &obs).await {
+                e.message = format!(
+                    "{}; the replacement stays recorded as `{}` for the next plan to destroy, and the object it was to replace keeps serving",
+                    e.message, candidate.addr
+                );
+                return Err(e);
+            }
+            // The old object stays recorded, under its own address, in the same write that
+            // makes its replacement current, until its delete succeeds.
+            let old = self.store.get(&c.addr).await.map_err(|e| state_err(&e))?.and_then(|r| deposed_record(&r));
+            let puts: Vec<Record> = std::iter::once(rec).chain(old).collect();
+            self.store.put_all(&puts, std::slice::from_ref(&candidate.addr)).await.map_err(|e| state_err(&e))?;
+        } else {
+            let old = if create_first { self.store.get(&c.addr).await.map_err(|e| state_err(&e))?.and_then(|r| deposed_record(&r)) } else { None };
+            match old {
+                Some(old) => self.store.put_all(&[rec.clone(), old], &[]).await.map_err(|e| state_err(&e))?,
+                None => self.store.put(&rec).await.map_err(|e| state_err(&e))?,
+            };
+            Self::check_promised(c, &obs)?;
+            if let Err(e) = self.await_ready(c, false, &config, &obs).await {
+                return Err(self.not_ready(c, &config, &obs, rec, e).await);
+            }
+        }
         let mut values = config;
         values.extend(obs.attributes.clone());
         self.known_snapshot().insert(c.addr.clone(), values);
+        Ok(())
+    }
+
+    /// An applied instance failed its health check: its provider puts back what was there
+    /// where it can (and that is recorded, with its inputs forgotten so the next plan tries
+    /// again); a new object it cannot take back is recorded as tainted, for the next plan to
+    /// replace.
+    async fn not_ready(&self, c: &Change, config: &Attributes, obs: &Observed, mut rec: Record, mut e: StepError) -> StepError {
+        let provider = &self.providers[&*c.addr.provider];
+        let req = RevertRequest {
+            addr: c.addr.clone(),
+            commit: false,
+            config: config.clone(),
+            before: Self::observed(c),
+            applied: obs.clone(),
+            target: self.target(c),
+        };
+        let reverted = if c.action == Action::Update { provider.revert(req).await } else { Ok(None) };
+        match reverted {
+            Ok(Some(r)) => {
+                e.message = format!("{}; {}", e.message, r.message);
+                rec = self.record(c, &r.observed, "", RecordStatus::Ready, Some(config));
+            }
+            Ok(None) if c.action == Action::Update => return e,
+            Ok(None) => {
+                e.message = format!("{}; it is recorded as tainted: the next plan replaces it", e.message);
+                rec.status = RecordStatus::Tainted;
+            }
+            Err(re) => {
+                e.causes.push(format!("and putting back what was there before failed: {}", re.message));
+                return e;
+            }
+        }
+        if let Err(se) = self.store.put(&rec).await {
+            e.causes.push(format!("and recording it failed: {se}"));
+        }
+        e
+    }
+
+    /// Refuse an apply result that differs from a value the plan promised.
+    fn check_promised(c: &Change, obs: &Observed) -> Result<(), StepError> {
         if let Some(after) = &c.after {
             for (k, planned) in after.iter().filter(|(_, v)| v.is_known() && **v != Value::Redacted) {
                 let got = obs.attributes.get(k);

@@ -235,6 +235,7 @@ async fn walk(
         changing: plan.changes.iter().filter(|c| c.is_change()).map(|c| c.addr.clone()).collect(),
         secrets: opts.secrets.clone(),
         hmac_key,
+        reporter: reporter.clone(),
     });
     let mut remaining: Vec<usize> = sched.waits_on.iter().map(BTreeSet::len).collect();
     let mut ready: BTreeSet<usize> = (0..sched.steps.len()).filter(|s| remaining[*s] == 0).collect();

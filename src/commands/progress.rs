@@ -73,4 +73,12 @@ impl Reporter for CliReporter {
     fn on_commit(&self, target: &ResourceAddr, what: &str, elapsed: Duration) {
         self.line(&format!("{target}: {what} ({} ms)", elapsed.as_millis()));
     }
+
+    fn on_progress(&self, addr: &ResourceAddr, waiting_for: &str, elapsed: Duration) {
+        let line = format!("{addr}: waiting to be ready: {waiting_for} [{}s elapsed]", elapsed.as_secs());
+        match &self.bar {
+            Some(b) => b.set_message(line),
+            None => self.line(&line),
+        }
+    }
 }

@@ -15,7 +15,7 @@ use crate::registry::Registry;
 /// Top-level keys that only tend.toml may hold.
 pub const RESERVED: &[&str] = &["project", "variables", "environments", "providers", "secrets", "agent"];
 /// Meta fields every resource accepts.
-pub const META: &[&str] = &["depends_on", "lifecycle", "drift", "suspend"];
+pub const META: &[&str] = &["depends_on", "lifecycle", "drift", "suspend", "timeout"];
 
 /// Lowers resource tables of one or more files.
 pub struct Lowerer<'a> {
@@ -172,8 +172,9 @@ impl Lowerer<'_> {
         for (fkey, fnode) in entries {
             match fkey.name.as_str() {
                 "depends_on" => res.depends_on = self.depends_on(fnode),
-                "lifecycle" => res.lifecycle = self.lifecycle(fnode, schema),
+                "lifecycle" => res.lifecycle = Lifecycle { timeout_secs: res.lifecycle.timeout_secs, ..self.lifecycle(fnode, schema) },
                 "drift" => res.drift = self.drift(fnode),
+                "timeout" => res.lifecycle.timeout_secs = self.timeout(fnode, &addr),
                 "suspend" => match &fnode.kind {
                     NodeKind::Bool(b) => res.suspend = *b,
                     _ => self.diags.push(Diagnostic::at(fnode.span, format!("`suspend` of `{addr}` must be true or false"), "not a boolean")),
@@ -306,6 +307,22 @@ impl Lowerer<'_> {
         lc
     }
 
+    /// `timeout = "90s"` / `"10m"` / `"1h"`, or whole seconds.
+    fn timeout(&mut self, node: &Node, addr: &ResourceAddr) -> Option<u64> {
+        let secs = match &node.kind {
+            NodeKind::Int(i) => u64::try_from(*i).ok().filter(|s| *s > 0),
+            NodeKind::String(s) => parse_duration_secs(s),
+            _ => None,
+        };
+        if secs.is_none() {
+            self.diags.push(
+                Diagnostic::at(node.span, format!("`timeout` of `{addr}` is not a duration"), "not a duration")
+                    .with_hint("write a positive number of seconds or minutes/hours: timeout = \"90s\", \"10m\", \"1h\""),
+            );
+        }
+        secs
+    }
+
     fn drift(&mut self, node: &Node) -> DriftPolicy {
         match &node.kind {
             NodeKind::String(s) if s == "correct" => DriftPolicy::Correct,
@@ -317,6 +334,21 @@ impl Lowerer<'_> {
             }
         }
     }
+}
+
+/// `90s`, `10m`, `1h`, `30` (seconds) as whole seconds; `None` for anything else or zero.
+pub fn parse_duration_secs(t: &str) -> Option<u64> {
+    let t = t.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "m" => n.checked_mul(60)?,
+        "h" => n.checked_mul(3600)?,
+        _ => return None,
+    };
+    (secs > 0).then_some(secs)
 }
 
 /// Check an expression against a field type (references are checked when evaluated).

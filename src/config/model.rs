@@ -149,6 +149,10 @@ pub struct Lifecycle {
     pub prevent_destroy: bool,
     /// Fields whose differences are ignored.
     pub ignore_changes: Vec<String>,
+    /// `timeout = "10m"` (a meta field beside `lifecycle`): how long an apply waits for the
+    /// instance to become ready, in seconds; `None`: its kind's default.
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
 }
 
 /// `drift = "..."`: what to do when the target changed outside tend.

@@ -47,7 +47,7 @@ impl std::fmt::Debug for Pending {
 
 enum Write {
     Put { addr: String, data: String },
-    PutAll(Vec<(String, String)>),
+    PutAll(Vec<(String, String)>, Vec<String>),
     Remove { addr: String },
 }
 
@@ -169,9 +169,12 @@ impl SqliteStore {
                 for (w, _) in &batch {
                     let done = match w {
                         Write::Put { addr, data } => put.execute(params![addr, data])?,
-                        Write::PutAll(records) => {
+                        Write::PutAll(records, removes) => {
                             for (addr, data) in records {
                                 put.execute(params![addr, data])?;
+                            }
+                            for addr in removes {
+                                remove.execute(params![addr])?;
                             }
                             1
                         }
@@ -411,9 +414,9 @@ impl StateStore for SqliteStore {
         self.write(Write::Put { addr: record.addr.to_string(), data }).await
     }
 
-    async fn put_all(&self, records: &[Record]) -> Result<u64, StateError> {
+    async fn put_all(&self, records: &[Record], remove: &[ResourceAddr]) -> Result<u64, StateError> {
         let rows = records.iter().map(|r| (r.addr.to_string(), serde_json::to_string(r).expect("a record always serializes to JSON"))).collect();
-        self.write(Write::PutAll(rows)).await
+        self.write(Write::PutAll(rows, remove.iter().map(ToString::to_string).collect())).await
     }
 
     async fn remove(&self, addr: &ResourceAddr) -> Result<u64, StateError> {

@@ -41,9 +41,10 @@ pub trait StateStore: Send + Sync {
     async fn force_unlock(&self) -> Result<Option<LockInfo>, StateError>;
     /// Insert or replace one record; returns the new serial.
     async fn put(&self, record: &Record) -> Result<u64, StateError>;
-    /// Insert or replace several records in one atomic write (a crash leaves all or none);
-    /// bumps `serial` by one; returns the new serial.
-    async fn put_all(&self, records: &[Record]) -> Result<u64, StateError>;
+    /// Insert or replace several records and remove others in one atomic write (a crash
+    /// leaves all or none; removing an absent record is not an error); bumps `serial` by one;
+    /// returns the new serial.
+    async fn put_all(&self, records: &[Record], remove: &[ResourceAddr]) -> Result<u64, StateError>;
     /// Remove one record; returns the new serial.
     async fn remove(&self, addr: &ResourceAddr) -> Result<u64, StateError>;
     /// Start a history row; returns its id.

@@ -85,7 +85,9 @@ async fn create_before_destroy_creates_then_converges_dependents_then_destroys()
     let before = bench.fake.calls().len();
     assert!(bench.apply_plan(&root, &plan).await.success());
     let calls: Vec<String> = bench.fake.calls()[before..].iter().filter(|c| !c.starts_with("read")).cloned().collect();
-    assert_eq!(calls, ["create fake.thing.a", "update fake.thing.b", "delete fake.thing.a"]);
+    assert_eq!(calls, ["create fake.thing.a", "health fake.thing.a", "update fake.thing.b", "health fake.thing.b", "delete fake.thing.a"]);
+    assert_eq!(bench.fake.object_count(), 2, "the old object is the one destroyed");
+    assert_eq!(bench.fake.objects()["fake.thing.a"].attributes["immutable"], Value::from("v2"));
 }
 
 #[tokio::test]
@@ -97,7 +99,7 @@ async fn without_create_before_destroy_the_old_object_goes_first() {
     let before = bench.fake.calls().len();
     assert!(bench.apply(&root).await.success());
     let calls: Vec<String> = bench.fake.calls()[before..].iter().filter(|c| !c.starts_with("read")).cloned().collect();
-    assert_eq!(calls, ["delete fake.thing.a", "create fake.thing.a"]);
+    assert_eq!(calls, ["delete fake.thing.a", "create fake.thing.a", "health fake.thing.a"]);
 }
 
 #[tokio::test]
@@ -230,4 +232,110 @@ async fn the_old_object_of_a_create_before_destroy_replacement_stays_recorded_un
     write_tree(&root, &[("tend.toml", &cbd("v3"))]);
     assert!(bench.apply(&root).await.success());
     assert_eq!(bench.records().await, ["fake.thing.a"]);
+}
+
+fn failure(outcome: &tend::apply::ApplyOutcome, addr: &str) -> String {
+    outcome
+        .results
+        .iter()
+        .find_map(|(a, _, o)| match o {
+            Outcome::Failed(f) if a.to_string() == addr => Some(f.render()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{addr} did not fail: {outcome:?}"))
+}
+
+async fn record(bench: &Bench, addr: &str) -> tend::state::Record {
+    use tend::state::StateStore;
+    let snapshot = tend::state::SqliteStore::open(&bench.state()).expect("opens").load().await.expect("loads");
+    snapshot.records.into_iter().find(|(a, _)| a.to_string() == addr).map_or_else(|| panic!("no record of {addr}"), |(_, r)| r)
+}
+
+#[tokio::test]
+async fn dependents_start_only_once_an_instance_reports_ready_and_progress_is_shown() {
+    let bench = Bench::new();
+    let root = config(&bench, "cfg", "[fake.thing.db]\nvalue = \"x\"\nready_after = 3\n\n[fake.thing.app]\nvalue = \"${fake.thing.db.id}\"\n");
+    assert!(bench.apply(&root).await.success());
+    let calls = bench.fake.calls();
+    let probes: Vec<usize> = calls.iter().enumerate().filter(|(_, c)| *c == "health fake.thing.db").map(|(i, _)| i).collect();
+    let app = calls.iter().position(|c| c == "create fake.thing.app").expect("app created");
+    assert_eq!(probes.len(), 4, "three progressing answers, then ready: {calls:?}");
+    assert!(probes.iter().all(|p| *p < app), "the dependent waited for the last probe: {calls:?}");
+    assert_eq!(bench.progress.lines(), ["fake.thing.db: 1/3 probes", "fake.thing.db: 2/3 probes", "fake.thing.db: 3/3 probes"]);
+    // Nothing changed: nothing to wait for.
+    assert!(bench.apply(&root).await.success());
+    assert_eq!(bench.fake.calls().iter().filter(|c| c.starts_with("health")).count(), 5, "only app's own probe on the first run was added");
+}
+
+#[tokio::test]
+async fn a_failed_health_check_fails_the_apply_naming_the_instance_and_taints_what_it_created() {
+    let bench = Bench::new();
+    let root = config(
+        &bench,
+        "cfg",
+        "[fake.thing.db]\nvalue = \"x\"\nunhealthy = \"rollout stalled: 0/3 available\"\n\n[fake.thing.app]\nvalue = \"${fake.thing.db.id}\"\n",
+    );
+    let outcome = bench.apply(&root).await;
+    assert_eq!((outcome.failed, outcome.skipped), (1, 1), "{outcome:?}");
+    let err = failure(&outcome, "fake.thing.db");
+    assert!(err.contains("rollout stalled: 0/3 available") && err.contains("recorded as tainted"), "{err}");
+    assert!(err.contains("unset `unhealthy` of fake.thing.db"), "the provider's hint is kept: {err}");
+    assert_eq!(record(&bench, "fake.thing.db").await.status, tend::state::RecordStatus::Tainted);
+    let plan = bench.plan(&root).await;
+    let db = plan.changes.iter().find(|c| c.addr.to_string() == "fake.thing.db").expect("planned");
+    assert!(matches!(db.action, Action::Replace { .. }), "a tainted object is replaced: {:?}", db.action);
+}
+
+#[tokio::test]
+async fn an_instance_not_ready_within_its_timeout_fails_and_a_bad_timeout_is_a_config_error() {
+    let bench = Bench::new();
+    let root = config(&bench, "cfg", "[fake.thing.db]\nvalue = \"x\"\nready_after = 1000\ntimeout = 1\n");
+    let started = std::time::Instant::now();
+    let outcome = bench.apply(&root).await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "the wait was bounded: {:?}", started.elapsed());
+    let err = failure(&outcome, "fake.thing.db");
+    assert!(err.contains("not ready within 1 s") && err.contains("/1000 probes") && err.contains("longer `timeout`"), "{err}");
+    let root = config(&bench, "cfg2", "[fake.thing.db]\nvalue = \"x\"\ntimeout = \"soon\"\n");
+    let tend::workspace::WorkspaceError::Config(d) = bench.graph_error(&root).await else { panic!("expected diagnostics") };
+    let text = d.render(200, false);
+    assert!(text.contains("`timeout` of `fake.thing.db` is not a duration") && text.contains("tend.toml:3"), "{text}");
+}
+
+#[tokio::test]
+async fn an_update_that_fails_its_health_check_is_put_back_and_tried_again_by_the_next_plan() {
+    let bench = Bench::new();
+    let root = config(&bench, "cfg", "[fake.thing.app]\nvalue = \"v1\"\n");
+    assert!(bench.apply(&root).await.success());
+    let root = config(&bench, "cfg2", "[fake.thing.app]\nvalue = \"v2\"\nunhealthy = \"v2 crashes on start\"\n");
+    let outcome = bench.apply(&root).await;
+    let err = failure(&outcome, "fake.thing.app");
+    assert!(err.contains("v2 crashes on start; put back what was there before"), "{err}");
+    assert_eq!(bench.fake.objects()["fake.thing.app"].attributes["value"], Value::from("v1"));
+    let rec = record(&bench, "fake.thing.app").await;
+    assert_eq!((rec.status, rec.attributes["value"].clone()), (tend::state::RecordStatus::Ready, Value::from("v1")), "state records what is there");
+    let plan = bench.plan(&root).await;
+    assert_eq!(plan.changes[0].action, Action::Update, "the next plan tries v2 again");
+}
+
+#[tokio::test]
+async fn a_create_before_destroy_replacement_that_never_becomes_ready_leaves_the_old_object_current() {
+    let bench = Bench::new();
+    let cbd = |v: &str, extra: &str| format!("[fake.thing.a]\nvalue = \"x\"\nimmutable = \"{v}\"\nlifecycle = {{ create_before_destroy = true }}\n{extra}");
+    let root = config(&bench, "cfg", &cbd("v1", ""));
+    assert!(bench.apply(&root).await.success());
+    write_tree(&root, &[("tend.toml", &cbd("v2", "unhealthy = \"port 80: connection refused\"\n"))]);
+    let outcome = bench.apply(&root).await;
+    let err = failure(&outcome, "fake.thing.a");
+    assert!(err.contains("port 80: connection refused") && err.contains("`fake.thing.a[deposed-fake-2]` for the next plan to destroy"), "{err}");
+    assert!(!bench.fake.calls().iter().any(|c| c.starts_with("delete")), "the old object was not destroyed: {:?}", bench.fake.calls());
+    assert_eq!(bench.records().await, ["fake.thing.a", "fake.thing.a[deposed-fake-2]"]);
+    assert_eq!(record(&bench, "fake.thing.a").await.remote_id.as_deref(), Some("fake-1"), "the old object stays current");
+    // Healthy now: the failed replacement is destroyed, a new one made, the old one retired.
+    write_tree(&root, &[("tend.toml", &cbd("v2", ""))]);
+    let plan = bench.plan(&root).await;
+    let failed = plan.changes.iter().find(|c| c.addr.to_string() == "fake.thing.a[deposed-fake-2]").expect("planned");
+    assert_eq!(failed.action, Action::Delete);
+    assert!(bench.apply_plan(&root, &plan).await.success());
+    assert_eq!(bench.records().await, ["fake.thing.a"]);
+    assert_eq!(record(&bench, "fake.thing.a").await.remote_id.as_deref(), Some("fake-3"));
 }

@@ -240,7 +240,7 @@ fn observation_pages_through_more_than_100_instances_in_a_handful_of_calls() {
 }
 
 #[test]
-fn a_failed_health_check_leaves_the_old_instance_serving_and_the_new_one_tagged_for_cleanup() {
+fn a_failed_health_check_leaves_the_old_instance_serving_and_the_new_one_recorded_for_the_next_plan_to_destroy() {
     let moto = Moto::start();
     let run = Run::new();
     let cbd = "lifecycle = { create_before_destroy = true }";
@@ -256,15 +256,23 @@ fn a_failed_health_check_leaves_the_old_instance_serving_and_the_new_one_tagged_
     let out = run.tend(&moto, &["apply", "--auto-approve"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("health check of the new instance") && err.contains("tend:cleanup=failed-health") && err.contains("keeps serving"), "{err}");
     let live = moto.instances();
     assert_eq!(live.len(), 2, "{live:?}");
     let old_now = live.iter().find(|i| i["id"] == old.as_str()).expect("the old instance");
     assert_eq!(old_now["state"], "running", "the old instance keeps serving");
     let failed = live.iter().find(|i| i["id"] != old.as_str()).expect("the new instance");
-    assert_eq!(failed["tags"]["tend:cleanup"], "failed-health");
+    let failed_id = failed["id"].as_str().expect("id");
+    assert!(
+        err.contains(&format!("health check of instance {failed_id} for ec2.instance.web: still failing after 2 s"))
+            && err.contains(&format!("recorded as `ec2.instance.web[deposed-{failed_id}]` for the next plan to destroy"))
+            && err.contains("keeps serving"),
+        "{err}"
+    );
+    assert!(err.contains(&format!("ec2.instance.web: waiting to be ready: health check of instance {failed_id}: `test")), "progress is shown: {err}");
     let shown = ok(&run.tend(&moto, &["state", "show", "ec2.instance.web"]));
     assert!(shown.contains(&old), "state still records the old instance: {shown}");
+    let listed = ok(&run.tend(&moto, &["state", "list"]));
+    assert!(listed.contains(&format!("ec2.instance.web[deposed-{failed_id}]")), "the failed one is recorded, not leaked: {listed}");
     // A healthy replacement: the leftover is cleaned up, the old one retired.
     run.write(&format!(
         "{}{}",

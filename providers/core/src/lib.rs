@@ -9,6 +9,8 @@
 //! read     observe the actual state of many instances in one batch
 //! plan     desired config + observed state -> PlannedChange (action, before, after, forcing fields)
 //! apply    carry out one planned action and return what now exists
+//! health   one probe of an applied instance: ready, progressing or failed (the engine waits)
+//! revert   put back what an apply changed when its health check failed, where possible
 //! ```
 //!
 //! Main types: [`ResourceAddr`] (identity), [`Value`] (config and attribute values, with
@@ -34,8 +36,8 @@ pub use error::{ErrorKind, ProviderError};
 pub use jail::{JailError, normalise_path, resolve_inside};
 pub use path::{Difference, FieldPath, PathError, Segment, diff, identity_key, pair_elements};
 pub use provider::{
-    ActRequest, Acted, Action, ApplyRequest, Attributes, CommitRequest, Committed, ExpandRequest, FieldError, Instance, Observed, PlanRequest, PlannedChange,
-    PriorRecord, Provider, ProviderConfig, ProviderFactory, ReadItem, ReadRequest, Sibling, Target,
+    ActRequest, Acted, Action, ApplyRequest, Attributes, CommitRequest, Committed, ExpandRequest, FieldError, Health, HealthRequest, Instance, Observed,
+    PlanRequest, PlannedChange, PriorRecord, Provider, ProviderConfig, ProviderFactory, ReadItem, ReadRequest, RevertRequest, Reverted, Sibling, Target,
 };
-pub use schema::{Claim, FieldSchema, FieldType, KindSchema, Role, UpdateMode};
+pub use schema::{Claim, DEFAULT_TIMEOUT, FieldSchema, FieldType, KindSchema, Role, UpdateMode};
 pub use value::{Sensitive, Value};

@@ -327,6 +327,89 @@ pub trait Provider: Send + Sync {
     fn commit_note(&self, _target: &ResourceAddr, changed: usize) -> String {
         format!("will make {changed} staged change{} take effect together", if changed == 1 { "" } else { "s" })
     }
+
+    /// How an instance is doing after its apply (or a target after its commit): ready,
+    /// progressing (with what it waits for, `2/3 ready`), or failed. The engine asks again with
+    /// backoff until the answer is not `Progressing` or the resource's `timeout` passes, and
+    /// starts dependents only once it is `Ready`. One probe per call: the engine does the
+    /// waiting. An error of a retryable kind counts as progressing. The default: ready at once
+    /// (a kind without a status).
+    async fn health(&self, _req: HealthRequest) -> Result<Health, ProviderError> {
+        Ok(Health::Ready)
+    }
+
+    /// Put back what an apply (or a commit) changed, after it failed its health check, where
+    /// the provider can (a release or a host's generation switched back to the previous one).
+    /// Returns what exists afterwards and what was done; `None` when there is nothing to put
+    /// back (the default). Not called for a create-before-destroy replacement: the old object
+    /// is still in place and stays current.
+    async fn revert(&self, _req: RevertRequest) -> Result<Option<Reverted>, ProviderError> {
+        Ok(None)
+    }
+}
+
+/// What [`Provider::health`] reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// Ready: dependents may start.
+    Ready,
+    /// Not yet: what it waits for (`2/3 replicas ready`, `port 22: connection refused`).
+    Progressing {
+        /// Shown as progress, and in the error if the timeout passes.
+        message: String,
+    },
+    /// It will not become ready without a change (a failed rollout, a failing health command).
+    Failed {
+        /// Why, naming the condition.
+        message: String,
+        /// How to find out more (the command's last lines of output).
+        hint: Option<String>,
+    },
+}
+
+/// Input to [`Provider::health`].
+#[derive(Debug, Clone)]
+pub struct HealthRequest {
+    /// The instance (or, for a commit, the target).
+    pub addr: ResourceAddr,
+    /// Whether this is the health of a target's commit of staged changes (a host's new
+    /// generation of files) rather than of the instance's own apply.
+    pub commit: bool,
+    /// The instance's config as applied (for a commit: the target's attributes).
+    pub config: Attributes,
+    /// What the apply (or commit) returned.
+    pub applied: Observed,
+    /// Where the instance lives.
+    pub target: Option<Target>,
+    /// How long the engine has been waiting.
+    pub elapsed: std::time::Duration,
+}
+
+/// Input to [`Provider::revert`].
+#[derive(Debug, Clone)]
+pub struct RevertRequest {
+    /// The instance (or, for a commit, the target).
+    pub addr: ResourceAddr,
+    /// Whether the commit on a target is reverted rather than the instance's own apply.
+    pub commit: bool,
+    /// The config that was applied (for a commit: the target's attributes).
+    pub config: Attributes,
+    /// What existed before the apply (for a commit: the target's record before it).
+    pub before: Option<Observed>,
+    /// What the apply (or commit) returned.
+    pub applied: Observed,
+    /// Where the instance lives.
+    pub target: Option<Target>,
+}
+
+/// What [`Provider::revert`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reverted {
+    /// What exists afterwards, to be recorded (for a commit: attributes to merge into the
+    /// target's record).
+    pub observed: Observed,
+    /// What was done, for the operator (`switched back to generation 3f2a…`).
+    pub message: String,
 }
 
 /// What [`Provider::act`] did.

@@ -130,7 +130,14 @@ pub struct KindSchema {
     pub target: bool,
     /// Input and output fields.
     pub fields: Vec<FieldSchema>,
+    /// How long the engine waits for an instance of this kind to become ready after its apply
+    /// (see [`Provider::health`](crate::Provider::health)) when the resource sets no `timeout`;
+    /// `None`: the engine's default, [`DEFAULT_TIMEOUT`].
+    pub timeout: Option<std::time::Duration>,
 }
+
+/// How long the engine waits for readiness when neither the resource nor its kind says.
+pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_mins(5);
 
 impl KindSchema {
     /// The field with this name.

@@ -6,13 +6,14 @@ use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{AttributeBooleanValue, AttributeValue, BlockDeviceMapping, EbsBlockDevice, Filter, Instance, InstanceType, ResourceType};
 use base64::Engine;
 use sha2::{Digest, Sha256};
-use tend_provider::{Action, ApplyRequest, Attributes, Observed, ProviderError, Value};
+use tend_provider::{Action, ApplyRequest, Attributes, Health, HealthRequest, Observed, ProviderError, Value};
 
 use crate::Found;
 use crate::common::{managed_filter, retag, sdk_err, split_tags, string, strings, tag_spec};
 
-/// Tag on an instance whose health check failed: left for inspection, removed by the next
-/// launch for the same address.
+/// Tag that earlier versions of tend put on an instance whose health check failed (left for
+/// inspection, removed by the next launch for the same address). Such instances are now
+/// recorded in state as deposed and destroyed by the next plan; the tag is still honoured.
 pub const CLEANUP: &str = "tend:cleanup";
 
 /// States in which an instance no longer exists for tend.
@@ -183,15 +184,6 @@ async fn create(c: &Client, project: &str, addr: &str, req: &ApplyRequest, confi
         e.partial = Some(Observed { id: Some(id.clone()), attributes: Attributes::new() });
         e
     })?;
-    if let Some(h) = config.get("health").and_then(Value::as_map)
-        && let Err(why) = check_health(&running, h).await
-    {
-        // Not recorded: a replaced instance keeps serving; this one is kept for inspection.
-        let _ = c.create_tags().resources(&id).tags(aws_sdk_ec2::types::Tag::builder().key(CLEANUP).value("failed-health").build()).send().await;
-        return Err(ProviderError::terminal(format!(
-            "health check of the new instance {id} for {addr} failed: {why}; it is tagged {CLEANUP}=failed-health and left for inspection (the next launch for {addr} terminates it); what it was to replace keeps serving"
-        )));
-    }
     Ok(recorded(&running, config))
 }
 
@@ -219,56 +211,45 @@ async fn terminate_leftovers(c: &Client, project: &str, addr: &str) -> Result<()
     Ok(())
 }
 
-/// Wait until the instance passes its `health` check: a TCP port that accepts, and/or a
+/// One probe of an applied instance's `health` check: a TCP port that accepts, and/or a
 /// command (run here with `sh -c`, `TEND_INSTANCE_IP` and `TEND_INSTANCE_ID` set) that exits 0.
-async fn check_health(i: &Instance, h: &std::collections::BTreeMap<String, Value>) -> Result<(), String> {
+/// The engine probes again until the resource's `timeout`; `health.timeout`, if set, ends the
+/// wait sooner.
+pub async fn health(req: &HealthRequest) -> Result<Health, ProviderError> {
+    let Some(h) = req.config.get("health").and_then(Value::as_map) else { return Ok(Health::Ready) };
+    let attr = |k: &str| req.applied.attributes.get(k).and_then(Value::as_str).map(str::to_string);
+    let id = req.applied.id.clone().or_else(|| attr("id")).unwrap_or_default();
+    let failed = |message: String| Ok(Health::Failed { message: format!("health check of instance {id} for {}: {message}", req.addr), hint: None });
     let public = h.get("address").and_then(Value::as_str) == Some("public");
-    let ip = if public { i.public_ip_address() } else { i.private_ip_address() }.ok_or("the instance has no such address")?.to_string();
-    let id = i.instance_id().unwrap_or_default().to_string();
-    let timeout = h.get("timeout").and_then(Value::as_str).map_or(Ok(Duration::from_mins(5)), parse_duration)?;
-    let port = h.get("tcp").and_then(Value::as_i64).map(|p| u16::try_from(p).map_err(|_| format!("tcp = {p} is not a port"))).transpose()?;
-    let command = h.get("command").and_then(Value::as_str).map(str::to_string);
-    let started = Instant::now();
-    let mut last = String::from("not checked yet");
-    loop {
-        let tcp_ok = match port {
-            None => true,
-            Some(p) => match tokio::time::timeout(Duration::from_secs(3), tokio::net::TcpStream::connect((ip.as_str(), p))).await {
-                Ok(Ok(_)) => true,
-                Ok(Err(e)) => {
-                    last = format!("{ip}:{p}: {e}");
-                    false
-                }
-                Err(_) => {
-                    last = format!("{ip}:{p}: no answer within 3 s");
-                    false
-                }
-            },
-        };
-        let cmd_ok = tcp_ok
-            && match &command {
-                None => true,
-                Some(cmd) => {
-                    match tokio::process::Command::new("sh").arg("-c").arg(cmd).env("TEND_INSTANCE_IP", &ip).env("TEND_INSTANCE_ID", &id).output().await {
-                        Ok(o) if o.status.success() => true,
-                        Ok(o) => {
-                            last = format!("`{cmd}` exited {}: {}", o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stderr).trim());
-                            false
-                        }
-                        Err(e) => {
-                            last = format!("`{cmd}` could not run: {e}");
-                            false
-                        }
-                    }
-                }
-            };
-        if tcp_ok && cmd_ok {
-            return Ok(());
+    let Some(ip) = attr(if public { "public_ip" } else { "private_ip" }) else { return failed("the instance has no such address".into()) };
+    let limit = match h.get("timeout").and_then(Value::as_str).map(parse_duration).transpose() {
+        Ok(l) => l,
+        Err(e) => return failed(e),
+    };
+    let port = match h.get("tcp").and_then(Value::as_i64).map(|p| u16::try_from(p).map_err(|_| format!("tcp = {p} is not a port"))).transpose() {
+        Ok(p) => p,
+        Err(e) => return failed(e),
+    };
+    let command = h.get("command").and_then(Value::as_str);
+    let mut last = None;
+    if let Some(p) = port {
+        match tokio::time::timeout(Duration::from_secs(3), tokio::net::TcpStream::connect((ip.as_str(), p))).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => last = Some(format!("{ip}:{p}: {e}")),
+            Err(_) => last = Some(format!("{ip}:{p}: no answer within 3 s")),
         }
-        if started.elapsed() > timeout {
-            return Err(format!("still failing after {} s: {last}", timeout.as_secs()));
+    }
+    if let (None, Some(cmd)) = (&last, command) {
+        match tokio::process::Command::new("sh").arg("-c").arg(cmd).env("TEND_INSTANCE_IP", &ip).env("TEND_INSTANCE_ID", &id).output().await {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => last = Some(format!("`{cmd}` exited {}: {}", o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stderr).trim())),
+            Err(e) => last = Some(format!("`{cmd}` could not run: {e}")),
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    match (last, limit) {
+        (None, _) => Ok(Health::Ready),
+        (Some(why), Some(limit)) if req.elapsed >= limit => failed(format!("still failing after {} s: {why}", limit.as_secs())),
+        (Some(why), _) => Ok(Health::Progressing { message: format!("health check of instance {id}: {why}") }),
     }
 }
 

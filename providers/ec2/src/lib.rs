@@ -236,4 +236,11 @@ impl Provider for Ec2Provider {
             other => Err(ProviderError::terminal(format!("unknown kind `ec2.{other}`"))),
         }
     }
+
+    async fn health(&self, req: tend_provider::HealthRequest) -> Result<tend_provider::Health, ProviderError> {
+        match &*req.addr.kind {
+            "instance" => instance::health(&req).await,
+            _ => Ok(tend_provider::Health::Ready),
+        }
+    }
 }

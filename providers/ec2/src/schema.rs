@@ -17,6 +17,7 @@ pub fn schemas() -> Vec<KindSchema> {
             kind: "vpc",
             doc: "a VPC",
             target: false,
+            timeout: None,
             fields: vec![
                 FieldSchema::input("cidr_block", FieldType::String, "IPv4 CIDR, e.g. 10.0.0.0/16").required().forces_replacement(),
                 tags(),
@@ -27,6 +28,7 @@ pub fn schemas() -> Vec<KindSchema> {
             kind: "subnet",
             doc: "a subnet of a VPC",
             target: false,
+            timeout: None,
             fields: vec![
                 FieldSchema::input("vpc_id", FieldType::String, "the VPC").required().forces_replacement(),
                 FieldSchema::input("cidr_block", FieldType::String, "IPv4 CIDR inside the VPC's").required().forces_replacement(),
@@ -39,6 +41,7 @@ pub fn schemas() -> Vec<KindSchema> {
             kind: "security_group",
             doc: "a security group with its ingress and egress rules",
             target: false,
+            timeout: None,
             fields: vec![
                 FieldSchema::input("name", FieldType::String, "group name").required().forces_replacement(),
                 FieldSchema::input("description", FieldType::String, "description").forces_replacement(),
@@ -57,6 +60,7 @@ pub fn schemas() -> Vec<KindSchema> {
             kind: "key_pair",
             doc: "an imported public key",
             target: false,
+            timeout: None,
             fields: vec![
                 FieldSchema::input("name", FieldType::String, "key pair name").required().forces_replacement(),
                 FieldSchema::input("public_key", FieldType::String, "OpenSSH public key, e.g. \"ssh-ed25519 AAAA…\"").required().forces_replacement(),
@@ -69,6 +73,7 @@ pub fn schemas() -> Vec<KindSchema> {
             kind: "instance",
             doc: "a virtual machine",
             target: false,
+            timeout: None,
             fields: vec![
                 FieldSchema::input("ami", FieldType::String, "image id").required().forces_replacement(),
                 FieldSchema::input("instance_type", FieldType::String, "e.g. t3.micro; changed in place by stop, modify, start").required(),

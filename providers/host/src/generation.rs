@@ -183,6 +183,50 @@ pub fn record(current: Option<&str>, kept: &[String]) -> Attributes {
     a
 }
 
+/// One run of the host's `health` command (over a fresh connection, as a new login would)
+/// after generation `id` was switched to.
+pub async fn health(fresh: Result<std::sync::Arc<dyn Transport>, ProviderError>, s: &Settings, id: &str, host: &str) -> tend_provider::Health {
+    let Some(health) = &s.health else { return tend_provider::Health::Ready };
+    let checked = match fresh {
+        Ok(f) => f.exec(health, None).await.map_err(ProviderError::from),
+        Err(e) => Err(e),
+    };
+    let (how, stderr) = match checked {
+        Ok(o) if o.status == 0 => return tend_provider::Health::Ready,
+        Ok(o) => (format!("exit {}", o.status), o.stderr),
+        Err(e) => ("could not run".to_string(), e.message),
+    };
+    let tail: Vec<&str> = stderr.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
+    tend_provider::Health::Failed {
+        message: format!("health check of generation {id} failed on host `{host}` ({how})"),
+        hint: Some(tail.join("\n")).filter(|h| !h.is_empty()),
+    }
+}
+
+/// After a failed health check of generation `id`: switch back to `previous` (what the host's
+/// record held before the commit) and remove `id` unless it was kept before. Returns the
+/// attributes to record and what was done.
+pub async fn revert(t: &dyn Transport, s: &Settings, id: &str, previous: Option<&str>, kept_before: &[String]) -> Result<(Attributes, String), ProviderError> {
+    let Some(previous) = previous.filter(|p| *p != id) else {
+        let (current, kept) = list(t, s).await?;
+        return Ok((record(current.as_deref(), &kept), "there is no earlier generation to switch back to".into()));
+    };
+    let created = !kept_before.iter().any(|g| g == id);
+    let undo = format!(
+        "set -e\nR={r}\ncd \"$R\"\n{SWITCH_FN}switch_to {p} {i}\n{rm}",
+        r = quote(&s.root),
+        p = quote(previous),
+        i = quote(id),
+        rm = if created { format!("rm -rf generations/{}\n", quote(id)) } else { String::new() }
+    );
+    let undone = t.exec(&undo, None).await?;
+    if undone.status != 0 {
+        return Err(fail(t, &format!("switching back to generation {previous}"), &undone.stderr));
+    }
+    let (current, kept) = list(t, s).await?;
+    Ok((record(current.as_deref(), &kept), format!("switched back to generation {previous}")))
+}
+
 /// Switch a host to generation `to` by hand (rollback); returns the attributes to record.
 pub async fn switch(t: &dyn Transport, s: &Settings, to: &str) -> Result<Attributes, ProviderError> {
     let (current, _) = list(t, s).await?;
@@ -200,13 +244,10 @@ pub async fn switch(t: &dyn Transport, s: &Settings, to: &str) -> Result<Attribu
     Ok(record(current.as_deref(), &kept))
 }
 
-/// Commit a host's files as a new generation: materialise, switch, health-check over `fresh`
-/// (switching back on failure), prune. Returns the attributes to record on the host.
-pub async fn commit<F, Fut>(t: &dyn Transport, fresh: F, s: &Settings, members: &[(ResourceAddr, Attributes)]) -> Result<Attributes, ProviderError>
-where
-    F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = Result<std::sync::Arc<dyn Transport>, ProviderError>>,
-{
+/// Commit a host's files as a new generation: materialise, switch, prune (never the generation
+/// switched from: a failed health check switches back to it). Returns the attributes to record
+/// on the host. The engine then runs [`health`], and [`revert`] if it fails.
+pub async fn commit(t: &dyn Transport, s: &Settings, members: &[(ResourceAddr, Attributes)]) -> Result<Attributes, ProviderError> {
     let r = quote(&s.root);
     // Entries whose hash is not readable here come from the current generation's manifest.
     let mut lines: Vec<(String, String)> = Vec::with_capacity(members.len());
@@ -271,46 +312,12 @@ echo "new=$new"
     if out.status != 0 {
         return Err(fail(t, &format!("building generation {id}"), &out.stderr));
     }
-    let prev = out.stdout.lines().find_map(|l| l.strip_prefix("prev=")).filter(|p| !p.is_empty() && *p != id).map(str::to_string);
-    let created = out.stdout.lines().any(|l| l == "new=1");
-    if let Some(health) = &s.health {
-        let checked = match fresh().await {
-            Ok(f) => f.exec(health, None).await.map_err(ProviderError::from),
-            Err(e) => Err(e),
-        };
-        let failed = match checked {
-            Ok(o) if o.status == 0 => None,
-            Ok(o) => Some((format!("exit {}", o.status), o.stderr)),
-            Err(e) => Some(("could not run".to_string(), e.message)),
-        };
-        if let Some((how, stderr)) = failed {
-            let back = match &prev {
-                Some(previous) => {
-                    let undo = format!(
-                        "set -e\nR={r}\ncd \"$R\"\n{SWITCH_FN}switch_to {p} {id}\n{rm}",
-                        p = quote(previous),
-                        rm = if created { format!("rm -rf generations/{id}\n") } else { String::new() }
-                    );
-                    let undone = t.exec(&undo, None).await?;
-                    if undone.status != 0 {
-                        return Err(fail(t, &format!("health check of generation {id} failed ({how}), and switching back to {previous}"), &undone.stderr));
-                    }
-                    format!("switched back to generation {previous}")
-                }
-                None => "there is no earlier generation to switch back to".to_string(),
-            };
-            let (current, kept) = list(t, s).await?;
-            let tail: Vec<&str> = stderr.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
-            let mut e =
-                ProviderError::terminal(format!("health check of generation {id} failed on host `{}` ({how}); {back}", t.host())).with_hint(tail.join("\n"));
-            e.partial = Some(Observed { id: None, attributes: record(current.as_deref(), &kept) });
-            return Err(e);
-        }
-    }
+    let prev = out.stdout.lines().find_map(|l| l.strip_prefix("prev=")).filter(|p| !p.is_empty() && *p != id).unwrap_or_default().to_string();
     let prune = format!(
-        r#"R={r}; cd "$R/generations" && ls -1t | grep -v '\.tmp$' | tail -n +{skip} | while read -r g; do [ "$g" = {id} ] || rm -rf -- "$g"; done
+        r#"R={r}; cd "$R/generations" && ls -1t | grep -v '\.tmp$' | tail -n +{skip} | while read -r g; do [ "$g" = {id} ] || [ "$g" = {prev} ] || rm -rf -- "$g"; done
 cd "$R" && cat generations/*/.tend-manifest | cut -d' ' -f1 | sort -u > .keep.tmp && ls -1 blobs | grep -vxFf .keep.tmp | while read -r b; do rm -f "blobs/$b"; done; rm -f .keep.tmp; exit 0"#,
-        skip = s.keep + 1
+        skip = s.keep + 1,
+        prev = quote(&prev),
     );
     let _ = t.exec(&prune, None).await?;
     let (current, kept) = list(t, s).await?;

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use tend_provider::{
-    Acted, ApplyRequest, Attributes, CommitRequest, Committed, ExpandRequest, FieldError, Instance, KindSchema, Observed, PlanRequest, PlannedChange, Provider,
-    ProviderConfig, ProviderError, ProviderFactory, ReadItem, ReadRequest, ResourceAddr, Target, Value,
+    Acted, ApplyRequest, Attributes, CommitRequest, Committed, ExpandRequest, FieldError, Health, HealthRequest, Instance, KindSchema, Observed, PlanRequest,
+    PlannedChange, Provider, ProviderConfig, ProviderError, ProviderFactory, ReadItem, ReadRequest, ResourceAddr, RevertRequest, Reverted, Target, Value,
 };
 
 use crate::generation;
@@ -456,15 +456,62 @@ impl Provider for HostProvider {
         let t = self.transport(Some(&req.target)).await?;
         let lock = self.host_lock(&req.target.addr);
         let _serial = lock.lock().await;
-        // The health check runs over a fresh connection, as a new login would.
-        let fresh = || Self::connect(&req.target);
         let count = req.members.len();
-        let attributes = generation::commit(t.as_ref(), fresh, &settings, &req.members).await?;
+        let attributes = generation::commit(t.as_ref(), &settings, &req.members).await?;
         let message = match get_str(&attributes, "generation") {
             Some(g) => format!("switched to generation {g} ({count} file{})", if count == 1 { "" } else { "s" }),
             None => format!("{count} staged changes took effect"),
         };
         Ok(Committed { attributes, message })
+    }
+
+    /// A host's `health` after a commit of its files; a release's `health` after its switch.
+    /// Both run once, over a fresh connection, as a new login would.
+    async fn health(&self, req: HealthRequest) -> Result<Health, ProviderError> {
+        let kind = Self::kind(&req.addr)?;
+        if req.commit && kind.is_host() {
+            let Some(settings) = generation::settings(&req.config) else { return Ok(Health::Ready) };
+            let id = get_str(&req.applied.attributes, "generation").unwrap_or_default().to_string();
+            let target = Target { addr: req.addr.clone(), attributes: req.config.clone() };
+            if settings.health.is_none() {
+                return Ok(Health::Ready);
+            }
+            return Ok(generation::health(Self::connect(&target).await, &settings, &id, &req.addr.name).await);
+        }
+        if kind != Kind::Release || !req.config.contains_key("health") {
+            return Ok(Health::Ready);
+        }
+        let target = req.target.as_ref().ok_or_else(|| ProviderError::terminal("resource is not placed on a host"))?;
+        Ok(release::health(Self::connect(target).await, &req).await)
+    }
+
+    /// Switch a host or a release back to the generation it had before a failed health check.
+    async fn revert(&self, req: RevertRequest) -> Result<Option<Reverted>, ProviderError> {
+        let kind = Self::kind(&req.addr)?;
+        let before = req.before.as_ref().map(|b| &b.attributes);
+        let list = |a: Option<&Attributes>, k: &str| -> Vec<String> {
+            a.and_then(|a| a.get(k)).and_then(Value::as_list).unwrap_or_default().iter().filter_map(Value::as_str).map(str::to_string).collect()
+        };
+        if req.commit && kind.is_host() {
+            let Some(settings) = generation::settings(&req.config) else { return Ok(None) };
+            let target = Target { addr: req.addr.clone(), attributes: req.config.clone() };
+            let t = self.transport(Some(&target)).await?;
+            let _serial = self.host_lock(&req.addr).lock_owned().await;
+            let id = get_str(&req.applied.attributes, "generation").unwrap_or_default();
+            let previous = before.and_then(|b| get_str(b, "generation"));
+            let (attributes, message) = generation::revert(t.as_ref(), &settings, id, previous, &list(before, "kept_generations")).await?;
+            return Ok(Some(Reverted { observed: Observed { id: None, attributes }, message }));
+        }
+        if kind != Kind::Release {
+            return Ok(None);
+        }
+        let t = self.transport(req.target.as_ref()).await?;
+        let _serial = match &req.target {
+            Some(target) => Some(self.host_lock(&target.addr).lock_owned().await),
+            None => None,
+        };
+        let (observed, message) = release::revert(t.as_ref(), &req.applied, before.and_then(|b| get_str(b, "current")), &list(before, "generations")).await?;
+        Ok(Some(Reverted { observed, message }))
     }
 
     async fn act(&self, req: tend_provider::ActRequest) -> Result<Acted, ProviderError> {
@@ -537,12 +584,7 @@ impl Provider for HostProvider {
             Kind::Package => package::apply(t.as_ref(), &req).await,
             Kind::User => account::apply(t.as_ref(), &req, true).await,
             Kind::Group => account::apply(t.as_ref(), &req, false).await,
-            Kind::Release => {
-                // The health check runs over a fresh connection, as a new login would.
-                let target = req.target.as_ref().ok_or_else(|| ProviderError::terminal("resource is not placed on a host"))?;
-                let fresh = Self::connect(target).await?;
-                release::apply(t.as_ref(), fresh.as_ref(), &req, &self.config_root).await
-            }
+            Kind::Release => release::apply(t.as_ref(), &req, &self.config_root).await,
             Kind::Service => {
                 // An update whose enabled/running already match is a restart on change.
                 let matches = req.config.as_ref().is_some_and(|c| {

@@ -6,8 +6,10 @@
 //!
 //! Kind `fake.thing`: `value` (in place), `immutable` (forces replacement), `fail` (apply
 //! fails), `partial` (apply fails after creating: recorded tainted), `flaky = N` (apply fails
-//! transiently N times, then works); outputs `id`, `echo`
-//! (= value). Every remote call is appended to [`FakeFactory::calls`].
+//! transiently N times, then works), `ready_after = N` (its health is "progressing" for N
+//! probes after each apply), `unhealthy = "why"` (its health check fails with that message;
+//! an update is reverted to what was there before); outputs `id`, `echo` (= value). Every
+//! remote call is appended to [`FakeFactory::calls`].
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,13 +17,15 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use tend_provider::{
-    Action, ApplyRequest, Attributes, ExpandRequest, FieldError, FieldSchema, FieldType, Instance, KindSchema, Observed, PlanRequest, PlannedChange, Provider,
-    ProviderConfig, ProviderError, ProviderFactory, ReadRequest, ResourceAddr, Value,
+    Action, ApplyRequest, Attributes, ExpandRequest, FieldError, FieldSchema, FieldType, Health, HealthRequest, Instance, KindSchema, Observed, PlanRequest,
+    PlannedChange, Provider, ProviderConfig, ProviderError, ProviderFactory, ReadRequest, ResourceAddr, RevertRequest, Reverted, Value,
 };
 
 #[derive(Debug, Default)]
 struct Shared {
-    objects: Mutex<BTreeMap<String, Observed>>,
+    /// Objects by id (`fake-N` → N), each with the address it was made for: two objects of one
+    /// address exist side by side during a create-before-destroy replacement, as in a cloud.
+    objects: Mutex<BTreeMap<u64, (String, Observed)>>,
     calls: Mutex<Vec<String>>,
     next_id: AtomicU64,
     /// Transient failures given so far, by address (for `flaky`).
@@ -30,6 +34,8 @@ struct Shared {
     plan_latency: Mutex<std::time::Duration>,
     /// Deletes fail (an API refusing to terminate).
     fail_deletes: std::sync::atomic::AtomicBool,
+    /// Health probes since the last apply, by address (for `ready_after`).
+    probes: Mutex<BTreeMap<String, i64>>,
     /// `plan` calls running now, and the most seen at once.
     planning: AtomicU64,
     most_planning: AtomicU64,
@@ -54,7 +60,13 @@ impl FakeFactory {
 
     /// Objects that exist, by address.
     pub fn objects(&self) -> BTreeMap<String, Observed> {
-        self.shared.objects.lock().expect("fake lock").clone()
+        // The newest object of an address stands for it.
+        self.shared.objects.lock().expect("fake lock").values().map(|(a, o)| (a.clone(), o.clone())).collect()
+    }
+
+    /// How many objects exist, old ones of a replacement included.
+    pub fn object_count(&self) -> usize {
+        self.shared.objects.lock().expect("fake lock").len()
     }
 
     /// Make every `plan` call take `latency`, as a call to a remote API does.
@@ -76,7 +88,7 @@ impl FakeFactory {
 
     /// Change an object behind tend's back (drift).
     pub fn tamper(&self, addr: &str, field: &str, value: Value) {
-        if let Some(o) = self.shared.objects.lock().expect("fake lock").get_mut(addr) {
+        if let Some((_, o)) = self.shared.objects.lock().expect("fake lock").values_mut().rev().find(|(a, _)| a == addr) {
             o.attributes.insert(field.into(), value);
         }
     }
@@ -87,6 +99,7 @@ fn schema() -> KindSchema {
         kind: "thing",
         target: false,
         doc: "an in-memory object with an id assigned at creation",
+        timeout: None,
         fields: vec![
             FieldSchema::input("value", FieldType::String, "changed in place"),
             FieldSchema::input("immutable", FieldType::String, "forces replacement").forces_replacement(),
@@ -94,6 +107,8 @@ fn schema() -> KindSchema {
             FieldSchema::input("fail", FieldType::Bool, "apply fails"),
             FieldSchema::input("partial", FieldType::Bool, "apply fails after creating"),
             FieldSchema::input("flaky", FieldType::Int, "apply fails transiently this many times, then works"),
+            FieldSchema::input("ready_after", FieldType::Int, "health probes that report progress before it is ready"),
+            FieldSchema::input("unhealthy", FieldType::String, "its health check fails with this message"),
             FieldSchema::output("id", FieldType::String, "assigned at creation"),
             FieldSchema::output("echo", FieldType::String, "the value, as stored"),
         ],
@@ -108,6 +123,7 @@ fn group_schema() -> KindSchema {
         kind: "group",
         target: false,
         doc: "instances that depend on each other, as a provider's expansion says",
+        timeout: None,
         fields: vec![
             FieldSchema::input("members", FieldType::List(Box::new(FieldType::String)), "one instance per entry").required(),
             FieldSchema::input("chain", FieldType::Bool, "each member needs the one before it"),
@@ -151,6 +167,16 @@ impl FakeProvider {
     fn log(&self, s: String) {
         self.shared.calls.lock().expect("fake lock").push(s);
     }
+
+    fn store(&self, addr: String, obs: Observed) {
+        let n = obs.id.as_deref().and_then(numeric).expect("fake ids are fake-N");
+        self.shared.objects.lock().expect("fake lock").insert(n, (addr, obs));
+    }
+}
+
+/// `fake-N` → N.
+fn numeric(id: &str) -> Option<u64> {
+    id.strip_prefix("fake-")?.parse().ok()
 }
 
 #[async_trait]
@@ -198,7 +224,18 @@ impl Provider for FakeProvider {
     async fn read(&self, req: ReadRequest) -> Vec<Result<Option<Observed>, ProviderError>> {
         self.log(format!("read {} items", req.items.len()));
         let objects = self.shared.objects.lock().expect("fake lock");
-        req.items.iter().map(|i| Ok(objects.get(&i.addr.to_string()).cloned())).collect()
+        // By the recorded id, as a cloud API reads; an object tend has no record of is found by
+        // the address it was made for (its tags).
+        req.items
+            .iter()
+            .map(|i| {
+                let addr = i.addr.to_string();
+                Ok(match i.prior.as_ref().and_then(|p| p.id.as_deref()) {
+                    Some(id) => numeric(id).and_then(|n| objects.get(&n)).map(|(_, o)| o.clone()),
+                    None => objects.values().rev().find(|(a, _)| *a == addr).map(|(_, o)| o.clone()),
+                })
+            })
+            .collect()
     }
 
     async fn plan(&self, req: PlanRequest) -> Result<PlannedChange, ProviderError> {
@@ -243,7 +280,14 @@ impl Provider for FakeProvider {
             if self.shared.fail_deletes.load(Ordering::SeqCst) {
                 return Err(ProviderError::terminal(format!("injected failure deleting {addr}")));
             }
-            self.shared.objects.lock().expect("fake lock").remove(&addr);
+            let id = req.observed.as_ref().and_then(|o| o.id.clone()).or_else(|| req.prior.as_ref().and_then(|p| p.id.clone()));
+            let mut objects = self.shared.objects.lock().expect("fake lock");
+            match id.as_deref().and_then(numeric) {
+                Some(n) => {
+                    objects.remove(&n);
+                }
+                None => objects.retain(|_, (a, _)| *a != addr),
+            }
             return Ok(None);
         }
         let config = req.config.clone().unwrap_or_default();
@@ -268,10 +312,35 @@ impl Provider for FakeProvider {
         if config.get("partial") == Some(&Value::Bool(true)) {
             let mut e = ProviderError::terminal(format!("injected failure after creating {addr}"));
             e.partial = Some(obs.clone());
-            self.shared.objects.lock().expect("fake lock").insert(addr, obs);
+            self.store(addr, obs);
             return Err(e);
         }
-        self.shared.objects.lock().expect("fake lock").insert(addr, obs.clone());
+        self.shared.probes.lock().expect("fake lock").remove(&addr);
+        self.store(addr, obs.clone());
         Ok(Some(obs))
+    }
+
+    async fn health(&self, req: HealthRequest) -> Result<Health, ProviderError> {
+        let addr = req.addr.to_string();
+        self.log(format!("health {addr}"));
+        if let Some(why) = req.config.get("unhealthy").and_then(Value::as_str) {
+            return Ok(Health::Failed { message: why.to_string(), hint: Some(format!("unset `unhealthy` of {addr}")) });
+        }
+        let wanted = req.config.get("ready_after").and_then(Value::as_i64).unwrap_or(0);
+        let mut probes = self.shared.probes.lock().expect("fake lock");
+        let seen = probes.entry(addr).or_default();
+        if *seen < wanted {
+            *seen += 1;
+            return Ok(Health::Progressing { message: format!("{seen}/{wanted} probes") });
+        }
+        Ok(Health::Ready)
+    }
+
+    async fn revert(&self, req: RevertRequest) -> Result<Option<Reverted>, ProviderError> {
+        let addr = req.addr.to_string();
+        self.log(format!("revert {addr}"));
+        let Some(before) = req.before else { return Ok(None) };
+        self.store(addr, before.clone());
+        Ok(Some(Reverted { observed: before, message: "put back what was there before".into() }))
     }
 }

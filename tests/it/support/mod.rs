@@ -13,8 +13,9 @@ use std::sync::atomic::AtomicBool;
 use tend::apply::{ApplyOptions, ApplyOutcome, apply};
 use tend::config::LoadOptions;
 use tend::plan::Plan;
+use tend::provider::ResourceAddr;
 use tend::registry::Registry;
-use tend::report::Silent;
+use tend::report::Reporter;
 use tend::state::{SqliteStore, StateStore};
 use tend::workspace::{Workspace, WorkspaceError};
 use tend_provider_testing::FakeFactory;
@@ -28,11 +29,29 @@ pub fn repo() -> PathBuf {
 pub struct Bench {
     pub dir: tempfile::TempDir,
     pub fake: FakeFactory,
+    /// What applies reported as progress (`ADDR: waiting for`), in order.
+    pub progress: Arc<Progress>,
+}
+
+/// A reporter that keeps readiness progress.
+#[derive(Default)]
+pub struct Progress(std::sync::Mutex<Vec<String>>);
+
+impl Progress {
+    pub fn lines(&self) -> Vec<String> {
+        self.0.lock().expect("progress lock").clone()
+    }
+}
+
+impl Reporter for Progress {
+    fn on_progress(&self, addr: &ResourceAddr, waiting_for: &str, _elapsed: std::time::Duration) {
+        self.0.lock().expect("progress lock").push(format!("{addr}: {waiting_for}"));
+    }
 }
 
 impl Bench {
     pub fn new() -> Self {
-        Self { dir: tempfile::tempdir().expect("temp dir"), fake: FakeFactory::new() }
+        Self { dir: tempfile::tempdir().expect("temp dir"), fake: FakeFactory::new(), progress: Arc::default() }
     }
 
     pub fn state(&self) -> PathBuf {
@@ -69,7 +88,7 @@ impl Bench {
         ws.configure_all().expect("providers configure");
         let store: Arc<dyn StateStore> = Arc::new(SqliteStore::open(&self.state()).expect("state opens"));
         let opts = ApplyOptions { parallelism: 4, who: "test@host".into(), cancel: Arc::new(AtomicBool::new(false)), secrets: ws.secrets.clone() };
-        apply(Arc::new(plan.clone()), &ws.providers, store, Arc::new(Silent), opts).await.expect("apply runs")
+        apply(Arc::new(plan.clone()), &ws.providers, store, self.progress.clone(), opts).await.expect("apply runs")
     }
 
     pub async fn records(&self) -> Vec<String> {

@@ -14,6 +14,7 @@ pub fn user_schema() -> KindSchema {
         kind: "user",
         doc: "a local user account",
         target: false,
+        timeout: None,
         fields: vec![
             FieldSchema::input("on", FieldType::Any, "host names, or a label selector table"),
             FieldSchema::input("name", FieldType::String, "login name").required().forces_replacement(),
@@ -33,6 +34,7 @@ pub fn group_schema() -> KindSchema {
         kind: "group",
         doc: "a local group",
         target: false,
+        timeout: None,
         fields: vec![
             FieldSchema::input("on", FieldType::Any, "host names, or a label selector table"),
             FieldSchema::input("name", FieldType::String, "group name").required().forces_replacement(),

@@ -11,6 +11,7 @@ pub fn schema() -> KindSchema {
         kind: "command",
         target: false,
         doc: "a shell command run on a host (sh -c)",
+        timeout: None,
         fields: vec![
             FieldSchema::input("on", FieldType::Any, "host names, or a label selector table"),
             FieldSchema::input("run", FieldType::String, "the command, run with `sh -c`").required(),

@@ -20,6 +20,7 @@ pub fn schema() -> KindSchema {
         kind: "release",
         doc: "a directory of the repository deployed as an immutable generation, with health check and rollback",
         target: false,
+        timeout: None,
         fields: vec![
             FieldSchema::input("on", FieldType::Any, "host names, or a label selector table"),
             FieldSchema::input("source", FieldType::String, "a directory in the config repository").required(),
@@ -144,9 +145,10 @@ pub async fn switch(t: &dyn Transport, path: &str, generation_id: &str) -> Resul
     Ok(())
 }
 
-/// Upload the generation aside (if new), switch, check health over `fresh`, switch back on
-/// failure, prune.
-pub async fn apply(t: &dyn Transport, fresh: &dyn Transport, req: &ApplyRequest, root: &Path) -> Result<Option<Observed>, ProviderError> {
+/// Upload the generation aside (if new), switch, prune (never the generation switched from: a
+/// failed health check switches back to it). The engine then runs [`health`], and [`revert`]
+/// if it fails.
+pub async fn apply(t: &dyn Transport, req: &ApplyRequest, root: &Path) -> Result<Option<Observed>, ProviderError> {
     if req.action == Action::Delete {
         return Ok(None);
     }
@@ -178,35 +180,13 @@ pub async fn apply(t: &dyn Transport, fresh: &dyn Transport, req: &ApplyRequest,
         }
     }
     switch(t, path, &generation_id).await?;
-    if let Some(health) = get_str(config, "health") {
-        let out = fresh.exec(health, Some(&format!("{path}/current"))).await?;
-        if out.status != 0 {
-            let back = match &previous {
-                Some(prev) if prev != &generation_id => {
-                    switch(t, path, prev).await?;
-                    // A generation this apply uploaded and that failed is no rollback target.
-                    if !existing.contains(&generation_id) {
-                        let _ = t.exec(&format!("rm -rf {}", quote(&format!("{path}/releases/{generation_id}"))), None).await;
-                    }
-                    format!("switched back to generation {prev}")
-                }
-                _ => "there is no earlier generation to switch back to".to_string(),
-            };
-            let tail: Vec<&str> = out.stderr.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
-            return Err(ProviderError::terminal(format!(
-                "health check of generation {generation_id} failed on host `{}` (exit {}); {back}",
-                t.host(),
-                out.status
-            ))
-            .with_hint(tail.join("\n")));
-        }
-    }
     let keep = config.get("keep").and_then(Value::as_i64).unwrap_or(5).max(2);
     let prune = format!(
-        "cd {p}/releases && ls -1t | grep -v '\\.tmp$' | tail -n +{} | while read -r g; do [ \"$g\" = {cur} ] || rm -rf -- \"$g\"; done; ls -1t",
+        "cd {p}/releases && ls -1t | grep -v '\\.tmp$' | tail -n +{} | while read -r g; do [ \"$g\" = {cur} ] || [ \"$g\" = {prev} ] || rm -rf -- \"$g\"; done; ls -1t",
         keep + 1,
         p = quote(path),
-        cur = quote(&generation_id)
+        cur = quote(&generation_id),
+        prev = quote(previous.as_deref().unwrap_or_default()),
     );
     let out = t.exec(&prune, None).await?;
     // Generation ids are lowercase hex; `.tmp` marks an upload in progress.
@@ -216,4 +196,42 @@ pub async fn apply(t: &dyn Transport, fresh: &dyn Transport, req: &ApplyRequest,
     a.insert("current".into(), Value::String(generation_id));
     a.insert("generations".into(), Value::List(gens));
     Ok(Some(Observed { id: None, attributes: a }))
+}
+
+/// One run of a release's `health` command in `PATH/current`, over `fresh` (a new connection,
+/// as a new login would make).
+pub async fn health(fresh: Result<std::sync::Arc<dyn Transport>, ProviderError>, req: &tend_provider::HealthRequest) -> tend_provider::Health {
+    let (Some(health), Some(path)) = (get_str(&req.config, "health"), get_str(&req.config, "path")) else { return tend_provider::Health::Ready };
+    let id = get_str(&req.applied.attributes, "current").unwrap_or_default();
+    let host = req.target.as_ref().map_or("", |t| &*t.addr.name);
+    let (how, stderr) = match fresh {
+        Ok(f) => match f.exec(health, Some(&format!("{path}/current"))).await {
+            Ok(o) if o.status == 0 => return tend_provider::Health::Ready,
+            Ok(o) => (format!("exit {}", o.status), o.stderr),
+            Err(e) => ("could not run".to_string(), ProviderError::from(e).message),
+        },
+        Err(e) => ("could not run".to_string(), e.message),
+    };
+    let tail: Vec<&str> = stderr.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
+    tend_provider::Health::Failed {
+        message: format!("health check of generation {id} failed on host `{host}` ({how})"),
+        hint: Some(tail.join("\n")).filter(|h| !h.is_empty()),
+    }
+}
+
+/// After a failed health check: switch back to `previous` and remove the failed generation
+/// unless it was there before. Returns what exists afterwards and what was done.
+pub async fn revert(t: &dyn Transport, applied: &Observed, previous: Option<&str>, existed: &[String]) -> Result<(Observed, String), ProviderError> {
+    let path = get_str(&applied.attributes, "path").ok_or_else(|| ProviderError::terminal("no release path recorded"))?;
+    let failed = get_str(&applied.attributes, "current").unwrap_or_default();
+    let Some(previous) = previous.filter(|p| *p != failed) else {
+        return Ok((applied.clone(), "there is no earlier generation to switch back to".into()));
+    };
+    switch(t, path, previous).await?;
+    if !existed.iter().any(|g| g == failed) {
+        let _ = t.exec(&format!("rm -rf {}", quote(&format!("{path}/releases/{failed}"))), None).await;
+    }
+    let out = t.exec(&observe_script(path), None).await?;
+    let now = observed(&out.stdout, path).unwrap_or_else(|| applied.clone());
+    Ok((now, format!("switched back to generation {previous}")))
 }

@@ -11,6 +11,7 @@ pub fn schema() -> KindSchema {
         kind: "service",
         doc: "a systemd unit: enabled, running, restarted on change",
         target: false,
+        timeout: None,
         fields: vec![
             FieldSchema::input("on", FieldType::Any, "host names, or a label selector table"),
             FieldSchema::input("name", FieldType::String, "unit name, e.g. nginx or nginx.service").required(),

@@ -16,6 +16,7 @@ pub fn schema() -> KindSchema {
         kind: "template",
         doc: "a file rendered from a template in the config repository, per host",
         target: false,
+        timeout: None,
         fields: vec![
             FieldSchema::input("on", FieldType::Any, "host names, or a label selector table"),
             FieldSchema::input("path", FieldType::String, "absolute path on the host").required().forces_replacement().claims(tend_provider::Claim::Exclusive),
