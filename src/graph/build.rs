@@ -120,12 +120,25 @@ fn add_instance_edges(config: &Config, needs: &[(ResourceAddr, Vec<ResourceAddr>
     }
 }
 
+/// Records no longer in config are planned for destruction — except one that names the same
+/// remote object as a record the config still wants (a leftover of an interrupted replacement,
+/// or a hand edit): destroying it would destroy what the config keeps.
 fn add_orphans(state: &Snapshot, g: &mut ResourceGraph) {
-    for rec in state.records.values() {
-        if !g.index.contains_key(&rec.addr) {
-            let n = g.graph.add_node(Node { addr: rec.addr.clone(), desired: false, target: rec.target.clone() });
-            g.index.insert(rec.addr.clone(), n);
+    let wanted: std::collections::HashMap<&str, &ResourceAddr> =
+        state.records.values().filter(|r| g.index.contains_key(&r.addr)).filter_map(|r| r.remote_id.as_deref().map(|id| (id, &r.addr))).collect();
+    let orphans: Vec<_> = state.records.values().filter(|r| !g.index.contains_key(&r.addr)).collect();
+    for rec in orphans {
+        if let Some(keeper) = rec.remote_id.as_deref().and_then(|id| wanted.get(id)) {
+            tracing::warn!(
+                addr = %rec.addr,
+                "not destroying `{}`: it records the same object as `{keeper}`, which the config keeps; `tend state rm '{}'` forgets it",
+                rec.addr,
+                rec.addr
+            );
+            continue;
         }
+        let n = g.graph.add_node(Node { addr: rec.addr.clone(), desired: false, target: rec.target.clone() });
+        g.index.insert(rec.addr.clone(), n);
     }
 }
 

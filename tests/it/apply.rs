@@ -339,3 +339,21 @@ async fn a_create_before_destroy_replacement_that_never_becomes_ready_leaves_the
     assert_eq!(bench.records().await, ["fake.thing.a"]);
     assert_eq!(record(&bench, "fake.thing.a").await.remote_id.as_deref(), Some("fake-3"));
 }
+
+#[tokio::test]
+async fn a_record_of_the_same_object_as_one_the_config_keeps_is_never_planned_for_destruction() {
+    use tend::state::StateStore;
+    let bench = Bench::new();
+    let root = config(&bench, "cfg", "[fake.thing.a]\nvalue = \"x\"\n");
+    assert!(bench.apply(&root).await.success());
+    // A leftover record naming the live object under another address (an interrupted
+    // replacement of an older version, a hand edit).
+    let store = tend::state::SqliteStore::open(&bench.state()).expect("opens");
+    let mut copy = record(&bench, "fake.thing.a").await;
+    copy.addr = "fake.thing.a[deposed-fake-1]".parse().expect("address");
+    store.put(&copy).await.expect("put");
+    let plan = bench.plan(&root).await;
+    assert!(plan.changes.iter().all(|c| c.action == Action::NoOp), "{:?}", plan.changes.iter().map(|c| (&c.addr, c.action)).collect::<Vec<_>>());
+    assert!(bench.apply(&root).await.success());
+    assert_eq!(bench.fake.object_count(), 1, "the live object survived");
+}
