@@ -204,3 +204,17 @@ pub async fn retag(c: &aws_sdk_ec2::Client, id: &str, have: &Attributes, config:
     }
     Ok(())
 }
+
+/// The `tags` field every kind has.
+pub fn tags() -> tend_provider::FieldSchema {
+    tend_provider::FieldSchema::input(
+        "tags",
+        tend_provider::FieldType::Map(Box::new(tend_provider::FieldType::String)),
+        "tags (tend adds tend:managed-by and tend:address)",
+    )
+}
+
+/// The type of a list of strings.
+pub fn string_list() -> tend_provider::FieldType {
+    tend_provider::FieldType::List(Box::new(tend_provider::FieldType::String))
+}

@@ -1,5 +1,9 @@
 //! `ec2.instance`.
 
+use async_trait::async_trait;
+use tend_provider::{FieldSchema, FieldType, KindSchema};
+
+use crate::common::{string_list, tags};
 use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::Client;
@@ -333,5 +337,74 @@ pub async fn apply(c: &Client, project: &str, addr: &str, req: &ApplyRequest) ->
             update(c, req, config).await.map(Some)
         }
         Action::NoOp | Action::Replace { .. } => Err(ProviderError::terminal("the engine splits replacements; this is a bug")),
+    }
+}
+
+/// Schema of `ec2.instance`.
+pub fn schema() -> KindSchema {
+    KindSchema {
+        kind: "instance",
+        doc: "a virtual machine",
+        target: false,
+        timeout: None,
+        fields: vec![
+            FieldSchema::input("ami", FieldType::String, "image id").required().forces_replacement(),
+            FieldSchema::input("instance_type", FieldType::String, "e.g. t3.micro; changed in place by stop, modify, start").required(),
+            FieldSchema::input("subnet_id", FieldType::String, "the subnet").forces_replacement(),
+            FieldSchema::input("security_group_ids", string_list(), "security groups, changed in place"),
+            FieldSchema::input("key_name", FieldType::String, "key pair name").forces_replacement(),
+            FieldSchema::input("user_data", FieldType::String, "cloud-init user data").forces_replacement(),
+            FieldSchema::input("root_volume_size", FieldType::Int, "GiB of the root volume").forces_replacement(),
+            FieldSchema::input("disable_api_termination", FieldType::Bool, "termination protection, changed in place"),
+            FieldSchema::input(
+                "health",
+                FieldType::Map(Box::new(FieldType::Any)),
+                "checked before the instance counts as created: { tcp = 22, command = \"…\", address = \"private\", timeout = \"5m\" }",
+            ),
+            tags(),
+            FieldSchema::output("id", FieldType::String, "i-…"),
+            FieldSchema::output("private_ip", FieldType::String, "private IPv4 address"),
+            FieldSchema::output("public_ip", FieldType::String, "public IPv4 address, if any"),
+            FieldSchema::output("public_dns", FieldType::String, "public DNS name, if any"),
+            FieldSchema::output("state", FieldType::String, "running, stopped, …"),
+        ],
+    }
+}
+
+/// `ec2.instance`.
+pub struct Vm;
+
+#[async_trait]
+impl crate::Ec2Kind for Vm {
+    fn name(&self) -> &'static str {
+        "instance"
+    }
+    fn schema(&self) -> KindSchema {
+        schema()
+    }
+    fn recorded_only(&self) -> &'static [&'static str] {
+        &["user_data", "root_volume_size", "disable_api_termination", "health"]
+    }
+    fn plan(&self, schema: &KindSchema, mut req: tend_provider::PlanRequest) -> tend_provider::PlannedChange {
+        if let Some(c) = req.config.as_mut() {
+            digest_user_data(c);
+        }
+        let mut planned = crate::common::plan(schema, &req, self.recorded_only());
+        // A new type means stop and start: the public address changes with it.
+        if planned.action == Action::Update && planned.before.get("instance_type") != planned.after.get("instance_type") {
+            for f in ["public_ip", "public_dns"] {
+                planned.after.insert(f.into(), Value::Unknown);
+            }
+        }
+        planned
+    }
+    async fn describe(&self, c: &Client, project: &str, ids: &[String]) -> Result<Vec<Found>, ProviderError> {
+        describe(c, project, ids).await
+    }
+    async fn apply(&self, c: &Client, project: &str, addr: &str, req: &ApplyRequest) -> Result<Option<Observed>, ProviderError> {
+        apply(c, project, addr, req).await
+    }
+    async fn health(&self, req: &HealthRequest) -> Result<Health, ProviderError> {
+        health(req).await
     }
 }

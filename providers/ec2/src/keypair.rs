@@ -1,5 +1,9 @@
 //! `ec2.key_pair`: an imported public key.
 
+use async_trait::async_trait;
+use tend_provider::{FieldSchema, FieldType, KindSchema};
+
+use crate::common::tags;
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::primitives::Blob;
 use aws_sdk_ec2::types::ResourceType;
@@ -62,4 +66,43 @@ pub async fn apply(c: &Client, project: &str, addr: &str, req: &ApplyRequest) ->
     a.insert("id".into(), Value::from(id.as_str()));
     a.insert("fingerprint".into(), out.key_fingerprint().map_or(Value::Null, Value::from));
     Ok(Some(Observed { id: Some(id), attributes: a }))
+}
+
+/// Schema of `ec2.key_pair`.
+pub fn schema() -> KindSchema {
+    KindSchema {
+        kind: "key_pair",
+        doc: "an imported public key",
+        target: false,
+        timeout: None,
+        fields: vec![
+            FieldSchema::input("name", FieldType::String, "key pair name").required().forces_replacement(),
+            FieldSchema::input("public_key", FieldType::String, "OpenSSH public key, e.g. \"ssh-ed25519 AAAA…\"").required().forces_replacement(),
+            tags(),
+            FieldSchema::output("id", FieldType::String, "key-…"),
+            FieldSchema::output("fingerprint", FieldType::String, "the key's fingerprint as EC2 reports it"),
+        ],
+    }
+}
+
+/// `ec2.key_pair`.
+pub struct KeyPair;
+
+#[async_trait]
+impl crate::Ec2Kind for KeyPair {
+    fn name(&self) -> &'static str {
+        "key_pair"
+    }
+    fn schema(&self) -> KindSchema {
+        schema()
+    }
+    fn recorded_only(&self) -> &'static [&'static str] {
+        &["public_key"]
+    }
+    async fn describe(&self, c: &Client, project: &str, ids: &[String]) -> Result<Vec<Found>, ProviderError> {
+        describe(c, project, ids).await
+    }
+    async fn apply(&self, c: &Client, project: &str, addr: &str, req: &ApplyRequest) -> Result<Option<Observed>, ProviderError> {
+        apply(c, project, addr, req).await
+    }
 }

@@ -17,7 +17,6 @@ mod common;
 mod instance;
 mod keypair;
 mod network;
-mod schema;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -38,7 +37,7 @@ impl ProviderFactory for Ec2Factory {
     }
 
     fn kinds(&self) -> Vec<KindSchema> {
-        schema::schemas()
+        KINDS.iter().map(|k| k.schema()).collect()
     }
 
     fn settings(&self) -> Vec<tend_provider::FieldSchema> {
@@ -59,7 +58,7 @@ impl ProviderFactory for Ec2Factory {
             }
         }
         Ok(Box::new(Ec2Provider {
-            kinds: schema::schemas(),
+            kinds: KINDS.iter().map(|k| k.schema()).collect(),
             project: config.project,
             region: get("region"),
             profile: get("profile"),
@@ -67,6 +66,39 @@ impl ProviderFactory for Ec2Factory {
             client: tokio::sync::OnceCell::new(),
         }))
     }
+}
+
+/// One EC2 kind: its schema, how its objects are described (all of the project's, or by id),
+/// planned and applied. Adding a kind is its file, a line in [`KINDS`], and its tests.
+#[async_trait]
+pub(crate) trait Ec2Kind: Send + Sync {
+    /// Its name in addresses (`instance` of `ec2.instance`).
+    fn name(&self) -> &'static str;
+    /// Its schema.
+    fn schema(&self) -> KindSchema;
+    /// Inputs the API does not report: compared with what was recorded.
+    fn recorded_only(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// Plan one object against its schema.
+    fn plan(&self, schema: &KindSchema, req: PlanRequest) -> PlannedChange {
+        common::plan(schema, &req, self.recorded_only())
+    }
+    /// Every live object tagged for the project (`ids` empty), or the objects with these ids.
+    async fn describe(&self, c: &Client, project: &str, ids: &[String]) -> Result<Vec<Found>, ProviderError>;
+    /// Carry out one step.
+    async fn apply(&self, c: &Client, project: &str, addr: &str, req: &ApplyRequest) -> Result<Option<Observed>, ProviderError>;
+    /// One probe of an applied object's health. Default: ready.
+    async fn health(&self, _req: &tend_provider::HealthRequest) -> Result<tend_provider::Health, ProviderError> {
+        Ok(tend_provider::Health::Ready)
+    }
+}
+
+/// Every EC2 kind.
+static KINDS: &[&dyn Ec2Kind] = &[&network::Vpc, &network::Subnet, &network::Group, &keypair::KeyPair, &instance::Vm];
+
+fn kind(name: &str) -> Result<&'static dyn Ec2Kind, ProviderError> {
+    KINDS.iter().copied().find(|k| k.name() == name).ok_or_else(|| ProviderError::terminal(format!("unknown kind `ec2.{name}`")))
 }
 
 /// The EC2 provider for one run.
@@ -120,16 +152,8 @@ impl Ec2Provider {
         self.kinds.iter().find(|k| k.kind == kind).ok_or_else(|| ProviderError::terminal(format!("unknown kind `ec2.{kind}`")))
     }
 
-    async fn describe(&self, kind: &str, ids: &[String]) -> Result<Vec<Found>, ProviderError> {
-        let c = self.client().await;
-        match kind {
-            "instance" => instance::describe(c, &self.project, ids).await,
-            "vpc" => network::describe_vpcs(c, &self.project, ids).await,
-            "subnet" => network::describe_subnets(c, &self.project, ids).await,
-            "security_group" => network::describe_groups(c, &self.project, ids).await,
-            "key_pair" => keypair::describe(c, &self.project, ids).await,
-            other => Err(ProviderError::terminal(format!("unknown kind `ec2.{other}`"))),
-        }
+    async fn describe(&self, kind_name: &str, ids: &[String]) -> Result<Vec<Found>, ProviderError> {
+        kind(kind_name)?.describe(self.client().await, &self.project, ids).await
     }
 }
 
@@ -199,48 +223,15 @@ impl Provider for Ec2Provider {
 
     async fn plan(&self, req: PlanRequest) -> Result<PlannedChange, ProviderError> {
         let schema = self.schema(&req.addr.kind)?;
-        // What the API does not report is compared with what was recorded.
-        let recorded_only: &[&str] = match &*req.addr.kind {
-            "instance" => &["user_data", "root_volume_size", "disable_api_termination", "health"],
-            "key_pair" => &["public_key"],
-            _ => &[],
-        };
-        let mut req = req;
-        if &*req.addr.kind == "instance"
-            && let Some(c) = req.config.as_mut()
-        {
-            instance::digest_user_data(c);
-        }
-        let mut planned = common::plan(schema, &req, recorded_only);
-        // A new type means stop and start: the public address changes with it.
-        if &*req.addr.kind == "instance"
-            && planned.action == tend_provider::Action::Update
-            && planned.before.get("instance_type") != planned.after.get("instance_type")
-        {
-            for f in ["public_ip", "public_dns"] {
-                planned.after.insert(f.into(), Value::Unknown);
-            }
-        }
-        Ok(planned)
+        Ok(kind(&req.addr.kind)?.plan(schema, req))
     }
 
     async fn apply(&self, req: ApplyRequest) -> Result<Option<Observed>, ProviderError> {
         let c = self.client().await;
-        let addr = req.addr.to_string();
-        match &*req.addr.kind {
-            "instance" => instance::apply(c, &self.project, &addr, &req).await,
-            "vpc" => network::apply_vpc(c, &self.project, &addr, &req).await,
-            "subnet" => network::apply_subnet(c, &self.project, &addr, &req).await,
-            "security_group" => network::apply_group(c, &self.project, &addr, &req).await,
-            "key_pair" => keypair::apply(c, &self.project, &addr, &req).await,
-            other => Err(ProviderError::terminal(format!("unknown kind `ec2.{other}`"))),
-        }
+        kind(&req.addr.kind)?.apply(c, &self.project, &req.addr.to_string(), &req).await
     }
 
     async fn health(&self, req: tend_provider::HealthRequest) -> Result<tend_provider::Health, ProviderError> {
-        match &*req.addr.kind {
-            "instance" => instance::health(&req).await,
-            _ => Ok(tend_provider::Health::Ready),
-        }
+        kind(&req.addr.kind)?.health(&req).await
     }
 }

@@ -1,5 +1,9 @@
 //! `ec2.vpc`, `ec2.subnet`, `ec2.security_group`.
 
+use async_trait::async_trait;
+use tend_provider::{FieldSchema, FieldType, KindSchema};
+
+use crate::common::tags;
 use std::collections::BTreeMap;
 
 use aws_sdk_ec2::Client;
@@ -279,4 +283,116 @@ pub async fn apply_group(c: &Client, project: &str, addr: &str, req: &ApplyReque
         }
     }
     Ok(Some(Observed { id: Some(id), attributes: a }))
+}
+
+/// Schema of `ec2.vpc`.
+pub fn vpc_schema() -> KindSchema {
+    KindSchema {
+        kind: "vpc",
+        doc: "a VPC",
+        target: false,
+        timeout: None,
+        fields: vec![
+            FieldSchema::input("cidr_block", FieldType::String, "IPv4 CIDR, e.g. 10.0.0.0/16").required().forces_replacement(),
+            tags(),
+            FieldSchema::output("id", FieldType::String, "vpc-…"),
+        ],
+    }
+}
+
+/// Schema of `ec2.subnet`.
+pub fn subnet_schema() -> KindSchema {
+    KindSchema {
+        kind: "subnet",
+        doc: "a subnet of a VPC",
+        target: false,
+        timeout: None,
+        fields: vec![
+            FieldSchema::input("vpc_id", FieldType::String, "the VPC").required().forces_replacement(),
+            FieldSchema::input("cidr_block", FieldType::String, "IPv4 CIDR inside the VPC's").required().forces_replacement(),
+            FieldSchema::input("availability_zone", FieldType::String, "e.g. us-east-1a").forces_replacement(),
+            tags(),
+            FieldSchema::output("id", FieldType::String, "subnet-…"),
+        ],
+    }
+}
+
+/// Schema of `ec2.security_group`.
+pub fn security_group_schema() -> KindSchema {
+    KindSchema {
+        kind: "security_group",
+        doc: "a security group with its ingress and egress rules",
+        target: false,
+        timeout: None,
+        fields: vec![
+            FieldSchema::input("name", FieldType::String, "group name").required().forces_replacement(),
+            FieldSchema::input("description", FieldType::String, "description").forces_replacement(),
+            FieldSchema::input("vpc_id", FieldType::String, "the VPC").forces_replacement(),
+            FieldSchema::input(
+                "ingress",
+                FieldType::List(Box::new(FieldType::Any)),
+                "rules: { protocol = \"tcp\", from_port = 22, to_port = 22, cidr_blocks = [\"0.0.0.0/0\"] }",
+            ),
+            FieldSchema::input("egress", FieldType::List(Box::new(FieldType::Any)), "rules, as for ingress"),
+            tags(),
+            FieldSchema::output("id", FieldType::String, "sg-…"),
+        ],
+    }
+}
+
+/// `ec2.vpc`.
+pub struct Vpc;
+
+#[async_trait]
+impl crate::Ec2Kind for Vpc {
+    fn name(&self) -> &'static str {
+        "vpc"
+    }
+    fn schema(&self) -> KindSchema {
+        vpc_schema()
+    }
+    async fn describe(&self, c: &Client, project: &str, ids: &[String]) -> Result<Vec<Found>, ProviderError> {
+        describe_vpcs(c, project, ids).await
+    }
+    async fn apply(&self, c: &Client, project: &str, addr: &str, req: &ApplyRequest) -> Result<Option<Observed>, ProviderError> {
+        apply_vpc(c, project, addr, req).await
+    }
+}
+
+/// `ec2.subnet`.
+pub struct Subnet;
+
+#[async_trait]
+impl crate::Ec2Kind for Subnet {
+    fn name(&self) -> &'static str {
+        "subnet"
+    }
+    fn schema(&self) -> KindSchema {
+        subnet_schema()
+    }
+    async fn describe(&self, c: &Client, project: &str, ids: &[String]) -> Result<Vec<Found>, ProviderError> {
+        describe_subnets(c, project, ids).await
+    }
+    async fn apply(&self, c: &Client, project: &str, addr: &str, req: &ApplyRequest) -> Result<Option<Observed>, ProviderError> {
+        apply_subnet(c, project, addr, req).await
+    }
+}
+
+/// `ec2.security_group`.
+pub struct Group;
+
+#[async_trait]
+impl crate::Ec2Kind for Group {
+    fn name(&self) -> &'static str {
+        "security_group"
+    }
+    fn schema(&self) -> KindSchema {
+        security_group_schema()
+    }
+    async fn describe(&self, c: &Client, project: &str, ids: &[String]) -> Result<Vec<Found>, ProviderError> {
+        describe_groups(c, project, ids).await
+    }
+    async fn apply(&self, c: &Client, project: &str, addr: &str, req: &ApplyRequest) -> Result<Option<Observed>, ProviderError> {
+        apply_group(c, project, addr, req).await
+    }
 }

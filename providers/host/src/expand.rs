@@ -2,14 +2,12 @@
 
 use tend_provider::{ExpandRequest, FieldError, Instance, ResourceAddr, Sibling, Value};
 
-use crate::resources::Kind;
-
 /// Instances of a host resource.
 pub fn expand(req: &ExpandRequest<'_>) -> Result<Vec<Instance>, FieldError> {
-    if Kind::from_name(&req.addr.kind).is_some_and(Kind::is_host) {
+    if crate::resources::is_host(&req.addr.kind) {
         return Ok(vec![Instance::single()]);
     }
-    let hosts: Vec<&Sibling> = req.siblings.iter().filter(|s| Kind::from_name(&s.addr.kind).is_some_and(Kind::is_host)).collect();
+    let hosts: Vec<&Sibling> = req.siblings.iter().filter(|s| crate::resources::is_host(&s.addr.kind)).collect();
     let chosen: Vec<&Sibling> = match req.literal.get("on") {
         None => match hosts.as_slice() {
             [one] => vec![*one],

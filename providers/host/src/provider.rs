@@ -11,7 +11,7 @@ use tend_provider::{
 };
 
 use crate::generation;
-use crate::resources::{self, Kind, account, command, directory, file, get_str, line, local, package, release, service, ssh_host, template};
+use crate::resources::{self, Cx, HostKind, Seen, get_str, ssh_host};
 use crate::transport::{LocalTransport, SshTransport, StatRequest, Transport};
 
 /// A connection attempt's outcome, shared by every resource on that host for the run.
@@ -19,6 +19,10 @@ type Connected = Result<Arc<dyn Transport>, (tend_provider::ErrorKind, String, O
 
 /// One host's connection for the run, made on first use.
 type ConnectionCell = Arc<tokio::sync::OnceCell<Connected>>;
+
+/// Where one item's observation lands: its stat, its copy's stat, its probe's output (indices),
+/// and whether its path is a claim.
+type Slots = (Option<usize>, Option<usize>, Option<usize>, bool);
 
 /// How many hosts are connected to and observed at the same time.
 const MAX_HOSTS_AT_ONCE: usize = 64;
@@ -65,8 +69,13 @@ impl HostProvider {
         Self { kinds: resources::schemas(), config_root, transports: Mutex::new(HashMap::new()), exclusive: Mutex::new(HashMap::new()) }
     }
 
-    fn kind(addr: &ResourceAddr) -> Result<Kind, ProviderError> {
-        Kind::from_name(&addr.kind).ok_or_else(|| ProviderError::terminal(format!("unknown kind `host.{}`", addr.kind)))
+    fn kind(addr: &ResourceAddr) -> Result<&'static dyn HostKind, ProviderError> {
+        resources::kind(&addr.kind).ok_or_else(|| ProviderError::terminal(format!("unknown kind `host.{}`", addr.kind)))
+    }
+
+    /// What a kind is handed for an instance on `target`.
+    fn cx<'a>(&'a self, generations: Option<&'a generation::Settings>) -> Cx<'a> {
+        Cx { config_root: &self.config_root, generations }
     }
 
     /// The transport for a host: one connection per host per run, reused for every operation
@@ -94,12 +103,12 @@ impl HostProvider {
     }
 
     async fn connect(target: &Target) -> Result<Arc<dyn Transport>, ProviderError> {
-        match Kind::from_name(&target.addr.kind) {
-            Some(Kind::Local) => {
+        match &*target.addr.kind {
+            "local" => {
                 let limit = target.attributes.get("command_timeout").and_then(Value::as_i64).and_then(|t| u64::try_from(t).ok()).unwrap_or(3600);
                 Ok(Arc::new(LocalTransport::new(&*target.addr.name).with_command_timeout(std::time::Duration::from_secs(limit))))
             }
-            Some(Kind::Ssh) => {
+            "ssh" => {
                 let settings = ssh_host::target(&target.addr.name, &target.attributes)
                     .map_err(|e| ProviderError::terminal(format!("cannot reach host `{}`: {e}", target.addr.name)))?;
                 // Transient failures (refused, timed out) are retried with backoff.
@@ -134,38 +143,6 @@ impl HostProvider {
         self.exclusive.lock().unwrap_or_else(std::sync::PoisonError::into_inner).entry(host.clone()).or_default().clone()
     }
 
-    fn package_names(item: &ReadItem) -> Vec<String> {
-        item.config
-            .as_ref()
-            .and_then(|c| c.get("names"))
-            .and_then(Value::as_list)
-            .unwrap_or_default()
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_string)
-            .collect()
-    }
-
-    fn release_path(item: &ReadItem) -> Option<String> {
-        item.config.as_ref().and_then(|c| get_str(c, "path")).or_else(|| item.prior.as_ref().and_then(|p| get_str(&p.attributes, "path"))).map(str::to_string)
-    }
-
-    /// The read-only script that observes an item that is not a path, if any.
-    fn probe(item: &ReadItem) -> Option<String> {
-        match Kind::from_name(&item.addr.kind)? {
-            Kind::Package => item.config.as_ref().map(|_| package::observe_script(&Self::package_names(item))),
-            Kind::Service => item.config.as_ref().and_then(|c| get_str(c, "name")).map(service::observe_script),
-            k @ (Kind::User | Kind::Group) => item
-                .config
-                .as_ref()
-                .and_then(|c| get_str(c, "name"))
-                .or_else(|| item.prior.as_ref().and_then(|p| get_str(&p.attributes, "name")))
-                .map(|n| account::observe_script(k == Kind::User, n)),
-            Kind::Release => Self::release_path(item).map(|p| release::observe_script(&p)),
-            _ => None,
-        }
-    }
-
     /// `tend rollback HOST`: switch the host's files to an earlier generation.
     async fn rollback_host(&self, req: &tend_provider::ActRequest) -> Result<Observed, ProviderError> {
         let me = Target { addr: req.addr.clone(), attributes: (*req.prior.attributes).clone() };
@@ -196,74 +173,42 @@ impl HostProvider {
         }
         let transport = self.transport(items[0].target.as_ref()).await?;
         let mut stats_wanted = Vec::new();
-        let mut slot = Vec::with_capacity(items.len());
-        // On a host that keeps generations a file is its link and the copy in `current`.
+        let mut probe_scripts = Vec::new();
+        // Per item: its stat, its copy's stat (a staged file on a host that keeps generations:
+        // its link and the copy in `current`), its probe's output, whether its path is a claim.
+        let mut slots: Vec<Slots> = Vec::with_capacity(items.len());
         let generations = items[0].target.as_ref().and_then(|t| generation::settings(&t.attributes));
-        let mut copy_slot = Vec::with_capacity(items.len());
         for item in items {
             let kind = Self::kind(&item.addr)?;
-            copy_slot.push(match (&generations, kind) {
-                (Some(g), Kind::File | Kind::Template) => file::observe_path(item.config.as_ref(), item.prior.as_ref().map(|p| &*p.attributes)).map(|p| {
-                    stats_wanted.push(StatRequest { path: generation::copy_path(g, &p), hash: true, content: false });
-                    stats_wanted.len() - 1
-                }),
-                _ => None,
-            });
-            let path = match Self::kind(&item.addr)? {
-                Kind::File | Kind::Directory | Kind::Template | Kind::Line => {
-                    file::observe_path(item.config.as_ref(), item.prior.as_ref().map(|p| &*p.attributes))
+            let mut want = kind.observe(item);
+            let copy = match (&generations, &mut want.path) {
+                (Some(g), Some(path)) if kind.staged() => {
+                    stats_wanted.push(StatRequest { path: generation::copy_path(g, &path.path), hash: true, content: false });
+                    path.hash = false;
+                    Some(stats_wanted.len() - 1)
                 }
-                Kind::Command => item.config.as_ref().and_then(|c| get_str(c, "creates")).map(str::to_string),
-                Kind::Local | Kind::Ssh | Kind::Package | Kind::Service | Kind::User | Kind::Group | Kind::Release => None,
+                _ => None,
             };
-            let staged = copy_slot.last().is_some_and(Option::is_some);
-            slot.push(path.map(|p| {
-                stats_wanted.push(StatRequest { path: p, hash: matches!(kind, Kind::File | Kind::Template) && !staged, content: kind == Kind::Line });
+            let stat = want.path.map(|p| {
+                stats_wanted.push(p);
                 stats_wanted.len() - 1
-            }));
-        }
-        // Probes for what is not a path (packages, services, accounts, releases) travel in the
-        // same remote command as the stats: one round trip per host.
-        let mut probe_scripts = Vec::new();
-        let probe_slot: Vec<Option<usize>> = items
-            .iter()
-            .map(|item| {
-                let script = Self::probe(item)?;
+            });
+            // Probes for what is not a path (packages, services, accounts, releases) travel in
+            // the same remote command as the stats: one round trip per host.
+            let probe = want.script.map(|script| {
                 probe_scripts.push(script);
-                Some(probe_scripts.len() - 1)
-            })
-            .collect();
+                probe_scripts.len() - 1
+            });
+            slots.push((stat, copy, probe, want.claims && item.config.is_some()));
+        }
         let (stats, probe_out) = transport.observe(&stats_wanted, &probe_scripts).await?;
         let mut out = Vec::with_capacity(items.len());
-        for (((item, &idx), probe), copy) in items.iter().zip(&slot).zip(probe_slot).zip(copy_slot) {
-            let stat = idx.map(|i| &stats[i]);
-            let probed = probe.map(|i| probe_out[i].as_str());
-            out.push(match Self::kind(&item.addr)? {
-                Kind::File | Kind::Template => match copy {
-                    Some(c) => Ok(stat.and_then(|live| generation::observed(live, &stats[c]))),
-                    None => Ok(stat.and_then(file::observed)),
-                },
-                Kind::Line => {
-                    let config = item.config.as_ref().map(|c| line::rendered(c, item.target.as_ref())).transpose()?;
-                    Ok(stat.and_then(|s| line::observed(s, config.as_ref())))
-                }
-                Kind::Directory => Ok(stat.and_then(directory::observed)),
-                Kind::Command => {
-                    let creates_exists = stat.is_some_and(|s| s.file_type.is_some());
-                    let unless_ok = match item.config.as_ref().and_then(|c| get_str(c, "unless")) {
-                        Some(cmd) if !creates_exists => transport.exec(cmd, None).await.map(|o| o.status == 0),
-                        _ => Ok(false),
-                    };
-                    unless_ok.map(|ok| Some(command::observed(item.prior.as_ref().map(|p| &*p.attributes), creates_exists, ok))).map_err(ProviderError::from)
-                }
-                Kind::Package => Ok(probed.map(|o| package::observed(o, &Self::package_names(item)))),
-                Kind::Service => Ok(probed.map(service::observed)),
-                k @ (Kind::User | Kind::Group) => Ok(probed.and_then(|o| account::observed(k == Kind::User, o))),
-                Kind::Release => Ok(probed.zip(Self::release_path(item)).and_then(|(o, p)| release::observed(o, &p))),
-                Kind::Local | Kind::Ssh => Ok(None),
-            });
+        for (item, &(stat, copy, probe, _)) in items.iter().zip(&slots) {
+            let seen = Seen { stat: stat.map(|i| &stats[i]), copy: copy.map(|i| &stats[i]), probed: probe.map(|i| probe_out[i].as_str()) };
+            out.push(Self::kind(&item.addr)?.observed(item, seen, transport.as_ref()).await);
         }
-        self.symlinked_conflicts(items, &slot_paths(items, &stats, &slot), &mut out);
+        let claimed: Vec<Option<usize>> = slots.iter().map(|&(stat, _, _, claims)| stat.filter(|_| claims)).collect();
+        self.symlinked_conflicts(items, &slot_paths(&stats, &claimed), &mut out);
         Ok(out)
     }
 
@@ -301,15 +246,10 @@ impl HostProvider {
 
 /// For each item whose path is a claim (desired, and observed with its directory resolved):
 /// the path as written (normalised) and where it lands on the host.
-fn slot_paths(items: &[&ReadItem], stats: &[crate::transport::PathStat], slots: &[Option<usize>]) -> Vec<Option<(String, String)>> {
-    items
+fn slot_paths(stats: &[crate::transport::PathStat], claimed: &[Option<usize>]) -> Vec<Option<(String, String)>> {
+    claimed
         .iter()
-        .zip(slots)
-        .map(|(item, slot)| {
-            let kind = Kind::from_name(&item.addr.kind)?;
-            if item.config.is_none() || !matches!(kind, Kind::File | Kind::Directory | Kind::Template | Kind::Line) {
-                return None;
-            }
+        .map(|slot| {
             let st = &stats[(*slot)?];
             let name = std::path::Path::new(&st.path).file_name()?.to_str()?;
             let real_dir = st.real_dir.as_deref()?;
@@ -329,11 +269,6 @@ fn rollback_target(host: &str, gens: &[String], current: &str, to: Option<&str>)
     }
 }
 
-fn guards(observed: Option<&Observed>) -> (bool, bool) {
-    let flag = |k: &str| observed.and_then(|o| o.attributes.get(k)).and_then(Value::as_bool).unwrap_or(false);
-    (flag("creates_exists"), flag("unless_ok"))
-}
-
 #[async_trait]
 impl Provider for HostProvider {
     fn name(&self) -> &'static str {
@@ -346,26 +281,14 @@ impl Provider for HostProvider {
 
     async fn expand(&self, req: &ExpandRequest<'_>) -> Result<Vec<Instance>, FieldError> {
         let instances = crate::expand::expand(req)?;
-        if Kind::from_name(&req.addr.kind) == Some(Kind::Template) {
-            // What `plan` would find when rendering, found now: variables nothing defines.
-            template::check_variables(req, &instances, &self.config_root)?;
+        if let Some(kind) = resources::kind(&req.addr.kind) {
+            kind.check_expanded(req, &instances, self.cx(None))?;
         }
         Ok(instances)
     }
 
     fn validate(&self, addr: &ResourceAddr, literal: &Attributes) -> Vec<FieldError> {
-        match Kind::from_name(&addr.kind) {
-            Some(Kind::File) => file::validate(literal, &self.config_root),
-            Some(Kind::Directory) => directory::validate(literal),
-            Some(Kind::Ssh) => ssh_host::validate(literal),
-            Some(Kind::Local) => local::validate(literal),
-            Some(Kind::Line) => line::validate(literal),
-            Some(Kind::Package) => package::validate(literal),
-            Some(Kind::User | Kind::Group) => account::validate(literal),
-            Some(Kind::Release) => release::validate(literal, &self.config_root),
-            Some(Kind::Template) => template::validate(literal, &self.config_root),
-            _ => Vec::new(),
-        }
+        resources::kind(&addr.kind).map(|k| k.validate(literal, self.cx(None))).unwrap_or_default()
     }
 
     async fn read(&self, req: ReadRequest) -> Vec<Result<Option<Observed>, ProviderError>> {
@@ -405,28 +328,8 @@ impl Provider for HostProvider {
     }
 
     async fn plan(&self, req: PlanRequest) -> Result<PlannedChange, ProviderError> {
-        match Self::kind(&req.addr)? {
-            Kind::Local => Ok(local::plan(&req)),
-            Kind::Ssh => Ok(ssh_host::plan(&req)),
-            Kind::File => file::plan(&req, &self.config_root, Self::generations(req.target.as_ref()).is_some()),
-            Kind::Directory => directory::plan(&req),
-            Kind::Command => Ok(command::plan(&req, guards(req.observed.as_ref()))),
-            Kind::Line => {
-                let config = req.config.as_ref().map(|c| line::rendered(c, req.target.as_ref())).transpose()?;
-                line::plan(&PlanRequest { config, ..req.clone() })
-            }
-            Kind::Package => package::plan(&req),
-            Kind::Service => service::plan(&req),
-            Kind::User | Kind::Group => Ok(account::plan(&req)),
-            Kind::Release => release::plan(&req, &self.config_root),
-            Kind::Template => {
-                let config = match &req.config {
-                    Some(c) => template::as_file(c, req.target.as_ref(), &self.config_root)?,
-                    None => None,
-                };
-                file::plan(&PlanRequest { config, ..req.clone() }, &self.config_root, Self::generations(req.target.as_ref()).is_some())
-            }
-        }
+        let generations = Self::generations(req.target.as_ref());
+        Self::kind(&req.addr)?.plan(&req, self.cx(generations.as_ref()))
     }
 
     fn commit_note(&self, _target: &ResourceAddr, changed: usize) -> String {
@@ -439,9 +342,9 @@ impl Provider for HostProvider {
         if action != "rollback" {
             return Ok(Vec::new());
         }
-        let is_host = |a: &ResourceAddr| Kind::from_name(&a.kind).is_some_and(Kind::is_host) && &*a.name == subject;
+        let is_host = |a: &ResourceAddr| resources::is_host(&a.kind) && &*a.name == subject;
         let generations = recorded.iter().filter(|(a, attrs)| is_host(a) && attrs.contains_key("kept_generations"));
-        let releases = recorded.iter().filter(|(a, _)| Kind::from_name(&a.kind) == Some(Kind::Release) && a.key.as_deref() == Some(subject));
+        let releases = recorded.iter().filter(|(a, _)| &*a.kind == "release" && a.key.as_deref() == Some(subject));
         let chosen: Vec<ResourceAddr> = generations.chain(releases).map(|(a, _)| (*a).clone()).collect();
         if chosen.is_empty() && recorded.iter().any(|(a, _)| is_host(a)) {
             return Err(ProviderError::terminal(format!("host `{subject}` has no recorded generations: neither generations of its files nor a host.release"))
@@ -478,40 +381,32 @@ impl Provider for HostProvider {
             }
             return Ok(generation::health(Self::connect(&target).await, &settings, &id, &req.addr.name).await);
         }
-        if kind != Kind::Release || !req.config.contains_key("health") {
-            return Ok(Health::Ready);
-        }
-        let target = req.target.as_ref().ok_or_else(|| ProviderError::terminal("resource is not placed on a host"))?;
-        Ok(release::health(Self::connect(target).await, &req).await)
+        let Some(target) = req.target.clone() else { return Ok(Health::Ready) };
+        let fresh: resources::Fresh<'_> = Box::new(move || Box::pin(async move { Self::connect(&target).await }));
+        Ok(kind.health(&req, fresh).await)
     }
 
     /// Switch a host or a release back to the generation it had before a failed health check.
     async fn revert(&self, req: RevertRequest) -> Result<Option<Reverted>, ProviderError> {
         let kind = Self::kind(&req.addr)?;
-        let before = req.before.as_ref().map(|b| &b.attributes);
-        let list = |a: Option<&Attributes>, k: &str| -> Vec<String> {
-            a.and_then(|a| a.get(k)).and_then(Value::as_list).unwrap_or_default().iter().filter_map(Value::as_str).map(str::to_string).collect()
-        };
         if req.commit && kind.is_host() {
+            let before = req.before.as_ref().map(|b| &b.attributes);
+            let kept_before: Vec<String> = before.map(|a| resources::get_strings(a, "kept_generations")).unwrap_or_default();
             let Some(settings) = generation::settings(&req.config) else { return Ok(None) };
             let target = Target { addr: req.addr.clone(), attributes: req.config.clone() };
             let t = self.transport(Some(&target)).await?;
             let _serial = self.host_lock(&req.addr).lock_owned().await;
             let id = get_str(&req.applied.attributes, "generation").unwrap_or_default();
             let previous = before.and_then(|b| get_str(b, "generation"));
-            let (attributes, message) = generation::revert(t.as_ref(), &settings, id, previous, &list(before, "kept_generations")).await?;
+            let (attributes, message) = generation::revert(t.as_ref(), &settings, id, previous, &kept_before).await?;
             return Ok(Some(Reverted { observed: Observed { id: None, attributes }, message }));
         }
-        if kind != Kind::Release {
-            return Ok(None);
-        }
         let t = self.transport(req.target.as_ref()).await?;
-        let _serial = match &req.target {
-            Some(target) => Some(self.host_lock(&target.addr).lock_owned().await),
-            None => None,
+        let _serial = match (kind.exclusive(), &req.target) {
+            (true, Some(target)) => Some(self.host_lock(&target.addr).lock_owned().await),
+            _ => None,
         };
-        let (observed, message) = release::revert(t.as_ref(), &req.applied, before.and_then(|b| get_str(b, "current")), &list(before, "generations")).await?;
-        Ok(Some(Reverted { observed, message }))
+        Ok(kind.revert(t.as_ref(), &req).await?.map(|(observed, message)| Reverted { observed, message }))
     }
 
     async fn act(&self, req: tend_provider::ActRequest) -> Result<Acted, ProviderError> {
@@ -524,18 +419,18 @@ impl Provider for HostProvider {
             // The next plan keeps what the host was switched back to until its files change.
             return Ok(switched("generation", self.rollback_host(&req).await?, false));
         }
-        if Self::kind(&req.addr)? != Kind::Release || req.action != "rollback" {
+        if &*req.addr.kind != "release" || req.action != "rollback" {
             return Err(ProviderError::terminal(format!("`{}` does not support `{}`", req.addr, req.action)));
         }
         let t = self.transport(req.target.as_ref()).await?;
         let path = get_str(&req.prior.attributes, "path").ok_or_else(|| ProviderError::terminal("no release path recorded"))?;
-        let out = t.exec(&release::observe_script(path), None).await?;
-        let now = release::observed(&out.stdout, path).ok_or_else(|| ProviderError::terminal(format!("no releases under {path} on host `{}`", t.host())))?;
+        let out = t.exec(&resources::release::observe_script(path), None).await?;
+        let now = resources::release::observed(&out.stdout, path)
+            .ok_or_else(|| ProviderError::terminal(format!("no releases under {path} on host `{}`", t.host())))?;
         let current = get_str(&now.attributes, "current").unwrap_or_default().to_string();
-        let gens: Vec<String> =
-            now.attributes.get("generations").and_then(Value::as_list).unwrap_or_default().iter().filter_map(Value::as_str).map(str::to_string).collect();
+        let gens: Vec<String> = resources::get_strings(&now.attributes, "generations");
         let to = rollback_target(t.host(), &gens, &current, get_str(&req.args, "to"))?;
-        release::switch(t.as_ref(), path, &to).await?;
+        resources::release::switch(t.as_ref(), path, &to).await?;
         let mut a = now.attributes.clone();
         a.insert("current".into(), Value::String(to));
         // The next plan sees a change and moves the release forward again.
@@ -544,62 +439,24 @@ impl Provider for HostProvider {
 
     async fn apply(&self, req: ApplyRequest) -> Result<Option<Observed>, ProviderError> {
         let kind = Self::kind(&req.addr)?;
-        // What a host's commits recorded (its generations) stays on its record.
-        let kept = |mut o: Observed| {
-            if let Some(p) = &req.prior {
+        if kind.is_host() {
+            let Some(config) = &req.config else { return Ok(None) };
+            // Managing a host starts with reaching it: connect (verifying its key) now.
+            let me = Target { addr: req.addr.clone(), attributes: config.clone() };
+            let t = self.transport(Some(&me)).await?;
+            let mut observed = kind.apply(t.as_ref(), &req, self.cx(None)).await?;
+            // What a host's commits recorded (its generations) stays on its record.
+            if let (Some(o), Some(p)) = (&mut observed, &req.prior) {
                 o.attributes.extend(p.attributes.iter().filter(|(k, _)| generation::RECORDED.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())));
             }
-            o
-        };
-        match kind {
-            Kind::Local => return Ok(local::apply(req.config.as_ref()).map(kept)),
-            Kind::Ssh => {
-                let Some(config) = &req.config else { return Ok(None) };
-                // Managing a host starts with reaching it: connect (verifying its key) now.
-                let me = Target { addr: req.addr.clone(), attributes: config.clone() };
-                let t = self.transport(Some(&me)).await?;
-                let tofu = config.get("trust_on_first_use").and_then(Value::as_bool).unwrap_or(false);
-                let trusted = if tofu { t.host_key() } else { None };
-                return Ok(Some(kept(ssh_host::observed(config, trusted))));
-            }
-            _ => {}
+            return Ok(observed);
         }
         let t = self.transport(req.target.as_ref()).await?;
-        let host_lock = match (kind, &req.target) {
-            (Kind::Package | Kind::Service | Kind::User | Kind::Group | Kind::Command | Kind::Release, Some(target)) => Some(self.host_lock(&target.addr)),
+        let _serial = match (kind.exclusive(), &req.target) {
+            (true, Some(target)) => Some(self.host_lock(&target.addr).lock_owned().await),
             _ => None,
         };
-        let _serial = match &host_lock {
-            Some(l) => Some(l.lock().await),
-            None => None,
-        };
-        match kind {
-            Kind::File => file::apply(t.as_ref(), &req, &self.config_root, Self::generations(req.target.as_ref()).as_ref()).await,
-            Kind::Directory => directory::apply(t.as_ref(), &req).await,
-            Kind::Command => command::apply(t.as_ref(), &req).await,
-            Kind::Line => {
-                let config = req.config.as_ref().map(|c| line::rendered(c, req.target.as_ref())).transpose()?;
-                line::apply(t.as_ref(), &ApplyRequest { config, ..req.clone() }).await
-            }
-            Kind::Package => package::apply(t.as_ref(), &req).await,
-            Kind::User => account::apply(t.as_ref(), &req, true).await,
-            Kind::Group => account::apply(t.as_ref(), &req, false).await,
-            Kind::Release => release::apply(t.as_ref(), &req, &self.config_root).await,
-            Kind::Service => {
-                // An update whose enabled/running already match is a restart on change.
-                let matches = req.config.as_ref().is_some_and(|c| {
-                    ["enabled", "running"].iter().all(|f| c.get(*f).is_none_or(|v| req.observed.as_ref().and_then(|o| o.attributes.get(*f)) == Some(v)))
-                });
-                service::apply(t.as_ref(), &req, req.action == tend_provider::Action::Update && matches).await
-            }
-            Kind::Template => {
-                let config = match &req.config {
-                    Some(c) => template::as_file(c, req.target.as_ref(), &self.config_root)?,
-                    None => None,
-                };
-                file::apply(t.as_ref(), &ApplyRequest { config, ..req.clone() }, &self.config_root, Self::generations(req.target.as_ref()).as_ref()).await
-            }
-            Kind::Local | Kind::Ssh => unreachable!("handled above"),
-        }
+        let generations = Self::generations(req.target.as_ref());
+        kind.apply(t.as_ref(), &req, self.cx(generations.as_ref())).await
     }
 }

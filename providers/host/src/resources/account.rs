@@ -1,6 +1,7 @@
 //! `host.user` and `host.group`: accounts observed with `getent`, managed with
 //! useradd/usermod/userdel and groupadd/groupmod/groupdel.
 
+use async_trait::async_trait;
 use tend_provider::{
     Action, ApplyRequest, Attributes, FieldError, FieldSchema, FieldType, KindSchema, Observed, PlanRequest, PlannedChange, ProviderError, Value,
 };
@@ -156,6 +157,41 @@ pub async fn apply(t: &dyn Transport, req: &ApplyRequest, is_user: bool) -> Resu
         }
     }
     Ok(Some(Observed { id: None, attributes: shown(config) }))
+}
+
+/// `host.user` (`user: true`) and `host.group`.
+pub struct Account {
+    /// A user rather than a group.
+    pub user: bool,
+}
+
+#[async_trait]
+impl super::HostKind for Account {
+    fn name(&self) -> &'static str {
+        if self.user { "user" } else { "group" }
+    }
+    fn schema(&self) -> KindSchema {
+        if self.user { user_schema() } else { group_schema() }
+    }
+    fn exclusive(&self) -> bool {
+        true
+    }
+    fn validate(&self, literal: &Attributes, _cx: super::Cx<'_>) -> Vec<FieldError> {
+        validate(literal)
+    }
+    fn observe(&self, item: &tend_provider::ReadItem) -> super::Observe {
+        let name = item.config.as_ref().and_then(|c| get_str(c, "name")).or_else(|| item.prior.as_ref().and_then(|p| get_str(&p.attributes, "name")));
+        super::Observe { script: name.map(|n| observe_script(self.user, n)), ..super::Observe::default() }
+    }
+    async fn observed(&self, _item: &tend_provider::ReadItem, seen: super::Seen<'_>, _t: &dyn Transport) -> Result<Option<Observed>, ProviderError> {
+        Ok(seen.probed.and_then(|o| observed(self.user, o)))
+    }
+    fn plan(&self, req: &PlanRequest, _cx: super::Cx<'_>) -> Result<PlannedChange, ProviderError> {
+        Ok(plan(req))
+    }
+    async fn apply(&self, t: &dyn Transport, req: &ApplyRequest, _cx: super::Cx<'_>) -> Result<Option<Observed>, ProviderError> {
+        apply(t, req, self.user).await
+    }
 }
 
 #[cfg(test)]

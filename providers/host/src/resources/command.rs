@@ -1,5 +1,6 @@
 //! `host.command`: a command run once, when its text changes, or when what it watches changes.
 
+use async_trait::async_trait;
 use tend_provider::{Action, ApplyRequest, Attributes, FieldSchema, FieldType, KindSchema, Observed, PlanRequest, PlannedChange, ProviderError, Value};
 
 use super::{get_str, required_str};
@@ -83,4 +84,44 @@ pub async fn apply(t: &dyn Transport, req: &ApplyRequest) -> Result<Option<Obser
         return Err(err);
     }
     Ok(Some(Observed { id: None, attributes: shown(config) }))
+}
+
+/// `host.command`.
+pub struct Command;
+
+/// Whether the command's `creates` path exists and its `unless` check passed, as observed.
+fn guards(observed: Option<&Observed>) -> (bool, bool) {
+    let flag = |k: &str| observed.and_then(|o| o.attributes.get(k)).and_then(Value::as_bool).unwrap_or(false);
+    (flag("creates_exists"), flag("unless_ok"))
+}
+
+#[async_trait]
+impl super::HostKind for Command {
+    fn name(&self) -> &'static str {
+        "command"
+    }
+    fn schema(&self) -> KindSchema {
+        schema()
+    }
+    fn exclusive(&self) -> bool {
+        true
+    }
+    fn observe(&self, item: &tend_provider::ReadItem) -> super::Observe {
+        let creates = item.config.as_ref().and_then(|c| get_str(c, "creates")).map(str::to_string);
+        super::Observe { path: creates.map(|path| crate::transport::StatRequest { path, hash: false, content: false }), claims: false, script: None }
+    }
+    async fn observed(&self, item: &tend_provider::ReadItem, seen: super::Seen<'_>, t: &dyn Transport) -> Result<Option<Observed>, ProviderError> {
+        let creates_exists = seen.stat.is_some_and(|s| s.file_type.is_some());
+        let unless_ok = match item.config.as_ref().and_then(|c| get_str(c, "unless")) {
+            Some(cmd) if !creates_exists => t.exec(cmd, None).await.map(|o| o.status == 0)?,
+            _ => false,
+        };
+        Ok(Some(observed(item.prior.as_ref().map(|p| &*p.attributes), creates_exists, unless_ok)))
+    }
+    fn plan(&self, req: &PlanRequest, _cx: super::Cx<'_>) -> Result<PlannedChange, ProviderError> {
+        Ok(plan(req, guards(req.observed.as_ref())))
+    }
+    async fn apply(&self, t: &dyn Transport, req: &ApplyRequest, _cx: super::Cx<'_>) -> Result<Option<Observed>, ProviderError> {
+        apply(t, req).await
+    }
 }

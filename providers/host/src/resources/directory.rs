@@ -1,5 +1,6 @@
 //! `host.directory`: a directory with given mode and ownership.
 
+use async_trait::async_trait;
 use tend_provider::{
     Action, ApplyRequest, Attributes, FieldError, FieldSchema, FieldType, KindSchema, Observed, PlanRequest, PlannedChange, ProviderError, Value,
 };
@@ -116,4 +117,32 @@ pub async fn apply(t: &dyn Transport, req: &ApplyRequest) -> Result<Option<Obser
     }
     t.create_dir(path, &attrs).await?;
     Ok(Some(Observed { id: None, attributes: desired(config, req.observed.as_ref()) }))
+}
+
+/// `host.directory`.
+pub struct Directory;
+
+#[async_trait]
+impl super::HostKind for Directory {
+    fn name(&self) -> &'static str {
+        "directory"
+    }
+    fn schema(&self) -> KindSchema {
+        schema()
+    }
+    fn validate(&self, literal: &Attributes, _cx: super::Cx<'_>) -> Vec<FieldError> {
+        validate(literal)
+    }
+    fn observe(&self, item: &tend_provider::ReadItem) -> super::Observe {
+        super::file::observe_file(item, false)
+    }
+    async fn observed(&self, _item: &tend_provider::ReadItem, seen: super::Seen<'_>, _t: &dyn Transport) -> Result<Option<Observed>, ProviderError> {
+        Ok(seen.stat.and_then(observed))
+    }
+    fn plan(&self, req: &PlanRequest, _cx: super::Cx<'_>) -> Result<PlannedChange, ProviderError> {
+        plan(req)
+    }
+    async fn apply(&self, t: &dyn Transport, req: &ApplyRequest, _cx: super::Cx<'_>) -> Result<Option<Observed>, ProviderError> {
+        apply(t, req).await
+    }
 }

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 use tend_provider::{
     Action, ApplyRequest, Attributes, FieldError, FieldSchema, FieldType, KindSchema, Observed, PlanRequest, PlannedChange, ProviderError, Value,
@@ -232,4 +233,50 @@ pub async fn apply(
     }
     let after = desired(config, observed, root)?;
     Ok(Some(Observed { id: None, attributes: after }))
+}
+
+/// `host.file`.
+pub struct File;
+
+#[async_trait]
+impl super::HostKind for File {
+    fn name(&self) -> &'static str {
+        "file"
+    }
+    fn schema(&self) -> KindSchema {
+        schema()
+    }
+    fn staged(&self) -> bool {
+        true
+    }
+    fn validate(&self, literal: &Attributes, cx: super::Cx<'_>) -> Vec<FieldError> {
+        validate(literal, cx.config_root)
+    }
+    fn observe(&self, item: &tend_provider::ReadItem) -> super::Observe {
+        observe_file(item, true)
+    }
+    async fn observed(&self, _item: &tend_provider::ReadItem, seen: super::Seen<'_>, _t: &dyn Transport) -> Result<Option<Observed>, ProviderError> {
+        Ok(observed_file(seen))
+    }
+    fn plan(&self, req: &PlanRequest, cx: super::Cx<'_>) -> Result<PlannedChange, ProviderError> {
+        plan(req, cx.config_root, cx.generations.is_some())
+    }
+    async fn apply(&self, t: &dyn Transport, req: &ApplyRequest, cx: super::Cx<'_>) -> Result<Option<Observed>, ProviderError> {
+        apply(t, req, cx.config_root, cx.generations).await
+    }
+}
+
+/// A file-like path to observe: what was applied last, else what config asks for; its content
+/// hashed when `hash`.
+pub fn observe_file(item: &tend_provider::ReadItem, hash: bool) -> super::Observe {
+    let path = observe_path(item.config.as_ref(), item.prior.as_ref().map(|p| &*p.attributes));
+    super::Observe { path: path.map(|path| crate::transport::StatRequest { path, hash, content: false }), claims: true, script: None }
+}
+
+/// A file as observed: on a host that keeps generations, its link and its copy in `current`.
+pub fn observed_file(seen: super::Seen<'_>) -> Option<Observed> {
+    match seen.copy {
+        Some(copy) => seen.stat.and_then(|live| crate::generation::observed(live, copy)),
+        None => seen.stat.and_then(observed),
+    }
 }

@@ -3,6 +3,7 @@
 //! With `regexp`, the last line matching it is replaced by `line` (appended when none matches);
 //! without, `line` is appended unless the file already has it. Other lines are left alone.
 
+use async_trait::async_trait;
 use tend_provider::{
     Action, ApplyRequest, Attributes, FieldError, FieldSchema, FieldType, KindSchema, Observed, PlanRequest, PlannedChange, ProviderError, Value,
 };
@@ -159,6 +160,38 @@ pub async fn apply(t: &dyn Transport, req: &ApplyRequest) -> Result<Option<Obser
     a.insert("path".into(), Value::from(path));
     a.insert("line".into(), config.get("line").cloned().unwrap_or(Value::Null));
     Ok(Some(Observed { id: None, attributes: a }))
+}
+
+/// `host.line`.
+pub struct Line;
+
+#[async_trait]
+impl super::HostKind for Line {
+    fn name(&self) -> &'static str {
+        "line"
+    }
+    fn schema(&self) -> KindSchema {
+        schema()
+    }
+    fn validate(&self, literal: &Attributes, _cx: super::Cx<'_>) -> Vec<FieldError> {
+        validate(literal)
+    }
+    fn observe(&self, item: &tend_provider::ReadItem) -> super::Observe {
+        let path = super::file::observe_path(item.config.as_ref(), item.prior.as_ref().map(|p| &*p.attributes));
+        super::Observe { path: path.map(|path| crate::transport::StatRequest { path, hash: false, content: true }), claims: true, script: None }
+    }
+    async fn observed(&self, item: &tend_provider::ReadItem, seen: super::Seen<'_>, _t: &dyn Transport) -> Result<Option<Observed>, ProviderError> {
+        let config = item.config.as_ref().map(|c| rendered(c, item.target.as_ref())).transpose()?;
+        Ok(seen.stat.and_then(|s| observed(s, config.as_ref())))
+    }
+    fn plan(&self, req: &PlanRequest, _cx: super::Cx<'_>) -> Result<PlannedChange, ProviderError> {
+        let config = req.config.as_ref().map(|c| rendered(c, req.target.as_ref())).transpose()?;
+        plan(&PlanRequest { config, ..req.clone() })
+    }
+    async fn apply(&self, t: &dyn Transport, req: &ApplyRequest, _cx: super::Cx<'_>) -> Result<Option<Observed>, ProviderError> {
+        let config = req.config.as_ref().map(|c| rendered(c, req.target.as_ref())).transpose()?;
+        apply(t, &ApplyRequest { config, ..req.clone() }).await
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! `host.local`: the machine tend runs on.
 
+use async_trait::async_trait;
 use tend_provider::{Action, Attributes, FieldSchema, FieldType, KindSchema, Observed, PlanRequest, PlannedChange, Value};
 
 /// Schema of `host.local`.
@@ -83,4 +84,34 @@ pub fn plan(req: &PlanRequest) -> PlannedChange {
 /// Apply: nothing to change on the machine itself.
 pub fn apply(config: Option<&Attributes>) -> Option<Observed> {
     config.map(|c| Observed { id: Some(hostname()), attributes: attributes(c) })
+}
+
+/// `host.local`.
+pub struct Local;
+
+#[async_trait]
+impl super::HostKind for Local {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+    fn schema(&self) -> KindSchema {
+        schema()
+    }
+    fn is_host(&self) -> bool {
+        true
+    }
+    fn validate(&self, literal: &Attributes, _cx: super::Cx<'_>) -> Vec<tend_provider::FieldError> {
+        validate(literal)
+    }
+    fn plan(&self, req: &PlanRequest, _cx: super::Cx<'_>) -> Result<PlannedChange, tend_provider::ProviderError> {
+        Ok(plan(req))
+    }
+    async fn apply(
+        &self,
+        _t: &dyn crate::transport::Transport,
+        req: &tend_provider::ApplyRequest,
+        _cx: super::Cx<'_>,
+    ) -> Result<Option<Observed>, tend_provider::ProviderError> {
+        Ok(apply(req.config.as_ref()))
+    }
 }

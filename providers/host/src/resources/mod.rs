@@ -1,4 +1,4 @@
-//! The host resource kinds, one file each, dispatched from [`Kind`].
+//! The host resource kinds, one file each, each a type implementing [`HostKind`].
 
 pub mod account;
 pub mod command;
@@ -12,81 +12,134 @@ pub mod service;
 pub mod ssh_host;
 pub mod template;
 
-use tend_provider::{Action, Attributes, FieldError, KindSchema, ProviderError, Value};
+use std::path::Path;
 
-use crate::transport::{FileAttrs, TransportError};
+use async_trait::async_trait;
+use tend_provider::{
+    Action, ApplyRequest, Attributes, ExpandRequest, FieldError, Health, HealthRequest, Instance, KindSchema, Observed, PlanRequest, PlannedChange,
+    ProviderError, ReadItem, RevertRequest, Value,
+};
 
-/// A host resource kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// `host.local`: the machine tend runs on.
-    Local,
-    /// `host.ssh`: a host reached over SSH.
-    Ssh,
-    /// `host.file`.
-    File,
-    /// `host.directory`.
-    Directory,
-    /// `host.command`.
-    Command,
-    /// `host.line`.
-    Line,
-    /// `host.template`.
-    Template,
-    /// `host.package`.
-    Package,
-    /// `host.service`.
-    Service,
-    /// `host.user`.
-    User,
-    /// `host.group`.
-    Group,
-    /// `host.release`.
-    Release,
+use crate::transport::{FileAttrs, PathStat, StatRequest, Transport, TransportError};
+
+/// What the provider hands a kind for one call: the run's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Cx<'a> {
+    /// Root of the config checkout (`source` files, templates, release trees).
+    pub config_root: &'a Path,
+    /// The generation settings of the host the instance is on, if it keeps generations.
+    pub generations: Option<&'a crate::generation::Settings>,
 }
 
-impl Kind {
-    /// Parse a kind name.
-    pub fn from_name(name: &str) -> Option<Self> {
-        Some(match name {
-            "local" => Self::Local,
-            "ssh" => Self::Ssh,
-            "file" => Self::File,
-            "directory" => Self::Directory,
-            "command" => Self::Command,
-            "line" => Self::Line,
-            "template" => Self::Template,
-            "package" => Self::Package,
-            "service" => Self::Service,
-            "user" => Self::User,
-            "group" => Self::Group,
-            "release" => Self::Release,
-            _ => return None,
-        })
-    }
+/// What a kind observes of one instance in its host's single round trip.
+#[derive(Debug, Default)]
+pub struct Observe {
+    /// The managed path to stat, if any (`hash`: compare content; `content`: read it).
+    pub path: Option<StatRequest>,
+    /// Whether that path is a claim on the host, checked for symlinked conflicts.
+    pub claims: bool,
+    /// A read-only shell probe whose output [`HostKind::observed`] interprets.
+    pub script: Option<String>,
+}
 
-    /// Whether resources of this kind are hosts (rather than things placed on hosts).
-    pub fn is_host(self) -> bool {
-        matches!(self, Self::Local | Self::Ssh)
+/// What came back for one instance.
+#[derive(Debug, Clone, Copy)]
+pub struct Seen<'a> {
+    /// The stat of [`Observe::path`].
+    pub stat: Option<&'a PathStat>,
+    /// On a host that keeps generations, the stat of the file's copy in the current generation
+    /// (for kinds that are [`HostKind::staged`]).
+    pub copy: Option<&'a PathStat>,
+    /// The output of [`Observe::script`].
+    pub probed: Option<&'a str>,
+}
+
+/// One host resource kind: its schema, checks, what it observes, how it plans and applies.
+/// Adding a kind is its file (a type implementing this), a line in [`KINDS`], and its tests.
+#[async_trait]
+pub trait HostKind: Send + Sync {
+    /// Its name in addresses (`file` of `host.file`).
+    fn name(&self) -> &'static str;
+    /// Its schema.
+    fn schema(&self) -> KindSchema;
+    /// Whether resources of this kind are hosts (other resources are placed on them).
+    fn is_host(&self) -> bool {
+        false
     }
+    /// Whether its changes go into a host's generation of files when the host keeps them.
+    fn staged(&self) -> bool {
+        false
+    }
+    /// Whether its apply contends with other operations on the host (package managers,
+    /// systemctl, account databases, commands, release switches): one at a time per host.
+    fn exclusive(&self) -> bool {
+        false
+    }
+    /// Checks of literal config values.
+    fn validate(&self, _literal: &Attributes, _cx: Cx<'_>) -> Vec<FieldError> {
+        Vec::new()
+    }
+    /// What to observe in the host's round trip.
+    fn observe(&self, _item: &ReadItem) -> Observe {
+        Observe::default()
+    }
+    /// The observed attributes from what came back; `t` for what cannot travel in the round trip
+    /// (a command's `unless` check).
+    async fn observed(&self, _item: &ReadItem, _seen: Seen<'_>, _t: &dyn Transport) -> Result<Option<Observed>, ProviderError> {
+        Ok(None)
+    }
+    /// Plan one instance.
+    fn plan(&self, req: &PlanRequest, cx: Cx<'_>) -> Result<PlannedChange, ProviderError>;
+    /// Apply one step on the host `t` (for a host kind: the host itself).
+    async fn apply(&self, t: &dyn Transport, req: &ApplyRequest, cx: Cx<'_>) -> Result<Option<Observed>, ProviderError>;
+    /// Checks of the expanded instances that need the config checkout (a template's variables).
+    fn check_expanded(&self, _req: &ExpandRequest<'_>, _instances: &[Instance], _cx: Cx<'_>) -> Result<(), FieldError> {
+        Ok(())
+    }
+    /// One probe of an applied instance's health; `fresh` makes a new connection to its host (as
+    /// a new login would). Default: ready.
+    async fn health(&self, _req: &HealthRequest, _fresh: Fresh<'_>) -> Health {
+        Health::Ready
+    }
+    /// Put back what an apply changed after a failed health check: what exists afterwards and
+    /// what was done. Default: nothing to put back.
+    async fn revert(&self, _t: &dyn Transport, _req: &RevertRequest) -> Result<Option<(Observed, String)>, ProviderError> {
+        Ok(None)
+    }
+}
+
+/// Makes a new connection to an instance's host, when a kind's health check needs one.
+pub type Fresh<'a> = Box<dyn FnOnce() -> futures_util::future::BoxFuture<'a, Result<std::sync::Arc<dyn Transport>, ProviderError>> + Send + 'a>;
+
+/// Every host kind.
+pub static KINDS: &[&dyn HostKind] = &[
+    &local::Local,
+    &ssh_host::Ssh,
+    &file::File,
+    &template::Template,
+    &directory::Directory,
+    &line::Line,
+    &command::Command,
+    &package::Package,
+    &service::Service,
+    &account::Account { user: true },
+    &account::Account { user: false },
+    &release::Release,
+];
+
+/// The kind of this name.
+pub fn kind(name: &str) -> Option<&'static dyn HostKind> {
+    KINDS.iter().copied().find(|k| k.name() == name)
+}
+
+/// Whether resources of the kind of this name are hosts.
+pub fn is_host(name: &str) -> bool {
+    kind(name).is_some_and(HostKind::is_host)
 }
 
 /// All kind schemas of the host provider.
 pub fn schemas() -> Vec<KindSchema> {
-    vec![
-        local::schema(),
-        ssh_host::schema(),
-        file::schema(),
-        template::schema(),
-        directory::schema(),
-        line::schema(),
-        command::schema(),
-        package::schema(),
-        service::schema(),
-        account::user_schema(),
-        account::group_schema(),
-        release::schema(),
-    ]
+    KINDS.iter().map(|k| k.schema()).collect()
 }
 
 /// The observed attributes that the plan compares: those it also plans.
@@ -111,6 +164,11 @@ pub fn converge_action(observed: bool, managed: bool, before: &Attributes, after
 /// A string field, if set and known.
 pub fn get_str<'a>(attrs: &'a Attributes, name: &str) -> Option<&'a str> {
     attrs.get(name).and_then(Value::as_str)
+}
+
+/// A list-of-strings field (empty if unset); non-strings are skipped.
+pub fn get_strings(attrs: &Attributes, name: &str) -> Vec<String> {
+    attrs.get(name).and_then(Value::as_list).unwrap_or_default().iter().filter_map(Value::as_str).map(str::to_string).collect()
 }
 
 /// Whether a field is set to an unknown value.

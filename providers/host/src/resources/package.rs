@@ -1,6 +1,7 @@
 //! `host.package`: packages present (or absent), installed in one batch per resource with the
 //! host's package manager (apt, dnf or apk, detected).
 
+use async_trait::async_trait;
 use tend_provider::{
     Action, ApplyRequest, Attributes, FieldError, FieldSchema, FieldType, KindSchema, Observed, PlanRequest, PlannedChange, ProviderError, Value,
 };
@@ -67,7 +68,7 @@ pub fn observed(stdout: &str, names: &[String]) -> Observed {
 }
 
 fn names_of(config: &Attributes) -> Vec<String> {
-    config.get("names").and_then(Value::as_list).unwrap_or_default().iter().filter_map(Value::as_str).map(str::to_string).collect()
+    super::get_strings(config, "names")
 }
 
 /// Plan: which packages are to be installed or removed.
@@ -82,8 +83,7 @@ pub fn plan(req: &PlanRequest) -> Result<PlannedChange, ProviderError> {
     if manager == "none" {
         return Err(ProviderError::terminal("the host has no supported package manager (apt, dnf or apk)"));
     }
-    let installed: Vec<String> =
-        observed.attributes.get("installed").and_then(Value::as_list).unwrap_or_default().iter().filter_map(Value::as_str).map(str::to_string).collect();
+    let installed: Vec<String> = super::get_strings(&observed.attributes, "installed");
     let names = names_of(config);
     let absent = get_str(config, "state") == Some("absent");
     let wanted: Vec<Value> = if absent { Vec::new() } else { names.iter().map(|n| Value::from(n.as_str())).collect() };
@@ -117,14 +117,7 @@ pub async fn apply(t: &dyn Transport, req: &ApplyRequest) -> Result<Option<Obser
     let names = names_of(config);
     let observed = req.observed.as_ref();
     let manager = observed.and_then(|o| get_str(&o.attributes, "manager")).unwrap_or("none");
-    let installed: Vec<String> = observed
-        .and_then(|o| o.attributes.get("installed"))
-        .and_then(Value::as_list)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(Value::as_str)
-        .map(str::to_string)
-        .collect();
+    let installed = observed.map(|o| super::get_strings(&o.attributes, "installed")).unwrap_or_default();
     let absent = get_str(config, "state") == Some("absent");
     let todo: Vec<String> = names.iter().filter(|n| installed.contains(n) == absent).map(|n| quote(n)).collect();
     if !todo.is_empty() {
@@ -148,6 +141,41 @@ pub async fn apply(t: &dyn Transport, req: &ApplyRequest) -> Result<Option<Obser
     a.insert("installed".into(), Value::List(if absent { Vec::new() } else { names.iter().map(|n| Value::from(n.as_str())).collect() }));
     a.insert("manager".into(), Value::from(manager));
     Ok(Some(Observed { id: None, attributes: a }))
+}
+
+/// `host.package`.
+pub struct Package;
+
+fn names(item: &tend_provider::ReadItem) -> Vec<String> {
+    item.config.as_ref().map(|c| super::get_strings(c, "names")).unwrap_or_default()
+}
+
+#[async_trait]
+impl super::HostKind for Package {
+    fn name(&self) -> &'static str {
+        "package"
+    }
+    fn schema(&self) -> KindSchema {
+        schema()
+    }
+    fn exclusive(&self) -> bool {
+        true
+    }
+    fn validate(&self, literal: &Attributes, _cx: super::Cx<'_>) -> Vec<FieldError> {
+        validate(literal)
+    }
+    fn observe(&self, item: &tend_provider::ReadItem) -> super::Observe {
+        super::Observe { script: item.config.as_ref().map(|_| observe_script(&names(item))), ..super::Observe::default() }
+    }
+    async fn observed(&self, item: &tend_provider::ReadItem, seen: super::Seen<'_>, _t: &dyn Transport) -> Result<Option<Observed>, ProviderError> {
+        Ok(seen.probed.map(|o| observed(o, &names(item))))
+    }
+    fn plan(&self, req: &PlanRequest, _cx: super::Cx<'_>) -> Result<PlannedChange, ProviderError> {
+        plan(req)
+    }
+    async fn apply(&self, t: &dyn Transport, req: &ApplyRequest, _cx: super::Cx<'_>) -> Result<Option<Observed>, ProviderError> {
+        apply(t, req).await
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 use tend_provider::{
     Action, ApplyRequest, Attributes, FieldError, FieldSchema, FieldType, KindSchema, Observed, PlanRequest, PlannedChange, ProviderError, Value,
@@ -157,16 +158,7 @@ pub async fn apply(t: &dyn Transport, req: &ApplyRequest, root: &Path) -> Result
     let src = required_str(config, "source")?;
     let generation_id = generation(root, src)?;
     let previous = req.observed.as_ref().and_then(|o| get_str(&o.attributes, "current")).map(str::to_string);
-    let existing: Vec<String> = req
-        .observed
-        .as_ref()
-        .and_then(|o| o.attributes.get("generations"))
-        .and_then(Value::as_list)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(Value::as_str)
-        .map(str::to_string)
-        .collect();
+    let existing = req.observed.as_ref().map(|o| super::get_strings(&o.attributes, "generations")).unwrap_or_default();
     if !existing.contains(&generation_id) {
         let tmp = format!("{path}/releases/{generation_id}.tmp");
         let _ = t.exec(&format!("rm -rf {}", quote(&tmp)), None).await?;
@@ -234,4 +226,50 @@ pub async fn revert(t: &dyn Transport, applied: &Observed, previous: Option<&str
     let out = t.exec(&observe_script(path), None).await?;
     let now = observed(&out.stdout, path).unwrap_or_else(|| applied.clone());
     Ok((now, format!("switched back to generation {previous}")))
+}
+
+/// `host.release`.
+pub struct Release;
+
+fn release_path(item: &tend_provider::ReadItem) -> Option<String> {
+    item.config.as_ref().and_then(|c| get_str(c, "path")).or_else(|| item.prior.as_ref().and_then(|p| get_str(&p.attributes, "path"))).map(str::to_string)
+}
+
+#[async_trait]
+impl super::HostKind for Release {
+    fn name(&self) -> &'static str {
+        "release"
+    }
+    fn schema(&self) -> KindSchema {
+        schema()
+    }
+    fn exclusive(&self) -> bool {
+        true
+    }
+    fn validate(&self, literal: &Attributes, cx: super::Cx<'_>) -> Vec<FieldError> {
+        validate(literal, cx.config_root)
+    }
+    fn observe(&self, item: &tend_provider::ReadItem) -> super::Observe {
+        super::Observe { script: release_path(item).map(|p| observe_script(&p)), ..super::Observe::default() }
+    }
+    async fn observed(&self, item: &tend_provider::ReadItem, seen: super::Seen<'_>, _t: &dyn Transport) -> Result<Option<Observed>, ProviderError> {
+        Ok(seen.probed.zip(release_path(item)).and_then(|(o, p)| observed(o, &p)))
+    }
+    fn plan(&self, req: &PlanRequest, cx: super::Cx<'_>) -> Result<PlannedChange, ProviderError> {
+        plan(req, cx.config_root)
+    }
+    async fn apply(&self, t: &dyn Transport, req: &ApplyRequest, cx: super::Cx<'_>) -> Result<Option<Observed>, ProviderError> {
+        apply(t, req, cx.config_root).await
+    }
+    async fn health(&self, req: &tend_provider::HealthRequest, fresh: super::Fresh<'_>) -> tend_provider::Health {
+        if !req.config.contains_key("health") {
+            return tend_provider::Health::Ready;
+        }
+        health(fresh().await, req).await
+    }
+    async fn revert(&self, t: &dyn Transport, req: &tend_provider::RevertRequest) -> Result<Option<(Observed, String)>, ProviderError> {
+        let before = req.before.as_ref().map(|b| &b.attributes);
+        let existed: Vec<String> = before.map(|b| super::get_strings(b, "generations")).unwrap_or_default();
+        revert(t, &req.applied, before.and_then(|b| get_str(b, "current")), &existed).await.map(Some)
+    }
 }

@@ -1,5 +1,6 @@
 //! `host.service`: a systemd unit enabled and/or running; restarted when what it watches changes.
 
+use async_trait::async_trait;
 use tend_provider::{Action, ApplyRequest, Attributes, FieldSchema, FieldType, KindSchema, Observed, PlanRequest, PlannedChange, ProviderError, Value};
 
 use super::{get_str, required_str};
@@ -110,4 +111,36 @@ pub async fn apply(t: &dyn Transport, req: &ApplyRequest, restart: bool) -> Resu
         }
     }
     Ok(Some(Observed { id: None, attributes: a }))
+}
+
+/// `host.service`.
+pub struct Service;
+
+#[async_trait]
+impl super::HostKind for Service {
+    fn name(&self) -> &'static str {
+        "service"
+    }
+    fn schema(&self) -> KindSchema {
+        schema()
+    }
+    fn exclusive(&self) -> bool {
+        true
+    }
+    fn observe(&self, item: &tend_provider::ReadItem) -> super::Observe {
+        super::Observe { script: item.config.as_ref().and_then(|c| get_str(c, "name")).map(observe_script), ..super::Observe::default() }
+    }
+    async fn observed(&self, _item: &tend_provider::ReadItem, seen: super::Seen<'_>, _t: &dyn Transport) -> Result<Option<Observed>, ProviderError> {
+        Ok(seen.probed.map(observed))
+    }
+    fn plan(&self, req: &PlanRequest, _cx: super::Cx<'_>) -> Result<PlannedChange, ProviderError> {
+        plan(req)
+    }
+    async fn apply(&self, t: &dyn Transport, req: &ApplyRequest, _cx: super::Cx<'_>) -> Result<Option<Observed>, ProviderError> {
+        // An update whose enabled/running already match is a restart on change.
+        let matches = req.config.as_ref().is_some_and(|c| {
+            ["enabled", "running"].iter().all(|f| c.get(*f).is_none_or(|v| req.observed.as_ref().and_then(|o| o.attributes.get(*f)) == Some(v)))
+        });
+        apply(t, req, req.action == Action::Update && matches).await
+    }
 }

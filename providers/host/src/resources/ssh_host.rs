@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use tend_provider::{Action, Attributes, FieldError, FieldSchema, FieldType, KindSchema, Observed, PlanRequest, PlannedChange, Value};
 
 use super::get_str;
@@ -173,4 +174,38 @@ pub fn observed(config: &Attributes, trusted_key: Option<String>) -> Observed {
         attributes.insert("trusted_key".into(), Value::String(k));
     }
     Observed { id: None, attributes }
+}
+
+/// `host.ssh`.
+pub struct Ssh;
+
+#[async_trait]
+impl super::HostKind for Ssh {
+    fn name(&self) -> &'static str {
+        "ssh"
+    }
+    fn schema(&self) -> KindSchema {
+        schema()
+    }
+    fn is_host(&self) -> bool {
+        true
+    }
+    fn validate(&self, literal: &Attributes, _cx: super::Cx<'_>) -> Vec<FieldError> {
+        validate(literal)
+    }
+    fn plan(&self, req: &PlanRequest, _cx: super::Cx<'_>) -> Result<PlannedChange, tend_provider::ProviderError> {
+        Ok(plan(req))
+    }
+    /// Managing a host starts with reaching it: `t` is the connection to it (its key verified).
+    async fn apply(
+        &self,
+        t: &dyn crate::transport::Transport,
+        req: &tend_provider::ApplyRequest,
+        _cx: super::Cx<'_>,
+    ) -> Result<Option<Observed>, tend_provider::ProviderError> {
+        let Some(config) = &req.config else { return Ok(None) };
+        let tofu = config.get("trust_on_first_use").and_then(Value::as_bool).unwrap_or(false);
+        let trusted = if tofu { t.host_key() } else { None };
+        Ok(Some(observed(config, trusted)))
+    }
 }

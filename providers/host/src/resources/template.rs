@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use async_trait::async_trait;
 use tend_provider::{Attributes, FieldError, FieldSchema, FieldType, KindSchema, ProviderError, Target, Value};
 
 use super::{get_str, validate_mode, validate_path};
@@ -159,4 +160,57 @@ pub fn as_file(config: &Attributes, target: Option<&Target>, root: &Path) -> Res
     let content = Value::String(ctx.render(&text, &format!("template `{src}`"))?);
     file.insert("content".into(), if ctx.sensitive { content.sensitive() } else { content });
     Ok(Some(file))
+}
+
+/// `host.template`: rendered, a `host.file` in every other respect.
+pub struct Template;
+
+#[async_trait]
+impl super::HostKind for Template {
+    fn name(&self) -> &'static str {
+        "template"
+    }
+    fn schema(&self) -> KindSchema {
+        schema()
+    }
+    fn staged(&self) -> bool {
+        true
+    }
+    fn validate(&self, literal: &Attributes, cx: super::Cx<'_>) -> Vec<FieldError> {
+        validate(literal, cx.config_root)
+    }
+    fn observe(&self, item: &tend_provider::ReadItem) -> super::Observe {
+        super::file::observe_file(item, true)
+    }
+    async fn observed(
+        &self,
+        _item: &tend_provider::ReadItem,
+        seen: super::Seen<'_>,
+        _t: &dyn crate::transport::Transport,
+    ) -> Result<Option<tend_provider::Observed>, ProviderError> {
+        Ok(super::file::observed_file(seen))
+    }
+    /// What `plan` would find when rendering, found at expansion: variables nothing defines.
+    fn check_expanded(&self, req: &tend_provider::ExpandRequest<'_>, instances: &[tend_provider::Instance], cx: super::Cx<'_>) -> Result<(), FieldError> {
+        check_variables(req, instances, cx.config_root)
+    }
+    fn plan(&self, req: &tend_provider::PlanRequest, cx: super::Cx<'_>) -> Result<tend_provider::PlannedChange, ProviderError> {
+        let config = match &req.config {
+            Some(c) => as_file(c, req.target.as_ref(), cx.config_root)?,
+            None => None,
+        };
+        super::file::plan(&tend_provider::PlanRequest { config, ..req.clone() }, cx.config_root, cx.generations.is_some())
+    }
+    async fn apply(
+        &self,
+        t: &dyn crate::transport::Transport,
+        req: &tend_provider::ApplyRequest,
+        cx: super::Cx<'_>,
+    ) -> Result<Option<tend_provider::Observed>, ProviderError> {
+        let config = match &req.config {
+            Some(c) => as_file(c, req.target.as_ref(), cx.config_root)?,
+            None => None,
+        };
+        super::file::apply(t, &tend_provider::ApplyRequest { config, ..req.clone() }, cx.config_root, cx.generations).await
+    }
 }
