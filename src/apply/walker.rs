@@ -393,6 +393,7 @@ mod tests {
             lifecycle: crate::config::Lifecycle::default(),
             staged: false,
             held_back: None,
+            kind: None,
         }
     }
 

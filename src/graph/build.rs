@@ -20,6 +20,7 @@ pub async fn build(config: &Config, registry: &Registry, providers: &Providers, 
     let mut g = ResourceGraph::default();
     let mut diags = Vec::new();
     let needs = add_desired(config, registry, providers, &mut g, &mut diags).await;
+    check_instance_kinds(config, registry, providers, &mut g, &mut diags);
     tracing::trace!(step = "add_desired", nodes = g.graph.node_count());
     add_orphans(state, &mut g);
     tracing::trace!(step = "add_orphans", nodes = g.graph.node_count());
@@ -75,7 +76,8 @@ async fn add_desired(
             Ok(instances) => {
                 let addrs: Vec<ResourceAddr> = instances.iter().map(|i| res.addr.with_key(i.key.clone())).collect();
                 for (inst, addr) in instances.into_iter().zip(&addrs) {
-                    let n = g.graph.add_node(Node { addr: addr.clone(), desired: true, target: inst.target });
+                    let n =
+                        g.graph.add_node(Node { addr: addr.clone(), desired: true, target: inst.target, kind: inst.kind.map(Into::into), timeout_secs: None });
                     g.index.insert(addr.clone(), n);
                     if !inst.depends_on.is_empty() {
                         needs.push((addr.clone(), inst.depends_on));
@@ -90,6 +92,44 @@ async fn add_desired(
         }
     }
     needs
+}
+
+/// An instance's own kind must be one its provider offers, known before or only at run time
+/// (a custom resource whose definition the provider found); its readiness timeout comes with it.
+fn check_instance_kinds(config: &Config, registry: &Registry, providers: &Providers, g: &mut ResourceGraph, diags: &mut Vec<Diagnostic>) {
+    let mut runtime: BTreeMap<String, Vec<tend_provider::RuntimeKind>> = BTreeMap::new();
+    for n in g.graph.node_indices().collect::<Vec<_>>() {
+        let node = &g.graph[n];
+        let Some(kind) = node.kind.clone() else { continue };
+        let provider = node.addr.provider.to_string();
+        let timeout = if let Some(k) = registry.kind(&provider, &kind) {
+            Ok(k.timeout)
+        } else {
+            let declared = runtime.entry(provider.clone()).or_insert_with(|| providers[&*provider].runtime_kinds());
+            match declared.iter().find(|k| *k.name == *kind) {
+                Some(k) => {
+                    g.runtime_kinds.entry((provider.clone(), kind.to_string())).or_insert_with(|| k.clone());
+                    Ok(k.timeout)
+                }
+                None => Err(declared.len()),
+            }
+        };
+        match timeout {
+            Ok(t) => g.graph[n].timeout_secs = t.map(|d| d.as_secs().max(1)),
+            Err(declared) => {
+                let span = config.resources.get(&node.addr.base()).map(|r| r.span);
+                let message = format!("`{}` is of kind `{kind}`, which provider `{provider}` does not know", node.addr);
+                let hint = format!(
+                    "a kind that is not built in must be declared in the same configuration or exist on the remote side (provider `{provider}` knows {declared} such kind{})",
+                    if declared == 1 { "" } else { "s" }
+                );
+                diags.push(match span {
+                    Some(s) => Diagnostic::at(s, message, "here").with_hint(hint),
+                    None => Diagnostic::global(message),
+                });
+            }
+        }
+    }
 }
 
 /// Edges for what instances need first, as their providers said: an instance address, or a
@@ -137,7 +177,7 @@ fn add_orphans(state: &Snapshot, g: &mut ResourceGraph) {
             );
             continue;
         }
-        let n = g.graph.add_node(Node { addr: rec.addr.clone(), desired: false, target: rec.target.clone() });
+        let n = g.graph.add_node(Node { addr: rec.addr.clone(), desired: false, target: rec.target.clone(), kind: None, timeout_secs: None });
         g.index.insert(rec.addr.clone(), n);
     }
 }

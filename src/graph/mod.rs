@@ -43,6 +43,10 @@ pub struct Node {
     pub desired: bool,
     /// The instance's target (its host), if any.
     pub target: Option<ResourceAddr>,
+    /// The instance's own kind, when its provider gave it one (a manifest's object).
+    pub kind: Option<std::sync::Arc<str>>,
+    /// How long to wait for it to become ready, as its own kind says (seconds).
+    pub timeout_secs: Option<u64>,
 }
 
 /// Resource instances and their dependencies.
@@ -54,6 +58,8 @@ pub struct ResourceGraph {
     pub index: BTreeMap<ResourceAddr, NodeIndex>,
     /// Instance addresses of each configured resource.
     pub instances: BTreeMap<ResourceAddr, Vec<ResourceAddr>>,
+    /// The kinds instances have that their providers declared at run time, by provider and name.
+    pub runtime_kinds: BTreeMap<(String, String), tend_provider::RuntimeKind>,
 }
 
 impl ResourceGraph {

@@ -92,6 +92,10 @@ pub struct Change {
     /// The change `suspend = true` held back (the action is then no-op).
     #[serde(default)]
     pub held_back: Option<Action>,
+    /// The instance's own kind, when its provider gave it one (a manifest's object, a custom
+    /// resource).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
 }
 
 impl Change {

@@ -353,6 +353,10 @@ async fn plan_desired(
         })
         .await
         .map_err(|e| provider_error(addr, &e, e.to_string()))?;
+    let mut planned = planned;
+    if let Some(kind) = node.kind.as_deref().and_then(|k| input.graph.runtime_kinds.get(&(addr.provider.to_string(), k.to_string()))) {
+        force_replacement(&mut planned, kind);
+    }
     let mut decided = decide(planned, inputs_changed, record, observed.as_ref(), &res.lifecycle, res.drift);
     // What a provider observed of a secret field (an EC2 tag read back) is as secret as the config.
     crate::hash::mark_secret_fields(&config, &mut decided.before);
@@ -391,11 +395,31 @@ async fn plan_desired(
         observed_id: observed.and_then(|o| o.id),
         prior: record.filter(|_| keep_prior).map(|r| r.attributes.clone()),
         prior_id: record.and_then(|r| r.remote_id.clone()),
-        lifecycle: res.lifecycle.clone(),
+        // The resource's `timeout`, else what the instance's own kind says.
+        lifecycle: Lifecycle { timeout_secs: res.lifecycle.timeout_secs.or(node.timeout_secs), ..res.lifecycle.clone() },
         staged: decided.staged,
         held_back,
+        kind: node.kind.as_deref().map(str::to_string),
     };
     Ok((change, values))
+}
+
+/// An update that changes a field its runtime kind's schema says cannot change in place (a
+/// custom resource's immutable field) is a replacement naming that field.
+fn force_replacement(p: &mut PlannedChange, kind: &tend_provider::RuntimeKind) {
+    if p.action != Action::Update {
+        return;
+    }
+    let fixed: Vec<&tend_provider::RuntimeField> = kind.fields.iter().filter(|f| f.update == tend_provider::UpdateMode::Replace).collect();
+    for d in tend_provider::diff(&p.before, &p.after) {
+        if let Some(f) = fixed.iter().find(|f| d.path.starts_with(&f.path)) {
+            let name = f.path.to_string();
+            if !p.requires_replace.contains(&name) {
+                p.requires_replace.push(name);
+            }
+            p.action = Action::Replace { create_first: false };
+        }
+    }
 }
 
 struct Decided {
@@ -515,6 +539,7 @@ async fn plan_orphan(
         lifecycle: Lifecycle { prevent_destroy: record.prevent_destroy, ..Lifecycle::default() },
         staged: planned.staged,
         held_back: None,
+        kind: None,
     };
     Ok((change, (*record.attributes).clone()))
 }
@@ -687,7 +712,7 @@ mod tests {
     fn waves_put_each_instance_after_everything_it_depends_on() {
         use crate::graph::{EdgeKind, Node};
         let mut g = ResourceGraph::default();
-        let node = |a: &str| Node { addr: a.parse().expect("address"), desired: true, target: None };
+        let node = |a: &str| Node { addr: a.parse().expect("address"), desired: true, target: None, kind: None, timeout_secs: None };
         let (a, b, c, _d) = (
             g.graph.add_node(node("fake.thing.a")),
             g.graph.add_node(node("fake.thing.b")),

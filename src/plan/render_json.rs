@@ -87,6 +87,7 @@ fn change_json(c: &Change) -> J {
         "provider": &*c.addr.provider,
         "kind": &*c.addr.kind,
         "instance": c.addr.key.as_deref(),
+        "instance_kind": c.kind,
         "action": action_name(c.action),
         "reason": c.reason,
         "before": before,

@@ -357,3 +357,29 @@ async fn a_record_of_the_same_object_as_one_the_config_keeps_is_never_planned_fo
     assert!(bench.apply(&root).await.success());
     assert_eq!(bench.fake.object_count(), 1, "the live object survived");
 }
+
+#[tokio::test]
+async fn instances_of_a_kind_declared_at_run_time_are_planned_with_it_and_an_undeclared_kind_is_named() {
+    let bench = Bench::new();
+    let definition = "[fake.definition.widgets]\ndeclares = \"example.com/v1/Widget\"\nready_within = 1\n\n";
+    let group = "[fake.group.w]\nmembers = [\"a\"]\nmember_kind = \"example.com/v1/Widget\"\nready_after = 1000\nneeds = [\"fake.definition.widgets\"]\n";
+    let root = config(&bench, "cfg", &format!("{definition}{group}"));
+    let plan = bench.plan(&root).await;
+    let w = plan.changes.iter().find(|c| c.addr.to_string() == "fake.group.w[a]").expect("planned");
+    assert_eq!(w.kind.as_deref(), Some("example.com/v1/Widget"));
+    let json = tend::plan::render_json(&plan);
+    let shown = json["changes"].as_array().expect("changes").iter().find(|c| c["address"] == "fake.group.w[a]").expect("in JSON").clone();
+    assert_eq!(shown["instance_kind"], "example.com/v1/Widget");
+    // The declared kind's readiness timeout applies to its instances.
+    let outcome = bench.apply_plan(&root, &plan).await;
+    let err = failure(&outcome, "fake.group.w[a]");
+    assert!(err.contains("not ready within 1 s"), "{err}");
+    // A kind nothing declares is named, with the instance and where it is configured.
+    let root = config(&bench, "cfg2", &group.replace("Widget", "Gadget").replace("needs = [\"fake.definition.widgets\"]\n", ""));
+    let tend::workspace::WorkspaceError::Config(d) = bench.graph_error(&root).await else { panic!("expected diagnostics") };
+    let text = d.render(200, false);
+    assert!(
+        text.contains("`fake.group.w[a]` is of kind `example.com/v1/Gadget`, which provider `fake` does not know") && text.contains("tend.toml:1"),
+        "{text}"
+    );
+}

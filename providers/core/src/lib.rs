@@ -37,7 +37,8 @@ pub use jail::{JailError, normalise_path, resolve_inside};
 pub use path::{Difference, FieldPath, PathError, Segment, diff, identity_key, pair_elements};
 pub use provider::{
     ActRequest, Acted, Action, ApplyRequest, Attributes, CommitRequest, Committed, ExpandRequest, FieldError, Health, HealthRequest, Instance, Observed,
-    PlanRequest, PlannedChange, PriorRecord, Provider, ProviderConfig, ProviderFactory, ReadItem, ReadRequest, RevertRequest, Reverted, Sibling, Target,
+    PlanRequest, PlannedChange, PriorRecord, Provider, ProviderConfig, ProviderFactory, ReadItem, ReadRequest, RevertRequest, Reverted, RuntimeField,
+    RuntimeKind, Sibling, Target,
 };
 pub use schema::{Claim, DEFAULT_TIMEOUT, FieldSchema, FieldType, KindSchema, Role, UpdateMode};
 pub use value::{Sensitive, Value};

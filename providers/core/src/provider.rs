@@ -100,18 +100,48 @@ pub struct Instance {
     /// (`kube.manifests.app[Namespace/web]`) or of others; an address without a key means every
     /// instance of that resource. Cycles are errors naming each member.
     pub depends_on: Vec<ResourceAddr>,
+    /// The instance's own kind when it is not its resource's (the objects of a set of
+    /// manifests: `apps/v1/Deployment`, or a custom resource's `example.com/v1/Widget`): one of
+    /// the provider's kinds or of its [`Provider::runtime_kinds`]; the engine refuses any other.
+    pub kind: Option<String>,
 }
 
 impl Instance {
     /// The single, unkeyed instance of a resource that lives nowhere in particular.
     pub fn single() -> Self {
-        Self { key: None, target: None, depends_on: Vec::new() }
+        Self { key: None, target: None, depends_on: Vec::new(), kind: None }
     }
 
     /// An instance with this key, placed on `target`.
     pub fn keyed(key: impl Into<String>, target: Option<ResourceAddr>) -> Self {
-        Self { key: Some(key.into()), target, depends_on: Vec::new() }
+        Self { key: Some(key.into()), target, depends_on: Vec::new(), kind: None }
     }
+}
+
+/// A kind known only at run time: a custom resource whose definition is in the same set of
+/// manifests or was found on the cluster, declared by the provider with its schema.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuntimeKind {
+    /// Its name as instances give it in [`Instance::kind`] (`example.com/v1/Widget`).
+    pub name: String,
+    /// Where it comes from, for messages (`CustomResourceDefinition widgets.example.com in k8s/crds.yaml`).
+    pub doc: String,
+    /// Its fields by path, as far as the provider knows them (from the definition's schema).
+    pub fields: Vec<RuntimeField>,
+    /// How long the engine waits for an instance of it to become ready, when the resource
+    /// sets no `timeout`.
+    pub timeout: Option<std::time::Duration>,
+}
+
+/// One field of a [`RuntimeKind`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuntimeField {
+    /// Where it is (`spec.size`).
+    pub path: crate::FieldPath,
+    /// Its type.
+    pub ty: crate::FieldType,
+    /// What a change to it does.
+    pub update: crate::UpdateMode,
 }
 
 /// A problem with one field (or the whole resource when `field` is `None`).
@@ -282,6 +312,15 @@ pub trait Provider: Send + Sync {
     /// checkout and ask the remote side (a cluster's discovery). The default is one instance.
     async fn expand(&self, _req: &ExpandRequest<'_>) -> Result<Vec<Instance>, FieldError> {
         Ok(vec![Instance::single()])
+    }
+
+    /// Kinds this provider knows only at run time (custom resources), learnt while expanding
+    /// (a definition in the same set of manifests) or from the remote side (a cluster's
+    /// discovery). Called once every resource is expanded; an instance whose
+    /// [`Instance::kind`] is neither one of [`Provider::kinds`] nor one of these is a config
+    /// error naming it. The default: none.
+    fn runtime_kinds(&self) -> Vec<RuntimeKind> {
+        Vec::new()
     }
 
     /// Provider-specific checks of literal config values (types are already checked).

@@ -8,7 +8,9 @@
 //! fails), `partial` (apply fails after creating: recorded tainted), `flaky = N` (apply fails
 //! transiently N times, then works), `ready_after = N` (its health is "progressing" for N
 //! probes after each apply), `unhealthy = "why"` (its health check fails with that message;
-//! an update is reverted to what was there before); outputs `id`, `echo` (= value). Every
+//! an update is reverted to what was there before); outputs `id`, `echo` (= value). Kind
+//! `fake.group`: one instance per `members` entry, with the needs its fields name and its
+//! `member_kind`; kind `fake.definition`: declares the kind `declares` at run time. Every
 //! remote call is appended to [`FakeFactory::calls`].
 
 use std::collections::BTreeMap;
@@ -18,7 +20,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use tend_provider::{
     Action, ApplyRequest, Attributes, ExpandRequest, FieldError, FieldSchema, FieldType, Health, HealthRequest, Instance, KindSchema, Observed, PlanRequest,
-    PlannedChange, Provider, ProviderConfig, ProviderError, ProviderFactory, ReadRequest, ResourceAddr, RevertRequest, Reverted, Value,
+    PlannedChange, Provider, ProviderConfig, ProviderError, ProviderFactory, ReadRequest, ResourceAddr, RevertRequest, Reverted, RuntimeField, RuntimeKind,
+    Value,
 };
 
 #[derive(Debug, Default)]
@@ -130,10 +133,34 @@ fn group_schema() -> KindSchema {
             FieldSchema::input("cycle", FieldType::Bool, "and the first needs the last"),
             FieldSchema::input("needs", FieldType::List(Box::new(FieldType::String)), "addresses every member needs"),
             FieldSchema::input("value", FieldType::String, "changed in place"),
+            FieldSchema::input("member_kind", FieldType::String, "the members' own kind (a built-in one, or one a fake.definition declares)"),
+            FieldSchema::input("ready_after", FieldType::Int, "health probes that report progress before a member is ready"),
             FieldSchema::output("id", FieldType::String, "assigned at creation"),
             FieldSchema::output("echo", FieldType::String, "the value, as stored"),
         ],
     }
+}
+
+/// `fake.definition`: declares a kind at run time (as a Kubernetes custom resource definition does), with
+/// the readiness timeout of its instances.
+fn definition_schema() -> KindSchema {
+    KindSchema {
+        kind: "definition",
+        target: false,
+        doc: "declares a kind known only at run time",
+        timeout: None,
+        fields: vec![
+            FieldSchema::input("declares", FieldType::String, "the kind's name").required(),
+            FieldSchema::input("ready_within", FieldType::Int, "seconds its instances may take to become ready"),
+            FieldSchema::input("immutable_fields", FieldType::List(Box::new(FieldType::String)), "paths its schema says cannot change in place"),
+            FieldSchema::output("id", FieldType::String, "assigned at creation"),
+            FieldSchema::output("echo", FieldType::String, "the value, as stored"),
+        ],
+    }
+}
+
+fn kinds() -> Vec<KindSchema> {
+    vec![schema(), group_schema(), definition_schema()]
 }
 
 impl ProviderFactory for FakeFactory {
@@ -142,11 +169,11 @@ impl ProviderFactory for FakeFactory {
     }
 
     fn kinds(&self) -> Vec<KindSchema> {
-        vec![schema(), group_schema()]
+        kinds()
     }
 
     fn configure(&self, _config: ProviderConfig) -> Result<Box<dyn Provider>, ProviderError> {
-        Ok(Box::new(FakeProvider { shared: self.shared.clone(), kinds: vec![schema(), group_schema()] }))
+        Ok(Box::new(FakeProvider { shared: self.shared.clone(), kinds: kinds(), declared: Mutex::default() }))
     }
 }
 
@@ -155,6 +182,8 @@ impl ProviderFactory for FakeFactory {
 pub struct FakeProvider {
     shared: Arc<Shared>,
     kinds: Vec<KindSchema>,
+    /// Kinds the `fake.definition`s expanded so far declare.
+    declared: Mutex<Vec<RuntimeKind>>,
 }
 
 fn stored(config: &Attributes) -> Attributes {
@@ -190,9 +219,25 @@ impl Provider for FakeProvider {
     }
 
     async fn expand(&self, req: &ExpandRequest<'_>) -> Result<Vec<Instance>, FieldError> {
+        if &*req.addr.kind == "definition" {
+            let name = req.literal.get("declares").and_then(Value::as_str).unwrap_or_default().to_string();
+            let timeout = req.literal.get("ready_within").and_then(Value::as_i64).and_then(|s| u64::try_from(s).ok()).map(std::time::Duration::from_secs);
+            let fields = req
+                .literal
+                .get("immutable_fields")
+                .and_then(Value::as_list)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|v| v.as_str()?.parse().ok())
+                .map(|path| RuntimeField { path, ty: FieldType::Any, update: tend_provider::UpdateMode::Replace })
+                .collect();
+            self.declared.lock().expect("fake lock").push(RuntimeKind { name, doc: format!("declared by {}", req.addr), fields, timeout });
+            return Ok(vec![Instance::single()]);
+        }
         if &*req.addr.kind != "group" {
             return Ok(vec![Instance::single()]);
         }
+        let member_kind = req.literal.get("member_kind").and_then(Value::as_str).map(str::to_string);
         let strings = |k: &str| -> Vec<String> {
             req.literal.get(k).and_then(Value::as_list).unwrap_or_default().iter().filter_map(Value::as_str).map(str::to_string).collect()
         };
@@ -206,6 +251,7 @@ impl Provider for FakeProvider {
             .map(|(i, m)| {
                 let mut inst = Instance::keyed(m.clone(), None);
                 inst.depends_on.clone_from(&needs);
+                inst.kind.clone_from(&member_kind);
                 let before = if i > 0 {
                     Some(i - 1)
                 } else if flag("cycle") {
@@ -219,6 +265,10 @@ impl Provider for FakeProvider {
                 inst
             })
             .collect())
+    }
+
+    fn runtime_kinds(&self) -> Vec<RuntimeKind> {
+        self.declared.lock().expect("fake lock").clone()
     }
 
     async fn read(&self, req: ReadRequest) -> Vec<Result<Option<Observed>, ProviderError>> {
