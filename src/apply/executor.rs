@@ -36,7 +36,7 @@ pub struct Ctx {
     pub providers: Providers,
     pub store: Arc<dyn StateStore>,
     /// Known attributes of every instance applied or unchanged so far.
-    pub known: Mutex<HashMap<ResourceAddr, Attributes>>,
+    pub known: Mutex<HashMap<ResourceAddr, Arc<Attributes>>>,
     /// Addresses planned to change.
     pub changing: HashSet<ResourceAddr>,
     /// Declared secrets, decrypted on first use.
@@ -95,7 +95,7 @@ fn redacted(mut e: StepError, secrets: &Secrets) -> StepError {
 }
 
 impl Ctx {
-    fn known_snapshot(&self) -> std::sync::MutexGuard<'_, HashMap<ResourceAddr, Attributes>> {
+    fn known_snapshot(&self) -> std::sync::MutexGuard<'_, HashMap<ResourceAddr, Arc<Attributes>>> {
         self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
@@ -135,7 +135,7 @@ impl Ctx {
         values.extend(c.prior.as_deref().cloned().unwrap_or_default());
         // Planned values that were redacted in a saved plan do not replace re-evaluated ones.
         values.extend(c.after.clone().unwrap_or_default().into_iter().filter(|(_, v)| v.is_known() && *v != Value::Redacted));
-        self.known_snapshot().insert(c.addr.clone(), values);
+        self.known_snapshot().insert(c.addr.clone(), Arc::new(values));
     }
 
     /// Run one step; its error text never carries a secret's plaintext. A commit returns what
@@ -158,7 +158,7 @@ impl Ctx {
                 .iter()
                 .filter(|c| c.staged && c.target.as_ref() == Some(&host.addr) && c.action != Action::Delete)
                 .map(|c| {
-                    let attrs = if c.is_change() { known.get(&c.addr).cloned() } else { c.prior.as_deref().cloned() };
+                    let attrs = if c.is_change() { known.get(&c.addr).map(|a| (**a).clone()) } else { c.prior.as_deref().cloned() };
                     (c.addr.clone(), attrs.unwrap_or_default())
                 })
                 .collect()
@@ -181,7 +181,7 @@ impl Ctx {
         }
         let applied = Observed { id: None, attributes: attrs };
         if let Err(mut e) = self.await_ready(host, true, &target.attributes, &applied).await {
-            let req = RevertRequest { addr: host.addr.clone(), commit: true, config: target.attributes.clone(), before, applied, target: None };
+            let req = RevertRequest { addr: host.addr.clone(), commit: true, config: (*target.attributes).clone(), before, applied, target: None };
             match provider.revert(req).await {
                 Ok(Some(r)) => {
                     e.message = format!("{}; {}", e.message, r.message);
@@ -204,7 +204,7 @@ impl Ctx {
             rec.attributes = Arc::new(merged);
             rec.updated_at = now_rfc3339();
             self.store.put(&rec).await.map_err(|e| state_err(&e))?;
-            self.known_snapshot().entry(addr.clone()).or_default().extend(attrs.clone());
+            Arc::make_mut(self.known_snapshot().entry(addr.clone()).or_default()).extend(attrs.clone());
         }
         Ok(())
     }
@@ -398,7 +398,7 @@ impl Ctx {
         }
         let mut values = config;
         values.extend(obs.attributes.clone());
-        self.known_snapshot().insert(c.addr.clone(), values);
+        self.known_snapshot().insert(c.addr.clone(), Arc::new(values));
         Ok(())
     }
 

@@ -225,7 +225,7 @@ async fn walk(
     let sched = schedule(&plan);
     let mut known = HashMap::new();
     for c in plan.changes.iter().filter(|c| c.action == Action::Delete) {
-        known.insert(c.addr.clone(), c.prior.as_deref().cloned().unwrap_or_default());
+        known.insert(c.addr.clone(), c.prior.clone().unwrap_or_default());
     }
     let ctx = Arc::new(Ctx {
         plan: plan.clone(),

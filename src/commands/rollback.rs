@@ -39,7 +39,7 @@ async fn act(ws: &tend::workspace::Workspace, store: &Arc<dyn StateStore>, actio
     for addr in chosen {
         let rec = &snapshot.records[&addr];
         let provider = &ws.providers[&*addr.provider];
-        let target = rec.target.as_ref().and_then(|t| snapshot.records.get(t)).map(|h| Target { addr: h.addr.clone(), attributes: (*h.attributes).clone() });
+        let target = rec.target.as_ref().and_then(|t| snapshot.records.get(t)).map(|h| Target { addr: h.addr.clone(), attributes: h.attributes.clone() });
         let mut args = Attributes::new();
         if let Some(g) = to {
             args.insert("to".into(), Value::from(g));

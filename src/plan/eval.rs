@@ -42,7 +42,7 @@ pub struct Resolver<'a> {
     /// Instances of each configured resource.
     pub instances: &'a BTreeMap<ResourceAddr, Vec<ResourceAddr>>,
     /// Known attributes of each instance (config ∪ planned or applied attributes).
-    pub known: &'a HashMap<ResourceAddr, Attributes>,
+    pub known: &'a HashMap<ResourceAddr, std::sync::Arc<Attributes>>,
     /// Whether every producer has been applied, so a missing attribute is null, not unknown.
     pub final_values: bool,
 }

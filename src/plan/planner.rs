@@ -68,7 +68,7 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
     let mut observed = refresh(&input, &order, &mut errors).await;
     // Instances whose config could not even be evaluated for refresh are reported once, there.
     let mut blocked: BTreeSet<ResourceAddr> = errors[refresh_errors_before..].iter().filter_map(|e| e.addr.clone()).collect();
-    let mut known: HashMap<ResourceAddr, Attributes> = HashMap::with_capacity(order.len());
+    let mut known: HashMap<ResourceAddr, Arc<Attributes>> = HashMap::with_capacity(order.len());
     let mut actions: HashMap<ResourceAddr, Action> = HashMap::with_capacity(order.len());
     // Results carry their place in `order`, so output is the same however planning interleaves.
     let mut changes: Vec<(usize, Change)> = Vec::with_capacity(order.len());
@@ -164,7 +164,7 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
         drop(planned);
         for (addr, action, values) in learned {
             if let Some(values) = values {
-                known.insert(addr.clone(), values);
+                known.insert(addr.clone(), Arc::new(values));
             }
             actions.insert(addr.clone(), action);
         }
@@ -237,7 +237,7 @@ fn prior_of(record: Option<&Record>, config: Option<&Attributes>, key: &str) -> 
 /// Observe every instance, one batched `read` per provider, providers in parallel.
 async fn refresh(input: &PlanInput<'_>, order: &[NodeIndex], errors: &mut Vec<PlanError>) -> HashMap<ResourceAddr, ReadResult> {
     // What is known before planning: config evaluated against recorded attributes.
-    let mut prior_known: HashMap<ResourceAddr, Attributes> = HashMap::with_capacity(order.len());
+    let mut prior_known: HashMap<ResourceAddr, Arc<Attributes>> = HashMap::with_capacity(order.len());
     let mut batches: BTreeMap<String, ReadRequest> = BTreeMap::new();
     for &n in order {
         let node = &input.graph.graph[n];
@@ -269,7 +269,7 @@ async fn refresh(input: &PlanInput<'_>, order: &[NodeIndex], errors: &mut Vec<Pl
                     }
                 }
             }
-            prior_known.insert(node.addr.clone(), values);
+            prior_known.insert(node.addr.clone(), Arc::new(values));
         }
         let target = node.target.as_ref().map(|t| Target { addr: t.clone(), attributes: prior_known.get(t).cloned().unwrap_or_default() });
         batches.entry(node.addr.provider.to_string()).or_default().items.push(ReadItem {
@@ -320,7 +320,7 @@ async fn plan_desired(
     deps: &BTreeMap<ResourceAddr, Vec<EdgeKind>>,
     record: Option<&Record>,
     observed: Option<Observed>,
-    known: &HashMap<ResourceAddr, Attributes>,
+    known: &HashMap<ResourceAddr, Arc<Attributes>>,
     actions: &HashMap<ResourceAddr, Action>,
 ) -> Result<(Change, Attributes), PlanError> {
     let node = &input.graph.graph[n];

@@ -33,8 +33,9 @@ pub struct PriorRecord {
 pub struct Target {
     /// Address of the target resource, e.g. `host.local.this`.
     pub addr: ResourceAddr,
-    /// Its config and outputs; may hold [`Value::Unknown`] at plan time.
-    pub attributes: Attributes,
+    /// Its config and outputs; may hold [`Value::Unknown`] at plan time. Shared: every
+    /// instance placed on one target sees the same copy.
+    pub attributes: std::sync::Arc<Attributes>,
 }
 
 /// Settings handed to [`ProviderFactory::configure`].

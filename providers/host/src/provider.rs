@@ -145,7 +145,7 @@ impl HostProvider {
 
     /// `tend rollback HOST`: switch the host's files to an earlier generation.
     async fn rollback_host(&self, req: &tend_provider::ActRequest) -> Result<Observed, ProviderError> {
-        let me = Target { addr: req.addr.clone(), attributes: (*req.prior.attributes).clone() };
+        let me = Target { addr: req.addr.clone(), attributes: req.prior.attributes.clone() };
         let settings = generation::settings(&me.attributes).ok_or_else(|| ProviderError::terminal(format!("host `{}` keeps no generations", req.addr.name)))?;
         let t = self.transport(Some(&me)).await?;
         let (current, gens) = generation::list(t.as_ref(), &settings).await?;
@@ -375,7 +375,7 @@ impl Provider for HostProvider {
         if req.commit && kind.is_host() {
             let Some(settings) = generation::settings(&req.config) else { return Ok(Health::Ready) };
             let id = get_str(&req.applied.attributes, "generation").unwrap_or_default().to_string();
-            let target = Target { addr: req.addr.clone(), attributes: req.config.clone() };
+            let target = Target { addr: req.addr.clone(), attributes: Arc::new(req.config.clone()) };
             if settings.health.is_none() {
                 return Ok(Health::Ready);
             }
@@ -393,7 +393,7 @@ impl Provider for HostProvider {
             let before = req.before.as_ref().map(|b| &b.attributes);
             let kept_before: Vec<String> = before.map(|a| resources::get_strings(a, "kept_generations")).unwrap_or_default();
             let Some(settings) = generation::settings(&req.config) else { return Ok(None) };
-            let target = Target { addr: req.addr.clone(), attributes: req.config.clone() };
+            let target = Target { addr: req.addr.clone(), attributes: Arc::new(req.config.clone()) };
             let t = self.transport(Some(&target)).await?;
             let _serial = self.host_lock(&req.addr).lock_owned().await;
             let id = get_str(&req.applied.attributes, "generation").unwrap_or_default();
@@ -442,7 +442,7 @@ impl Provider for HostProvider {
         if kind.is_host() {
             let Some(config) = &req.config else { return Ok(None) };
             // Managing a host starts with reaching it: connect (verifying its key) now.
-            let me = Target { addr: req.addr.clone(), attributes: config.clone() };
+            let me = Target { addr: req.addr.clone(), attributes: Arc::new(config.clone()) };
             let t = self.transport(Some(&me)).await?;
             let mut observed = kind.apply(t.as_ref(), &req, self.cx(None)).await?;
             // What a host's commits recorded (its generations) stays on its record.
