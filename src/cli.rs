@@ -59,9 +59,37 @@ pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Colour plans and applies: `auto` on a terminal unless NO_COLOR is set.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    pub color: ColorChoice,
+    /// Never colour (as --color never).
+    #[arg(long, global = true)]
+    pub no_color: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// When to colour output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// On a terminal, unless NO_COLOR is set.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// How plans show changes inside content (for `plan` and `apply`).
+#[derive(Debug, Clone, Args)]
+pub struct DiffArgs {
+    /// Do not show what changes inside files as diffs.
+    #[arg(long)]
+    pub no_diff: bool,
+    /// Lines of context around each change in a diff.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub diff_context: usize,
 }
 
 /// Log output format.
@@ -190,6 +218,8 @@ pub struct PlanArgs {
     /// Exit 0 when nothing changes, 2 when something would, 1 on error.
     #[arg(long)]
     pub detailed_exitcode: bool,
+    #[command(flatten)]
+    pub diff: DiffArgs,
 }
 
 /// `tend apply`.
@@ -204,6 +234,8 @@ pub struct ApplyArgs {
     /// How many changes run at once.
     #[arg(long, value_name = "N")]
     pub parallelism: Option<usize>,
+    #[command(flatten)]
+    pub diff: DiffArgs,
 }
 
 /// `tend graph`.

@@ -394,6 +394,7 @@ mod tests {
             staged: false,
             held_back: None,
             kind: None,
+            content: Vec::new(),
         }
     }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tend::apply::{ApplyOptions, ApplyOutcome, ProtocolError, apply_plan};
-use tend::plan::{PLAN_FORMAT, Plan, render_text};
+use tend::plan::{PLAN_FORMAT, Plan, render_text_with};
 use tend::report::Outcome;
 use tend::workspace::Workspace;
 
@@ -24,7 +24,7 @@ pub async fn run(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode, Failure> {
     } else {
         let state = ws.read_state().await?;
         let plan = ws.plan(&state).await?;
-        print!("{}", render_text(&plan));
+        print!("{}", render_text_with(&plan, &super::text_options(cli, &args.diff)));
         plan_errors(&plan)?;
         if !plan.has_changes() {
             // Nothing to write but the owner, when asked to take the state over.

@@ -224,6 +224,18 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
+/// How to render a text plan: diffs as asked, colour on a terminal unless `NO_COLOR` is set
+/// (<https://no-color.org>) or `--no-color` / `--color never` is given.
+pub(crate) fn text_options(cli: &Cli, diff: &crate::cli::DiffArgs) -> tend::plan::TextOptions {
+    use std::io::IsTerminal;
+    let color = match (cli.no_color, cli.color) {
+        (true, _) | (_, crate::cli::ColorChoice::Never) => false,
+        (_, crate::cli::ColorChoice::Always) => true,
+        (_, crate::cli::ColorChoice::Auto) => std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal(),
+    };
+    tend::plan::TextOptions { diff: !diff.no_diff, context: diff.diff_context, color }
+}
+
 /// Print a plan's errors; returns a failure if there are any.
 pub(crate) fn plan_errors(plan: &tend::plan::Plan) -> Result<(), Failure> {
     if plan.errors.is_empty() {

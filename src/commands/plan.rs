@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use tend::plan::{render_json, render_text};
+use tend::plan::{render_json, render_text_with};
 
 use super::{Failure, load_workspace, plan_errors};
 use crate::cli::{Cli, PlanArgs};
@@ -15,7 +15,7 @@ pub async fn run(cli: &Cli, args: &PlanArgs) -> Result<ExitCode, Failure> {
         let text = serde_json::to_string_pretty(&render_json(&plan)).expect("plans serialize to JSON");
         println!("{text}");
     } else {
-        print!("{}", render_text(&plan));
+        print!("{}", render_text_with(&plan, &super::text_options(cli, &args.diff)));
     }
     plan_errors(&plan)?;
     if let Some(report) = super::unplanned_report(&plan) {

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 pub use eval::{EvalError, Resolver, eval_fields};
 pub use planner::{PlanInput, plan};
 pub use render_json::render_json;
-pub use render_text::render_text;
+pub use render_text::{TextOptions, render_text, render_text_with};
 use serde::{Deserialize, Serialize};
 use tend_provider::{Action, Attributes, ErrorKind, ResourceAddr};
 
@@ -96,6 +96,10 @@ pub struct Change {
     /// resource).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// What changes inside content (a file's), for the text plan's diffs. Never saved with a
+    /// plan file.
+    #[serde(skip)]
+    pub content: Vec<tend_provider::ContentChange>,
 }
 
 impl Change {

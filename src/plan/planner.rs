@@ -170,7 +170,8 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
         }
     }
     changes.sort_by_key(|(pos, _)| *pos);
-    let changes: Vec<Change> = changes.into_iter().map(|(_, c)| c).collect();
+    let mut changes: Vec<Change> = changes.into_iter().map(|(_, c)| c).collect();
+    guard_content(&mut changes, input.secrets);
     planned_errors.sort_by_key(|(pos, _)| *pos);
     errors.extend(planned_errors.into_iter().map(|(_, e)| e));
     unplanned.sort_by_key(|(pos, _)| *pos);
@@ -206,6 +207,40 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
         instances: input.graph.instances.clone(),
         errors,
         unplanned,
+    }
+}
+
+/// How much changed content a plan keeps for its diffs, in all.
+const CONTENT_KEPT_MAX: usize = 8 * 1024 * 1024;
+
+/// Content a plan may show: none of a field that is secret on either side (whatever the
+/// provider sent), every secret value of this run redacted from what is shown, and at most
+/// [`CONTENT_KEPT_MAX`] bytes of it in all (the rest summarised).
+fn guard_content(changes: &mut [Change], secrets: &Secrets) {
+    let mut kept = 0usize;
+    for c in changes.iter_mut().filter(|c| !c.content.is_empty()) {
+        let secret_here = |field: &str| {
+            let sensitive = |a: &Option<Attributes>| a.as_ref().is_some_and(|a| a.get(field).is_some_and(|v| v.is_sensitive() || matches!(v, Value::Redacted)));
+            sensitive(&c.before) || sensitive(&c.after) || c.after.iter().chain(&c.before).any(|a| a.values().any(Value::is_sensitive))
+        };
+        let secret: Vec<bool> = c.content.iter().map(|cc| secret_here(&cc.field)).collect();
+        for (cc, secret) in c.content.iter_mut().zip(secret) {
+            if secret {
+                *cc = tend_provider::ContentChange::sensitive(&cc.field);
+                continue;
+            }
+            let size = cc.before.as_ref().map_or(0, String::len) + cc.after.as_ref().map_or(0, String::len);
+            if kept + size > CONTENT_KEPT_MAX {
+                cc.before = None;
+                cc.after = None;
+                cc.summary = Some(format!("(not shown: this plan shows at most {} MiB of changed content)", CONTENT_KEPT_MAX >> 20));
+                continue;
+            }
+            kept += size;
+            for text in [&mut cc.before, &mut cc.after].into_iter().flatten() {
+                *text = secrets.redact(text);
+            }
+        }
     }
 }
 
@@ -400,6 +435,7 @@ async fn plan_desired(
         staged: decided.staged,
         held_back,
         kind: node.kind.as_deref().map(str::to_string),
+        content: if decided.action == Action::NoOp && held_back.is_none() { Vec::new() } else { decided.content },
     };
     Ok((change, values))
 }
@@ -432,6 +468,7 @@ struct Decided {
     note: Option<String>,
     drift_reported: bool,
     staged: bool,
+    content: Vec<tend_provider::ContentChange>,
 }
 
 /// The engine's policies on top of what the provider planned.
@@ -446,6 +483,7 @@ fn decide(p: PlannedChange, inputs_changed: bool, record: Option<&Record>, obser
         note: p.note,
         drift_reported: false,
         staged: p.staged,
+        content: p.content,
     };
     // ignore_changes: differences only in ignored fields (or paths inside them, as
     // `metadata.annotations`) are no change.
@@ -540,6 +578,7 @@ async fn plan_orphan(
         staged: planned.staged,
         held_back: None,
         kind: None,
+        content: Vec::new(),
     };
     Ok((change, (*record.attributes).clone()))
 }

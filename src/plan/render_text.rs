@@ -6,11 +6,93 @@ use tend_provider::{Action, Attributes, Value};
 
 use super::{Change, ChangeReason, Plan};
 
+/// How the text plan is rendered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TextOptions {
+    /// Show what changes inside content as unified diffs.
+    pub diff: bool,
+    /// Lines of context around each change in a diff.
+    pub context: usize,
+    /// Colour `+` green, `~` yellow, `-` red (ANSI escapes).
+    pub color: bool,
+}
+
+impl Default for TextOptions {
+    fn default() -> Self {
+        Self { diff: true, context: 3, color: false }
+    }
+}
+
 fn show(v: &Value) -> String {
     match v {
         Value::Unknown => "(known after apply)".into(),
+        // A SHA-256 is shown by its first 12 digits, as Git shortens commit ids.
+        Value::String(s) if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) => format!("\"{}…\"", &s[..12]),
         other => other.to_string(),
     }
+}
+
+/// What changes inside content: a unified diff per field (every line `+` for content that is
+/// new), or the provider's summary (binary, too large, secret).
+fn content(out: &mut String, c: &Change, opts: &TextOptions) {
+    if !opts.diff {
+        return;
+    }
+    for cc in &c.content {
+        if let Some(summary) = &cc.summary {
+            let _ = writeln!(out, "        {}: {summary}", cc.field);
+            continue;
+        }
+        let (before, after) = (cc.before.as_deref().unwrap_or(""), cc.after.as_deref().unwrap_or(""));
+        let _ = writeln!(out, "        {}:", cc.field);
+        let diff = similar::TextDiff::from_lines(before, after);
+        for hunk in diff.unified_diff().context_radius(opts.context).iter_hunks() {
+            let _ = writeln!(out, "          {}", hunk.header());
+            for change in hunk.iter_changes() {
+                let sign = match change.tag() {
+                    similar::ChangeTag::Delete => '-',
+                    similar::ChangeTag::Insert => '+',
+                    similar::ChangeTag::Equal => ' ',
+                };
+                let line = change.value();
+                let _ = writeln!(out, "          {sign}{}", line.strip_suffix('\n').unwrap_or(line));
+                if change.missing_newline() {
+                    let _ = writeln!(out, "          \\ No newline at end of file");
+                }
+            }
+        }
+    }
+}
+
+/// ANSI colours by the sign a line starts with: `+` green, `-` red, `~` yellow, `-/+` both,
+/// `@@` cyan.
+fn colour(text: &str) -> String {
+    const GREEN: &str = "\x1b[32m";
+    const RED: &str = "\x1b[31m";
+    const YELLOW: &str = "\x1b[33m";
+    const CYAN: &str = "\x1b[36m";
+    const RESET: &str = "\x1b[0m";
+    let mut out = String::with_capacity(text.len() + text.len() / 8);
+    for line in text.split_inclusive('\n') {
+        let body = line.trim_start();
+        let code = if body.starts_with("-/+") {
+            YELLOW
+        } else if body.starts_with('+') {
+            GREEN
+        } else if body.starts_with('-') {
+            RED
+        } else if body.starts_with('~') {
+            YELLOW
+        } else if body.starts_with("@@") {
+            CYAN
+        } else {
+            out.push_str(line);
+            continue;
+        };
+        let (content, newline) = line.strip_suffix('\n').map_or((line, ""), |l| (l, "\n"));
+        let _ = write!(out, "{code}{content}{RESET}{newline}");
+    }
+    out
 }
 
 fn header(c: &Change) -> String {
@@ -167,8 +249,19 @@ fn entry(out: &mut String, pad: usize, lead: &str, b: Option<&Value>, a: Option<
     false
 }
 
-/// Render a plan for people. Deterministic: no timestamps, changes in dependency order.
+/// Render a plan for people, with diffs of content and no colour. Deterministic: no
+/// timestamps, changes in dependency order.
 pub fn render_text(plan: &Plan) -> String {
+    render_text_with(plan, &TextOptions::default())
+}
+
+/// Render a plan for people as `opts` says.
+pub fn render_text_with(plan: &Plan, opts: &TextOptions) -> String {
+    let out = render(plan, opts);
+    if opts.color { colour(&out) } else { out }
+}
+
+fn render(plan: &Plan, opts: &TextOptions) -> String {
     let mut out = String::new();
     let changes: Vec<&Change> = plan.changes.iter().filter(|c| c.is_change()).collect();
     if !changes.is_empty() {
@@ -180,6 +273,7 @@ pub fn render_text(plan: &Plan) -> String {
             }
             let _ = writeln!(out, "{} {}", symbol(c.action), c.addr);
             attributes(&mut out, c);
+            content(&mut out, c, opts);
             out.push('\n');
         }
     }

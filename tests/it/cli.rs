@@ -370,3 +370,33 @@ fn rollback_names_what_it_cannot_roll_back() {
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     assert!(stderr(&out).contains("nothing recorded under the name `nosuch` supports `rollback`"), "{}", stderr(&out));
 }
+
+#[test]
+fn plans_show_what_changes_inside_files_as_diffs_and_colour_only_when_asked() {
+    let run = Run::quickstart();
+    assert_eq!(code(&run.tend(&["apply", "--auto-approve"])), 0);
+    let css = run.root().join("files/style.css");
+    fs_err::write(&css, "body { font-family: sans-serif; margin: 2rem; }\nh1 { color: #c33; }\n").expect("edit");
+    let plan = run.tend(&["plan"]);
+    let text = String::from_utf8_lossy(&plan.stdout).into_owned();
+    assert!(
+        text.contains("        content:\n          @@ -1,2 +1,2 @@\n           body { font-family: sans-serif; margin: 2rem; }\n          -h1 { color: #2a6; }\n          +h1 { color: #c33; }\n"),
+        "{text}"
+    );
+    assert!(!text.contains('\x1b'), "no colour without a terminal: {text:?}");
+    let no_diff = String::from_utf8_lossy(&run.tend(&["plan", "--no-diff"]).stdout).into_owned();
+    assert!(!no_diff.contains("content:") && no_diff.contains("~ host.file.style[this]"), "{no_diff}");
+    let tight = String::from_utf8_lossy(&run.tend(&["plan", "--diff-context", "0"]).stdout).into_owned();
+    assert!(tight.contains("          @@ -2 +2 @@\n          -h1 { color: #2a6; }\n") && !tight.contains(" body {"), "{tight}");
+    let coloured = String::from_utf8_lossy(&run.tend(&["plan", "--color", "always"]).stdout).into_owned();
+    assert!(
+        coloured.contains("\x1b[31m          -h1 { color: #2a6; }\x1b[0m") && coloured.contains("\x1b[33m  ~ host.file.style[this]\x1b[0m"),
+        "{coloured:?}"
+    );
+    let uncoloured = String::from_utf8_lossy(&run.tend(&["plan", "--color", "always", "--no-color"]).stdout).into_owned();
+    assert!(!uncoloured.contains('\x1b'), "{uncoloured:?}");
+    // Binary content is summarised, not printed.
+    fs_err::write(&css, b"\x00\x01\x02\x03\x04").expect("binary");
+    let binary = String::from_utf8_lossy(&run.tend(&["plan"]).stdout).into_owned();
+    assert!(binary.contains("content: binary content, 68 B -> 5 B"), "{binary}");
+}

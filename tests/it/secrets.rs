@@ -203,7 +203,30 @@ fn a_changed_secret_is_detected_and_shown_only_as_sensitive() {
     assert!(text.contains("# host.file.dbconf[this] will be updated in place\n"), "{text}");
     assert!(text.contains("~ sha256 = (sensitive) -> (sensitive)"), "{text}");
     assert!(text.contains("host.command.use_token[this] will run again: host.file.dbconf[this] changed"), "{text}");
+    assert!(text.contains("        content: (sensitive content not shown)\n"), "no diff of a secret file: {text}");
     assert!(!text.contains("rotated-value"));
+    assert_clean("a plan of a rotated secret", &plan.stdout);
+}
+
+#[test]
+fn a_file_that_held_a_secret_never_shows_it_in_a_diff_once_its_content_is_plain() {
+    let s = Setup::new();
+    assert!(s.tend(&["apply", "--auto-approve"], Some(&s.key)).status.success());
+    let app = s.cfg().join("app.toml");
+    let text =
+        fs_err::read_to_string(&app).expect("read").replace("content = \"user = app\\npassword = ${secret.db.password}\\n\"", "content = \"user = app\\n\"");
+    assert!(!text.contains("secret.db.password"), "{text}");
+    fs_err::write(&app, text).expect("write");
+    for args in [&["plan"][..], &["plan", "--diff-context", "100", "--color", "always"][..], &["plan", "--json"][..]] {
+        let plan = s.tend(args, Some(&s.key));
+        assert!(plan.status.success(), "{}", String::from_utf8_lossy(&plan.stderr));
+        assert_clean(&format!("stdout of {args:?}"), &plan.stdout);
+        assert_clean(&format!("stderr of {args:?}"), &plan.stderr);
+        if args == ["plan"] {
+            let shown = String::from_utf8_lossy(&plan.stdout);
+            assert!(shown.contains("# host.file.dbconf[this] will be updated in place") && shown.contains("content: (sensitive content not shown)"), "{shown}");
+        }
+    }
 }
 
 #[test]

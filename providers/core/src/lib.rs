@@ -36,9 +36,9 @@ pub use error::{ErrorKind, ProviderError};
 pub use jail::{JailError, normalise_path, resolve_inside};
 pub use path::{Difference, FieldPath, PathError, Segment, diff, identity_key, pair_elements};
 pub use provider::{
-    ActRequest, Acted, Action, ApplyRequest, Attributes, CommitRequest, Committed, ExpandRequest, FieldError, Health, HealthRequest, Instance, Observed,
-    PlanRequest, PlannedChange, PriorRecord, Provider, ProviderConfig, ProviderFactory, ReadItem, ReadRequest, RevertRequest, Reverted, RuntimeField,
-    RuntimeKind, Sibling, Target,
+    ActRequest, Acted, Action, ApplyRequest, Attributes, CONTENT_SHOWN_MAX, CommitRequest, Committed, ContentChange, ExpandRequest, FieldError, Health,
+    HealthRequest, Instance, Observed, PlanRequest, PlannedChange, PriorRecord, Provider, ProviderConfig, ProviderFactory, ReadItem, ReadRequest,
+    RevertRequest, Reverted, RuntimeField, RuntimeKind, Sibling, Target,
 };
 pub use schema::{Claim, DEFAULT_TIMEOUT, FieldSchema, FieldType, KindSchema, Role, UpdateMode};
 pub use value::{Sensitive, Value};

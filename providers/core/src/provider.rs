@@ -255,12 +255,78 @@ pub struct PlannedChange {
     /// (see [`Provider::commit`]). Also set on no-ops that belong to such a target, so the commit
     /// sees every member.
     pub staged: bool,
+    /// What changes inside the content of a file (or anything with text content): shown in
+    /// plans as a unified diff.
+    pub content: Vec<ContentChange>,
 }
 
 impl PlannedChange {
     /// A change with the given action and no before/after.
     pub fn new(action: Action) -> Self {
-        Self { action, before: Attributes::new(), after: Attributes::new(), requires_replace: Vec::new(), triggered_by: Vec::new(), note: None, staged: false }
+        Self {
+            action,
+            before: Attributes::new(),
+            after: Attributes::new(),
+            requires_replace: Vec::new(),
+            triggered_by: Vec::new(),
+            note: None,
+            staged: false,
+            content: Vec::new(),
+        }
+    }
+}
+
+/// The text content of one field before and after a change, for the plan to show as a diff.
+/// A provider fills it only for content it may show: never for a secret (the engine checks
+/// again), and as a `summary` for content that is binary or too large to show.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ContentChange {
+    /// The field whose content this is (`content`).
+    pub field: String,
+    /// The text now; `None` when there is none (a file to be created).
+    pub before: Option<String>,
+    /// The text after the change; `None` when there will be none.
+    pub after: Option<String>,
+    /// Shown instead of a diff (`binary content, 1.2 KiB -> 1.3 KiB`); the texts are then `None`.
+    pub summary: Option<String>,
+}
+
+/// Content larger than this is summarised in plans, not shown.
+pub const CONTENT_SHOWN_MAX: usize = 64 * 1024;
+
+impl ContentChange {
+    /// The change from `before` to `after` bytes of `field`: their texts, or a summary when
+    /// either is binary or larger than [`CONTENT_SHOWN_MAX`].
+    pub fn of(field: &str, before: Option<&[u8]>, after: Option<&[u8]>) -> Self {
+        let size = |b: Option<&[u8]>| b.map_or_else(|| "none".to_string(), |b| human_size(b.len()));
+        let summary =
+            |what: &str| Self { field: field.into(), before: None, after: None, summary: Some(format!("{what}, {} -> {}", size(before), size(after))) };
+        if before.into_iter().chain(after).any(|b| b.len() > CONTENT_SHOWN_MAX) {
+            return summary("content too large to show");
+        }
+        let text = |b: Option<&[u8]>| b.map(|b| if b.contains(&0) { Err(()) } else { std::str::from_utf8(b).map(str::to_string).map_err(|_| ()) }).transpose();
+        match (text(before), text(after)) {
+            (Ok(b), Ok(a)) => Self { field: field.into(), before: b, after: a, summary: None },
+            _ => summary("binary content"),
+        }
+    }
+
+    /// A change whose content may not be shown (a secret).
+    pub fn sensitive(field: &str) -> Self {
+        Self { field: field.into(), before: None, after: None, summary: Some("(sensitive content not shown)".into()) }
+    }
+}
+
+/// `812 B`, `1.2 KiB`, `3.4 MiB`.
+fn human_size(n: usize) -> String {
+    #[allow(clippy::cast_precision_loss)] // a size shown with one decimal
+    let f = n as f64;
+    if n < 1024 {
+        format!("{n} B")
+    } else if n < 1024 * 1024 {
+        format!("{:.1} KiB", f / 1024.0)
+    } else {
+        format!("{:.1} MiB", f / (1024.0 * 1024.0))
     }
 }
 

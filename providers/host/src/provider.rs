@@ -329,7 +329,16 @@ impl Provider for HostProvider {
 
     async fn plan(&self, req: PlanRequest) -> Result<PlannedChange, ProviderError> {
         let generations = Self::generations(req.target.as_ref());
-        Self::kind(&req.addr)?.plan(&req, self.cx(generations.as_ref()))
+        let kind = Self::kind(&req.addr)?;
+        let mut change = kind.plan(&req, self.cx(generations.as_ref()))?;
+        if change.action != tend_provider::Action::NoOp && change.action != tend_provider::Action::Delete {
+            // What is there now is read only for a change to something that exists, on a host
+            // whose address is known.
+            let reachable = req.target.as_ref().is_some_and(|t| t.attributes.values().all(Value::is_known));
+            let t = if reachable && req.observed.is_some() { self.transport(req.target.as_ref()).await.ok() } else { None };
+            change.content = kind.content(&req, &change, self.cx(generations.as_ref()), t.as_deref()).await;
+        }
+        Ok(change)
     }
 
     fn commit_note(&self, _target: &ResourceAddr, changed: usize) -> String {

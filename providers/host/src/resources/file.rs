@@ -264,6 +264,57 @@ impl super::HostKind for File {
     async fn apply(&self, t: &dyn Transport, req: &ApplyRequest, cx: super::Cx<'_>) -> Result<Option<Observed>, ProviderError> {
         apply(t, req, cx.config_root, cx.generations).await
     }
+    async fn content(&self, req: &PlanRequest, change: &PlannedChange, cx: super::Cx<'_>, t: Option<&dyn Transport>) -> Vec<tend_provider::ContentChange> {
+        match &req.config {
+            Some(config) => content_change(config, req, change, cx.config_root, t).await,
+            None => Vec::new(),
+        }
+    }
+}
+
+/// What changes in a file's content, for the plan: the text there now (read from the host, only
+/// when it changes) and the text to be; a secret's never, binary or large content summarised.
+pub async fn content_change(
+    config: &Attributes,
+    req: &PlanRequest,
+    change: &PlannedChange,
+    root: &Path,
+    t: Option<&dyn Transport>,
+) -> Vec<tend_provider::ContentChange> {
+    use tend_provider::ContentChange;
+    if !matches!(change.action, Action::Create | Action::Update | Action::Replace { .. }) || change.before.get("sha256") == change.after.get("sha256") {
+        return Vec::new();
+    }
+    // A secret now, or before (its recorded hash is a fingerprint): neither side is shown.
+    let was_secret =
+        req.prior.as_ref().and_then(|p| p.attributes.get("sha256")).is_some_and(|v| v.is_sensitive() || matches!(v, Value::Fingerprint(_) | Value::Redacted));
+    if is_secret(config) || was_secret || change.before.values().chain(change.after.values()).any(Value::is_sensitive) {
+        return vec![ContentChange::sensitive("content")];
+    }
+    let after = match desired_content(config, root) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return vec![ContentChange { field: "content".into(), summary: Some("(known after apply)".into()), ..ContentChange::default() }],
+        Err(_) => return Vec::new(),
+    };
+    let exists = req.observed.is_some() && !matches!(change.action, Action::Create);
+    let size = req.observed.as_ref().and_then(|o| o.attributes.get("size")).and_then(Value::as_i64).and_then(|s| usize::try_from(s).ok()).unwrap_or(0);
+    let before = match (exists, t, get_str(config, "path")) {
+        (false, _, _) => None,
+        // Too large to show: a stand-in of its size is enough for the summary.
+        (true, _, _) if size > tend_provider::CONTENT_SHOWN_MAX => Some(vec![0; size]),
+        (true, Some(t), Some(path)) => match t.read_file(path).await {
+            Ok(b) => b,
+            Err(_) => {
+                return vec![ContentChange {
+                    field: "content".into(),
+                    summary: Some("(the content now could not be read)".into()),
+                    ..ContentChange::default()
+                }];
+            }
+        },
+        (true, _, _) => return Vec::new(),
+    };
+    vec![ContentChange::of("content", before.as_deref(), Some(&after))]
 }
 
 /// A file-like path to observe: what was applied last, else what config asks for; its content

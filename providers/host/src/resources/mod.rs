@@ -16,8 +16,8 @@ use std::path::Path;
 
 use async_trait::async_trait;
 use tend_provider::{
-    Action, ApplyRequest, Attributes, ExpandRequest, FieldError, Health, HealthRequest, Instance, KindSchema, Observed, PlanRequest, PlannedChange,
-    ProviderError, ReadItem, RevertRequest, Value,
+    Action, ApplyRequest, Attributes, ContentChange, ExpandRequest, FieldError, Health, HealthRequest, Instance, KindSchema, Observed, PlanRequest,
+    PlannedChange, ProviderError, ReadItem, RevertRequest, Value,
 };
 
 use crate::transport::{FileAttrs, PathStat, StatRequest, Transport, TransportError};
@@ -92,6 +92,11 @@ pub trait HostKind: Send + Sync {
     fn plan(&self, req: &PlanRequest, cx: Cx<'_>) -> Result<PlannedChange, ProviderError>;
     /// Apply one step on the host `t` (for a host kind: the host itself).
     async fn apply(&self, t: &dyn Transport, req: &ApplyRequest, cx: Cx<'_>) -> Result<Option<Observed>, ProviderError>;
+    /// What changes inside its content, for the plan to show; `t` reads what is there now (absent
+    /// when the host cannot be reached yet). Default: nothing to show.
+    async fn content(&self, _req: &PlanRequest, _change: &PlannedChange, _cx: Cx<'_>, _t: Option<&dyn Transport>) -> Vec<ContentChange> {
+        Vec::new()
+    }
     /// Checks of the expanded instances that need the config checkout (a template's variables).
     fn check_expanded(&self, _req: &ExpandRequest<'_>, _instances: &[Instance], _cx: Cx<'_>) -> Result<(), FieldError> {
         Ok(())

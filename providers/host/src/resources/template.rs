@@ -213,4 +213,17 @@ impl super::HostKind for Template {
         };
         super::file::apply(t, &tend_provider::ApplyRequest { config, ..req.clone() }, cx.config_root, cx.generations).await
     }
+    /// The rendered result's change.
+    async fn content(
+        &self,
+        req: &tend_provider::PlanRequest,
+        change: &tend_provider::PlannedChange,
+        cx: super::Cx<'_>,
+        t: Option<&dyn crate::transport::Transport>,
+    ) -> Vec<tend_provider::ContentChange> {
+        match req.config.as_ref().map(|c| as_file(c, req.target.as_ref(), cx.config_root)) {
+            Some(Ok(Some(config))) => super::file::content_change(&config, req, change, cx.config_root, t).await,
+            _ => Vec::new(),
+        }
+    }
 }
