@@ -311,7 +311,7 @@ pub struct AgentArgs {
     /// else apply).
     #[arg(long, value_enum, env = "TEND_MODE")]
     pub mode: Option<AgentMode>,
-    /// Reconcile once and exit (for cron or CI): exit 0 converged, 2 failed.
+    /// Reconcile once and exit (for cron or CI): exit 0 converged, 1 failed.
     #[arg(long)]
     pub once: bool,
     /// Listen here for webhooks and status (`none` to not listen).

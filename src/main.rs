@@ -27,7 +27,7 @@ fn main() -> ExitCode {
             {
                 eprintln!("error: cannot start the async runtime: {e}");
             }
-            return ExitCode::from(2);
+            return ExitCode::FAILURE;
         }
     };
     runtime.block_on(commands::run(cli))

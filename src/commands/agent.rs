@@ -23,7 +23,7 @@ fn origin(cli: &Cli) -> Result<Origin, Failure> {
 
 pub async fn run(cli: &Cli, args: &AgentArgs) -> Result<ExitCode, Failure> {
     let secret = match &args.webhook_secret_file {
-        Some(f) => Some(fs_err::read_to_string(f).map_err(|e| Failure::from_error(1, &e, None))?.trim().to_string()),
+        Some(f) => Some(fs_err::read_to_string(f).map_err(|e| Failure::from_error(&e, None))?.trim().to_string()),
         None => args.webhook_secret.clone().filter(|s| !s.is_empty()),
     };
     let origin = origin(cli)?;
@@ -64,8 +64,8 @@ pub async fn run(cli: &Cli, args: &AgentArgs) -> Result<ExitCode, Failure> {
     } else {
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
-            .map_err(|e| Failure::from_error(1, &e, Some(format!("choose another address with --listen (now {})", args.listen))))?;
-        let addr = listener.local_addr().map_err(|e| Failure::from_error(2, &e, None))?;
+            .map_err(|e| Failure::from_error(&e, Some(format!("choose another address with --listen (now {})", args.listen))))?;
+        let addr = listener.local_addr().map_err(|e| Failure::from_error(&e, None))?;
         eprintln!("tend agent: listening on http://{addr} (webhooks /hooks/github|gitlab|gitea|generic, /healthz, /readyz, /metrics, /status)");
         tracing::info!(%addr, "listening");
         let app = agent::http::router(shared.clone());
@@ -100,7 +100,7 @@ pub async fn run(cli: &Cli, args: &AgentArgs) -> Result<ExitCode, Failure> {
     }
     match last {
         // A stopped agent exits 0; `--once` reports how its one reconcile went.
-        Reconciled::Failed(msg) | Reconciled::Refused(msg) if args.once => Err(Failure { code: 2, text: format!("error: {msg}\n") }),
+        Reconciled::Failed(msg) | Reconciled::Refused(msg) if args.once => Err(Failure { text: format!("error: {msg}\n") }),
         Reconciled::Success | Reconciled::Failed(_) | Reconciled::Refused(_) => Ok(ExitCode::SUCCESS),
     }
 }
@@ -112,9 +112,9 @@ async fn call(args: &AgentClientArgs, method: reqwest::Method, path: &str) -> Re
         req = req.bearer_auth(s);
     }
     let resp =
-        req.send().await.map_err(|e| Failure::from_error(2, &e, Some(format!("is `tend agent` running and listening on {}? (--agent URL)", args.agent))))?;
+        req.send().await.map_err(|e| Failure::from_error(&e, Some(format!("is `tend agent` running and listening on {}? (--agent URL)", args.agent))))?;
     let status = resp.status();
-    let body = resp.text().await.map_err(|e| Failure::from_error(2, &e, None))?;
+    let body = resp.text().await.map_err(|e| Failure::from_error(&e, None))?;
     if !status.is_success() {
         return Err(Failure::user(format!("the agent answered {status}: {}", body.trim()), None));
     }
@@ -127,10 +127,10 @@ pub async fn status(args: &AgentClientArgs) -> Result<ExitCode, Failure> {
         println!("{body}");
         return Ok(ExitCode::SUCCESS);
     }
-    let st: serde_json::Value = serde_json::from_str(&body).map_err(|e| Failure::from_error(2, &e, None))?;
+    let st: serde_json::Value = serde_json::from_str(&body).map_err(|e| Failure::from_error(&e, None))?;
     print!("{}", render_status(&st));
     let healthy = st["last_result"].as_str() == Some("success");
-    Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::from(2) })
+    Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// The status for a person.

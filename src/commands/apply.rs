@@ -32,7 +32,7 @@ pub async fn run(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode, Failure> {
                 ws.open_state().await?;
             }
             return match super::unplanned_report(&plan) {
-                Some(text) => Err(Failure { code: 2, text }),
+                Some(text) => Err(Failure { text }),
                 None => Ok(ExitCode::SUCCESS),
             };
         }
@@ -52,7 +52,7 @@ pub async fn run(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode, Failure> {
     })?;
     match (report(&outcome), unplanned) {
         (Ok(code), None) => Ok(code),
-        (Ok(_), Some(text)) => Err(Failure { code: 2, text }),
+        (Ok(_), Some(text)) => Err(Failure { text }),
         (Err(mut f), Some(text)) => {
             f.text = format!("{text}{}", f.text);
             Err(f)
@@ -62,7 +62,7 @@ pub async fn run(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode, Failure> {
 }
 
 fn read_plan(file: &std::path::Path) -> Result<Plan, Failure> {
-    let bytes = fs_err::read(file).map_err(|e| Failure::from_error(1, &e, None))?;
+    let bytes = fs_err::read(file).map_err(|e| Failure::from_error(&e, None))?;
     let plan: Plan = serde_json::from_slice(&bytes)
         .map_err(|e| Failure::user(format!("{} is not a saved tend plan: {e}", file.display()), Some("make one with `tend plan --out FILE`".into())))?;
     if plan.format != PLAN_FORMAT {
@@ -135,5 +135,5 @@ fn report(outcome: &ApplyOutcome) -> Result<ExitCode, Failure> {
         if outcome.interrupted { "interrupted" } else { "failed" },
         outcome.summary_line()
     ));
-    Err(Failure { code: 2, text })
+    Err(Failure { text })
 }

@@ -35,7 +35,7 @@ pub async fn run(cli: &Cli, address: &str, id: &str) -> Result<ExitCode, Failure
         target: None,
     };
     let observed = provider.read(ReadRequest { items: vec![item] }).await.into_iter().next().unwrap_or(Ok(None));
-    let observed = observed.map_err(|e| Failure::from_error(2, &e, e.hint.clone()))?;
+    let observed = observed.map_err(|e| Failure::from_error(&e, e.hint.clone()))?;
     let Some(obs) = observed.filter(|o| o.id.as_deref() == Some(id)) else {
         return Err(Failure::user(
             format!("no {} with id `{id}` was found", addr.type_name()),

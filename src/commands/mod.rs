@@ -1,8 +1,8 @@
 //! Subcommands. The only place (with main.rs) that prints or decides exit codes.
 //!
-//! Exit codes: 0 success; 1 user error (bad config, stale plan, lock held, refused
-//! confirmation); 2 operational failure (a resource failed, I/O). `plan --detailed-exitcode`
-//! returns 2 when changes are pending.
+//! Exit codes: 0 success; 1 any error (bad config or arguments, stale plan, lock held, refused
+//! confirmation, a resource that failed, I/O); 2 only when asked for it: `plan
+//! --detailed-exitcode` when changes are pending. A CI job never reads an error as drift.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod agent;
@@ -27,11 +27,9 @@ use tend::workspace::{Workspace, WorkspaceError};
 
 use crate::cli::{Cli, Command, LogFormat};
 
-/// A failure, rendered, with its exit code.
+/// A failure, rendered; every failure exits 1.
 #[derive(Debug)]
 pub struct Failure {
-    /// 1 user error, 2 operational.
-    pub code: u8,
     /// `error: …`, `Caused by:` lines, `hint:` lines.
     pub text: String,
 }
@@ -39,12 +37,12 @@ pub struct Failure {
 impl Failure {
     /// A user error (exit 1).
     pub fn user(message: impl std::fmt::Display, hint: Option<String>) -> Self {
-        Self { code: 1, text: render("error", &message.to_string(), None, hint) }
+        Self { text: render("error", &message.to_string(), None, hint) }
     }
 
     /// From any error with its cause chain.
-    pub fn from_error(code: u8, e: &(dyn std::error::Error + 'static), hint: Option<String>) -> Self {
-        Self { code, text: render("error", &e.to_string(), e.source(), hint) }
+    pub fn from_error(e: &(dyn std::error::Error + 'static), hint: Option<String>) -> Self {
+        Self { text: render("error", &e.to_string(), e.source(), hint) }
     }
 }
 
@@ -65,12 +63,8 @@ fn render(label: &str, message: &str, mut cause: Option<&(dyn std::error::Error 
 
 impl From<StateError> for Failure {
     fn from(e: StateError) -> Self {
-        let code = match e {
-            StateError::Database { .. } => 2,
-            _ => 1,
-        };
         let hint = e.hint();
-        Self::from_error(code, &e, hint)
+        Self::from_error(&e, hint)
     }
 }
 
@@ -81,7 +75,6 @@ impl From<WorkspaceError> for Failure {
                 let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
                 let width = if color { 100 } else { 80 };
                 Self {
-                    code: 1,
                     text: format!(
                         "{}error: the configuration is invalid ({} problem{})\n",
                         d.render(width, color),
@@ -91,7 +84,7 @@ impl From<WorkspaceError> for Failure {
                 }
             }
             WorkspaceError::State(s) => s.into(),
-            other @ WorkspaceError::Provider { .. } => Self::from_error(1, &other, None),
+            other @ WorkspaceError::Provider { .. } => Self::from_error(&other, None),
         }
     }
 }
@@ -193,9 +186,8 @@ fn config_root(cli: &Cli) -> Result<(std::path::PathBuf, Option<String>, Option<
 #[cfg(feature = "git")]
 #[allow(clippy::needless_pass_by_value)] // used as map_err(source_failure)
 pub(crate) fn source_failure(e: tend::source::SourceError) -> Failure {
-    let code = if matches!(e, tend::source::SourceError::BadRef(_) | tend::source::SourceError::NotFound { .. }) { 1 } else { 2 };
     let hint = e.hint();
-    Failure::from_error(code, &e, hint)
+    Failure::from_error(&e, hint)
 }
 
 /// Run a parsed command line.
@@ -219,7 +211,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Ok(code) => code,
         Err(f) => {
             eprint!("{}", f.text);
-            ExitCode::from(f.code)
+            ExitCode::FAILURE
         }
     }
 }
@@ -250,7 +242,7 @@ pub(crate) fn plan_errors(plan: &tend::plan::Plan) -> Result<(), Failure> {
         text.push_str(&render("error", &msg, None, e.hint.clone()));
     }
     text.push_str(&format!("error: the plan has {} error{}; nothing was applied\n", plan.errors.len(), if plan.errors.len() == 1 { "" } else { "s" }));
-    Err(Failure { code: 1, text })
+    Err(Failure { text })
 }
 
 /// The instances a plan could not cover (unreachable hosts and their dependents), rendered.

@@ -22,7 +22,7 @@ pub async fn run(cli: &Cli, args: &PlanArgs) -> Result<ExitCode, Failure> {
         if let Some(out) = &args.out {
             save(out, &plan)?;
         }
-        return Err(Failure { code: 1, text: report });
+        return Err(Failure { text: report });
     }
     if let Some(out) = &args.out {
         save(out, &plan)?;
@@ -42,5 +42,5 @@ fn save(path: &std::path::Path, plan: &tend::plan::Plan) -> Result<(), Failure> 
         let mut f = fs_err::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
         f.write_all(&json)
     };
-    write().map_err(|e| Failure::from_error(2, &e, None))
+    write().map_err(|e| Failure::from_error(&e, None))
 }

@@ -51,7 +51,7 @@ async fn act(ws: &tend::workspace::Workspace, store: &Arc<dyn StateStore>, actio
             prior: PriorRecord { id: rec.remote_id.clone(), attributes: rec.attributes.clone() },
             target,
         };
-        let acted = provider.act(req).await.map_err(|e| Failure::from_error(2, &e, e.hint.clone()))?;
+        let acted = provider.act(req).await.map_err(|e| Failure::from_error(&e, e.hint.clone()))?;
         let mut updated = rec.clone();
         updated.attributes = Arc::new(acted.observed.attributes);
         if acted.replan {

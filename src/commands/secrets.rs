@@ -10,11 +10,11 @@ use super::{Failure, load_workspace};
 use crate::cli::{Cli, SecretsCommand};
 
 fn secret_failure(e: &SecretError) -> Failure {
-    Failure::from_error(1, e, e.hint())
+    Failure::from_error(e, e.hint())
 }
 
 fn io_failure(e: &std::io::Error) -> Failure {
-    Failure::from_error(2, e, None)
+    Failure::from_error(e, None)
 }
 
 /// Write a file atomically with a mode.
@@ -147,7 +147,7 @@ fn edit(cli: &Cli, file: &Path) -> Result<ExitCode, Failure> {
     match status {
         Ok(s) if s.success() => {}
         Ok(s) => return Err(Failure::user(format!("the editor `{editor}` exited with {s}; {} is unchanged", file.display()), None)),
-        Err(e) => return Err(Failure::from_error(1, &e, Some(format!("set $EDITOR; tried `{editor}`")))),
+        Err(e) => return Err(Failure::from_error(&e, Some(format!("set $EDITOR; tried `{editor}`")))),
     }
     if *edited == *plaintext {
         eprintln!("No changes; {} is untouched.", file.display());
@@ -212,8 +212,8 @@ fn check(cli: &Cli) -> Result<ExitCode, Failure> {
     }
     let mut text = String::new();
     for p in &problems {
-        text.push_str(&Failure::from_error(1, p, p.hint()).text);
+        text.push_str(&Failure::from_error(p, p.hint()).text);
     }
     text.push_str(&format!("error: {} secret problem{}\n", problems.len(), if problems.len() == 1 { "" } else { "s" }));
-    Err(Failure { code: 1, text })
+    Err(Failure { text })
 }

@@ -104,7 +104,7 @@ pub async fn run(cli: &Cli, cmd: &StateCommand) -> Result<ExitCode, Failure> {
                     println!("Cleared the lock held by {holder}.");
                 }
                 Err(e @ StateError::Locked { .. }) => {
-                    return Err(Failure::from_error(1, &e, Some("its holder may still be running; pass --force only if you are sure it is not".into())));
+                    return Err(Failure::from_error(&e, Some("its holder may still be running; pass --force only if you are sure it is not".into())));
                 }
                 Err(e) => return Err(e.into()),
             }

@@ -17,7 +17,7 @@ pub async fn run(cli: &Cli) -> Result<ExitCode, Failure> {
             text.push_str(&super::render("error", &e.message, None, e.hint.clone()));
         }
         text.push_str(&format!("error: the configuration is invalid ({} problem{})\n", conflicts.len(), if conflicts.len() == 1 { "" } else { "s" }));
-        return Err(Failure { code: 1, text });
+        return Err(Failure { text });
     }
     let resources = ws.config.resources.len();
     let instances = graph.index.len();

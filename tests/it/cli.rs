@@ -216,7 +216,7 @@ fn saved_plan_is_refused_when_a_source_file_changed_after_planning() {
     assert_eq!(code(&run.tend(&["plan", "--out", &planfile.to_string_lossy()])), 0);
     fs_err::write(run.root().join("files/style.css"), "body { color: red }\n").expect("edit source");
     let out = run.tend(&["apply", &planfile.to_string_lossy()]);
-    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
     let err = stderr(&out);
     assert!(err.contains("host.file.style[this]") && err.contains("changed since the plan was made"), "{err}");
     assert!(!run.site().join("assets/style.css").exists(), "the changed file was not written");
@@ -399,4 +399,21 @@ fn plans_show_what_changes_inside_files_as_diffs_and_colour_only_when_asked() {
     fs_err::write(&css, b"\x00\x01\x02\x03\x04").expect("binary");
     let binary = String::from_utf8_lossy(&run.tend(&["plan"]).stdout).into_owned();
     assert!(binary.contains("content: binary content, 68 B -> 5 B"), "{binary}");
+}
+
+#[test]
+fn only_pending_changes_exit_2_every_error_exits_1() {
+    let run = Run::quickstart();
+    // A mistyped flag, a command that does not exist: user mistakes.
+    assert_eq!(code(&run.tend(&["plan", "--detailed-exitcod"])), 1);
+    assert_eq!(code(&run.tend(&["plna"])), 1);
+    assert_eq!(code(&run.tend(&["plan", "--detailed-exitcode"])), 2, "changes pending");
+    // A resource that fails: an error, also with --detailed-exitcode.
+    fs_err::write(run.root().join("broken.toml"), "[host.command.broken]\non = [\"this\"]\nrun = \"exit 3\"\n").expect("write");
+    let failed = run.tend(&["apply", "--auto-approve"]);
+    assert_eq!(code(&failed), 1, "{}", stderr(&failed));
+    assert!(stderr(&failed).contains("host.command.broken[this]"), "{}", stderr(&failed));
+    // A plan that cannot be made (invalid config) is an error, never "changes pending".
+    fs_err::write(run.root().join("broken.toml"), "[host.command.broken]\non = [\"this\"]\nrun = 3\n").expect("write");
+    assert_eq!(code(&run.tend(&["plan", "--detailed-exitcode"])), 1);
 }

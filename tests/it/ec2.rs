@@ -254,7 +254,7 @@ fn a_failed_health_check_leaves_the_old_instance_serving_and_the_new_one_recorde
         web(AMI2, "t2.micro", &format!("{cbd}\nhealth = {{ command = \"test \\\"$TEND_INSTANCE_ID\\\" = never\", timeout = \"2s\" }}"))
     ));
     let out = run.tend(&moto, &["apply", "--auto-approve"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     let live = moto.instances();
     assert_eq!(live.len(), 2, "{live:?}");
@@ -407,7 +407,7 @@ fn prevent_destroy_and_termination_protection_keep_an_instance() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("this plan would destroy all 1 resource in state and keep nothing"), "{}", text(&out));
     let out = run.tend(&moto, &["apply", "--auto-approve", "--allow-destroy-all"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("TerminateInstances") && err.contains("set disable_api_termination = false"), "{err}");
     assert_eq!(moto.instances().len(), 1, "still running");

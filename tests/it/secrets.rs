@@ -179,7 +179,7 @@ fn a_failing_command_that_prints_its_secret_does_not_leak_it() {
         .replace("run = \"test -n '${secret.token}' && touch ${path.root}/out/token-used\"", "run = \"echo 'bad token: ${secret.token}' >&2; exit 4\"");
     fs_err::write(&app, text).expect("write");
     let out = s.tend(&["apply", "--auto-approve"], Some(&s.key));
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("command exited with status 4"), "{err}");
     assert!(err.contains("bad token: (sensitive)"), "{err}");

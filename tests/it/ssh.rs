@@ -142,7 +142,7 @@ fn an_unreachable_host_fails_its_own_resources_while_the_others_converge() {
     let run = Run::new(&toml);
     write_tree(&run.cfg(), &[("app.conf.j2", "idx={{ idx }}\n")]);
     let out = run.tend(&["apply", "--auto-approve"], &[]);
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("h9 ({}:22)", f.unused_address())) || err.contains(&format!("{}:22 on host `h9`", f.unused_address())), "{err}");
     assert!(err.contains("could not be planned") || err.contains("failed"), "{err}");
@@ -233,7 +233,7 @@ fn ssh_agent_authenticates_when_no_identity_is_given() {
     );
     let run = Run::new(&toml);
     let without = run.tend(&["apply", "--auto-approve"], &[]);
-    assert_eq!(without.status.code(), Some(2), "no agent, no key: refused");
+    assert_eq!(without.status.code(), Some(1), "no agent, no key: refused");
     assert!(String::from_utf8_lossy(&without.stderr).contains("log in to root@"), "{}", String::from_utf8_lossy(&without.stderr));
     ok(&run.tend(&["apply", "--auto-approve"], &[("SSH_AUTH_SOCK", &sock.to_string_lossy())]));
     assert_eq!(fs_err::read_to_string(f.srv("h1").join("via-agent")).expect("written"), "agent");
@@ -339,7 +339,7 @@ fn releases_switch_atomically_roll_back_on_failed_health_and_by_hand() {
     fs_err::remove_file(run.cfg().join("site/ok")).expect("rm ok");
     write_tree(&run.cfg(), &[("site/index.html", "v3-broken")]);
     let out = run.tend(&["apply", "--auto-approve"], &[]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("health check of generation") && err.contains(&format!("switched back to generation {}", g2.trim_start_matches("releases/"))),
@@ -362,7 +362,7 @@ fn releases_switch_atomically_roll_back_on_failed_health_and_by_hand() {
     let plan = run.tend(&["plan", "--detailed-exitcode"], &[]);
     assert_eq!(plan.status.code(), Some(2), "{}", String::from_utf8_lossy(&plan.stdout));
     let missing = run.tend(&["rollback", "h1", "--to", "ffffffff"], &[]);
-    assert_eq!(missing.status.code(), Some(2));
+    assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("generations there, newest first"), "{}", String::from_utf8_lossy(&missing.stderr));
 }
 
@@ -448,7 +448,7 @@ fn host_files_switch_as_one_generation_with_health_check_switch_back_and_rollbac
     // A generation failing the host's health check is switched away from; dependents skip.
     run.write(&generations_site(&f, "v3", "broken", false));
     let out = run.tend(&["apply", "--auto-approve"], &[]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     let g2_id = g2.trim_start_matches("generations/");
     assert!(err.contains("health check of generation") && err.contains(&format!("switched back to generation {g2_id}")), "{err}");
@@ -602,7 +602,7 @@ fn a_hung_host_is_declared_down_and_a_command_past_its_timeout_is_stopped() {
     let started = std::time::Instant::now();
     let out = run.tend(&["apply", "--auto-approve"], &[]);
     let err = String::from_utf8_lossy(&out.stderr).replace('│', " ").split_whitespace().collect::<Vec<_>>().join(" ");
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(started.elapsed() < std::time::Duration::from_secs(18), "tend waited for the hung host: {:?}", started.elapsed());
     assert!(err.contains("on host `h2` failed: no answer within 2 s (operation_timeout); the host is declared down for the rest of this run"), "{err}");
     assert!(err.contains("did not finish within 2 s and was stopped (command_timeout of `h1`)"), "{err}");
