@@ -6,9 +6,12 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// `tend --version`: the release and the commit it was built from.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("TEND_BUILD_COMMIT"), ")");
+
 /// tend: converge hosts, cloud VMs and Kubernetes to the state declared in a Git repository.
 #[derive(Debug, Parser)]
-#[command(name = "tend", version, about, propagate_version = true)]
+#[command(name = "tend", version = VERSION, about, propagate_version = true)]
 pub struct Cli {
     /// The config directory (holding tend.toml).
     #[arg(short = 'C', long = "config", global = true, default_value = ".", env = "TEND_CONFIG", value_name = "DIR")]
@@ -68,6 +71,17 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Shells `tend completions` writes for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    /// Bash.
+    Bash,
+    /// Zsh.
+    Zsh,
+    /// Fish.
+    Fish,
 }
 
 /// When to colour output.
@@ -149,6 +163,15 @@ pub enum Command {
         #[arg(long, value_name = "GENERATION")]
         to: Option<String>,
     },
+    /// Print a shell completion script (bash: `source <(tend completions bash)`; zsh: put it in
+    /// a directory of $fpath as `_tend`; fish: save it as ~/.config/fish/completions/tend.fish).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print tend's man page (roff): `tend man > tend.1; man ./tend.1`.
+    Man,
     /// Create, encrypt, edit and check age-encrypted secrets.
     #[command(subcommand)]
     Secrets(SecretsCommand),

@@ -206,6 +206,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Suspend(args) => agent::suspend(args, true).await,
         Command::Resume(args) => agent::suspend(args, false).await,
         Command::Rollback { host, to } => rollback::run(&cli, host, to.as_deref()).await,
+        Command::Completions { shell } => completions(*shell),
+        Command::Man => man(),
     };
     match result {
         Ok(code) => code,
@@ -213,6 +215,37 @@ pub async fn run(cli: Cli) -> ExitCode {
             eprint!("{}", f.text);
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `tend completions SHELL`, from the clap definitions.
+fn completions(shell: crate::cli::Shell) -> Result<ExitCode, Failure> {
+    use clap::CommandFactory;
+    let shell = match shell {
+        crate::cli::Shell::Bash => clap_complete::Shell::Bash,
+        crate::cli::Shell::Zsh => clap_complete::Shell::Zsh,
+        crate::cli::Shell::Fish => clap_complete::Shell::Fish,
+    };
+    // Generated in memory: the generator cannot be told that stdout closed early (`| head`).
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "tend", &mut script);
+    write_stdout(&script)
+}
+
+/// `tend man`: the man page, from the clap definitions.
+fn man() -> Result<ExitCode, Failure> {
+    use clap::CommandFactory;
+    let mut page = Vec::new();
+    clap_mangen::Man::new(Cli::command()).render(&mut page).map_err(|e| Failure::from_error(&e, None))?;
+    write_stdout(&page)
+}
+
+/// Write to stdout; a reader that stopped reading (`| head`) is not an error.
+fn write_stdout(bytes: &[u8]) -> Result<ExitCode, Failure> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(bytes) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Failure::from_error(&e, None)),
+        _ => Ok(ExitCode::SUCCESS),
     }
 }
 

@@ -417,3 +417,35 @@ fn only_pending_changes_exit_2_every_error_exits_1() {
     fs_err::write(run.root().join("broken.toml"), "[host.command.broken]\non = [\"this\"]\nrun = 3\n").expect("write");
     assert_eq!(code(&run.tend(&["plan", "--detailed-exitcode"])), 1);
 }
+
+#[test]
+fn completions_the_man_page_and_the_version_come_from_the_binary() {
+    let tend = |args: &[&str]| std::process::Command::new(env!("CARGO_BIN_EXE_tend")).args(args).output().expect("tend runs");
+    let version = String::from_utf8_lossy(&tend(&["--version"]).stdout).into_owned();
+    let head = std::process::Command::new("git").args(["rev-parse", "--short=12", "HEAD"]).current_dir(repo()).output().expect("git");
+    let head = String::from_utf8_lossy(&head.stdout).trim().to_string();
+    // Built from a checkout: its commit; from a tarball: said so.
+    let commit = if head.is_empty() { "unknown".to_string() } else { head };
+    assert!(version.starts_with(&format!("tend {} (commit {commit}", env!("CARGO_PKG_VERSION"))), "{version} vs {commit}");
+    // Bash: the script parses, and completing `tend pl` offers `plan`.
+    let script = tend(&["completions", "bash"]);
+    assert!(script.status.success());
+    let dir = tempfile::tempdir().expect("temp");
+    let file = dir.path().join("tend.bash");
+    fs_err::write(&file, &script.stdout).expect("write");
+    let completed = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!("source {}; COMP_WORDS=(tend pl); COMP_CWORD=1; _tend tend pl tend; echo \"${{COMPREPLY[@]}}\"", file.display()))
+        .output()
+        .expect("bash");
+    assert_eq!(String::from_utf8_lossy(&completed.stdout).trim(), "plan", "{}", String::from_utf8_lossy(&completed.stderr));
+    assert!(String::from_utf8_lossy(&tend(&["completions", "zsh"]).stdout).starts_with("#compdef tend"));
+    assert!(String::from_utf8_lossy(&tend(&["completions", "fish"]).stdout).contains("complete -c tend"));
+    // The man page: roff with every subcommand.
+    let page = tend(&["man"]);
+    let roff = String::from_utf8_lossy(&page.stdout).into_owned();
+    assert!(page.status.success() && roff.contains(".TH tend 1") && roff.contains(".SH SUBCOMMANDS"), "{roff}");
+    for sub in ["tend\\-plan(1)", "tend\\-apply(1)", "tend\\-completions(1)", "tend\\-rollback(1)"] {
+        assert!(roff.contains(sub), "{sub} in {roff}");
+    }
+}
