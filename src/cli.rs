@@ -115,6 +115,25 @@ pub enum LogFormat {
     Json,
 }
 
+impl Cli {
+    /// A config directory given as the argument of `plan`, `apply` or `validate` becomes `-C`;
+    /// given both ways and different, it is an error naming both.
+    pub fn take_positional_dir(&mut self) -> Result<(), String> {
+        let positional = match &mut self.command {
+            Command::Plan(a) => a.dir.take(),
+            Command::Validate { dir } => dir.take(),
+            Command::Apply(a) if a.plan_file.as_ref().is_some_and(|p| p.is_dir()) => a.plan_file.take(),
+            _ => None,
+        };
+        let Some(dir) = positional else { return Ok(()) };
+        if self.config != std::path::Path::new(".") && self.config != dir {
+            return Err(format!("the config directory is given twice: `{}` and -C `{}`; give it once", dir.display(), self.config.display()));
+        }
+        self.config = dir;
+        Ok(())
+    }
+}
+
 fn parse_var(s: &str) -> Result<(String, String), String> {
     s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).filter(|(k, _)| !k.is_empty()).ok_or_else(|| format!("`{s}` is not NAME=VALUE"))
 }
@@ -127,7 +146,11 @@ pub enum Command {
     /// Converge the targets: plan and apply, or apply a saved plan.
     Apply(ApplyArgs),
     /// Check config, references and the graph without touching any target.
-    Validate,
+    Validate {
+        /// The config directory (as -C DIR).
+        #[arg(value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Print the dependency graph.
     Graph(GraphArgs),
     /// Inspect or edit state.
@@ -232,6 +255,9 @@ pub enum SecretsCommand {
 /// `tend plan`.
 #[derive(Debug, Args)]
 pub struct PlanArgs {
+    /// The config directory (as -C DIR).
+    #[arg(value_name = "DIR")]
+    pub dir: Option<PathBuf>,
     /// Print the plan as JSON (schema: docs/plan-json.md).
     #[arg(long)]
     pub json: bool,
@@ -248,8 +274,9 @@ pub struct PlanArgs {
 /// `tend apply`.
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
-    /// A plan saved with `tend plan --out`, applied exactly as saved.
-    #[arg(value_name = "PLAN_FILE")]
+    /// A plan saved with `tend plan --out`, applied exactly as saved; or a config directory
+    /// (as -C DIR), planned and applied.
+    #[arg(value_name = "PLAN_FILE|DIR")]
     pub plan_file: Option<PathBuf>,
     /// Do not ask for confirmation.
     #[arg(long)]

@@ -10,13 +10,27 @@ mod commands;
 fn main() -> ExitCode {
     // A usage error exits 1, never 2: `plan --detailed-exitcode` uses 2 for "changes pending",
     // and a CI job must not read a mistyped flag as drift. --help and --version exit 0.
-    let cli = match cli::Cli::try_parse() {
+    let mut cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
+        Err(e) if e.use_stderr() => {
+            #[allow(clippy::print_stderr)]
+            {
+                eprint!("{}", usage_error(&e));
+            }
+            return ExitCode::from(1);
+        }
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(1) } else { ExitCode::SUCCESS };
+            return ExitCode::SUCCESS;
         }
     };
+    if let Err(message) = cli.take_positional_dir() {
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!("error: {message}");
+        }
+        return ExitCode::from(1);
+    }
     // The agent is a daemon: its reconciles are logged at info by default.
     let daemon = matches!(cli.command, cli::Command::Agent(_));
     commands::init_logging(cli.verbose + u8::from(daemon && cli.verbose == 0), cli.log_format, daemon);
@@ -31,4 +45,63 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(commands::run(cli))
+}
+
+/// clap's usage error, with its tips checked: a "similar" subcommand or option is suggested
+/// only when it is a near miss (one or two letters: `pln` -> `plan`, never `destroy` ->
+/// `history`), and an option that belongs to another subcommand says which.
+fn usage_error(e: &clap::Error) -> String {
+    use clap::CommandFactory;
+    use clap::error::{ContextKind, ContextValue};
+    let text = e.render().to_string();
+    let value = |k: ContextKind| match e.get(k) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        Some(ContextValue::Strings(v)) => v.first().cloned(),
+        _ => None,
+    };
+    let typed = value(ContextKind::InvalidSubcommand).or_else(|| value(ContextKind::InvalidArg)).unwrap_or_default();
+    let typed_name = typed.split('=').next().unwrap_or_default().trim_start_matches('-').to_string();
+    let near = |suggested: &str| {
+        let s = suggested.trim_start_matches('-');
+        strsim::damerau_levenshtein(&typed_name, s) <= (typed_name.len().max(s.len()) / 4).max(1)
+    };
+    let suggested = value(ContextKind::SuggestedSubcommand).or_else(|| value(ContextKind::SuggestedArg));
+    // Options of other subcommands with the name typed.
+    let owners: Vec<String> = if typed.starts_with("--") {
+        cli::Cli::command()
+            .get_subcommands()
+            .filter(|c| c.get_arguments().any(|a| a.get_long() == Some(typed_name.as_str())))
+            .map(|c| format!("`tend {}`", c.get_name()))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let far = suggested.as_deref().is_some_and(|s| !near(s));
+    let mut out = String::new();
+    for line in text.lines() {
+        let tip = line.trim_start();
+        if (tip.starts_with("tip: a similar") && far) || (tip.starts_with("tip: to pass") && !owners.is_empty()) {
+            continue;
+        }
+        // The usage clap shows with a suggestion names the suggested option: the plain usage
+        // of the subcommand instead.
+        let usage = line.strip_prefix("Usage: tend ").and_then(|rest| rest.split_whitespace().next()).filter(|_| far);
+        match usage.and_then(|sub| {
+            let mut cmd = cli::Cli::command();
+            cmd.build();
+            cmd.find_subcommand_mut(sub).map(|c| c.render_usage().to_string())
+        }) {
+            Some(plain) => out.push_str(&plain),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+        if line.starts_with("error:") && !owners.is_empty() {
+            out.push_str(&format!("\n  tip: `--{typed_name}` is an option of {}\n", owners.join(" and ")));
+        }
+    }
+    // Dropped tips leave their blank lines behind.
+    while out.contains("\n\n\n") {
+        out = out.replace("\n\n\n", "\n\n");
+    }
+    out
 }

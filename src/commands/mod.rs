@@ -195,7 +195,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     let result = match &cli.command {
         Command::Plan(args) => plan::run(&cli, args).await,
         Command::Apply(args) => apply::run(&cli, args).await,
-        Command::Validate => validate::run(&cli).await,
+        Command::Validate { .. } => validate::run(&cli).await,
         Command::Graph(args) => graph::run(&cli, args).await,
         Command::State(cmd) => state::run(&cli, cmd).await,
         Command::History(args) => history::run(&cli, args).await,

@@ -449,3 +449,44 @@ fn completions_the_man_page_and_the_version_come_from_the_binary() {
         assert!(roff.contains(sub), "{sub} in {roff}");
     }
 }
+
+#[test]
+fn a_directory_may_be_given_as_the_argument_and_typo_tips_are_near_misses_only() {
+    let run = Run::quickstart();
+    let raw = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tend"))
+            .args(["--state", &run.state().to_string_lossy()])
+            .args(args)
+            .current_dir(run.dir.path())
+            .env("NO_COLOR", "1")
+            .env("XDG_STATE_HOME", run.dir.path().join("xdg"))
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("tend runs")
+    };
+    let root = run.root().to_string_lossy().into_owned();
+    let by_arg = raw(&["plan", &root]);
+    assert_eq!(code(&by_arg), 0, "{}", stderr(&by_arg));
+    assert_eq!(by_arg.stdout, run.tend(&["plan"]).stdout, "`tend plan DIR` is `tend -C DIR plan`");
+    assert_eq!(code(&raw(&["validate", &root])), 0);
+    let applied = raw(&["apply", &root, "--auto-approve"]);
+    assert_eq!(code(&applied), 0, "{}", stderr(&applied));
+    assert!(run.site().join("index.html").exists());
+    let twice = raw(&["plan", &root, "-C", "/"]);
+    assert_eq!(code(&twice), 1);
+    assert!(stderr(&twice).contains("the config directory is given twice"), "{}", stderr(&twice));
+    // Tips only for near misses, and an option of another command names that command.
+    let destroy = raw(&["destroy"]);
+    assert_eq!(code(&destroy), 1);
+    assert!(stderr(&destroy).contains("unrecognized subcommand 'destroy'") && !stderr(&destroy).contains("history"), "{}", stderr(&destroy));
+    let target = raw(&["plan", "--target", "x"]);
+    assert!(!stderr(&target).contains("--state"), "{}", stderr(&target));
+    let misplaced = raw(&["apply", "--detailed-exitcode"]);
+    assert!(
+        stderr(&misplaced).contains("`--detailed-exitcode` is an option of `tend plan`") && !stderr(&misplaced).contains("as a value"),
+        "{}",
+        stderr(&misplaced)
+    );
+    assert!(stderr(&raw(&["pln"])).contains("a similar subcommand exists: 'plan'"));
+    assert!(stderr(&raw(&["plan", "--detailed-exitcod"])).contains("a similar argument exists: '--detailed-exitcode'"));
+}
