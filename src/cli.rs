@@ -335,6 +335,9 @@ pub enum StateCommand {
 /// `tend history`.
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
+    /// One run, by its ID: what happened to each resource.
+    #[arg(value_name = "ID")]
+    pub id: Option<i64>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

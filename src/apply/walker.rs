@@ -93,8 +93,32 @@ pub async fn apply(
             _ => None,
         })
         .collect();
-    store.finish_history(history, &outcome.summary_line(), result, &errors).await?;
+    let outcomes: Vec<tend_state::HistoryOutcome> = outcome
+        .results
+        .iter()
+        .map(|(addr, action, o)| {
+            let (what, message) = match o {
+                Outcome::Applied => ("applied", None),
+                Outcome::Failed(f) => ("failed", Some(f.render())),
+                Outcome::Skipped(cause) if cause == addr => ("skipped", Some("not started: the run was interrupted".to_string())),
+                Outcome::Skipped(cause) => ("skipped", Some(format!("{cause} failed"))),
+            };
+            tend_state::HistoryOutcome { address: addr.to_string(), action: action_word(*action).into(), outcome: what.into(), message }
+        })
+        .collect();
+    store.finish_history(history, &outcome.summary_line(), result, &errors, &outcomes).await?;
     Ok(outcome)
+}
+
+/// An action as history names it.
+fn action_word(a: Action) -> &'static str {
+    match a {
+        Action::NoOp => "none",
+        Action::Create => "create",
+        Action::Update => "update",
+        Action::Replace { .. } => "replace",
+        Action::Delete => "delete",
+    }
 }
 
 struct Schedule {

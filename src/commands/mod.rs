@@ -299,8 +299,22 @@ pub(crate) fn unplanned_report(plan: &tend::plan::Plan) -> Option<String> {
     Some(text)
 }
 
+/// The name of the user this process runs as (from /etc/passwd), or `uid N`; for when `$USER`
+/// is not set (cron, systemd, containers).
+fn uid_name() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = fs_err::metadata("/proc/self").ok()?.uid();
+    let passwd = fs_err::read_to_string("/etc/passwd").unwrap_or_default();
+    let name = passwd.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        (f.nth(1)? == uid.to_string()).then(|| name.to_string())
+    });
+    Some(name.unwrap_or_else(|| format!("uid {uid}")))
+}
+
 pub(crate) fn who() -> String {
-    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).ok().filter(|u| !u.is_empty()).or_else(uid_name).unwrap_or_else(|| "unknown".into());
     let host = hostname::get().map_or_else(|_| "unknown-host".into(), |h| h.to_string_lossy().into_owned());
     format!("{user}@{host}")
 }

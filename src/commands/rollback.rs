@@ -16,12 +16,28 @@ pub async fn run(cli: &Cli, subject: &str, to: Option<&str>) -> Result<ExitCode,
     ws.configure_all()?;
     let store = ws.open_state().await?;
     store.lock("rollback").await?;
-    let result = act(&ws, &store, "rollback", subject, to).await;
+    // Recorded in history like an apply: who rolled what back, and what each step did.
+    let history = store.begin_history("rollback", &super::who(), &format!("rollback {subject}")).await?;
+    let mut outcomes = Vec::new();
+    let result = act(&ws, &store, "rollback", subject, to, &mut outcomes).await;
+    let (summary, status) = match &result {
+        Ok(_) => (format!("rollback {subject}: {} switched back", outcomes.len()), "success"),
+        Err(f) => (format!("rollback {subject}: {}", f.text.lines().next().unwrap_or_default().trim_start_matches("error: ")), "failed"),
+    };
+    let finished = store.finish_history(history, &summary, status, &[], &outcomes).await;
     store.unlock().await?;
+    finished?;
     result
 }
 
-async fn act(ws: &tend::workspace::Workspace, store: &Arc<dyn StateStore>, action: &str, subject: &str, to: Option<&str>) -> Result<ExitCode, Failure> {
+async fn act(
+    ws: &tend::workspace::Workspace,
+    store: &Arc<dyn StateStore>,
+    action: &str,
+    subject: &str,
+    to: Option<&str>,
+    outcomes: &mut Vec<tend::state::HistoryOutcome>,
+) -> Result<ExitCode, Failure> {
     let snapshot = store.load().await?;
     // Each provider picks, among what it recorded, what the action applies to.
     let mut chosen: Vec<ResourceAddr> = Vec::new();
@@ -51,7 +67,24 @@ async fn act(ws: &tend::workspace::Workspace, store: &Arc<dyn StateStore>, actio
             prior: PriorRecord { id: rec.remote_id.clone(), attributes: rec.attributes.clone() },
             target,
         };
-        let acted = provider.act(req).await.map_err(|e| Failure::from_error(&e, e.hint.clone()))?;
+        let acted = match provider.act(req).await {
+            Ok(a) => a,
+            Err(e) => {
+                outcomes.push(tend::state::HistoryOutcome {
+                    address: addr.to_string(),
+                    action: action.into(),
+                    outcome: "failed".into(),
+                    message: Some(e.message.clone()),
+                });
+                return Err(Failure::from_error(&e, e.hint.clone()));
+            }
+        };
+        outcomes.push(tend::state::HistoryOutcome {
+            address: addr.to_string(),
+            action: action.into(),
+            outcome: "applied".into(),
+            message: Some(acted.message.clone()),
+        });
         let mut updated = rec.clone();
         updated.attributes = Arc::new(acted.observed.attributes);
         if acted.replan {

@@ -77,6 +77,25 @@ pub struct HistoryEntry {
     /// What failed, each with its error class.
     #[serde(default)]
     pub errors: Vec<HistoryError>,
+    /// What happened to each resource (empty for runs recorded before tend kept it).
+    #[serde(default)]
+    pub outcomes: Vec<HistoryOutcome>,
+}
+
+/// What one run did to one resource, as history keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryOutcome {
+    /// The resource instance.
+    pub address: String,
+    /// What was to be done: `create`, `update`, `replace`, `delete`, or an operator action
+    /// (`rollback`).
+    pub action: String,
+    /// `applied`, `failed` or `skipped`.
+    pub outcome: String,
+    /// What happened, in the provider's words, or why it failed or was skipped (secrets
+    /// redacted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// One failure of an apply, as history keeps it.

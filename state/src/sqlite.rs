@@ -15,7 +15,7 @@ CREATE TABLE IF NOT EXISTS resources (addr TEXT PRIMARY KEY, data TEXT NOT NULL)
 CREATE TABLE IF NOT EXISTS history (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     revision TEXT NOT NULL, started_at TEXT NOT NULL, finished_at TEXT,
-    who TEXT NOT NULL, summary TEXT NOT NULL, result TEXT NOT NULL, errors TEXT);
+    who TEXT NOT NULL, summary TEXT NOT NULL, result TEXT NOT NULL, errors TEXT, outcomes TEXT);
 CREATE TABLE IF NOT EXISTS lock (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     host TEXT NOT NULL, pid INTEGER NOT NULL, started_at TEXT NOT NULL, operation TEXT NOT NULL);
@@ -107,9 +107,12 @@ impl SqliteStore {
         if format.as_deref() != Some("1") {
             return Err(StateError::Corrupt { path: path.to_path_buf(), source: "the database has no tend state format marker".into() });
         }
-        // State written before history kept errors gets the column on its first write.
-        if !flags.contains(OpenFlags::SQLITE_OPEN_READ_ONLY) && !Self::history_has_errors(&conn) {
-            conn.execute_batch("ALTER TABLE history ADD COLUMN errors TEXT;").map_err(corrupt)?;
+        // State written before history kept errors, or outcomes, gets the column on its first
+        // write.
+        for column in ["errors", "outcomes"] {
+            if !flags.contains(OpenFlags::SQLITE_OPEN_READ_ONLY) && !Self::history_has(&conn, column) {
+                conn.execute_batch(&format!("ALTER TABLE history ADD COLUMN {column} TEXT;")).map_err(corrupt)?;
+            }
         }
         Ok(Self { path: path.to_path_buf(), conn: Mutex::new(conn), pending: Mutex::default() })
     }
@@ -214,8 +217,8 @@ impl SqliteStore {
         }
     }
 
-    fn history_has_errors(conn: &Connection) -> bool {
-        conn.query_row("SELECT COUNT(*) FROM pragma_table_info('history') WHERE name = 'errors'", [], |r| r.get::<_, i64>(0)).is_ok_and(|n| n > 0)
+    fn history_has(conn: &Connection, column: &str) -> bool {
+        conn.query_row("SELECT COUNT(*) FROM pragma_table_info('history') WHERE name = ?1", [column], |r| r.get::<_, i64>(0)).is_ok_and(|n| n > 0)
     }
 
     fn read_lock(conn: &Connection) -> rusqlite::Result<Option<LockInfo>> {
@@ -433,12 +436,20 @@ impl StateStore for SqliteStore {
         Ok(conn.last_insert_rowid())
     }
 
-    async fn finish_history(&self, id: i64, summary: &str, result: &str, errors: &[crate::HistoryError]) -> Result<(), StateError> {
+    async fn finish_history(
+        &self,
+        id: i64,
+        summary: &str,
+        result: &str,
+        errors: &[crate::HistoryError],
+        outcomes: &[crate::HistoryOutcome],
+    ) -> Result<(), StateError> {
         let errors = (!errors.is_empty()).then(|| serde_json::to_string(errors).expect("history errors serialize"));
+        let outcomes = (!outcomes.is_empty()).then(|| serde_json::to_string(outcomes).expect("history outcomes serialize"));
         self.conn()
             .execute(
-                "UPDATE history SET finished_at = ?1, summary = ?2, result = ?3, errors = ?4 WHERE id = ?5",
-                params![now_rfc3339(), summary, result, errors, id],
+                "UPDATE history SET finished_at = ?1, summary = ?2, result = ?3, errors = ?4, outcomes = ?5 WHERE id = ?6",
+                params![now_rfc3339(), summary, result, errors, outcomes, id],
             )
             .map_err(self.db_err())?;
         Ok(())
@@ -446,10 +457,11 @@ impl StateStore for SqliteStore {
 
     async fn history(&self) -> Result<Vec<HistoryEntry>, StateError> {
         let conn = self.conn();
-        // Read-only, a file from before history kept errors has no such column.
-        let errors = if Self::history_has_errors(&conn) { "errors" } else { "NULL" };
+        // Read-only, a file from before history kept errors or outcomes has no such column.
+        let column = |c: &'static str| if Self::history_has(&conn, c) { c } else { "NULL" };
+        let (errors, outcomes) = (column("errors"), column("outcomes"));
         let mut stmt = conn
-            .prepare(&format!("SELECT id, revision, started_at, finished_at, who, summary, result, {errors} FROM history ORDER BY id"))
+            .prepare(&format!("SELECT id, revision, started_at, finished_at, who, summary, result, {errors}, {outcomes} FROM history ORDER BY id"))
             .map_err(self.db_err())?;
         let rows = stmt
             .query_map([], |r| {
@@ -462,6 +474,7 @@ impl StateStore for SqliteStore {
                     summary: r.get(5)?,
                     result: r.get(6)?,
                     errors: r.get::<_, Option<String>>(7)?.and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default(),
+                    outcomes: r.get::<_, Option<String>>(8)?.and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default(),
                 })
             })
             .map_err(self.db_err())?;

@@ -49,8 +49,15 @@ pub trait StateStore: Send + Sync {
     async fn remove(&self, addr: &ResourceAddr) -> Result<u64, StateError>;
     /// Start a history row; returns its id.
     async fn begin_history(&self, revision: &str, who: &str, summary: &str) -> Result<i64, StateError>;
-    /// Finish a history row, with what failed.
-    async fn finish_history(&self, id: i64, summary: &str, result: &str, errors: &[crate::HistoryError]) -> Result<(), StateError>;
+    /// Finish a history row, with what failed and what happened to each resource.
+    async fn finish_history(
+        &self,
+        id: i64,
+        summary: &str,
+        result: &str,
+        errors: &[crate::HistoryError],
+        outcomes: &[crate::HistoryOutcome],
+    ) -> Result<(), StateError>;
     /// All history rows, oldest first.
     async fn history(&self) -> Result<Vec<HistoryEntry>, StateError>;
 }

@@ -490,3 +490,34 @@ fn a_directory_may_be_given_as_the_argument_and_typo_tips_are_near_misses_only()
     assert!(stderr(&raw(&["pln"])).contains("a similar subcommand exists: 'plan'"));
     assert!(stderr(&raw(&["plan", "--detailed-exitcod"])).contains("a similar argument exists: '--detailed-exitcode'"));
 }
+
+#[test]
+fn history_says_who_ran_each_apply_and_what_came_of_each_resource() {
+    let run = Run::quickstart();
+    fs_err::write(run.root().join("broken.toml"), "[host.command.broken]\non = [\"this\"]\nrun = \"echo nope >&2; exit 3\"\n").expect("write");
+    // Without $USER (cron, systemd): the user's name comes from the uid.
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tend"));
+    cmd.args(["-C", &run.root().to_string_lossy(), "--state", &run.state().to_string_lossy(), "apply", "--auto-approve"])
+        .env_remove("USER")
+        .env_remove("LOGNAME")
+        .env("XDG_STATE_HOME", run.dir.path().join("xdg"))
+        .stdin(std::process::Stdio::null());
+    let failed = cmd.output().expect("tend runs");
+    assert_eq!(code(&failed), 1, "{}", stderr(&failed));
+    let me = std::process::Command::new("id").arg("-un").output().expect("id");
+    let me = String::from_utf8_lossy(&me.stdout).trim().to_string();
+    let rows: serde_json::Value = serde_json::from_slice(&run.tend(&["history", "--json"]).stdout).expect("json");
+    assert!(rows[0]["who"].as_str().is_some_and(|w| w.starts_with(&format!("{me}@"))), "{rows}");
+    // One run: each resource's action and outcome.
+    let one = run.tend(&["history", "1"]);
+    assert_eq!(code(&one), 0, "{}", stderr(&one));
+    let text = String::from_utf8_lossy(&one.stdout).into_owned();
+    assert!(text.starts_with("Run 1: failed by "), "{text}");
+    assert!(text.contains("  applied  create  host.file.index[this]\n"), "{text}");
+    assert!(text.contains("  failed   create  host.command.broken[this]: command exited with status 3"), "{text}");
+    let json: serde_json::Value = serde_json::from_slice(&run.tend(&["history", "1", "--json"]).stdout).expect("json");
+    assert!(json["outcomes"].as_array().is_some_and(|o| o.len() == 8), "{json}");
+    let missing = run.tend(&["history", "99"]);
+    assert_eq!(code(&missing), 1);
+    assert!(stderr(&missing).contains("no run 99") && stderr(&missing).contains("the last is 1"), "{}", stderr(&missing));
+}

@@ -358,6 +358,13 @@ fn releases_switch_atomically_roll_back_on_failed_health_and_by_hand() {
     // By hand: back to the previous generation; the next plan moves forward again.
     let back = ok(&run.tend(&["rollback", "h1"], &[]));
     assert!(back.contains("switched from generation"), "{back}");
+    // The rollback is in history: who, what, and what each step did.
+    let rows: serde_json::Value = serde_json::from_str(&ok(&run.tend(&["history", "--json"], &[]))).expect("history JSON");
+    let last = rows.as_array().and_then(|r| r.last()).expect("a row");
+    assert_eq!((last["revision"].as_str(), last["result"].as_str()), (Some("rollback"), Some("success")), "{last}");
+    assert!(last["summary"].as_str().is_some_and(|s| s.starts_with("rollback h1: 1 switched back")), "{last}");
+    assert_eq!(last["outcomes"][0]["address"], "host.release.site[h1]");
+    assert!(last["outcomes"][0]["message"].as_str().is_some_and(|m| m.starts_with("switched from generation")), "{last}");
     assert_eq!(index(), "v2");
     let plan = run.tend(&["plan", "--detailed-exitcode"], &[]);
     assert_eq!(plan.status.code(), Some(2), "{}", String::from_utf8_lossy(&plan.stdout));
