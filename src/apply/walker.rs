@@ -418,6 +418,7 @@ mod tests {
             staged: false,
             held_back: None,
             kind: None,
+            runs: false,
             content: Vec::new(),
         }
     }

@@ -105,7 +105,8 @@ async fn run_locked(ws: &Workspace, plan: Plan, parallelism: usize) -> Result<Ap
             }
         })
     };
-    let reporter = Arc::new(CliReporter::new(plan.changes.iter().filter(|c| c.is_change()).count()));
+    let runs = plan.changes.iter().filter(|c| c.runs).map(|c| c.addr.clone()).collect();
+    let reporter = Arc::new(CliReporter::new(plan.changes.iter().filter(|c| c.is_change()).count(), runs));
     let opts = ApplyOptions { parallelism, who: who(), cancel, secrets: ws.secrets.clone() };
     let outcome = apply_plan(ws, plan, "apply", reporter.clone(), opts).await;
     reporter.finish();

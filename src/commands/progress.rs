@@ -10,6 +10,8 @@ use tend::report::{Outcome, Reporter};
 /// Progress for `tend apply`.
 pub struct CliReporter {
     bar: Option<ProgressBar>,
+    /// Changes that run something (commands): reported as running / ran.
+    runs: std::collections::HashSet<ResourceAddr>,
 }
 
 fn verb(a: Action) -> (&'static str, &'static str) {
@@ -23,14 +25,21 @@ fn verb(a: Action) -> (&'static str, &'static str) {
 }
 
 impl CliReporter {
-    /// A reporter for `total` changes.
-    pub fn new(total: usize) -> Self {
+    /// A reporter for `total` changes, of which those in `runs` run something.
+    pub fn new(total: usize, runs: std::collections::HashSet<ResourceAddr>) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
             bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {wide_msg}").expect("the template is valid"));
             bar
         });
-        Self { bar }
+        Self { bar, runs }
+    }
+
+    fn verb(&self, addr: &ResourceAddr, action: Action) -> (&'static str, &'static str) {
+        match action {
+            Action::Create | Action::Update if self.runs.contains(addr) => ("running", "ran"),
+            _ => verb(action),
+        }
     }
 
     fn line(&self, s: &str) {
@@ -52,8 +61,8 @@ impl CliReporter {
 impl Reporter for CliReporter {
     fn pre_apply(&self, addr: &ResourceAddr, action: Action) {
         match &self.bar {
-            Some(b) => b.set_message(format!("{addr}: {}…", verb(action).0)),
-            None => self.line(&format!("{addr}: {}...", verb(action).0)),
+            Some(b) => b.set_message(format!("{addr}: {}…", self.verb(addr, action).0)),
+            None => self.line(&format!("{addr}: {}...", self.verb(addr, action).0)),
         }
     }
 
@@ -63,7 +72,7 @@ impl Reporter for CliReporter {
         }
         let ms = elapsed.as_millis();
         match outcome {
-            Outcome::Applied => self.line(&format!("{addr}: {} ({ms} ms)", verb(action).1)),
+            Outcome::Applied => self.line(&format!("{addr}: {} ({ms} ms)", self.verb(addr, action).1)),
             Outcome::Failed(f) => self.line(&format!("{addr}: failed: {f}")),
             Outcome::Skipped(cause) if cause == addr => self.line(&format!("{addr}: not started (interrupted)")),
             Outcome::Skipped(cause) => self.line(&format!("{addr}: skipped ({cause} failed)")),

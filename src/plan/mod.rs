@@ -96,6 +96,9 @@ pub struct Change {
     /// resource).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// Applying it runs something (its kind `runs`: a command): plans say "will run".
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub runs: bool,
     /// What changes inside content (a file's), for the text plan's diffs. Never saved with a
     /// plan file.
     #[serde(skip)]

@@ -435,6 +435,7 @@ async fn plan_desired(
         staged: decided.staged,
         held_back,
         kind: node.kind.as_deref().map(str::to_string),
+        runs: provider.kinds().iter().any(|k| k.kind == &*addr.kind && k.runs),
         content: if decided.action == Action::NoOp && held_back.is_none() { Vec::new() } else { decided.content },
     };
     Ok((change, values))
@@ -578,6 +579,7 @@ async fn plan_orphan(
         staged: planned.staged,
         held_back: None,
         kind: None,
+        runs: false,
         content: Vec::new(),
     };
     Ok((change, (*record.attributes).clone()))

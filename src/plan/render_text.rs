@@ -104,6 +104,8 @@ fn header(c: &Change) -> String {
         _ => "",
     };
     match c.action {
+        Action::Create if c.runs => format!("will run{why}"),
+        Action::Update if c.runs && c.triggered_by.is_empty() => format!("will run again: it changed{why}"),
         Action::Create => format!("will be created{why}"),
         Action::Update if !c.triggered_by.is_empty() => {
             let by: Vec<String> = c.triggered_by.iter().map(ToString::to_string).collect();

@@ -521,3 +521,30 @@ fn history_says_who_ran_each_apply_and_what_came_of_each_resource() {
     assert_eq!(code(&missing), 1);
     assert!(stderr(&missing).contains("no run 99") && stderr(&missing).contains("the last is 1"), "{}", stderr(&missing));
 }
+
+#[test]
+fn a_command_is_reported_as_run_and_what_it_printed_is_kept_bounded() {
+    let run = Run::quickstart();
+    fs_err::write(
+        run.root().join("cmd.toml"),
+        "[host.command.hello]\non = [\"this\"]\nrun = \"echo hello-out; echo warn-err >&2; i=0; while [ $i -lt 2000 ]; do echo line-$i; i=$((i+1)); done\"\n",
+    )
+    .expect("write");
+    let plan = String::from_utf8_lossy(&run.tend(&["plan"]).stdout).into_owned();
+    assert!(plan.contains("# host.command.hello[this] will run\n"), "{plan}");
+    let applied = run.tend(&["apply", "--auto-approve"]);
+    assert_eq!(code(&applied), 0, "{}", stderr(&applied));
+    let progress = stderr(&applied);
+    assert!(progress.contains("host.command.hello[this]: running...") && progress.contains("host.command.hello[this]: ran ("), "{progress}");
+    let shown = String::from_utf8_lossy(&run.tend(&["state", "show", "host.command.hello[this]"]).stdout).into_owned();
+    assert!(shown.contains("stderr      = \"warn-err\\n\"") && shown.contains("exit_status = 0"), "{shown}");
+    // The last 4 KiB of stdout, from a line start, saying how much came before.
+    assert!(shown.contains("line-1999\\n\"") && shown.contains("stdout      = \"[… ") && !shown.contains("stdout      = \"hello-out"), "{shown}");
+    // A changed command: "will run again".
+    fs_err::write(run.root().join("cmd.toml"), "[host.command.hello]\non = [\"this\"]\nrun = \"echo bye >&2; exit 5\"\n").expect("write");
+    let again = String::from_utf8_lossy(&run.tend(&["plan"]).stdout).into_owned();
+    assert!(again.contains("# host.command.hello[this] will run again: it changed\n"), "{again}");
+    let failed = run.tend(&["apply", "--auto-approve"]);
+    assert_eq!(code(&failed), 1);
+    assert!(stderr(&failed).contains("command exited with status 5") && stderr(&failed).contains("its last lines of stderr:\nbye"), "{}", stderr(&failed));
+}

@@ -209,6 +209,29 @@ fn a_changed_secret_is_detected_and_shown_only_as_sensitive() {
 }
 
 #[test]
+fn a_command_that_prints_its_secret_on_success_keeps_its_output_without_it() {
+    let s = Setup::new();
+    let app = s.cfg().join("app.toml");
+    let text = fs_err::read_to_string(&app)
+        .expect("read")
+        .replace("run = \"test -n '${secret.token}' && touch ${path.root}/out/token-used\"", "run = \"echo 'using token ${secret.token}'\"");
+    fs_err::write(&app, text).expect("write");
+    let out = s.tend(&["apply", "--auto-approve"], Some(&s.key));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let shown = s.tend(&["state", "show", "host.command.use_token[this]"], Some(&s.key));
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(text.contains("stdout      = \"using token (sensitive)\\n\""), "{text}");
+    assert_clean("state show", &shown.stdout);
+    assert_clean("the apply's output", &out.stdout);
+    assert_clean("the apply's log", &out.stderr);
+    let mut files = Vec::new();
+    all_files(&s.dir.path().join("state"), &mut files);
+    for f in files {
+        assert_clean(&f.display().to_string(), &fs_err::read(&f).expect("read"));
+    }
+}
+
+#[test]
 fn a_file_that_held_a_secret_never_shows_it_in_a_diff_once_its_content_is_plain() {
     let s = Setup::new();
     assert!(s.tend(&["apply", "--auto-approve"], Some(&s.key)).status.success());

@@ -446,7 +446,7 @@ fn host_files_switch_as_one_generation_with_health_check_switch_back_and_rollbac
     ok(&second);
     let second = String::from_utf8_lossy(&second.stderr);
     let switched = second.find("switched to generation").expect("switched");
-    assert!(second.find("host.command.reload[h1]: updat").is_some_and(|at| at > switched), "{second}");
+    assert!(second.find("host.command.reload[h1]: running").is_some_and(|at| at > switched), "{second}");
     assert_eq!(fs_err::read_to_string(f.srv("h1").join("reloads")).expect("reloads"), "v1\nv2\n", "the command saw the new generation");
     assert!(fs_err::symlink_metadata(f.srv("h1").join("etc/extra/x.conf")).is_err(), "the removed file's link is gone");
     let g2 = current();

@@ -134,6 +134,9 @@ pub struct KindSchema {
     /// (see [`Provider::health`](crate::Provider::health)) when the resource sets no `timeout`;
     /// `None`: the engine's default, [`DEFAULT_TIMEOUT`].
     pub timeout: Option<std::time::Duration>,
+    /// Applying it runs something (a command) rather than making an object: plans say "will
+    /// run", applies "ran".
+    pub runs: bool,
 }
 
 /// How long the engine waits for readiness when neither the resource nor its kind says.

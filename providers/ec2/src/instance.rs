@@ -347,6 +347,7 @@ pub fn schema() -> KindSchema {
         doc: "a virtual machine",
         target: false,
         timeout: None,
+        runs: false,
         fields: vec![
             FieldSchema::input("ami", FieldType::String, "image id").required().forces_replacement(),
             FieldSchema::input("instance_type", FieldType::String, "e.g. t3.micro; changed in place by stop, modify, start").required(),

@@ -75,6 +75,7 @@ pub fn schema() -> KindSchema {
         doc: "an imported public key",
         target: false,
         timeout: None,
+        runs: false,
         fields: vec![
             FieldSchema::input("name", FieldType::String, "key pair name").required().forces_replacement(),
             FieldSchema::input("public_key", FieldType::String, "OpenSSH public key, e.g. \"ssh-ed25519 AAAA…\"").required().forces_replacement(),

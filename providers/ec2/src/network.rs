@@ -292,6 +292,7 @@ pub fn vpc_schema() -> KindSchema {
         doc: "a VPC",
         target: false,
         timeout: None,
+        runs: false,
         fields: vec![
             FieldSchema::input("cidr_block", FieldType::String, "IPv4 CIDR, e.g. 10.0.0.0/16").required().forces_replacement(),
             tags(),
@@ -307,6 +308,7 @@ pub fn subnet_schema() -> KindSchema {
         doc: "a subnet of a VPC",
         target: false,
         timeout: None,
+        runs: false,
         fields: vec![
             FieldSchema::input("vpc_id", FieldType::String, "the VPC").required().forces_replacement(),
             FieldSchema::input("cidr_block", FieldType::String, "IPv4 CIDR inside the VPC's").required().forces_replacement(),
@@ -324,6 +326,7 @@ pub fn security_group_schema() -> KindSchema {
         doc: "a security group with its ingress and egress rules",
         target: false,
         timeout: None,
+        runs: false,
         fields: vec![
             FieldSchema::input("name", FieldType::String, "group name").required().forces_replacement(),
             FieldSchema::input("description", FieldType::String, "description").forces_replacement(),

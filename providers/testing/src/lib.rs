@@ -103,6 +103,7 @@ fn schema() -> KindSchema {
         target: false,
         doc: "an in-memory object with an id assigned at creation",
         timeout: None,
+        runs: false,
         fields: vec![
             FieldSchema::input("value", FieldType::String, "changed in place"),
             FieldSchema::input("immutable", FieldType::String, "forces replacement").forces_replacement(),
@@ -127,6 +128,7 @@ fn group_schema() -> KindSchema {
         target: false,
         doc: "instances that depend on each other, as a provider's expansion says",
         timeout: None,
+        runs: false,
         fields: vec![
             FieldSchema::input("members", FieldType::List(Box::new(FieldType::String)), "one instance per entry").required(),
             FieldSchema::input("chain", FieldType::Bool, "each member needs the one before it"),
@@ -149,6 +151,7 @@ fn definition_schema() -> KindSchema {
         target: false,
         doc: "declares a kind known only at run time",
         timeout: None,
+        runs: false,
         fields: vec![
             FieldSchema::input("declares", FieldType::String, "the kind's name").required(),
             FieldSchema::input("ready_within", FieldType::Int, "seconds its instances may take to become ready"),

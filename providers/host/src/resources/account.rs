@@ -16,6 +16,7 @@ pub fn user_schema() -> KindSchema {
         doc: "a local user account",
         target: false,
         timeout: None,
+        runs: false,
         fields: vec![
             FieldSchema::input("on", FieldType::Any, "host names, or a label selector table"),
             FieldSchema::input("name", FieldType::String, "login name").required().forces_replacement(),
@@ -36,6 +37,7 @@ pub fn group_schema() -> KindSchema {
         doc: "a local group",
         target: false,
         timeout: None,
+        runs: false,
         fields: vec![
             FieldSchema::input("on", FieldType::Any, "host names, or a label selector table"),
             FieldSchema::input("name", FieldType::String, "group name").required().forces_replacement(),

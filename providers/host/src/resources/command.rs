@@ -13,6 +13,7 @@ pub fn schema() -> KindSchema {
         target: false,
         doc: "a shell command run on a host (sh -c)",
         timeout: None,
+        runs: true,
         fields: vec![
             FieldSchema::input("on", FieldType::Any, "host names, or a label selector table"),
             FieldSchema::input("run", FieldType::String, "the command, run with `sh -c`").required(),
@@ -75,15 +76,52 @@ pub async fn apply(t: &dyn Transport, req: &ApplyRequest) -> Result<Option<Obser
     let config = req.config.as_ref().ok_or_else(|| ProviderError::terminal("no config to apply"))?;
     let run = required_str(config, "run")?;
     let out = t.exec(run, get_str(config, "cwd")).await?;
+    for (stream, text) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+        for line in text.lines() {
+            tracing::debug!(addr = %req.addr, stream, "{line}");
+        }
+    }
     if out.status != 0 {
-        let tail: Vec<&str> = out.stderr.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect();
         let mut err = ProviderError::terminal(format!("command exited with status {} on host `{}`", out.status, t.host()));
-        if !tail.is_empty() {
-            err = err.with_hint(format!("its last lines of stderr:\n{}", tail.join("\n")));
+        let shown: Vec<String> = [("stdout", &out.stdout), ("stderr", &out.stderr)]
+            .iter()
+            .filter(|(_, text)| !text.trim().is_empty())
+            .map(|(name, text)| format!("its last lines of {name}:\n{}", last_lines(text, 10)))
+            .collect();
+        if !shown.is_empty() {
+            err = err.with_hint(shown.join("\n"));
         }
         return Err(err);
     }
-    Ok(Some(Observed { id: None, attributes: shown(config) }))
+    // What it printed is kept with its record, bounded (the engine removes secrets from it).
+    let mut attributes = shown(config);
+    attributes.insert("exit_status".into(), Value::Int(i64::from(out.status)));
+    attributes.insert("stdout".into(), Value::String(tail(&out.stdout, OUTPUT_KEPT)));
+    attributes.insert("stderr".into(), Value::String(tail(&out.stderr, OUTPUT_KEPT)));
+    Ok(Some(Observed { id: None, attributes }))
+}
+
+/// How much of each output stream of a command is kept in state.
+const OUTPUT_KEPT: usize = 4096;
+
+/// The last `n` lines of `text`.
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().rev().take(n).collect();
+    lines.into_iter().rev().collect::<Vec<_>>().join("\n")
+}
+
+/// At most the last `max` bytes of `text`, from a line start when there is one in reach.
+fn tail(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    let cut = &text[start..];
+    let from_line = cut.find('\n').map_or(cut, |i| &cut[i + 1..]);
+    format!("[… {} bytes before]\n{from_line}", text.len() - from_line.len())
 }
 
 /// `host.command`.

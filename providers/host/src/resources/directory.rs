@@ -15,6 +15,7 @@ pub fn schema() -> KindSchema {
         target: false,
         doc: "a directory on a host",
         timeout: None,
+        runs: false,
         fields: vec![
             FieldSchema::input("on", FieldType::Any, "host names, or a label selector table"),
             FieldSchema::input("path", FieldType::String, "absolute path on the host").required().forces_replacement().claims(tend_provider::Claim::Exclusive),

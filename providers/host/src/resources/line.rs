@@ -18,6 +18,7 @@ pub fn schema() -> KindSchema {
         doc: "ensure one line in a file (like lineinfile)",
         target: false,
         timeout: None,
+        runs: false,
         fields: vec![
             FieldSchema::input("on", FieldType::Any, "host names, or a label selector table"),
             FieldSchema::input("path", FieldType::String, "absolute path of the file").required().forces_replacement().claims(tend_provider::Claim::Shared),

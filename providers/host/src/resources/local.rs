@@ -10,6 +10,7 @@ pub fn schema() -> KindSchema {
         target: true,
         doc: "the machine tend runs on, reached without a network",
         timeout: None,
+        runs: false,
         fields: vec![
             FieldSchema::input("labels", FieldType::Map(Box::new(FieldType::String)), "labels for `on = { key = value }` selectors"),
             FieldSchema::input("vars", FieldType::Map(Box::new(FieldType::Any)), "host variables for templates"),

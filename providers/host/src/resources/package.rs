@@ -16,6 +16,7 @@ pub fn schema() -> KindSchema {
         doc: "packages installed (or removed) with apt, dnf or apk, in one batch",
         target: false,
         timeout: None,
+        runs: false,
         fields: vec![
             FieldSchema::input("on", FieldType::Any, "host names, or a label selector table"),
             FieldSchema::input("names", FieldType::List(Box::new(FieldType::String)), "package names").required(),

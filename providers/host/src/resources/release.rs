@@ -22,6 +22,7 @@ pub fn schema() -> KindSchema {
         doc: "a directory of the repository deployed as an immutable generation, with health check and rollback",
         target: false,
         timeout: None,
+        runs: false,
         fields: vec![
             FieldSchema::input("on", FieldType::Any, "host names, or a label selector table"),
             FieldSchema::input("source", FieldType::String, "a directory in the config repository").required(),

@@ -13,6 +13,7 @@ pub fn schema() -> KindSchema {
         doc: "a systemd unit: enabled, running, restarted on change",
         target: false,
         timeout: None,
+        runs: false,
         fields: vec![
             FieldSchema::input("on", FieldType::Any, "host names, or a label selector table"),
             FieldSchema::input("name", FieldType::String, "unit name, e.g. nginx or nginx.service").required(),

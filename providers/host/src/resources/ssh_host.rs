@@ -16,6 +16,7 @@ pub fn schema() -> KindSchema {
         doc: "a host reached over SSH",
         target: true,
         timeout: None,
+        runs: false,
         fields: vec![
             FieldSchema::input("address", FieldType::String, "DNS name or IP address; may be a reference, e.g. ${ec2.instance.web.private_ip}").required(),
             FieldSchema::input("port", FieldType::Int, "SSH port, default 22"),

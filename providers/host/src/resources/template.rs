@@ -18,6 +18,7 @@ pub fn schema() -> KindSchema {
         doc: "a file rendered from a template in the config repository, per host",
         target: false,
         timeout: None,
+        runs: false,
         fields: vec![
             FieldSchema::input("on", FieldType::Any, "host names, or a label selector table"),
             FieldSchema::input("path", FieldType::String, "absolute path on the host").required().forces_replacement().claims(tend_provider::Claim::Exclusive),
