@@ -119,6 +119,13 @@ fn keygen(output: Option<&Path>) -> Result<ExitCode, Failure> {
             if path.exists() {
                 return Err(Failure::user(format!("{} exists; tend will not overwrite an identity", path.display()), None));
             }
+            // A directory that is not there yet is made, private to its owner, as ssh-keygen
+            // does for ~/.ssh.
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+                use std::os::unix::fs::DirBuilderExt;
+                std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| Failure::from_error(&e, None))?;
+                eprintln!("Made {} (mode 0700).", dir.display());
+            }
             write_private(path, text.as_bytes(), 0o600)?;
             eprintln!("Wrote the identity to {} (mode 0600). Keep it out of Git.", path.display());
         }

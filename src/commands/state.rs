@@ -36,7 +36,17 @@ pub async fn run(cli: &Cli, cmd: &StateCommand) -> Result<ExitCode, Failure> {
             let addr = parse_addr(address)?;
             let store = open_store_read_only(&path)?.ok_or(StateError::NoSuchRecord { addr: address.clone() })?;
             let snapshot = store.load().await?;
-            let rec = snapshot.records.get(&addr).ok_or(StateError::NoSuchRecord { addr: address.clone() })?;
+            let Some(rec) = snapshot.records.get(&addr) else {
+                // An address without its instance key: the instances that are recorded.
+                let keyed: Vec<String> = snapshot.records.keys().filter(|a| a.key.is_some() && a.base() == addr).map(|a| format!("'{a}'")).collect();
+                if addr.key.is_none() && !keyed.is_empty() {
+                    return Err(Failure::user(
+                        format!("no resource `{address}` in state: it has instances, each recorded under its key"),
+                        Some(format!("tend state show {}", keyed.join("\n  or: tend state show "))),
+                    ));
+                }
+                return Err(StateError::NoSuchRecord { addr: address.clone() }.into());
+            };
             if *json {
                 println!("{}", serde_json::to_string_pretty(rec).expect("records serialize to JSON"));
             } else {

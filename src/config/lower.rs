@@ -369,6 +369,13 @@ fn check_type(expr: &Expr, ty: &FieldType, span: Span, name: &str) -> Result<(),
             Expr::Literal(Value::String(s)) => s.parse::<ResourceAddr>().map(|_| ()).map_err(|e| Diagnostic::at(span, e.to_string(), "not an address")),
             _ => Err(mismatch("a list holding something other than address strings")),
         }),
+        // A file mode written as a number (TOML reads `0o644` as 420, and `644` as decimal).
+        (FieldType::String, Expr::Literal(Value::Int(_))) if name == "mode" => {
+            Err(mismatch("integer").with_hint("modes are strings, written in octal: mode = \"0644\""))
+        }
+        (FieldType::String, Expr::Literal(v @ (Value::Int(_) | Value::Bool(_) | Value::Float(_)))) => {
+            Err(mismatch(v.type_name()).with_hint(format!("quote it: {name} = \"{v}\"")))
+        }
         (_, Expr::Literal(v)) => Err(mismatch(v.type_name())),
         (_, Expr::List(_)) => Err(mismatch("list")),
         (_, Expr::Map(_)) => Err(mismatch("table")),

@@ -303,7 +303,11 @@ fn render(plan: &Plan, opts: &TextOptions) -> String {
         out.push('\n');
     }
     let held_count = plan.changes.iter().filter(|c| c.held_back.is_some()).count();
-    if changes.is_empty() && held_count > 0 {
+    if !plan.errors.is_empty() {
+        // Never "No changes" beside errors: nothing can be applied until they are fixed.
+        let n = plan.errors.len();
+        let _ = writeln!(out, "The plan cannot be applied: {n} error{} (below).", if n == 1 { "" } else { "s" });
+    } else if changes.is_empty() && held_count > 0 {
         let _ = writeln!(out, "No changes to apply: {held_count} held back by suspend = true.");
     } else if changes.is_empty() {
         let _ = writeln!(out, "No changes. The targets match the configuration.");

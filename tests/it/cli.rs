@@ -548,3 +548,35 @@ fn a_command_is_reported_as_run_and_what_it_printed_is_kept_bounded() {
     assert_eq!(code(&failed), 1);
     assert!(stderr(&failed).contains("command exited with status 5") && stderr(&failed).contains("its last lines of stderr:\nbye"), "{}", stderr(&failed));
 }
+
+#[test]
+fn mistakes_people_make_get_errors_that_say_how_to_fix_them() {
+    let run = Run::quickstart();
+    // A mode written as a number.
+    fs_err::write(run.root().join("extra.toml"), "[host.file.m]\non = [\"this\"]\npath = \"${path.root}/out/m\"\ncontent = \"x\"\nmode = 644\n")
+        .expect("write");
+    let mode = run.tend(&["plan"]);
+    assert_eq!(code(&mode), 1);
+    assert!(stderr(&mode).contains("modes are strings, written in octal: mode = \"0644\"") && stderr(&mode).contains("extra.toml:5"), "{}", stderr(&mode));
+    // Plan errors are never shown beside "No changes".
+    fs_err::write(run.root().join("extra.toml"), "[host.file.m]\non = [\"this\"]\npath = \"${var.root}/index.html\"\ncontent = \"x\"\n").expect("write");
+    assert_eq!(code(&run.tend(&["apply", "--auto-approve"])), 1);
+    fs_err::remove_file(run.root().join("extra.toml")).expect("rm");
+    assert_eq!(code(&run.tend(&["apply", "--auto-approve"])), 0);
+    fs_err::write(run.root().join("extra.toml"), "[host.file.m]\non = [\"this\"]\npath = \"${var.root}/index.html\"\ncontent = \"x\"\n").expect("write");
+    let conflict = run.tend(&["plan"]);
+    assert_eq!(code(&conflict), 1);
+    let out = String::from_utf8_lossy(&conflict.stdout).into_owned();
+    assert!(!out.contains("No changes") && out.contains("The plan cannot be applied: 1 error (below)."), "{out}");
+    fs_err::remove_file(run.root().join("extra.toml")).expect("rm");
+    // `state show` of a resource by its name alone suggests its instances.
+    let show = run.tend(&["state", "show", "host.file.index"]);
+    assert_eq!(code(&show), 1);
+    assert!(stderr(&show).contains("it has instances") && stderr(&show).contains("tend state show 'host.file.index[this]'"), "{}", stderr(&show));
+    // keygen into a directory that does not exist makes it, private.
+    let key = run.dir.path().join("keys/new/me.key");
+    let generated = run.tend(&["secrets", "keygen", "--output", &key.to_string_lossy()]);
+    assert_eq!(code(&generated), 0, "{}", stderr(&generated));
+    assert_eq!(fs_err::metadata(key.parent().expect("dir")).expect("dir").permissions().mode() & 0o777, 0o700);
+    assert_eq!(fs_err::metadata(&key).expect("key").permissions().mode() & 0o777, 0o600);
+}
