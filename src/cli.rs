@@ -364,6 +364,9 @@ pub struct AgentArgs {
     /// else apply).
     #[arg(long, value_enum, env = "TEND_MODE")]
     pub mode: Option<AgentMode>,
+    /// With --once --mode plan-only: print the plan, and exit 2 when it has changes.
+    #[arg(long, requires = "once")]
+    pub detailed_exitcode: bool,
     /// Reconcile once and exit (for cron or CI): exit 0 converged, 1 failed.
     #[arg(long)]
     pub once: bool,
@@ -402,4 +405,8 @@ pub struct AgentClientArgs {
     /// Print the raw JSON.
     #[arg(long)]
     pub json: bool,
+    /// `tend status`: print the plan of the agent's current commit instead (what it would
+    /// change, in plan-only mode or while suspended).
+    #[arg(long)]
+    pub plan: bool,
 }

@@ -132,6 +132,19 @@ async fn status(State(s): State<Arc<Shared>>) -> Response {
     axum::Json(st).into_response()
 }
 
+/// The last plan as `tend plan` shows it: what the agent would change (in plan-only mode, or
+/// while suspended). It may show what changes inside files, so it is for operators: the
+/// agent's secret as a bearer token when one is set.
+async fn plan(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if !operator_ok(&s, &headers) {
+        return (StatusCode::UNAUTHORIZED, "the plan needs the agent's secret as a bearer token\n").into_response();
+    }
+    match s.status.lock().await.plan_text.clone() {
+        Some(text) => (StatusCode::OK, text).into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "no plan yet: the first reconcile has not planned\n").into_response(),
+    }
+}
+
 /// Suspend and resume are operator actions: they need the webhook secret as a bearer token
 /// when one is set (the listener may face the network for webhooks).
 fn operator_ok(shared: &Shared, headers: &HeaderMap) -> bool {
@@ -175,6 +188,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/status", get(status))
+        .route("/plan", get(plan))
         .route("/suspend", post(suspend))
         .route("/resume", post(resume))
         .with_state(shared)

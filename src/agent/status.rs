@@ -39,6 +39,10 @@ pub struct ResourceStatus {
     pub status: String,
     /// The last error, if it failed.
     pub last_error: Option<ErrorReport>,
+    /// What the last plan would do to it, when it is not `ok`: `create`, `update`, `replace`
+    /// or `delete`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
 }
 
 /// The agent's status.
@@ -71,6 +75,12 @@ pub struct Status {
     pub suspended: bool,
     /// Per resource address.
     pub resources: BTreeMap<String, ResourceStatus>,
+    /// The last plan, as `tend plan` shows it (served by `/plan` to an operator).
+    #[serde(skip)]
+    pub plan_text: Option<String>,
+    /// Whether the last plan had changes.
+    #[serde(skip)]
+    pub plan_has_changes: bool,
     #[serde(skip)]
     pub(crate) metrics: Metrics,
 }
@@ -141,6 +151,8 @@ impl Status {
     /// What the plan says of every resource: pending, drifted, suspended, ok, or failed to plan.
     pub(crate) fn record_plan(&mut self, plan: &Plan, suspended: bool) {
         self.resources.clear();
+        self.plan_text = Some(crate::plan::render_text(plan));
+        self.plan_has_changes = plan.has_changes();
         for c in &plan.changes {
             let status = if c.held_back.is_some() || suspended && c.is_change() {
                 "suspended"
@@ -151,14 +163,25 @@ impl Status {
             } else {
                 "ok"
             };
-            self.resources.insert(c.addr.to_string(), ResourceStatus { status: status.into(), last_error: None });
+            let action = (status != "ok").then(|| {
+                let a = c.held_back.unwrap_or(c.action);
+                match a {
+                    Action::Create => "create",
+                    // A drift reported and left alone is an update it would make.
+                    Action::NoOp | Action::Update => "update",
+                    Action::Replace { .. } => "replace",
+                    Action::Delete => "delete",
+                }
+                .to_string()
+            });
+            self.resources.insert(c.addr.to_string(), ResourceStatus { status: status.into(), last_error: None, action });
         }
         for e in plan.errors.iter().chain(&plan.unplanned) {
             let key = e.addr.as_ref().map_or_else(|| "(plan)".to_string(), ToString::to_string);
             if let Some(a) = &e.addr {
                 *self.metrics.errors.entry((a.provider.to_string(), e.kind.name())).or_default() += 1;
             }
-            self.resources.insert(key, ResourceStatus { status: "failed".into(), last_error: Some(ErrorReport::new(e.kind, e.message.clone())) });
+            self.resources.insert(key, ResourceStatus { status: "failed".into(), last_error: Some(ErrorReport::new(e.kind, e.message.clone())), action: None });
         }
         let drifted = plan.changes.iter().filter(|c| c.reason == ChangeReason::Drift || c.drift_reported).count();
         self.metrics.drift_detected += drifted as u64;
@@ -173,15 +196,15 @@ impl Status {
                 continue;
             }
             let entry = match outcome {
-                Outcome::Applied => ResourceStatus { status: "ok".into(), last_error: None },
+                Outcome::Applied => ResourceStatus { status: "ok".into(), last_error: None, action: None },
                 Outcome::Failed(f) => {
                     *self.metrics.errors.entry((addr.provider.to_string(), f.kind.name())).or_default() += 1;
-                    ResourceStatus { status: "failed".into(), last_error: Some(ErrorReport::new(f.kind, f.render())) }
+                    ResourceStatus { status: "failed".into(), last_error: Some(ErrorReport::new(f.kind, f.render())), action: None }
                 }
                 Outcome::Skipped(cause) => {
                     // The class of what it waited for.
                     let kind = self.resources.get(&cause.to_string()).and_then(|r| r.last_error.as_ref()).map_or(ErrorKind::Terminal, |e| e.kind);
-                    ResourceStatus { status: "skipped".into(), last_error: Some(ErrorReport::new(kind, format!("{cause} failed"))) }
+                    ResourceStatus { status: "skipped".into(), last_error: Some(ErrorReport::new(kind, format!("{cause} failed"))), action: None }
                 }
             };
             self.resources.insert(addr.to_string(), entry);

@@ -101,6 +101,17 @@ pub async fn run(cli: &Cli, args: &AgentArgs) -> Result<ExitCode, Failure> {
     match last {
         // A stopped agent exits 0; `--once` reports how its one reconcile went.
         Reconciled::Failed(msg) | Reconciled::Refused(msg) if args.once => Err(Failure { text: format!("error: {msg}\n") }),
+        Reconciled::Success if args.once => {
+            // Plan-only: what it would change, and (asked) exit 2 when that is anything.
+            let st = shared.status.lock().await;
+            if st.mode == "plan-only" {
+                print!("{}", st.plan_text.as_deref().unwrap_or_default());
+                if args.detailed_exitcode && st.plan_has_changes {
+                    return Ok(ExitCode::from(2));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Reconciled::Success | Reconciled::Failed(_) | Reconciled::Refused(_) => Ok(ExitCode::SUCCESS),
     }
 }
@@ -122,6 +133,10 @@ async fn call(args: &AgentClientArgs, method: reqwest::Method, path: &str) -> Re
 }
 
 pub async fn status(args: &AgentClientArgs) -> Result<ExitCode, Failure> {
+    if args.plan {
+        print!("{}", call(args, reqwest::Method::GET, "/plan").await?);
+        return Ok(ExitCode::SUCCESS);
+    }
     let body = call(args, reqwest::Method::GET, "/status").await?;
     if args.json {
         println!("{body}");
@@ -157,8 +172,9 @@ pub fn render_status(st: &serde_json::Value) -> String {
             let status = r["status"].as_str().unwrap_or("?");
             *counts.entry(status.to_string()).or_insert(0usize) += 1;
             if status != "ok" {
+                let action = r["action"].as_str().map(|a| format!(" (would {a})")).unwrap_or_default();
                 problems.push(format!(
-                    "  {status:<9} {addr}{}\n",
+                    "  {status:<9} {addr}{action}{}\n",
                     r["last_error"]["message"].as_str().map(|e| format!(": {}", e.lines().next().unwrap_or_default())).unwrap_or_default()
                 ));
             }

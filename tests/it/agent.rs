@@ -358,7 +358,22 @@ fn plan_only_reports_without_applying_and_suspend_holds_changes_until_resume() {
         assert_eq!(agent.status()["resources"]["host.file.app[me]"]["status"], "pending");
         assert!(!s.out().join("app.conf").exists(), "plan-only applies nothing");
         assert_eq!(agent.status()["mode"], "plan-only");
+        // It says what it would do: per resource, and the whole plan.
+        assert_eq!(agent.status()["resources"]["host.file.app[me]"]["action"], "create");
+        let client = |args: &[&str]| {
+            Command::new(env!("CARGO_BIN_EXE_tend")).args(args).args(["--agent", &format!("http://127.0.0.1:{}", agent.port)]).output().expect("client")
+        };
+        let shown = String::from_utf8_lossy(&client(&["status"]).stdout).into_owned();
+        assert!(shown.contains("pending   host.file.app[me] (would create)"), "{shown}");
+        let plan = client(&["status", "--plan"]);
+        let plan = String::from_utf8_lossy(&plan.stdout).into_owned();
+        assert!(plan.contains("# host.file.app[me] will be created") && plan.contains("+v1"), "{plan}");
     }
+    // Once, plan-only, in CI: the plan on stdout, exit 2 when it would change something.
+    let once = s.tend(&["agent", "--once", "--mode", "plan-only", "--detailed-exitcode", "--source", &url, "-C", "cfg"]);
+    assert_eq!(once.status.code(), Some(2), "{}", text(&once));
+    assert!(String::from_utf8_lossy(&once.stdout).contains("# host.file.app[me] will be created"), "{}", text(&once));
+    assert!(!s.out().join("app.conf").exists());
     g.commit(&[("cfg/tend.toml", &config(&s.out(), "v1"))], "apply");
     let agent = Agent::start(&s, &["--source", &url, "-C", "cfg", "--interval", "1h", "--webhook-secret", "k"]);
     wait_until("v1 is applied", 20, || s.app() == "v1\n");
@@ -369,6 +384,8 @@ fn plan_only_reports_without_applying_and_suspend_holds_changes_until_resume() {
             .expect("client")
     };
     assert_eq!(client("suspend", "wrong").status.code(), Some(1), "suspend needs the secret");
+    assert_eq!(agent.http("GET", "/plan", &[], "").0, 401, "the plan (file contents) needs the secret too");
+    assert_eq!(agent.http("GET", "/plan", &[("Authorization", "Bearer k")], "").0, 200);
     assert!(client("suspend", "k").status.success());
     g.commit(&[("cfg/tend.toml", &config(&s.out(), "v2"))], "v2");
     let body = r#"{"ref":"refs/heads/main"}"#;
