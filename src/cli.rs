@@ -95,6 +95,21 @@ pub enum ColorChoice {
     Never,
 }
 
+/// Which part of the config a plan covers, and what it re-creates (for `plan` and `apply`).
+#[derive(Debug, Clone, Args)]
+pub struct SelectArgs {
+    /// Only this resource (or instance) and what it depends on (repeatable).
+    #[arg(long = "target", value_name = "ADDR")]
+    pub targets: Vec<String>,
+    /// Only what is placed on these hosts, by name or label (`role=web`), and what it depends
+    /// on (repeatable).
+    #[arg(long = "limit", value_name = "HOST|LABEL=VALUE")]
+    pub limit: Vec<String>,
+    /// Re-create this resource (or instance) even if nothing changed (repeatable).
+    #[arg(long = "replace", value_name = "ADDR")]
+    pub replace: Vec<String>,
+}
+
 /// How plans show changes inside content (for `plan` and `apply`).
 #[derive(Debug, Clone, Args)]
 pub struct DiffArgs {
@@ -121,6 +136,7 @@ impl Cli {
     pub fn take_positional_dir(&mut self) -> Result<(), String> {
         let positional = match &mut self.command {
             Command::Plan(a) => a.dir.take(),
+            Command::Destroy(a) => a.dir.take(),
             Command::Validate { dir } => dir.take(),
             Command::Apply(a) if a.plan_file.as_ref().is_some_and(|p| p.is_dir()) => a.plan_file.take(),
             _ => None,
@@ -145,6 +161,18 @@ pub enum Command {
     Plan(PlanArgs),
     /// Converge the targets: plan and apply, or apply a saved plan.
     Apply(ApplyArgs),
+    /// Destroy everything this config's state records (plan, confirm, apply), as `apply` would
+    /// after removing every resource from the config.
+    Destroy(DestroyArgs),
+    /// Show a plan saved with `tend plan --out` (text, or --json).
+    Show {
+        /// The saved plan.
+        #[arg(value_name = "PLAN_FILE")]
+        plan_file: PathBuf,
+        /// Print the plan as JSON (schema: docs/plan-json.md).
+        #[arg(long)]
+        json: bool,
+    },
     /// Check config, references and the graph without touching any target.
     Validate {
         /// The config directory (as -C DIR).
@@ -269,6 +297,8 @@ pub struct PlanArgs {
     pub detailed_exitcode: bool,
     #[command(flatten)]
     pub diff: DiffArgs,
+    #[command(flatten)]
+    pub select: SelectArgs,
 }
 
 /// `tend apply`.
@@ -286,6 +316,22 @@ pub struct ApplyArgs {
     pub parallelism: Option<usize>,
     #[command(flatten)]
     pub diff: DiffArgs,
+    #[command(flatten)]
+    pub select: SelectArgs,
+}
+
+/// `tend destroy`.
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    /// The config directory (as -C DIR).
+    #[arg(value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// How many changes run at once.
+    #[arg(long, value_name = "N")]
+    pub parallelism: Option<usize>,
 }
 
 /// `tend graph`.

@@ -65,7 +65,13 @@ fn usage_error(e: &clap::Error) -> String {
         let s = suggested.trim_start_matches('-');
         strsim::damerau_levenshtein(&typed_name, s) <= (typed_name.len().max(s.len()) / 4).max(1)
     };
-    let suggested = value(ContextKind::SuggestedSubcommand).or_else(|| value(ContextKind::SuggestedArg));
+    let all = |k: ContextKind| match e.get(k) {
+        Some(ContextValue::String(s)) => vec![s.clone()],
+        Some(ContextValue::Strings(v)) => v.clone(),
+        _ => Vec::new(),
+    };
+    let suggestions: Vec<String> = all(ContextKind::SuggestedSubcommand).into_iter().chain(all(ContextKind::SuggestedArg)).collect();
+    let suggested = suggestions.first().cloned();
     // Options of other subcommands with the name typed.
     let owners: Vec<String> = if typed.starts_with("--") {
         cli::Cli::command()
@@ -76,11 +82,20 @@ fn usage_error(e: &clap::Error) -> String {
     } else {
         Vec::new()
     };
-    let far = suggested.as_deref().is_some_and(|s| !near(s));
+    let close: Vec<&String> = suggestions.iter().filter(|s| near(s)).collect();
+    let far = suggested.is_some() && close.is_empty();
     let mut out = String::new();
     for line in text.lines() {
         let tip = line.trim_start();
-        if (tip.starts_with("tip: a similar") && far) || (tip.starts_with("tip: to pass") && !owners.is_empty()) {
+        if ((tip.starts_with("tip: a similar") || tip.starts_with("tip: some similar")) && far) || (tip.starts_with("tip: to pass") && !owners.is_empty()) {
+            continue;
+        }
+        // Of several suggestions, only the near misses.
+        if tip.starts_with("tip: some similar") && close.len() < suggestions.len() {
+            let what = if tip.contains("subcommand") { "subcommand" } else { "argument" };
+            let names: Vec<String> = close.iter().map(|s| format!("'{s}'")).collect();
+            let verb = if close.len() == 1 { format!("a similar {what} exists") } else { format!("some similar {what}s exist") };
+            out.push_str(&format!("  tip: {verb}: {}\n", names.join(", ")));
             continue;
         }
         // The usage clap shows with a suggestion names the suggested option: the plain usage

@@ -204,10 +204,27 @@ impl Workspace {
 
     /// Build the graph and plan against a state snapshot.
     pub async fn plan(&mut self, state: &Snapshot) -> Result<Plan, WorkspaceError> {
-        if state.records.keys().any(|a| !self.providers.contains_key(&*a.provider)) {
+        self.plan_with(state, &plan::PlanOptions::default()).await
+    }
+
+    /// Plan with what the run asks beyond the config: part of it (`--target`, `--limit`),
+    /// forced replacements, or everything destroyed (`tend destroy`: planned against a config
+    /// that declares nothing, the destroy-all guard lifted because that is what was asked).
+    pub async fn plan_with(&mut self, state: &Snapshot, options: &plan::PlanOptions) -> Result<Plan, WorkspaceError> {
+        if options.destroy || state.records.keys().any(|a| !self.providers.contains_key(&*a.provider)) {
             self.configure_all()?;
         }
-        let graph = self.graph(state).await?;
-        Ok(plan::plan(PlanInput { config: &self.config, providers: &self.providers, graph: &graph, state, secrets: &self.secrets }).await)
+        let emptied;
+        let config = if options.destroy {
+            let mut c = self.config.clone();
+            c.resources.clear();
+            c.project.allow_empty = true;
+            emptied = c;
+            &emptied
+        } else {
+            &self.config
+        };
+        let graph = graph::build(config, &self.registry, &self.providers, state).await.map_err(WorkspaceError::Config)?;
+        Ok(plan::plan(PlanInput { config, providers: &self.providers, graph: &graph, state, secrets: &self.secrets, options }).await)
     }
 }

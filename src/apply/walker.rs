@@ -436,6 +436,7 @@ mod tests {
             errors: Vec::new(),
             unplanned: Vec::new(),
             commits: BTreeMap::new(),
+            left_out: 0,
         }
     }
 

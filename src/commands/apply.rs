@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tend::apply::{ApplyOptions, ApplyOutcome, ProtocolError, apply_plan};
-use tend::plan::{PLAN_FORMAT, Plan, render_text_with};
+use tend::plan::{PLAN_FORMAT, Plan, PlanOptions, render_text_with};
 use tend::report::Outcome;
 use tend::workspace::Workspace;
 
@@ -15,16 +15,50 @@ use super::{Failure, load_workspace, plan_errors, who};
 use crate::cli::{ApplyArgs, Cli};
 
 pub async fn run(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode, Failure> {
+    let options = super::plan_options(&args.select)?;
+    let saved = match &args.plan_file {
+        Some(file) if options != PlanOptions::default() => {
+            return Err(Failure::user(
+                format!("{} is applied exactly as saved; --target, --limit and --replace belong to `tend plan --out`", file.display()),
+                None,
+            ));
+        }
+        Some(file) => Some(read_plan(file)?),
+        None => None,
+    };
+    // A saved plan is applied to the config it was made from, wherever this runs.
+    let mut ws = super::load_workspace_in(cli, saved.as_ref().map(|p| p.config_root.clone()))?;
+    let parallelism = args.parallelism.or(ws.config.project.parallelism).unwrap_or(10);
+    apply_or_plan(cli, &mut ws, saved, &options, args.auto_approve, &args.diff, parallelism, args.plan_file.as_deref()).await
+}
+
+/// `tend destroy`: everything the state records for this config, planned, confirmed, applied.
+pub async fn destroy(cli: &Cli, args: &crate::cli::DestroyArgs) -> Result<ExitCode, Failure> {
     let mut ws = load_workspace(cli)?;
     let parallelism = args.parallelism.or(ws.config.project.parallelism).unwrap_or(10);
-    let plan = if let Some(file) = &args.plan_file {
-        let plan = read_plan(file)?;
+    let options = PlanOptions { destroy: true, ..PlanOptions::default() };
+    let diff = crate::cli::DiffArgs { no_diff: false, diff_context: 3 };
+    apply_or_plan(cli, &mut ws, None, &options, args.auto_approve, &diff, parallelism, None).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn apply_or_plan(
+    cli: &Cli,
+    ws: &mut Workspace,
+    saved: Option<Plan>,
+    options: &PlanOptions,
+    auto_approve: bool,
+    diff: &crate::cli::DiffArgs,
+    parallelism: usize,
+    plan_file: Option<&std::path::Path>,
+) -> Result<ExitCode, Failure> {
+    let plan = if let Some(plan) = saved {
         ws.configure_all()?;
         plan
     } else {
         let state = ws.read_state().await?;
-        let plan = ws.plan(&state).await?;
-        print!("{}", render_text_with(&plan, &super::text_options(cli, &args.diff)));
+        let plan = ws.plan_with(&state, options).await?;
+        print!("{}", render_text_with(&plan, &super::text_options(cli, diff)));
         plan_errors(&plan)?;
         if !plan.has_changes() {
             // Nothing to write but the owner, when asked to take the state over.
@@ -36,11 +70,11 @@ pub async fn run(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode, Failure> {
                 None => Ok(ExitCode::SUCCESS),
             };
         }
-        confirm(args.auto_approve)?;
+        confirm(auto_approve)?;
         plan
     };
     let unplanned = super::unplanned_report(&plan);
-    let outcome = run_locked(&ws, plan, parallelism).await.map_err(|e| match (e, &args.plan_file) {
+    let outcome = run_locked(ws, plan, parallelism).await.map_err(|e| match (e, plan_file) {
         (e @ ProtocolError::Stale { .. }, Some(file)) => Failure::user(
             format!("the saved plan {} is stale: {e}", file.display()),
             Some("something was applied since the plan was made; run `tend plan --out FILE` again and review it".into()),
@@ -61,7 +95,7 @@ pub async fn run(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode, Failure> {
     }
 }
 
-fn read_plan(file: &std::path::Path) -> Result<Plan, Failure> {
+pub(crate) fn read_plan(file: &std::path::Path) -> Result<Plan, Failure> {
     let bytes = fs_err::read(file).map_err(|e| Failure::from_error(&e, None))?;
     let plan: Plan = serde_json::from_slice(&bytes)
         .map_err(|e| Failure::user(format!("{} is not a saved tend plan: {e}", file.display()), Some("make one with `tend plan --out FILE`".into())))?;

@@ -113,7 +113,17 @@ pub fn init_logging(verbose: u8, format: LogFormat, daemon: bool) {
 }
 
 pub(crate) fn load_workspace(cli: &Cli) -> Result<Workspace, Failure> {
-    let (root, revision, origin) = config_root(cli)?;
+    load_workspace_in(cli, None)
+}
+
+/// The workspace of `root` (a saved plan's config directory) when `-C` and `--source` do not
+/// name one.
+pub(crate) fn load_workspace_in(cli: &Cli, root: Option<std::path::PathBuf>) -> Result<Workspace, Failure> {
+    let (mut chosen, revision, origin) = config_root(cli)?;
+    if let Some(r) = root.filter(|_| cli.source.is_none() && cli.config == std::path::Path::new(".")) {
+        chosen = r;
+    }
+    let root = chosen;
     let opts = LoadOptions {
         root,
         environment: cli.environment.clone(),
@@ -207,6 +217,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Resume(args) => agent::suspend(args, false).await,
         Command::Rollback { host, to } => rollback::run(&cli, host, to.as_deref()).await,
         Command::Completions { shell } => completions(*shell),
+        Command::Destroy(args) => apply::destroy(&cli, args).await,
+        Command::Show { plan_file, json } => show(&cli, plan_file, *json),
         Command::Man => man(),
     };
     match result {
@@ -216,6 +228,38 @@ pub async fn run(cli: Cli) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `tend show PLANFILE`: a saved plan, as `tend plan` showed it (without the diffs of file
+/// content, which plan files never hold), or its JSON.
+fn show(cli: &Cli, file: &std::path::Path, json: bool) -> Result<ExitCode, Failure> {
+    let plan = apply::read_plan(file)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&tend::plan::render_json(&plan)).expect("plans serialize to JSON"));
+    } else {
+        let diff = crate::cli::DiffArgs { no_diff: true, diff_context: 3 };
+        print!("{}", tend::plan::render_text_with(&plan, &text_options(cli, &diff)));
+        println!("\nMade from {} at revision {}; `tend apply {}` applies exactly this.", plan.config_root.display(), plan.revision, file.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--target`, `--limit`, `--replace` as plan options; an address that does not parse is an
+/// error naming it.
+pub(crate) fn plan_options(select: &crate::cli::SelectArgs) -> Result<tend::plan::PlanOptions, Failure> {
+    let parse = |flag: &str, list: &[String]| -> Result<Vec<tend::provider::ResourceAddr>, Failure> {
+        list.iter()
+            .map(|a| {
+                a.parse().map_err(|e| Failure::user(format!("{flag} `{a}`: {e}"), Some("addresses look like host.file.motd or 'host.file.motd[web]'".into())))
+            })
+            .collect()
+    };
+    Ok(tend::plan::PlanOptions {
+        targets: parse("--target", &select.targets)?,
+        limit: select.limit.clone(),
+        replace: parse("--replace", &select.replace)?,
+        destroy: false,
+    })
 }
 
 /// `tend completions SHELL`, from the clap definitions.

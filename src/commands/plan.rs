@@ -10,7 +10,7 @@ use crate::cli::{Cli, PlanArgs};
 pub async fn run(cli: &Cli, args: &PlanArgs) -> Result<ExitCode, Failure> {
     let mut ws = load_workspace(cli)?;
     let state = ws.read_state().await?;
-    let plan = ws.plan(&state).await?;
+    let plan = ws.plan_with(&state, &super::plan_options(&args.select)?).await?;
     if args.json {
         let text = serde_json::to_string_pretty(&render_json(&plan)).expect("plans serialize to JSON");
         println!("{text}");

@@ -44,6 +44,24 @@ pub enum ChangeReason {
     Tainted,
     /// A resource it watches (`on_change`) changes.
     Triggered,
+    /// Asked for: `--replace ADDR`.
+    Requested,
+}
+
+/// What a run asks of a plan beyond the config: parts of it, forced replacements, everything
+/// destroyed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlanOptions {
+    /// `--target ADDR`: only these (an address without a key: all its instances) and what they
+    /// depend on.
+    pub targets: Vec<ResourceAddr>,
+    /// `--limit HOST|LABEL=VALUE`: only what is placed on matching hosts, the hosts, and what
+    /// those depend on.
+    pub limit: Vec<String>,
+    /// `--replace ADDR`: re-create these even if nothing changed.
+    pub replace: Vec<ResourceAddr>,
+    /// `tend destroy`: every resource in state is destroyed.
+    pub destroy: bool,
 }
 
 /// The planned change of one resource instance.
@@ -204,6 +222,9 @@ pub struct Plan {
     /// (`will switch to a new generation of its files (2 changed)`).
     #[serde(default)]
     pub commits: BTreeMap<String, String>,
+    /// Changes left out because `--target` or `--limit` did not select them.
+    #[serde(default)]
+    pub left_out: usize,
 }
 
 impl Plan {

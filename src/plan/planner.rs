@@ -1,6 +1,6 @@
 //! Refresh then plan, in dependency order.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use futures_util::StreamExt;
@@ -32,6 +32,8 @@ pub struct PlanInput<'a> {
     pub state: &'a Snapshot,
     /// Declared secrets, decrypted on first use.
     pub secrets: &'a Secrets,
+    /// What the run asks beyond the config (`--target`, `--limit`, `--replace`).
+    pub options: &'a super::PlanOptions,
 }
 
 type ReadResult = Result<Option<Observed>, ProviderError>;
@@ -171,6 +173,7 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
     }
     changes.sort_by_key(|(pos, _)| *pos);
     let mut changes: Vec<Change> = changes.into_iter().map(|(_, c)| c).collect();
+    let left_out = select(&input, &mut changes);
     guard_content(&mut changes, input.secrets);
     planned_errors.sort_by_key(|(pos, _)| *pos);
     errors.extend(planned_errors.into_iter().map(|(_, e)| e));
@@ -197,6 +200,7 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
     let commits = staged.into_iter().filter_map(|(t, n)| Some((t.to_string(), input.providers.get(&*t.provider)?.commit_note(t, n)))).collect();
     Plan {
         commits,
+        left_out,
         format: PLAN_FORMAT.into(),
         revision: input.config.revision.clone(),
         environment: input.config.environment.clone(),
@@ -208,6 +212,50 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
         errors,
         unplanned,
     }
+}
+
+/// `--target` / `--limit`: the changes they select, and what those depend on, stay; the others
+/// become no-ops. Returns how many changes were left out.
+fn select(input: &PlanInput<'_>, changes: &mut [Change]) -> usize {
+    let opts = input.options;
+    if opts.targets.is_empty() && opts.limit.is_empty() {
+        return 0;
+    }
+    let by_addr: HashMap<&ResourceAddr, &Change> = changes.iter().map(|c| (&c.addr, c)).collect();
+    // A host matches a limit by its name or a label (`role=web`).
+    let host_matches = |host: &ResourceAddr| {
+        let labels = by_addr.get(host).and_then(|h| h.after.as_ref().or(h.before.as_ref())).and_then(|a| a.get("labels")).and_then(Value::as_map);
+        opts.limit.iter().any(|l| match l.split_once('=') {
+            Some((k, v)) => labels.and_then(|m| m.get(k)).and_then(Value::as_str) == Some(v),
+            None => *host.name == **l,
+        })
+    };
+    let chosen = |c: &Change| {
+        let targeted = opts.targets.is_empty() || opts.targets.iter().any(|t| *t == c.addr || (t.key.is_none() && *t == c.addr.base()));
+        let limited = opts.limit.is_empty() || c.target.as_ref().map_or_else(|| host_matches(&c.addr), host_matches);
+        targeted && limited
+    };
+    // What the chosen ones need comes along (a directory before its files) — never as a
+    // deletion: destroying what something depends on is not how it converges.
+    let mut keep: HashSet<ResourceAddr> = changes.iter().filter(|c| chosen(c)).map(|c| c.addr.clone()).collect();
+    let needs = |c: &Change| if c.action == Action::Delete { Vec::new() } else { c.depends_on.iter().chain(c.target.iter()).cloned().collect() };
+    let mut stack: Vec<ResourceAddr> = changes.iter().filter(|c| keep.contains(&c.addr)).flat_map(needs).collect();
+    while let Some(a) = stack.pop() {
+        let Some(c) = by_addr.get(&a).filter(|c| c.action != Action::Delete) else { continue };
+        if keep.insert(a) {
+            stack.extend(needs(c));
+        }
+    }
+    drop(by_addr);
+    let mut left_out = 0;
+    for c in changes.iter_mut().filter(|c| !keep.contains(&c.addr)) {
+        if c.is_change() {
+            left_out += 1;
+            c.action = Action::NoOp;
+            c.content.clear();
+        }
+    }
+    left_out
 }
 
 /// How much changed content a plan keeps for its diffs, in all.
@@ -393,6 +441,12 @@ async fn plan_desired(
         force_replacement(&mut planned, kind);
     }
     let mut decided = decide(planned, inputs_changed, record, observed.as_ref(), &res.lifecycle, res.drift);
+    // `--replace ADDR`: what exists is re-created, whatever the plan said.
+    let asked = input.options.replace.iter().any(|r| r == addr || (r.key.is_none() && r == &addr.base()));
+    if asked && observed.is_some() && matches!(decided.action, Action::NoOp | Action::Update) {
+        decided.action = Action::Replace { create_first: res.lifecycle.create_before_destroy };
+        decided.reason = ChangeReason::Requested;
+    }
     // What a provider observed of a secret field (an EC2 tag read back) is as secret as the config.
     crate::hash::mark_secret_fields(&config, &mut decided.before);
     crate::hash::mark_secret_fields(&config, &mut decided.after);

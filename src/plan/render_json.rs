@@ -127,5 +127,6 @@ pub fn render_json(plan: &Plan) -> J {
         "changes": plan.changes.iter().map(change_json).collect::<Vec<_>>(),
         "errors": plan.errors.iter().map(problem).collect::<Vec<_>>(),
         "unplanned": plan.unplanned.iter().map(problem).collect::<Vec<_>>(),
+        "left_out": plan.left_out,
     })
 }

@@ -101,6 +101,7 @@ fn header(c: &Change) -> String {
         ChangeReason::Drift => " (changed outside tend)",
         ChangeReason::Tainted => " (its last apply failed)",
         ChangeReason::Removed => " (no longer in config)",
+        ChangeReason::Requested => " (asked for with --replace)",
         _ => "",
     };
     match c.action {
@@ -301,6 +302,14 @@ fn render(plan: &Plan, opts: &TextOptions) -> String {
             attributes(&mut out, &Change { action: Action::Update, ..(*c).clone() });
         }
         out.push('\n');
+    }
+    if plan.left_out > 0 {
+        let n = plan.left_out;
+        let _ = writeln!(
+            out,
+            "Only what --target / --limit selects is planned: {n} other change{} left out. The configuration is not fully applied\nuntil a plan without them shows no changes.\n",
+            if n == 1 { " is" } else { "s are" }
+        );
     }
     let held_count = plan.changes.iter().filter(|c| c.held_back.is_some()).count();
     if !plan.errors.is_empty() {

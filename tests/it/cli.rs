@@ -348,7 +348,7 @@ fn a_state_path_that_cannot_be_opened_is_named() {
 #[test]
 fn usage_errors_exit_1_never_2_which_means_changes_pending() {
     let run = Run::quickstart();
-    for args in [&["plan", "--detailed-exitcod"][..], &["destroy"], &["plan", "--no-such-flag"], &["apply", "--detailed-exitcode"]] {
+    for args in [&["plan", "--detailed-exitcod"][..], &["deploy"], &["plan", "--no-such-flag"], &["apply", "--detailed-exitcode"]] {
         let out = run.tend(args);
         assert_eq!(code(&out), 1, "{args:?}: {}", stderr(&out));
         assert!(stderr(&out).contains("error:"), "{args:?}: {}", stderr(&out));
@@ -476,11 +476,13 @@ fn a_directory_may_be_given_as_the_argument_and_typo_tips_are_near_misses_only()
     assert_eq!(code(&twice), 1);
     assert!(stderr(&twice).contains("the config directory is given twice"), "{}", stderr(&twice));
     // Tips only for near misses, and an option of another command names that command.
-    let destroy = raw(&["destroy"]);
-    assert_eq!(code(&destroy), 1);
-    assert!(stderr(&destroy).contains("unrecognized subcommand 'destroy'") && !stderr(&destroy).contains("history"), "{}", stderr(&destroy));
-    let target = raw(&["plan", "--target", "x"]);
-    assert!(!stderr(&target).contains("--state"), "{}", stderr(&target));
+    let deploy = raw(&["deploy"]);
+    assert_eq!(code(&deploy), 1);
+    assert!(stderr(&deploy).contains("unrecognized subcommand 'deploy'") && !stderr(&deploy).contains("similar"), "{}", stderr(&deploy));
+    let far = raw(&["plan", "--stat"]);
+    assert!(stderr(&far).contains("a similar argument exists: '--state'"), "a near miss keeps its tip: {}", stderr(&far));
+    let frob = raw(&["plan", "--frobnicate"]);
+    assert!(!stderr(&frob).contains("similar"), "{}", stderr(&frob));
     let misplaced = raw(&["apply", "--detailed-exitcode"]);
     assert!(
         stderr(&misplaced).contains("`--detailed-exitcode` is an option of `tend plan`") && !stderr(&misplaced).contains("as a value"),
@@ -579,4 +581,60 @@ fn mistakes_people_make_get_errors_that_say_how_to_fix_them() {
     assert_eq!(code(&generated), 0, "{}", stderr(&generated));
     assert_eq!(fs_err::metadata(key.parent().expect("dir")).expect("dir").permissions().mode() & 0o777, 0o700);
     assert_eq!(fs_err::metadata(&key).expect("key").permissions().mode() & 0o777, 0o600);
+}
+
+#[test]
+fn target_limit_replace_show_and_destroy_work_as_terraform_and_ansible_users_expect() {
+    let run = Run::quickstart();
+    let out = |args: &[&str]| {
+        let o = run.tend(args);
+        assert_eq!(code(&o), 0, "{args:?}: {}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    // --target: the resource and what it needs, nothing else.
+    let targeted = out(&["plan", "--target", "host.file.style"]);
+    assert!(targeted.contains("# host.file.style[this] will be created") && targeted.contains("# host.directory.assets[this] will be created"), "{targeted}");
+    assert!(!targeted.contains("host.file.index") && targeted.contains("3 other changes are left out"), "{targeted}");
+    out(&["apply", "--target", "host.file.style", "--auto-approve"]);
+    assert!(run.site().join("assets/style.css").exists() && !run.site().join("index.html").exists());
+    // --limit: by host name or label; nothing on a host that does not match.
+    let nothing = out(&["plan", "--limit", "elsewhere"]);
+    assert!(nothing.contains("left out") && !nothing.contains("will be created"), "{nothing}");
+    let by_label = out(&["plan", "--limit", "role=demo"]);
+    assert!(by_label.contains("# host.file.index[this] will be created") && !by_label.contains("left out"), "{by_label}");
+    out(&["apply", "--auto-approve"]);
+    // --replace: re-created though nothing changed.
+    let replaced = out(&["plan", "--replace", "host.file.index[this]"]);
+    assert!(replaced.contains("-/+ host.file.index[this]") && replaced.contains("(asked for with --replace)"), "{replaced}");
+    // A saved plan: shown, and applied from anywhere (it knows its config).
+    let saved = run.dir.path().join("replace.plan");
+    out(&["plan", "--replace", "host.file.index", "--out", &saved.to_string_lossy()]);
+    let shown = out(&["show", &saved.to_string_lossy()]);
+    assert!(shown.contains("-/+ host.file.index[this]") && shown.contains("applies exactly this"), "{shown}");
+    let json: serde_json::Value = serde_json::from_str(&out(&["show", &saved.to_string_lossy(), "--json"])).expect("json");
+    assert_eq!(json["summary"]["replace"], 1);
+    let elsewhere = std::process::Command::new(env!("CARGO_BIN_EXE_tend"))
+        .args(["--state", &run.state().to_string_lossy(), "apply", &saved.to_string_lossy()])
+        .current_dir("/")
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("tend runs");
+    assert_eq!(code(&elsewhere), 0, "{}", stderr(&elsewhere));
+    assert!(String::from_utf8_lossy(&elsewhere.stdout).contains("1 replaced"), "{}", String::from_utf8_lossy(&elsewhere.stdout));
+    // A saved plan is applied as saved: no selection on top.
+    assert_eq!(code(&run.tend(&["apply", &saved.to_string_lossy(), "--target", "host.file.style"])), 1);
+    // destroy: everything recorded, after a confirmation (here --auto-approve).
+    assert_eq!(code(&run.tend(&["destroy"])), 1, "no confirmation without a terminal");
+    // What tend did not make (the command's MANIFEST) keeps its directory: nothing is lost.
+    let first = run.tend(&["destroy", "--auto-approve"]);
+    assert_eq!(code(&first), 1);
+    assert!(String::from_utf8_lossy(&first.stdout).contains("# host.directory.site[this] will be destroyed"), "{}", stderr(&first));
+    assert!(stderr(&first).contains("the directory holds files tend does not manage") && run.site().join("MANIFEST.sha256").exists(), "{}", stderr(&first));
+    assert!(!run.site().join("index.html").exists());
+    fs_err::remove_file(run.site().join("MANIFEST.sha256")).expect("rm");
+    let gone = out(&["destroy", "--auto-approve"]);
+    assert!(gone.contains("2 destroyed"), "{gone}");
+    assert!(!run.site().exists());
+    assert_eq!(out(&["state", "list"]), "");
 }
