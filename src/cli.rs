@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// `tend --version`: the release and the commit it was built from.
 pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("TEND_BUILD_COMMIT"), ")");
 
-/// tend: converge hosts, cloud VMs and Kubernetes to the state declared in a Git repository.
+/// tend: converge hosts (local and over SSH) and cloud VMs (EC2) to the state declared in a Git repository.
 #[derive(Debug, Parser)]
 #[command(name = "tend", version = VERSION, about, propagate_version = true)]
 pub struct Cli {
