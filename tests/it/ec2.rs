@@ -313,8 +313,8 @@ cidr_block = "{net}.0/24"
 vpc_id = "${{ec2.vpc.lab.id}}"
 cidr_block = "{net}.0/24"
 
+# No `name`: the key pair is named after the resource, `ops`.
 [ec2.key_pair.ops]
-name = "ops"
 public_key = "{public}"
 
 [ec2.instance.web]

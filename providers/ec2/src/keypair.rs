@@ -77,7 +77,7 @@ pub fn schema() -> KindSchema {
         timeout: None,
         runs: false,
         fields: vec![
-            FieldSchema::input("name", FieldType::String, "key pair name").required().forces_replacement(),
+            FieldSchema::input("name", FieldType::String, "key pair name (default: the resource's name)").forces_replacement(),
             FieldSchema::input("public_key", FieldType::String, "OpenSSH public key, e.g. \"ssh-ed25519 AAAA…\"").required().forces_replacement(),
             tags(),
             FieldSchema::output("id", FieldType::String, "key-…"),
@@ -100,10 +100,21 @@ impl crate::Ec2Kind for KeyPair {
     fn recorded_only(&self) -> &'static [&'static str] {
         &["public_key"]
     }
+    /// Without a `name`, the key pair is named after the resource (`ec2.key_pair.ops`: `ops`).
+    fn plan(&self, schema: &KindSchema, mut req: tend_provider::PlanRequest) -> tend_provider::PlannedChange {
+        if let Some(c) = req.config.as_mut() {
+            c.entry("name".into()).or_insert_with(|| tend_provider::Value::from(&*req.addr.name));
+        }
+        crate::common::plan(schema, &req, self.recorded_only())
+    }
     async fn describe(&self, c: &Client, project: &str, ids: &[String]) -> Result<Vec<Found>, ProviderError> {
         describe(c, project, ids).await
     }
     async fn apply(&self, c: &Client, project: &str, addr: &str, req: &ApplyRequest) -> Result<Option<Observed>, ProviderError> {
-        apply(c, project, addr, req).await
+        let mut req = req.clone();
+        if let Some(c) = req.config.as_mut() {
+            c.entry("name".into()).or_insert_with(|| tend_provider::Value::from(&*req.addr.name));
+        }
+        apply(c, project, addr, &req).await
     }
 }
