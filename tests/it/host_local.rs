@@ -230,3 +230,18 @@ depends_on = ["host.directory.site"]
     assert_eq!(fs_err::read_to_string(root.join("new/index.html")).expect("moved"), "hi");
     assert!(bench.plan(&root).await.changes.iter().all(|c| c.action == Action::NoOp));
 }
+
+#[tokio::test]
+async fn a_line_change_is_shown_as_a_diff_of_its_file() {
+    let bench = Bench::new();
+    let root = cfg(&bench, "[host.line.port]\npath = \"${path.root}/out/app.conf\"\nregexp = \"^port\"\nline = \"port = 8080\"\n");
+    write_tree(&root, &[("out/app.conf", "name = app\nport = 80\nlog = info\n")]);
+    let plan = bench.plan(&root).await;
+    let text = tend::plan::render_text(&plan);
+    assert!(
+        text.contains("        file:\n          @@ -1,3 +1,3 @@\n           name = app\n          -port = 80\n          +port = 8080\n           log = info\n"),
+        "{text}"
+    );
+    assert!(bench.apply_plan(&root, &plan).await.success());
+    assert_eq!(fs_err::read_to_string(root.join("out/app.conf")).expect("read"), "name = app\nport = 8080\nlog = info\n");
+}

@@ -193,6 +193,26 @@ impl super::HostKind for Line {
         let config = req.config.as_ref().map(|c| rendered(c, req.target.as_ref())).transpose()?;
         apply(t, &ApplyRequest { config, ..req.clone() }).await
     }
+    /// The whole file before and after the edit (its other lines as context).
+    async fn content(&self, req: &PlanRequest, change: &PlannedChange, _cx: super::Cx<'_>, t: Option<&dyn Transport>) -> Vec<tend_provider::ContentChange> {
+        if !matches!(change.action, Action::Create | Action::Update) {
+            return Vec::new();
+        }
+        let Some(Ok(config)) = req.config.as_ref().map(|c| rendered(c, req.target.as_ref())) else { return Vec::new() };
+        if config.values().chain(change.before.values()).chain(change.after.values()).any(Value::is_sensitive) {
+            return vec![tend_provider::ContentChange::sensitive("file")];
+        }
+        if config.values().any(|v| !v.is_known()) {
+            return vec![tend_provider::ContentChange { field: "file".into(), summary: Some("(known after apply)".into()), ..Default::default() }];
+        }
+        let Some(path) = get_str(&config, "path") else { return Vec::new() };
+        let before = match (req.observed.is_some(), t) {
+            (true, Some(t)) => t.read_file(path).await.ok().flatten(),
+            _ => None,
+        };
+        let after = edit(&String::from_utf8_lossy(before.as_deref().unwrap_or_default()), &config);
+        vec![tend_provider::ContentChange::of("file", before.as_deref(), Some(after.as_bytes()))]
+    }
 }
 
 #[cfg(test)]
