@@ -168,7 +168,10 @@ fn config_root(cli: &Cli) -> Result<(std::path::PathBuf, Option<String>, Option<
     let signers = tend::source::signers(cli.allowed_signers.as_deref()).map_err(|e| Failure::user(e, None))?;
     let never = std::sync::atomic::AtomicBool::new(false);
     let (resolved, dir) = tokio::task::block_in_place(|| tend::source::read(&source, true, signers.as_ref(), &never)).map_err(|e| match e {
-        tend::source::ReadError::Source(e) => source_failure(e),
+        tend::source::ReadError::Source(e) => match dubious_ownership(url) {
+            Some(hint) => Failure { text: source_failure(e).text.split("\nhint:").next().unwrap_or_default().to_string() + &format!("\nhint: {hint}\n") },
+            None => source_failure(e),
+        },
         tend::source::ReadError::Refused(e) => Failure::user(
             format!("refusing to use {}: {e}", source.display_url()),
             Some("sign commits with an allowed key (git config gpg.format ssh; commit -S), or add the signer to the allowed signers file".into()),
@@ -177,6 +180,28 @@ fn config_root(cli: &Cli) -> Result<(std::path::PathBuf, Option<String>, Option<
     eprintln!("Source: {} {} at {}", source.display_url(), resolved.reference, resolved.commit);
     let origin = git_origin(&source, &subdir);
     Ok((dir.join(subdir), Some(tend::source::revision(&resolved)), Some(origin)))
+}
+
+/// A local repository owned by another user: git refuses to serve it ("dubious ownership"),
+/// and says so only where nobody sees it. The fix, for a repository one trusts.
+#[cfg(feature = "git")]
+fn dubious_ownership(url: &str) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let path = std::path::Path::new(url.strip_prefix("file://").unwrap_or(url));
+    if !path.is_absolute() && !url.starts_with('.') {
+        return None;
+    }
+    let me = fs_err::metadata("/proc/self").ok()?.uid();
+    let owner = std::fs::metadata(path).ok()?.uid();
+    // git names the `.git` directory of a repository with a work tree.
+    let git_dir = if path.join(".git").is_dir() { path.join(".git") } else { path.to_path_buf() };
+    (owner != me).then(|| {
+        format!(
+            "{} is owned by another user (uid {owner}), and git refuses such repositories (\"dubious ownership\"); if you trust it: git config --global --add safe.directory {}",
+            path.display(),
+            git_dir.display()
+        )
+    })
 }
 
 /// What state records as the source of a Git config: `git:URL#DIR`, the URL without credentials.

@@ -86,6 +86,16 @@ pub enum SecretError {
         /// What failed.
         message: String,
     },
+    /// A key is asked of a secret that is one raw value, not a document.
+    #[error("secret `{secret}` ({file}) is one value, not a document with keys: `${{secret.{secret}.{path}}}` asks for the key `{path}`")]
+    NotADocument {
+        /// Secret name.
+        secret: String,
+        /// Its file.
+        file: String,
+        /// The dotted path asked for.
+        path: String,
+    },
     /// A key path does not exist in the document.
     #[error("secret `{secret}` has no key `{path}`")]
     MissingKey {
@@ -111,6 +121,12 @@ impl SecretError {
                 tried.join(", ")
             )),
             Self::MissingKey { available, .. } if !available.is_empty() => Some(format!("keys there: {}", available.join(", "))),
+            Self::NotADocument { secret, file, .. } => {
+                let stem = file.strip_suffix(".age").unwrap_or(file);
+                Some(format!(
+                    "if it holds TOML (or YAML, JSON, dotenv), name it {stem}.toml.age (.yaml, .json, .env) or set document = \"toml\" in [secret.{secret}]; to use the whole value, write ${{secret.{secret}}}"
+                ))
+            }
             Self::Parse { .. } => Some("set `document` in its [secret.NAME] table if the file name suggests the wrong type".into()),
             Self::Tampered { .. } => {
                 Some("it was modified after it was encrypted; restore it from Git history, or re-create it with `tend secrets encrypt --sops`".into())
@@ -217,6 +233,10 @@ impl Secrets {
         let whole = self.whole(name)?;
         if path.is_empty() {
             return Ok(whole);
+        }
+        if !matches!(whole.reveal(), Value::Map(_)) {
+            let file = self.decls.get(name).map(|d| d.file.clone()).unwrap_or_default();
+            return Err(SecretError::NotADocument { secret: name.to_string(), file, path: path.join(".") });
         }
         whole.get_path(path).ok_or_else(|| {
             let mut at = whole.reveal().clone();

@@ -646,3 +646,48 @@ fn errors_keep_their_class_in_status_and_metrics() {
         "{metrics}"
     );
 }
+
+#[test]
+fn a_local_repository_owned_by_another_user_is_refused_with_how_to_trust_it() {
+    crate::support::need::need(&[crate::support::need::Need::Root, crate::support::need::Need::Git]);
+    let dir = tempfile::tempdir().expect("temp");
+    let repo = dir.path().join("repo");
+    let git = |args: &[&str]| {
+        let out = Command::new("git").args(args).current_dir(&repo).output().expect("git");
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    fs_err::create_dir_all(&repo).expect("mkdir");
+    git(&["init", "-q", "-b", "main"]);
+    fs_err::write(repo.join("tend.toml"), "[project]\nname = \"dubious\"\n\n[host.local.this]\n").expect("write");
+    git(&["add", "."]);
+    git(&["-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "config"]);
+    let nobody = Command::new("chown").args(["-R", "65534:65534"]).arg(&repo).status().expect("chown");
+    assert!(nobody.success());
+    let out = Command::new(env!("CARGO_BIN_EXE_tend"))
+        .args(["plan", "--source"])
+        .arg(&repo)
+        .arg("--source-cache")
+        .arg(dir.path().join("cache"))
+        .arg("--state")
+        .arg(dir.path().join("state.db"))
+        .env("HOME", dir.path())
+        .output()
+        .expect("tend runs");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("owned by another user (uid 65534)") && err.contains("\"dubious ownership\""), "{err}");
+    assert!(err.contains(&format!("git config --global --add safe.directory {}", repo.join(".git").display())), "{err}");
+    // The fix it names works.
+    fs_err::write(dir.path().join(".gitconfig"), format!("[safe]\n\tdirectory = {}\n", repo.join(".git").display())).expect("gitconfig");
+    let trusted = Command::new(env!("CARGO_BIN_EXE_tend"))
+        .args(["plan", "--source"])
+        .arg(&repo)
+        .arg("--source-cache")
+        .arg(dir.path().join("cache"))
+        .arg("--state")
+        .arg(dir.path().join("state.db"))
+        .env("HOME", dir.path())
+        .output()
+        .expect("tend runs");
+    assert!(trusted.status.success(), "{}", String::from_utf8_lossy(&trusted.stderr));
+}

@@ -369,3 +369,17 @@ fn a_secret_in_a_command_never_appears_on_a_command_line() {
     assert!(watcher.join().expect("watcher"), "the command ran while we looked");
     assert!(cfg.join("out-ran").exists(), "the command saw the secret");
 }
+
+#[test]
+fn a_key_asked_of_a_secret_that_is_one_value_says_how_to_make_it_a_document() {
+    let s = Setup::new();
+    let app = s.cfg().join("app.toml");
+    let text = fs_err::read_to_string(&app).expect("read").replace("test -n '${secret.token}'", "test -n '${secret.token.value}'");
+    fs_err::write(&app, text).expect("write");
+    let out = s.tend(&["plan"], Some(&s.key));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("secret `token` (secrets/token.age) is one value, not a document with keys"), "{err}");
+    assert!(err.contains("name it secrets/token.toml.age") && err.contains("document = \"toml\"") && err.contains("${secret.token}"), "{err}");
+    assert_clean("the error", &out.stderr);
+}
