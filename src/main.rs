@@ -54,24 +54,18 @@ fn usage_error(e: &clap::Error) -> String {
     use clap::CommandFactory;
     use clap::error::{ContextKind, ContextValue};
     let text = e.render().to_string();
-    let value = |k: ContextKind| match e.get(k) {
-        Some(ContextValue::String(s)) => Some(s.clone()),
-        Some(ContextValue::Strings(v)) => v.first().cloned(),
-        _ => None,
-    };
-    let typed = value(ContextKind::InvalidSubcommand).or_else(|| value(ContextKind::InvalidArg)).unwrap_or_default();
-    let typed_name = typed.split('=').next().unwrap_or_default().trim_start_matches('-').to_string();
-    let near = |suggested: &str| {
-        let s = suggested.trim_start_matches('-');
-        strsim::damerau_levenshtein(&typed_name, s) <= (typed_name.len().max(s.len()) / 4).max(1)
-    };
     let all = |k: ContextKind| match e.get(k) {
         Some(ContextValue::String(s)) => vec![s.clone()],
         Some(ContextValue::Strings(v)) => v.clone(),
         _ => Vec::new(),
     };
+    let typed = all(ContextKind::InvalidSubcommand).into_iter().chain(all(ContextKind::InvalidArg)).next().unwrap_or_default();
+    let typed_name = typed.split('=').next().unwrap_or_default().trim_start_matches('-').to_string();
+    let near = |suggested: &str| {
+        let s = suggested.trim_start_matches('-');
+        strsim::damerau_levenshtein(&typed_name, s) <= (typed_name.len().max(s.len()) / 4).max(1)
+    };
     let suggestions: Vec<String> = all(ContextKind::SuggestedSubcommand).into_iter().chain(all(ContextKind::SuggestedArg)).collect();
-    let suggested = suggestions.first().cloned();
     // Options of other subcommands with the name typed.
     let owners: Vec<String> = if typed.starts_with("--") {
         cli::Cli::command()
@@ -83,7 +77,7 @@ fn usage_error(e: &clap::Error) -> String {
         Vec::new()
     };
     let close: Vec<&String> = suggestions.iter().filter(|s| near(s)).collect();
-    let far = suggested.is_some() && close.is_empty();
+    let far = !suggestions.is_empty() && close.is_empty();
     let mut out = String::new();
     for line in text.lines() {
         let tip = line.trim_start();

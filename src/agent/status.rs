@@ -163,16 +163,10 @@ impl Status {
             } else {
                 "ok"
             };
-            let action = (status != "ok").then(|| {
-                let a = c.held_back.unwrap_or(c.action);
-                match a {
-                    Action::Create => "create",
-                    // A drift reported and left alone is an update it would make.
-                    Action::NoOp | Action::Update => "update",
-                    Action::Replace { .. } => "replace",
-                    Action::Delete => "delete",
-                }
-                .to_string()
+            let action = (status != "ok").then(|| match c.held_back.unwrap_or(c.action) {
+                // A drift reported and left alone is an update it would make.
+                Action::NoOp => "update".to_string(),
+                a => crate::apply::walker::action_word(a).to_string(),
             });
             self.resources.insert(c.addr.to_string(), ResourceStatus { status: status.into(), last_error: None, action });
         }

@@ -400,11 +400,10 @@ impl Ctx {
             }
             // The old object stays recorded, under its own address, in the same write that
             // makes its replacement current, until its delete succeeds.
-            let old = self.store.get(&c.addr).await.map_err(|e| state_err(&e))?.and_then(|r| deposed_record(&r));
-            let puts: Vec<Record> = std::iter::once(rec).chain(old).collect();
+            let puts: Vec<Record> = std::iter::once(rec).chain(self.old_as_deposed(c).await?).collect();
             self.store.put_all(&puts, std::slice::from_ref(&candidate.addr)).await.map_err(|e| state_err(&e))?;
         } else {
-            let old = if create_first { self.store.get(&c.addr).await.map_err(|e| state_err(&e))?.and_then(|r| deposed_record(&r)) } else { None };
+            let old = if create_first { self.old_as_deposed(c).await? } else { None };
             match old {
                 Some(old) => self.store.put_all(&[rec.clone(), old], &[]).await.map_err(|e| state_err(&e))?,
                 None => self.store.put(&rec).await.map_err(|e| state_err(&e))?,
@@ -418,6 +417,11 @@ impl Ctx {
         values.extend(obs.attributes.clone());
         self.known_snapshot().insert(c.addr.clone(), Arc::new(values));
         Ok(())
+    }
+
+    /// The record of the object a replacement is about to retire, moved to its deposed address.
+    async fn old_as_deposed(&self, c: &Change) -> Result<Option<Record>, StepError> {
+        Ok(self.store.get(&c.addr).await.map_err(|e| state_err(&e))?.and_then(|r| deposed_record(&r)))
     }
 
     /// An applied instance failed its health check: its provider puts back what was there

@@ -8,7 +8,7 @@
 //! record.
 
 mod executor;
-mod walker;
+pub(crate) mod walker;
 
 pub use walker::{ApplyOptions, ApplyOutcome, apply};
 

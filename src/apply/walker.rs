@@ -110,8 +110,8 @@ pub async fn apply(
     Ok(outcome)
 }
 
-/// An action as history names it.
-fn action_word(a: Action) -> &'static str {
+/// An action as history and the agent's status name it.
+pub(crate) fn action_word(a: Action) -> &'static str {
     match a {
         Action::NoOp => "none",
         Action::Create => "create",

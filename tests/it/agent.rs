@@ -663,31 +663,25 @@ fn a_local_repository_owned_by_another_user_is_refused_with_how_to_trust_it() {
     git(&["-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "config"]);
     let nobody = Command::new("chown").args(["-R", "65534:65534"]).arg(&repo).status().expect("chown");
     assert!(nobody.success());
-    let out = Command::new(env!("CARGO_BIN_EXE_tend"))
-        .args(["plan", "--source"])
-        .arg(&repo)
-        .arg("--source-cache")
-        .arg(dir.path().join("cache"))
-        .arg("--state")
-        .arg(dir.path().join("state.db"))
-        .env("HOME", dir.path())
-        .output()
-        .expect("tend runs");
+    let plan = || {
+        Command::new(env!("CARGO_BIN_EXE_tend"))
+            .args(["plan", "--source"])
+            .arg(&repo)
+            .arg("--source-cache")
+            .arg(dir.path().join("cache"))
+            .arg("--state")
+            .arg(dir.path().join("state.db"))
+            .env("HOME", dir.path())
+            .output()
+            .expect("tend runs")
+    };
+    let out = plan();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("owned by another user (uid 65534)") && err.contains("\"dubious ownership\""), "{err}");
     assert!(err.contains(&format!("git config --global --add safe.directory {}", repo.join(".git").display())), "{err}");
     // The fix it names works.
     fs_err::write(dir.path().join(".gitconfig"), format!("[safe]\n\tdirectory = {}\n", repo.join(".git").display())).expect("gitconfig");
-    let trusted = Command::new(env!("CARGO_BIN_EXE_tend"))
-        .args(["plan", "--source"])
-        .arg(&repo)
-        .arg("--source-cache")
-        .arg(dir.path().join("cache"))
-        .arg("--state")
-        .arg(dir.path().join("state.db"))
-        .env("HOME", dir.path())
-        .output()
-        .expect("tend runs");
+    let trusted = plan();
     assert!(trusted.status.success(), "{}", String::from_utf8_lossy(&trusted.stderr));
 }

@@ -298,9 +298,7 @@ impl ContentChange {
     /// The change from `before` to `after` bytes of `field`: their texts, or a summary when
     /// either is binary or larger than [`CONTENT_SHOWN_MAX`].
     pub fn of(field: &str, before: Option<&[u8]>, after: Option<&[u8]>) -> Self {
-        let size = |b: Option<&[u8]>| b.map_or_else(|| "none".to_string(), |b| human_size(b.len()));
-        let summary =
-            |what: &str| Self { field: field.into(), before: None, after: None, summary: Some(format!("{what}, {} -> {}", size(before), size(after))) };
+        let summary = |what: &str| Self::summarised(field, what, before.map(<[u8]>::len), after.map(<[u8]>::len));
         if before.into_iter().chain(after).any(|b| b.len() > CONTENT_SHOWN_MAX) {
             return summary("content too large to show");
         }
@@ -309,6 +307,17 @@ impl ContentChange {
             (Ok(b), Ok(a)) => Self { field: field.into(), before: b, after: a, summary: None },
             _ => summary("binary content"),
         }
+    }
+
+    /// A change of content too large to show, by the sizes of its sides (`None`: absent), for
+    /// content not worth reading to say so.
+    pub fn too_large(field: &str, before: Option<usize>, after: Option<usize>) -> Self {
+        Self::summarised(field, "content too large to show", before, after)
+    }
+
+    fn summarised(field: &str, what: &str, before: Option<usize>, after: Option<usize>) -> Self {
+        let size = |n: Option<usize>| n.map_or_else(|| "none".to_string(), human_size);
+        Self { field: field.into(), before: None, after: None, summary: Some(format!("{what}, {} -> {}", size(before), size(after))) }
     }
 
     /// A change whose content may not be shown (a secret).

@@ -183,26 +183,6 @@ pub fn record(current: Option<&str>, kept: &[String]) -> Attributes {
     a
 }
 
-/// One run of the host's `health` command (over a fresh connection, as a new login would)
-/// after generation `id` was switched to.
-pub async fn health(fresh: Result<std::sync::Arc<dyn Transport>, ProviderError>, s: &Settings, id: &str, host: &str) -> tend_provider::Health {
-    let Some(health) = &s.health else { return tend_provider::Health::Ready };
-    let checked = match fresh {
-        Ok(f) => f.exec(health, None).await.map_err(ProviderError::from),
-        Err(e) => Err(e),
-    };
-    let (how, stderr) = match checked {
-        Ok(o) if o.status == 0 => return tend_provider::Health::Ready,
-        Ok(o) => (format!("exit {}", o.status), o.stderr),
-        Err(e) => ("could not run".to_string(), e.message),
-    };
-    let tail: Vec<&str> = stderr.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
-    tend_provider::Health::Failed {
-        message: format!("health check of generation {id} failed on host `{host}` ({how})"),
-        hint: Some(tail.join("\n")).filter(|h| !h.is_empty()),
-    }
-}
-
 /// After a failed health check of generation `id`: switch back to `previous` (what the host's
 /// record held before the commit) and remove `id` unless it was kept before. Returns the
 /// attributes to record and what was done.
@@ -286,9 +266,7 @@ R={r}; id={id}
 mkdir -p "$R/generations" "$R/blobs"
 cd "$R"
 prev=$(readlink current 2>/dev/null || true); prev=${{prev##*/}}
-new=0
 if [ ! -d "generations/$id" ]; then
-  new=1
   rm -rf "generations/$id.tmp"; mkdir -p "generations/$id.tmp"
   cat > "generations/$id.tmp/.tend-manifest" <<'TEND_MANIFEST_END'
 {manifest}TEND_MANIFEST_END
@@ -305,7 +283,6 @@ fi
 touch "generations/$id"
 {SWITCH_FN}switch_to "$id" "$prev"
 echo "prev=$prev"
-echo "new=$new"
 "#
     );
     let out = t.exec(&script, None).await?;

@@ -382,13 +382,10 @@ impl Provider for HostProvider {
     async fn health(&self, req: HealthRequest) -> Result<Health, ProviderError> {
         let kind = Self::kind(&req.addr)?;
         if req.commit && kind.is_host() {
-            let Some(settings) = generation::settings(&req.config) else { return Ok(Health::Ready) };
-            let id = get_str(&req.applied.attributes, "generation").unwrap_or_default().to_string();
+            let Some(command) = generation::settings(&req.config).and_then(|s| s.health) else { return Ok(Health::Ready) };
+            let id = get_str(&req.applied.attributes, "generation").unwrap_or_default();
             let target = Target { addr: req.addr.clone(), attributes: Arc::new(req.config.clone()) };
-            if settings.health.is_none() {
-                return Ok(Health::Ready);
-            }
-            return Ok(generation::health(Self::connect(&target).await, &settings, &id, &req.addr.name).await);
+            return Ok(resources::health_check(Self::connect(&target).await, &command, None, id, &req.addr.name).await);
         }
         let Some(target) = req.target.clone() else { return Ok(Health::Ready) };
         let fresh: resources::Fresh<'_> = Box::new(move || Box::pin(async move { Self::connect(&target).await }));

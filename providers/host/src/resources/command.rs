@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use tend_provider::{Action, ApplyRequest, Attributes, FieldSchema, FieldType, KindSchema, Observed, PlanRequest, PlannedChange, ProviderError, Value};
 
-use super::{get_str, required_str};
+use super::{get_str, last_lines, required_str};
 use crate::transport::Transport;
 
 /// Schema of `host.command`.
@@ -103,12 +103,6 @@ pub async fn apply(t: &dyn Transport, req: &ApplyRequest) -> Result<Option<Obser
 
 /// How much of each output stream of a command is kept in state.
 const OUTPUT_KEPT: usize = 4096;
-
-/// The last `n` lines of `text`.
-fn last_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().rev().take(n).collect();
-    lines.into_iter().rev().collect::<Vec<_>>().join("\n")
-}
 
 /// At most the last `max` bytes of `text`, from a line start when there is one in reach.
 fn tail(text: &str, max: usize) -> String {

@@ -301,8 +301,8 @@ pub async fn content_change(
     let size = req.observed.as_ref().and_then(|o| o.attributes.get("size")).and_then(Value::as_i64).and_then(|s| usize::try_from(s).ok()).unwrap_or(0);
     let before = match (exists, t, get_str(config, "path")) {
         (false, _, _) => None,
-        // Too large to show: a stand-in of its size is enough for the summary.
-        (true, _, _) if size > tend_provider::CONTENT_SHOWN_MAX => Some(vec![0; size]),
+        // Too large to show: not read at all.
+        (true, _, _) if size > tend_provider::CONTENT_SHOWN_MAX => return vec![ContentChange::too_large("content", Some(size), Some(after.len()))],
         (true, Some(t), Some(path)) => match t.read_file(path).await {
             Ok(b) => b,
             Err(_) => {

@@ -176,6 +176,31 @@ pub fn get_strings(attrs: &Attributes, name: &str) -> Vec<String> {
     attrs.get(name).and_then(Value::as_list).unwrap_or_default().iter().filter_map(Value::as_str).map(str::to_string).collect()
 }
 
+/// The last `n` lines of `text`.
+pub fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().rev().take(n).collect();
+    lines.into_iter().rev().collect::<Vec<_>>().join("\n")
+}
+
+/// One run of a health `command` (in `cwd`) over `fresh`, a new connection to the host, after
+/// generation `id` was switched to: ready when it exits 0, else failed with its last lines of
+/// stderr.
+pub async fn health_check(fresh: Result<std::sync::Arc<dyn Transport>, ProviderError>, command: &str, cwd: Option<&str>, id: &str, host: &str) -> Health {
+    let checked = match fresh {
+        Ok(f) => f.exec(command, cwd).await.map_err(ProviderError::from),
+        Err(e) => Err(e),
+    };
+    let (how, stderr) = match checked {
+        Ok(o) if o.status == 0 => return Health::Ready,
+        Ok(o) => (format!("exit {}", o.status), o.stderr),
+        Err(e) => ("could not run".to_string(), e.message),
+    };
+    Health::Failed {
+        message: format!("health check of generation {id} failed on host `{host}` ({how})"),
+        hint: Some(last_lines(&stderr, 5)).filter(|h| !h.is_empty()),
+    }
+}
+
 /// Whether a field is set to an unknown value.
 pub fn is_unknown(attrs: &Attributes, name: &str) -> bool {
     matches!(attrs.get(name), Some(Value::Unknown))

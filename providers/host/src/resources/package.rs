@@ -134,8 +134,8 @@ pub async fn apply(t: &dyn Transport, req: &ApplyRequest) -> Result<Option<Obser
         };
         let out = t.exec(&cmd, None).await?;
         if out.status != 0 {
-            let tail: Vec<&str> = out.stderr.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect();
-            return Err(ProviderError::terminal(format!("{manager} exited with status {} on host `{}`", out.status, t.host())).with_hint(tail.join("\n")));
+            return Err(ProviderError::terminal(format!("{manager} exited with status {} on host `{}`", out.status, t.host()))
+                .with_hint(super::last_lines(&out.stderr, 10)));
         }
     }
     let mut a = Attributes::new();

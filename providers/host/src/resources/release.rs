@@ -191,27 +191,6 @@ pub async fn apply(t: &dyn Transport, req: &ApplyRequest, root: &Path) -> Result
     Ok(Some(Observed { id: None, attributes: a }))
 }
 
-/// One run of a release's `health` command in `PATH/current`, over `fresh` (a new connection,
-/// as a new login would make).
-pub async fn health(fresh: Result<std::sync::Arc<dyn Transport>, ProviderError>, req: &tend_provider::HealthRequest) -> tend_provider::Health {
-    let (Some(health), Some(path)) = (get_str(&req.config, "health"), get_str(&req.config, "path")) else { return tend_provider::Health::Ready };
-    let id = get_str(&req.applied.attributes, "current").unwrap_or_default();
-    let host = req.target.as_ref().map_or("", |t| &*t.addr.name);
-    let (how, stderr) = match fresh {
-        Ok(f) => match f.exec(health, Some(&format!("{path}/current"))).await {
-            Ok(o) if o.status == 0 => return tend_provider::Health::Ready,
-            Ok(o) => (format!("exit {}", o.status), o.stderr),
-            Err(e) => ("could not run".to_string(), ProviderError::from(e).message),
-        },
-        Err(e) => ("could not run".to_string(), e.message),
-    };
-    let tail: Vec<&str> = stderr.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
-    tend_provider::Health::Failed {
-        message: format!("health check of generation {id} failed on host `{host}` ({how})"),
-        hint: Some(tail.join("\n")).filter(|h| !h.is_empty()),
-    }
-}
-
 /// After a failed health check: switch back to `previous` and remove the failed generation
 /// unless it was there before. Returns what exists afterwards and what was done.
 pub async fn revert(t: &dyn Transport, applied: &Observed, previous: Option<&str>, existed: &[String]) -> Result<(Observed, String), ProviderError> {
@@ -262,11 +241,12 @@ impl super::HostKind for Release {
     async fn apply(&self, t: &dyn Transport, req: &ApplyRequest, cx: super::Cx<'_>) -> Result<Option<Observed>, ProviderError> {
         apply(t, req, cx.config_root).await
     }
+    /// The release's `health` command, run in `PATH/current` over a new connection.
     async fn health(&self, req: &tend_provider::HealthRequest, fresh: super::Fresh<'_>) -> tend_provider::Health {
-        if !req.config.contains_key("health") {
-            return tend_provider::Health::Ready;
-        }
-        health(fresh().await, req).await
+        let (Some(command), Some(path)) = (get_str(&req.config, "health"), get_str(&req.config, "path")) else { return tend_provider::Health::Ready };
+        let id = get_str(&req.applied.attributes, "current").unwrap_or_default();
+        let host = req.target.as_ref().map_or("", |t| &*t.addr.name);
+        super::health_check(fresh().await, command, Some(&format!("{path}/current")), id, host).await
     }
     async fn revert(&self, t: &dyn Transport, req: &tend_provider::RevertRequest) -> Result<Option<(Observed, String)>, ProviderError> {
         let before = req.before.as_ref().map(|b| &b.attributes);
