@@ -108,6 +108,10 @@ pub struct SelectArgs {
     /// Re-create this resource (or instance) even if nothing changed (repeatable).
     #[arg(long = "replace", value_name = "ADDR")]
     pub replace: Vec<String>,
+    /// Record in state what changed or went away outside tend, changing nothing on the
+    /// targets (the next plan still converges them to the configuration).
+    #[arg(long, conflicts_with = "replace")]
+    pub refresh_only: bool,
 }
 
 /// How plans show changes inside content (for `plan` and `apply`).

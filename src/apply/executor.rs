@@ -84,20 +84,6 @@ fn deposed_record(r: &Record) -> Option<Record> {
     Some(Record { addr: deposed_addr(&r.addr, id), updated_at: now_rfc3339(), ..r.clone() })
 }
 
-/// Every secret value decrypted in this process replaced inside `v`'s strings.
-fn scrub_value(v: &mut Value) {
-    match v {
-        Value::String(s) => {
-            if let std::borrow::Cow::Owned(clean) = crate::secrets::scrub::scrub(s) {
-                *s = clean;
-            }
-        }
-        Value::List(items) => items.iter_mut().for_each(scrub_value),
-        Value::Map(m) => m.values_mut().for_each(scrub_value),
-        _ => {}
-    }
-}
-
 /// Every part of a failure with the secrets of this run replaced.
 fn redacted(mut e: StepError, secrets: &Secrets) -> StepError {
     e.message = secrets.redact(&e.message);
@@ -343,7 +329,7 @@ impl Ctx {
         crate::hash::protect_record(config.unwrap_or(&Attributes::new()), &mut attributes, &self.hmac_key);
         // What a provider reports beyond its config (a command's output) may quote a secret.
         for v in attributes.values_mut() {
-            scrub_value(v);
+            crate::secrets::scrub::scrub_value(v);
         }
         Record {
             addr: c.addr.clone(),

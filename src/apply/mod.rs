@@ -14,7 +14,8 @@ pub use walker::{ApplyOptions, ApplyOutcome, apply};
 
 use std::sync::Arc;
 
-use tend_state::{Snapshot, StateError};
+use tend_provider::ResourceAddr;
+use tend_state::{HistoryError, HistoryOutcome, Record, Snapshot, StateError, StateStore, now_rfc3339};
 
 use crate::plan::Plan;
 use crate::report::Reporter;
@@ -70,6 +71,41 @@ pub async fn apply_plan(ws: &Workspace, plan: Plan, operation: &str, reporter: A
     let unlocked = store.unlock().await;
     let outcome = result?;
     unlocked?;
+    Ok(outcome)
+}
+
+/// Apply a refresh-only plan: the records it names take what was observed (or are forgotten)
+/// in one write, with a history row; nothing on the targets changes.
+pub(crate) async fn record_refresh(plan: &Plan, store: &dyn StateStore, who: &str) -> Result<ApplyOutcome, StateError> {
+    let now = store.load().await?;
+    let forgotten: Vec<ResourceAddr> = plan.refreshed.iter().filter(|r| r.after.is_none()).map(|r| r.addr.clone()).collect();
+    let records: Vec<Record> = plan
+        .refreshed
+        .iter()
+        .filter_map(|r| {
+            let recorded = now.records.get(&r.addr)?;
+            Some(Record { attributes: Arc::new(r.after.clone()?), remote_id: r.after_id.clone(), updated_at: now_rfc3339(), ..recorded.clone() })
+        })
+        .collect();
+    let outcome = ApplyOutcome { refreshed: Some((records.len(), forgotten.len())), ..ApplyOutcome::default() };
+    let summary = outcome.summary_line();
+    let history = store.begin_history(&plan.revision, who, &summary).await?;
+    let outcomes: Vec<HistoryOutcome> = plan
+        .refreshed
+        .iter()
+        .map(|r| HistoryOutcome {
+            address: r.addr.to_string(),
+            action: (if r.after.is_some() { "refresh" } else { "forget" }).into(),
+            outcome: "applied".into(),
+            message: r.after.is_none().then(|| "deleted outside tend".into()),
+        })
+        .collect();
+    if let Err(e) = store.put_all(&records, &forgotten).await {
+        let error = HistoryError { address: String::new(), kind: "terminal".into(), message: e.to_string() };
+        store.finish_history(history, "nothing recorded", "failed", &[error], &[]).await?;
+        return Err(e);
+    }
+    store.finish_history(history, &summary, "success", &[], &outcomes).await?;
     Ok(outcome)
 }
 

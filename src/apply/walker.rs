@@ -41,6 +41,8 @@ pub struct ApplyOutcome {
     pub interrupted: bool,
     /// Instances the plan could not cover (unreachable hosts), reported as failed.
     pub unplanned: usize,
+    /// A refresh-only plan's records: (updated in state, forgotten).
+    pub refreshed: Option<(usize, usize)>,
 }
 
 impl ApplyOutcome {
@@ -51,6 +53,9 @@ impl ApplyOutcome {
 
     /// `2 added, 1 changed, 0 replaced, 0 destroyed; 1 failed, 2 skipped`.
     pub fn summary_line(&self) -> String {
+        if let Some((updated, forgotten)) = self.refreshed {
+            return format!("{updated} updated in state, {forgotten} forgotten");
+        }
         let a = &self.applied;
         let mut s = format!("{} added, {} changed, {} replaced, {} destroyed", a.add, a.change, a.replace, a.destroy);
         if self.failed + self.skipped > 0 {
@@ -73,6 +78,9 @@ pub async fn apply(
     reporter: Arc<dyn Reporter>,
     opts: ApplyOptions,
 ) -> Result<ApplyOutcome, StateError> {
+    if plan.refresh_only {
+        return super::record_refresh(&plan, store.as_ref(), &opts.who).await;
+    }
     let hmac_key = store.hmac_key().await?;
     let history = store.begin_history(&plan.revision, &opts.who, &plan.summary().to_string()).await?;
     let unplanned = plan.unplanned.len();
@@ -437,6 +445,8 @@ mod tests {
             unplanned: Vec::new(),
             commits: BTreeMap::new(),
             left_out: 0,
+            refresh_only: false,
+            refreshed: Vec::new(),
         }
     }
 

@@ -284,6 +284,7 @@ pub(crate) fn plan_options(select: &crate::cli::SelectArgs) -> Result<tend::plan
         limit: select.limit.clone(),
         replace: parse("--replace", &select.replace)?,
         destroy: false,
+        refresh_only: select.refresh_only,
     })
 }
 

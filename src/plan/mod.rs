@@ -62,6 +62,25 @@ pub struct PlanOptions {
     pub replace: Vec<ResourceAddr>,
     /// `tend destroy`: every resource in state is destroyed.
     pub destroy: bool,
+    /// `--refresh-only`: state is brought up to date with what the targets hold now; nothing
+    /// on them changes.
+    pub refresh_only: bool,
+}
+
+/// What a refresh-only plan records for one instance whose object changed or went away outside
+/// tend. Attributes are as state keeps them: fields that derive from a secret as fingerprints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Refreshed {
+    /// Instance address.
+    pub addr: ResourceAddr,
+    /// The attributes recorded now.
+    pub before: Attributes,
+    /// The attributes state will record; `None`: the object is gone and its record is forgotten.
+    pub after: Option<Attributes>,
+    /// The remote id recorded now.
+    pub before_id: Option<String>,
+    /// The remote id observed.
+    pub after_id: Option<String>,
 }
 
 /// The planned change of one resource instance.
@@ -225,6 +244,12 @@ pub struct Plan {
     /// Changes left out because `--target` or `--limit` did not select them.
     #[serde(default)]
     pub left_out: usize,
+    /// A refresh-only plan: `changes` is empty, applying it writes `refreshed` to state.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refresh_only: bool,
+    /// What a refresh-only plan records: objects changed or deleted outside tend.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refreshed: Vec<Refreshed>,
 }
 
 impl Plan {
@@ -238,8 +263,8 @@ impl Plan {
         self.errors.is_empty()
     }
 
-    /// Whether anything would change.
+    /// Whether anything would change (for a refresh-only plan: in state).
     pub fn has_changes(&self) -> bool {
-        self.summary().any()
+        self.summary().any() || !self.refreshed.is_empty()
     }
 }

@@ -64,10 +64,13 @@ fn waves(graph: &ResourceGraph, order: &[NodeIndex]) -> Vec<Vec<(usize, NodeInde
 /// Refresh every instance (one batched read per provider), then plan each in dependency order.
 #[tracing::instrument(skip_all, fields(revision = %input.config.revision))]
 pub async fn plan(input: PlanInput<'_>) -> Plan {
+    if input.options.refresh_only {
+        return plan_refresh(&input).await;
+    }
     let order = input.graph.order();
     let mut errors = Vec::new();
     let refresh_errors_before = errors.len();
-    let mut observed = refresh(&input, &order, &mut errors).await;
+    let (mut observed, _) = refresh(&input, &order, &mut errors).await;
     // Instances whose config could not even be evaluated for refresh are reported once, there.
     let mut blocked: BTreeSet<ResourceAddr> = errors[refresh_errors_before..].iter().filter_map(|e| e.addr.clone()).collect();
     let mut known: HashMap<ResourceAddr, Arc<Attributes>> = HashMap::with_capacity(order.len());
@@ -198,20 +201,40 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
         }
     }
     let commits = staged.into_iter().filter_map(|(t, n)| Some((t.to_string(), input.providers.get(&*t.provider)?.commit_note(t, n)))).collect();
+    Plan { changes, errors, unplanned, commits, left_out, ..plan_of(&input) }
+}
+
+/// A plan of this input that changes nothing yet.
+fn plan_of(input: &PlanInput<'_>) -> Plan {
     Plan {
-        commits,
-        left_out,
         format: PLAN_FORMAT.into(),
         revision: input.config.revision.clone(),
         environment: input.config.environment.clone(),
         config_root: input.config.root.clone(),
         lineage: input.state.lineage.clone(),
         serial: input.state.serial,
-        changes,
+        changes: Vec::new(),
         instances: input.graph.instances.clone(),
-        errors,
-        unplanned,
+        errors: Vec::new(),
+        unplanned: Vec::new(),
+        commits: BTreeMap::new(),
+        left_out: 0,
+        refresh_only: false,
+        refreshed: Vec::new(),
     }
+}
+
+/// Whether `--target` names this instance (an address without a key: all its instances).
+fn targeted(targets: &[ResourceAddr], addr: &ResourceAddr) -> bool {
+    targets.is_empty() || targets.iter().any(|t| t == addr || (t.key.is_none() && *t == addr.base()))
+}
+
+/// Whether `--limit` names this host, by name or by one of its labels (`role=web`).
+fn limit_matches(limit: &[String], host: &ResourceAddr, labels: Option<&BTreeMap<String, Value>>) -> bool {
+    limit.iter().any(|l| match l.split_once('=') {
+        Some((k, v)) => labels.and_then(|m| m.get(k)).and_then(Value::as_str) == Some(v),
+        None => *host.name == **l,
+    })
 }
 
 /// `--target` / `--limit`: the changes they select, and what those depend on, stay; the others
@@ -225,15 +248,11 @@ fn select(input: &PlanInput<'_>, changes: &mut [Change]) -> usize {
     // A host matches a limit by its name or a label (`role=web`).
     let host_matches = |host: &ResourceAddr| {
         let labels = by_addr.get(host).and_then(|h| h.after.as_ref().or(h.before.as_ref())).and_then(|a| a.get("labels")).and_then(Value::as_map);
-        opts.limit.iter().any(|l| match l.split_once('=') {
-            Some((k, v)) => labels.and_then(|m| m.get(k)).and_then(Value::as_str) == Some(v),
-            None => *host.name == **l,
-        })
+        limit_matches(&opts.limit, host, labels)
     };
     let chosen = |c: &Change| {
-        let targeted = opts.targets.is_empty() || opts.targets.iter().any(|t| *t == c.addr || (t.key.is_none() && *t == c.addr.base()));
         let limited = opts.limit.is_empty() || c.target.as_ref().map_or_else(|| host_matches(&c.addr), host_matches);
-        targeted && limited
+        targeted(&opts.targets, &c.addr) && limited
     };
     // What the chosen ones need comes along (a directory before its files) — never as a
     // deletion: destroying what something depends on is not how it converges.
@@ -317,8 +336,19 @@ fn prior_of(record: Option<&Record>, config: Option<&Attributes>, key: &str) -> 
     record.map(|r| PriorRecord { id: r.remote_id.clone(), attributes: crate::hash::reveal_prior(config, &r.attributes, key) })
 }
 
+/// What refresh learned beside the observations, for a refresh-only plan.
+#[derive(Default)]
+struct ReadContext {
+    /// The config fields of each instance that hold a secret (refresh-only plans only).
+    secret_fields: HashMap<ResourceAddr, Vec<String>>,
+    /// Instances read on a target whose values are not all known yet (its address comes from
+    /// something not applied): what was not found there says nothing about them.
+    unsettled: HashSet<ResourceAddr>,
+}
+
 /// Observe every instance, one batched `read` per provider, providers in parallel.
-async fn refresh(input: &PlanInput<'_>, order: &[NodeIndex], errors: &mut Vec<PlanError>) -> HashMap<ResourceAddr, ReadResult> {
+async fn refresh(input: &PlanInput<'_>, order: &[NodeIndex], errors: &mut Vec<PlanError>) -> (HashMap<ResourceAddr, ReadResult>, ReadContext) {
+    let mut cx = ReadContext::default();
     // What is known before planning: config evaluated against recorded attributes.
     let mut prior_known: HashMap<ResourceAddr, Arc<Attributes>> = HashMap::with_capacity(order.len());
     let mut batches: BTreeMap<String, ReadRequest> = BTreeMap::new();
@@ -355,6 +385,14 @@ async fn refresh(input: &PlanInput<'_>, order: &[NodeIndex], errors: &mut Vec<Pl
             prior_known.insert(node.addr.clone(), Arc::new(values));
         }
         let target = node.target.as_ref().map(|t| Target { addr: t.clone(), attributes: prior_known.get(t).cloned().unwrap_or_default() });
+        if target.as_ref().is_some_and(|t| !t.attributes.values().all(Value::is_known)) {
+            cx.unsettled.insert(node.addr.clone());
+        }
+        if input.options.refresh_only
+            && let Some(c) = &config
+        {
+            cx.secret_fields.insert(node.addr.clone(), c.iter().filter(|(_, v)| v.is_sensitive()).map(|(k, _)| k.clone()).collect());
+        }
         batches.entry(node.addr.provider.to_string()).or_default().items.push(ReadItem {
             addr: node.addr.clone(),
             prior: prior_of(record, config.as_ref(), &input.state.hmac_key),
@@ -385,7 +423,109 @@ async fn refresh(input: &PlanInput<'_>, order: &[NodeIndex], errors: &mut Vec<Pl
     while let Some(done) = tasks.join_next().await {
         out.extend(done.expect("refresh tasks do not panic"));
     }
-    out
+    (out, cx)
+}
+
+/// `--refresh-only`: observe everything state records and plan to record what changed outside
+/// tend (or forget what is gone), changing nothing on the targets.
+async fn plan_refresh(input: &PlanInput<'_>) -> Plan {
+    let order = input.graph.order();
+    let mut errors = Vec::new();
+    let (mut observed, cx) = refresh(input, &order, &mut errors).await;
+    let opts = input.options;
+    let host_matches = |host: &ResourceAddr| {
+        let labels = input.state.records.get(host).and_then(|r| r.attributes.get("labels")).and_then(Value::as_map);
+        limit_matches(&opts.limit, host, labels)
+    };
+    let mut refreshed = Vec::new();
+    let mut unplanned = Vec::new();
+    let mut left_out = 0;
+    for &n in &order {
+        let node = &input.graph.graph[n];
+        let addr = &node.addr;
+        let (Some(record), Some(result)) = (input.state.records.get(addr), observed.remove(addr)) else { continue };
+        let after = match result {
+            Err(e) if e.kind == ErrorKind::Conflict => {
+                errors.push(provider_error(addr, &e, e.message.clone()));
+                continue;
+            }
+            Err(e) => {
+                unplanned.push(provider_error(addr, &e, format!("cannot observe it: {e}")));
+                continue;
+            }
+            // Not found where the target's address is not known yet: the record stays. A target
+            // (a host) is a way to reach a machine, not an object its read finds or not.
+            Ok(None) if cx.unsettled.contains(addr) || is_target_kind(input, addr) => continue,
+            Ok(None) => None,
+            Ok(Some(o)) => {
+                let secret = cx.secret_fields.get(addr).map_or(&[][..], Vec::as_slice);
+                let attributes = refreshed_attributes(&record.attributes, &o.attributes, secret, &input.state.hmac_key);
+                let id = o.id.or_else(|| record.remote_id.clone());
+                if attributes == *record.attributes && id == record.remote_id {
+                    continue;
+                }
+                Some((attributes, id))
+            }
+        };
+        let limited = opts.limit.is_empty() || node.target.as_ref().map_or_else(|| host_matches(addr), host_matches);
+        if !(targeted(&opts.targets, addr) && limited) {
+            left_out += 1;
+            continue;
+        }
+        let (after, after_id) = after.map_or((None, None), |(a, id)| (Some(a), id));
+        refreshed.push(super::Refreshed { addr: addr.clone(), before: (*record.attributes).clone(), after, before_id: record.remote_id.clone(), after_id });
+    }
+    check_forget_all(input, &refreshed, &mut errors);
+    for e in errors.iter_mut().chain(unplanned.iter_mut()) {
+        e.message = input.secrets.redact(&e.message);
+        e.hint = e.hint.as_deref().map(|h| input.secrets.redact(h));
+    }
+    Plan { errors, unplanned, left_out, refresh_only: true, refreshed, ..plan_of(input) }
+}
+
+fn is_target_kind(input: &PlanInput<'_>, addr: &ResourceAddr) -> bool {
+    input.providers.get(&*addr.provider).is_some_and(|p| p.kinds().iter().any(|k| k.kind == &*addr.kind && k.target))
+}
+
+/// The attributes to record after a refresh: each recorded field takes the value observed now
+/// (a field the read does not report keeps its own). A field that derives from a secret — by
+/// its config, by what the provider reported, or because state keeps it as a fingerprint — is
+/// recorded as the fingerprint of what was observed, never as the value.
+fn refreshed_attributes(recorded: &Attributes, observed: &Attributes, secret: &[String], key: &str) -> Attributes {
+    recorded
+        .iter()
+        .map(|(k, was)| {
+            let now = match observed.get(k) {
+                None | Some(Value::Unknown | Value::Redacted) => was.clone(),
+                Some(v) if was.is_sensitive() || v.is_sensitive() || secret.contains(k) => crate::hash::fingerprint(v, key),
+                Some(v) => {
+                    let mut v = v.clone();
+                    crate::secrets::scrub::scrub_value(&mut v);
+                    v
+                }
+            };
+            (k.clone(), now)
+        })
+        .collect()
+}
+
+/// A refresh that would forget every record in state is refused unless asked for: it is what
+/// a wrong region, account or inventory looks like, and forgotten objects are never managed
+/// (or destroyed) by tend again.
+fn check_forget_all(input: &PlanInput<'_>, refreshed: &[super::Refreshed], errors: &mut Vec<PlanError>) {
+    let forgotten = refreshed.iter().filter(|r| r.after.is_none()).count();
+    if input.config.project.allow_empty || forgotten < 2 || forgotten < input.state.records.len() {
+        return;
+    }
+    errors.push(PlanError {
+        kind: ErrorKind::Terminal,
+        addr: None,
+        message: format!("this refresh would forget all {forgotten} resources in state: none of their objects was found"),
+        hint: Some(
+            "check the providers' settings (region, account, hosts) and that -C names the right config; to forget them on purpose, pass --allow-destroy-all"
+                .into(),
+        ),
+    });
 }
 
 fn provider_for(input: &PlanInput<'_>, addr: &ResourceAddr) -> Result<Arc<dyn Provider>, PlanError> {
@@ -801,6 +941,26 @@ mod tests {
             DriftPolicy::Correct,
         );
         assert_eq!(d.action, Action::Replace { create_first: true });
+    }
+
+    #[test]
+    fn a_refresh_records_what_was_observed_and_secrets_only_as_fingerprints() {
+        let attrs = |pairs: &[(&str, Value)]| -> Attributes { pairs.iter().map(|(k, v)| ((*k).to_string(), v.clone())).collect() };
+        let recorded = attrs(&[
+            ("mode", Value::from("0644")),
+            ("kept", Value::from("as recorded")),
+            ("token", crate::hash::fingerprint(&Value::from("old"), "k")),
+            ("tag", Value::from("plain")),
+        ]);
+        let observed =
+            attrs(&[("mode", Value::from("0600")), ("token", Value::from("new-secret")), ("tag", Value::from("new-secret")), ("extra", Value::from("x"))]);
+        let after = refreshed_attributes(&recorded, &observed, &["tag".to_string()], "k");
+        assert_eq!(after["mode"], Value::from("0600"), "observed");
+        assert_eq!(after["kept"], Value::from("as recorded"), "not reported by the read: kept");
+        assert_eq!(after["token"], crate::hash::fingerprint(&Value::from("new-secret"), "k"), "recorded as a fingerprint: stays one");
+        assert_eq!(after["tag"], crate::hash::fingerprint(&Value::from("new-secret"), "k"), "secret by its config");
+        assert!(!after.contains_key("extra"), "only what state records");
+        assert!(!serde_json::to_string(&after).expect("json").contains("new-secret"));
     }
 
     #[test]

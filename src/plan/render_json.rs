@@ -41,9 +41,9 @@ fn split(attrs: &Attributes, hide: &[&str]) -> (J, Vec<String>, Vec<String>) {
 
 /// The leaves that change in an update or replacement, by path; sensitive and unknown values
 /// are `null` and flagged.
-fn diff_json(c: &Change) -> J {
-    let (Some(b), Some(a)) = (&c.before, &c.after) else { return J::Array(Vec::new()) };
-    if !matches!(c.action, Action::Update | Action::Replace { .. }) {
+fn diff_json(action: Action, before: Option<&Attributes>, after: Option<&Attributes>) -> J {
+    let (Some(b), Some(a)) = (before, after) else { return J::Array(Vec::new()) };
+    if !matches!(action, Action::Update | Action::Replace { .. }) {
         return J::Array(Vec::new());
     }
     let value = |v: &Option<Value>| match v {
@@ -96,13 +96,30 @@ fn change_json(c: &Change) -> J {
         "after_unknown": after_unknown,
         "after_sensitive": after_sensitive,
         "requires_replace": c.requires_replace,
-        "diff": diff_json(c),
+        "diff": diff_json(c.action, c.before.as_ref(), c.after.as_ref()),
         "triggered_by": c.triggered_by.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "drift_reported": c.drift_reported,
         "note": c.note,
         "staged": c.staged,
         "held_back": c.held_back.map(action_name),
         "depends_on": c.depends_on.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    })
+}
+
+/// One record a refresh-only plan updates (`after` null: forgotten).
+fn refreshed_json(r: &super::Refreshed) -> J {
+    let (before, _, before_sensitive) = split(&r.before, &[]);
+    let (after, _, after_sensitive) = r.after.as_ref().map_or((J::Null, Vec::new(), Vec::new()), |a| split(a, &[]));
+    json!({
+        "address": r.addr.to_string(),
+        "action": if r.after.is_some() { "update-state" } else { "forget" },
+        "before": before,
+        "before_sensitive": before_sensitive,
+        "after": after,
+        "after_sensitive": after_sensitive,
+        "before_id": r.before_id,
+        "after_id": r.after_id,
+        "diff": diff_json(Action::Update, Some(&r.before), r.after.as_ref()),
     })
 }
 
@@ -128,5 +145,7 @@ pub fn render_json(plan: &Plan) -> J {
         "errors": plan.errors.iter().map(problem).collect::<Vec<_>>(),
         "unplanned": plan.unplanned.iter().map(problem).collect::<Vec<_>>(),
         "left_out": plan.left_out,
+        "refresh_only": plan.refresh_only,
+        "refreshed": plan.refreshed.iter().map(refreshed_json).collect::<Vec<_>>(),
     })
 }

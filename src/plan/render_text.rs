@@ -134,13 +134,18 @@ fn symbol(a: Action) -> &'static str {
 }
 
 fn attributes(out: &mut String, c: &Change) {
+    attribute_lines(out, c.action, c.before.as_ref(), c.after.as_ref(), &c.requires_replace);
+}
+
+/// The attributes that change from `before` to `after`, and how many did not.
+fn attribute_lines(out: &mut String, action: Action, before: Option<&Attributes>, after: Option<&Attributes>, requires_replace: &[String]) {
     let empty = Attributes::new();
-    let before = c.before.as_ref().unwrap_or(&empty);
-    let after = c.after.as_ref().unwrap_or(&empty);
+    let before = before.unwrap_or(&empty);
+    let after = after.unwrap_or(&empty);
     let mut keys: Vec<&String> = before.keys().chain(after.keys()).collect();
     keys.sort();
     keys.dedup();
-    let shown = |k: &String| match (c.action, before.get(k), after.get(k)) {
+    let shown = |k: &String| match (action, before.get(k), after.get(k)) {
         (Action::Delete, Some(_), _) | (_, None, Some(_)) => true,
         (_, Some(b), Some(a)) => b != a,
         _ => false,
@@ -155,8 +160,8 @@ fn attributes(out: &mut String, c: &Change) {
         let sensitive = b.is_some_and(Value::is_sensitive) || a.is_some_and(Value::is_sensitive);
         let (b, a) = if sensitive { (b.map(|_| &hidden_value), a.map(|_| &hidden_value)) } else { (b, a) };
         let changed = before.get(k) != after.get(k);
-        let forces = if c.requires_replace.contains(k) { " # forces replacement" } else { "" };
-        let line = match (c.action, b, a) {
+        let forces = if requires_replace.contains(k) { " # forces replacement" } else { "" };
+        let line = match (action, b, a) {
             (Action::Delete, Some(b), _) => format!("      - {k:width$} = {}", show(b)),
             (_, None, Some(a)) => format!("      + {k:width$} = {}", show(a)),
             // Tables and lists that changed inside: only what changed, as Terraform shows it.
@@ -165,7 +170,7 @@ fn attributes(out: &mut String, c: &Change) {
                 continue;
             }
             (_, Some(b), Some(a)) if changed => format!("      ~ {k:width$} = {} -> {}{forces}", show(b), show(a)),
-            (_, Some(_), None) if c.action != Action::Delete => continue,
+            (_, Some(_), None) if action != Action::Delete => continue,
             _ => {
                 hidden += 1;
                 continue;
@@ -173,7 +178,7 @@ fn attributes(out: &mut String, c: &Change) {
         };
         let _ = writeln!(out, "{line}");
     }
-    if hidden > 0 && c.action != Action::Create {
+    if hidden > 0 && action != Action::Create {
         let _ = writeln!(out, "        ({hidden} unchanged attribute{} hidden)", if hidden == 1 { "" } else { "s" });
     }
 }
@@ -265,6 +270,9 @@ pub fn render_text_with(plan: &Plan, opts: &TextOptions) -> String {
 }
 
 fn render(plan: &Plan, opts: &TextOptions) -> String {
+    if plan.refresh_only {
+        return render_refresh(plan);
+    }
     let mut out = String::new();
     let changes: Vec<&Change> = plan.changes.iter().filter(|c| c.is_change()).collect();
     if !changes.is_empty() {
@@ -303,14 +311,7 @@ fn render(plan: &Plan, opts: &TextOptions) -> String {
         }
         out.push('\n');
     }
-    if plan.left_out > 0 {
-        let n = plan.left_out;
-        let _ = writeln!(
-            out,
-            "Only what --target / --limit selects is planned: {n} other change{} left out. The configuration is not fully applied\nuntil a plan without them shows no changes.\n",
-            if n == 1 { " is" } else { "s are" }
-        );
-    }
+    left_out(&mut out, plan.left_out);
     let held_count = plan.changes.iter().filter(|c| c.held_back.is_some()).count();
     if !plan.errors.is_empty() {
         // Never "No changes" beside errors: nothing can be applied until they are fixed.
@@ -322,6 +323,55 @@ fn render(plan: &Plan, opts: &TextOptions) -> String {
         let _ = writeln!(out, "No changes. The targets match the configuration.");
     } else {
         let _ = writeln!(out, "Plan: {}.", plan.summary());
+    }
+    out
+}
+
+fn left_out(out: &mut String, n: usize) {
+    if n > 0 {
+        let _ = writeln!(
+            out,
+            "Only what --target / --limit selects is planned: {n} other change{} left out. The configuration is not fully applied\nuntil a plan without them shows no changes.\n",
+            if n == 1 { " is" } else { "s are" }
+        );
+    }
+}
+
+/// A refresh-only plan: what changed or went away outside tend, as state will record it.
+fn render_refresh(plan: &Plan) -> String {
+    let mut out = String::new();
+    if !plan.refreshed.is_empty() {
+        let _ = writeln!(out, "Objects changed outside tend since they were last applied:\n");
+    }
+    for r in &plan.refreshed {
+        match &r.after {
+            None => {
+                let _ = writeln!(out, "  # {} was deleted outside tend\n  # (tend forgets it; nothing is deleted)\n  - {}\n", r.addr, r.addr);
+            }
+            Some(after) => {
+                let _ = writeln!(out, "  # {} changed outside tend\n  ~ {}", r.addr, r.addr);
+                if r.before_id != r.after_id {
+                    let id = |v: &Option<String>| v.as_deref().map_or_else(|| "(none)".to_string(), |s| format!("{s:?}"));
+                    let _ = writeln!(out, "      ~ (id) {} -> {}", id(&r.before_id), id(&r.after_id));
+                }
+                attribute_lines(&mut out, Action::Update, Some(&r.before), Some(after), &[]);
+                out.push('\n');
+            }
+        }
+    }
+    left_out(&mut out, plan.left_out);
+    if !plan.errors.is_empty() {
+        let n = plan.errors.len();
+        let _ = writeln!(out, "The plan cannot be applied: {n} error{} (below).", if n == 1 { "" } else { "s" });
+    } else if plan.refreshed.is_empty() {
+        let _ = writeln!(out, "No changes. State matches what the targets hold.");
+    } else {
+        let forget = plan.refreshed.iter().filter(|r| r.after.is_none()).count();
+        let _ = writeln!(
+            out,
+            "This is a refresh-only plan: applying it records these in state and changes nothing on the targets; the next plan\nconverges them to the configuration again unless the configuration is changed to match.\nRefresh: {} to update in state, {forget} to forget.",
+            plan.refreshed.len() - forget
+        );
     }
     out
 }

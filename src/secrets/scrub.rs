@@ -58,6 +58,20 @@ pub fn remember(value: &Value) {
     known.sort_by_key(|n| std::cmp::Reverse(n.len()));
 }
 
+/// Every secret value decrypted in this process replaced inside `v`'s strings.
+pub fn scrub_value(v: &mut Value) {
+    match v {
+        Value::String(s) => {
+            if let std::borrow::Cow::Owned(clean) = scrub(s) {
+                *s = clean;
+            }
+        }
+        Value::List(items) => items.iter_mut().for_each(scrub_value),
+        Value::Map(m) => m.values_mut().for_each(scrub_value),
+        _ => {}
+    }
+}
+
 /// `text` with every remembered form of a secret replaced by `(sensitive)`.
 pub fn scrub(text: &str) -> std::borrow::Cow<'_, str> {
     let known = KNOWN.read().unwrap_or_else(std::sync::PoisonError::into_inner);

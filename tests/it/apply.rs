@@ -383,3 +383,35 @@ async fn instances_of_a_kind_declared_at_run_time_are_planned_with_it_and_an_und
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_refresh_records_drift_forgets_what_is_gone_and_refuses_to_forget_everything() {
+    let bench = Bench::new();
+    let root = config(&bench, "cfg", "[fake.thing.a]\nvalue = \"v\"\n\n[fake.thing.b]\nvalue = \"v\"\n\n[fake.thing.c]\nvalue = \"v\"\n");
+    assert!(bench.apply(&root).await.success());
+    let refresh = tend::plan::PlanOptions { refresh_only: true, ..Default::default() };
+    bench.fake.tamper("fake.thing.a", "value", Value::from("changed by hand"));
+    bench.fake.vanish("fake.thing.b");
+    let targeted = bench.plan_with(&root, &tend::plan::PlanOptions { targets: vec!["fake.thing.a".parse().expect("addr")], ..refresh.clone() }).await;
+    assert_eq!((targeted.refreshed.len(), targeted.left_out), (1, 1), "--target selects what is refreshed");
+    let plan = bench.plan_with(&root, &refresh).await;
+    assert!(plan.changes.is_empty() && plan.is_applyable(), "{plan:?}");
+    let seen: Vec<(String, Option<Value>)> = plan.refreshed.iter().map(|r| (r.addr.to_string(), r.after.as_ref().map(|a| a["value"].clone()))).collect();
+    assert_eq!(seen, [("fake.thing.a".to_string(), Some(Value::from("changed by hand"))), ("fake.thing.b".to_string(), None)]);
+    let calls = bench.fake.calls().len();
+    let outcome = bench.apply_plan(&root, &plan).await;
+    assert!(outcome.success() && outcome.summary_line() == "1 updated in state, 1 forgotten", "{}", outcome.summary_line());
+    assert!(bench.fake.calls()[calls..].iter().all(|c| !c.starts_with("create") && !c.starts_with("update") && !c.starts_with("delete")), "nothing applied");
+    assert_eq!(bench.records().await, ["fake.thing.a", "fake.thing.c"]);
+    // The next plan converges again: `a` back to its config, `b` created anew.
+    let next = bench.plan(&root).await;
+    let actions: Vec<(String, Action)> = next.changes.iter().map(|c| (c.addr.to_string(), c.action)).collect();
+    assert_eq!(actions, [("fake.thing.a".into(), Action::Update), ("fake.thing.b".into(), Action::Create), ("fake.thing.c".into(), Action::NoOp)]);
+
+    // Every object gone at once (a wrong region or account) is refused, not forgotten.
+    bench.fake.vanish("fake.thing.a");
+    bench.fake.vanish("fake.thing.c");
+    let all = bench.plan_with(&root, &refresh).await;
+    assert!(!all.is_applyable(), "{:?}", all.refreshed);
+    insta::assert_snapshot!(all.errors[0].message.clone() + "\n" + all.errors[0].hint.as_deref().unwrap_or(""));
+}

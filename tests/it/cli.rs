@@ -638,3 +638,54 @@ fn target_limit_replace_show_and_destroy_work_as_terraform_and_ansible_users_exp
     assert!(!run.site().exists());
     assert_eq!(out(&["state", "list"]), "");
 }
+
+#[test]
+fn refresh_only_records_what_changed_outside_tend_and_touches_nothing() {
+    let run = Run::quickstart();
+    assert_eq!(code(&run.tend(&["apply", "--auto-approve"])), 0);
+    let nothing = run.tend(&["plan", "--refresh-only", "--detailed-exitcode"]);
+    assert_eq!((code(&nothing), String::from_utf8_lossy(&nothing.stdout).into_owned()), (0, "No changes. State matches what the targets hold.\n".into()));
+
+    fs_err::write(run.site().join("index.html"), "edited by hand\n").expect("tamper");
+    fs_err::set_permissions(run.site().join("assets/style.css"), std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    fs_err::remove_file(run.site().join("app.conf")).expect("delete");
+    let plan = run.tend(&["plan", "--refresh-only", "--detailed-exitcode"]);
+    assert_eq!(code(&plan), 2, "{}", stderr(&plan));
+    insta::assert_snapshot!("quickstart_refresh_only_plan", run.clean(&plan.stdout));
+    let json = run.tend(&["plan", "--refresh-only", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).expect("plan JSON");
+    let actions: Vec<(&str, &str)> =
+        json["refreshed"].as_array().expect("refreshed").iter().map(|r| (r["address"].as_str().unwrap_or(""), r["action"].as_str().unwrap_or(""))).collect();
+    assert_eq!(actions, [("host.file.app_config[this]", "forget"), ("host.file.index[this]", "update-state"), ("host.file.style[this]", "update-state")]);
+    assert_eq!((json["refresh_only"].as_bool(), json["summary"]["change"].as_u64()), (Some(true), Some(0)));
+
+    let apply = run.tend(&["apply", "--refresh-only", "--auto-approve"]);
+    assert_eq!(code(&apply), 0, "{}", stderr(&apply));
+    assert!(String::from_utf8_lossy(&apply.stdout).contains("Apply complete: 2 updated in state, 1 forgotten."), "{}", String::from_utf8_lossy(&apply.stdout));
+    // Nothing on the target changed.
+    assert_eq!(fs_err::read_to_string(run.site().join("index.html")).expect("index"), "edited by hand\n");
+    assert_eq!(fs_err::metadata(run.site().join("assets/style.css")).expect("stat").permissions().mode() & 0o777, 0o600);
+    assert!(!run.site().join("app.conf").exists());
+    // State did: the mode observed, the deleted file forgotten.
+    let style = run.tend(&["state", "show", "host.file.style[this]", "--json"]);
+    let style: serde_json::Value = serde_json::from_slice(&style.stdout).expect("record JSON");
+    assert_eq!(style["attributes"]["mode"], "0600", "{style}");
+    let list = String::from_utf8_lossy(&run.tend(&["state", "list"]).stdout).into_owned();
+    assert!(!list.contains("app_config") && list.contains("host.file.index[this]"), "{list}");
+    let again = run.tend(&["plan", "--refresh-only", "--detailed-exitcode"]);
+    assert_eq!(code(&again), 0, "{}", String::from_utf8_lossy(&again.stdout));
+    // The next plan still converges the targets to the configuration.
+    let plan = String::from_utf8_lossy(&run.tend(&["plan"]).stdout).into_owned();
+    assert!(plan.contains("host.file.app_config[this] will be created") && plan.contains("Plan: 1 to add, 3 to change"), "{plan}");
+    let history = run.tend(&["history", "2"]);
+    let history = String::from_utf8_lossy(&history.stdout).into_owned();
+    assert!(history.contains("2 updated in state, 1 forgotten") && history.contains("forget") && history.contains("deleted outside tend"), "{history}");
+}
+
+#[test]
+fn refresh_only_cannot_be_combined_with_replace() {
+    let run = Run::quickstart();
+    let out = run.tend(&["plan", "--refresh-only", "--replace", "host.file.index"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("cannot be used with"), "{}", stderr(&out));
+}

@@ -383,3 +383,40 @@ fn a_key_asked_of_a_secret_that_is_one_value_says_how_to_make_it_a_document() {
     assert!(err.contains("name it secrets/token.toml.age") && err.contains("document = \"toml\"") && err.contains("${secret.token}"), "{err}");
     assert_clean("the error", &out.stderr);
 }
+
+#[test]
+fn a_refresh_of_a_secret_file_changed_outside_tend_records_only_its_fingerprint() {
+    let s = Setup::new();
+    assert!(s.tend(&["apply", "--auto-approve"], Some(&s.key)).status.success());
+    let conf = s.cfg().join("out/db.conf");
+    fs_err::write(&conf, format!("user = app\npassword = {CANARY}\nedited = by hand\n")).expect("tamper");
+    let mut outputs = Vec::new();
+    for args in [
+        &["plan", "--refresh-only"][..],
+        &["plan", "--refresh-only", "--json"][..],
+        &["apply", "--refresh-only", "--auto-approve"][..],
+        &["state", "show", "host.file.dbconf[this]", "--json"][..],
+    ] {
+        let out = s.tend(args, Some(&s.key));
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        outputs.push((format!("{args:?}"), out));
+    }
+    let plan = String::from_utf8_lossy(&outputs[0].1.stdout).into_owned();
+    assert!(plan.contains("~ sha256 = (sensitive) -> (sensitive)") && plan.contains("Refresh: 1 to update in state, 0 to forget."), "{plan}");
+    let record: serde_json::Value = serde_json::from_slice(&outputs[3].1.stdout).expect("record JSON");
+    let size = record["attributes"]["size"]["$sensitive"].as_str().unwrap_or_default();
+    assert!(size.starts_with("hmac-sha256:"), "a secret file's size is kept as a fingerprint: {record}");
+    for (what, out) in &outputs {
+        assert_clean(&format!("stdout of {what}"), &out.stdout);
+        assert_clean(&format!("stderr of {what}"), &out.stderr);
+    }
+    let mut files = Vec::new();
+    all_files(&s.dir.path().join("state"), &mut files);
+    all_files(&s.dir.path().join("tmp"), &mut files);
+    for f in files {
+        assert_clean(&f.display().to_string(), &fs_err::read(&f).expect("read"));
+    }
+    // What was recorded is the fingerprint of what is there: the next refresh finds nothing new.
+    let again = s.tend(&["plan", "--refresh-only", "--detailed-exitcode"], Some(&s.key));
+    assert_eq!(again.status.code(), Some(0), "{}", String::from_utf8_lossy(&again.stdout));
+}

@@ -404,7 +404,10 @@ pub trait Provider: Send + Sync {
         Vec::new()
     }
 
-    /// Observe a batch of instances; one result per item, in order.
+    /// Observe a batch of instances; one result per item, in order. `Ok(None)` says the object
+    /// does not exist (a refresh-only plan forgets its record), except for target kinds (hosts),
+    /// which are ways to reach a machine and may observe nothing. An object that could not be
+    /// looked at is an error, never `Ok(None)`.
     async fn read(&self, req: ReadRequest) -> Vec<Result<Option<Observed>, ProviderError>>;
 
     /// Plan one instance.

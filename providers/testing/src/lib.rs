@@ -89,6 +89,11 @@ impl FakeFactory {
         self.shared.most_planning.load(Ordering::SeqCst)
     }
 
+    /// Delete an object behind tend's back.
+    pub fn vanish(&self, addr: &str) {
+        self.shared.objects.lock().expect("fake lock").retain(|_, (a, _)| a != addr);
+    }
+
     /// Change an object behind tend's back (drift).
     pub fn tamper(&self, addr: &str, field: &str, value: Value) {
         if let Some((_, o)) = self.shared.objects.lock().expect("fake lock").values_mut().rev().find(|(a, _)| a == addr) {

@@ -77,6 +77,12 @@ impl Bench {
         ws.plan(&state).await.expect("plan builds")
     }
 
+    pub async fn plan_with(&self, root: &Path, options: &tend::plan::PlanOptions) -> Plan {
+        let mut ws = self.load(root).unwrap_or_else(|e| panic!("{} does not load: {e:?}", root.display()));
+        let state = ws.read_state().await.expect("state reads");
+        ws.plan_with(&state, options).await.expect("plan builds")
+    }
+
     pub async fn apply(&self, root: &Path) -> ApplyOutcome {
         let plan = self.plan(root).await;
         assert!(plan.is_applyable(), "plan has errors: {:?}", plan.errors);
