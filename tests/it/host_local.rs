@@ -245,3 +245,17 @@ async fn a_line_change_is_shown_as_a_diff_of_its_file() {
     assert!(bench.apply_plan(&root, &plan).await.success());
     assert_eq!(fs_err::read_to_string(root.join("out/app.conf")).expect("read"), "name = app\nport = 8080\nlog = info\n");
 }
+
+#[test]
+fn a_commands_output_is_logged_with_v_as_it_prints_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let marker = dir.path().join("go");
+    let run = crate::support::streaming_command(&marker.to_string_lossy());
+    crate::support::write_tree(
+        &dir.path().join("cfg"),
+        &[("tend.toml", &format!("[project]\nname = \"stream\"\n\n[host.local.this]\n\n[host.command.wait]\nrun = \"{run}\"\n"))],
+    );
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tend"));
+    cmd.args(["-v", "-C"]).arg(dir.path().join("cfg")).arg("--state").arg(dir.path().join("state.db")).args(["apply", "--auto-approve"]).env("NO_COLOR", "1");
+    crate::support::assert_streams(cmd, &marker);
+}

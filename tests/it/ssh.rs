@@ -620,3 +620,20 @@ fn a_hung_host_is_declared_down_and_a_command_past_its_timeout_is_stopped() {
     let status = ok(&run.tend(&["history", "--json"], &[]));
     assert!(status.contains("\"result\": \"failed\""), "{status}");
 }
+
+#[test]
+fn a_commands_output_is_logged_with_v_as_it_prints_it_over_ssh() {
+    let f = Fleet::up(1);
+    let run = Run::new(&format!("{}\n[host.command.wait]\nrun = \"{}\"\n", f.host_toml(1, ""), crate::support::streaming_command("/srv/go")));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tend"));
+    cmd.args(["-v", "-C"])
+        .arg(run.cfg())
+        .arg("--state")
+        .arg(run.dir.path().join("state.db"))
+        .args(["apply", "--auto-approve"])
+        .env("NO_COLOR", "1")
+        .env("HOME", run.dir.path())
+        .env_remove("SSH_AUTH_SOCK")
+        .stdin(std::process::Stdio::null());
+    crate::support::assert_streams(cmd, &f.srv("h1").join("go"));
+}

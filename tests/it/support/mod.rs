@@ -110,3 +110,40 @@ pub fn write_tree(root: &Path, files: &[(&str, &str)]) {
         fs_err::write(p, content).expect("write");
     }
 }
+
+/// Run `cmd` (a tend apply with -v of a command that prints `first-line`, then waits for
+/// `marker` to exist before printing `last-line` and exiting): asserts `first-line` is logged
+/// while the command still runs — it cannot finish before the marker is made, which happens
+/// only once the line was seen — and that the apply then completes with `last-line` logged.
+pub fn assert_streams(mut cmd: std::process::Command, marker: &Path) {
+    use std::io::BufRead;
+    let mut child = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().expect("tend starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    let first = loop {
+        match rx.recv_timeout(std::time::Duration::from_secs(30)) {
+            Ok(line) if line.contains("first-line") => break Some(line),
+            Ok(line) => seen.push(line),
+            Err(_) => break None,
+        }
+    };
+    fs_err::write(marker, "").expect("marker");
+    let status = child.wait().expect("tend exits");
+    reader.join().expect("reader");
+    let rest: Vec<String> = rx.try_iter().collect();
+    assert!(first.is_some(), "the first line was not logged while the command ran:\n{}\n{}", seen.join("\n"), rest.join("\n"));
+    assert!(status.success(), "{}", rest.join("\n"));
+    assert!(rest.iter().any(|l| l.contains("last-line") && l.contains("stderr")), "{}", rest.join("\n"));
+}
+
+/// A command for [`assert_streams`]: waits for `marker` (at most a minute, so that it ends
+/// even when the test fails).
+pub fn streaming_command(marker: &str) -> String {
+    format!("echo first-line; i=0; while [ ! -e {marker} ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done; echo last-line >&2")
+}

@@ -75,12 +75,10 @@ pub async fn apply(t: &dyn Transport, req: &ApplyRequest) -> Result<Option<Obser
     }
     let config = req.config.as_ref().ok_or_else(|| ProviderError::terminal("no config to apply"))?;
     let run = required_str(config, "run")?;
-    let out = t.exec(run, get_str(config, "cwd")).await?;
-    for (stream, text) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
-        for line in text.lines() {
-            tracing::debug!(addr = %req.addr, stream, "{line}");
-        }
-    }
+    // What it prints is logged line by line as it prints it, in the span naming the resource
+    // (shown with -v; the log writer removes secrets).
+    let log = |stream: &'static str, line: &str| tracing::info!(stream, "{line}");
+    let out = t.exec_streamed(run, get_str(config, "cwd"), Some(&log)).await?;
     if out.status != 0 {
         let mut err = ProviderError::terminal(format!("command exited with status {} on host `{}`", out.status, t.host()));
         let shown: Vec<String> = [("stdout", &out.stdout), ("stderr", &out.stderr)]

@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 
-use super::{ExecOutput, FileAttrs, FileType, PathStat, StatRequest, Transport, TransportError};
+use super::{ExecOutput, FileAttrs, FileType, Lines, MAX_COMMAND_OUTPUT, OutputSink, PathStat, StatRequest, Transport, TransportError};
 use crate::users::Users;
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -398,7 +398,7 @@ impl Transport for LocalTransport {
         .await
     }
 
-    async fn exec(&self, command: &str, cwd: Option<&str>) -> Result<ExecOutput, TransportError> {
+    async fn exec_streamed(&self, command: &str, cwd: Option<&str>, sink: Option<&OutputSink<'_>>) -> Result<ExecOutput, TransportError> {
         use tokio::io::AsyncWriteExt;
         let mut cmd = tokio::process::Command::new("sh");
         // The script on stdin, not in argv (visible to every user in /proc). Its own process
@@ -423,7 +423,14 @@ impl Transport for LocalTransport {
                 let _ = rustix::process::kill_process_group(g, signal);
             }
         };
-        let waiting = child.wait_with_output();
+        // Both streams read as they come, each line to the sink as it is printed.
+        let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+        let waiting = async {
+            let (out, err) =
+                tokio::join!(drain(stdout, Lines::new("stdout", sink, MAX_COMMAND_OUTPUT)), drain(stderr, Lines::new("stderr", sink, MAX_COMMAND_OUTPUT)));
+            let status = child.wait().await?;
+            Ok::<_, std::io::Error>((status, out?, err?))
+        };
         tokio::pin!(waiting);
         let Ok(out) = tokio::time::timeout(self.command_timeout, &mut waiting).await else {
             stop(rustix::process::Signal::TERM);
@@ -437,13 +444,25 @@ impl Transport for LocalTransport {
                 self.host
             ))));
         };
-        let out = out.map_err(self.err("run", command))?;
-        Ok(ExecOutput {
-            status: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        })
+        let (status, stdout, stderr) = out.map_err(self.err("run", command))?;
+        Ok(ExecOutput { status: status.code().unwrap_or(-1), stdout, stderr })
     }
+}
+
+/// Read a command's output stream to its end through `lines`.
+async fn drain<R: tokio::io::AsyncRead + Unpin>(pipe: Option<R>, mut lines: Lines<'_>) -> std::io::Result<String> {
+    use tokio::io::AsyncReadExt;
+    if let Some(mut pipe) = pipe {
+        let mut buf = vec![0u8; 8 << 10];
+        loop {
+            let n = pipe.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            lines.push(&buf[..n]);
+        }
+    }
+    Ok(lines.finish())
 }
 
 #[cfg(test)]

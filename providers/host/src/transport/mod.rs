@@ -95,6 +95,61 @@ pub struct ExecOutput {
     pub stderr: String,
 }
 
+/// The most of a command's stdout (and of its stderr) kept: it is shown in errors and parsed by
+/// probes (a package list), never stored whole.
+pub(crate) const MAX_COMMAND_OUTPUT: usize = 16 << 20;
+
+/// Where the lines a command prints go as it prints them: `(stream, line)` with `stream`
+/// `stdout` or `stderr` and the line without its newline.
+pub type OutputSink<'a> = dyn Fn(&'static str, &str) + Send + Sync + 'a;
+
+/// The most of one line given to an [`OutputSink`]: a longer run without a newline is given in
+/// pieces of this size.
+const LONGEST_LINE: usize = 8 << 10;
+
+/// One output stream of a command as it arrives: each complete line goes to the sink, and at
+/// most `cap` bytes are kept (what goes past it is read and dropped, so a command that prints
+/// without end cannot fill tend's memory).
+pub(crate) struct Lines<'a> {
+    stream: &'static str,
+    sink: Option<&'a OutputSink<'a>>,
+    pending: Vec<u8>,
+    kept: Vec<u8>,
+    cap: usize,
+}
+
+impl<'a> Lines<'a> {
+    pub(crate) fn new(stream: &'static str, sink: Option<&'a OutputSink<'a>>, cap: usize) -> Self {
+        Self { stream, sink, pending: Vec::new(), kept: Vec::new(), cap }
+    }
+
+    /// Take the next piece of output.
+    pub(crate) fn push(&mut self, data: &[u8]) {
+        self.kept.extend_from_slice(&data[..data.len().min(self.cap.saturating_sub(self.kept.len()))]);
+        let Some(sink) = self.sink else { return };
+        for mut piece in data.split_inclusive(|b| *b == b'\n') {
+            while !piece.is_empty() {
+                let take = piece.len().min(LONGEST_LINE - self.pending.len());
+                self.pending.extend_from_slice(&piece[..take]);
+                piece = &piece[take..];
+                if self.pending.ends_with(b"\n") || self.pending.len() >= LONGEST_LINE {
+                    let line = String::from_utf8_lossy(&self.pending);
+                    sink(self.stream, line.strip_suffix('\n').unwrap_or(&line));
+                    self.pending.clear();
+                }
+            }
+        }
+    }
+
+    /// What was kept, once the stream ended (a last line without a newline goes to the sink).
+    pub(crate) fn finish(self) -> String {
+        if let (Some(sink), false) = (self.sink, self.pending.is_empty()) {
+            sink(self.stream, &String::from_utf8_lossy(&self.pending));
+        }
+        String::from_utf8_lossy(&self.kept).into_owned()
+    }
+}
+
 /// A transport failure, naming the host, the operation and the path.
 #[derive(Debug, thiserror::Error)]
 #[error("{op} {path} on host `{host}` failed")]
@@ -148,9 +203,40 @@ pub trait Transport: Send + Sync {
     /// Run `command` with `sh` in `cwd`. The command travels on the shell's stdin (read whole,
     /// then evaluated), never on a command line, so what it holds (a secret) is not visible in
     /// the host's process list; the command itself gets an empty stdin.
-    async fn exec(&self, command: &str, cwd: Option<&str>) -> Result<ExecOutput, TransportError>;
+    async fn exec(&self, command: &str, cwd: Option<&str>) -> Result<ExecOutput, TransportError> {
+        self.exec_streamed(command, cwd, None).await
+    }
+    /// [`Transport::exec`], giving each line the command prints to `sink` as it is printed.
+    async fn exec_streamed(&self, command: &str, cwd: Option<&str>, sink: Option<&OutputSink<'_>>) -> Result<ExecOutput, TransportError>;
     /// The host key accepted when connecting (`ssh-ed25519 AAAA…`), for transports that have one.
     fn host_key(&self) -> Option<String> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    #[test]
+    fn output_goes_to_the_sink_line_by_line_however_it_is_cut_and_is_kept_up_to_the_cap() {
+        let got = Mutex::new(Vec::new());
+        let sink = |stream: &'static str, line: &str| got.lock().unwrap().push(format!("{stream}:{line}"));
+        let mut lines = Lines::new("stdout", Some(&sink), 12);
+        for piece in [&b"one\ntw"[..], b"o\n", b"", b"thr", b"ee\nlast"] {
+            lines.push(piece);
+        }
+        assert_eq!(*got.lock().unwrap(), ["stdout:one", "stdout:two", "stdout:three"], "complete lines only, as they complete");
+        assert_eq!(lines.finish(), "one\ntwo\nthre", "at most the cap kept");
+        assert_eq!(got.lock().unwrap().last().map(String::as_str), Some("stdout:last"), "the last line without a newline at the end");
+        // A run without newlines is given in bounded pieces.
+        got.lock().unwrap().clear();
+        let mut long = Lines::new("stderr", Some(&sink), 0);
+        long.push(&vec![b'x'; LONGEST_LINE * 2 + 5]);
+        assert_eq!(long.finish(), "");
+        let sizes: Vec<usize> = got.lock().unwrap().iter().map(|l| l.len() - "stderr:".len()).collect();
+        assert_eq!(sizes, [LONGEST_LINE, LONGEST_LINE, 5]);
     }
 }

@@ -16,7 +16,7 @@ use russh::client::{self, Handle};
 use russh::keys::PublicKeyOrCertificate;
 use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKey};
 
-use super::{ExecOutput, FileAttrs, FileType, PathStat, StatRequest, Transport, TransportError};
+use super::{ExecOutput, FileAttrs, FileType, Lines, MAX_COMMAND_OUTPUT, OutputSink, PathStat, StatRequest, Transport, TransportError};
 
 /// How to reach and trust one host.
 #[derive(Debug, Clone)]
@@ -168,10 +168,6 @@ fn io(kind: std::io::ErrorKind, msg: impl Into<String>) -> std::io::Error {
 /// 100,000 paths prints about 10 MiB.
 const MAX_OBSERVE_OUTPUT: usize = 256 << 20;
 
-/// The most of a command's stdout (and of its stderr) kept: it is shown in errors and parsed by
-/// probes (a package list), never stored whole.
-const MAX_COMMAND_OUTPUT: usize = 16 << 20;
-
 /// Quote for `sh`: `'…'` with embedded quotes escaped.
 pub fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
@@ -300,7 +296,17 @@ impl SshTransport {
     /// Run one command, bounded by `limit`: a host that does not finish it in time is declared
     /// down (its later operations in this run fail at once, naming why), and so is a host whose
     /// connection was lost.
-    async fn run_bounded(&self, command: &str, stdin: &[u8], limit: Duration, what: &str, setting: &str, cap: usize) -> Result<ExecOutput, std::io::Error> {
+    #[allow(clippy::too_many_arguments)]
+    async fn run_bounded(
+        &self,
+        command: &str,
+        stdin: &[u8],
+        limit: Duration,
+        what: &str,
+        setting: &str,
+        cap: usize,
+        sink: Option<&OutputSink<'_>>,
+    ) -> Result<ExecOutput, std::io::Error> {
         if let Some(why) = self.down.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone() {
             return Err(io(std::io::ErrorKind::NotConnected, format!("the host was declared down earlier in this run: {why}")));
         }
@@ -308,7 +314,7 @@ impl SshTransport {
             tracing::warn!(host = %self.target.name, "declared down for the rest of the run: {why}");
             self.down.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_or_insert(why);
         };
-        match tokio::time::timeout(limit, self.run(command, stdin, cap)).await {
+        match tokio::time::timeout(limit, self.run(command, stdin, cap, sink)).await {
             Err(_) => {
                 declare_down(format!("{what} got no answer within {} s ({setting})", limit.as_secs()));
                 Err(io(
@@ -324,8 +330,9 @@ impl SshTransport {
         }
     }
 
-    /// Run one command on its own channel, feeding `stdin`.
-    async fn run(&self, command: &str, stdin: &[u8], cap: usize) -> Result<ExecOutput, std::io::Error> {
+    /// Run one command on its own channel, feeding `stdin`; what it prints goes to `sink` line
+    /// by line as it arrives.
+    async fn run(&self, command: &str, stdin: &[u8], cap: usize, sink: Option<&OutputSink<'_>>) -> Result<ExecOutput, std::io::Error> {
         let ch = self.handle.channel_open_session().await.map_err(|e| io(std::io::ErrorKind::BrokenPipe, e.to_string()))?;
         ch.exec(true, command).await.map_err(|e| io(std::io::ErrorKind::BrokenPipe, e.to_string()))?;
         if !stdin.is_empty() {
@@ -333,20 +340,17 @@ impl SshTransport {
         }
         ch.eof().await.map_err(|e| io(std::io::ErrorKind::BrokenPipe, e.to_string()))?;
         let mut ch = ch;
-        let (mut out, mut err, mut status) = (Vec::new(), Vec::new(), None);
-        // A command that prints without end (`yes`) cannot fill tend's memory: what goes past
-        // the limit is read and dropped.
-        let keep = |buf: &mut Vec<u8>, data: &[u8]| buf.extend_from_slice(&data[..data.len().min(cap.saturating_sub(buf.len()))]);
+        let (mut out, mut err, mut status) = (Lines::new("stdout", sink, cap), Lines::new("stderr", sink, cap), None);
         while let Some(msg) = ch.wait().await {
             match msg {
-                ChannelMsg::Data { data } => keep(&mut out, &data),
-                ChannelMsg::ExtendedData { data, ext: 1 } => keep(&mut err, &data),
+                ChannelMsg::Data { data } => out.push(&data),
+                ChannelMsg::ExtendedData { data, ext: 1 } => err.push(&data),
                 ChannelMsg::ExitStatus { exit_status } => status = Some(i32::try_from(exit_status).unwrap_or(-1)),
                 ChannelMsg::ExitSignal { .. } => status = Some(-1),
                 _ => {}
             }
         }
-        Ok(ExecOutput { status: status.unwrap_or(-1), stdout: String::from_utf8_lossy(&out).into_owned(), stderr: String::from_utf8_lossy(&err).into_owned() })
+        Ok(ExecOutput { status: status.unwrap_or(-1), stdout: out.finish(), stderr: err.finish() })
     }
 
     /// Stats, hashes, contents and probe outputs in one remote command.
@@ -433,7 +437,7 @@ impl SshTransport {
 
     async fn run_ok(&self, op: &'static str, path: &str, command: &str, stdin: &[u8]) -> Result<ExecOutput, TransportError> {
         let out = self
-            .run_bounded(command, stdin, self.target.operation_timeout, &format!("{op} {path}"), "operation_timeout", MAX_OBSERVE_OUTPUT)
+            .run_bounded(command, stdin, self.target.operation_timeout, &format!("{op} {path}"), "operation_timeout", MAX_OBSERVE_OUTPUT, None)
             .await
             .map_err(|source| self.err(op, path, source))?;
         if out.status != 0 {
@@ -590,7 +594,7 @@ impl Transport for SshTransport {
         self.run_ok("remove directory", path, &cmd, b"").await.map(|_| ())
     }
 
-    async fn exec(&self, command: &str, cwd: Option<&str>) -> Result<ExecOutput, TransportError> {
+    async fn exec_streamed(&self, command: &str, cwd: Option<&str>, sink: Option<&OutputSink<'_>>) -> Result<ExecOutput, TransportError> {
         // The host stops the command (its whole process group, TERM then KILL 10 s later) when
         // it runs past the limit; tend waits a little longer than that for the host to say so.
         let limit = self.target.command_timeout.as_secs().max(1);
@@ -601,7 +605,7 @@ impl Transport for SshTransport {
         };
         let started = std::time::Instant::now();
         let out = self
-            .run_bounded(&cmd, command.as_bytes(), Duration::from_secs(limit + 30), "a command", "command_timeout + 30 s", MAX_COMMAND_OUTPUT)
+            .run_bounded(&cmd, command.as_bytes(), Duration::from_secs(limit + 30), "a command", "command_timeout + 30 s", MAX_COMMAND_OUTPUT, sink)
             .await
             .map_err(|source| self.err("run", command, source))?;
         if matches!(out.status, 124 | 137) && started.elapsed() >= Duration::from_secs(limit) {
