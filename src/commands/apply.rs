@@ -27,7 +27,7 @@ pub async fn run(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode, Failure> {
         None => None,
     };
     // A saved plan is applied to the config it was made from, wherever this runs.
-    let mut ws = super::load_workspace_in(cli, saved.as_ref().map(|p| p.config_root.clone()))?;
+    let mut ws = super::load_workspace_in(cli, saved.as_ref())?;
     let parallelism = args.parallelism.or(ws.config.project.parallelism).unwrap_or(10);
     apply_or_plan(cli, &mut ws, saved, &options, args.auto_approve, &args.diff, parallelism, args.plan_file.as_deref()).await
 }

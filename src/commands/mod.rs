@@ -116,17 +116,27 @@ pub(crate) fn load_workspace(cli: &Cli) -> Result<Workspace, Failure> {
     load_workspace_in(cli, None)
 }
 
-/// The workspace of `root` (a saved plan's config directory) when `-C` and `--source` do not
-/// name one.
-pub(crate) fn load_workspace_in(cli: &Cli, root: Option<std::path::PathBuf>) -> Result<Workspace, Failure> {
+/// The workspace a saved plan was made for: its config directory when `-C` and `--source` do
+/// not name one, its environment when `--env` does not (and `--env` naming another is refused).
+pub(crate) fn load_workspace_in(cli: &Cli, saved: Option<&tend::plan::Plan>) -> Result<Workspace, Failure> {
     let (mut chosen, revision, origin) = config_root(cli)?;
-    if let Some(r) = root.filter(|_| cli.source.is_none() && cli.config == std::path::Path::new(".")) {
+    if let Some(r) = saved.map(|p| p.config_root.clone()).filter(|_| cli.source.is_none() && cli.config == std::path::Path::new(".")) {
         chosen = r;
     }
+    let environment = match (&cli.environment, saved.and_then(|p| p.environment.as_ref())) {
+        (Some(asked), Some(planned)) if asked != planned => {
+            return Err(Failure::user(
+                format!("the saved plan was made for environment `{planned}`, not `{asked}`"),
+                Some(format!("apply it without --env (it applies to `{planned}`), or make a plan for `{asked}` with `tend --env {asked} plan --out FILE`")),
+            ));
+        }
+        (Some(asked), _) => Some(asked.clone()),
+        (None, planned) => planned.cloned(),
+    };
     let root = chosen;
     let opts = LoadOptions {
         root,
-        environment: cli.environment.clone(),
+        environment,
         vars: cli.vars.clone(),
         identities: tend::secrets::IdentitySources::from_env(&cli.identities),
         allow_destroy_all: cli.allow_destroy_all,

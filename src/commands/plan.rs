@@ -27,10 +27,21 @@ pub async fn run(cli: &Cli, args: &PlanArgs) -> Result<ExitCode, Failure> {
     if let Some(out) = &args.out {
         save(out, &plan)?;
         if !args.json {
-            println!("\nSaved the plan to {}. Apply exactly this plan with:\n  tend apply {}", out.display(), out.display());
+            // The state file, when named, is not part of the plan: the command names it too.
+            let state = cli.state.as_ref().map(|s| format!("--state {} ", shell_word(&s.to_string_lossy()))).unwrap_or_default();
+            println!("\nSaved the plan to {}. Apply exactly this plan with:\n  tend {state}apply {}", out.display(), shell_word(&out.to_string_lossy()));
         }
     }
     Ok(if args.detailed_exitcode && plan.has_changes() { ExitCode::from(2) } else { ExitCode::SUCCESS })
+}
+
+/// A word as a shell reads it back: as it is when it has nothing special, else single-quoted.
+fn shell_word(w: &str) -> String {
+    if !w.is_empty() && w.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-+=:@,".contains(&b)) {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', "'\\''"))
+    }
 }
 
 fn save(path: &std::path::Path, plan: &tend::plan::Plan) -> Result<(), Failure> {

@@ -689,3 +689,30 @@ fn refresh_only_cannot_be_combined_with_replace() {
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     assert!(stderr(&out).contains("cannot be used with"), "{}", stderr(&out));
 }
+
+#[test]
+fn the_command_plan_out_prints_applies_the_plan_from_anywhere_in_its_environment() {
+    let run = Run::quickstart();
+    let saved = run.dir.path().join("prod plan.json");
+    let out = run.tend(&["--env", "prod", "plan", "--out", &saved.to_string_lossy()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let printed = stdout.lines().last().expect("a command").trim().to_string();
+    assert!(printed.starts_with("tend --state ") && printed.contains('\''), "the state file and the quoted plan path: {printed}");
+    let wrong = run.tend(&["--env", "dev", "apply", &saved.to_string_lossy()]);
+    assert_eq!(code(&wrong), 1);
+    assert!(stderr(&wrong).contains("the saved plan was made for environment `prod`, not `dev`"), "{}", stderr(&wrong));
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_tend")).parent().expect("bin dir").to_path_buf();
+    let applied = std::process::Command::new("sh")
+        .args(["-c", &printed])
+        .current_dir("/")
+        .env("PATH", format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default()))
+        .env("NO_COLOR", "1")
+        .env("XDG_STATE_HOME", run.dir.path().join("xdg"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("sh runs");
+    assert_eq!(code(&applied), 0, "{}", stderr(&applied));
+    let index = fs_err::read_to_string(run.site().join("index.html")).expect("applied");
+    assert!(index.starts_with("<h1>Welcome from"), "the prod variables: {index}");
+}
