@@ -189,7 +189,7 @@ impl Workspace {
             let (Some(res), Some(schema)) = (self.config.resources.get(&node.addr.base()), self.registry.kind(&node.addr.provider, &node.addr.kind)) else {
                 continue;
             };
-            let exprs: std::collections::BTreeMap<String, crate::config::Expr> =
+            let exprs: tend_provider::Map<crate::config::Expr> =
                 res.exprs().into_iter().filter(|(k, _)| schema.field(k).is_some_and(|f| f.claim.is_some())).collect();
             if exprs.is_empty() {
                 continue;

@@ -163,7 +163,7 @@ impl Lowerer<'_> {
         let mut res = Resource {
             addr: addr.clone(),
             span: key.span,
-            fields: BTreeMap::new(),
+            fields: tend_provider::Map::new(),
             depends_on: Vec::new(),
             lifecycle: Lifecycle::default(),
             drift: DriftPolicy::default(),
@@ -232,7 +232,9 @@ impl Lowerer<'_> {
                 }
             },
             NodeKind::List(items) => Expr::List(items.iter().map(|n| self.expr(n)).collect::<Option<Vec<_>>>()?),
-            NodeKind::Map(entries) => Expr::Map(entries.iter().map(|(k, n)| self.expr(n).map(|e| (k.name.clone(), e))).collect::<Option<BTreeMap<_, _>>>()?),
+            NodeKind::Map(entries) => {
+                Expr::Map(entries.iter().map(|(k, n)| self.expr(n).map(|e| (k.name.clone(), e))).collect::<Option<tend_provider::Map<_>>>()?)
+            }
         })
     }
 

@@ -79,7 +79,7 @@ pub enum Expr {
     /// A list holding expressions.
     List(Vec<Expr>),
     /// A table holding expressions.
-    Map(BTreeMap<String, Expr>),
+    Map(tend_provider::Map<Expr>),
 }
 
 impl Expr {
@@ -124,7 +124,7 @@ impl Expr {
             Self::Literal(v) => Some(v.clone()),
             Self::Template(_) => None,
             Self::List(l) => l.iter().map(Expr::literal).collect::<Option<Vec<_>>>().map(Value::List),
-            Self::Map(m) => m.iter().map(|(k, e)| e.literal().map(|v| (k.clone(), v))).collect::<Option<BTreeMap<_, _>>>().map(Value::Map),
+            Self::Map(m) => m.iter().map(|(k, e)| e.literal().map(|v| (k.clone(), v))).collect::<Option<tend_provider::Map<_>>>().map(Value::Map),
         }
     }
 }
@@ -176,7 +176,7 @@ pub struct Resource {
     /// Span of the resource's name key.
     pub span: Span,
     /// Provider fields.
-    pub fields: BTreeMap<String, Field>,
+    pub fields: tend_provider::Map<Field>,
     /// `depends_on`, each with its span.
     pub depends_on: Vec<(ResourceAddr, Span)>,
     /// `lifecycle`.
@@ -195,7 +195,7 @@ impl Resource {
     }
 
     /// Field expressions by name.
-    pub fn exprs(&self) -> BTreeMap<String, Expr> {
+    pub fn exprs(&self) -> tend_provider::Map<Expr> {
         self.fields.iter().map(|(k, f)| (k.clone(), f.expr.clone())).collect()
     }
 }

@@ -18,6 +18,9 @@ const EXPANSIONS_AT_ONCE: usize = 32;
 /// Build the graph for `config` against the recorded `state`.
 pub async fn build(config: &Config, registry: &Registry, providers: &Providers, state: &Snapshot) -> Result<ResourceGraph, Diagnostics> {
     let mut g = ResourceGraph::default();
+    // Room for what is usually there (an instance per resource, or per record), one edge each.
+    let nodes = config.resources.len().max(state.records.len());
+    g.graph = petgraph::stable_graph::StableDiGraph::with_capacity(nodes, nodes);
     let mut diags = Vec::new();
     let needs = add_desired(config, registry, providers, &mut g, &mut diags).await;
     check_instance_kinds(config, registry, providers, &mut g, &mut diags);

@@ -16,6 +16,9 @@ use petgraph::Direction;
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 use tend_provider::ResourceAddr;
 
+/// A node's direct dependencies: each address once, in order, with the kinds of its edges.
+pub type Dependencies = Vec<(ResourceAddr, Vec<EdgeKind>)>;
+
 /// Why an edge exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -96,13 +99,20 @@ impl ResourceGraph {
         out
     }
 
-    /// Direct dependencies of a node, sorted, with the edge kinds.
-    pub fn dependencies(&self, n: NodeIndex) -> BTreeMap<ResourceAddr, Vec<EdgeKind>> {
-        let mut out: BTreeMap<ResourceAddr, Vec<EdgeKind>> = BTreeMap::new();
-        for e in self.graph.edges_directed(n, Direction::Incoming) {
-            use petgraph::visit::EdgeRef;
-            out.entry(self.graph[e.source()].addr.clone()).or_default().push(*e.weight());
+    /// Direct dependencies of a node, sorted by address, each once with its edge kinds.
+    pub fn dependencies(&self, n: NodeIndex) -> Dependencies {
+        use petgraph::visit::EdgeRef;
+        let mut edges: Vec<(ResourceAddr, EdgeKind)> =
+            self.graph.edges_directed(n, Direction::Incoming).map(|e| (self.graph[e.source()].addr.clone(), *e.weight())).collect();
+        edges.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out: Dependencies = Vec::new();
+        for (addr, kind) in edges {
+            match out.last_mut() {
+                Some((last, kinds)) if *last == addr => kinds.push(kind),
+                _ => out.push((addr, vec![kind])),
+            }
         }
+        out.shrink_to_fit();
         out
     }
 }

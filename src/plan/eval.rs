@@ -126,6 +126,6 @@ fn each_key(referrer: &ResourceAddr) -> Result<String, EvalError> {
 }
 
 /// Evaluate every field of a resource.
-pub fn eval_fields(resolver: &Resolver<'_>, referrer: &ResourceAddr, exprs: &BTreeMap<String, Expr>) -> Result<Attributes, EvalError> {
+pub fn eval_fields(resolver: &Resolver<'_>, referrer: &ResourceAddr, exprs: &tend_provider::Map<Expr>) -> Result<Attributes, EvalError> {
     exprs.iter().map(|(k, e)| Ok((k.clone(), resolver.eval(referrer, e)?))).collect()
 }

@@ -112,7 +112,7 @@ pub struct Change {
     pub target: Option<ResourceAddr>,
     /// Config expressions, evaluated again at apply (`None` for removed resources, and for
     /// no-ops that nothing references).
-    pub config: Option<BTreeMap<String, Expr>>,
+    pub config: Option<tend_provider::Map<Expr>>,
     /// What refresh observed (`None` for no-ops).
     pub observed: Option<Attributes>,
     /// Remote id observed.

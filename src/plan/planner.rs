@@ -15,7 +15,7 @@ use tend_state::{Record, RecordStatus, Snapshot};
 use super::eval::{Resolver, eval_fields};
 use super::{Change, ChangeReason, PLAN_FORMAT, Plan, PlanError};
 use crate::config::{Config, DriftPolicy, Lifecycle};
-use crate::graph::{EdgeKind, ResourceGraph};
+use crate::graph::{Dependencies, EdgeKind, ResourceGraph};
 use crate::hash::inputs_hash;
 use crate::registry::Providers;
 use crate::secrets::Secrets;
@@ -36,7 +36,8 @@ pub struct PlanInput<'a> {
     pub options: &'a super::PlanOptions,
 }
 
-type ReadResult = Result<Option<Observed>, ProviderError>;
+/// What the refresh found of one instance (the error boxed: most reads succeed, and there is one per instance).
+type ReadResult = Result<Option<Observed>, Box<ProviderError>>;
 
 /// How many `plan` calls of one provider run at the same time.
 const PLAN_CALLS_PER_PROVIDER: usize = 32;
@@ -93,7 +94,7 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
                 continue;
             }
             let deps = input.graph.dependencies(n);
-            if let Some(up) = deps.keys().find(|d| blocked.contains(*d)) {
+            if let Some((up, _)) = deps.iter().find(|(d, _)| blocked.contains(d)) {
                 tracing::debug!(%addr, upstream = %up, "not planned: upstream failed to plan");
                 if unobservable.contains(up) {
                     unobservable.insert(addr.clone());
@@ -230,7 +231,7 @@ fn targeted(targets: &[ResourceAddr], addr: &ResourceAddr) -> bool {
 }
 
 /// Whether `--limit` names this host, by name or by one of its labels (`role=web`).
-fn limit_matches(limit: &[String], host: &ResourceAddr, labels: Option<&BTreeMap<String, Value>>) -> bool {
+fn limit_matches(limit: &[String], host: &ResourceAddr, labels: Option<&Attributes>) -> bool {
     limit.iter().any(|l| match l.split_once('=') {
         Some((k, v)) => labels.and_then(|m| m.get(k)).and_then(Value::as_str) == Some(v),
         None => *host.name == **l,
@@ -352,6 +353,10 @@ async fn refresh(input: &PlanInput<'_>, order: &[NodeIndex], errors: &mut Vec<Pl
     // What is known before planning: config evaluated against recorded attributes.
     let mut prior_known: HashMap<ResourceAddr, Arc<Attributes>> = HashMap::with_capacity(order.len());
     let mut batches: BTreeMap<String, ReadRequest> = BTreeMap::new();
+    let mut per_provider: HashMap<&str, usize> = HashMap::new();
+    for &n in order {
+        *per_provider.entry(&*input.graph.graph[n].addr.provider).or_default() += 1;
+    }
     for &n in order {
         let node = &input.graph.graph[n];
         let record = input.state.records.get(&node.addr);
@@ -393,12 +398,9 @@ async fn refresh(input: &PlanInput<'_>, order: &[NodeIndex], errors: &mut Vec<Pl
         {
             cx.secret_fields.insert(node.addr.clone(), c.iter().filter(|(_, v)| v.is_sensitive()).map(|(k, _)| k.clone()).collect());
         }
-        batches.entry(node.addr.provider.to_string()).or_default().items.push(ReadItem {
-            addr: node.addr.clone(),
-            prior: prior_of(record, config.as_ref(), &input.state.hmac_key),
-            config,
-            target,
-        });
+        let batch =
+            batches.entry(node.addr.provider.to_string()).or_insert_with(|| ReadRequest { items: Vec::with_capacity(per_provider[&*node.addr.provider]) });
+        batch.items.push(ReadItem { addr: node.addr.clone(), prior: prior_of(record, config.as_ref(), &input.state.hmac_key), config, target });
     }
     let mut tasks = tokio::task::JoinSet::new();
     for (name, req) in batches {
@@ -416,7 +418,7 @@ async fn refresh(input: &PlanInput<'_>, order: &[NodeIndex], errors: &mut Vec<Pl
             let started = std::time::Instant::now();
             let results = provider.read(req).await;
             tracing::debug!(provider = %name, items = addrs.len(), duration_ms = started.elapsed().as_millis(), "refreshed");
-            addrs.into_iter().zip(results).collect::<Vec<_>>()
+            addrs.into_iter().zip(results.into_iter().map(|r| r.map_err(Box::new))).collect::<Vec<_>>()
         });
     }
     let mut out = HashMap::with_capacity(order.len());
@@ -540,7 +542,7 @@ fn provider_for(input: &PlanInput<'_>, addr: &ResourceAddr) -> Result<Arc<dyn Pr
 async fn plan_desired(
     input: &PlanInput<'_>,
     n: NodeIndex,
-    deps: &BTreeMap<ResourceAddr, Vec<EdgeKind>>,
+    deps: &Dependencies,
     record: Option<&Record>,
     observed: Option<Observed>,
     known: &HashMap<ResourceAddr, Arc<Attributes>>,
@@ -616,7 +618,7 @@ async fn plan_desired(
         triggered_by: decided.triggered_by,
         note: decided.note,
         drift_reported: decided.drift_reported,
-        depends_on: deps.keys().cloned().collect(),
+        depends_on: deps.iter().map(|(a, _)| a.clone()).collect(),
         trigger_deps,
         target: node.target.clone(),
         config: keep.then_some(exprs),
@@ -731,7 +733,7 @@ fn decide(p: PlannedChange, inputs_changed: bool, record: Option<&Record>, obser
 async fn plan_orphan(
     input: &PlanInput<'_>,
     n: NodeIndex,
-    deps: &BTreeMap<ResourceAddr, Vec<EdgeKind>>,
+    deps: &Dependencies,
     record: Option<&Record>,
     observed: Option<Observed>,
 ) -> Result<(Change, Attributes), PlanError> {
@@ -761,7 +763,7 @@ async fn plan_orphan(
         triggered_by: Vec::new(),
         note: planned.note,
         drift_reported: false,
-        depends_on: deps.keys().cloned().collect(),
+        depends_on: deps.iter().map(|(a, _)| a.clone()).collect(),
         trigger_deps: Vec::new(),
         target: node.target.clone(),
         config: None,

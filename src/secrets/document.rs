@@ -1,7 +1,5 @@
 //! What a decrypted secret holds: one value, or a YAML / JSON / TOML / dotenv document.
 
-use std::collections::BTreeMap;
-
 use tend_provider::Value;
 
 /// Guess the document type from the encrypted file's name: `db.yaml.age` is YAML, `app.env.age`
@@ -34,7 +32,7 @@ pub fn parse(plaintext: &[u8], format: &str) -> Result<Value, String> {
                 let line = text[..(d.labels.first().map_or(0, |l| l.span.start as usize)).min(text.len())].matches('\n').count() + 1;
                 format!("invalid YAML at line {line}")
             })?;
-            Ok(docs.first().map_or(Value::Map(BTreeMap::new()), crate::config::node_value))
+            Ok(docs.first().map_or(Value::Map(tend_provider::Map::new()), crate::config::node_value))
         }
         "dotenv" => dotenv(text).map(Value::Map),
         other => Err(format!("unknown document type `{other}`")),
@@ -69,8 +67,8 @@ fn from_toml(t: &toml::Value) -> Value {
 }
 
 /// `KEY=value` lines; `#` comments, `export ` prefixes, single and double quotes.
-fn dotenv(text: &str) -> Result<BTreeMap<String, Value>, String> {
-    let mut out = BTreeMap::new();
+fn dotenv(text: &str) -> Result<tend_provider::Map<Value>, String> {
+    let mut out = tend_provider::Map::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {

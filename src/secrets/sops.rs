@@ -276,7 +276,7 @@ fn parse_lines(text: &str, ini: bool) -> Result<(Node, BTreeMap<String, String>)
 /// `age__list_0__map_enc` → `{age: [{enc: …}]}`: `__` separates steps, `list_N` indexes a
 /// list, `map_KEY` names a key of a table.
 fn unflatten(flat: &BTreeMap<String, String>) -> Value {
-    let mut root = Value::Map(BTreeMap::new());
+    let mut root = Value::Map(tend_provider::Map::new());
     for (k, v) in flat {
         let parts: Vec<&str> = k.split("__").collect();
         let mut cur = &mut root;
@@ -286,7 +286,7 @@ fn unflatten(flat: &BTreeMap<String, String>) -> Value {
             if let Some(idx) = p.strip_prefix("list_").and_then(|n| n.parse::<usize>().ok()) {
                 let Value::List(l) = cur else { break };
                 while l.len() <= idx {
-                    l.push(Value::Map(BTreeMap::new()));
+                    l.push(Value::Map(tend_provider::Map::new()));
                 }
                 cur = &mut l[idx];
                 continue;
@@ -299,7 +299,7 @@ fn unflatten(flat: &BTreeMap<String, String>) -> Value {
                 } else if next_is_list {
                     Value::List(Vec::new())
                 } else {
-                    Value::Map(BTreeMap::new())
+                    Value::Map(tend_provider::Map::new())
                 }
             });
         }

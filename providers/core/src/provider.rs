@@ -1,6 +1,6 @@
 //! The [`Provider`] trait and its request/response structs.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use async_trait::async_trait;
@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use crate::{KindSchema, ProviderError, ResourceAddr, Value};
 
 /// Observed attributes or planned values of one instance, by field name.
-pub type Attributes = BTreeMap<String, Value>;
+pub type Attributes = crate::Map<Value>;
 
 /// What `read` found for one instance.
 #[derive(Debug, Clone, PartialEq, Default)]

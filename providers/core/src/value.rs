@@ -1,14 +1,13 @@
 //! [`Value`]: config values and observed attributes, with an explicit "unknown" for values that
 //! only exist after apply.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A config value or an observed attribute.
 ///
-/// Maps are `BTreeMap`s so that everything derived from values (plans, hashes, JSON) is
+/// Maps are ordered by key ([`crate::Map`]) so that everything derived from values (plans, hashes, JSON) is
 /// deterministic. [`Value::Unknown`] marks a value that is only known after apply (an instance's
 /// IP before it exists); it never reaches a provider's `apply` and never reaches state.
 ///
@@ -32,7 +31,7 @@ pub enum Value {
     /// List.
     List(Vec<Value>),
     /// Table.
-    Map(BTreeMap<String, Value>),
+    Map(crate::Map<Value>),
     /// Known only after apply.
     Unknown,
     /// A secret, or a value derived from one: usable, never shown or saved.
@@ -171,7 +170,7 @@ impl Value {
     }
 
     /// The table, if this is one.
-    pub fn as_map(&self) -> Option<&BTreeMap<String, Value>> {
+    pub fn as_map(&self) -> Option<&crate::Map<Value>> {
         match self.reveal() {
             Self::Map(m) => Some(m),
             _ => None,
@@ -341,7 +340,7 @@ mod tests {
 
     #[test]
     fn json_round_trip_keeps_unknown() {
-        let mut m = BTreeMap::new();
+        let mut m = crate::Map::new();
         m.insert("ip".to_string(), Value::Unknown);
         m.insert("n".to_string(), Value::Int(3));
         m.insert("l".to_string(), Value::List(vec![Value::from("a"), Value::Bool(true)]));

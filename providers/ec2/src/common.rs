@@ -36,7 +36,7 @@ pub fn user_tags(config: &Attributes) -> BTreeMap<String, String> {
 
 /// Observed tags: tend's own split from the user's.
 pub fn split_tags(tags: &[Tag]) -> (Option<String>, Option<String>, Value) {
-    let mut user = BTreeMap::new();
+    let mut user = tend_provider::Map::new();
     let (mut managed, mut addr) = (None, None);
     for t in tags {
         let (Some(k), v) = (t.key(), t.value().unwrap_or_default()) else { continue };
@@ -121,7 +121,7 @@ pub fn plan(schema: &KindSchema, req: &PlanRequest, recorded_only: &[&str]) -> P
         }
     }
     if !after.contains_key("tags") {
-        after.insert("tags".into(), Value::Map(BTreeMap::new()));
+        after.insert("tags".into(), Value::Map(tend_provider::Map::new()));
     }
     let Some(observed) = observed else {
         for f in schema.fields.iter().filter(|f| f.role == tend_provider::Role::Output) {

@@ -4,7 +4,6 @@ use async_trait::async_trait;
 use tend_provider::{FieldSchema, FieldType, KindSchema};
 
 use crate::common::tags;
-use std::collections::BTreeMap;
 
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType, SecurityGroup};
@@ -66,7 +65,7 @@ fn rules(perms: &[IpPermission]) -> Value {
         if cidrs.is_empty() {
             continue; // rules naming other groups are not managed here
         }
-        let mut m = BTreeMap::new();
+        let mut m = tend_provider::Map::new();
         m.insert("protocol".to_string(), Value::from(p.ip_protocol().unwrap_or("-1")));
         m.insert("from_port".to_string(), Value::Int(i64::from(p.from_port().unwrap_or(0))));
         m.insert("to_port".to_string(), Value::Int(i64::from(p.to_port().unwrap_or(0))));
@@ -112,7 +111,7 @@ fn id_of(req: &ApplyRequest) -> Option<String> {
 fn merged(id: &str, config: &Attributes, extra: &[(&str, Value)]) -> Observed {
     let mut a = config.clone();
     a.insert("id".into(), Value::from(id));
-    a.entry("tags".to_string()).or_insert_with(|| Value::Map(BTreeMap::new()));
+    a.entry("tags".to_string()).or_insert_with(|| Value::Map(tend_provider::Map::new()));
     for (k, v) in extra {
         a.insert((*k).to_string(), v.clone());
     }

@@ -40,7 +40,7 @@ fn hostname() -> String {
 pub fn attributes(config: &Attributes) -> Attributes {
     let mut a = Attributes::new();
     a.insert("hostname".into(), Value::String(hostname()));
-    a.insert("labels".into(), config.get("labels").cloned().unwrap_or(Value::Map(std::collections::BTreeMap::new())));
+    a.insert("labels".into(), config.get("labels").cloned().unwrap_or(Value::Map(tend_provider::Map::new())));
     for f in ["vars", "generations", "health", "command_timeout"] {
         if let Some(v) = config.get(f) {
             a.insert(f.into(), v.clone());

@@ -1,0 +1,432 @@
+//! [`Map`]: a small ordered map by string key, as a sorted vector.
+//!
+//! Attribute maps hold a handful of fields each and there is one (or several) per resource
+//! instance: a `BTreeMap` node is sized for eleven entries whatever it holds (about 630 bytes for
+//! `Value`s), where a sorted vector takes what the entries take. Iteration, equality and
+//! serialization are in key order, exactly as a `BTreeMap`'s, so everything derived from a map
+//! (plans, hashes, JSON) stays deterministic.
+
+use std::borrow::Borrow;
+use std::fmt;
+
+use serde::de::{MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// An ordered map from `String` keys, stored as a vector sorted by key (keys unique).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Map<V> {
+    entries: Vec<(String, V)>,
+}
+
+impl<V> Default for Map<V> {
+    fn default() -> Self {
+        Self { entries: Vec::new() }
+    }
+}
+
+impl<V> Map<V> {
+    /// An empty map.
+    pub const fn new() -> Self {
+        Self { entries: Vec::new() }
+    }
+
+    /// An empty map with room for `n` entries.
+    pub fn with_capacity(n: usize) -> Self {
+        Self { entries: Vec::with_capacity(n) }
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether it has no entries.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn find<Q: Ord + ?Sized>(&self, key: &Q) -> Result<usize, usize>
+    where
+        String: Borrow<Q>,
+    {
+        self.entries.binary_search_by(|(k, _)| k.borrow().cmp(key))
+    }
+
+    /// The value of `key`.
+    pub fn get<Q: Ord + ?Sized>(&self, key: &Q) -> Option<&V>
+    where
+        String: Borrow<Q>,
+    {
+        self.find(key).ok().map(|i| &self.entries[i].1)
+    }
+
+    /// The key as stored and the value of `key`.
+    pub fn get_key_value<Q: Ord + ?Sized>(&self, key: &Q) -> Option<(&String, &V)>
+    where
+        String: Borrow<Q>,
+    {
+        self.find(key).ok().map(|i| (&self.entries[i].0, &self.entries[i].1))
+    }
+
+    /// The value of `key`, to change.
+    pub fn get_mut<Q: Ord + ?Sized>(&mut self, key: &Q) -> Option<&mut V>
+    where
+        String: Borrow<Q>,
+    {
+        self.find(key).ok().map(|i| &mut self.entries[i].1)
+    }
+
+    /// Whether `key` has a value.
+    pub fn contains_key<Q: Ord + ?Sized>(&self, key: &Q) -> bool
+    where
+        String: Borrow<Q>,
+    {
+        self.find(key).is_ok()
+    }
+
+    /// Set `key` to `value`; returns the value it replaced.
+    pub fn insert(&mut self, key: String, value: V) -> Option<V> {
+        match self.find(key.as_str()) {
+            Ok(i) => Some(std::mem::replace(&mut self.entries[i].1, value)),
+            Err(i) => {
+                // Small maps grow by what they need, not by doubling.
+                if self.entries.len() < 16 {
+                    self.entries.reserve_exact(1);
+                }
+                self.entries.insert(i, (key, value));
+                None
+            }
+        }
+    }
+
+    /// Remove `key`; returns its value.
+    pub fn remove<Q: Ord + ?Sized>(&mut self, key: &Q) -> Option<V>
+    where
+        String: Borrow<Q>,
+    {
+        self.find(key).ok().map(|i| self.entries.remove(i).1)
+    }
+
+    /// Remove `key`; returns the key as stored and its value.
+    pub fn remove_entry<Q: Ord + ?Sized>(&mut self, key: &Q) -> Option<(String, V)>
+    where
+        String: Borrow<Q>,
+    {
+        self.find(key).ok().map(|i| self.entries.remove(i))
+    }
+
+    /// The value of `key`, inserted with `make` when it has none.
+    pub fn get_or_insert_with(&mut self, key: String, make: impl FnOnce() -> V) -> &mut V {
+        let i = match self.find(key.as_str()) {
+            Ok(i) => i,
+            Err(i) => {
+                self.entries.insert(i, (key, make()));
+                i
+            }
+        };
+        &mut self.entries[i].1
+    }
+
+    /// The entry of `key`, to fill when it has no value.
+    pub fn entry(&mut self, key: String) -> Entry<'_, V> {
+        Entry { map: self, key }
+    }
+
+    /// Keep the entries `keep` says to.
+    pub fn retain(&mut self, mut keep: impl FnMut(&String, &mut V) -> bool) {
+        self.entries.retain_mut(|(k, v)| keep(k, v));
+    }
+
+    /// Remove every entry.
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+
+    /// Entries in key order.
+    pub fn iter(&self) -> Iter<'_, V> {
+        Iter(self.entries.iter())
+    }
+
+    /// Entries in key order, values changeable.
+    pub fn iter_mut(&mut self) -> IterMut<'_, V> {
+        IterMut(self.entries.iter_mut())
+    }
+
+    /// Keys in order.
+    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &String> + ExactSizeIterator + Clone {
+        self.entries.iter().map(|(k, _)| k)
+    }
+
+    /// Values in key order.
+    pub fn values(&self) -> impl DoubleEndedIterator<Item = &V> + ExactSizeIterator + Clone {
+        self.entries.iter().map(|(_, v)| v)
+    }
+
+    /// Values in key order, changeable.
+    pub fn values_mut(&mut self) -> impl DoubleEndedIterator<Item = &mut V> + ExactSizeIterator {
+        self.entries.iter_mut().map(|(_, v)| v)
+    }
+
+    /// Values in key order, owned.
+    pub fn into_values(self) -> impl DoubleEndedIterator<Item = V> + ExactSizeIterator {
+        self.entries.into_iter().map(|(_, v)| v)
+    }
+
+    /// Keys in order, owned.
+    pub fn into_keys(self) -> impl DoubleEndedIterator<Item = String> + ExactSizeIterator {
+        self.entries.into_iter().map(|(k, _)| k)
+    }
+
+    /// The first entry by key.
+    pub fn first_key_value(&self) -> Option<(&String, &V)> {
+        self.entries.first().map(|(k, v)| (k, v))
+    }
+
+    /// The last entry by key.
+    pub fn last_key_value(&self) -> Option<(&String, &V)> {
+        self.entries.last().map(|(k, v)| (k, v))
+    }
+
+    /// Give back memory it holds beyond its entries.
+    pub fn shrink_to_fit(&mut self) {
+        self.entries.shrink_to_fit();
+    }
+
+    /// Entries sorted and deduplicated: of equal keys the last one wins, as inserting them one
+    /// by one into a `BTreeMap` would.
+    fn from_vec(mut entries: Vec<(String, V)>) -> Self {
+        if !entries.is_sorted_by(|a, b| a.0 < b.0) {
+            // Stable: equal keys keep their order, so the last of them is the one inserted last.
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut out: Vec<(String, V)> = Vec::with_capacity(entries.len());
+            for e in entries {
+                match out.last_mut() {
+                    Some(last) if last.0 == e.0 => *last = e,
+                    _ => out.push(e),
+                }
+            }
+            entries = out;
+        }
+        Self { entries }
+    }
+}
+
+impl<V: fmt::Debug> fmt::Debug for Map<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.entries.iter().map(|(k, v)| (k, v))).finish()
+    }
+}
+
+impl<V, Q: Ord + ?Sized> std::ops::Index<&Q> for Map<V>
+where
+    String: Borrow<Q>,
+{
+    type Output = V;
+
+    fn index(&self, key: &Q) -> &V {
+        self.get(key).expect("no entry found for key")
+    }
+}
+
+impl<V> FromIterator<(String, V)> for Map<V> {
+    fn from_iter<I: IntoIterator<Item = (String, V)>>(iter: I) -> Self {
+        let mut v: Vec<(String, V)> = iter.into_iter().collect();
+        v.shrink_to_fit();
+        Self::from_vec(v)
+    }
+}
+
+impl<V, const N: usize> From<[(String, V); N]> for Map<V> {
+    fn from(a: [(String, V); N]) -> Self {
+        Self::from_vec(Vec::from(a))
+    }
+}
+
+impl<V> From<std::collections::BTreeMap<String, V>> for Map<V> {
+    fn from(m: std::collections::BTreeMap<String, V>) -> Self {
+        Self { entries: m.into_iter().collect() }
+    }
+}
+
+impl<V> From<Map<V>> for std::collections::BTreeMap<String, V> {
+    fn from(m: Map<V>) -> Self {
+        m.entries.into_iter().collect()
+    }
+}
+
+impl<V> Extend<(String, V)> for Map<V> {
+    fn extend<I: IntoIterator<Item = (String, V)>>(&mut self, iter: I) {
+        let more: Vec<(String, V)> = iter.into_iter().collect();
+        if more.is_empty() {
+            return;
+        }
+        let mut all = std::mem::take(&mut self.entries);
+        all.extend(more);
+        *self = Self::from_vec(all);
+    }
+}
+
+/// The entry of one key ([`Map::entry`]).
+pub struct Entry<'a, V> {
+    map: &'a mut Map<V>,
+    key: String,
+}
+
+impl<'a, V> Entry<'a, V> {
+    /// Its value, `make()` inserted when it has none.
+    pub fn or_insert_with(self, make: impl FnOnce() -> V) -> &'a mut V {
+        self.map.get_or_insert_with(self.key, make)
+    }
+
+    /// Its value, `value` inserted when it has none.
+    pub fn or_insert(self, value: V) -> &'a mut V {
+        self.map.get_or_insert_with(self.key, || value)
+    }
+
+    /// Its value, the default inserted when it has none.
+    pub fn or_default(self) -> &'a mut V
+    where
+        V: Default,
+    {
+        self.map.get_or_insert_with(self.key, V::default)
+    }
+}
+
+/// Iterator over `(&key, &value)` in key order.
+#[derive(Clone)]
+pub struct Iter<'a, V>(std::slice::Iter<'a, (String, V)>);
+
+impl<'a, V> Iterator for Iter<'a, V> {
+    type Item = (&'a String, &'a V);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next().map(|(k, v)| (k, v))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
+}
+
+impl<V> DoubleEndedIterator for Iter<'_, V> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        self.0.next_back().map(|(k, v)| (k, v))
+    }
+}
+
+impl<V> ExactSizeIterator for Iter<'_, V> {}
+
+/// Iterator over `(&key, &mut value)` in key order.
+pub struct IterMut<'a, V>(std::slice::IterMut<'a, (String, V)>);
+
+impl<'a, V> Iterator for IterMut<'a, V> {
+    type Item = (&'a String, &'a mut V);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next().map(|(k, v)| (&*k, v))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
+}
+
+impl<V> DoubleEndedIterator for IterMut<'_, V> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        self.0.next_back().map(|(k, v)| (&*k, v))
+    }
+}
+
+impl<V> ExactSizeIterator for IterMut<'_, V> {}
+
+impl<'a, V> IntoIterator for &'a Map<V> {
+    type Item = (&'a String, &'a V);
+    type IntoIter = Iter<'a, V>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl<'a, V> IntoIterator for &'a mut Map<V> {
+    type Item = (&'a String, &'a mut V);
+    type IntoIter = IterMut<'a, V>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter_mut()
+    }
+}
+
+impl<V> IntoIterator for Map<V> {
+    type Item = (String, V);
+    type IntoIter = std::vec::IntoIter<(String, V)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.into_iter()
+    }
+}
+
+impl<V: Serialize> Serialize for Map<V> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.entries.len()))?;
+        for (k, v) in &self.entries {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for Map<V> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<V>(std::marker::PhantomData<V>);
+        impl<'de, V: Deserialize<'de>> Visitor<'de> for Visit<V> {
+            type Value = Map<V>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Map<V>, A::Error> {
+                let mut entries = Vec::with_capacity(access.size_hint().unwrap_or(0).min(4096));
+                while let Some((k, v)) = access.next_entry::<String, V>()? {
+                    entries.push((k, v));
+                }
+                entries.shrink_to_fit();
+                Ok(Map::from_vec(entries))
+            }
+        }
+        d.deserialize_map(Visit(std::marker::PhantomData))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[test]
+    fn behaves_as_a_btreemap_in_order_lookup_replacement_and_removal() {
+        let ops: [(&str, Option<i32>); 9] =
+            [("m", Some(1)), ("b", Some(2)), ("z", Some(3)), ("b", Some(4)), ("a", None), ("m", None), ("c", Some(5)), ("z", Some(6)), ("q", None)];
+        let (mut ours, mut theirs) = (Map::new(), BTreeMap::new());
+        for (k, v) in ops {
+            match v {
+                Some(v) => assert_eq!(ours.insert(k.to_string(), v), theirs.insert(k.to_string(), v)),
+                None => assert_eq!(ours.remove(k), theirs.remove(k)),
+            }
+            assert_eq!(ours.iter().collect::<Vec<_>>(), theirs.iter().collect::<Vec<_>>());
+        }
+        assert_eq!((ours.get("c"), ours.get("nope"), ours["z"], ours.len()), (Some(&5), None, 6, 3));
+        let collected: Map<i32> = [("x".to_string(), 1), ("a".to_string(), 2), ("x".to_string(), 3)].into_iter().collect();
+        assert_eq!(collected.iter().collect::<Vec<_>>(), [(&"a".to_string(), &2), (&"x".to_string(), &3)], "sorted, the last of equal keys wins");
+        let mut extended = collected.clone();
+        extended.extend([("b".to_string(), 9), ("x".to_string(), 4)]);
+        assert_eq!(extended.keys().map(String::as_str).collect::<Vec<_>>(), ["a", "b", "x"]);
+        assert_eq!(extended["x"], 4, "extend replaces, as BTreeMap's does");
+        let json = serde_json::to_string(&extended).expect("serializes");
+        assert_eq!(json, r#"{"a":2,"b":9,"x":4}"#);
+        assert_eq!(serde_json::from_str::<Map<i32>>(r#"{"x":4,"a":2,"b":9}"#).expect("reads"), extended);
+    }
+}
