@@ -105,7 +105,7 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
                 continue;
             }
             // Taken out of the map: each observation is used once, and freed as planning goes on.
-            let obs = match observed.remove(addr) {
+            let obs = match observed[pos].take() {
                 // The target shows the config contradicting itself (two resources that are one
                 // object there): an error of the plan, as a conflict found in the config is.
                 Some(Err(e)) if e.kind == ErrorKind::Conflict => {
@@ -348,16 +348,17 @@ struct ReadContext {
 }
 
 /// Observe every instance, one batched `read` per provider, providers in parallel.
-async fn refresh(input: &PlanInput<'_>, order: &[NodeIndex], errors: &mut Vec<PlanError>) -> (HashMap<ResourceAddr, ReadResult>, ReadContext) {
+async fn refresh(input: &PlanInput<'_>, order: &[NodeIndex], errors: &mut Vec<PlanError>) -> (Vec<Option<ReadResult>>, ReadContext) {
     let mut cx = ReadContext::default();
     // What is known before planning: config evaluated against recorded attributes.
     let mut prior_known: HashMap<ResourceAddr, Arc<Attributes>> = HashMap::with_capacity(order.len());
-    let mut batches: BTreeMap<String, ReadRequest> = BTreeMap::new();
+    // Per provider: its items, and each item's place in `order`.
+    let mut batches: BTreeMap<String, (ReadRequest, Vec<usize>)> = BTreeMap::new();
     let mut per_provider: HashMap<&str, usize> = HashMap::new();
     for &n in order {
         *per_provider.entry(&*input.graph.graph[n].addr.provider).or_default() += 1;
     }
-    for &n in order {
+    for (pos, &n) in order.iter().enumerate() {
         let node = &input.graph.graph[n];
         let record = input.state.records.get(&node.addr);
         let config = if node.desired {
@@ -398,12 +399,15 @@ async fn refresh(input: &PlanInput<'_>, order: &[NodeIndex], errors: &mut Vec<Pl
         {
             cx.secret_fields.insert(node.addr.clone(), c.iter().filter(|(_, v)| v.is_sensitive()).map(|(k, _)| k.clone()).collect());
         }
-        let batch =
-            batches.entry(node.addr.provider.to_string()).or_insert_with(|| ReadRequest { items: Vec::with_capacity(per_provider[&*node.addr.provider]) });
+        let (batch, places) = batches.entry(node.addr.provider.to_string()).or_insert_with(|| {
+            let n = per_provider[&*node.addr.provider];
+            (ReadRequest { items: Vec::with_capacity(n) }, Vec::with_capacity(n))
+        });
+        places.push(pos);
         batch.items.push(ReadItem { addr: node.addr.clone(), prior: prior_of(record, config.as_ref(), &input.state.hmac_key), config, target });
     }
     let mut tasks = tokio::task::JoinSet::new();
-    for (name, req) in batches {
+    for (name, (req, places)) in batches {
         let Some(provider) = input.providers.get(&name).cloned() else {
             errors.push(PlanError {
                 kind: ErrorKind::Terminal,
@@ -414,16 +418,17 @@ async fn refresh(input: &PlanInput<'_>, order: &[NodeIndex], errors: &mut Vec<Pl
             continue;
         };
         tasks.spawn(async move {
-            let addrs: Vec<ResourceAddr> = req.items.iter().map(|i| i.addr.clone()).collect();
             let started = std::time::Instant::now();
             let results = provider.read(req).await;
-            tracing::debug!(provider = %name, items = addrs.len(), duration_ms = started.elapsed().as_millis(), "refreshed");
-            addrs.into_iter().zip(results.into_iter().map(|r| r.map_err(Box::new))).collect::<Vec<_>>()
+            tracing::debug!(provider = %name, items = places.len(), duration_ms = started.elapsed().as_millis(), "refreshed");
+            places.into_iter().zip(results.into_iter().map(|r| r.map_err(Box::new))).collect::<Vec<_>>()
         });
     }
-    let mut out = HashMap::with_capacity(order.len());
+    let mut out: Vec<Option<ReadResult>> = std::iter::repeat_with(|| None).take(order.len()).collect();
     while let Some(done) = tasks.join_next().await {
-        out.extend(done.expect("refresh tasks do not panic"));
+        for (pos, result) in done.expect("refresh tasks do not panic") {
+            out[pos] = Some(result);
+        }
     }
     (out, cx)
 }
@@ -442,10 +447,10 @@ async fn plan_refresh(input: &PlanInput<'_>) -> Plan {
     let mut refreshed = Vec::new();
     let mut unplanned = Vec::new();
     let mut left_out = 0;
-    for &n in &order {
+    for (pos, &n) in order.iter().enumerate() {
         let node = &input.graph.graph[n];
         let addr = &node.addr;
-        let (Some(record), Some(result)) = (input.state.records.get(addr), observed.remove(addr)) else { continue };
+        let (Some(record), Some(result)) = (input.state.records.get(addr), observed[pos].take()) else { continue };
         let after = match result {
             Err(e) if e.kind == ErrorKind::Conflict => {
                 errors.push(provider_error(addr, &e, e.message.clone()));
