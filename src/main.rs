@@ -108,6 +108,15 @@ fn usage_error(e: &clap::Error) -> String {
             out.push_str(&format!("\n  tip: `--{typed_name}` is an option of {}\n", owners.join(" and ")));
         }
     }
+    // A near miss clap's similarity measure does not offer (a transposition: `destory`).
+    if !typed.is_empty() && close.is_empty() && all(ContextKind::InvalidSubcommand).contains(&typed) {
+        let near_names: Vec<String> =
+            cli::Cli::command().get_subcommands().map(|c| c.get_name().to_string()).filter(|n| near(n)).map(|n| format!("'{n}'")).collect();
+        if !near_names.is_empty() {
+            let tip = if near_names.len() == 1 { "a similar subcommand exists" } else { "some similar subcommands exist" };
+            out = out.replacen('\n', &format!("\n\n  tip: {tip}: {}\n", near_names.join(", ")), 1);
+        }
+    }
     // Dropped tips leave their blank lines behind.
     while out.contains("\n\n\n") {
         out = out.replace("\n\n\n", "\n\n");

@@ -490,6 +490,8 @@ fn a_directory_may_be_given_as_the_argument_and_typo_tips_are_near_misses_only()
         stderr(&misplaced)
     );
     assert!(stderr(&raw(&["pln"])).contains("a similar subcommand exists: 'plan'"));
+    let swapped = raw(&["destory"]);
+    assert!(stderr(&swapped).contains("a similar subcommand exists: 'destroy'") && !stderr(&swapped).contains("history"), "{}", stderr(&swapped));
     assert!(stderr(&raw(&["plan", "--detailed-exitcod"])).contains("a similar argument exists: '--detailed-exitcode'"));
 }
 
