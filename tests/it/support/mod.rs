@@ -3,6 +3,7 @@
 
 pub mod fleet;
 pub mod git;
+pub mod kube;
 pub mod moto;
 pub mod need;
 

@@ -20,6 +20,7 @@ pub enum Need {
     Sops,
     Age,
     Git,
+    Kubectl,
 }
 
 impl Need {
@@ -31,6 +32,7 @@ impl Need {
             Self::Sops => "sops",
             Self::Age => "age",
             Self::Git => "git",
+            Self::Kubectl => "kubectl",
         }
     }
 
@@ -55,6 +57,7 @@ impl Need {
             Self::Sops => sops().map(drop),
             Self::Age => found("age").and_then(|()| found("age-keygen")),
             Self::Git => found("git").and_then(|()| found("python3")),
+            Self::Kubectl => ["kubectl", "openssl", "python3"].into_iter().try_for_each(found),
         }
     }
 }
@@ -135,7 +138,7 @@ fn the_needs_table_names_only_known_needs() {
         let prefix = words.next().expect("a prefix");
         assert!(prefix.contains("::"), "`{prefix}`: a prefix names a test module (`module::`)");
         for w in words {
-            assert!(["root", "sshd", "moto", "sops", "age", "git"].contains(&w), "unknown need `{w}` in tests/testbed/needs");
+            assert!(["root", "sshd", "moto", "sops", "age", "git", "kubectl"].contains(&w), "unknown need `{w}` in tests/testbed/needs");
         }
     }
 }

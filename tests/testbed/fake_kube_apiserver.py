@@ -1,0 +1,612 @@
+"""fake-kube-apiserver: a test double of the Kubernetes API server for tend's tests.
+
+It is NOT a Kubernetes API server. No real kube-apiserver can run on a test machine without a
+cluster, so this reproduces, from the Kubernetes documentation, the parts of the API that
+clients rely on, and is checked against the real `kubectl` in tests/it/kube_fake.rs:
+
+- TLS with its own CA, a bearer token, and a kubeconfig it writes for both;
+- discovery: /version, /api, /apis, /api/v1, /apis/GROUP/VERSION;
+- objects with uid, resourceVersion, generation (bumped when anything but metadata and status
+  changes) and creationTimestamp; create, get, list (equality label selectors, limit and
+  continue), replace, merge patch and delete;
+- server-side apply (PATCH application/apply-patch+yaml, `fieldManager`, `force`, `dryRun=All`)
+  with managedFields in the FieldsV1 format: a manager owns the fields it applies; fields it
+  stops applying and nobody else owns are removed; applying a field another manager set to a
+  different value is a 409 Conflict naming the manager and the field unless forced, which takes
+  the field over; other writes are `Update` entries that take over the fields they change;
+- errors as `Status` objects with the API's reasons (NotFound, AlreadyExists, Conflict,
+  Unauthorized, BadRequest, MethodNotAllowed, UnsupportedMediaType).
+
+    python3 fake_kube_apiserver.py WORK_DIR
+
+writes WORK_DIR/kubeconfig (and the certificates) and prints `ready PORT` once it serves on
+127.0.0.1. Stop it with SIGTERM.
+"""
+import copy
+import datetime
+import http.server
+import json
+import os
+import re
+import ssl
+import subprocess
+import sys
+import threading
+import urllib.parse
+import uuid
+import base64
+
+TOKEN = "fake-kube-token-" + uuid.uuid4().hex
+
+# group, version, kind, plural, namespaced
+RESOURCES = [
+    ("", "v1", "Namespace", "namespaces", False),
+    ("", "v1", "ConfigMap", "configmaps", True),
+    ("", "v1", "Secret", "secrets", True),
+    ("", "v1", "Service", "services", True),
+    ("", "v1", "ServiceAccount", "serviceaccounts", True),
+    ("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", True),
+    ("apps", "v1", "Deployment", "deployments", True),
+    ("apps", "v1", "StatefulSet", "statefulsets", True),
+    ("apps", "v1", "DaemonSet", "daemonsets", True),
+    ("batch", "v1", "Job", "jobs", True),
+    ("networking.k8s.io", "v1", "Ingress", "ingresses", True),
+]
+SHORT_NAMES = {"namespaces": ["ns"], "configmaps": ["cm"], "services": ["svc"], "serviceaccounts": ["sa"], "persistentvolumeclaims": ["pvc"],
+               "deployments": ["deploy"], "statefulsets": ["sts"], "daemonsets": ["ds"], "ingresses": ["ing"]}
+
+# Lists whose elements are merged by a key (as the API's strategic merge keys say); every other
+# list is atomic: owned and replaced whole.
+LIST_KEYS = {"containers": "name", "initContainers": "name", "env": "name", "volumes": "name", "volumeMounts": "mountPath", "ports": None}
+PORT_KEYS = ("containerPort", "port")
+
+LOCK = threading.Lock()
+STORE = {}  # (group, plural, namespace, name) -> object
+MANAGED = {}  # same key -> {(manager, operation): set(paths)}
+RV = [0]
+
+
+def now():
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def next_rv():
+    RV[0] += 1
+    return str(RV[0])
+
+
+def status(code, reason, message, details=None):
+    s = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message, "reason": reason, "code": code}
+    if details:
+        s["details"] = details
+    return code, s
+
+
+def resource_by_plural(group, version, plural):
+    for r in RESOURCES:
+        if r[0] == group and r[1] == version and r[3] == plural:
+            return r
+    return None
+
+
+def api_version(group, version):
+    return f"{group}/{version}" if group else version
+
+
+# --- field sets (FieldsV1) -------------------------------------------------------------------
+
+
+def list_key(name, items):
+    """The merge key of a list of tables, or None when the list is atomic."""
+    if name not in LIST_KEYS or not items or not all(isinstance(i, dict) for i in items):
+        return None
+    if name == "ports":
+        for k in PORT_KEYS:
+            if all(k in i for i in items):
+                return k
+        return None
+    key = LIST_KEYS[name]
+    return key if all(key in i for i in items) else None
+
+
+def paths(value, prefix=()):
+    """The leaf paths a value sets, as FieldsV1 segments."""
+    out = set()
+    for k, v in value.items():
+        p = prefix + ("f:" + k,)
+        key = list_key(k, v) if isinstance(v, list) else None
+        if isinstance(v, dict) and v:
+            out |= paths(v, p)
+        elif key:
+            for item in v:
+                e = p + ("k:" + json.dumps({key: item[key]}, separators=(",", ":")),)
+                out.add(e + (".",))
+                out |= paths({kk: vv for kk, vv in item.items()}, e)
+        else:
+            out.add(p)
+    return out
+
+
+def applied_paths(obj):
+    """What an applied configuration manages: everything but identity and status."""
+    body = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata", "status")}
+    meta = {k: v for k, v in obj.get("metadata", {}).items() if k in ("labels", "annotations")}
+    if meta:
+        body["metadata"] = meta
+    return paths(body)
+
+
+def to_fields_v1(ps):
+    tree = {}
+    for p in sorted(ps):
+        node = tree
+        for seg in p:
+            node = node.setdefault(seg, {})
+    return tree
+
+
+def step(node, seg):
+    """The child of `node` that a FieldsV1 segment names, or None."""
+    if seg.startswith("f:"):
+        return node.get(seg[2:]) if isinstance(node, dict) else None
+    if seg.startswith("k:") and isinstance(node, list):
+        want = json.loads(seg[2:])
+        for item in node:
+            if isinstance(item, dict) and all(item.get(k) == v for k, v in want.items()):
+                return item
+    return None
+
+
+def value_at(obj, p):
+    node = obj
+    for seg in p:
+        if seg == ".":
+            return node
+        node = step(node, seg)
+        if node is None:
+            return None
+    return node
+
+
+def remove_at(obj, p):
+    """Remove what path `p` names (a field, or a list element by its `.` marker)."""
+    if p[-1] == ".":
+        parent = value_at(obj, p[:-2])
+        elem = value_at(obj, p[:-1])
+        if isinstance(parent, list) and elem is not None:
+            parent.remove(elem)
+        return
+    parent = value_at(obj, p[:-1])
+    if isinstance(parent, dict):
+        parent.pop(p[-1][2:], None)
+
+
+def merge(dst, src):
+    """Merge an applied configuration into an object: tables by key, keyed lists by element."""
+    for k, v in src.items():
+        key = list_key(k, v) if isinstance(v, list) else None
+        if isinstance(v, dict) and isinstance(dst.get(k), dict):
+            merge(dst[k], v)
+        elif key and isinstance(dst.get(k), list):
+            for item in v:
+                have = next((i for i in dst[k] if isinstance(i, dict) and i.get(key) == item[key]), None)
+                if have is None:
+                    dst[k].append(copy.deepcopy(item))
+                else:
+                    merge(have, item)
+        else:
+            dst[k] = copy.deepcopy(v)
+
+
+def prune_empty(obj, p):
+    """After removing `p`, drop tables on its way that it left empty."""
+    for n in range(len(p) - 1, 0, -1):
+        parent, node = value_at(obj, p[: n - 1]) if n > 1 else obj, value_at(obj, p[:n])
+        if isinstance(node, dict) and not node and isinstance(parent, dict) and p[n - 1].startswith("f:"):
+            parent.pop(p[n - 1][2:], None)
+
+
+def dotted(p):
+    out = ""
+    for seg in p:
+        if seg == ".":
+            continue
+        out += "." + seg[2:] if seg.startswith("f:") else "[" + ",".join(f"{k}={v}" for k, v in json.loads(seg[2:]).items()) + "]"
+    return out
+
+
+def managed_fields(key, av):
+    out = []
+    for (manager, op), ps in sorted(MANAGED.get(key, {}).items()):
+        if ps:
+            out.append({"manager": manager, "operation": op, "apiVersion": av, "time": now(), "fieldsType": "FieldsV1", "fieldsV1": to_fields_v1(ps)})
+    return out
+
+
+def leaves_changed(old, new, prefix=()):
+    """Paths of leaves that differ between two objects (for Update ownership)."""
+    out = set()
+    if isinstance(old, dict) and isinstance(new, dict):
+        for k in set(old) | set(new):
+            if not prefix and k in ("apiVersion", "kind", "status"):
+                continue
+            if prefix == ("f:metadata",) and k not in ("labels", "annotations"):
+                continue
+            out |= leaves_changed(old.get(k), new.get(k), prefix + ("f:" + k,))
+        return out
+    if old != new and new is not None:
+        if isinstance(new, dict):
+            return paths(new, prefix)
+        out.add(prefix)
+    return out
+
+
+def spec_changed(old, new):
+    strip = lambda o: {k: v for k, v in o.items() if k not in ("metadata", "status")}
+    return strip(old) != strip(new)
+
+
+# --- the API -----------------------------------------------------------------------------------
+
+
+class Api(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt, *args):
+        if os.environ.get("FAKE_KUBE_LOG"):
+            sys.stderr.write("fake-kube: " + (fmt % args) + "\n")
+
+    def send(self, code, body):
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def body(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n else b""
+
+    def handle_any(self):
+        if self.headers.get("Authorization") != "Bearer " + TOKEN:
+            return self.send(*status(401, "Unauthorized", "Unauthorized"))
+        url = urllib.parse.urlsplit(self.path)
+        q = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query).items()}
+        parts = [p for p in url.path.split("/") if p]
+        try:
+            with LOCK:
+                code, body = self.route(parts, q)
+        except ValueError as e:
+            code, body = status(400, "BadRequest", str(e))
+        self.send(code, body)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = handle_any
+
+    def route(self, parts, q):
+        if parts == ["version"]:
+            return 200, {"major": "1", "minor": "32", "gitVersion": "v1.32.0-fake", "platform": "linux/amd64"}
+        if parts == ["api"]:
+            return 200, {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
+        if parts == ["apis"]:
+            groups = sorted({r[0] for r in RESOURCES if r[0]})
+            return 200, {
+                "kind": "APIGroupList",
+                "apiVersion": "v1",
+                "groups": [{"name": g, "versions": [{"groupVersion": f"{g}/v1", "version": "v1"}], "preferredVersion": {"groupVersion": f"{g}/v1", "version": "v1"}} for g in groups],
+            }
+        if parts[:1] == ["api"] and len(parts) >= 2:
+            group, version, rest = "", parts[1], parts[2:]
+        elif parts[:1] == ["apis"] and len(parts) >= 3:
+            group, version, rest = parts[1], parts[2], parts[3:]
+        else:
+            return status(404, "NotFound", "the server could not find the requested resource")
+        if not rest:
+            if not any(r[0] == group and r[1] == version for r in RESOURCES):
+                return status(404, "NotFound", "the server could not find the requested resource")
+            return 200, {
+                "kind": "APIResourceList",
+                "apiVersion": "v1",
+                "groupVersion": api_version(group, version),
+                "resources": [
+                    {
+                        "name": r[3],
+                        "singularName": r[2].lower(),
+                        "namespaced": r[4],
+                        "kind": r[2],
+                        "verbs": ["create", "delete", "get", "list", "patch", "update"],
+                        "shortNames": SHORT_NAMES.get(r[3], []),
+                    }
+                    for r in RESOURCES
+                    if r[0] == group and r[1] == version
+                ],
+            }
+        namespace = None
+        if rest[0] == "namespaces" and len(rest) >= 3:
+            namespace, rest = rest[1], rest[2:]
+        res = resource_by_plural(group, version, rest[0])
+        if res is None:
+            return status(404, "NotFound", "the server could not find the requested resource")
+        name = rest[1] if len(rest) > 1 else None
+        if res[4] is False and namespace is not None:
+            return status(404, "NotFound", "the server could not find the requested resource")
+        if self.command == "GET" and name is None:
+            return self.list(res, namespace, q)
+        if self.command == "GET":
+            return self.get(res, namespace, name)
+        if self.command == "POST" and name is None:
+            return self.write(res, namespace, None, json.loads(self.body() or b"{}"), q, create=True)
+        if self.command == "PUT" and name:
+            return self.write(res, namespace, name, json.loads(self.body() or b"{}"), q, create=False)
+        if self.command == "PATCH" and name:
+            return self.patch(res, namespace, name, q)
+        if self.command == "DELETE" and name:
+            return self.delete(res, namespace, name)
+        return status(405, "MethodNotAllowed", f"the server does not allow this method on the requested resource")
+
+    def key(self, res, namespace, name):
+        return (res[0], res[3], namespace if res[4] else None, name)
+
+    def not_found(self, res, name):
+        return status(404, "NotFound", f'{res[3]}{"." + res[0] if res[0] else ""} "{name}" not found', {"name": name, "group": res[0], "kind": res[3]})
+
+    def shown(self, res, key, obj):
+        out = copy.deepcopy(obj)
+        out["metadata"]["managedFields"] = managed_fields(key, api_version(res[0], res[1]))
+        return out
+
+    def get(self, res, namespace, name):
+        key = self.key(res, namespace, name)
+        obj = STORE.get(key)
+        if obj is None:
+            return self.not_found(res, name)
+        return 200, self.shown(res, key, obj)
+
+    def list(self, res, namespace, q):
+        selector = [s for s in q.get("labelSelector", "").split(",") if s]
+        items = []
+        for key, obj in sorted(STORE.items(), key=lambda kv: (kv[0][2] or "", kv[0][3])):
+            if key[0] != res[0] or key[1] != res[3] or (namespace and key[2] != namespace):
+                continue
+            labels = obj["metadata"].get("labels", {})
+            if all(match(labels, s) for s in selector):
+                items.append(self.shown(res, key, obj))
+        start = int(q.get("continue") or 0)
+        limit = int(q.get("limit") or 0)
+        page = items[start : start + limit] if limit else items[start:]
+        meta = {"resourceVersion": str(RV[0])}
+        if limit and start + limit < len(items):
+            meta["continue"] = str(start + limit)
+            meta["remainingItemCount"] = len(items) - start - limit
+        return 200, {"kind": res[2] + "List", "apiVersion": api_version(res[0], res[1]), "metadata": meta, "items": page}
+
+    def manager(self, q, default_from_agent=True):
+        if q.get("fieldManager"):
+            return q["fieldManager"]
+        agent = self.headers.get("User-Agent", "unknown")
+        return agent.split("/")[0] if default_from_agent else agent
+
+    def namespace_missing(self, res, namespace):
+        return res[4] and ("", "namespaces", None, namespace) not in STORE
+
+    def write(self, res, namespace, name, obj, q, create):
+        if not isinstance(obj, dict):
+            raise ValueError("the body is not an object")
+        meta = obj.setdefault("metadata", {})
+        name = name or meta.get("name")
+        if not name:
+            return status(422, "Invalid", f"{res[2]} is invalid: metadata.name: Required value")
+        if self.namespace_missing(res, namespace):
+            return status(404, "NotFound", f'namespaces "{namespace}" not found', {"name": namespace, "kind": "namespaces"})
+        key = self.key(res, namespace, name)
+        old = STORE.get(key)
+        if create and old is not None:
+            return status(409, "AlreadyExists", f'{res[3]} "{name}" already exists', {"name": name, "group": res[0], "kind": res[3]})
+        if not create and old is None:
+            return self.not_found(res, name)
+        obj["apiVersion"], obj["kind"] = api_version(res[0], res[1]), res[2]
+        meta.pop("managedFields", None)
+        self.stamp(res, namespace, name, old, obj, q.get("dryRun") == "All")
+        changed = leaves_changed(old or {}, obj)
+        if q.get("dryRun") != "All":
+            self.take_over(key, self.manager(q), "Update", changed)
+            STORE[key] = obj
+        return (201 if create else 200), self.shown(res, key, obj)
+
+    def stamp(self, res, namespace, name, old, obj, dry_run):
+        """Identity and versions; a write that changes nothing keeps its resourceVersion."""
+        meta = obj["metadata"]
+        meta["name"] = name
+        if res[4]:
+            meta["namespace"] = namespace
+        if old is None:
+            meta["uid"] = str(uuid.uuid4())
+            meta["creationTimestamp"] = now()
+            meta["generation"] = 1
+        else:
+            for k in ("uid", "creationTimestamp"):
+                meta[k] = old["metadata"][k]
+            meta["generation"] = old["metadata"]["generation"] + (1 if spec_changed(old, obj) else 0)
+        unchanged = old is not None and strip_versions(old) == strip_versions(obj)
+        # A dry run changes nothing, its resourceVersion included.
+        meta["resourceVersion"] = (old["metadata"]["resourceVersion"] if old else "") if dry_run or unchanged else next_rv()
+
+    def take_over(self, key, manager, op, ps):
+        owners = MANAGED.setdefault(key, {})
+        for other, owned in owners.items():
+            if other != (manager, op):
+                owned -= ps
+        owners.setdefault((manager, op), set()).update(ps)
+
+    def patch(self, res, namespace, name, q):
+        ctype = self.headers.get("Content-Type", "").split(";")[0]
+        body = self.body()
+        if ctype == "application/apply-patch+yaml":
+            try:
+                applied = json.loads(body)
+            except json.JSONDecodeError:
+                return status(415, "UnsupportedMediaType", "this test server reads apply patches written as JSON (which is YAML)")
+            if not q.get("fieldManager"):
+                return status(422, "Invalid", "PatchOptions.meta.k8s.io is invalid: fieldManager: Required value: is required for apply patch")
+            return self.apply(res, namespace, name, applied, q)
+        if ctype not in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
+            return status(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - accepted media types include: application/apply-patch+yaml, application/merge-patch+json")
+        key = self.key(res, namespace, name)
+        old = STORE.get(key)
+        if old is None:
+            return self.not_found(res, name)
+        new = merge_patch(copy.deepcopy(old), json.loads(body))
+        return self.write(res, namespace, name, new, q, create=False)
+
+    def apply(self, res, namespace, name, applied, q):
+        manager, force = q["fieldManager"], q.get("force") == "true"
+        if applied.get("metadata", {}).get("name") not in (None, name):
+            return status(400, "BadRequest", "the name of the object does not match the name on the URL")
+        if self.namespace_missing(res, namespace):
+            return status(404, "NotFound", f'namespaces "{namespace}" not found', {"name": namespace, "kind": "namespaces"})
+        key = self.key(res, namespace, name)
+        old = STORE.get(key)
+        owners = {k: set(v) for k, v in MANAGED.get(key, {}).items()}
+        new_set = applied_paths(applied)
+        conflicts = []
+        if old is not None:
+            for (other, op), owned in owners.items():
+                if other == manager and op == "Apply":
+                    continue
+                for p in sorted(new_set & owned):
+                    if p[-1] != "." and value_at(old, p) != value_at(applied, p):
+                        conflicts.append((other, p))
+        if conflicts and not force:
+            av = api_version(res[0], res[1])
+            causes = [{"reason": "FieldManagerConflict", "message": f'conflict with "{m}"', "field": dotted(p)} for m, p in conflicts]
+            lines = "\n".join(f'- conflict with "{m}" using {av}: {dotted(p)}' for m, p in conflicts)
+            n = len(conflicts)
+            return status(409, "Conflict", f"Apply failed with {n} conflict{'s' if n > 1 else ''}: {lines}", {"name": name, "group": res[0], "kind": res[3], "causes": causes})
+        obj = copy.deepcopy(old) if old is not None else {"metadata": {}}
+        others = set()
+        for (other, op), owned in owners.items():
+            if not (other == manager and op == "Apply"):
+                owned -= {p for _, p in conflicts} if force else set()
+                others |= owned
+        # Fields this manager applied before and no longer does, that nobody else owns, go.
+        for p in sorted(owners.get((manager, "Apply"), set()) - new_set - others, key=len, reverse=True):
+            remove_at(obj, p)
+            prune_empty(obj, p)
+        body = {k: v for k, v in applied.items() if k not in ("apiVersion", "kind", "metadata", "status")}
+        merge(obj, body)
+        for field in ("labels", "annotations"):
+            if field in applied.get("metadata", {}):
+                obj["metadata"].setdefault(field, {})
+                merge(obj["metadata"][field], applied["metadata"][field])
+        obj["apiVersion"], obj["kind"] = api_version(res[0], res[1]), res[2]
+        self.stamp(res, namespace, name, old, obj, q.get("dryRun") == "All")
+        owners[(manager, "Apply")] = new_set
+        if q.get("dryRun") != "All":
+            MANAGED[key] = owners
+            STORE[key] = obj
+            return (201 if old is None else 200), self.shown(res, key, obj)
+        out = copy.deepcopy(obj)
+        out["metadata"]["managedFields"] = [
+            {"manager": m, "operation": op, "apiVersion": api_version(res[0], res[1]), "fieldsType": "FieldsV1", "fieldsV1": to_fields_v1(ps)} for (m, op), ps in sorted(owners.items()) if ps
+        ]
+        return (201 if old is None else 200), out
+
+    def delete(self, res, namespace, name):
+        key = self.key(res, namespace, name)
+        obj = STORE.pop(key, None)
+        if obj is None:
+            return self.not_found(res, name)
+        MANAGED.pop(key, None)
+        if res[3] == "namespaces":
+            for k in [k for k in STORE if k[2] == name]:
+                STORE.pop(k)
+                MANAGED.pop(k, None)
+        return 200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": {"name": name, "group": res[0], "kind": res[3], "uid": obj["metadata"]["uid"]}}
+
+
+def strip_versions(obj):
+    out = copy.deepcopy(obj)
+    out.get("metadata", {}).pop("resourceVersion", None)
+    out.get("metadata", {}).pop("generation", None)
+    return out
+
+
+def merge_patch(target, patch):
+    """RFC 7386 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return patch
+    if not isinstance(target, dict):
+        target = {}
+    for k, v in patch.items():
+        if v is None:
+            target.pop(k, None)
+        else:
+            target[k] = merge_patch(target.get(k), v)
+    return target
+
+
+def match(labels, requirement):
+    m = re.fullmatch(r"\s*([^!=\s]+)\s*(==|=|!=)\s*([^\s]*)\s*", requirement)
+    if m:
+        k, op, v = m.groups()
+        return (labels.get(k) == v) if op in ("=", "==") else (labels.get(k) != v)
+    if requirement.startswith("!"):
+        return requirement[1:].strip() not in labels
+    return requirement.strip() in labels
+
+
+def certificates(work):
+    """A CA of its own and a server certificate for 127.0.0.1 signed by it (openssl CLI)."""
+    run = lambda *a: subprocess.run(a, cwd=work, check=True, capture_output=True)
+    curve = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    run("openssl", "req", "-x509", *curve, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=fake-kube-apiserver-ca")
+    run("openssl", "req", *curve, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=fake-kube-apiserver")
+    with open(os.path.join(work, "san.ext"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n")
+    run("openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "san.ext")
+
+
+def main():
+    work = os.path.abspath(sys.argv[1])
+    os.makedirs(work, exist_ok=True)
+    certificates(work)
+    with LOCK:
+        for ns in ("default", "kube-system"):
+            obj = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "uid": str(uuid.uuid4()), "creationTimestamp": now(), "generation": 1, "resourceVersion": next_rv()}}
+            STORE[("", "namespaces", None, ns)] = obj
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Api)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(os.path.join(work, "server.crt"), os.path.join(work, "server.key"))
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    port = server.server_address[1]
+    ca = base64.b64encode(open(os.path.join(work, "ca.crt"), "rb").read()).decode()
+    kubeconfig = f"""apiVersion: v1
+kind: Config
+clusters:
+- name: fake
+  cluster:
+    server: https://127.0.0.1:{port}
+    certificate-authority-data: {ca}
+users:
+- name: fake-admin
+  user:
+    token: {TOKEN}
+contexts:
+- name: fake
+  context:
+    cluster: fake
+    user: fake-admin
+    namespace: default
+current-context: fake
+"""
+    path = os.path.join(work, "kubeconfig")
+    with open(path + ".tmp", "w") as f:
+        f.write(kubeconfig)
+    os.chmod(path + ".tmp", 0o600)
+    os.rename(path + ".tmp", path)
+    print(f"ready {port}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
