@@ -156,3 +156,67 @@ fn kubectl_lists_by_label_deletes_and_is_refused_without_the_token() {
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(err.contains("Unauthorized") || err.contains("must be logged in"), "{err}");
 }
+
+#[test]
+fn kubectl_sees_defaults_immutable_fields_and_rollouts_as_from_a_real_server() {
+    let k = FakeKube::start();
+    let path = k.dir.path().join("all.yaml");
+    let service = "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: app\nspec:\n  selector: {app: web}\n  ports:\n  - port: 80\n";
+    let broken = "---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: broken, namespace: app}\nspec:\n  progressDeadlineSeconds: 2\n  selector: {matchLabels: {app: broken}}\n  template:\n    metadata: {labels: {app: broken}}\n    spec:\n      containers: [{name: c, image: \"example.com/never-ready:1\"}]\n";
+    let jobs = "---\napiVersion: batch/v1\nkind: Job\nmetadata: {name: once, namespace: app}\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, image: \"busybox:1\"}]\n---\napiVersion: batch/v1\nkind: Job\nmetadata: {name: bad, namespace: app}\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, image: \"example.com/fails:1\"}]\n---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data, namespace: app}\nspec:\n  accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: 1Gi}}\n";
+    fs_err::write(&path, format!("{APP}{service}{broken}{jobs}")).expect("manifest");
+    let all = path.to_string_lossy().into_owned();
+    ok(&k.kubectl(&["apply", "--server-side", "--validate=false", "-f", &all]));
+
+    // What the API server defaults: a plan comparing manifests with objects must expect these.
+    let web = json(&k.kubectl(&["get", "deployment", "web", "-n", "app", "-o", "json"]));
+    assert_eq!(web["spec"]["strategy"], serde_json::json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}));
+    assert_eq!((web["spec"]["revisionHistoryLimit"].as_i64(), web["spec"]["progressDeadlineSeconds"].as_i64()), (Some(10), Some(600)));
+    let container = &web["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!((container["imagePullPolicy"].as_str(), container["ports"][0]["protocol"].as_str()), (Some("IfNotPresent"), Some("TCP")));
+    let svc = json(&k.kubectl(&["get", "service", "web", "-n", "app", "-o", "json"]));
+    assert!(svc["spec"]["clusterIP"].as_str().is_some_and(|ip| ip.starts_with("10.96.")), "{svc}");
+    assert_eq!((svc["spec"]["ports"][0]["protocol"].as_str(), svc["spec"]["ports"][0]["targetPort"].as_i64()), (Some("TCP"), Some(80)));
+
+    // Rollouts as kubectl follows them (watches), ready after the simulated delay.
+    let rolled = ok(&k.kubectl(&["rollout", "status", "deployment/web", "-n", "app", "--timeout=30s"]));
+    assert!(rolled.contains("deployment \"web\" successfully rolled out"), "{rolled}");
+    ok(&k.kubectl(&["wait", "--for=condition=Available", "deployment/web", "-n", "app", "--timeout=30s"]));
+    let stuck = k.kubectl(&["rollout", "status", "deployment/broken", "-n", "app", "--timeout=30s"]);
+    assert!(!stuck.status.success() && String::from_utf8_lossy(&stuck.stderr).contains("exceeded its progress deadline"), "{stuck:?}");
+    ok(&k.kubectl(&["wait", "--for=condition=Complete", "job/once", "-n", "app", "--timeout=30s"]));
+    ok(&k.kubectl(&["wait", "--for=condition=Failed", "job/bad", "-n", "app", "--timeout=30s"]));
+    ok(&k.kubectl(&["wait", "--for=jsonpath={.status.phase}=Bound", "pvc/data", "-n", "app", "--timeout=30s"]));
+
+    // Immutable fields are refused, naming the field.
+    let moved = k.dir.path().join("moved.yaml");
+    fs_err::write(
+        &moved,
+        APP.replace("matchLabels: {app: web}", "matchLabels: {app: web2}").replace("labels: {app: web}\n    spec", "labels: {app: web2}\n    spec"),
+    )
+    .expect("manifest");
+    let refused = k.kubectl(&["apply", "--server-side", "--validate=false", "-f", &moved.to_string_lossy()]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && err.contains("spec.selector") && err.contains("field is immutable"), "{err}");
+}
+
+#[test]
+fn injected_faults_are_what_a_client_retries_or_reports() {
+    let k = FakeKube::start();
+    let control = |path: &str, body: &str| {
+        let file = k.dir.path().join("control.json");
+        fs_err::write(&file, body).expect("body");
+        ok(&k.kubectl(&["create", "--raw", path, "-f", &file.to_string_lossy()]))
+    };
+    // 429 with Retry-After twice: kubectl waits and retries, and gets its answer.
+    control("/fake/faults", r#"{"code": 429, "match": "GET /api/v1/namespaces/default/configmaps", "times": 2, "retry_after": 1}"#);
+    let started = std::time::Instant::now();
+    assert_eq!(ok(&k.kubectl(&["get", "configmaps", "-n", "default", "-o", "name"])), "");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(2), "it waited as asked");
+    let calls = json(&k.kubectl(&["get", "--raw", "/fake/calls"]));
+    assert!(calls["GET /api/v1/namespaces/default/configmaps"].as_u64() >= Some(3), "{calls}");
+    // A server error is reported as the server put it.
+    control("/fake/faults", r#"{"code": 500, "match": "GET /api/v1/namespaces/default/configmaps", "times": 20}"#);
+    let failed = k.kubectl(&["get", "configmaps", "-n", "default", "--request-timeout=5s"]);
+    assert!(!failed.status.success() && String::from_utf8_lossy(&failed.stderr).contains("injected by the test"), "{failed:?}");
+}

@@ -14,8 +14,23 @@ clients rely on, and is checked against the real `kubectl` in tests/it/kube_fake
   stops applying and nobody else owns are removed; applying a field another manager set to a
   different value is a 409 Conflict naming the manager and the field unless forced, which takes
   the field over; other writes are `Update` entries that take over the fields they change;
-- errors as `Status` objects with the API's reasons (NotFound, AlreadyExists, Conflict,
-  Unauthorized, BadRequest, MethodNotAllowed, UnsupportedMediaType).
+- errors as `Status` objects with the API's reasons (NotFound, AlreadyExists, Conflict, Invalid,
+  Unauthorized, BadRequest, MethodNotAllowed, UnsupportedMediaType);
+- the defaults that trip naive diffs (Deployment replicas, strategy, revisionHistoryLimit,
+  progressDeadlineSeconds; containers' imagePullPolicy and terminationMessage*; Service
+  clusterIP, port protocol and targetPort; ...) and the immutable fields it refuses with 422
+  (workload selectors, a Service's clusterIP, a Job's template, StatefulSet fields, immutable
+  ConfigMaps and Secrets);
+- watches from a resourceVersion (or of everything, as ADDED) with label and field selectors;
+- simulated controllers that set status over time (FAKE_KUBE_READY_SECONDS, default 1):
+  Deployments, StatefulSets and DaemonSets become ready, an image whose name contains
+  `never-ready` never does and its Deployment fails with ProgressDeadlineExceeded, Jobs complete
+  (or fail when the image contains `fails`), PVCs are Bound, LoadBalancer Services get an
+  address;
+- the test's controls, with the token: POST /fake/faults `{"code": 429, "match": "GET /api/v1",
+  "times": 2, "retry_after": 1}` fails the next matching requests (`match`: a substring of
+  `VERB /path`), POST /fake/latency `{"seconds": 0.05}` delays every request, GET /fake/calls
+  counts requests by `VERB /path`.
 
     python3 fake_kube_apiserver.py WORK_DIR
 
@@ -32,6 +47,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 import urllib.parse
 import uuid
 import base64
@@ -61,9 +77,27 @@ LIST_KEYS = {"containers": "name", "initContainers": "name", "env": "name", "vol
 PORT_KEYS = ("containerPort", "port")
 
 LOCK = threading.Lock()
+CHANGED = threading.Condition(LOCK)  # notified on every change, for watches
 STORE = {}  # (group, plural, namespace, name) -> object
+EVENTS = []  # (resourceVersion, type, key, object), the recent ones, for watches
+SEEN = {}  # key -> (generation, when the controllers first saw it)
+COUNTS = {}  # "VERB group/plural" -> requests, for benchmarks
+FAULTS = []  # {"code", "match", "times", "retry_after"} injected by POST /fake/faults
+LATENCY = [0.0]  # seconds added to every request
 MANAGED = {}  # same key -> {(manager, operation): set(paths)}
 RV = [0]
+
+
+def record(etype, key, obj):
+    """Keep an event for watches (the last 20,000) and wake them."""
+    EVENTS.append((int(obj["metadata"]["resourceVersion"] or 0), etype, key, copy.deepcopy(obj)))
+    del EVENTS[:-20000]
+    CHANGED.notify_all()
+
+
+def put(key, obj, created):
+    STORE[key] = obj
+    record("ADDED" if created else "MODIFIED", key, obj)
 
 
 def now():
@@ -256,15 +290,26 @@ class Api(http.server.BaseHTTPRequestHandler):
         if os.environ.get("FAKE_KUBE_LOG"):
             sys.stderr.write("fake-kube: " + (fmt % args) + "\n")
 
-    def send(self, code, body):
+    def send(self, code, body, headers=None):
         data = json.dumps(body).encode()
         self.send_response(code)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
 
     def body(self):
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            out = b""
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    self.rfile.readline()
+                    return out
+                out += self.rfile.read(size)
+                self.rfile.readline()
         n = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(n) if n else b""
 
@@ -274,12 +319,119 @@ class Api(http.server.BaseHTTPRequestHandler):
         url = urllib.parse.urlsplit(self.path)
         q = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query).items()}
         parts = [p for p in url.path.split("/") if p]
+        if parts[:1] == ["fake"]:
+            return self.fake_admin(parts[1:])
+        what = self.command + " " + url.path
+        with LOCK:
+            COUNTS[self.command + " " + url.path] = COUNTS.get(self.command + " " + url.path, 0) + 1
+            fault = next((f for f in FAULTS if f["times"] > 0 and f.get("match", "") in what), None)
+            if fault:
+                fault["times"] -= 1
+            delay = LATENCY[0]
+        if delay:
+            time.sleep(delay)
+        if fault:
+            reason = {429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable", 504: "Timeout"}.get(fault["code"], "InternalError")
+            code, body = status(fault["code"], reason, f"injected by the test ({reason})")
+            if fault.get("retry_after") is not None:
+                body["details"] = {"retryAfterSeconds": fault["retry_after"]}
+            return self.send(code, body, {"Retry-After": str(fault["retry_after"])} if fault.get("retry_after") is not None else None)
+        if self.command == "GET" and q.get("watch") in ("true", "1"):
+            return self.watch(parts, q)
         try:
             with LOCK:
                 code, body = self.route(parts, q)
         except ValueError as e:
             code, body = status(400, "BadRequest", str(e))
         self.send(code, body)
+
+    def fake_admin(self, parts):
+        """The test's own controls: POST /fake/faults, POST /fake/latency, GET /fake/calls."""
+        try:
+            body = json.loads(self.body() or b"{}")
+            if parts == ["faults"] and self.command == "POST" and "code" not in body:
+                raise ValueError("a fault needs a code")
+        except ValueError as e:
+            return self.send(*status(400, "BadRequest", str(e)))
+        with LOCK:
+            if parts == ["faults"] and self.command == "POST":
+                FAULTS.append({"code": int(body["code"]), "match": body.get("match", ""), "times": int(body.get("times", 1)), "retry_after": body.get("retry_after")})
+                return self.send(200, {"faults": FAULTS})
+            if parts == ["latency"] and self.command == "POST":
+                LATENCY[0] = float(body.get("seconds", 0))
+                return self.send(200, {"seconds": LATENCY[0]})
+            if parts == ["calls"]:
+                return self.send(200, COUNTS)
+        return self.send(*status(404, "NotFound", "no such control"))
+
+    def watch(self, parts, q):
+        """A watch: the events after `resourceVersion` (all objects as ADDED without one), one
+        JSON object per chunk, until `timeoutSeconds`."""
+        with LOCK:
+            target = self.resolve(parts)
+            if isinstance(target, tuple) and target and isinstance(target[0], int):
+                return self.send(*target)
+            res, namespace = target
+            since = int(q.get("resourceVersion") or 0)
+            fields = field_selector(q)
+            labels = [s for s in q.get("labelSelector", "").split(",") if s]
+
+            def wanted(key, obj):
+                meta = obj["metadata"]
+                return (
+                    key[0] == res[0]
+                    and key[1] == res[3]
+                    and (not namespace or key[2] == namespace)
+                    and fields_match(obj, fields)
+                    and all(match(meta.get("labels", {}), l) for l in labels)
+                )
+
+            pending = []
+            if not q.get("resourceVersion") or since == 0:
+                pending = [("ADDED", self.shown(res, k, o)) for k, o in sorted(STORE.items(), key=lambda kv: str(kv[0])) if wanted(k, o)]
+                since = RV[0]
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        deadline = time.monotonic() + float(q.get("timeoutSeconds") or 1800)
+        try:
+            while True:
+                for etype, obj in pending:
+                    data = (json.dumps({"type": etype, "object": obj}) + "\n").encode()
+                    self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                self.wfile.flush()
+                with LOCK:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    new = [e for e in EVENTS if e[0] > since and wanted(e[2], e[3])]
+                    if not new:
+                        CHANGED.wait(min(left, 1.0))
+                        new = [e for e in EVENTS if e[0] > since and wanted(e[2], e[3])]
+                    if EVENTS:
+                        since = max(since, EVENTS[-1][0])
+                    pending = [(e[1], self.shown(res, e[2], e[3])) for e in new]
+            self.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+            pass
+        self.close_connection = True
+
+    def resolve(self, parts):
+        """The resource and namespace a collection path names, or a Status."""
+        if parts[:1] == ["api"] and len(parts) >= 3:
+            group, version, rest = "", parts[1], parts[2:]
+        elif parts[:1] == ["apis"] and len(parts) >= 4:
+            group, version, rest = parts[1], parts[2], parts[3:]
+        else:
+            return status(404, "NotFound", "the server could not find the requested resource")
+        namespace = None
+        if rest[0] == "namespaces" and len(rest) >= 3:
+            namespace, rest = rest[1], rest[2:]
+        res = resource_by_plural(group, version, rest[0])
+        if res is None:
+            return status(404, "NotFound", "the server could not find the requested resource")
+        return res, namespace
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = handle_any
 
@@ -364,12 +516,13 @@ class Api(http.server.BaseHTTPRequestHandler):
 
     def list(self, res, namespace, q):
         selector = [s for s in q.get("labelSelector", "").split(",") if s]
+        fields = field_selector(q)
         items = []
         for key, obj in sorted(STORE.items(), key=lambda kv: (kv[0][2] or "", kv[0][3])):
             if key[0] != res[0] or key[1] != res[3] or (namespace and key[2] != namespace):
                 continue
             labels = obj["metadata"].get("labels", {})
-            if all(match(labels, s) for s in selector):
+            if all(match(labels, s) for s in selector) and fields_match(obj, fields):
                 items.append(self.shown(res, key, obj))
         start = int(q.get("continue") or 0)
         limit = int(q.get("limit") or 0)
@@ -406,11 +559,19 @@ class Api(http.server.BaseHTTPRequestHandler):
             return self.not_found(res, name)
         obj["apiVersion"], obj["kind"] = api_version(res[0], res[1]), res[2]
         meta.pop("managedFields", None)
+        # Writes of the main resource leave its status alone (that is the status subresource's).
+        obj.pop("status", None)
+        if old is not None and "status" in old:
+            obj["status"] = copy.deepcopy(old["status"])
+        refused = admit(res, name, old, obj)
+        if refused:
+            return refused
         self.stamp(res, namespace, name, old, obj, q.get("dryRun") == "All")
         changed = leaves_changed(old or {}, obj)
         if q.get("dryRun") != "All":
             self.take_over(key, self.manager(q), "Update", changed)
-            STORE[key] = obj
+            if old is None or obj["metadata"]["resourceVersion"] != old["metadata"]["resourceVersion"]:
+                put(key, obj, old is None)
         return (201 if create else 200), self.shown(res, key, obj)
 
     def stamp(self, res, namespace, name, old, obj, dry_run):
@@ -499,11 +660,15 @@ class Api(http.server.BaseHTTPRequestHandler):
                 obj["metadata"].setdefault(field, {})
                 merge(obj["metadata"][field], applied["metadata"][field])
         obj["apiVersion"], obj["kind"] = api_version(res[0], res[1]), res[2]
+        refused = admit(res, name, old, obj)
+        if refused:
+            return refused
         self.stamp(res, namespace, name, old, obj, q.get("dryRun") == "All")
         owners[(manager, "Apply")] = new_set
         if q.get("dryRun") != "All":
             MANAGED[key] = owners
-            STORE[key] = obj
+            if old is None or obj["metadata"]["resourceVersion"] != old["metadata"]["resourceVersion"]:
+                put(key, obj, old is None)
             return (201 if old is None else 200), self.shown(res, key, obj)
         out = copy.deepcopy(obj)
         out["metadata"]["managedFields"] = [
@@ -517,11 +682,123 @@ class Api(http.server.BaseHTTPRequestHandler):
         if obj is None:
             return self.not_found(res, name)
         MANAGED.pop(key, None)
+        obj["metadata"]["resourceVersion"] = next_rv()
+        record("DELETED", key, obj)
         if res[3] == "namespaces":
             for k in [k for k in STORE if k[2] == name]:
-                STORE.pop(k)
+                gone = STORE.pop(k)
                 MANAGED.pop(k, None)
+                gone["metadata"]["resourceVersion"] = next_rv()
+                record("DELETED", k, gone)
         return 200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": {"name": name, "group": res[0], "kind": res[3], "uid": obj["metadata"]["uid"]}}
+
+
+# --- what the API server does to what it is given: defaults and immutable fields ----------------
+
+CLUSTER_IPS = [0]
+
+
+def default_pod_spec(spec):
+    spec.setdefault("restartPolicy", "Always")
+    spec.setdefault("terminationGracePeriodSeconds", 30)
+    spec.setdefault("dnsPolicy", "ClusterFirst")
+    spec.setdefault("securityContext", {})
+    spec.setdefault("schedulerName", "default-scheduler")
+    for c in spec.get("containers", []) + spec.get("initContainers", []):
+        image = c.get("image", "")
+        tag = image.rsplit("/", 1)[-1]
+        latest = ":" not in tag or tag.endswith(":latest")
+        c.setdefault("imagePullPolicy", "Always" if latest and "@" not in image else "IfNotPresent")
+        c.setdefault("terminationMessagePath", "/dev/termination-log")
+        c.setdefault("terminationMessagePolicy", "File")
+        c.setdefault("resources", {})
+        for port in c.get("ports", []):
+            port.setdefault("protocol", "TCP")
+
+
+def apply_defaults(kind, old, obj):
+    """The defaults the API server sets, as in its defaulting functions (a subset)."""
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        return
+    template = spec.get("template", {})
+    if kind in ("Deployment", "StatefulSet", "DaemonSet", "Job") and isinstance(template.get("spec"), dict):
+        default_pod_spec(template["spec"])
+    if kind == "Deployment":
+        spec.setdefault("replicas", 1)
+        spec.setdefault("revisionHistoryLimit", 10)
+        spec.setdefault("progressDeadlineSeconds", 600)
+        strategy = spec.setdefault("strategy", {})
+        strategy.setdefault("type", "RollingUpdate")
+        if strategy["type"] == "RollingUpdate":
+            rolling = strategy.setdefault("rollingUpdate", {})
+            rolling.setdefault("maxSurge", "25%")
+            rolling.setdefault("maxUnavailable", "25%")
+    elif kind == "StatefulSet":
+        spec.setdefault("replicas", 1)
+        spec.setdefault("revisionHistoryLimit", 10)
+        spec.setdefault("podManagementPolicy", "OrderedReady")
+        spec.setdefault("updateStrategy", {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}})
+    elif kind == "DaemonSet":
+        spec.setdefault("revisionHistoryLimit", 10)
+        spec.setdefault("updateStrategy", {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}})
+    elif kind == "Job":
+        spec.setdefault("backoffLimit", 6)
+        spec.setdefault("completions", 1)
+        spec.setdefault("parallelism", 1)
+        spec.setdefault("completionMode", "NonIndexed")
+        spec.setdefault("suspend", False)
+    elif kind == "Service":
+        spec.setdefault("type", "ClusterIP")
+        spec.setdefault("sessionAffinity", "None")
+        spec.setdefault("internalTrafficPolicy", "Cluster")
+        spec.setdefault("ipFamilies", ["IPv4"])
+        spec.setdefault("ipFamilyPolicy", "SingleStack")
+        if "clusterIP" not in spec:
+            kept = (old or {}).get("spec", {}).get("clusterIP")
+            if kept is None:
+                CLUSTER_IPS[0] += 1
+                kept = f"10.96.{CLUSTER_IPS[0] // 250}.{CLUSTER_IPS[0] % 250 + 1}"
+            spec["clusterIP"] = kept
+        spec.setdefault("clusterIPs", [spec["clusterIP"]])
+        for port in spec.get("ports", []):
+            port.setdefault("protocol", "TCP")
+            port.setdefault("targetPort", port.get("port"))
+    elif kind == "PersistentVolumeClaim":
+        spec.setdefault("volumeMode", "Filesystem")
+
+
+def invalid(res, name, field, value, detail):
+    message = f'{res[2]}{"." + res[0] if res[0] else ""} "{name}" is invalid: {field}: Invalid value: {json.dumps(value)}: {detail}'
+    cause = {"reason": "FieldValueInvalid", "message": f"Invalid value: {json.dumps(value)}: {detail}", "field": field}
+    return status(422, "Invalid", message, {"name": name, "group": res[0], "kind": res[2], "causes": [cause]})
+
+
+def immutable(res, name, old, obj):
+    """A change the API server refuses: fields that cannot change once set."""
+    if old is None:
+        return None
+    kind, o, n = res[2], old.get("spec", {}), obj.get("spec", {})
+    if kind in ("Deployment", "StatefulSet", "DaemonSet") and o.get("selector") != n.get("selector"):
+        return invalid(res, name, "spec.selector", n.get("selector"), "field is immutable")
+    if kind == "StatefulSet":
+        allowed = ("replicas", "template", "updateStrategy", "persistentVolumeClaimRetentionPolicy", "minReadySeconds", "ordinals", "revisionHistoryLimit")
+        if {k: v for k, v in o.items() if k not in allowed} != {k: v for k, v in n.items() if k not in allowed}:
+            return invalid(res, name, "spec", None, "updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden")
+    if kind == "Job" and o.get("template") != n.get("template"):
+        return invalid(res, name, "spec.template", None, "field is immutable")
+    if kind == "Service" and o.get("clusterIP") not in (None, "", n.get("clusterIP")):
+        return invalid(res, name, "spec.clusterIPs[0]", n.get("clusterIP"), "may not change once set")
+    if kind in ("ConfigMap", "Secret") and old.get("immutable"):
+        if any(old.get(f) != obj.get(f) for f in ("data", "binaryData", "stringData", "immutable")):
+            return invalid(res, name, "data", None, "field is immutable when `immutable` is set")
+    return None
+
+
+def admit(res, name, old, obj):
+    """Defaults, then the checks of immutable fields: a refusal (Status), or None."""
+    apply_defaults(res[2], old, obj)
+    return immutable(res, name, old, obj)
 
 
 def strip_versions(obj):
@@ -545,6 +822,16 @@ def merge_patch(target, patch):
     return target
 
 
+def field_selector(q):
+    """`metadata.name=x,metadata.namespace=y` (the field selectors every kind supports)."""
+    return dict(kv.split("=", 1) for kv in q.get("fieldSelector", "").replace("==", "=").split(",") if "=" in kv)
+
+
+def fields_match(obj, fields):
+    meta = obj["metadata"]
+    return all(meta.get(f.split(".", 1)[1]) == v for f, v in fields.items() if f.startswith("metadata."))
+
+
 def match(labels, requirement):
     m = re.fullmatch(r"\s*([^!=\s]+)\s*(==|=|!=)\s*([^\s]*)\s*", requirement)
     if m:
@@ -553,6 +840,100 @@ def match(labels, requirement):
     if requirement.startswith("!"):
         return requirement[1:].strip() not in labels
     return requirement.strip() in labels
+
+
+# --- simulated controllers ---------------------------------------------------------------------
+
+# How long a workload takes to become ready (FAKE_KUBE_READY_SECONDS, default 1). An image whose
+# name contains "never-ready" never does: a Deployment of it fails with ProgressDeadlineExceeded
+# once its progressDeadlineSeconds pass. A Job whose image contains "fails" fails.
+READY_AFTER = float(os.environ.get("FAKE_KUBE_READY_SECONDS", "1"))
+
+
+def condition(ctype, ok, reason, message=""):
+    return {"type": ctype, "status": "True" if ok else "False", "reason": reason, "message": message, "lastTransitionTime": now(), "lastUpdateTime": now()}
+
+
+def images(obj):
+    return [c.get("image", "") for c in obj.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])]
+
+
+def workload_status(kind, obj, elapsed):
+    """The status its controller would report `elapsed` seconds after this generation."""
+    spec, meta = obj.get("spec", {}), obj["metadata"]
+    g, name = meta["generation"], meta["name"]
+    ready = elapsed >= READY_AFTER and not any("never-ready" in i for i in images(obj))
+    replicas = spec.get("replicas", 1)
+    if kind == "Deployment":
+        if ready:
+            return {
+                "observedGeneration": g, "replicas": replicas, "updatedReplicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas,
+                "conditions": [condition("Available", True, "MinimumReplicasAvailable", "Deployment has minimum availability."),
+                               condition("Progressing", True, "NewReplicaSetAvailable", f'ReplicaSet "{name}-{g}" has successfully progressed.')],
+            }
+        timed_out = elapsed >= spec.get("progressDeadlineSeconds", 600)
+        progressing = condition("Progressing", False, "ProgressDeadlineExceeded", f'ReplicaSet "{name}-{g}" has timed out progressing.') if timed_out else condition(
+            "Progressing", True, "ReplicaSetUpdated", f'ReplicaSet "{name}-{g}" is progressing.')
+        return {
+            "observedGeneration": g, "replicas": replicas, "updatedReplicas": replicas, "unavailableReplicas": replicas,
+            "conditions": [condition("Available", replicas == 0, "MinimumReplicasUnavailable", "Deployment does not have minimum availability."), progressing],
+        }
+    if kind == "StatefulSet":
+        revision = f"{name}-{g}"
+        if ready:
+            return {"observedGeneration": g, "replicas": replicas, "readyReplicas": replicas, "currentReplicas": replicas, "updatedReplicas": replicas,
+                    "availableReplicas": replicas, "currentRevision": revision, "updateRevision": revision}
+        return {"observedGeneration": g, "replicas": replicas, "currentReplicas": 0, "updatedReplicas": 0, "currentRevision": f"{name}-{g - 1}", "updateRevision": revision}
+    if kind == "DaemonSet":
+        n = 1 if ready else 0
+        return {"observedGeneration": g, "desiredNumberScheduled": 1, "currentNumberScheduled": 1, "numberMisscheduled": 0, "numberReady": n,
+                "updatedNumberScheduled": n, "numberAvailable": n, **({} if ready else {"numberUnavailable": 1})}
+    if kind == "Job":
+        if elapsed < READY_AFTER:
+            return {"active": 1, "startTime": obj.get("status", {}).get("startTime", now())}
+        if any("fails" in i for i in images(obj)):
+            return {"failed": spec.get("backoffLimit", 6) + 1, "conditions": [condition("Failed", True, "BackoffLimitExceeded", "Job has reached the specified backoff limit")]}
+        return {"succeeded": spec.get("completions", 1), "completionTime": now(), "conditions": [condition("Complete", True, "", "")]}
+    if kind == "PersistentVolumeClaim":
+        if elapsed < READY_AFTER:
+            return {"phase": "Pending"}
+        return {"phase": "Bound", "accessModes": spec.get("accessModes", []), "capacity": {"storage": spec.get("resources", {}).get("requests", {}).get("storage", "1Gi")}}
+    if kind == "Service" and spec.get("type") == "LoadBalancer":
+        return {"loadBalancer": {"ingress": [{"ip": "203.0.113.10"}]} if elapsed >= READY_AFTER else {}}
+    return None
+
+
+def same_status(a, b):
+    """Equal but for times (set when a status is made)."""
+
+    def clean(st):
+        if st is None:
+            return "null"
+        out = {k: v for k, v in st.items() if not k.endswith("Time")}
+        out["conditions"] = [{k: v for k, v in c.items() if not k.endswith("Time")} for c in st.get("conditions", [])]
+        return json.dumps(out, sort_keys=True)
+
+    return clean(a) == clean(b)
+
+
+def controllers():
+    """Every 100 ms: each workload's status, as its controller would have it by now."""
+    kinds = {r[3]: r[2] for r in RESOURCES}
+    while True:
+        time.sleep(0.1)
+        with LOCK:
+            for key, obj in list(STORE.items()):
+                kind = kinds.get(key[1])
+                gen = obj["metadata"].get("generation", 1)
+                if SEEN.get(key, (None,))[0] != gen:
+                    SEEN[key] = (gen, time.monotonic())
+                new = workload_status(kind, obj, time.monotonic() - SEEN[key][1])
+                if new is None or same_status(obj.get("status"), new):
+                    continue
+                obj = copy.deepcopy(obj)
+                obj["status"] = new
+                obj["metadata"]["resourceVersion"] = next_rv()
+                put(key, obj, False)
 
 
 def certificates(work):
@@ -574,7 +955,9 @@ def main():
         for ns in ("default", "kube-system"):
             obj = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "uid": str(uuid.uuid4()), "creationTimestamp": now(), "generation": 1, "resourceVersion": next_rv()}}
             STORE[("", "namespaces", None, ns)] = obj
+    threading.Thread(target=controllers, daemon=True).start()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Api)
+    server.daemon_threads = True
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(os.path.join(work, "server.crt"), os.path.join(work, "server.key"))
     server.socket = ctx.wrap_socket(server.socket, server_side=True)
