@@ -220,3 +220,59 @@ fn injected_faults_are_what_a_client_retries_or_reports() {
     let failed = k.kubectl(&["get", "configmaps", "-n", "default", "--request-timeout=5s"]);
     assert!(!failed.status.success() && String::from_utf8_lossy(&failed.stderr).contains("injected by the test"), "{failed:?}");
 }
+
+#[test]
+fn a_crd_serves_its_kind_once_established_and_deletion_honours_finalizers_and_owners() {
+    let k = FakeKube::start();
+    let file = |name: &str, text: &str| {
+        let p = k.dir.path().join(name);
+        fs_err::write(&p, text).expect("manifest");
+        p.to_string_lossy().into_owned()
+    };
+    let crd = file(
+        "crd.yaml",
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: widgets.example.com}\nspec:\n  group: example.com\n  scope: Namespaced\n  names: {kind: Widget, plural: widgets, singular: widget, shortNames: [wg]}\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}\n",
+    );
+    let widgets = file(
+        "widgets.yaml",
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: good}\nspec: {size: 3}\n---\napiVersion: example.com/v1\nkind: Widget\nmetadata: {name: stuck}\nspec: {image: never-ready}\n",
+    );
+    ok(&k.kubectl(&["apply", "--server-side", "--validate=false", "-f", &crd]));
+    ok(&k.kubectl(&["wait", "--for=condition=Established", "crd/widgets.example.com", "--timeout=30s"]));
+    ok(&k.kubectl(&["apply", "--server-side", "--validate=false", "-f", &widgets]));
+    ok(&k.kubectl(&["wait", "--for=condition=Ready", "widget/good", "--timeout=30s"]));
+    ok(&k.kubectl(&["wait", "--for=condition=Stalled", "widget/stuck", "--timeout=30s"]));
+    assert_eq!(ok(&k.kubectl(&["get", "wg", "-o", "name"])), "widget.example.com/good\nwidget.example.com/stuck\n");
+    // Gone with its definition.
+    ok(&k.kubectl(&["delete", "crd", "widgets.example.com"]));
+    assert!(!k.kubectl(&["get", "widgets"]).status.success());
+
+    // A finalizer holds an object, marked for deletion, until it is removed.
+    let held = file("held.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: held\n  finalizers: [example.com/hold]\ndata: {a: \"1\"}\n");
+    ok(&k.kubectl(&["create", "--validate=false", "-f", &held]));
+    ok(&k.kubectl(&["delete", "configmap", "held", "--wait=false"]));
+    assert!(!ok(&k.kubectl(&["get", "configmap", "held", "-o", "jsonpath={.metadata.deletionTimestamp}"])).is_empty(), "marked, still there");
+    ok(&k.kubectl(&["patch", "configmap", "held", "--type", "merge", "-p", r#"{"metadata":{"finalizers":null}}"#]));
+    assert!(!k.kubectl(&["get", "configmap", "held"]).status.success(), "gone once its finalizer is");
+
+    // What an object owns goes with it, unless orphaned.
+    let owner = file(
+        "owner.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: owner}\nspec:\n  selector: {matchLabels: {a: b}}\n  template:\n    metadata: {labels: {a: b}}\n    spec: {containers: [{name: c, image: \"nginx:1\"}]}\n",
+    );
+    let apply_owned = |name: &str| {
+        let uid = ok(&k.kubectl(&["get", "deployment", "owner", "-o", "jsonpath={.metadata.uid}"]));
+        let text = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  ownerReferences: [{{apiVersion: apps/v1, kind: Deployment, name: owner, uid: \"{uid}\"}}]\n"
+        );
+        ok(&k.kubectl(&["apply", "--server-side", "--validate=false", "-f", &file(&format!("{name}.yaml"), &text)]));
+    };
+    ok(&k.kubectl(&["create", "--validate=false", "-f", &owner]));
+    apply_owned("orphan");
+    ok(&k.kubectl(&["delete", "deployment", "owner", "--cascade=orphan"]));
+    assert_eq!(ok(&k.kubectl(&["get", "configmap", "orphan", "-o", "jsonpath={.metadata.ownerReferences}"])), "", "orphaned, kept");
+    ok(&k.kubectl(&["create", "--validate=false", "-f", &owner]));
+    apply_owned("child");
+    ok(&k.kubectl(&["delete", "deployment", "owner"]));
+    assert!(!k.kubectl(&["get", "configmap", "child"]).status.success(), "deleted with its owner");
+}

@@ -22,6 +22,12 @@ clients rely on, and is checked against the real `kubectl` in tests/it/kube_fake
   (workload selectors, a Service's clusterIP, a Job's template, StatefulSet fields, immutable
   ConfigMaps and Secrets);
 - watches from a resourceVersion (or of everything, as ADDED) with label and field selectors;
+- CustomResourceDefinitions: Established within moments, their kinds served (discovery, CRUD,
+  apply) from then on and gone with them;
+- deletion with finalizers (the object stays, with a deletionTimestamp, until an update removes
+  the last one) and propagation to what an object owns (ownerReferences; `Orphan` keeps them);
+- JSON bodies only: a protobuf body (what `kubectl create configmap` and other generators send)
+  gets 415, as from a server that does not speak protobuf;
 - simulated controllers that set status over time (FAKE_KUBE_READY_SECONDS, default 1):
   Deployments, StatefulSets and DaemonSets become ready, an image whose name contains
   `never-ready` never does and its Deployment fails with ProgressDeadlineExceeded, Jobs complete
@@ -67,9 +73,11 @@ RESOURCES = [
     ("apps", "v1", "DaemonSet", "daemonsets", True),
     ("batch", "v1", "Job", "jobs", True),
     ("networking.k8s.io", "v1", "Ingress", "ingresses", True),
+    ("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", False),
 ]
 SHORT_NAMES = {"namespaces": ["ns"], "configmaps": ["cm"], "services": ["svc"], "serviceaccounts": ["sa"], "persistentvolumeclaims": ["pvc"],
-               "deployments": ["deploy"], "statefulsets": ["sts"], "daemonsets": ["ds"], "ingresses": ["ing"]}
+               "deployments": ["deploy"], "statefulsets": ["sts"], "daemonsets": ["ds"], "ingresses": ["ing"],
+               "customresourcedefinitions": ["crd", "crds"]}
 
 # Lists whose elements are merged by a key (as the API's strategic merge keys say); every other
 # list is atomic: owned and replaced whole.
@@ -116,8 +124,41 @@ def status(code, reason, message, details=None):
     return code, s
 
 
+def established(crd):
+    return any(c.get("type") == "Established" and c.get("status") == "True" for c in crd.get("status", {}).get("conditions", []))
+
+
+def custom_resources():
+    """The kinds of the CustomResourceDefinitions that are Established, as (group, version, kind,
+    plural, namespaced): served once the API server has registered them, not before."""
+    out = []
+    for key, crd in STORE.items():
+        if key[1] != "customresourcedefinitions" or not established(crd):
+            continue
+        spec = crd.get("spec", {})
+        names = spec.get("names", {})
+        for v in spec.get("versions", []):
+            if v.get("served", True):
+                out.append((spec.get("group", ""), v["name"], names.get("kind", ""), names.get("plural", ""), spec.get("scope") == "Namespaced"))
+    return out
+
+
+def all_resources():
+    return RESOURCES + custom_resources()
+
+
+def short_names(r):
+    if (r[0], r[3]) in {(x[0], x[3]) for x in RESOURCES}:
+        return SHORT_NAMES.get(r[3], [])
+    for key, crd in STORE.items():
+        spec = crd.get("spec", {}) if key[1] == "customresourcedefinitions" else {}
+        if spec.get("group") == r[0] and spec.get("names", {}).get("plural") == r[3]:
+            return spec["names"].get("shortNames", [])
+    return []
+
+
 def resource_by_plural(group, version, plural):
-    for r in RESOURCES:
+    for r in all_resources():
         if r[0] == group and r[1] == version and r[3] == plural:
             return r
     return None
@@ -161,10 +202,13 @@ def paths(value, prefix=()):
     return out
 
 
+APPLIED_METADATA = ("labels", "annotations", "ownerReferences", "finalizers")
+
+
 def applied_paths(obj):
     """What an applied configuration manages: everything but identity and status."""
     body = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata", "status")}
-    meta = {k: v for k, v in obj.get("metadata", {}).items() if k in ("labels", "annotations")}
+    meta = {k: v for k, v in obj.get("metadata", {}).items() if k in APPLIED_METADATA}
     if meta:
         body["metadata"] = meta
     return paths(body)
@@ -264,7 +308,7 @@ def leaves_changed(old, new, prefix=()):
         for k in set(old) | set(new):
             if not prefix and k in ("apiVersion", "kind", "status"):
                 continue
-            if prefix == ("f:metadata",) and k not in ("labels", "annotations"):
+            if prefix == ("f:metadata",) and k not in APPLIED_METADATA:
                 continue
             out |= leaves_changed(old.get(k), new.get(k), prefix + ("f:" + k,))
         return out
@@ -301,6 +345,11 @@ class Api(http.server.BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def body(self):
+        if getattr(self, "_body", None) is None:
+            self._body = self.read_body()
+        return self._body
+
+    def read_body(self):
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             out = b""
             while True:
@@ -314,6 +363,8 @@ class Api(http.server.BaseHTTPRequestHandler):
         return self.rfile.read(n) if n else b""
 
     def handle_any(self):
+        self._body = None
+        self.body()
         if self.headers.get("Authorization") != "Bearer " + TOKEN:
             return self.send(*status(401, "Unauthorized", "Unauthorized"))
         url = urllib.parse.urlsplit(self.path)
@@ -441,11 +492,21 @@ class Api(http.server.BaseHTTPRequestHandler):
         if parts == ["api"]:
             return 200, {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
         if parts == ["apis"]:
-            groups = sorted({r[0] for r in RESOURCES if r[0]})
+            versions = {}
+            for r in all_resources():
+                if r[0] and r[1] not in versions.setdefault(r[0], []):
+                    versions[r[0]].append(r[1])
             return 200, {
                 "kind": "APIGroupList",
                 "apiVersion": "v1",
-                "groups": [{"name": g, "versions": [{"groupVersion": f"{g}/v1", "version": "v1"}], "preferredVersion": {"groupVersion": f"{g}/v1", "version": "v1"}} for g in groups],
+                "groups": [
+                    {
+                        "name": g,
+                        "versions": [{"groupVersion": f"{g}/{v}", "version": v} for v in vs],
+                        "preferredVersion": {"groupVersion": f"{g}/{vs[0]}", "version": vs[0]},
+                    }
+                    for g, vs in sorted(versions.items())
+                ],
             }
         if parts[:1] == ["api"] and len(parts) >= 2:
             group, version, rest = "", parts[1], parts[2:]
@@ -454,7 +515,7 @@ class Api(http.server.BaseHTTPRequestHandler):
         else:
             return status(404, "NotFound", "the server could not find the requested resource")
         if not rest:
-            if not any(r[0] == group and r[1] == version for r in RESOURCES):
+            if not any(r[0] == group and r[1] == version for r in all_resources()):
                 return status(404, "NotFound", "the server could not find the requested resource")
             return 200, {
                 "kind": "APIResourceList",
@@ -467,9 +528,9 @@ class Api(http.server.BaseHTTPRequestHandler):
                         "namespaced": r[4],
                         "kind": r[2],
                         "verbs": ["create", "delete", "get", "list", "patch", "update"],
-                        "shortNames": SHORT_NAMES.get(r[3], []),
+                        "shortNames": short_names(r),
                     }
-                    for r in RESOURCES
+                    for r in all_resources()
                     if r[0] == group and r[1] == version
                 ],
             }
@@ -486,6 +547,9 @@ class Api(http.server.BaseHTTPRequestHandler):
             return self.list(res, namespace, q)
         if self.command == "GET":
             return self.get(res, namespace, name)
+        ctype = self.headers.get("Content-Type", "application/json").split(";")[0].strip()
+        if self.command in ("POST", "PUT") and ctype not in ("application/json", "*/*", ""):
+            return status(415, "UnsupportedMediaType", f'the body of the request was in an unknown format - accepted media types include: application/json, application/yaml')
         if self.command == "POST" and name is None:
             return self.write(res, namespace, None, json.loads(self.body() or b"{}"), q, create=True)
         if self.command == "PUT" and name:
@@ -570,8 +634,12 @@ class Api(http.server.BaseHTTPRequestHandler):
         changed = leaves_changed(old or {}, obj)
         if q.get("dryRun") != "All":
             self.take_over(key, self.manager(q), "Update", changed)
+            if old is not None and "deletionTimestamp" in old["metadata"]:
+                obj["metadata"]["deletionTimestamp"] = old["metadata"]["deletionTimestamp"]
             if old is None or obj["metadata"]["resourceVersion"] != old["metadata"]["resourceVersion"]:
                 put(key, obj, old is None)
+            if "deletionTimestamp" in obj["metadata"] and not obj["metadata"].get("finalizers"):
+                remove(key)
         return (201 if create else 200), self.shown(res, key, obj)
 
     def stamp(self, res, namespace, name, old, obj, dry_run):
@@ -655,10 +723,13 @@ class Api(http.server.BaseHTTPRequestHandler):
             prune_empty(obj, p)
         body = {k: v for k, v in applied.items() if k not in ("apiVersion", "kind", "metadata", "status")}
         merge(obj, body)
-        for field in ("labels", "annotations"):
+        for field in APPLIED_METADATA:
             if field in applied.get("metadata", {}):
-                obj["metadata"].setdefault(field, {})
-                merge(obj["metadata"][field], applied["metadata"][field])
+                if field in ("labels", "annotations"):
+                    obj["metadata"].setdefault(field, {})
+                    merge(obj["metadata"][field], applied["metadata"][field])
+                else:
+                    obj["metadata"][field] = copy.deepcopy(applied["metadata"][field])
         obj["apiVersion"], obj["kind"] = api_version(res[0], res[1]), res[2]
         refused = admit(res, name, old, obj)
         if refused:
@@ -677,20 +748,55 @@ class Api(http.server.BaseHTTPRequestHandler):
         return (201 if old is None else 200), out
 
     def delete(self, res, namespace, name):
+        """Delete, honouring finalizers (the object stays, marked, until they are removed) and
+        the propagation policy towards the objects it owns (ownerReferences)."""
+        try:
+            options = json.loads(self.body() or b"{}")
+        except json.JSONDecodeError:
+            return status(400, "BadRequest", "the body is not DeleteOptions")
         key = self.key(res, namespace, name)
-        obj = STORE.pop(key, None)
+        obj = STORE.get(key)
         if obj is None:
             return self.not_found(res, name)
-        MANAGED.pop(key, None)
-        obj["metadata"]["resourceVersion"] = next_rv()
-        record("DELETED", key, obj)
-        if res[3] == "namespaces":
-            for k in [k for k in STORE if k[2] == name]:
-                gone = STORE.pop(k)
-                MANAGED.pop(k, None)
-                gone["metadata"]["resourceVersion"] = next_rv()
-                record("DELETED", k, gone)
+        policy = options.get("propagationPolicy", "Background")
+        if obj["metadata"].get("finalizers"):
+            if "deletionTimestamp" not in obj["metadata"]:
+                obj = copy.deepcopy(obj)
+                obj["metadata"]["deletionTimestamp"] = now()
+                obj["metadata"]["resourceVersion"] = next_rv()
+                put(key, obj, False)
+            return 200, self.shown(res, key, obj)
+        remove(key, policy)
         return 200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": {"name": name, "group": res[0], "kind": res[3], "uid": obj["metadata"]["uid"]}}
+
+
+def remove(key, policy="Background"):
+    """Remove an object now, and what it takes along: a namespace's objects, a CRD's custom
+    resources, and the objects it owns (orphaned instead with the Orphan policy)."""
+    obj = STORE.pop(key)
+    MANAGED.pop(key, None)
+    obj["metadata"]["resourceVersion"] = next_rv()
+    record("DELETED", key, obj)
+    uid = obj["metadata"]["uid"]
+    if key[1] == "customresourcedefinitions":
+        group, plural = obj.get("spec", {}).get("group"), obj.get("spec", {}).get("names", {}).get("plural")
+        dependents = [k for k in STORE if k[0] == group and k[1] == plural]
+    elif key[1] == "namespaces" and not key[0]:
+        dependents = [k for k in STORE if k[2] == key[3]]
+    else:
+        dependents = [k for k, o in STORE.items() if any(r.get("uid") == uid for r in o["metadata"].get("ownerReferences", []))]
+    for k in dependents:
+        if k not in STORE:
+            continue
+        if policy == "Orphan" and key[1] not in ("customresourcedefinitions", "namespaces"):
+            kept = copy.deepcopy(STORE[k])
+            kept["metadata"]["ownerReferences"] = [r for r in kept["metadata"]["ownerReferences"] if r.get("uid") != uid]
+            if not kept["metadata"]["ownerReferences"]:
+                del kept["metadata"]["ownerReferences"]
+            kept["metadata"]["resourceVersion"] = next_rv()
+            put(k, kept, False)
+        else:
+            remove(k, policy)
 
 
 # --- what the API server does to what it is given: defaults and immutable fields ----------------
@@ -898,6 +1004,24 @@ def workload_status(kind, obj, elapsed):
         if elapsed < READY_AFTER:
             return {"phase": "Pending"}
         return {"phase": "Bound", "accessModes": spec.get("accessModes", []), "capacity": {"storage": spec.get("resources", {}).get("requests", {}).get("storage", "1Gi")}}
+    if kind == "CustomResourceDefinition":
+        # Registered within moments; its kinds are served from then on.
+        if elapsed < 0.3:
+            return {"conditions": [condition("NamesAccepted", True, "NoConflicts", "no conflicts found")]}
+        stored = [v["name"] for v in spec.get("versions", []) if v.get("storage")]
+        return {
+            "conditions": [condition("NamesAccepted", True, "NoConflicts", "no conflicts found"), condition("Established", True, "InitialNamesAccepted", "the initial names have been accepted")],
+            "acceptedNames": spec.get("names", {}),
+            "storedVersions": stored,
+        }
+    if kind == "custom":
+        # A custom resource's controller: Ready after the delay, Stalled when its spec asks for
+        # what never becomes ready.
+        if elapsed < READY_AFTER:
+            return {"observedGeneration": g, "conditions": [condition("Ready", False, "Progressing", "reconciling")]}
+        if "never-ready" in json.dumps(spec):
+            return {"observedGeneration": g, "conditions": [condition("Ready", False, "Stalled", "it cannot be reconciled"), condition("Stalled", True, "Stalled", "it cannot be reconciled")]}
+        return {"observedGeneration": g, "conditions": [condition("Ready", True, "Reconciled", "reconciled")]}
     if kind == "Service" and spec.get("type") == "LoadBalancer":
         return {"loadBalancer": {"ingress": [{"ip": "203.0.113.10"}]} if elapsed >= READY_AFTER else {}}
     return None
@@ -918,12 +1042,12 @@ def same_status(a, b):
 
 def controllers():
     """Every 100 ms: each workload's status, as its controller would have it by now."""
-    kinds = {r[3]: r[2] for r in RESOURCES}
+    static = {(r[0], r[3]): r[2] for r in RESOURCES}
     while True:
         time.sleep(0.1)
         with LOCK:
             for key, obj in list(STORE.items()):
-                kind = kinds.get(key[1])
+                kind = static.get((key[0], key[1]), "custom")
                 gen = obj["metadata"].get("generation", 1)
                 if SEEN.get(key, (None,))[0] != gen:
                     SEEN[key] = (gen, time.monotonic())
