@@ -131,6 +131,17 @@ fn kubectl_lists_by_label_deletes_and_is_refused_without_the_token() {
     ok(&k.kubectl(&["apply", "--server-side", "--validate=false", "-f", &app]));
     assert_eq!(ok(&k.kubectl(&["get", "cm", "-n", "app", "-l", "app=web", "-o", "name"])), "configmap/settings\n");
     assert_eq!(ok(&k.kubectl(&["get", "cm", "-n", "app", "-l", "app=db", "-o", "name"])), "");
+    // Pages (limit and continue) as kubectl asks for them.
+    let more = k.dir.path().join("more.yaml");
+    let pages = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: page1, namespace: app}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: page2, namespace: app}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: page3, namespace: app}\n";
+    fs_err::write(&more, pages).expect("manifest");
+    ok(&k.kubectl(&["apply", "--server-side", "--validate=false", "-f", &more.to_string_lossy()]));
+    assert_eq!(
+        ok(&k.kubectl(&["get", "cm", "-n", "app", "--chunk-size=2", "-o", "name"])),
+        "configmap/page1\nconfigmap/page2\nconfigmap/page3\nconfigmap/settings\n"
+    );
+    let calls = json(&k.kubectl(&["get", "--raw", "/fake/calls"]));
+    assert!(calls["GET /api/v1/namespaces/app/configmaps"].as_u64() >= Some(4), "two pages of two, besides the label queries: {calls}");
     let in_missing_namespace = k.dir.path().join("lost.yaml");
     fs_err::write(&in_missing_namespace, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  namespace: nowhere\n").expect("manifest");
     let lost = k.kubectl(&["apply", "--server-side", "--validate=false", "-f", &in_missing_namespace.to_string_lossy()]);
