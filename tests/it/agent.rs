@@ -339,6 +339,8 @@ fn drift_is_corrected_between_commits_and_counted() {
     wait_until("v1 is applied", 20, || s.app() == "v1\n");
     fs_err::write(s.out().join("app.conf"), "edited by hand\n").expect("tamper");
     wait_until("the drift is corrected", 20, || s.app() == "v1\n");
+    // The file is put back during the reconcile; its counts are published when it ends.
+    wait_until("the correction is counted", 20, || agent.http("GET", "/metrics", &[], "").1.contains("tend_drift_corrected_total 1"));
     let metrics = agent.http("GET", "/metrics", &[], "").1;
     assert!(metrics.contains("tend_drift_detected_total 1") && metrics.contains("tend_drift_corrected_total 1"), "{metrics}");
     assert!(agent.log().contains("drift detected") && agent.log().contains("host.file.app[me]"), "{}", agent.log());
