@@ -477,6 +477,7 @@ impl Ctx {
                 prior: self.prior(c, Some(config)),
                 target: self.target(c),
                 upstream_changes: upstream,
+                show_content: false,
             })
             .await
             .map_err(|e| provider_err(&e))?;

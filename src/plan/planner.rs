@@ -580,6 +580,7 @@ async fn plan_desired(
             prior: prior_of(record, Some(&config), &input.state.hmac_key),
             target,
             upstream_changes,
+            show_content: true,
         })
         .await
         .map_err(|e| provider_error(addr, &e, e.to_string()))?;
@@ -755,6 +756,7 @@ async fn plan_orphan(
             prior: prior_of(Some(record), None, &input.state.hmac_key),
             target: None,
             upstream_changes: BTreeSet::new(),
+            show_content: true,
         })
         .await
         .map_err(|e| provider_error(addr, &e, e.to_string()))?;

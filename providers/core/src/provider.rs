@@ -233,6 +233,9 @@ pub struct PlanRequest {
     /// Whether the evaluated inputs differ from those of the last apply (the engine compares
     /// keyed hashes). Resources with nothing to observe (commands) use this to rerun.
     pub inputs_changed: bool,
+    /// Whether the plan will be shown: only then is what changes inside content worked out
+    /// (`PlannedChange::content`). The check an apply makes before each change does not show it.
+    pub show_content: bool,
 }
 
 /// What a provider plans for one instance.

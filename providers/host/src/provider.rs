@@ -331,7 +331,7 @@ impl Provider for HostProvider {
         let generations = Self::generations(req.target.as_ref());
         let kind = Self::kind(&req.addr)?;
         let mut change = kind.plan(&req, self.cx(generations.as_ref()))?;
-        if change.action != tend_provider::Action::NoOp && change.action != tend_provider::Action::Delete {
+        if req.show_content && change.action != tend_provider::Action::NoOp && change.action != tend_provider::Action::Delete {
             // What is there now is read only for a change to something that exists, on a host
             // whose address is known.
             let reachable = req.target.as_ref().is_some_and(|t| t.attributes.values().all(Value::is_known));
