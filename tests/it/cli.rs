@@ -661,9 +661,16 @@ fn refresh_only_records_what_changed_outside_tend_and_touches_nothing() {
     assert_eq!(actions, [("host.file.app_config[this]", "forget"), ("host.file.index[this]", "update-state"), ("host.file.style[this]", "update-state")]);
     assert_eq!((json["refresh_only"].as_bool(), json["summary"]["change"].as_u64()), (Some(true), Some(0)));
 
-    let apply = run.tend(&["apply", "--refresh-only", "--auto-approve"]);
+    // Saved, shown and applied as any plan.
+    let saved = run.dir.path().join("refresh.plan");
+    assert_eq!(code(&run.tend(&["plan", "--refresh-only", "--out", &saved.to_string_lossy()])), 0);
+    let shown = String::from_utf8_lossy(&run.tend(&["show", &saved.to_string_lossy()]).stdout).into_owned();
+    assert!(shown.contains("Refresh: 2 to update in state, 1 to forget."), "{shown}");
+    let apply = run.tend(&["apply", &saved.to_string_lossy()]);
     assert_eq!(code(&apply), 0, "{}", stderr(&apply));
     assert!(String::from_utf8_lossy(&apply.stdout).contains("Apply complete: 2 updated in state, 1 forgotten."), "{}", String::from_utf8_lossy(&apply.stdout));
+    let reapplied = run.tend(&["apply", &saved.to_string_lossy()]);
+    assert_eq!(code(&reapplied), 1, "a refresh plan is refused once state moved on, as any plan");
     // Nothing on the target changed.
     assert_eq!(fs_err::read_to_string(run.site().join("index.html")).expect("index"), "edited by hand\n");
     assert_eq!(fs_err::metadata(run.site().join("assets/style.css")).expect("stat").permissions().mode() & 0o777, 0o600);
@@ -676,6 +683,12 @@ fn refresh_only_records_what_changed_outside_tend_and_touches_nothing() {
     assert!(!list.contains("app_config") && list.contains("host.file.index[this]"), "{list}");
     let again = run.tend(&["plan", "--refresh-only", "--detailed-exitcode"]);
     assert_eq!(code(&again), 0, "{}", String::from_utf8_lossy(&again.stdout));
+    // Planned and applied in one go.
+    fs_err::set_permissions(run.site().join("assets/style.css"), std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    let direct = run.tend(&["apply", "--refresh-only", "--auto-approve"]);
+    assert!(String::from_utf8_lossy(&direct.stdout).contains("Apply complete: 1 updated in state, 0 forgotten."), "{}", stderr(&direct));
+    fs_err::set_permissions(run.site().join("assets/style.css"), std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    assert_eq!(code(&run.tend(&["apply", "--refresh-only", "--auto-approve"])), 0);
     // The next plan still converges the targets to the configuration.
     let plan = String::from_utf8_lossy(&run.tend(&["plan"]).stdout).into_owned();
     assert!(plan.contains("host.file.app_config[this] will be created") && plan.contains("Plan: 1 to add, 3 to change"), "{plan}");
