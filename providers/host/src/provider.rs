@@ -24,8 +24,18 @@ type ConnectionCell = Arc<tokio::sync::OnceCell<Connected>>;
 /// and whether its path is a claim.
 type Slots = (Option<usize>, Option<usize>, Option<usize>, bool);
 
-/// How many hosts are connected to and observed at the same time.
-const MAX_HOSTS_AT_ONCE: usize = 64;
+/// How many hosts are connected to and observed at the same time: every host of the run, so
+/// that a slow or dead one holds up nobody but itself, up to a quarter of the process's limit of
+/// open files (each connection is a socket; the rest is left to files, state and logs).
+fn hosts_at_once(hosts: usize) -> usize {
+    let open_files = rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(1024);
+    hosts_within(hosts, open_files)
+}
+
+fn hosts_within(hosts: usize, open_files: u64) -> usize {
+    let budget = usize::try_from(open_files / 4).unwrap_or(usize::MAX).max(16);
+    hosts.clamp(1, budget)
+}
 
 /// Registers the host provider.
 #[derive(Debug, Default)]
@@ -301,9 +311,9 @@ impl Provider for HostProvider {
                 (_, Err(e)) => results[i] = Some(Err(e)),
             }
         }
-        // Hosts are observed concurrently (at most MAX_HOSTS_AT_ONCE connections being set up
-        // and observed at a time); each host is one connection and one command.
-        let limit = tokio::sync::Semaphore::new(MAX_HOSTS_AT_ONCE);
+        // Hosts are observed concurrently (see `hosts_at_once`); each host is one connection
+        // and one command.
+        let limit = tokio::sync::Semaphore::new(hosts_at_once(by_host.len()));
         let mut pending = Vec::with_capacity(by_host.len());
         for indices in by_host.values() {
             let items: Vec<&ReadItem> = indices.iter().map(|i| &req.items[*i]).collect();
@@ -464,5 +474,16 @@ impl Provider for HostProvider {
         };
         let generations = Self::generations(req.target.as_ref());
         kind.apply(t.as_ref(), &req, self.cx(generations.as_ref())).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_host_is_observed_at_once_within_the_open_file_limit() {
+        assert_eq!(super::hosts_within(100, 1024), 100, "100 hosts: all at once");
+        assert_eq!(super::hosts_within(1000, 1024), 256, "a quarter of the open-file limit");
+        assert_eq!(super::hosts_within(1000, 20), 16, "never fewer than 16");
+        assert_eq!(super::hosts_within(0, 1024), 1);
     }
 }
