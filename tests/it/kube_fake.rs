@@ -64,8 +64,7 @@ fn kubectl_server_side_apply_owns_fields_conflicts_and_takes_over_when_forced() 
         p.to_string_lossy().into_owned()
     };
     let app = write("app.yaml", APP);
-    // (The fake serves no OpenAPI documents: client-side validation is off.)
-    let applied = ok(&k.kubectl(&["apply", "--server-side", "--validate=false", "-f", &app]));
+    let applied = ok(&k.kubectl(&["apply", "--server-side", "-f", &app]));
     assert_eq!(
         applied.lines().collect::<Vec<_>>(),
         ["namespace/app serverside-applied", "configmap/settings serverside-applied", "deployment.apps/web serverside-applied"]
@@ -80,18 +79,18 @@ fn kubectl_server_side_apply_owns_fields_conflicts_and_takes_over_when_forced() 
     let rv = web["metadata"]["resourceVersion"].clone();
 
     // Applying the same again changes nothing, its resourceVersion included.
-    ok(&k.kubectl(&["apply", "--server-side", "--validate=false", "-f", &app]));
+    ok(&k.kubectl(&["apply", "--server-side", "-f", &app]));
     assert_eq!(get(&["deployment", "web"])["metadata"]["resourceVersion"], rv);
 
     // Another manager setting a field to another value conflicts, naming who owns it.
     let more = write("more.yaml", &APP.replace("replicas: 2", "replicas: 3"));
-    let conflict = k.kubectl(&["apply", "--server-side", "--validate=false", "--field-manager=ops", "-f", &more]);
+    let conflict = k.kubectl(&["apply", "--server-side", "--field-manager=ops", "-f", &more]);
     assert!(!conflict.status.success());
     let err = String::from_utf8_lossy(&conflict.stderr);
     assert!(err.contains("Apply failed with 1 conflict") && err.contains("conflict with \"kubectl\"") && err.contains(".spec.replicas"), "{err}");
     assert_eq!(get(&["deployment", "web"])["spec"]["replicas"].as_i64(), Some(2), "nothing applied");
     // Forced, it takes the field over; the spec changed, so the generation moves.
-    ok(&k.kubectl(&["apply", "--server-side", "--validate=false", "--field-manager=ops", "--force-conflicts", "-f", &more]));
+    ok(&k.kubectl(&["apply", "--server-side", "--field-manager=ops", "--force-conflicts", "-f", &more]));
     let web = get(&["deployment", "web"]);
     assert_eq!((web["spec"]["replicas"].as_i64(), web["metadata"]["generation"].as_i64()), (Some(3), Some(2)));
     let ops = web["metadata"]["managedFields"].as_array().expect("entries").iter().find(|m| m["manager"] == "ops").expect("ops").clone();
@@ -112,13 +111,13 @@ fn kubectl_server_side_apply_owns_fields_conflicts_and_takes_over_when_forced() 
     assert_eq!(get(&["deployment", "web"])["spec"]["replicas"].as_i64(), Some(5), "a dry run writes nothing");
 
     // A field the manager stops applying, and nobody else owns, is removed.
-    ok(&k.kubectl(&["apply", "--server-side", "--validate=false", "--field-manager=ops", "--force-conflicts", "-f", &app]));
+    ok(&k.kubectl(&["apply", "--server-side", "--field-manager=ops", "--force-conflicts", "-f", &app]));
     let fewer = write("fewer.yaml", &APP.replace("  ip: 10.0.0.5", "  port: \"80\""));
-    ok(&k.kubectl(&["apply", "--server-side", "--validate=false", "-f", &fewer]));
+    ok(&k.kubectl(&["apply", "--server-side", "-f", &fewer]));
     let settings = get(&["configmap", "settings"]);
     assert_eq!(settings["data"], serde_json::json!({"ip": "10.0.0.5", "port": "80"}), "ops still applies ip");
     let ops_fewer = write("ops-fewer.yaml", &APP.replace("  ip: 10.0.0.5", "  port: \"80\""));
-    ok(&k.kubectl(&["apply", "--server-side", "--validate=false", "--field-manager=ops", "-f", &ops_fewer]));
+    ok(&k.kubectl(&["apply", "--server-side", "--field-manager=ops", "-f", &ops_fewer]));
     assert_eq!(get(&["configmap", "settings"])["data"], serde_json::json!({"port": "80"}), "nobody applies ip any more");
 }
 
@@ -128,14 +127,19 @@ fn kubectl_lists_by_label_deletes_and_is_refused_without_the_token() {
     let app = k.dir.path().join("app.yaml");
     fs_err::write(&app, APP).expect("manifest");
     let app = app.to_string_lossy().into_owned();
-    ok(&k.kubectl(&["apply", "--server-side", "--validate=false", "-f", &app]));
+    ok(&k.kubectl(&["apply", "--server-side", "-f", &app]));
     assert_eq!(ok(&k.kubectl(&["get", "cm", "-n", "app", "-l", "app=web", "-o", "name"])), "configmap/settings\n");
     assert_eq!(ok(&k.kubectl(&["get", "cm", "-n", "app", "-l", "app=db", "-o", "name"])), "");
+    // kubectl finds in the OpenAPI documents that the server validates fields, and asks it to.
+    let typo = k.dir.path().join("typo.yaml");
+    fs_err::write(&typo, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: typo, namespace: app}\ndatta: {a: \"1\"}\n").expect("manifest");
+    let refused = k.kubectl(&["apply", "--server-side", "-f", &typo.to_string_lossy()]);
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("unknown field \"datta\""), "{refused:?}");
     // Pages (limit and continue) as kubectl asks for them.
     let more = k.dir.path().join("more.yaml");
     let pages = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: page1, namespace: app}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: page2, namespace: app}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: page3, namespace: app}\n";
     fs_err::write(&more, pages).expect("manifest");
-    ok(&k.kubectl(&["apply", "--server-side", "--validate=false", "-f", &more.to_string_lossy()]));
+    ok(&k.kubectl(&["apply", "--server-side", "-f", &more.to_string_lossy()]));
     assert_eq!(
         ok(&k.kubectl(&["get", "cm", "-n", "app", "--chunk-size=2", "-o", "name"])),
         "configmap/page1\nconfigmap/page2\nconfigmap/page3\nconfigmap/settings\n"
@@ -144,7 +148,7 @@ fn kubectl_lists_by_label_deletes_and_is_refused_without_the_token() {
     assert!(calls["GET /api/v1/namespaces/app/configmaps"].as_u64() >= Some(4), "two pages of two, besides the label queries: {calls}");
     let in_missing_namespace = k.dir.path().join("lost.yaml");
     fs_err::write(&in_missing_namespace, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  namespace: nowhere\n").expect("manifest");
-    let lost = k.kubectl(&["apply", "--server-side", "--validate=false", "-f", &in_missing_namespace.to_string_lossy()]);
+    let lost = k.kubectl(&["apply", "--server-side", "-f", &in_missing_namespace.to_string_lossy()]);
     assert!(!lost.status.success() && String::from_utf8_lossy(&lost.stderr).contains("namespaces \"nowhere\" not found"), "{lost:?}");
 
     ok(&k.kubectl(&["delete", "deployment", "web", "-n", "app"]));
@@ -177,7 +181,7 @@ fn kubectl_sees_defaults_immutable_fields_and_rollouts_as_from_a_real_server() {
     let jobs = "---\napiVersion: batch/v1\nkind: Job\nmetadata: {name: once, namespace: app}\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, image: \"busybox:1\"}]\n---\napiVersion: batch/v1\nkind: Job\nmetadata: {name: bad, namespace: app}\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, image: \"example.com/fails:1\"}]\n---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data, namespace: app}\nspec:\n  accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: 1Gi}}\n";
     fs_err::write(&path, format!("{APP}{service}{broken}{jobs}")).expect("manifest");
     let all = path.to_string_lossy().into_owned();
-    ok(&k.kubectl(&["apply", "--server-side", "--validate=false", "-f", &all]));
+    ok(&k.kubectl(&["apply", "--server-side", "-f", &all]));
 
     // What the API server defaults: a plan comparing manifests with objects must expect these.
     let web = json(&k.kubectl(&["get", "deployment", "web", "-n", "app", "-o", "json"]));
@@ -206,7 +210,7 @@ fn kubectl_sees_defaults_immutable_fields_and_rollouts_as_from_a_real_server() {
         APP.replace("matchLabels: {app: web}", "matchLabels: {app: web2}").replace("labels: {app: web}\n    spec", "labels: {app: web2}\n    spec"),
     )
     .expect("manifest");
-    let refused = k.kubectl(&["apply", "--server-side", "--validate=false", "-f", &moved.to_string_lossy()]);
+    let refused = k.kubectl(&["apply", "--server-side", "-f", &moved.to_string_lossy()]);
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success() && err.contains("spec.selector") && err.contains("field is immutable"), "{err}");
 }
@@ -248,9 +252,9 @@ fn a_crd_serves_its_kind_once_established_and_deletion_honours_finalizers_and_ow
         "widgets.yaml",
         "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: good}\nspec: {size: 3}\n---\napiVersion: example.com/v1\nkind: Widget\nmetadata: {name: stuck}\nspec: {image: never-ready}\n",
     );
-    ok(&k.kubectl(&["apply", "--server-side", "--validate=false", "-f", &crd]));
+    ok(&k.kubectl(&["apply", "--server-side", "-f", &crd]));
     ok(&k.kubectl(&["wait", "--for=condition=Established", "crd/widgets.example.com", "--timeout=30s"]));
-    ok(&k.kubectl(&["apply", "--server-side", "--validate=false", "-f", &widgets]));
+    ok(&k.kubectl(&["apply", "--server-side", "-f", &widgets]));
     ok(&k.kubectl(&["wait", "--for=condition=Ready", "widget/good", "--timeout=30s"]));
     ok(&k.kubectl(&["wait", "--for=condition=Stalled", "widget/stuck", "--timeout=30s"]));
     assert_eq!(ok(&k.kubectl(&["get", "wg", "-o", "name"])), "widget.example.com/good\nwidget.example.com/stuck\n");
@@ -260,7 +264,7 @@ fn a_crd_serves_its_kind_once_established_and_deletion_honours_finalizers_and_ow
 
     // A finalizer holds an object, marked for deletion, until it is removed.
     let held = file("held.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: held\n  finalizers: [example.com/hold]\ndata: {a: \"1\"}\n");
-    ok(&k.kubectl(&["create", "--validate=false", "-f", &held]));
+    ok(&k.kubectl(&["create", "-f", &held]));
     ok(&k.kubectl(&["delete", "configmap", "held", "--wait=false"]));
     assert!(!ok(&k.kubectl(&["get", "configmap", "held", "-o", "jsonpath={.metadata.deletionTimestamp}"])).is_empty(), "marked, still there");
     ok(&k.kubectl(&["patch", "configmap", "held", "--type", "merge", "-p", r#"{"metadata":{"finalizers":null}}"#]));
@@ -276,13 +280,13 @@ fn a_crd_serves_its_kind_once_established_and_deletion_honours_finalizers_and_ow
         let text = format!(
             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  ownerReferences: [{{apiVersion: apps/v1, kind: Deployment, name: owner, uid: \"{uid}\"}}]\n"
         );
-        ok(&k.kubectl(&["apply", "--server-side", "--validate=false", "-f", &file(&format!("{name}.yaml"), &text)]));
+        ok(&k.kubectl(&["apply", "--server-side", "-f", &file(&format!("{name}.yaml"), &text)]));
     };
-    ok(&k.kubectl(&["create", "--validate=false", "-f", &owner]));
+    ok(&k.kubectl(&["create", "-f", &owner]));
     apply_owned("orphan");
     ok(&k.kubectl(&["delete", "deployment", "owner", "--cascade=orphan"]));
     assert_eq!(ok(&k.kubectl(&["get", "configmap", "orphan", "-o", "jsonpath={.metadata.ownerReferences}"])), "", "orphaned, kept");
-    ok(&k.kubectl(&["create", "--validate=false", "-f", &owner]));
+    ok(&k.kubectl(&["create", "-f", &owner]));
     apply_owned("child");
     ok(&k.kubectl(&["delete", "deployment", "owner"]));
     assert!(!k.kubectl(&["get", "configmap", "child"]).status.success(), "deleted with its owner");

@@ -28,6 +28,9 @@ clients rely on, and is checked against the real `kubectl` in tests/it/kube_fake
   the last one) and propagation to what an object owns (ownerReferences; `Orphan` keeps them);
 - JSON bodies only: a protobuf body (what `kubectl create configmap` and other generators send)
   gets 415, as from a server that does not speak protobuf;
+- OpenAPI v3 documents without schemas, whose write operations take `fieldValidation`: clients
+  then leave field validation to the server, which refuses unknown top-level fields under
+  `fieldValidation=Strict` (a real server checks every level against the schema);
 - simulated controllers that set status over time (FAKE_KUBE_READY_SECONDS, default 1):
   Deployments, StatefulSets and DaemonSets become ready, an image whose name contains
   `never-ready` never does and its Deployment fails with ProgressDeadlineExceeded, Jobs complete
@@ -122,6 +125,48 @@ def status(code, reason, message, details=None):
     if details:
         s["details"] = details
     return code, s
+
+
+# --- OpenAPI v3: enough for clients to see that the server validates fields itself ------------
+
+# The top-level fields each kind has; with fieldValidation=Strict any other is refused.
+TOP_FIELDS = {"ConfigMap": {"data", "binaryData", "immutable"}, "Secret": {"data", "stringData", "type", "immutable"}, "ServiceAccount": {"secrets", "imagePullSecrets", "automountServiceAccountToken"}}
+
+
+def openapi_v3(rest):
+    """The OpenAPI v3 index and, per group version, a document whose write operations take the
+    `fieldValidation` parameter (how clients such as kubectl find that the server validates
+    fields: they then send fieldValidation=Strict). No schemas: only top-level fields are
+    checked (`strict_check`)."""
+    gvs = sorted({("api/" + r[1]) if not r[0] else f"apis/{r[0]}/{r[1]}" for r in all_resources()})
+    if not rest:
+        return 200, {"paths": {gv: {"serverRelativeURL": f"/openapi/v3/{gv}?hash=fake"} for gv in gvs}}
+    gv = "/".join(rest)
+    if gv not in gvs:
+        return status(404, "NotFound", "the server could not find the requested resource")
+    param = {"name": "fieldValidation", "in": "query", "schema": {"type": "string"}, "uniqueItems": True}
+    paths = {}
+    for r in all_resources():
+        if (("api/" + r[1]) if not r[0] else f"apis/{r[0]}/{r[1]}") != gv:
+            continue
+        base = f"/{gv}/namespaces/{{namespace}}/{r[3]}" if r[4] else f"/{gv}/{r[3]}"
+        gvk = [{"group": r[0], "version": r[1], "kind": r[2]}]
+        write = lambda: {"parameters": [param], "x-kubernetes-group-version-kind": gvk[0]}
+        paths[base] = {"post": write(), "get": {"x-kubernetes-group-version-kind": gvk[0]}}
+        paths[base + "/{name}"] = {"put": write(), "patch": write(), "get": {"x-kubernetes-group-version-kind": gvk[0]}, "delete": {}}
+    return 200, {"openapi": "3.0.0", "info": {"title": "fake-kube-apiserver", "version": "v1.32.0-fake"}, "paths": paths, "components": {"schemas": {}}}
+
+
+def strict_check(kind, obj, q):
+    """With fieldValidation=Strict, a top-level field the kind does not have is refused, as the
+    API server refuses unknown fields (it checks every level against the schema; this, the top)."""
+    if q.get("fieldValidation") != "Strict":
+        return None
+    known = {"apiVersion", "kind", "metadata", "status"} | TOP_FIELDS.get(kind, {"spec"})
+    unknown = sorted(k for k in obj if k not in known)
+    if unknown:
+        return status(400, "BadRequest", "strict decoding error: " + ", ".join(f'unknown field "{k}"' for k in unknown))
+    return None
 
 
 def established(crd):
@@ -491,6 +536,8 @@ class Api(http.server.BaseHTTPRequestHandler):
             return 200, {"major": "1", "minor": "32", "gitVersion": "v1.32.0-fake", "platform": "linux/amd64"}
         if parts == ["api"]:
             return 200, {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
+        if parts[:2] == ["openapi", "v3"]:
+            return openapi_v3(parts[2:])
         if parts == ["apis"]:
             versions = {}
             for r in all_resources():
@@ -609,6 +656,9 @@ class Api(http.server.BaseHTTPRequestHandler):
     def write(self, res, namespace, name, obj, q, create):
         if not isinstance(obj, dict):
             raise ValueError("the body is not an object")
+        refused = strict_check(res[2], obj, q)
+        if refused:
+            return refused
         meta = obj.setdefault("metadata", {})
         name = name or meta.get("name")
         if not name:
@@ -689,6 +739,9 @@ class Api(http.server.BaseHTTPRequestHandler):
 
     def apply(self, res, namespace, name, applied, q):
         manager, force = q["fieldManager"], q.get("force") == "true"
+        refused = strict_check(res[2], applied, q)
+        if refused:
+            return refused
         if applied.get("metadata", {}).get("name") not in (None, name):
             return status(400, "BadRequest", "the name of the object does not match the name on the URL")
         if self.namespace_missing(res, namespace):
