@@ -76,8 +76,9 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
     let mut blocked: BTreeSet<ResourceAddr> = errors[refresh_errors_before..].iter().filter_map(|e| e.addr.clone()).collect();
     let mut known: HashMap<ResourceAddr, Arc<Attributes>> = HashMap::with_capacity(order.len());
     let mut actions: HashMap<ResourceAddr, Action> = HashMap::with_capacity(order.len());
-    // Results carry their place in `order`, so output is the same however planning interleaves.
-    let mut changes: Vec<(usize, Change)> = Vec::with_capacity(order.len());
+    // Each result goes to its place in `order`, so output is the same however planning
+    // interleaves (and no second list of changes is made to sort them).
+    let mut changes: Vec<Option<Change>> = std::iter::repeat_with(|| None).take(order.len()).collect();
     let mut planned_errors: Vec<(usize, PlanError)> = Vec::new();
     let mut unplanned: Vec<(usize, PlanError)> = Vec::new();
     let mut unobservable: BTreeSet<ResourceAddr> = BTreeSet::new();
@@ -159,7 +160,7 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
             match result {
                 Ok((change, values)) => {
                     learned.push((addr, change.action, values));
-                    changes.push((pos, change));
+                    changes[pos] = Some(change);
                 }
                 Err(e) => {
                     planned_errors.push((pos, e));
@@ -175,8 +176,9 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
             actions.insert(addr.clone(), action);
         }
     }
-    changes.sort_by_key(|(pos, _)| *pos);
-    let mut changes: Vec<Change> = changes.into_iter().map(|(_, c)| c).collect();
+    // Collected in place (an `Option<Change>` is the size of a `Change`): no second list.
+    changes.retain(Option::is_some);
+    let mut changes: Vec<Change> = changes.into_iter().map(|c| c.expect("kept only the planned")).collect();
     let left_out = select(&input, &mut changes);
     guard_content(&mut changes, input.secrets);
     planned_errors.sort_by_key(|(pos, _)| *pos);
