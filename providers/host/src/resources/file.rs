@@ -65,7 +65,7 @@ pub fn observe_path(config: Option<&Attributes>, prior: Option<&Attributes>) -> 
 /// Turn a stat into observed attributes.
 pub fn observed(stat: &PathStat) -> Option<Observed> {
     let ft = stat.file_type?;
-    let mut a = Attributes::new();
+    let mut a = Attributes::with_capacity(6);
     a.insert("path".into(), Value::from(stat.path.as_str()));
     a.insert("mode".into(), Value::from(format_mode(stat.mode)));
     a.insert("owner".into(), Value::from(stat.owner.as_str()));
@@ -122,7 +122,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 /// The attributes config asks for, as they will be observed.
 fn desired(config: &Attributes, observed: Option<&Observed>, root: &Path) -> Result<Attributes, ProviderError> {
-    let mut a = Attributes::new();
+    let mut a = Attributes::with_capacity(6);
     a.insert("path".into(), config.get("path").cloned().unwrap_or(Value::Null));
     let secret = is_secret(config);
     let mark = |v: Value| if secret { v.sensitive() } else { v };
