@@ -61,14 +61,6 @@ impl<V> Map<V> {
         self.find(key).ok().map(|i| &self.entries[i].1)
     }
 
-    /// The key as stored and the value of `key`.
-    pub fn get_key_value<Q: Ord + ?Sized>(&self, key: &Q) -> Option<(&String, &V)>
-    where
-        String: Borrow<Q>,
-    {
-        self.find(key).ok().map(|i| (&self.entries[i].0, &self.entries[i].1))
-    }
-
     /// The value of `key`, to change.
     pub fn get_mut<Q: Ord + ?Sized>(&mut self, key: &Q) -> Option<&mut V>
     where
@@ -90,14 +82,18 @@ impl<V> Map<V> {
         match self.find(key.as_str()) {
             Ok(i) => Some(std::mem::replace(&mut self.entries[i].1, value)),
             Err(i) => {
-                // Small maps grow by what they need, not by doubling.
-                if self.entries.len() < 16 {
-                    self.entries.reserve_exact(1);
-                }
-                self.entries.insert(i, (key, value));
+                self.insert_at(i, key, value);
                 None
             }
         }
+    }
+
+    /// A new entry at its place `i`; small maps grow by what they need, not by doubling.
+    fn insert_at(&mut self, i: usize, key: String, value: V) {
+        if self.entries.len() < 16 {
+            self.entries.reserve_exact(1);
+        }
+        self.entries.insert(i, (key, value));
     }
 
     /// Remove `key`; returns its value.
@@ -108,26 +104,6 @@ impl<V> Map<V> {
         self.find(key).ok().map(|i| self.entries.remove(i).1)
     }
 
-    /// Remove `key`; returns the key as stored and its value.
-    pub fn remove_entry<Q: Ord + ?Sized>(&mut self, key: &Q) -> Option<(String, V)>
-    where
-        String: Borrow<Q>,
-    {
-        self.find(key).ok().map(|i| self.entries.remove(i))
-    }
-
-    /// The value of `key`, inserted with `make` when it has none.
-    pub fn get_or_insert_with(&mut self, key: String, make: impl FnOnce() -> V) -> &mut V {
-        let i = match self.find(key.as_str()) {
-            Ok(i) => i,
-            Err(i) => {
-                self.entries.insert(i, (key, make()));
-                i
-            }
-        };
-        &mut self.entries[i].1
-    }
-
     /// The entry of `key`, to fill when it has no value.
     pub fn entry(&mut self, key: String) -> Entry<'_, V> {
         Entry { map: self, key }
@@ -136,11 +112,6 @@ impl<V> Map<V> {
     /// Keep the entries `keep` says to.
     pub fn retain(&mut self, mut keep: impl FnMut(&String, &mut V) -> bool) {
         self.entries.retain_mut(|(k, v)| keep(k, v));
-    }
-
-    /// Remove every entry.
-    pub fn clear(&mut self) {
-        self.entries.clear();
     }
 
     /// Entries in key order.
@@ -166,31 +137,6 @@ impl<V> Map<V> {
     /// Values in key order, changeable.
     pub fn values_mut(&mut self) -> impl DoubleEndedIterator<Item = &mut V> + ExactSizeIterator {
         self.entries.iter_mut().map(|(_, v)| v)
-    }
-
-    /// Values in key order, owned.
-    pub fn into_values(self) -> impl DoubleEndedIterator<Item = V> + ExactSizeIterator {
-        self.entries.into_iter().map(|(_, v)| v)
-    }
-
-    /// Keys in order, owned.
-    pub fn into_keys(self) -> impl DoubleEndedIterator<Item = String> + ExactSizeIterator {
-        self.entries.into_iter().map(|(k, _)| k)
-    }
-
-    /// The first entry by key.
-    pub fn first_key_value(&self) -> Option<(&String, &V)> {
-        self.entries.first().map(|(k, v)| (k, v))
-    }
-
-    /// The last entry by key.
-    pub fn last_key_value(&self) -> Option<(&String, &V)> {
-        self.entries.last().map(|(k, v)| (k, v))
-    }
-
-    /// Give back memory it holds beyond its entries.
-    pub fn shrink_to_fit(&mut self) {
-        self.entries.shrink_to_fit();
     }
 
     /// Entries sorted and deduplicated: of equal keys the last one wins, as inserting them one
@@ -243,18 +189,6 @@ impl<V, const N: usize> From<[(String, V); N]> for Map<V> {
     }
 }
 
-impl<V> From<std::collections::BTreeMap<String, V>> for Map<V> {
-    fn from(m: std::collections::BTreeMap<String, V>) -> Self {
-        Self { entries: m.into_iter().collect() }
-    }
-}
-
-impl<V> From<Map<V>> for std::collections::BTreeMap<String, V> {
-    fn from(m: Map<V>) -> Self {
-        m.entries.into_iter().collect()
-    }
-}
-
 impl<V> Extend<(String, V)> for Map<V> {
     fn extend<I: IntoIterator<Item = (String, V)>>(&mut self, iter: I) {
         let more: Vec<(String, V)> = iter.into_iter().collect();
@@ -276,20 +210,14 @@ pub struct Entry<'a, V> {
 impl<'a, V> Entry<'a, V> {
     /// Its value, `make()` inserted when it has none.
     pub fn or_insert_with(self, make: impl FnOnce() -> V) -> &'a mut V {
-        self.map.get_or_insert_with(self.key, make)
-    }
-
-    /// Its value, `value` inserted when it has none.
-    pub fn or_insert(self, value: V) -> &'a mut V {
-        self.map.get_or_insert_with(self.key, || value)
-    }
-
-    /// Its value, the default inserted when it has none.
-    pub fn or_default(self) -> &'a mut V
-    where
-        V: Default,
-    {
-        self.map.get_or_insert_with(self.key, V::default)
+        let i = match self.map.find(self.key.as_str()) {
+            Ok(i) => i,
+            Err(i) => {
+                self.map.insert_at(i, self.key, make());
+                i
+            }
+        };
+        &mut self.map.entries[i].1
     }
 }
 
