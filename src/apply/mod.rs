@@ -77,16 +77,15 @@ pub async fn apply_plan(ws: &Workspace, plan: Plan, operation: &str, reporter: A
 /// Apply a refresh-only plan: the records it names take what was observed (or are forgotten)
 /// in one write, with a history row; nothing on the targets changes.
 pub(crate) async fn record_refresh(plan: &Plan, store: &dyn StateStore, who: &str) -> Result<ApplyOutcome, StateError> {
-    let now = store.load().await?;
     let forgotten: Vec<ResourceAddr> = plan.refreshed.iter().filter(|r| r.after.is_none()).map(|r| r.addr.clone()).collect();
-    let records: Vec<Record> = plan
-        .refreshed
-        .iter()
-        .filter_map(|r| {
-            let recorded = now.records.get(&r.addr)?;
-            Some(Record { attributes: Arc::new(r.after.clone()?), remote_id: r.after_id.clone(), updated_at: now_rfc3339(), ..recorded.clone() })
-        })
-        .collect();
+    // The records as they are (the lock is held and the plan was checked fresh), only those
+    // that change.
+    let mut records: Vec<Record> = Vec::new();
+    for r in &plan.refreshed {
+        if let (Some(after), Some(recorded)) = (&r.after, store.get(&r.addr).await?) {
+            records.push(Record { attributes: Arc::new(after.clone()), remote_id: r.after_id.clone(), updated_at: now_rfc3339(), ..recorded });
+        }
+    }
     let outcome = ApplyOutcome { refreshed: Some((records.len(), forgotten.len())), ..ApplyOutcome::default() };
     let summary = outcome.summary_line();
     let history = store.begin_history(&plan.revision, who, &summary).await?;

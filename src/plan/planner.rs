@@ -192,10 +192,7 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
         input.providers,
         changes.iter().filter(|c| c.action != Action::Delete).filter_map(|c| Some((c.target.as_ref(), &c.addr, c.after.as_ref()?))),
     ));
-    for e in errors.iter_mut().chain(unplanned.iter_mut()) {
-        e.message = input.secrets.redact(&e.message);
-        e.hint = e.hint.as_deref().map(|h| input.secrets.redact(h));
-    }
+    redact_errors(input.secrets, errors.iter_mut().chain(unplanned.iter_mut()));
     // Targets whose staged changes take effect together, announced in their provider's words.
     let mut staged: BTreeMap<&ResourceAddr, usize> = BTreeMap::new();
     for c in changes.iter().filter(|c| c.staged && c.is_change()) {
@@ -382,7 +379,7 @@ async fn refresh(input: &PlanInput<'_>, order: &[NodeIndex], errors: &mut Vec<Pl
             // in this run, never the recorded value of it.
             let mut values = config.clone().unwrap_or_default();
             if let Some(r) = record {
-                let schema = input.providers.get(&*node.addr.provider).and_then(|p| p.kinds().iter().find(|k| k.kind == &*node.addr.kind));
+                let schema = kind_schema(input.providers, &node.addr);
                 let output = |k: &str| schema.is_none_or(|s| s.field(k).is_none_or(|f| f.role == tend_provider::Role::Output));
                 for (k, v) in r.attributes.iter() {
                     if output(k) || (config.is_none() && !values.contains_key(k)) {
@@ -485,15 +482,25 @@ async fn plan_refresh(input: &PlanInput<'_>) -> Plan {
         refreshed.push(super::Refreshed { addr: addr.clone(), before: (*record.attributes).clone(), after, before_id: record.remote_id.clone(), after_id });
     }
     check_forget_all(input, &refreshed, &mut errors);
-    for e in errors.iter_mut().chain(unplanned.iter_mut()) {
-        e.message = input.secrets.redact(&e.message);
-        e.hint = e.hint.as_deref().map(|h| input.secrets.redact(h));
-    }
+    redact_errors(input.secrets, errors.iter_mut().chain(unplanned.iter_mut()));
     Plan { errors, unplanned, left_out, refresh_only: true, refreshed, ..plan_of(input) }
 }
 
+/// Every secret value of this run removed from what the plan's problems say.
+fn redact_errors<'a>(secrets: &Secrets, errors: impl Iterator<Item = &'a mut PlanError>) {
+    for e in errors {
+        e.message = secrets.redact(&e.message);
+        e.hint = e.hint.as_deref().map(|h| secrets.redact(h));
+    }
+}
+
+/// The schema of an instance's kind, as its provider declares it.
+fn kind_schema<'a>(providers: &'a Providers, addr: &ResourceAddr) -> Option<&'a tend_provider::KindSchema> {
+    providers.get(&*addr.provider).and_then(|p| p.kinds().iter().find(|k| k.kind == &*addr.kind))
+}
+
 fn is_target_kind(input: &PlanInput<'_>, addr: &ResourceAddr) -> bool {
-    input.providers.get(&*addr.provider).is_some_and(|p| p.kinds().iter().any(|k| k.kind == &*addr.kind && k.target))
+    kind_schema(input.providers, addr).is_some_and(|k| k.target)
 }
 
 /// The attributes to record after a refresh: each recorded field takes the value observed now
@@ -639,7 +646,7 @@ async fn plan_desired(
         staged: decided.staged,
         held_back,
         kind: node.kind.as_deref().map(str::to_string),
-        runs: provider.kinds().iter().any(|k| k.kind == &*addr.kind && k.runs),
+        runs: kind_schema(input.providers, addr).is_some_and(|k| k.runs),
         content: if decided.action == Action::NoOp && held_back.is_none() { Vec::new() } else { decided.content },
     };
     Ok((change, values))
