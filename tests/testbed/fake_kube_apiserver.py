@@ -133,21 +133,26 @@ def status(code, reason, message, details=None):
 TOP_FIELDS = {"ConfigMap": {"data", "binaryData", "immutable"}, "Secret": {"data", "stringData", "type", "immutable"}, "ServiceAccount": {"secrets", "imagePullSecrets", "automountServiceAccountToken"}}
 
 
+def gv_path(r):
+    """A resource's group version as a path: `api/v1`, `apis/apps/v1`."""
+    return f"api/{r[1]}" if not r[0] else f"apis/{r[0]}/{r[1]}"
+
+
 def openapi_v3(rest):
     """The OpenAPI v3 index and, per group version, a document whose write operations take the
     `fieldValidation` parameter (how clients such as kubectl find that the server validates
     fields: they then send fieldValidation=Strict). No schemas: only top-level fields are
     checked (`strict_check`)."""
-    gvs = sorted({("api/" + r[1]) if not r[0] else f"apis/{r[0]}/{r[1]}" for r in all_resources()})
+    gvs = sorted({gv_path(r) for r in all_resources()})
     if not rest:
         return 200, {"paths": {gv: {"serverRelativeURL": f"/openapi/v3/{gv}?hash=fake"} for gv in gvs}}
     gv = "/".join(rest)
     if gv not in gvs:
-        return status(404, "NotFound", "the server could not find the requested resource")
+        return not_found_path()
     param = {"name": "fieldValidation", "in": "query", "schema": {"type": "string"}, "uniqueItems": True}
     paths = {}
     for r in all_resources():
-        if (("api/" + r[1]) if not r[0] else f"apis/{r[0]}/{r[1]}") != gv:
+        if gv_path(r) != gv:
             continue
         base = f"/{gv}/namespaces/{{namespace}}/{r[3]}" if r[4] else f"/{gv}/{r[3]}"
         gvk = [{"group": r[0], "version": r[1], "kind": r[2]}]
@@ -207,6 +212,30 @@ def resource_by_plural(group, version, plural):
         if r[0] == group and r[1] == version and r[3] == plural:
             return r
     return None
+
+
+def not_found_path():
+    return status(404, "NotFound", "the server could not find the requested resource")
+
+
+def group_version(parts):
+    """(group, version, the rest) of an API path (`/api/v1/...`, `/apis/GROUP/VERSION/...`), or None."""
+    if parts[:1] == ["api"] and len(parts) >= 2:
+        return "", parts[1], parts[2:]
+    if parts[:1] == ["apis"] and len(parts) >= 3:
+        return parts[1], parts[2], parts[3:]
+    return None
+
+
+def resource_path(group, version, rest):
+    """(resource, namespace, name or None) that the path below a group version names, or None."""
+    namespace = None
+    if rest[0] == "namespaces" and len(rest) >= 3:
+        namespace, rest = rest[1], rest[2:]
+    res = resource_by_plural(group, version, rest[0])
+    if res is None or (not res[4] and namespace is not None):
+        return None
+    return res, namespace, rest[1] if len(rest) > 1 else None
 
 
 def api_version(group, version):
@@ -464,10 +493,11 @@ class Api(http.server.BaseHTTPRequestHandler):
         """A watch: the events after `resourceVersion` (all objects as ADDED without one), one
         JSON object per chunk, until `timeoutSeconds`."""
         with LOCK:
-            target = self.resolve(parts)
-            if isinstance(target, tuple) and target and isinstance(target[0], int):
-                return self.send(*target)
-            res, namespace = target
+            gv = group_version(parts)
+            found = resource_path(*gv) if gv and gv[2] else None
+            if found is None:
+                return self.send(*not_found_path())
+            res, namespace, _ = found
             since = int(q.get("resourceVersion") or 0)
             fields = field_selector(q)
             labels = [s for s in q.get("labelSelector", "").split(",") if s]
@@ -513,22 +543,6 @@ class Api(http.server.BaseHTTPRequestHandler):
             pass
         self.close_connection = True
 
-    def resolve(self, parts):
-        """The resource and namespace a collection path names, or a Status."""
-        if parts[:1] == ["api"] and len(parts) >= 3:
-            group, version, rest = "", parts[1], parts[2:]
-        elif parts[:1] == ["apis"] and len(parts) >= 4:
-            group, version, rest = parts[1], parts[2], parts[3:]
-        else:
-            return status(404, "NotFound", "the server could not find the requested resource")
-        namespace = None
-        if rest[0] == "namespaces" and len(rest) >= 3:
-            namespace, rest = rest[1], rest[2:]
-        res = resource_by_plural(group, version, rest[0])
-        if res is None:
-            return status(404, "NotFound", "the server could not find the requested resource")
-        return res, namespace
-
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = handle_any
 
     def route(self, parts, q):
@@ -555,15 +569,13 @@ class Api(http.server.BaseHTTPRequestHandler):
                     for g, vs in sorted(versions.items())
                 ],
             }
-        if parts[:1] == ["api"] and len(parts) >= 2:
-            group, version, rest = "", parts[1], parts[2:]
-        elif parts[:1] == ["apis"] and len(parts) >= 3:
-            group, version, rest = parts[1], parts[2], parts[3:]
-        else:
-            return status(404, "NotFound", "the server could not find the requested resource")
+        gv = group_version(parts)
+        if gv is None:
+            return not_found_path()
+        group, version, rest = gv
         if not rest:
             if not any(r[0] == group and r[1] == version for r in all_resources()):
-                return status(404, "NotFound", "the server could not find the requested resource")
+                return not_found_path()
             return 200, {
                 "kind": "APIResourceList",
                 "apiVersion": "v1",
@@ -581,15 +593,10 @@ class Api(http.server.BaseHTTPRequestHandler):
                     if r[0] == group and r[1] == version
                 ],
             }
-        namespace = None
-        if rest[0] == "namespaces" and len(rest) >= 3:
-            namespace, rest = rest[1], rest[2:]
-        res = resource_by_plural(group, version, rest[0])
-        if res is None:
-            return status(404, "NotFound", "the server could not find the requested resource")
-        name = rest[1] if len(rest) > 1 else None
-        if res[4] is False and namespace is not None:
-            return status(404, "NotFound", "the server could not find the requested resource")
+        found = resource_path(group, version, rest)
+        if found is None:
+            return not_found_path()
+        res, namespace, name = found
         if self.command == "GET" and name is None:
             return self.list(res, namespace, q)
         if self.command == "GET":
