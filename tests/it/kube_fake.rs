@@ -160,13 +160,7 @@ fn kubectl_lists_by_label_deletes_and_is_refused_without_the_token() {
     let wrong = config.replace(config.lines().find(|l| l.trim_start().starts_with("token:")).expect("a token"), "    token: wrong");
     let path = k.dir.path().join("wrong-token");
     fs_err::write(&path, wrong).expect("kubeconfig");
-    let refused = std::process::Command::new("kubectl")
-        .arg("--cache-dir")
-        .arg(k.dir.path().join("kubectl-cache-wrong"))
-        .args(["get", "ns"])
-        .env("KUBECONFIG", &path)
-        .output()
-        .expect("kubectl runs");
+    let refused = k.kubectl_with(&path, &["get", "ns"]);
     assert!(!refused.status.success());
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(err.contains("Unauthorized") || err.contains("must be logged in"), "{err}");

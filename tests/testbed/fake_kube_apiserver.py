@@ -658,7 +658,10 @@ class Api(http.server.BaseHTTPRequestHandler):
         return agent.split("/")[0] if default_from_agent else agent
 
     def namespace_missing(self, res, namespace):
-        return res[4] and ("", "namespaces", None, namespace) not in STORE
+        """The refusal of a namespaced object in a namespace that does not exist, or None."""
+        if res[4] and ("", "namespaces", None, namespace) not in STORE:
+            return status(404, "NotFound", f'namespaces "{namespace}" not found', {"name": namespace, "kind": "namespaces"})
+        return None
 
     def write(self, res, namespace, name, obj, q, create):
         if not isinstance(obj, dict):
@@ -670,8 +673,9 @@ class Api(http.server.BaseHTTPRequestHandler):
         name = name or meta.get("name")
         if not name:
             return status(422, "Invalid", f"{res[2]} is invalid: metadata.name: Required value")
-        if self.namespace_missing(res, namespace):
-            return status(404, "NotFound", f'namespaces "{namespace}" not found', {"name": namespace, "kind": "namespaces"})
+        missing = self.namespace_missing(res, namespace)
+        if missing:
+            return missing
         key = self.key(res, namespace, name)
         old = STORE.get(key)
         if create and old is not None:
@@ -751,8 +755,9 @@ class Api(http.server.BaseHTTPRequestHandler):
             return refused
         if applied.get("metadata", {}).get("name") not in (None, name):
             return status(400, "BadRequest", "the name of the object does not match the name on the URL")
-        if self.namespace_missing(res, namespace):
-            return status(404, "NotFound", f'namespaces "{namespace}" not found', {"name": namespace, "kind": "namespaces"})
+        missing = self.namespace_missing(res, namespace)
+        if missing:
+            return missing
         key = self.key(res, namespace, name)
         old = STORE.get(key)
         owners = {k: set(v) for k, v in MANAGED.get(key, {}).items()}

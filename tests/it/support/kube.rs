@@ -45,11 +45,16 @@ impl FakeKube {
 
     /// `kubectl ARGS` against it, with a discovery cache of its own.
     pub fn kubectl(&self, args: &[&str]) -> std::process::Output {
+        self.kubectl_with(&self.kubeconfig(), args)
+    }
+
+    /// `kubectl ARGS` with another kubeconfig (another user of the same server).
+    pub fn kubectl_with(&self, kubeconfig: &std::path::Path, args: &[&str]) -> std::process::Output {
         Command::new("kubectl")
             .arg("--cache-dir")
             .arg(self.dir.path().join("kubectl-cache"))
             .args(args)
-            .env("KUBECONFIG", self.kubeconfig())
+            .env("KUBECONFIG", kubeconfig)
             .env_remove("HTTPS_PROXY")
             .output()
             .expect("kubectl runs")
