@@ -436,7 +436,9 @@ impl Transport for LocalTransport {
             stop(rustix::process::Signal::TERM);
             if tokio::time::timeout(std::time::Duration::from_secs(10), &mut waiting).await.is_err() {
                 stop(rustix::process::Signal::KILL);
-                let _ = waiting.await;
+                // A process that left the group (setsid) may hold the output pipes open for
+                // ever: tend stops waiting for them soon after the kill.
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(5), &mut waiting).await;
             }
             return Err(self.err("run", command)(std::io::Error::other(format!(
                 "did not finish within {} s and was stopped (command_timeout of `{}`)",
@@ -518,6 +520,24 @@ mod tests {
         assert!(started.elapsed() < std::time::Duration::from_secs(10));
         tokio::time::sleep(std::time::Duration::from_secs(3)).await;
         assert!(!marker.exists(), "the command's background child was stopped too");
+    }
+
+    #[tokio::test]
+    async fn a_command_whose_escaped_child_holds_its_output_open_does_not_hang_tend() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        let t = LocalTransport::new("local").with_command_timeout(std::time::Duration::from_secs(1));
+        // The child leaves the process group (so the stop signals miss it) with our stdout.
+        let cmd = format!("setsid sleep 60 & echo $! > {}; exit 0", pidfile.display());
+        let started = std::time::Instant::now();
+        let result = t.exec(&cmd, None).await;
+        let elapsed = started.elapsed();
+        if let Some(pid) = fs_err::read_to_string(&pidfile).ok().and_then(|p| p.trim().parse::<i32>().ok()).and_then(rustix::process::Pid::from_raw) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+        let err = format!("{:?}", result.unwrap_err());
+        assert!(err.contains("did not finish within 1 s"), "{err}");
+        assert!(elapsed < std::time::Duration::from_secs(30), "gave up waiting for the pipe: {elapsed:?}");
     }
 
     #[tokio::test]
