@@ -143,7 +143,11 @@ fn schedule(plan: &Plan) -> Schedule {
     for (i, c) in plan.changes.iter().enumerate() {
         for d in &c.depends_on {
             let Some(&j) = index.get(d) else { continue };
-            if c.action == Action::Delete {
+            if c.action == Action::Delete && c.target.as_ref() == Some(d) && plan.changes[j].action != Action::Delete {
+                // Deleted from a target that stays: its values (how to reach it) are known once
+                // its own step has run, and it outlives the deletion either way.
+                waits_on[i].insert(j);
+            } else if c.action == Action::Delete {
                 // What a deleted resource depended on must outlive it.
                 waits_on[j].insert(i);
             } else {

@@ -2,7 +2,8 @@
 //!
 //! `raw` parsing keeps spans ([`node`]), [`lower`] validates against provider schemas and
 //! collects *all* [`Diagnostic`]s before failing. Files ignored by `.gitignore` or
-//! `.tendignore`, and hidden files, are skipped.
+//! `.tendignore`, hidden files, SOPS-encrypted files and Kubernetes manifests (YAML whose first
+//! document has top-level `apiVersion` and `kind`, read by `kube.manifests`) are skipped.
 
 pub mod diag;
 pub mod lower;
@@ -183,12 +184,20 @@ fn read_and_parse(root: &Path, path: &Path, sources: &mut SourceMap, digest: &mu
     match parsed {
         // An encrypted SOPS file lives beside the config; it is read as a secret, not as config.
         Ok(docs) if docs.first().is_some_and(crate::secrets::sops::is_sops_document) => None,
+        // Kubernetes manifests (and kustomizations) live in the same repository; a set of them
+        // (`kube.manifests`) reads them as objects, never as config.
+        Ok(docs) if docs.first().is_some_and(is_kube_object) => None,
         Ok(docs) => Some((id, docs)),
         Err(d) => {
             diags.push(d);
             None
         }
     }
+}
+
+/// Whether a YAML document is a Kubernetes object (top-level `apiVersion` and `kind`), not config.
+fn is_kube_object(doc: &Node) -> bool {
+    matches!(&doc.kind, node::NodeKind::Map(entries) if ["apiVersion", "kind"].iter().all(|k| entries.iter().any(|(key, _)| key.name == *k)))
 }
 
 /// Config files under `root`, sorted, honouring `.gitignore` and `.tendignore`.

@@ -9,7 +9,8 @@ use tend_provider::{ExpandRequest, FieldType, ResourceAddr, Sibling, Value};
 use tend_state::Snapshot;
 
 use super::{EdgeKind, Node, ResourceGraph};
-use crate::config::{Config, Diagnostic, Diagnostics};
+use crate::config::template::Scope;
+use crate::config::{Config, Diagnostic, Diagnostics, Expr};
 use crate::registry::{Providers, Registry};
 
 /// How many resources are expanded at the same time.
@@ -79,8 +80,25 @@ async fn add_desired(
             Ok(instances) => {
                 let addrs: Vec<ResourceAddr> = instances.iter().map(|i| res.addr.with_key(i.key.clone())).collect();
                 for (inst, addr) in instances.into_iter().zip(&addrs) {
-                    let n =
-                        g.graph.add_node(Node { addr: addr.clone(), desired: true, target: inst.target, kind: inst.kind.map(Into::into), timeout_secs: None });
+                    let fields = if inst.fields.is_empty() {
+                        None
+                    } else {
+                        match instance_exprs(config, res, addr, &inst) {
+                            Ok(f) => Some(std::sync::Arc::new(f)),
+                            Err(d) => {
+                                diags.extend(d);
+                                None
+                            }
+                        }
+                    };
+                    let n = g.graph.add_node(Node {
+                        addr: addr.clone(),
+                        desired: true,
+                        target: inst.target,
+                        kind: inst.kind.map(Into::into),
+                        timeout_secs: None,
+                        fields,
+                    });
                     g.index.insert(addr.clone(), n);
                     if !inst.depends_on.is_empty() {
                         needs.push((addr.clone(), inst.depends_on));
@@ -95,6 +113,62 @@ async fn add_desired(
         }
     }
     needs
+}
+
+/// An instance's own fields as expressions: every string parsed as config strings are, its
+/// references and secrets checked as the config's are. Problems name the instance and where it
+/// is written (`k8s/app/web.yaml:12`), pointing at its resource's declaration.
+fn instance_exprs(
+    config: &Config,
+    res: &crate::config::Resource,
+    addr: &ResourceAddr,
+    inst: &tend_provider::Instance,
+) -> Result<tend_provider::Map<Expr>, Vec<Diagnostic>> {
+    let root = config.root.to_string_lossy();
+    let scope = Scope { variables: &config.variables, root: &root };
+    let whose = match &inst.origin {
+        Some(o) => format!("`{addr}` ({o})"),
+        None => format!("`{addr}`"),
+    };
+    let mut diags = Vec::new();
+    let mut out = tend_provider::Map::new();
+    for (k, v) in &inst.fields {
+        match expr_of(v, res.span, &scope) {
+            Ok(e) => {
+                for r in e.references() {
+                    if !config.resources.contains_key(&r.addr.base()) {
+                        diags.push(Diagnostic::at(res.span, format!("{whose} refers to `{r}`, which is not declared"), "in this resource"));
+                    }
+                }
+                for s in e.secret_refs() {
+                    if !config.secrets.contains_key(&s.name) {
+                        let d = Diagnostic::at(res.span, format!("{whose} uses secret `{}`, which is not declared", s.name), "in this resource");
+                        diags.push(d.with_hint(format!("declare it: [secret.{}] file = \"secrets/{}.age\"", s.name, s.name)));
+                    }
+                }
+                out.insert(k.clone(), e);
+            }
+            Err(d) => diags.push(Diagnostic { summary: format!("{whose}: {}", d.summary), ..d }),
+        }
+    }
+    if diags.is_empty() { Ok(out) } else { Err(diags) }
+}
+
+/// A value as an expression: strings parsed as templates, tables and lists holding them kept
+/// as expressions only where something inside is not literal.
+fn expr_of(v: &Value, span: crate::config::Span, scope: &Scope<'_>) -> Result<Expr, Diagnostic> {
+    let e = match v {
+        Value::String(s) => return crate::config::template::parse(s, span, scope),
+        Value::List(items) => Expr::List(items.iter().map(|i| expr_of(i, span, scope)).collect::<Result<_, _>>()?),
+        Value::Map(m) => Expr::Map(m.iter().map(|(k, i)| Ok((k.clone(), expr_of(i, span, scope)?))).collect::<Result<_, Diagnostic>>()?),
+        // Content the provider marked secret (a Secret's data): its literal parts stay secret.
+        Value::Sensitive(s) => {
+            let inner = expr_of(s.reveal(), span, scope)?;
+            return Ok(inner.literal().map_or(inner, |v| Expr::Literal(v.sensitive())));
+        }
+        other => return Ok(Expr::Literal(other.clone())),
+    };
+    Ok(e.literal().map_or(e, Expr::Literal))
 }
 
 /// An instance's own kind must be one its provider offers, known before or only at run time
@@ -180,7 +254,7 @@ fn add_orphans(state: &Snapshot, g: &mut ResourceGraph) {
             );
             continue;
         }
-        let n = g.graph.add_node(Node { addr: rec.addr.clone(), desired: false, target: rec.target.clone(), kind: None, timeout_secs: None });
+        let n = g.graph.add_node(Node { addr: rec.addr.clone(), desired: false, target: rec.target.clone(), kind: None, timeout_secs: None, fields: None });
         g.index.insert(rec.addr.clone(), n);
     }
 }
@@ -208,6 +282,11 @@ fn add_edges(config: &Config, registry: &Registry, state: &Snapshot, g: &mut Res
         let res = &config.resources[&addr.base()];
         for (dep, _) in &res.depends_on {
             add(g.resolve(addr, dep), EdgeKind::DependsOn);
+        }
+        if let Some(own) = &node.fields {
+            for r in own.values().flat_map(Expr::references) {
+                add(g.resolve(addr, &r.addr), EdgeKind::Reference);
+            }
         }
         let schema = registry.kind(&res.addr.provider, &res.addr.kind).expect("lowered resources have a schema");
         for (name, field) in &res.fields {

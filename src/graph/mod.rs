@@ -50,6 +50,22 @@ pub struct Node {
     pub kind: Option<std::sync::Arc<str>>,
     /// How long to wait for it to become ready, as its own kind says (seconds).
     pub timeout_secs: Option<u64>,
+    /// Its own config expressions over its resource's, as its provider expanded them (the
+    /// object of a manifest).
+    pub fields: Option<std::sync::Arc<tend_provider::Map<crate::config::Expr>>>,
+}
+
+impl Node {
+    /// The config expressions of this instance: its resource's, with its own over them.
+    pub fn exprs(&self, res: &crate::config::Resource) -> tend_provider::Map<crate::config::Expr> {
+        let mut exprs = res.exprs();
+        if let Some(own) = &self.fields {
+            for (k, e) in own.iter() {
+                exprs.insert(k.clone(), e.clone());
+            }
+        }
+        exprs
+    }
 }
 
 /// Resource instances and their dependencies.

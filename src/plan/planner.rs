@@ -363,7 +363,7 @@ async fn refresh(input: &PlanInput<'_>, order: &[NodeIndex], errors: &mut Vec<Pl
         let config = if node.desired {
             let res = &input.config.resources[&node.addr.base()];
             let resolver = Resolver { secrets: input.secrets, instances: &input.graph.instances, known: &prior_known, final_values: false };
-            match eval_fields(&resolver, &node.addr, &res.exprs()) {
+            match eval_fields(&resolver, &node.addr, &node.exprs(res)) {
                 Ok(c) => Some(c),
                 Err(e) => {
                     errors.push(eval_error(&node.addr, &e));
@@ -566,7 +566,7 @@ async fn plan_desired(
     let addr = &node.addr;
     let res = &input.config.resources[&addr.base()];
     let resolver = Resolver { secrets: input.secrets, instances: &input.graph.instances, known, final_values: false };
-    let exprs = res.exprs();
+    let exprs = node.exprs(res);
     let config = eval_fields(&resolver, addr, &exprs).map_err(|e| eval_error(addr, &e))?;
     // What was observed on a target that is being replaced, or whose values (its address) are
     // only known after apply, is not what the resource will meet: plan it as absent.
@@ -985,7 +985,7 @@ mod tests {
     fn waves_put_each_instance_after_everything_it_depends_on() {
         use crate::graph::{EdgeKind, Node};
         let mut g = ResourceGraph::default();
-        let node = |a: &str| Node { addr: a.parse().expect("address"), desired: true, target: None, kind: None, timeout_secs: None };
+        let node = |a: &str| Node { addr: a.parse().expect("address"), desired: true, target: None, kind: None, timeout_secs: None, fields: None };
         let (a, b, c, _d) = (
             g.graph.add_node(node("fake.thing.a")),
             g.graph.add_node(node("fake.thing.b")),

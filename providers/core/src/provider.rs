@@ -89,7 +89,7 @@ pub struct ExpandRequest<'a> {
 }
 
 /// One instance of a configured resource.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Instance {
     /// Instance key (host name for host resources); `None` for single-instance resources.
     pub key: Option<String>,
@@ -105,17 +105,25 @@ pub struct Instance {
     /// manifests: `apps/v1/Deployment`, or a custom resource's `example.com/v1/Widget`): one of
     /// the provider's kinds or of its [`Provider::runtime_kinds`]; the engine refuses any other.
     pub kind: Option<String>,
+    /// The instance's own config values, over its resource's (an object of a set of
+    /// manifests: the object as written). Strings may hold `${...}` references and secrets:
+    /// the engine parses them as it parses config, adds the edges they imply and evaluates
+    /// them like any config value.
+    pub fields: Attributes,
+    /// Where the instance is written, for messages (`k8s/app/web.yaml:12`), when not in the
+    /// resource's own declaration.
+    pub origin: Option<String>,
 }
 
 impl Instance {
     /// The single, unkeyed instance of a resource that lives nowhere in particular.
     pub fn single() -> Self {
-        Self { key: None, target: None, depends_on: Vec::new(), kind: None }
+        Self { key: None, target: None, depends_on: Vec::new(), kind: None, fields: Attributes::new(), origin: None }
     }
 
     /// An instance with this key, placed on `target`.
     pub fn keyed(key: impl Into<String>, target: Option<ResourceAddr>) -> Self {
-        Self { key: Some(key.into()), target, depends_on: Vec::new(), kind: None }
+        Self { key: Some(key.into()), target, depends_on: Vec::new(), kind: None, fields: Attributes::new(), origin: None }
     }
 }
 
