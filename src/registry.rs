@@ -39,6 +39,10 @@ impl Registry {
         {
             r = r.with(tend_ec2::Ec2Factory);
         }
+        #[cfg(feature = "kube")]
+        {
+            r = r.with(tend_kube::KubeFactory);
+        }
         r
     }
 

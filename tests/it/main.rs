@@ -7,6 +7,7 @@ mod config_errors;
 mod ec2;
 mod examples;
 mod host_local;
+mod kube;
 mod kube_fake;
 mod plan;
 mod safety;

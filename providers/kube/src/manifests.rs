@@ -1,0 +1,347 @@
+//! Reading a set of manifests: files of multi-document YAML (or a kustomization rendered by
+//! `kustomize build`), each object checked and given its address key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value as J;
+use tend_provider::FieldError;
+
+/// One object of a set, as written.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Object {
+    /// Its instance key: `[GROUP/]KIND/[NAMESPACE/]NAME` (`apps/Deployment/web/api`).
+    pub key: String,
+    /// `apps/v1`.
+    pub api_version: String,
+    /// `Deployment`.
+    pub kind: String,
+    /// Its namespace (the set's `namespace`, else `default`, for a namespaced object without one).
+    pub namespace: Option<String>,
+    /// `metadata.name`.
+    pub name: String,
+    /// The whole object.
+    pub body: J,
+    /// `k8s/app/web.yaml:12`.
+    pub origin: String,
+}
+
+impl Object {
+    /// The API group (`""` for the core group).
+    pub fn group(&self) -> &str {
+        self.api_version.rsplit_once('/').map_or("", |(g, _)| g)
+    }
+
+    /// The instance kind the engine knows it by: `apps/v1/Deployment`, `v1/ConfigMap`.
+    pub fn type_name(&self) -> String {
+        format!("{}/{}", self.api_version, self.kind)
+    }
+}
+
+/// Kinds served cluster-wide (no namespace), of the built-in API groups.
+const CLUSTER_SCOPED: &[&str] = &[
+    "Namespace",
+    "Node",
+    "PersistentVolume",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "CustomResourceDefinition",
+    "StorageClass",
+    "PriorityClass",
+    "IngressClass",
+    "RuntimeClass",
+    "CSIDriver",
+    "CSINode",
+    "VolumeAttachment",
+    "APIService",
+    "ValidatingWebhookConfiguration",
+    "MutatingWebhookConfiguration",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+    "CertificateSigningRequest",
+    "FlowSchema",
+    "PriorityLevelConfiguration",
+];
+
+/// Whether objects of `kind` have no namespace: a built-in cluster-wide kind, or a custom kind
+/// whose definition in the same set says `scope: Cluster`.
+pub(crate) fn cluster_scoped(group: &str, kind: &str, crds: &[Crd]) -> bool {
+    if let Some(c) = crds.iter().find(|c| c.group == group && c.kind == kind) {
+        return c.cluster_scoped;
+    }
+    CLUSTER_SCOPED.contains(&kind) && (group.is_empty() || group.ends_with("k8s.io"))
+}
+
+/// A `CustomResourceDefinition` found in a set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Crd {
+    pub group: String,
+    pub kind: String,
+    pub plural: String,
+    pub versions: Vec<String>,
+    pub cluster_scoped: bool,
+    /// The definition's own instance key.
+    pub key: String,
+    pub origin: String,
+}
+
+/// The files of a set: the file `path` names, or every `.yaml`, `.yml` and `.json` file under the
+/// directory, in path order (hidden files and `kustomization.yaml` left out).
+pub(crate) fn files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    if dir.is_file() {
+        return Ok(vec![dir.to_path_buf()]);
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d)? {
+            let e = e?;
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') {
+                continue;
+            }
+            let ty = e.file_type()?;
+            if ty.is_dir() {
+                stack.push(e.path());
+            } else if ty.is_file()
+                && ["yaml", "yml", "json"].iter().any(|x| name.ends_with(&format!(".{x}")))
+                && !matches!(&*name, "kustomization.yaml" | "kustomization.yml" | "Kustomization")
+            {
+                out.push(e.path());
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Split YAML text into its documents, each with the line it starts on (1-based).
+pub(crate) fn documents(text: &str) -> Vec<(usize, String)> {
+    let mut docs = Vec::new();
+    let mut cur = String::new();
+    let mut start = 1;
+    for (i, line) in text.lines().enumerate() {
+        if line == "---" || line.starts_with("--- ") || line == "..." {
+            docs.push((start, std::mem::take(&mut cur)));
+            start = i + 2;
+            continue;
+        }
+        cur.push_str(line);
+        cur.push('\n');
+    }
+    docs.push((start, cur));
+    docs.into_iter().filter(|(_, d)| d.lines().any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))).collect()
+}
+
+/// Parse one file's objects. `shown` is how messages name the file.
+pub(crate) fn parse(text: &str, shown: &str) -> Result<Vec<(J, String)>, FieldError> {
+    let mut out = Vec::new();
+    for (line, doc) in documents(text) {
+        let v: J = serde_saphyr::from_str(&doc).map_err(|e| {
+            let at = e.location().map_or(line, |l| line + usize::try_from(l.line()).unwrap_or(1) - 1);
+            let msg = e.to_string();
+            let msg = msg.lines().next().unwrap_or("").to_string();
+            FieldError::field("path", format!("{shown}:{at}: malformed YAML: {msg}"))
+        })?;
+        let origin = format!("{shown}:{line}");
+        match v {
+            J::Null => {}
+            // A `List` (what `kubectl get -o yaml` writes) holds its objects in `items`.
+            J::Object(ref o) if o.get("kind").and_then(J::as_str).is_some_and(|k| k.ends_with("List")) && o.get("items").is_some_and(J::is_array) => {
+                for item in o["items"].as_array().into_iter().flatten() {
+                    out.push((item.clone(), origin.clone()));
+                }
+            }
+            v => out.push((v, origin)),
+        }
+    }
+    Ok(out)
+}
+
+/// Check one object and give it its key; `namespace` is the set's default.
+pub(crate) fn object(v: &J, origin: String, namespace: Option<&str>, crds: &[Crd]) -> Result<Object, FieldError> {
+    let bad = |what: &str| FieldError::field("path", format!("{origin}: {what}"));
+    let J::Object(o) = v else {
+        return Err(bad("a manifest must be a table with apiVersion, kind and metadata.name"));
+    };
+    let api_version = o.get("apiVersion").and_then(J::as_str).filter(|s| !s.is_empty()).ok_or_else(|| bad("the object has no `apiVersion`"))?.to_string();
+    let kind = o.get("kind").and_then(J::as_str).filter(|s| !s.is_empty()).ok_or_else(|| bad("the object has no `kind`"))?.to_string();
+    let meta = o.get("metadata").and_then(J::as_object).ok_or_else(|| bad(&format!("the {kind} has no `metadata`")))?;
+    if meta.contains_key("generateName") && !meta.contains_key("name") {
+        return Err(bad(&format!("the {kind} has `metadata.generateName` but no `metadata.name`: tend tracks objects by name")));
+    }
+    let name = meta.get("name").and_then(J::as_str).filter(|s| !s.is_empty()).ok_or_else(|| bad(&format!("the {kind} has no `metadata.name`")))?.to_string();
+    if name.contains('/') || name.contains('[') || name.contains(']') {
+        return Err(bad(&format!("`{name}` is not a valid object name")));
+    }
+    let group = api_version.rsplit_once('/').map_or("", |(g, _)| g).to_string();
+    let mut body = v.clone();
+    let namespace = if cluster_scoped(&group, &kind, crds) {
+        if let Some(ns) = meta.get("namespace").and_then(J::as_str) {
+            return Err(bad(&format!("the {kind} `{name}` is cluster-wide but names namespace `{ns}`")));
+        }
+        None
+    } else {
+        let ns = meta.get("namespace").and_then(J::as_str).map(str::to_string).or_else(|| namespace.map(str::to_string)).unwrap_or_else(|| "default".into());
+        body["metadata"]["namespace"] = J::String(ns.clone());
+        Some(ns)
+    };
+    let mut key = String::new();
+    if !group.is_empty() {
+        key.push_str(&group);
+        key.push('/');
+    }
+    key.push_str(&kind);
+    key.push('/');
+    if let Some(ns) = &namespace {
+        key.push_str(ns);
+        key.push('/');
+    }
+    key.push_str(&name);
+    Ok(Object { key, api_version, kind, namespace, name, body, origin })
+}
+
+/// The definitions of custom kinds among raw objects.
+pub(crate) fn crds(raw: &[(J, String)]) -> Vec<Crd> {
+    raw.iter()
+        .filter(|(v, _)| v.get("kind").and_then(J::as_str) == Some("CustomResourceDefinition"))
+        .filter_map(|(v, origin)| {
+            let spec = v.get("spec")?;
+            let names = spec.get("names")?;
+            let name = v.pointer("/metadata/name")?.as_str()?;
+            Some(Crd {
+                group: spec.get("group")?.as_str()?.to_string(),
+                kind: names.get("kind")?.as_str()?.to_string(),
+                plural: names.get("plural")?.as_str()?.to_string(),
+                versions: spec
+                    .get("versions")
+                    .and_then(J::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|x| x.get("name")?.as_str().map(str::to_string))
+                    .collect(),
+                cluster_scoped: spec.get("scope").and_then(J::as_str) == Some("Cluster"),
+                key: format!("apiextensions.k8s.io/CustomResourceDefinition/{name}"),
+                origin: origin.clone(),
+            })
+        })
+        .collect()
+}
+
+/// Render a kustomization directory with the `kustomize` binary, else `kubectl kustomize`.
+pub(crate) async fn kustomize(dir: &Path, shown: &str) -> Result<String, FieldError> {
+    let candidates: [(&str, &[&str]); 2] = [("kustomize", &["build"]), ("kubectl", &["kustomize"])];
+    let mut missing = Vec::new();
+    for (bin, args) in candidates {
+        let out = tokio::process::Command::new(bin).args(args).arg(dir).kill_on_drop(true).output().await;
+        match out {
+            Ok(o) if o.status.success() => {
+                return String::from_utf8(o.stdout).map_err(|_| FieldError::field("path", format!("{shown}: `{bin}` wrote output that is not UTF-8")));
+            }
+            Ok(o) => {
+                let err = String::from_utf8_lossy(&o.stderr);
+                return Err(FieldError::field("path", format!("{shown}: `{bin} {}` failed: {}", args.join(" "), err.trim())));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => missing.push(bin),
+            Err(e) => return Err(FieldError::field("path", format!("{shown}: cannot run `{bin}`: {e}"))),
+        }
+    }
+    Err(FieldError::field("path", format!("{shown}: `kustomize = true` needs `kustomize` or `kubectl` on PATH; neither was found"))
+        .with_hint("install kustomize (or kubectl, which embeds it), or render the manifests into the repository"))
+}
+
+/// What each object needs first inside its set: the Namespace it lives in, the definition of
+/// its custom kind, and the objects a workload names (its service account, config maps, secrets
+/// and claims). Keys of the same set.
+pub(crate) fn needs(obj: &Object, keys: &BTreeMap<String, usize>, crds: &[Crd]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut want = |key: String| {
+        if key != obj.key && keys.contains_key(&key) && !out.contains(&key) {
+            out.push(key);
+        }
+    };
+    if let Some(ns) = &obj.namespace {
+        want(format!("Namespace/{ns}"));
+    }
+    if let Some(c) = crds.iter().find(|c| c.group == obj.group() && c.kind == obj.kind) {
+        want(c.key.clone());
+    }
+    let Some(ns) = &obj.namespace else { return out };
+    let pod = match obj.kind.as_str() {
+        "Pod" => obj.body.get("spec"),
+        "CronJob" => obj.body.pointer("/spec/jobTemplate/spec/template/spec"),
+        _ => obj.body.pointer("/spec/template/spec"),
+    };
+    if let Some(pod) = pod {
+        if let Some(sa) = pod.get("serviceAccountName").and_then(J::as_str) {
+            want(format!("ServiceAccount/{ns}/{sa}"));
+        }
+        for v in pod.get("volumes").and_then(J::as_array).into_iter().flatten() {
+            if let Some(n) = v.pointer("/configMap/name").and_then(J::as_str) {
+                want(format!("ConfigMap/{ns}/{n}"));
+            }
+            if let Some(n) = v.pointer("/secret/secretName").and_then(J::as_str) {
+                want(format!("Secret/{ns}/{n}"));
+            }
+            if let Some(n) = v.pointer("/persistentVolumeClaim/claimName").and_then(J::as_str) {
+                want(format!("PersistentVolumeClaim/{ns}/{n}"));
+            }
+        }
+        let containers = ["containers", "initContainers"].into_iter().flat_map(|c| pod.get(c).and_then(J::as_array).into_iter().flatten());
+        for c in containers {
+            for e in c.get("envFrom").and_then(J::as_array).into_iter().flatten() {
+                if let Some(n) = e.pointer("/configMapRef/name").and_then(J::as_str) {
+                    want(format!("ConfigMap/{ns}/{n}"));
+                }
+                if let Some(n) = e.pointer("/secretRef/name").and_then(J::as_str) {
+                    want(format!("Secret/{ns}/{n}"));
+                }
+            }
+            for e in c.get("env").and_then(J::as_array).into_iter().flatten() {
+                if let Some(n) = e.pointer("/valueFrom/configMapKeyRef/name").and_then(J::as_str) {
+                    want(format!("ConfigMap/{ns}/{n}"));
+                }
+                if let Some(n) = e.pointer("/valueFrom/secretKeyRef/name").and_then(J::as_str) {
+                    want(format!("Secret/{ns}/{n}"));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_keep_their_first_line() {
+        let text = "a: 1\n---\n# comment only\n---\nb: 2\nc: 3\n";
+        let docs = documents(text);
+        assert_eq!(docs.iter().map(|(l, _)| *l).collect::<Vec<_>>(), vec![1, 5]);
+    }
+
+    #[test]
+    fn objects_get_keys_and_namespaces() {
+        let raw = parse(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: api\n---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: web\n",
+            "k8s/a.yaml",
+        )
+        .unwrap();
+        let objs: Vec<Object> = raw.into_iter().map(|(v, o)| object(&v, o, Some("web"), &[]).unwrap()).collect();
+        assert_eq!(objs[0].key, "apps/Deployment/web/api");
+        assert_eq!(objs[0].body["metadata"]["namespace"], "web");
+        assert_eq!(objs[1].key, "Namespace/web");
+        assert_eq!(objs[1].origin, "k8s/a.yaml:6");
+    }
+
+    #[test]
+    fn bad_objects_are_named_by_file_and_line() {
+        let raw = parse("apiVersion: v1\nkind: ConfigMap\nmetadata: {}\n", "k8s/a.yaml").unwrap();
+        let e = object(&raw[0].0, raw[0].1.clone(), None, &[]).unwrap_err();
+        assert_eq!(e.message, "k8s/a.yaml:1: the ConfigMap has no `metadata.name`");
+        let e = parse("a: 1\n---\nb: [1,\n", "k8s/b.yaml").unwrap_err();
+        assert!(e.message.starts_with("k8s/b.yaml:3: malformed YAML"), "{}", e.message);
+    }
+}

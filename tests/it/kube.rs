@@ -1,0 +1,376 @@
+//! The Kubernetes provider against the fake API server: sets of manifests applied by
+//! server-side apply, planned without noise, drift by other field managers, immutable fields,
+//! readiness, pruning and bad input. What is on the cluster is checked with the real kubectl.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::Output;
+
+use age::secrecy::ExposeSecret;
+use base64::Engine;
+
+use crate::support::kube::FakeKube;
+use crate::support::write_tree;
+
+const APP: &str = r"apiVersion: v1
+kind: Namespace
+metadata:
+  name: web
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+data:
+  greeting: hello
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: api
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: api}
+  template:
+    metadata:
+      labels: {app: api}
+    spec:
+      containers:
+      - name: api
+        image: nginx:1.27
+        envFrom:
+        - configMapRef: {name: settings}
+";
+
+struct Setup {
+    kube: FakeKube,
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    /// A fake cluster and a config with one cluster and one set (`k8s/`, namespace `web`).
+    fn new(manifests: &[(&str, &str)]) -> Self {
+        let kube = FakeKube::start();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let setup = Self { kube, dir };
+        let tend_toml = format!(
+            "[project]\nname = \"shop\"\n\n[kube.cluster.dev]\nkubeconfig = \"{}\"\n\n[kube.manifests.app]\npath = \"k8s\"\nnamespace = \"web\"\n",
+            setup.kube.kubeconfig().display()
+        );
+        write_tree(&setup.cfg(), &[("tend.toml", &tend_toml)]);
+        let files: Vec<(String, &str)> = manifests.iter().map(|(p, t)| (format!("k8s/{p}"), *t)).collect();
+        let files: Vec<(&str, &str)> = files.iter().map(|(p, t)| (p.as_str(), *t)).collect();
+        write_tree(&setup.cfg(), &files);
+        setup
+    }
+
+    fn cfg(&self) -> PathBuf {
+        self.dir.path().join("cfg")
+    }
+
+    fn write(&self, path: &str, text: &str) {
+        write_tree(&self.cfg(), &[(path, text)]);
+    }
+
+    fn tend(&self, args: &[&str]) -> Output {
+        self.tend_env(args, &[])
+    }
+
+    fn tend_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tend"));
+        cmd.args(["-C", &self.cfg().to_string_lossy(), "--state", &self.dir.path().join("state/state.db").to_string_lossy()])
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env("XDG_STATE_HOME", self.dir.path().join("xdg"))
+            .env("TMPDIR", self.tmp())
+            .env_remove("RUST_LOG")
+            .env_remove("KUBECONFIG")
+            .env_remove("HTTPS_PROXY")
+            .stdin(std::process::Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("tend runs")
+    }
+
+    fn tmp(&self) -> PathBuf {
+        let t = self.dir.path().join("tmp");
+        fs_err::create_dir_all(&t).expect("tmp");
+        t
+    }
+
+    /// `kubectl get ARGS -o json`, or `None` when it is not there.
+    fn get(&self, args: &[&str]) -> Option<serde_json::Value> {
+        let mut all = vec!["get"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["-o", "json", "--show-managed-fields"]);
+        let o = self.kube.kubectl(&all);
+        if !o.status.success() {
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(err.contains("NotFound") || err.contains("not found"), "kubectl failed: {err}");
+            return None;
+        }
+        Some(serde_json::from_slice(&o.stdout).expect("JSON"))
+    }
+}
+
+fn ok(o: &Output) -> String {
+    assert!(o.status.success(), "exit {:?}\nstdout:\n{}\nstderr:\n{}", o.status.code(), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn failed(o: &Output) -> String {
+    assert_eq!(o.status.code(), Some(1), "stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+#[test]
+fn a_set_applies_by_server_side_apply_then_plans_nothing_and_prunes_what_leaves_it() {
+    let s = Setup::new(&[("app.yaml", APP)]);
+    let out = ok(&s.tend(&["apply", "--auto-approve"]));
+    assert!(out.contains("Apply complete: 4 added"), "{out}");
+
+    let d = s.get(&["deployment", "api", "-n", "web"]).expect("the Deployment exists");
+    assert_eq!(d["metadata"]["labels"]["tend.dev/project"], "shop");
+    assert_eq!(d["status"]["readyReplicas"], 2, "applied and ready: {d}");
+    let managers: Vec<(&str, &str)> = d["metadata"]["managedFields"]
+        .as_array()
+        .expect("managedFields")
+        .iter()
+        .map(|m| (m["manager"].as_str().unwrap_or(""), m["operation"].as_str().unwrap_or("")))
+        .collect();
+    assert!(managers.contains(&("tend", "Apply")), "applied by server-side apply as `tend`: {managers:?}");
+
+    // Server-side defaults (strategy, revisionHistoryLimit, imagePullPolicy, ...) are no change.
+    let plan = s.tend(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", String::from_utf8_lossy(&plan.stdout));
+    assert!(ok(&plan).contains("No changes."));
+
+    // Leaving the set deletes it (in the order its dependents allow), and nothing else.
+    s.write(
+        "k8s/app.yaml",
+        &APP.replace("---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  greeting: hello\n", "")
+            .replace("        envFrom:\n        - configMapRef: {name: settings}\n", ""),
+    );
+    let plan = ok(&s.tend(&["plan"]));
+    assert!(plan.contains("- kube.manifests.app[ConfigMap/web/settings]"), "{plan}");
+    assert!(plan.contains("- envFrom"), "the removed field is shown inside the Deployment: {plan}");
+    ok(&s.tend(&["apply", "--auto-approve"]));
+    assert!(s.get(&["configmap", "settings", "-n", "web"]).is_none(), "pruned");
+    let d = s.get(&["deployment", "api", "-n", "web"]).expect("kept");
+    assert!(d["spec"]["template"]["spec"]["containers"][0].get("envFrom").is_none(), "the field tend stopped applying is gone: {d}");
+    assert!(ok(&s.tend(&["plan"])).contains("No changes."));
+}
+
+#[test]
+fn a_change_by_another_field_manager_is_named_and_corrected() {
+    let s = Setup::new(&[("app.yaml", APP)]);
+    ok(&s.tend(&["apply", "--auto-approve"]));
+    let o =
+        s.kube.kubectl(&["patch", "deployment", "api", "-n", "web", "--type", "merge", "-p", r#"{"spec":{"replicas":5}}"#, "--field-manager", "kubectl-edit"]);
+    ok(&o);
+    s.write("k8s/app.yaml", &APP.replace("nginx:1.27", "nginx:1.28"));
+    let plan = ok(&s.tend(&["plan"]));
+    insta::assert_snapshot!("kube_drift_plan", plan);
+    ok(&s.tend(&["apply", "--auto-approve"]));
+    let d = s.get(&["deployment", "api", "-n", "web"]).expect("there");
+    assert_eq!(d["spec"]["replicas"], 2, "corrected");
+    assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:1.28");
+    assert!(ok(&s.tend(&["plan"])).contains("No changes."));
+}
+
+#[test]
+fn an_immutable_selector_change_is_planned_as_a_replacement_naming_the_field() {
+    let s = Setup::new(&[("app.yaml", APP)]);
+    ok(&s.tend(&["apply", "--auto-approve"]));
+    let uid = s.get(&["deployment", "api", "-n", "web"]).expect("there")["metadata"]["uid"].clone();
+    s.write("k8s/app.yaml", &APP.replace("{app: api}", "{app: api-v2}"));
+    let plan = ok(&s.tend(&["plan"]));
+    assert!(plan.contains("kube.manifests.app[apps/Deployment/web/api] must be replaced"), "{plan}");
+    assert!(plan.contains("spec.selector forces replacement"), "{plan}");
+    ok(&s.tend(&["apply", "--auto-approve"]));
+    let d = s.get(&["deployment", "api", "-n", "web"]).expect("replaced");
+    assert_ne!(d["metadata"]["uid"], uid, "a new object");
+    assert_eq!(d["spec"]["selector"]["matchLabels"]["app"], "api-v2");
+    assert!(ok(&s.tend(&["plan"])).contains("No changes."));
+}
+
+#[test]
+fn a_rollout_that_never_becomes_ready_fails_the_apply_naming_the_condition() {
+    let broken = APP.replace("nginx:1.27", "nginx:never-ready").replace("  replicas: 2\n", "  replicas: 2\n  progressDeadlineSeconds: 2\n");
+    let s = Setup::new(&[("app.yaml", &broken)]);
+    let err = failed(&s.tend(&["apply", "--auto-approve"]));
+    assert!(err.contains("kube.manifests.app[apps/Deployment/web/api]"), "{err}");
+    assert!(err.contains("ProgressDeadlineExceeded"), "{err}");
+    // The failed object is replaced by the next apply, once fixed.
+    s.write("k8s/app.yaml", APP);
+    let plan = ok(&s.tend(&["plan"]));
+    assert!(plan.contains("kube.manifests.app[apps/Deployment/web/api] must be replaced"), "{plan}");
+    ok(&s.tend(&["apply", "--auto-approve"]));
+    assert!(ok(&s.tend(&["plan"])).contains("No changes."));
+}
+
+const CRD: &str = r"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {kind: Widget, plural: widgets, singular: widget, listKind: WidgetList}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        x-kubernetes-preserve-unknown-fields: true
+---
+apiVersion: example.com/v1
+kind: Widget
+metadata:
+  name: gear
+spec:
+  size: 3
+";
+
+#[test]
+fn a_custom_resource_definition_and_its_resources_apply_in_one_run() {
+    let s = Setup::new(&[("ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: web\n"), ("crd.yaml", CRD)]);
+    let plan = ok(&s.tend(&["plan"]));
+    assert!(plan.contains("+ kube.manifests.app[example.com/Widget/web/gear]"), "{plan}");
+    ok(&s.tend(&["apply", "--auto-approve"]));
+    let w = s.get(&["widgets.example.com", "gear", "-n", "web"]).expect("the Widget exists");
+    assert_eq!(w["spec"]["size"], 3);
+    assert!(ok(&s.tend(&["plan"])).contains("No changes."));
+    s.write("k8s/crd.yaml", &CRD.replace("size: 3", "size: 4"));
+    let plan = ok(&s.tend(&["plan"]));
+    assert!(plan.contains("~ size = 3 -> 4"), "{plan}");
+}
+
+#[test]
+fn bad_manifests_and_kinds_are_named_by_file_line_or_object() {
+    let s = Setup::new(&[(
+        "a.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: web\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  labels: {a: b}\n",
+    )]);
+    let err = failed(&s.tend(&["plan"]));
+    assert!(err.contains("k8s/a.yaml:6: the ConfigMap has no `metadata.name`"), "{err}");
+
+    s.write("k8s/a.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: web\n");
+    s.write("k8s/b.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: web\n");
+    let err = failed(&s.tend(&["plan"]));
+    assert!(err.contains("Namespace `web` is declared twice: k8s/a.yaml:1 and"), "{err}");
+    assert!(err.contains("k8s/b.yaml:1"), "{err}");
+
+    s.write("k8s/b.yaml", "apiVersion: apps/v1\nkind: Deploymnet\nmetadata:\n  name: x\n");
+    let err = failed(&s.tend(&["plan"]));
+    assert!(err.contains("does not serve `apps/v1/Deploymnet`"), "{err}");
+    assert!(err.contains("did you mean `apps/v1/Deployment`?"), "{err}");
+
+    s.write("k8s/b.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  namespace: nowhere\n");
+    let err = failed(&s.tend(&["plan"]));
+    assert!(err.contains("lives in namespace `nowhere`, which cluster kube.cluster.dev lacks and no set creates"), "{err}");
+
+    s.write("k8s/b.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: [x\n");
+    // Read as config first (a file that is not YAML cannot say it holds manifests).
+    let err = failed(&s.tend(&["plan"]));
+    assert!(err.contains("invalid YAML") && err.contains("k8s/b.yaml:4"), "{err}");
+}
+
+#[test]
+fn an_object_another_manager_owns_is_not_taken_over_unless_forced() {
+    let s = Setup::new(&[(
+        "app.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: web\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: shared\ndata:\n  mode: tend\n",
+    )]);
+    ok(&s.tend(&["apply", "--auto-approve", "--target", "kube.manifests.app[Namespace/web]"]));
+    let theirs = s.dir.path().join("theirs.yaml");
+    fs_err::write(&theirs, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: shared\n  namespace: web\ndata:\n  mode: helm\n").expect("write");
+    ok(&s.kube.kubectl(&["apply", "--server-side", "--field-manager", "helm", "-f", &theirs.to_string_lossy()]));
+    let err = failed(&s.tend(&["plan"]));
+    assert!(err.contains("kube.manifests.app[ConfigMap/web/shared]"), "{err}");
+    assert!(err.contains("helm"), "the other field manager is named: {err}");
+    // `force = true` takes it over.
+    let toml = fs_err::read_to_string(s.cfg().join("tend.toml")).expect("read");
+    s.write("tend.toml", &toml.replace("namespace = \"web\"\n", "namespace = \"web\"\nforce = true\n"));
+    let plan = ok(&s.tend(&["plan"]));
+    assert!(plan.contains("tend adopts it"), "{plan}");
+    ok(&s.tend(&["apply", "--auto-approve"]));
+    assert_eq!(s.get(&["configmap", "shared", "-n", "web"]).expect("there")["data"]["mode"], "tend");
+}
+
+#[test]
+fn an_unreachable_cluster_leaves_its_objects_unplanned_and_the_rest_converges() {
+    let s = Setup::new(&[("app.yaml", APP)]);
+    let port = crate::support::git::free_port();
+    let toml = format!(
+        "[project]\nname = \"shop\"\n\n[kube.cluster.dev]\nserver = \"https://127.0.0.1:{port}\"\n\n[kube.manifests.app]\npath = \"k8s\"\nnamespace = \"web\"\n\n[host.local.this]\n\n[host.file.note]\npath = \"${{path.root}}/out/note.txt\"\ncontent = \"hi\\n\"\n"
+    );
+    s.write("tend.toml", &toml);
+    let out = s.tend(&["apply", "--auto-approve"]);
+    let text = failed(&out);
+    assert!(text.contains("kube.cluster.dev"), "{text}");
+    assert!(text.contains("cannot reach it"), "{text}");
+    assert!(text.contains("kube.manifests.app[apps/Deployment/web/api]"), "its objects are named as not planned: {text}");
+    assert_eq!(fs_err::read_to_string(s.cfg().join("out/note.txt")).expect("the file converged"), "hi\n");
+}
+
+const CANARY: &str = "kube-canary-5c1e7a";
+
+#[test]
+fn references_and_secrets_inside_manifests_are_evaluated_and_secrets_never_leak() {
+    let s = Setup::new(&[(
+        "app.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: web\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: where\ndata:\n  host: ${host.local.this.hostname}\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  password: ${secret.db}\n",
+    )]);
+    let id = age::x25519::Identity::generate();
+    let key = s.dir.path().join("tend.key");
+    fs_err::write(&key, format!("{}\n", id.to_string().expose_secret())).expect("key");
+    fs_err::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let mut enc = Vec::new();
+    let mut w =
+        age::Encryptor::with_recipients(std::iter::once(&id.to_public() as &dyn age::Recipient)).expect("recipients").wrap_output(&mut enc).expect("wrap");
+    w.write_all(CANARY.as_bytes()).expect("write");
+    w.finish().expect("finish");
+    fs_err::create_dir_all(s.cfg().join("secrets")).expect("mkdir");
+    fs_err::write(s.cfg().join("secrets/db.age"), enc).expect("write secret");
+    let toml = fs_err::read_to_string(s.cfg().join("tend.toml")).expect("read");
+    s.write("tend.toml", &format!("{toml}\n[host.local.this]\n\n[secret.db]\nfile = \"secrets/db.age\"\n"));
+    let key = key.to_string_lossy().into_owned();
+    let env = [("TEND_AGE_KEY_FILE", key.as_str())];
+
+    let saved = s.dir.path().join("plan.bin");
+    let plan = ok(&s.tend_env(&["plan", "--out", &saved.to_string_lossy()], &env));
+    let applied = ok(&s.tend_env(&["apply", "--auto-approve"], &env));
+    let host = hostname::get().expect("hostname").to_string_lossy().into_owned();
+    assert_eq!(s.get(&["configmap", "where", "-n", "web"]).expect("there")["data"]["host"], host.as_str(), "the reference was evaluated");
+    let secret = s.get(&["secret", "db", "-n", "web"]).expect("there");
+    let got = base64::engine::general_purpose::STANDARD.decode(secret["data"]["password"].as_str().expect("data")).expect("base64");
+    assert_eq!(got, CANARY.as_bytes(), "the secret reached the cluster, and only there");
+    let noop = ok(&s.tend_env(&["plan"], &env));
+    assert!(noop.contains("No changes."), "{noop}");
+    let show = ok(&s.tend_env(&["state", "show", "kube.manifests.app[Secret/web/db]"], &env));
+    assert!(saved.exists(), "the saved plan is searched too");
+
+    let mut seen = vec![plan, applied, noop, show];
+    let mut files = Vec::new();
+    all_files(s.dir.path(), &mut files);
+    for f in files.iter().filter(|f| !f.ends_with("tend.key") && !f.starts_with(s.kube.dir.path())) {
+        seen.push(String::from_utf8_lossy(&fs_err::read(f).unwrap_or_default()).into_owned());
+    }
+    let b64 = base64::engine::general_purpose::STANDARD.encode(CANARY);
+    for text in &seen {
+        assert!(!text.contains(CANARY) && !text.contains(&b64), "the secret leaked: {text}");
+    }
+}
+
+fn all_files(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
+    for entry in fs_err::read_dir(dir).into_iter().flatten().flatten() {
+        let p = entry.path();
+        if p.is_dir() { all_files(&p, out) } else { out.push(p) }
+    }
+}
