@@ -374,3 +374,33 @@ fn all_files(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
         if p.is_dir() { all_files(&p, out) } else { out.push(p) }
     }
 }
+
+#[test]
+fn a_busy_or_failing_api_server_is_retried_within_the_apply() {
+    let s = Setup::new(&[(
+        "app.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: web\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  a: b\n",
+    )]);
+    // The next two writes of the ConfigMap are refused: 429 with Retry-After, then a 500.
+    for fault in [
+        r#"{"code": 429, "match": "PATCH /api/v1/namespaces/web/configmaps/settings", "times": 1, "retry_after": 1}"#,
+        r#"{"code": 500, "match": "PATCH /api/v1/namespaces/web/configmaps/settings", "times": 1}"#,
+    ] {
+        let f = s.dir.path().join("fault.json");
+        fs_err::write(&f, fault).expect("write");
+        ok(&s.kube.kubectl(&["create", "--raw", "/fake/faults", "-f", &f.to_string_lossy()]));
+    }
+    let out = ok(&s.tend(&["apply", "--auto-approve"]));
+    assert!(out.contains("Apply complete: 3 added"), "{out}");
+    assert_eq!(s.get(&["configmap", "settings", "-n", "web"]).expect("applied after the retries")["data"]["a"], "b");
+    let calls = ok(&s.kube.kubectl(&["get", "--raw", "/fake/calls"]));
+    let calls: serde_json::Value = serde_json::from_str(&calls).expect("JSON");
+    let patches = calls
+        .as_object()
+        .expect("counts")
+        .iter()
+        .filter(|(k, _)| k.starts_with("PATCH") && k.contains("configmaps/settings"))
+        .map(|(_, v)| v.as_u64().unwrap_or(0))
+        .sum::<u64>();
+    assert_eq!(patches, 3, "two refused, the third applied: {calls}");
+}
