@@ -275,6 +275,16 @@ fn bad_manifests_and_kinds_are_named_by_file_line_or_object() {
     let err = failed(&s.tend(&["plan"]));
     assert!(err.contains("lives in namespace `nowhere`, which cluster kube.cluster.dev lacks and no set creates"), "{err}");
 
+    // One object in two sets.
+    s.write("k8s/b.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n");
+    s.write("more/x.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  namespace: web\n");
+    let toml = fs_err::read_to_string(s.cfg().join("tend.toml")).expect("read");
+    s.write("tend.toml", &format!("{toml}\n[kube.manifests.more]\npath = \"more\"\n"));
+    let err = failed(&s.tend(&["plan"]));
+    assert!(err.contains("ConfigMap `x` on kube.cluster.dev is declared by") && err.contains("two sets"), "{err}");
+    assert!(err.contains("k8s/b.yaml:1") && err.contains("more/x.yaml:1"), "both are named: {err}");
+    s.write("tend.toml", &toml);
+
     s.write("k8s/b.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: [x\n");
     // Read as config first (a file that is not YAML cannot say it holds manifests).
     let err = failed(&s.tend(&["plan"]));

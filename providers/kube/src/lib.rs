@@ -109,6 +109,7 @@ impl ProviderFactory for KubeFactory {
             runtime: Mutex::new(BTreeMap::new()),
             live: Mutex::new(HashMap::new()),
             created_namespaces: Mutex::new(HashMap::new()),
+            claimed: Mutex::new(HashMap::new()),
         }))
     }
 }
@@ -141,6 +142,9 @@ pub struct KubeProvider {
     live: Mutex<HashMap<String, Arc<J>>>,
     /// Namespaces each cluster's sets create, by cluster address.
     created_namespaces: Mutex<HashMap<String, Vec<String>>>,
+    /// Which set declares each object of a cluster (cluster, object key) → (set, origin): two
+    /// sets applying one object would fight over it.
+    claimed: Mutex<HashMap<(String, String), (String, String)>>,
 }
 
 impl std::fmt::Debug for KubeProvider {
@@ -293,6 +297,20 @@ impl KubeProvider {
             }
             keys.insert(o.key.clone(), objects.len());
             objects.push(o);
+        }
+        {
+            let mut claimed = self.claimed.lock().expect("not poisoned");
+            for o in &objects {
+                let here = (req.addr.to_string(), o.origin.clone());
+                let first = claimed.entry((target.to_string(), o.key.clone())).or_insert_with(|| here.clone());
+                if first.0 != here.0 {
+                    return Err(FieldError::field(
+                        "path",
+                        format!("{} `{}` on {target} is declared by two sets: `{}` ({}) and `{}` ({})", o.kind, o.name, first.0, first.1, here.0, here.1),
+                    )
+                    .with_hint("keep each object in one set"));
+                }
+            }
         }
         let mut created = Vec::new();
         let mut kinds = Vec::new();
