@@ -169,14 +169,20 @@ fn parse_key(addr: &ResourceAddr, namespaced: bool) -> Result<Key, ProviderError
     }
 }
 
+/// The object's own fields of a config (the set's left out), secrets revealed.
+fn object_of(config: &Attributes) -> J {
+    J::Object(config.iter().filter(|(k, _)| !SET_FIELDS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.to_json_revealed())).collect())
+}
+
+/// Whether a live object says it is not to be deleted (`tend.dev/prune: disabled`).
+fn prune_disabled(live: &J) -> bool {
+    live.pointer(&format!("/metadata/annotations/{}", PRUNE_ANNOTATION.replace('/', "~1"))).and_then(J::as_str) == Some("disabled")
+}
+
 /// The object a config describes, as sent: its own fields (secrets revealed), a Secret's
 /// `stringData` folded into `data`, tend's label and annotations added.
 fn desired(config: &Attributes, label: &str, set: &str) -> J {
-    let mut body = serde_json::Map::new();
-    for (k, v) in config.iter().filter(|(k, _)| !SET_FIELDS.contains(&k.as_str())) {
-        body.insert(k.clone(), v.to_json_revealed());
-    }
-    let mut body = J::Object(body);
+    let mut body = object_of(config);
     if body.get("kind").and_then(J::as_str) == Some("Secret")
         && let Some(J::Object(sd)) = body.as_object_mut().and_then(|b| b.remove("stringData"))
     {
@@ -489,9 +495,9 @@ impl KubeProvider {
             let mut p = PlannedChange::new(Action::Delete);
             let live = self.live.lock().expect("not poisoned").get(&req.addr.to_string()).cloned();
             if let Some(live) = live {
-                if live.pointer(&format!("/metadata/annotations/{}", PRUNE_ANNOTATION.replace('/', "~1"))).and_then(J::as_str) == Some("disabled") {
+                if prune_disabled(&live) {
                     p.note = Some("left on the cluster: pruning is disabled for it; tend forgets it".into());
-                } else if live.pointer(&format!("/metadata/labels/{}", PROJECT_LABEL.replace('/', "~1"))).and_then(J::as_str) != Some(self.label.as_str()) {
+                } else if !self.labelled(&live) {
                     return Err(ProviderError::conflict(format!("`{}` is no longer in the config, but the live object does not carry tend's label {PROJECT_LABEL}={}: not deleting what tend did not create", req.addr, self.label))
                         .with_hint(format!("`tend state rm '{}'` forgets it and leaves it on the cluster", req.addr)));
                 }
@@ -593,11 +599,11 @@ impl KubeProvider {
             return Ok(None);
         };
         let live = serde_json::to_value(live).unwrap_or_default();
-        if live.pointer(&format!("/metadata/annotations/{}", PRUNE_ANNOTATION.replace('/', "~1"))).and_then(J::as_str) == Some("disabled") {
+        if prune_disabled(&live) {
             tracing::info!(addr = %req.addr, "left on the cluster: pruning is disabled for it");
             return Ok(None);
         }
-        if live.pointer(&format!("/metadata/labels/{}", PROJECT_LABEL.replace('/', "~1"))).and_then(J::as_str) != Some(self.label.as_str()) {
+        if !self.labelled(&live) {
             return Err(ProviderError::conflict(format!("not deleting {kind} {}: it does not carry tend's label {PROJECT_LABEL}={}", key.name, self.label)));
         }
         let uid = live.pointer("/metadata/uid").and_then(J::as_str).map(str::to_string);
@@ -776,12 +782,7 @@ impl Provider for KubeProvider {
     async fn apply(&self, req: ApplyRequest) -> Result<Option<Observed>, ProviderError> {
         if &*req.addr.kind == "cluster" {
             let Some(config) = &req.config else { return Ok(None) };
-            let target = Target { addr: req.addr.clone(), attributes: Arc::new(config.clone()) };
-            let conn = self.clusters.get(&target, &self.root).await?;
-            let version = conn.client.apiserver_version().await.map_err(|e| conn.error(&e, "asking its version"))?;
-            let mut attrs = cluster_record(config);
-            attrs.insert("server_version".into(), Value::String(version.git_version));
-            return Ok(Some(Observed { id: None, attributes: attrs }));
+            return self.observe_cluster(&req.addr, config).await.map(Some);
         }
         if req.action == Action::Delete {
             return self.delete_object(&req).await;
@@ -799,7 +800,7 @@ impl Provider for KubeProvider {
         if &*req.addr.kind == "cluster" {
             return Ok(Health::Ready);
         }
-        let body = J::Object(req.config.iter().filter(|(k, _)| !SET_FIELDS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.to_json_revealed())).collect());
+        let body = object_of(&req.config);
         let Some((api_version, kind)) = body_kind(&body) else { return Ok(Health::Ready) };
         let conn = self.conn(req.target.as_ref()).await?;
         let (api, key) = self.api_for(&conn, &api_version, &kind, &req.addr).await?;
@@ -815,12 +816,22 @@ impl KubeProvider {
         if !config.values().all(Value::is_known) {
             return Ok(None);
         }
-        let target = Target { addr: item.addr.clone(), attributes: Arc::new(config.clone()) };
+        self.observe_cluster(&item.addr, config).await.map(Some)
+    }
+
+    /// A cluster as recorded: how to reach it, and the version it answers with.
+    async fn observe_cluster(&self, addr: &ResourceAddr, config: &Attributes) -> Result<Observed, ProviderError> {
+        let target = Target { addr: addr.clone(), attributes: Arc::new(config.clone()) };
         let conn = self.clusters.get(&target, &self.root).await?;
         let version = conn.client.apiserver_version().await.map_err(|e| conn.error(&e, "asking its version"))?;
         let mut attrs = cluster_record(config);
         attrs.insert("server_version".into(), Value::String(version.git_version));
-        Ok(Some(Observed { id: None, attributes: attrs }))
+        Ok(Observed { id: None, attributes: attrs })
+    }
+
+    /// Whether a live object carries this project's label: only those are deleted.
+    fn labelled(&self, live: &J) -> bool {
+        live.pointer(&format!("/metadata/labels/{}", PROJECT_LABEL.replace('/', "~1"))).and_then(J::as_str) == Some(self.label.as_str())
     }
 }
 
