@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use tend_provider::{FieldType, KindSchema, ResourceAddr, Role, Value};
 
 use super::diag::Diagnostic;
-use super::model::{DriftPolicy, Expr, Field, Lifecycle, Resource, SecretDecl};
+use super::model::{DriftPolicy, Expr, Field, Lifecycle, Resource, SecretDecl, SecretRef};
 use super::node::{Key, Node, NodeKind};
 use super::source::Span;
 use super::suggest::{nearest, nearest_addr};
@@ -384,6 +384,29 @@ fn check_type(expr: &Expr, ty: &FieldType, span: Span, name: &str) -> Result<(),
     }
 }
 
+/// `WHO uses secret NAME, which is not declared` (with the nearest declared name), or `None`
+/// when it is declared.
+pub fn undeclared_secret(secrets: &BTreeMap<String, SecretDecl>, s: &SecretRef, who: &str, span: Span) -> Option<Diagnostic> {
+    if secrets.contains_key(&s.name) {
+        return None;
+    }
+    let hint = match nearest(&s.name, secrets.keys().map(String::as_str)) {
+        Some(n) => format!("did you mean `secret.{n}`?"),
+        None => format!("declare it: [secret.{}] file = \"secrets/{}.age\"", s.name, s.name),
+    };
+    Some(Diagnostic::at(span, format!("{who} uses secret `{}`, which is not declared", s.name), "no such secret").with_hint(hint))
+}
+
+/// `WHAT ADDRESS, which is not declared`, with the nearest declared address.
+pub fn undeclared(resources: &BTreeMap<ResourceAddr, Resource>, addr: &ResourceAddr, span: Span, what: &str) -> Diagnostic {
+    let addrs: Vec<String> = resources.keys().map(ToString::to_string).collect();
+    let hint = match nearest_addr(&addr.base().to_string(), addrs.iter().map(String::as_str)) {
+        Some(s) => format!("did you mean `{s}`?"),
+        None => "declare it, or fix the address".to_string(),
+    };
+    Diagnostic::at(span, format!("{what} `{}`, which is not declared", addr.base()), "no such resource").with_hint(hint)
+}
+
 /// Check every reference, `depends_on` and address-list target exists, that referenced
 /// fields exist in the target's schema, and that referenced secrets are declared.
 pub fn check_references(
@@ -396,28 +419,10 @@ pub fn check_references(
     let mut diags = Vec::new();
     for res in resources.values() {
         for field in res.fields.values() {
-            for s in field.expr.secret_refs() {
-                if !secrets.contains_key(&s.name) {
-                    let names: Vec<&str> = secrets.keys().map(String::as_str).collect();
-                    let hint = match nearest(&s.name, names.iter().copied()) {
-                        Some(n) => format!("did you mean `secret.{n}`?"),
-                        None => format!("declare it: [secret.{}] file = \"secrets/{}.age\"", s.name, s.name),
-                    };
-                    diags.push(
-                        Diagnostic::at(s.span, format!("`{}` uses secret `{}`, which is not declared", res.addr, s.name), "no such secret").with_hint(hint),
-                    );
-                }
-            }
+            diags.extend(field.expr.secret_refs().into_iter().filter_map(|s| undeclared_secret(secrets, s, &format!("`{}`", res.addr), s.span)));
         }
     }
-    let addrs: Vec<String> = resources.keys().map(ToString::to_string).collect();
-    let missing = |addr: &ResourceAddr, span: Span, what: &str| {
-        let hint = match nearest_addr(&addr.base().to_string(), addrs.iter().map(String::as_str)) {
-            Some(s) => format!("did you mean `{s}`?"),
-            None => "declare it, or fix the address".to_string(),
-        };
-        Diagnostic::at(span, format!("{what} `{}`, which is not declared", addr.base()), "no such resource").with_hint(hint)
-    };
+    let missing = |addr: &ResourceAddr, span: Span, what: &str| undeclared(resources, addr, span, what);
     for res in resources.values() {
         for (dep, span) in &res.depends_on {
             if !resources.contains_key(&dep.base()) && !reported(dep) {

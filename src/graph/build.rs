@@ -9,6 +9,7 @@ use tend_provider::{ExpandRequest, FieldType, ResourceAddr, Sibling, Value};
 use tend_state::Snapshot;
 
 use super::{EdgeKind, Node, ResourceGraph};
+use crate::config::lower::{undeclared, undeclared_secret};
 use crate::config::template::Scope;
 use crate::config::{Config, Diagnostic, Diagnostics, Expr};
 use crate::registry::{Providers, Registry};
@@ -135,17 +136,14 @@ fn instance_exprs(
     for (k, v) in &inst.fields {
         match expr_of(v, res.span, &scope) {
             Ok(e) => {
-                for r in e.references() {
-                    if !config.resources.contains_key(&r.addr.base()) {
-                        diags.push(Diagnostic::at(res.span, format!("{whose} refers to `{r}`, which is not declared"), "in this resource"));
-                    }
-                }
-                for s in e.secret_refs() {
-                    if !config.secrets.contains_key(&s.name) {
-                        let d = Diagnostic::at(res.span, format!("{whose} uses secret `{}`, which is not declared", s.name), "in this resource");
-                        diags.push(d.with_hint(format!("declare it: [secret.{}] file = \"secrets/{}.age\"", s.name, s.name)));
-                    }
-                }
+                let what = format!("{whose} refers to");
+                diags.extend(
+                    e.references()
+                        .into_iter()
+                        .filter(|r| !config.resources.contains_key(&r.addr.base()))
+                        .map(|r| undeclared(&config.resources, &r.addr, res.span, &what)),
+                );
+                diags.extend(e.secret_refs().into_iter().filter_map(|s| undeclared_secret(&config.secrets, s, &whose, res.span)));
                 out.insert(k.clone(), e);
             }
             Err(d) => diags.push(Diagnostic { summary: format!("{whose}: {}", d.summary), ..d }),

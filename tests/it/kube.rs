@@ -275,6 +275,12 @@ fn bad_manifests_and_kinds_are_named_by_file_line_or_object() {
     let err = failed(&s.tend(&["plan"]));
     assert!(err.contains("lives in namespace `nowhere`, which cluster kube.cluster.dev lacks and no set creates"), "{err}");
 
+    // References inside a manifest name what exists.
+    s.write("k8s/b.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\ndata:\n  a: ${host.file.nope.sha256}\n  b: ${secret.nope}\n");
+    let err = failed(&s.tend(&["plan"]));
+    assert!(err.contains("(k8s/b.yaml:1) refers to") && err.contains("`host.file.nope`, which is not declared"), "{err}");
+    assert!(err.contains("uses secret `nope`,") && err.contains("which is not declared"), "{err}");
+
     // One object in two sets.
     s.write("k8s/b.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n");
     s.write("more/x.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  namespace: web\n");
