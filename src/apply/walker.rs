@@ -148,10 +148,24 @@ fn schedule(plan: &Plan) -> Schedule {
                 // its own step has run, and it outlives the deletion either way.
                 waits_on[i].insert(j);
             } else if c.action == Action::Delete {
-                // What a deleted resource depended on must outlive it.
-                waits_on[j].insert(i);
+                // What a deleted resource depended on must outlive it (what does not change
+                // outlives it anyway).
+                if plan.changes[j].action != Action::NoOp {
+                    waits_on[j].insert(i);
+                }
             } else {
                 waits_on[i].insert(j);
+            }
+        }
+    }
+    // A deletion waits for the changes that stop depending on it.
+    for (k, c) in plan.changes.iter().enumerate().filter(|(_, c)| c.action != Action::Delete) {
+        for d in &c.released {
+            if let Some(&i) = index.get(d)
+                && plan.changes[i].action == Action::Delete
+                && !reaches(&waits_on, k, i)
+            {
+                waits_on[i].insert(k);
             }
         }
     }
@@ -192,6 +206,21 @@ fn schedule(plan: &Plan) -> Schedule {
         }
     }
     Schedule { steps, waits_on, dependents }
+}
+
+/// Whether step `from` waits, directly or not, on step `to`.
+fn reaches(waits_on: &[BTreeSet<usize>], from: usize, to: usize) -> bool {
+    let mut seen = BTreeSet::new();
+    let mut stack = vec![from];
+    while let Some(s) = stack.pop() {
+        if s == to {
+            return true;
+        }
+        if seen.insert(s) {
+            stack.extend(waits_on[s].iter().copied());
+        }
+    }
+    false
 }
 
 /// Staged changes take effect when their target commits: one `Commit` step per target with
@@ -366,6 +395,19 @@ async fn walk(
         };
         finish(s, &sched, &mut remaining, &mut ready, &mut done, failure.as_ref(), &mut skip_cause);
     }
+    // A step whose turn never came (steps waiting on each other) is a failure, never silence.
+    for (s, step) in sched.steps.iter().enumerate().filter(|(s, _)| !done.contains(s)) {
+        let (Step::Main(i) | Step::Deposed(i) | Step::Destroy(i) | Step::Commit(i)) = *step;
+        let c = &plan.changes[i];
+        if matches!(step, Step::Main(_)) && c.is_change() {
+            let outcome = Outcome::Failed(crate::report::StepFailure::terminal(format!(
+                "not applied: its step {s} waits in a cycle of steps (a bug in tend's ordering; please report it)"
+            )));
+            reporter.post_apply(&c.addr, c.action, &outcome, std::time::Duration::ZERO);
+            out.results.push((c.addr.clone(), c.action, outcome));
+            out.failed += 1;
+        }
+    }
     out
 }
 
@@ -420,6 +462,7 @@ mod tests {
             drift_reported: false,
             depends_on: depends_on.iter().map(|d| d.parse().expect("address")).collect(),
             trigger_deps: Vec::new(),
+            released: Vec::new(),
             target: None,
             config: None,
             observed: None,
@@ -483,6 +526,28 @@ mod tests {
                 ("main:fake.thing.old_file".to_string(), vec![]),
             ]
         );
+    }
+
+    #[test]
+    fn a_deletion_waits_for_what_stops_depending_on_it() {
+        // A workload moves from the old config to the new one; the old goes after it.
+        // Both live in a namespace that does not change (and so need not outlive anything).
+        let mut web = change("fake.thing.web", Action::Update, &["fake.thing.cfg_new", "fake.thing.ns"]);
+        web.released = vec!["fake.thing.cfg_old".parse().expect("address")];
+        let p = plan(vec![
+            change("fake.thing.ns", Action::NoOp, &[]),
+            change("fake.thing.cfg_new", Action::Create, &["fake.thing.ns"]),
+            web,
+            change("fake.thing.cfg_old", Action::Delete, &["fake.thing.ns"]),
+        ]);
+        let s = shape(&p);
+        assert_eq!(s[0], ("main:fake.thing.ns".to_string(), vec![]));
+        assert_eq!(s[3], ("main:fake.thing.cfg_old".to_string(), vec!["main:fake.thing.web".to_string()]));
+        // An order that would close a cycle is not added.
+        let mut a = change("fake.thing.a", Action::Update, &["fake.thing.b"]);
+        a.released = vec!["fake.thing.gone".parse().expect("address")];
+        let p = plan(vec![a, change("fake.thing.b", Action::Update, &[]), change("fake.thing.gone", Action::Delete, &["fake.thing.b"])]);
+        assert_eq!(shape(&p)[2], ("main:fake.thing.gone".to_string(), vec![]), "b must outlive gone, and a waits for b");
     }
 
     #[test]

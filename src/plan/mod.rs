@@ -108,6 +108,10 @@ pub struct Change {
     pub depends_on: Vec<ResourceAddr>,
     /// Dependencies through address-list fields (`on_change`).
     pub trigger_deps: Vec<ResourceAddr>,
+    /// What it depended on at its last apply and no longer does: a deletion of one of them
+    /// waits for this change (a workload moves to a new config map before the old one goes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub released: Vec<ResourceAddr>,
     /// The target the instance lives on.
     pub target: Option<ResourceAddr>,
     /// Config expressions, evaluated again at apply (`None` for removed resources, and for

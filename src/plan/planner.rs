@@ -633,6 +633,10 @@ async fn plan_desired(
         triggered_by: decided.triggered_by,
         note: decided.note,
         drift_reported: decided.drift_reported,
+        released: record
+            .filter(|_| decided.action != Action::NoOp)
+            .map(|r| r.dependencies.iter().filter(|d| !deps.iter().any(|(a, _)| a == *d)).cloned().collect())
+            .unwrap_or_default(),
         depends_on: deps.iter().map(|(a, _)| a.clone()).collect(),
         trigger_deps,
         target: node.target.clone(),
@@ -781,6 +785,7 @@ async fn plan_orphan(
         drift_reported: false,
         depends_on: deps.iter().map(|(a, _)| a.clone()).collect(),
         trigger_deps: Vec::new(),
+        released: Vec::new(),
         target: node.target.clone(),
         config: None,
         observed: observed.as_ref().map(|o| o.attributes.clone()),
