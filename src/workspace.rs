@@ -1,6 +1,7 @@
 //! A loaded workspace: config, configured providers and the state location — what every
 //! command starts from.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -108,6 +109,30 @@ impl Workspace {
     pub fn configure_all(&mut self) -> Result<(), WorkspaceError> {
         self.providers = self.registry.configure_all(&self.config).map_err(|(name, source)| WorkspaceError::Provider { name, source })?;
         Ok(())
+    }
+
+    /// Start every provider's watch of what `state` records (see [`tend_provider::Provider::watch`]);
+    /// the guards keep them running. A provider that cannot watch, or fails to, is left out
+    /// (its drift is found by periodic plans).
+    pub async fn watch(&self, state: &Snapshot, on_drift: &tend_provider::OnDrift) -> Vec<tend_provider::WatchGuard> {
+        let mut items: BTreeMap<&str, Vec<tend_provider::WatchItem>> = BTreeMap::new();
+        for r in state.records.values().filter(|r| r.status == tend_state::RecordStatus::Ready) {
+            items.entry(&r.addr.provider).or_default().push(tend_provider::WatchItem {
+                addr: r.addr.clone(),
+                recorded: r.attributes.clone(),
+                target: r.target.clone(),
+            });
+        }
+        let mut guards = Vec::new();
+        for (name, items) in items {
+            let Some(provider) = self.providers.get(name) else { continue };
+            match provider.watch(tend_provider::WatchRequest { items }, on_drift.clone()).await {
+                Ok(Some(g)) => guards.push(g),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(provider = name, "cannot watch for drift: {e}"),
+            }
+        }
+        guards
     }
 
     /// Read state without locking or creating anything; empty when there is no state file yet.

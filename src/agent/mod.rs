@@ -29,6 +29,11 @@ pub struct Shared {
     pub status: Mutex<Status>,
     /// Wakes the loop (webhook, resume). One stored permit coalesces bursts.
     pub trigger: Notify,
+    /// Wakes the loop for a drift run: a provider's watch saw a change made outside tend.
+    pub drift: Notify,
+    /// The providers' watches started after the last successful reconcile; dropped (stopped)
+    /// when the next one starts, so that tend's own changes are not reported as drift.
+    watches: std::sync::Mutex<Vec<tend_provider::WatchGuard>>,
     /// Webhook secret.
     pub webhook_secret: Option<String>,
     /// Set on SIGTERM/SIGINT: no new changes start.
@@ -57,6 +62,8 @@ impl Shared {
         Arc::new(Self {
             status: Mutex::new(status),
             trigger: Notify::new(),
+            drift: Notify::new(),
+            watches: std::sync::Mutex::new(Vec::new()),
             webhook_secret: opts.webhook_secret.clone(),
             cancel: Arc::new(AtomicBool::new(false)),
             stop: Notify::new(),

@@ -18,11 +18,16 @@ use crate::workspace::Workspace;
 pub(crate) async fn reconcile(opts: &AgentOptions, shared: &Arc<Shared>, fetch: bool, why: Why) -> Reconciled {
     let started = Instant::now();
     let span = tracing::info_span!("reconcile", why = ?why, commit = tracing::field::Empty);
+    // What the last reconcile watched stops: this one's own changes are not drift.
+    std::mem::take(&mut *shared.watches.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
     let result = tracing::Instrument::instrument(reconcile_inner(opts, shared, fetch), span).await;
-    shared.status.lock().await.record_reconcile(started.elapsed(), result.as_ref().copied().map_err(|(label, msg)| (*label, msg.as_str())));
+    shared.status.lock().await.record_reconcile(started.elapsed(), result.as_ref().map(|_| ()).map_err(|(label, msg)| (*label, msg.as_str())));
     match result {
-        Ok(()) => {
+        Ok(ws) => {
             tracing::info!(duration_ms = started.elapsed().as_millis(), "reconciled");
+            if !opts.once {
+                watch(&ws, shared).await;
+            }
             Reconciled::Success
         }
         Err(("refused", msg)) => Reconciled::Refused(msg),
@@ -33,10 +38,25 @@ pub(crate) async fn reconcile(opts: &AgentOptions, shared: &Arc<Shared>, fetch: 
     }
 }
 
+/// Watch what state now records, waking the loop for a drift run when something changes
+/// outside tend.
+async fn watch(ws: &Workspace, shared: &Arc<Shared>) {
+    let Ok(snapshot) = ws.read_state().await else { return };
+    let weak = Arc::downgrade(shared);
+    let on_drift: tend_provider::OnDrift = Arc::new(move |addr: &ResourceAddr| {
+        tracing::warn!(%addr, "changed outside tend (seen by a watch)");
+        if let Some(s) = weak.upgrade() {
+            s.drift.notify_one();
+        }
+    });
+    let guards = ws.watch(&snapshot, &on_drift).await;
+    *shared.watches.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = guards;
+}
+
 /// How a reconcile failed: its result label and message.
 pub(crate) type Failure = (&'static str, String);
 
-async fn reconcile_inner(opts: &AgentOptions, shared: &Arc<Shared>, fetch: bool) -> Result<(), Failure> {
+async fn reconcile_inner(opts: &AgentOptions, shared: &Arc<Shared>, fetch: bool) -> Result<Workspace, Failure> {
     let (root, revision) = super::fetch::materialise(opts, shared, fetch).await?;
     let load = LoadOptions { root, ..opts.load.clone() };
     let state = opts.state.clone();
@@ -85,7 +105,7 @@ async fn reconcile_inner(opts: &AgentOptions, shared: &Arc<Shared>, fetch: bool)
         if mode == Mode::Apply && !suspended {
             shared.status.lock().await.record_applied(commit);
         }
-        return Ok(());
+        return Ok(ws);
     }
     let drift_changes = plan.changes.iter().filter(|c| c.reason == ChangeReason::Drift && c.is_change()).count() as u64;
     let parallelism = opts.parallelism.or(ws.config.project.parallelism).unwrap_or(10);
@@ -100,7 +120,7 @@ async fn reconcile_inner(opts: &AgentOptions, shared: &Arc<Shared>, fetch: bool)
     let results = std::mem::take(&mut *reporter.results.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
     shared.status.lock().await.record_outcomes(results, drift_changes, outcome.failed, outcome.success().then_some(commit));
     if outcome.success() && unplanned == 0 {
-        Ok(())
+        Ok(ws)
     } else {
         Err(("failed", format!("apply {}: {}", if outcome.interrupted { "interrupted" } else { "failed" }, outcome.summary_line())))
     }

@@ -1,6 +1,6 @@
-//! When the agent reconciles: on start, on a trigger (webhook, resume), every fetch interval
-//! (jittered), every drift interval between fetches, and after a failure with exponential,
-//! jittered backoff that a success resets.
+//! When the agent reconciles: on start, on a trigger (webhook, resume), when a provider's watch
+//! sees a change made outside tend, every fetch interval (jittered), every drift interval between
+//! fetches, and after a failure with exponential, jittered backoff that a success resets.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -65,6 +65,7 @@ where
         tokio::select! {
             () = shared.stop.notified() => return last,
             () = shared.trigger.notified() => why = Why::Trigger,
+            () = shared.drift.notified(), if healthy => why = Why::Drift,
             () = tokio::time::sleep(wait) => {
                 why = if healthy && last_fetch.elapsed() + Duration::from_millis(50) < eff.interval { Why::Drift } else { Why::Interval };
             }

@@ -70,6 +70,11 @@ impl Setup {
         self.dir.path().join("cfg")
     }
 
+    /// tend.toml as it is now.
+    fn toml(&self) -> String {
+        fs_err::read_to_string(self.cfg().join("tend.toml")).expect("read tend.toml")
+    }
+
     fn write(&self, path: &str, text: &str) {
         write_tree(&self.cfg(), &[(path, text)]);
     }
@@ -102,6 +107,13 @@ impl Setup {
     }
 
     /// `kubectl get ARGS -o json`, or `None` when it is not there.
+    /// Makes the fake API server fail the requests `fault` (its JSON) matches.
+    fn fault(&self, fault: &str) {
+        let f = self.dir.path().join("fault.json");
+        fs_err::write(&f, fault).expect("write");
+        ok(&self.kube.kubectl(&["create", "--raw", "/fake/faults", "-f", &f.to_string_lossy()]));
+    }
+
     fn get(&self, args: &[&str]) -> Option<serde_json::Value> {
         let mut all = vec!["get"];
         all.extend_from_slice(args);
@@ -212,6 +224,29 @@ fn a_rollout_that_never_becomes_ready_fails_the_apply_naming_the_condition() {
     assert!(ok(&s.tend(&["plan"])).contains("No changes."));
 }
 
+#[test]
+fn a_failed_rollout_is_rolled_back_with_rollback_auto_and_tried_again_by_the_next_apply() {
+    let s = Setup::new(&[("app.yaml", APP)]);
+    let toml = s.toml();
+    s.write("tend.toml", &format!("{toml}rollback = \"auto\"\n"));
+    ok(&s.tend(&["apply", "--auto-approve"]));
+    let image = |s: &Setup| s.get(&["deployment", "api", "-n", "web"]).expect("deployment")["spec"]["template"]["spec"]["containers"][0]["image"].clone();
+    assert_eq!(image(&s), "nginx:1.27");
+
+    let broken = APP.replace("nginx:1.27", "nginx:never-ready").replace("  replicas: 2\n", "  replicas: 2\n  progressDeadlineSeconds: 2\n");
+    s.write("k8s/app.yaml", &broken);
+    let err = failed(&s.tend(&["apply", "--auto-approve"]));
+    assert!(err.contains("ProgressDeadlineExceeded") && err.contains("rolled back"), "{err}");
+    assert_eq!(image(&s), "nginx:1.27", "the previous revision serves again");
+    // The commit still asks for the new image: the next plan tries it again.
+    let plan = ok(&s.tend(&["plan"]));
+    assert!(plan.contains("~ kube.manifests.app[apps/Deployment/web/api]") && plan.contains("nginx:never-ready"), "{plan}");
+    s.write("k8s/app.yaml", &APP.replace("nginx:1.27", "nginx:1.28"));
+    ok(&s.tend(&["apply", "--auto-approve"]));
+    assert_eq!(image(&s), "nginx:1.28");
+    assert!(ok(&s.tend(&["plan"])).contains("No changes."));
+}
+
 const CRD: &str = r"apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
 metadata:
@@ -249,6 +284,22 @@ fn a_custom_resource_definition_and_its_resources_apply_in_one_run() {
     s.write("k8s/crd.yaml", &CRD.replace("size: 3", "size: 4"));
     let plan = ok(&s.tend(&["plan"]));
     assert!(plan.contains("~ size = 3 -> 4"), "{plan}");
+
+    // A kind's readiness by the set's rule: this one never holds, and the apply says what it
+    // waited for.
+    let toml = s.toml();
+    s.write("tend.toml", &format!("{toml}timeout = \"2s\"\n\n[kube.manifests.app.health.\"example.com/Widget\"]\nready = \"nope\"\n"));
+    let err = failed(&s.tend(&["plan"]));
+    assert!(err.contains("health.\"example.com/Widget\": `nope`: no `=`"), "{err}");
+    s.write(
+        "tend.toml",
+        &format!("{toml}timeout = \"2s\"\n\n[kube.manifests.app.health.\"example.com/Widget\"]\nready = \"status.conditions[type=Synced].status=True\"\n"),
+    );
+    let err = failed(&s.tend(&["apply", "--auto-approve"]));
+    assert!(err.contains("kube.manifests.app[example.com/Widget/web/gear]") && err.contains("waiting for status.conditions[type=Synced].status=True"), "{err}");
+    s.write("tend.toml", &format!("{toml}\n[kube.manifests.app.health.Widget]\nready = \"spec.size=4\"\nfailed = \"spec.size=0\"\n"));
+    ok(&s.tend(&["apply", "--auto-approve"]));
+    assert!(ok(&s.tend(&["plan"])).contains("No changes."));
 }
 
 #[test]
@@ -284,12 +335,31 @@ fn bad_manifests_and_kinds_are_named_by_file_line_or_object() {
     // One object in two sets.
     s.write("k8s/b.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n");
     s.write("more/x.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  namespace: web\n");
-    let toml = fs_err::read_to_string(s.cfg().join("tend.toml")).expect("read");
+    let toml = s.toml();
     s.write("tend.toml", &format!("{toml}\n[kube.manifests.more]\npath = \"more\"\n"));
     let err = failed(&s.tend(&["plan"]));
     assert!(err.contains("ConfigMap `x` on kube.cluster.dev is declared by") && err.contains("two sets"), "{err}");
     assert!(err.contains("k8s/b.yaml:1") && err.contains("more/x.yaml:1"), "both are named: {err}");
     s.write("tend.toml", &toml);
+
+    // A link out of the repository is refused, never skipped (its objects would be pruned);
+    // a link to a file inside it is read.
+    s.write("k8s/b.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n");
+    let outside = s.dir.path().join("outside.yaml");
+    fs_err::write(&outside, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: y\n").expect("write");
+    std::os::unix::fs::symlink(&outside, s.cfg().join("k8s/c.yaml")).expect("link");
+    let err = failed(&s.tend(&["plan"]));
+    assert!(err.contains("c.yaml") && err.contains("outside the repository"), "{err}");
+    fs_err::remove_file(s.cfg().join("k8s/c.yaml")).expect("unlink");
+    s.write("shared/y.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: shared\n");
+    std::os::unix::fs::symlink("../shared/y.yaml", s.cfg().join("k8s/c.yaml")).expect("link");
+    let plan = ok(&s.tend(&["plan"]));
+    assert!(plan.contains("+ kube.manifests.app[ConfigMap/web/shared]"), "{plan}");
+    // A name YAML reads as another type is named as such.
+    s.write("shared/y.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: y\n");
+    let err = failed(&s.tend(&["plan"]));
+    assert!(err.contains("k8s/c.yaml:1: the ConfigMap's `metadata.name` is") && err.contains("true, not a string: quote it"), "{err}");
+    fs_err::remove_file(s.cfg().join("k8s/c.yaml")).expect("unlink");
 
     s.write("k8s/b.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: [x\n");
     // Read as config first (a file that is not YAML cannot say it holds manifests).
@@ -311,7 +381,7 @@ fn an_object_another_manager_owns_is_not_taken_over_unless_forced() {
     assert!(err.contains("kube.manifests.app[ConfigMap/web/shared]"), "{err}");
     assert!(err.contains("helm"), "the other field manager is named: {err}");
     // `force = true` takes it over.
-    let toml = fs_err::read_to_string(s.cfg().join("tend.toml")).expect("read");
+    let toml = s.toml();
     s.write("tend.toml", &toml.replace("namespace = \"web\"\n", "namespace = \"web\"\nforce = true\n"));
     let plan = ok(&s.tend(&["plan"]));
     assert!(plan.contains("tend adopts it"), "{plan}");
@@ -354,7 +424,7 @@ fn references_and_secrets_inside_manifests_are_evaluated_and_secrets_never_leak(
     w.finish().expect("finish");
     fs_err::create_dir_all(s.cfg().join("secrets")).expect("mkdir");
     fs_err::write(s.cfg().join("secrets/db.age"), enc).expect("write secret");
-    let toml = fs_err::read_to_string(s.cfg().join("tend.toml")).expect("read");
+    let toml = s.toml();
     s.write("tend.toml", &format!("{toml}\n[host.local.this]\n\n[secret.db]\nfile = \"secrets/db.age\"\n"));
     let key = key.to_string_lossy().into_owned();
     let env = [("TEND_AGE_KEY_FILE", key.as_str())];
@@ -398,14 +468,8 @@ fn a_busy_or_failing_api_server_is_retried_within_the_apply() {
         "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: web\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  a: b\n",
     )]);
     // The next two writes of the ConfigMap are refused: 429 with Retry-After, then a 500.
-    for fault in [
-        r#"{"code": 429, "match": "PATCH /api/v1/namespaces/web/configmaps/settings", "times": 1, "retry_after": 1}"#,
-        r#"{"code": 500, "match": "PATCH /api/v1/namespaces/web/configmaps/settings", "times": 1}"#,
-    ] {
-        let f = s.dir.path().join("fault.json");
-        fs_err::write(&f, fault).expect("write");
-        ok(&s.kube.kubectl(&["create", "--raw", "/fake/faults", "-f", &f.to_string_lossy()]));
-    }
+    s.fault(r#"{"code": 429, "match": "PATCH /api/v1/namespaces/web/configmaps/settings", "times": 1, "retry_after": 1}"#);
+    s.fault(r#"{"code": 500, "match": "PATCH /api/v1/namespaces/web/configmaps/settings", "times": 1}"#);
     let out = ok(&s.tend(&["apply", "--auto-approve"]));
     assert!(out.contains("Apply complete: 3 added"), "{out}");
     assert_eq!(s.get(&["configmap", "settings", "-n", "web"]).expect("applied after the retries")["data"]["a"], "b");
@@ -419,4 +483,119 @@ fn a_busy_or_failing_api_server_is_retried_within_the_apply() {
         .map(|(_, v)| v.as_u64().unwrap_or(0))
         .sum::<u64>();
     assert_eq!(patches, 3, "two refused, the third applied: {calls}");
+
+    // Observation is retried too: a busy moment does not leave the cluster's objects unplanned.
+    let lists = |calls: &serde_json::Value| calls["GET /api/v1/configmaps"].as_u64().unwrap_or(0);
+    let before = lists(&calls);
+    s.fault(r#"{"code": 503, "match": "GET /api/v1/configmaps", "times": 2}"#);
+    assert!(ok(&s.tend(&["plan"])).contains("No changes."));
+    let calls: serde_json::Value = serde_json::from_str(&ok(&s.kube.kubectl(&["get", "--raw", "/fake/calls"]))).expect("JSON");
+    assert_eq!(lists(&calls) - before, 3, "two refused, the third listed: {calls}");
+}
+
+#[test]
+fn writes_to_a_cluster_are_bounded_by_its_parallelism() {
+    let maps: String = (0..8).fold(String::new(), |mut out, i| {
+        out.push_str(&format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: m{i}\ndata:\n  n: \"{i}\"\n"));
+        out
+    });
+    let s = Setup::new(&[("ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: web\n"), ("maps.yaml", &maps)]);
+    let toml = s.toml();
+    s.write("tend.toml", &toml.replace("[kube.cluster.dev]\n", "[kube.cluster.dev]\nparallelism = 2\n"));
+    // Each request takes 0.3 s: eight writes at once would be seen at once.
+    let f = s.dir.path().join("latency.json");
+    fs_err::write(&f, r#"{"seconds": 0.3}"#).expect("write");
+    ok(&s.kube.kubectl(&["create", "--raw", "/fake/latency", "-f", &f.to_string_lossy()]));
+    let out = ok(&s.tend(&["apply", "--auto-approve"]));
+    assert!(out.contains("Apply complete: 10 added"), "{out}");
+    let most: serde_json::Value = serde_json::from_str(&ok(&s.kube.kubectl(&["get", "--raw", "/fake/concurrency"]))).expect("JSON");
+    assert_eq!(most["PATCH"], 2, "at most two writes at once, and two did overlap: {most}");
+}
+
+#[test]
+fn hash_suffixed_config_rolls_its_workloads_and_the_old_one_goes_after_them() {
+    let s = Setup::new(&[("app.yaml", APP)]);
+    let toml = s.toml();
+    s.write("tend.toml", &format!("{toml}hash_suffix = true\n"));
+    ok(&s.tend(&["apply", "--auto-approve"]));
+    let maps = |s: &Setup| -> Vec<String> {
+        let list = s.get(&["configmaps", "-n", "web"]).expect("list");
+        list["items"].as_array().expect("items").iter().map(|m| m["metadata"]["name"].as_str().unwrap_or("").to_string()).collect()
+    };
+    let first = maps(&s);
+    assert!(first.len() == 1 && first[0].starts_with("settings-"), "named after its content: {first:?}");
+    let uses = |s: &Setup| {
+        s.get(&["deployment", "api", "-n", "web"]).expect("deployment")["spec"]["template"]["spec"]["containers"][0]["envFrom"][0]["configMapRef"]["name"]
+            .clone()
+    };
+    assert_eq!(uses(&s), first[0].as_str(), "the reference follows the name");
+    assert!(ok(&s.tend(&["plan"])).contains("No changes."));
+
+    // New content: a new ConfigMap, the Deployment rolls to it, then the old one goes.
+    s.write("k8s/app.yaml", &APP.replace("greeting: hello", "greeting: hi"));
+    let plan = ok(&s.tend(&["plan"]));
+    assert!(plan.contains(&format!("- kube.manifests.app[ConfigMap/web/{}]", first[0])), "{plan}");
+    assert!(plan.contains("~ kube.manifests.app[apps/Deployment/web/api]"), "{plan}");
+    let applied = s.tend(&["apply", "--auto-approve"]);
+    let out = ok(&applied) + &String::from_utf8_lossy(&applied.stderr);
+    let at = |what: &str| out.find(what).unwrap_or_else(|| panic!("`{what}` in {out}"));
+    assert!(at(&format!("[ConfigMap/web/{}]: destroying", first[0])) > at("[apps/Deployment/web/api]: updated ("), "the old one goes after the rollout: {out}");
+    let second = maps(&s);
+    assert!(second.len() == 1 && second[0] != first[0] && second[0].starts_with("settings-"), "{second:?}");
+    assert_eq!(uses(&s), second[0].as_str());
+    assert!(ok(&s.tend(&["plan"])).contains("No changes."));
+}
+
+/// A `tend agent` on the setup's config, stopped (by its PID) when dropped.
+struct Agent(std::process::Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_agent_watches_the_cluster_and_corrects_a_change_by_someone_else_without_waiting_for_an_interval() {
+    let s = Setup::new(&[("app.yaml", APP)]);
+    let log = s.dir.path().join("agent.log");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_tend"))
+        .args(["-C", &s.cfg().to_string_lossy(), "--state", &s.dir.path().join("state/state.db").to_string_lossy()])
+        // Hours between reconciles: only the watch can bring the next one.
+        .args(["agent", "--listen", "none", "--interval", "6h", "--drift-interval", "6h"])
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "info")
+        .env("XDG_STATE_HOME", s.dir.path().join("xdg"))
+        .env("TMPDIR", s.tmp())
+        .env_remove("KUBECONFIG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(fs_err::File::create(&log).expect("log").into_parts().0)
+        .spawn()
+        .expect("the agent starts");
+    let _agent = Agent(child);
+    let replicas = |s: &Setup| s.get(&["deployment", "api", "-n", "web"]).map(|d| d["spec"]["replicas"].clone());
+    let wait = |what: &str, cond: &dyn Fn() -> bool| {
+        let until = std::time::Instant::now() + std::time::Duration::from_mins(1);
+        while !cond() {
+            assert!(std::time::Instant::now() < until, "timed out waiting until {what}:\n{}", fs_err::read_to_string(&log).unwrap_or_default());
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    };
+    wait("the first reconcile applies the set", &|| {
+        replicas(&s) == Some(serde_json::json!(2)) && fs_err::read_to_string(&log).unwrap_or_default().contains("reconciled")
+    });
+    // Someone scales the Deployment by hand (kubectl patch): the watch sees it and the agent puts it back.
+    ok(&s.kube.kubectl(&["patch", "deployment", "api", "-n", "web", "--type", "merge", "-p", r#"{"spec":{"replicas":5}}"#]));
+    wait("the change is seen", &|| fs_err::read_to_string(&log).unwrap_or_default().contains("changed outside tend"));
+    wait("the agent corrects it", &|| replicas(&s) == Some(serde_json::json!(2)));
+    let text = fs_err::read_to_string(&log).unwrap_or_default();
+    assert!(text.contains("kube.manifests.app[apps/Deployment/web/api]") && text.contains("drift detected"), "{text}");
+    // Its own correction is not drift: the agent settles.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let reconciles = |t: &str| t.matches("reconciled").count();
+    let settled = reconciles(&fs_err::read_to_string(&log).unwrap_or_default());
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(reconciles(&fs_err::read_to_string(&log).unwrap_or_default()), settled, "no reconcile without a change");
 }

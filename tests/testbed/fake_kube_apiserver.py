@@ -39,7 +39,8 @@ clients rely on, and is checked against the real `kubectl` in tests/it/kube_fake
 - the test's controls, with the token: POST /fake/faults `{"code": 429, "match": "GET /api/v1",
   "times": 2, "retry_after": 1}` fails the next matching requests (`match`: a substring of
   `VERB /path`), POST /fake/latency `{"seconds": 0.05}` delays every request, GET /fake/calls
-  counts requests by `VERB /path`.
+  counts requests by `VERB /path`, GET /fake/concurrency gives the most requests of each verb
+  served at once.
 
     python3 fake_kube_apiserver.py WORK_DIR
 
@@ -95,6 +96,8 @@ SEEN = {}  # key -> (generation, when the controllers first saw it)
 COUNTS = {}  # "VERB group/plural" -> requests, for benchmarks
 FAULTS = []  # {"code", "match", "times", "retry_after"} injected by POST /fake/faults
 LATENCY = [0.0]  # seconds added to every request
+INFLIGHT = {}  # verb -> requests being served now
+MOST = {}  # verb -> the most requests served at once, for tests of client-side concurrency
 MANAGED = {}  # same key -> {(manager, operation): set(paths)}
 RV = [0]
 
@@ -448,6 +451,16 @@ class Api(http.server.BaseHTTPRequestHandler):
             return self.fake_admin(parts[1:])
         what = self.command + " " + url.path
         with LOCK:
+            INFLIGHT[self.command] = INFLIGHT.get(self.command, 0) + 1
+            MOST[self.command] = max(MOST.get(self.command, 0), INFLIGHT[self.command])
+        try:
+            return self.serve(parts, q, url, what)
+        finally:
+            with LOCK:
+                INFLIGHT[self.command] -= 1
+
+    def serve(self, parts, q, url, what):
+        with LOCK:
             COUNTS[self.command + " " + url.path] = COUNTS.get(self.command + " " + url.path, 0) + 1
             fault = next((f for f in FAULTS if f["times"] > 0 and f.get("match", "") in what), None)
             if fault:
@@ -487,6 +500,8 @@ class Api(http.server.BaseHTTPRequestHandler):
                 return self.send(200, {"seconds": LATENCY[0]})
             if parts == ["calls"]:
                 return self.send(200, COUNTS)
+            if parts == ["concurrency"]:
+                return self.send(200, MOST)
         return self.send(*status(404, "NotFound", "no such control"))
 
     def watch(self, parts, q):

@@ -39,8 +39,8 @@ pub use map::Map;
 pub use path::{Difference, FieldPath, PathError, Segment, diff, identity_key, pair_elements};
 pub use provider::{
     ActRequest, Acted, Action, ApplyRequest, Attributes, CONTENT_SHOWN_MAX, CommitRequest, Committed, ContentChange, ExpandRequest, FieldError, Health,
-    HealthRequest, Instance, Observed, PlanRequest, PlannedChange, PriorRecord, Provider, ProviderConfig, ProviderFactory, ReadItem, ReadRequest,
-    RevertRequest, Reverted, RuntimeField, RuntimeKind, Sibling, Target,
+    HealthRequest, Instance, Observed, OnDrift, PlanRequest, PlannedChange, PriorRecord, Provider, ProviderConfig, ProviderFactory, ReadItem, ReadRequest,
+    RevertRequest, Reverted, RuntimeField, RuntimeKind, Sibling, Target, WatchGuard, WatchItem, WatchRequest,
 };
 pub use schema::{Claim, DEFAULT_TIMEOUT, FieldSchema, FieldType, KindSchema, Role, UpdateMode};
 pub use value::{Sensitive, Value};

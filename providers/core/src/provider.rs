@@ -475,7 +475,42 @@ pub trait Provider: Send + Sync {
     async fn revert(&self, _req: RevertRequest) -> Result<Option<Reverted>, ProviderError> {
         Ok(None)
     }
+
+    /// Watch recorded instances for changes made outside tend (a Kubernetes watch), calling
+    /// `on_drift` with the address of each one whose recorded fields changed or that was
+    /// deleted, until the returned guard is dropped. The agent calls it after each reconcile,
+    /// on the provider of that reconcile (its connections are made), and reconciles again when
+    /// told; it drops the guard before the next reconcile, so the provider's own changes are
+    /// not reported. The default, `None`: the provider cannot watch, and drift is found by the
+    /// agent's periodic plans.
+    async fn watch(&self, _req: WatchRequest, _on_drift: OnDrift) -> Result<Option<WatchGuard>, ProviderError> {
+        Ok(None)
+    }
 }
+
+/// Input to [`Provider::watch`]: instances as state recorded them.
+#[derive(Debug, Clone)]
+pub struct WatchRequest {
+    /// The instances to watch.
+    pub items: Vec<WatchItem>,
+}
+
+/// One instance to watch.
+#[derive(Debug, Clone)]
+pub struct WatchItem {
+    /// Its address.
+    pub addr: ResourceAddr,
+    /// Its attributes as recorded (sensitive values as fingerprints).
+    pub recorded: std::sync::Arc<Attributes>,
+    /// Its target's address.
+    pub target: Option<ResourceAddr>,
+}
+
+/// Told the address of an instance changed outside tend.
+pub type OnDrift = std::sync::Arc<dyn Fn(&ResourceAddr) + Send + Sync>;
+
+/// Keeps a provider's watches running; dropping it stops them.
+pub type WatchGuard = Box<dyn Send + Sync>;
 
 /// What [`Provider::health`] reports.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -21,12 +21,19 @@ pub(crate) struct Conn {
     /// How messages name it: `kube.cluster.prod (context prod-admin)`.
     pub shown: String,
     discovery: Mutex<Option<Arc<Discovery>>>,
+    /// Bounds the writes sent at once (`parallelism`).
+    writes: tokio::sync::Semaphore,
 }
+
+/// Writes sent to one cluster at once unless its `parallelism` says otherwise.
+const PARALLELISM: usize = 10;
 
 /// The clients of one run, by the cluster's connection values.
 #[derive(Default)]
 pub(crate) struct Clusters {
     conns: Mutex<HashMap<String, Arc<Conn>>>,
+    /// The last connection made to each cluster, by its address.
+    by_addr: Mutex<HashMap<String, Arc<Conn>>>,
 }
 
 fn text<'a>(a: &'a Attributes, k: &str) -> Option<&'a str> {
@@ -57,7 +64,13 @@ impl Clusters {
         }
         let c = Arc::new(connect(target, root).await?);
         conns.insert(id, c.clone());
+        self.by_addr.lock().await.insert(target.addr.to_string(), c.clone());
         Ok(c)
+    }
+
+    /// The connection this run made to the cluster at `addr`, if it made one.
+    pub async fn made(&self, addr: &str) -> Option<Arc<Conn>> {
+        self.by_addr.lock().await.get(addr).cloned()
     }
 }
 
@@ -121,7 +134,8 @@ async fn connect(target: &Target, root: &Path) -> Result<Conn, ProviderError> {
     config.connect_timeout = Some(std::time::Duration::from_secs(10));
     config.read_timeout = Some(std::time::Duration::from_mins(1));
     let client = Client::try_from(config).map_err(|e| fail(format!("cannot make a client: {e}")))?;
-    Ok(Conn { client, shown, discovery: Mutex::new(None) })
+    let parallelism = a.get("parallelism").and_then(Value::as_i64).and_then(|n| usize::try_from(n).ok()).filter(|n| *n > 0).unwrap_or(PARALLELISM);
+    Ok(Conn { client, shown, discovery: Mutex::new(None), writes: tokio::sync::Semaphore::new(parallelism) })
 }
 
 /// `~/x` under the home directory; a relative path under the config root.
@@ -135,12 +149,17 @@ fn expand_home(p: &str, root: &Path) -> std::path::PathBuf {
 }
 
 impl Conn {
+    /// Leave to send one write: at most `parallelism` at once.
+    pub async fn permit(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.writes.acquire().await.expect("the semaphore is never closed")
+    }
+
     /// What the cluster serves; asked once, and again when `refresh` (a kind was not found,
     /// perhaps because its definition was applied since).
     pub async fn discovery(&self, refresh: bool) -> Result<Arc<Discovery>, ProviderError> {
         let mut d = self.discovery.lock().await;
         if refresh || d.is_none() {
-            let found = Discovery::new(self.client.clone()).run().await.map_err(|e| self.error(&e, "discovery"))?;
+            let found = retried(|| Discovery::new(self.client.clone()).run()).await.map_err(|e| self.error(&e, "discovery"))?;
             *d = Some(Arc::new(found));
         }
         Ok(d.clone().expect("set above"))
@@ -164,6 +183,29 @@ impl Conn {
     pub fn error(&self, e: &kube::Error, what: &str) -> ProviderError {
         error(&self.shown, e, what)
     }
+}
+
+/// A read tried again while the API server answers busy (429) or failing (5xx): four more
+/// times, 0.5 s doubling (each stretched by up to half), so that a moment of overload does not
+/// leave a cluster's objects unplanned for the whole run.
+pub(crate) async fn retried<T, F, Fut>(mut call: F) -> Result<T, kube::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, kube::Error>>,
+{
+    let mut delay = std::time::Duration::from_millis(500);
+    for _ in 0..4 {
+        match call().await {
+            Err(kube::Error::Api(s)) if matches!(s.code, 429 | 500 | 502 | 503 | 504) => {
+                tracing::debug!(code = s.code, "the API server is busy or failing; reading again in {delay:?}");
+                let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |t| t.subsec_nanos());
+                tokio::time::sleep(delay + delay.mul_f64(f64::from(nanos % 1000) / 2000.0)).await;
+                delay *= 2;
+            }
+            other => return other,
+        }
+    }
+    call().await
 }
 
 /// Whether objects of `res` live in namespaces.

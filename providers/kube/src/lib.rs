@@ -16,6 +16,7 @@ mod cluster;
 mod fields;
 mod health;
 mod manifests;
+mod watch;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -26,7 +27,8 @@ use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams
 use serde_json::{Value as J, json};
 use tend_provider::{
     Action, ApplyRequest, Attributes, ExpandRequest, FieldError, FieldSchema, FieldType, Health, HealthRequest, Instance, KindSchema, Observed, PlanRequest,
-    PlannedChange, Provider, ProviderConfig, ProviderError, ProviderFactory, ReadItem, ReadRequest, ResourceAddr, RuntimeKind, Target, Value,
+    PlannedChange, Provider, ProviderConfig, ProviderError, ProviderFactory, ReadItem, ReadRequest, ResourceAddr, RevertRequest, Reverted, RuntimeKind, Target,
+    Value, WatchGuard, WatchRequest,
 };
 
 use crate::cluster::{Clusters, Conn};
@@ -41,7 +43,7 @@ pub const SET_ANNOTATION: &str = "tend.dev/set";
 pub const PRUNE_ANNOTATION: &str = "tend.dev/prune";
 
 /// Fields of a `kube.manifests` set; every other field of an instance is its object's.
-const SET_FIELDS: &[&str] = &["path", "cluster", "namespace", "kustomize", "prune", "force", "allow_empty"];
+const SET_FIELDS: &[&str] = &["path", "cluster", "namespace", "kustomize", "prune", "force", "allow_empty", "hash_suffix", "health", "rollback"];
 
 /// Registers the Kubernetes provider.
 #[derive(Debug, Default)]
@@ -64,6 +66,7 @@ fn cluster_schema() -> KindSchema {
             FieldSchema::input("client_key", FieldType::String, "PEM client key (use a secret)"),
             FieldSchema::input("insecure", FieldType::Bool, "skip TLS verification of the server (tests only)"),
             FieldSchema::input("in_cluster", FieldType::Bool, "use the service account tend runs as inside a pod"),
+            FieldSchema::input("parallelism", FieldType::Int, "most writes (applies, dry-runs, deletes) sent to this cluster at once (default 10)"),
             FieldSchema::output("server_version", FieldType::String, "the server's Kubernetes version"),
         ],
     }
@@ -84,6 +87,17 @@ fn manifests_schema() -> KindSchema {
             FieldSchema::input("prune", FieldType::Bool, "delete objects removed from the set (default true)"),
             FieldSchema::input("force", FieldType::Bool, "take over fields another field manager owns on objects tend did not create"),
             FieldSchema::input("allow_empty", FieldType::Bool, "allow a set with no objects (deleting every object it had)"),
+            FieldSchema::input(
+                "health",
+                FieldType::Map(Box::new(FieldType::Map(Box::new(FieldType::String)))),
+                "readiness rules by kind (`Widget` or `example.com/Widget`): `ready = \"PATH=VALUE\"`, optional `failed`",
+            ),
+            FieldSchema::input("rollback", FieldType::String, "`auto`: an object whose change fails its readiness is put back as it was before the apply"),
+            FieldSchema::input(
+                "hash_suffix",
+                FieldType::Bool,
+                "name each ConfigMap and Secret after a hash of its content, rewriting references, so workloads roll on a change",
+            ),
         ],
     }
 }
@@ -274,7 +288,7 @@ impl KubeProvider {
             let text = manifests::kustomize(&dir, path).await?;
             raw.extend(manifests::parse(&text, &format!("{path} (kustomize build)"))?);
         } else {
-            let files = manifests::files(&dir).map_err(|e| FieldError::field("path", format!("cannot read {path}: {e}")))?;
+            let files = manifests::files(&dir, req.config_root).map_err(|e| FieldError::field("path", format!("cannot read {path}: {e}")))?;
             for f in files {
                 let shown = f
                     .strip_prefix(std::fs::canonicalize(req.config_root).unwrap_or_else(|_| req.config_root.to_path_buf()))
@@ -303,6 +317,10 @@ impl KubeProvider {
             }
             keys.insert(o.key.clone(), objects.len());
             objects.push(o);
+        }
+        if req.literal.get("hash_suffix").and_then(Value::as_bool) == Some(true) {
+            manifests::hash_suffix(&mut objects);
+            keys = objects.iter().enumerate().map(|(i, o)| (o.key.clone(), i)).collect();
         }
         {
             let mut claimed = self.claimed.lock().expect("not poisoned");
@@ -459,6 +477,7 @@ impl KubeProvider {
         let conn = self.conn(target).await?;
         let (api_version, kind) = body_kind(body).ok_or_else(|| ProviderError::terminal(format!("`{req_addr}`: the object has no apiVersion/kind")))?;
         let (api, key) = self.api_for(&conn, &api_version, &kind, req_addr).await?;
+        let _permit = conn.permit().await;
         let mut pp = PatchParams::apply(MANAGER);
         pp.force = force;
         pp.dry_run = dry_run;
@@ -578,7 +597,7 @@ impl KubeProvider {
         }
         let conn = self.conn(Some(target)).await?;
         let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(conn.client.clone());
-        match api.get_opt(ns).await {
+        match cluster::retried(|| api.get_opt(ns)).await {
             Ok(Some(_)) => Ok(()),
             Ok(None) => {
                 Err(ProviderError::terminal(format!("`{}` lives in namespace `{ns}`, which cluster {} lacks and no set creates", req.addr, conn.shown))
@@ -595,7 +614,7 @@ impl KubeProvider {
             return Err(ProviderError::terminal(format!("`{}`: state does not record its apiVersion/kind", req.addr)));
         };
         let (api, key) = self.api_for(&conn, &api_version, &kind, &req.addr).await?;
-        let Some(live) = api.get_opt(&key.name).await.map_err(|e| conn.error(&e, &format!("reading {kind} {}", key.name)))? else {
+        let Some(live) = cluster::retried(|| api.get_opt(&key.name)).await.map_err(|e| conn.error(&e, &format!("reading {kind} {}", key.name)))? else {
             return Ok(None);
         };
         let live = serde_json::to_value(live).unwrap_or_default();
@@ -610,7 +629,11 @@ impl KubeProvider {
         // StatefulSet pods stay (their volumes hold data); anything else goes with its owner.
         let dp = if kind == "StatefulSet" { DeleteParams::orphan() } else { DeleteParams::background() };
         let dp = DeleteParams { preconditions: uid.clone().map(|u| kube::api::Preconditions { uid: Some(u), resource_version: None }), ..dp };
-        match api.delete(&key.name, &dp).await {
+        let deleted = {
+            let _permit = conn.permit().await;
+            api.delete(&key.name, &dp).await
+        };
+        match deleted {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 404 => return Ok(None),
             Err(e) => return Err(conn.error(&e, &format!("deleting {kind} {}", key.name))),
@@ -647,6 +670,16 @@ fn cluster_record(config: &Attributes) -> Attributes {
     out
 }
 
+/// A kind's readiness rule from config: `{ ready = "PATH=VALUE", failed = "PATH=VALUE" }`.
+fn rule_of(v: &Value) -> Result<health::Rule, String> {
+    let m = v.as_map().ok_or("a rule is a table: { ready = \"PATH=VALUE\", failed = \"PATH=VALUE\" }")?;
+    if let Some(k) = m.keys().find(|k| !matches!(k.as_str(), "ready" | "failed")) {
+        return Err(format!("unknown key `{k}` (a rule has `ready` and `failed`)"));
+    }
+    let test = |k: &str| m.get(k).map(|v| v.as_str().ok_or(format!("`{k}` must be a string")).and_then(health::Test::parse)).transpose();
+    Ok(health::Rule { ready: test("ready")?.ok_or("a rule needs `ready`")?, failed: test("failed")? })
+}
+
 /// Attributes as one JSON object (secrets revealed: for comparing and sending only).
 fn json_of(a: &Attributes) -> J {
     J::Object(a.iter().map(|(k, v)| (k.clone(), v.to_json_revealed())).collect())
@@ -672,7 +705,7 @@ async fn list_into(api: &Api<DynamicObject>, selector: Option<&str>, found: &mut
         lp = lp.labels(s);
     }
     loop {
-        let page = api.list(&lp).await?;
+        let page = cluster::retried(|| api.list(&lp)).await?;
         let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
         for o in page.items {
             let key = (o.metadata.namespace.clone(), o.metadata.name.clone().unwrap_or_default());
@@ -726,10 +759,32 @@ impl Provider for KubeProvider {
 
     fn validate(&self, addr: &ResourceAddr, literal: &Attributes) -> Vec<FieldError> {
         let mut out = Vec::new();
+        if &*addr.kind == "manifests"
+            && let Some(rules) = literal.get("health").and_then(Value::as_map)
+        {
+            for (kind, rule) in rules {
+                if let Err(e) = rule_of(rule) {
+                    out.push(FieldError::field("health", format!("health.\"{kind}\": {e}")));
+                }
+            }
+        }
+        if &*addr.kind == "manifests"
+            && let Some(v) = literal.get("rollback")
+            && !matches!(v.as_str(), Some("auto" | "none"))
+        {
+            out.push(
+                FieldError::field("rollback", "`rollback` is \"auto\" or \"none\"").with_hint("rollback = \"auto\" puts back an object whose rollout fails"),
+            );
+        }
         if &*addr.kind == "cluster" {
             let has = |k: &str| literal.get(k).is_some();
             if has("server") && (has("kubeconfig") || has("context")) {
                 out.push(FieldError::field("server", "set either `server` or `kubeconfig`/`context`, not both"));
+            }
+            if let Some(Value::Int(n)) = literal.get("parallelism")
+                && *n < 1
+            {
+                out.push(FieldError::field("parallelism", format!("`parallelism` must be at least 1, not {n}")));
             }
             if let Some(Value::String(s)) = literal.get("server")
                 && !(s.starts_with("https://") || s.starts_with("http://"))
@@ -796,6 +851,47 @@ impl Provider for KubeProvider {
         Ok(Some(Observed { id, attributes: attributes(&want) }))
     }
 
+    /// `rollback = "auto"`: an object whose update failed its readiness is applied again as it
+    /// was before (what the plan observed of the fields tend applies); the engine records that
+    /// and the next plan tries the new content again.
+    async fn revert(&self, req: RevertRequest) -> Result<Option<Reverted>, ProviderError> {
+        if &*req.addr.kind != "manifests" || req.config.get("rollback").and_then(Value::as_str) != Some("auto") {
+            return Ok(None);
+        }
+        let Some(before) = &req.before else { return Ok(None) };
+        let body = json_of(&before.attributes);
+        let applied = self.server_side_apply(&req.addr, &body, req.target.as_ref(), true, false).await?;
+        let id = applied.pointer("/metadata/uid").and_then(J::as_str).map(str::to_string);
+        self.live.lock().expect("not poisoned").insert(req.addr.to_string(), Arc::new(applied));
+        Ok(Some(Reverted {
+            observed: Observed { id, attributes: attributes(&body) },
+            message: "rolled back to what it was before this apply (rollback = \"auto\")".into(),
+        }))
+    }
+
+    /// One watch per kind and cluster this run reached, with tend's label selector.
+    async fn watch(&self, req: WatchRequest, on_drift: tend_provider::OnDrift) -> Result<Option<WatchGuard>, ProviderError> {
+        let mut per: BTreeMap<(String, String, String), Vec<(ResourceAddr, J)>> = BTreeMap::new();
+        for item in req.items {
+            let Some(target) = item.target.as_ref().filter(|_| &*item.addr.kind == "manifests") else { continue };
+            let recorded = watch::comparable(&item.recorded);
+            let Some((api_version, kind)) = body_kind(&recorded) else { continue };
+            per.entry((target.to_string(), api_version, kind)).or_default().push((item.addr, recorded));
+        }
+        let mut tasks = Vec::new();
+        let selector = format!("{PROJECT_LABEL}={}", self.label);
+        for ((cluster, api_version, kind), objects) in per {
+            let Some(conn) = self.clusters.made(&cluster).await else { continue };
+            let Some((res, caps)) = conn.resolve(&api_version, &kind, false).await? else { continue };
+            let namespaced = cluster::namespaced(&caps);
+            let recorded: watch::Recorded =
+                objects.into_iter().filter_map(|(addr, rec)| parse_key(&addr, namespaced).ok().map(|k| ((k.namespace, k.name), (addr, rec)))).collect();
+            let api: Api<DynamicObject> = Api::all_with(conn.client.clone(), &res);
+            tasks.push(tokio::spawn(watch::kind(api, selector.clone(), recorded, on_drift.clone())));
+        }
+        Ok(Some(Box::new(watch::Watches(tasks))))
+    }
+
     async fn health(&self, req: HealthRequest) -> Result<Health, ProviderError> {
         if &*req.addr.kind == "cluster" {
             return Ok(Health::Ready);
@@ -804,9 +900,12 @@ impl Provider for KubeProvider {
         let Some((api_version, kind)) = body_kind(&body) else { return Ok(Health::Ready) };
         let conn = self.conn(req.target.as_ref()).await?;
         let (api, key) = self.api_for(&conn, &api_version, &kind, &req.addr).await?;
-        let live = api.get(&key.name).await.map_err(|e| conn.error(&e, &format!("reading {kind} {}", key.name)))?;
+        let live = cluster::retried(|| api.get(&key.name)).await.map_err(|e| conn.error(&e, &format!("reading {kind} {}", key.name)))?;
         let live = serde_json::to_value(live).unwrap_or_default();
-        Ok(health::of(&kind, &live))
+        let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+        let rules = req.config.get("health").and_then(Value::as_map);
+        let rule = rules.and_then(|r| r.get(&format!("{group}/{kind}")).or_else(|| r.get(&kind))).map(rule_of).transpose().map_err(ProviderError::terminal)?;
+        Ok(health::of(&kind, &live, rule.as_ref()))
     }
 }
 
@@ -823,7 +922,7 @@ impl KubeProvider {
     async fn observe_cluster(&self, addr: &ResourceAddr, config: &Attributes) -> Result<Observed, ProviderError> {
         let target = Target { addr: addr.clone(), attributes: Arc::new(config.clone()) };
         let conn = self.clusters.get(&target, &self.root).await?;
-        let version = conn.client.apiserver_version().await.map_err(|e| conn.error(&e, "asking its version"))?;
+        let version = cluster::retried(|| conn.client.apiserver_version()).await.map_err(|e| conn.error(&e, "asking its version"))?;
         let mut attrs = cluster_record(config);
         attrs.insert("server_version".into(), Value::String(version.git_version));
         Ok(Observed { id: None, attributes: attrs })

@@ -86,8 +86,10 @@ pub(crate) struct Crd {
 }
 
 /// The files of a set: the file `path` names, or every `.yaml`, `.yml` and `.json` file under the
-/// directory, in path order (hidden files and `kustomization.yaml` left out).
-pub(crate) fn files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+/// directory, in path order (hidden files and `kustomization.yaml` left out). A symbolic link to
+/// a file inside the repository (`root`) is read; any other link is an error, never skipped: a
+/// skipped file's objects would be pruned.
+pub(crate) fn files(dir: &Path, root: &Path) -> std::io::Result<Vec<PathBuf>> {
     if dir.is_file() {
         return Ok(vec![dir.to_path_buf()]);
     }
@@ -101,7 +103,20 @@ pub(crate) fn files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
             if name.starts_with('.') {
                 continue;
             }
-            let ty = e.file_type()?;
+            let mut ty = e.file_type()?;
+            if ty.is_symlink() {
+                let shown = e.path().strip_prefix(root).unwrap_or(&e.path()).display().to_string();
+                let to =
+                    std::fs::canonicalize(e.path()).map_err(|err| std::io::Error::other(format!("{shown} is a symbolic link that leads nowhere ({err})")))?;
+                let root = std::fs::canonicalize(root)?;
+                if !to.starts_with(&root) {
+                    return Err(std::io::Error::other(format!("{shown} is a symbolic link to {}, outside the repository", to.display())));
+                }
+                ty = std::fs::metadata(&to)?.file_type();
+                if ty.is_dir() {
+                    return Err(std::io::Error::other(format!("{shown} is a symbolic link to a directory, which tend does not follow")));
+                }
+            }
             if ty.is_dir() {
                 stack.push(e.path());
             } else if ty.is_file()
@@ -170,6 +185,9 @@ pub(crate) fn object(v: &J, origin: String, namespace: Option<&str>, crds: &[Crd
     let meta = o.get("metadata").and_then(J::as_object).ok_or_else(|| bad(&format!("the {kind} has no `metadata`")))?;
     if meta.contains_key("generateName") && !meta.contains_key("name") {
         return Err(bad(&format!("the {kind} has `metadata.generateName` but no `metadata.name`: tend tracks objects by name")));
+    }
+    if let Some(n) = meta.get("name").filter(|n| !n.is_string() && !n.is_null()) {
+        return Err(bad(&format!("the {kind}'s `metadata.name` is {n}, not a string: quote it (YAML reads y, no, on, 1.0 as other types)")));
     }
     let name = meta.get("name").and_then(J::as_str).filter(|s| !s.is_empty()).ok_or_else(|| bad(&format!("the {kind} has no `metadata.name`")))?.to_string();
     if name.contains('/') || name.contains('[') || name.contains(']') {
@@ -268,47 +286,110 @@ pub(crate) fn needs(obj: &Object, keys: &BTreeMap<String, usize>, crds: &[Crd]) 
         want(c.key.clone());
     }
     let Some(ns) = &obj.namespace else { return out };
-    let pod = match obj.kind.as_str() {
-        "Pod" => obj.body.get("spec"),
-        "CronJob" => obj.body.pointer("/spec/jobTemplate/spec/template/spec"),
-        _ => obj.body.pointer("/spec/template/spec"),
-    };
-    if let Some(pod) = pod {
-        if let Some(sa) = pod.get("serviceAccountName").and_then(J::as_str) {
-            want(format!("ServiceAccount/{ns}/{sa}"));
-        }
-        for v in pod.get("volumes").and_then(J::as_array).into_iter().flatten() {
-            if let Some(n) = v.pointer("/configMap/name").and_then(J::as_str) {
-                want(format!("ConfigMap/{ns}/{n}"));
-            }
-            if let Some(n) = v.pointer("/secret/secretName").and_then(J::as_str) {
-                want(format!("Secret/{ns}/{n}"));
-            }
-            if let Some(n) = v.pointer("/persistentVolumeClaim/claimName").and_then(J::as_str) {
-                want(format!("PersistentVolumeClaim/{ns}/{n}"));
-            }
-        }
-        let containers = ["containers", "initContainers"].into_iter().flat_map(|c| pod.get(c).and_then(J::as_array).into_iter().flatten());
-        for c in containers {
-            for e in c.get("envFrom").and_then(J::as_array).into_iter().flatten() {
-                if let Some(n) = e.pointer("/configMapRef/name").and_then(J::as_str) {
-                    want(format!("ConfigMap/{ns}/{n}"));
-                }
-                if let Some(n) = e.pointer("/secretRef/name").and_then(J::as_str) {
-                    want(format!("Secret/{ns}/{n}"));
-                }
-            }
-            for e in c.get("env").and_then(J::as_array).into_iter().flatten() {
-                if let Some(n) = e.pointer("/valueFrom/configMapKeyRef/name").and_then(J::as_str) {
-                    want(format!("ConfigMap/{ns}/{n}"));
-                }
-                if let Some(n) = e.pointer("/valueFrom/secretKeyRef/name").and_then(J::as_str) {
-                    want(format!("Secret/{ns}/{n}"));
-                }
-            }
+    for (kind, at) in references(&obj.kind, &obj.body) {
+        if let Some(n) = obj.body.pointer(&at).and_then(J::as_str) {
+            want(format!("{kind}/{ns}/{n}"));
         }
     }
     out
+}
+
+/// Where a workload's pod template names other objects of its namespace: the kind named and a
+/// JSON pointer to the name (service account, config maps and secrets in volumes, projected
+/// volumes, `envFrom` and `env`, image pull secrets, claims).
+pub(crate) fn references(kind: &str, body: &J) -> Vec<(&'static str, String)> {
+    let pod_at = match kind {
+        "Pod" => "/spec",
+        "CronJob" => "/spec/jobTemplate/spec/template/spec",
+        _ => "/spec/template/spec",
+    };
+    let Some(pod) = body.pointer(pod_at) else { return Vec::new() };
+    let mut out = Vec::new();
+    let mut at = |kind: &'static str, v: &J, path: String| {
+        if v.pointer(&path).is_some_and(J::is_string) {
+            out.push((kind, path));
+        }
+    };
+    at("ServiceAccount", pod, "/serviceAccountName".into());
+    let items = |v: &J, key: &str| v.get(key).and_then(J::as_array).map_or(0, Vec::len);
+    for i in 0..items(pod, "imagePullSecrets") {
+        at("Secret", pod, format!("/imagePullSecrets/{i}/name"));
+    }
+    for i in 0..items(pod, "volumes") {
+        at("ConfigMap", pod, format!("/volumes/{i}/configMap/name"));
+        at("Secret", pod, format!("/volumes/{i}/secret/secretName"));
+        at("PersistentVolumeClaim", pod, format!("/volumes/{i}/persistentVolumeClaim/claimName"));
+        let projected = pod.pointer(&format!("/volumes/{i}/projected")).map_or(0, |p| items(p, "sources"));
+        for j in 0..projected {
+            at("ConfigMap", pod, format!("/volumes/{i}/projected/sources/{j}/configMap/name"));
+            at("Secret", pod, format!("/volumes/{i}/projected/sources/{j}/secret/name"));
+        }
+    }
+    for list in ["containers", "initContainers"] {
+        for c in 0..items(pod, list) {
+            let container = &pod[list][c];
+            for e in 0..items(container, "envFrom") {
+                at("ConfigMap", pod, format!("/{list}/{c}/envFrom/{e}/configMapRef/name"));
+                at("Secret", pod, format!("/{list}/{c}/envFrom/{e}/secretRef/name"));
+            }
+            for e in 0..items(container, "env") {
+                at("ConfigMap", pod, format!("/{list}/{c}/env/{e}/valueFrom/configMapKeyRef/name"));
+                at("Secret", pod, format!("/{list}/{c}/env/{e}/valueFrom/secretKeyRef/name"));
+            }
+        }
+    }
+    out.into_iter().map(|(k, p)| (k, format!("{pod_at}{p}"))).collect()
+}
+
+/// `hash_suffix = true`: every `ConfigMap` and `Secret` of the set is named `NAME-HASH`, the hash of
+/// its content as written, and every reference to it in the set's pod templates is rewritten.
+/// A change of content is then a new object: the workloads roll to it, and the old one is
+/// pruned after them.
+pub(crate) fn hash_suffix(objects: &mut [Object]) {
+    use sha2::Digest;
+    let mut renamed: BTreeMap<(&'static str, String, String), String> = BTreeMap::new();
+    for o in objects.iter_mut() {
+        let kind: &'static str = match (o.api_version.as_str(), o.kind.as_str()) {
+            ("v1", "ConfigMap") => "ConfigMap",
+            ("v1", "Secret") => "Secret",
+            _ => continue,
+        };
+        let content: serde_json::Map<String, J> =
+            ["data", "binaryData", "stringData", "type", "immutable"].iter().filter_map(|k| Some(((*k).to_string(), canonical(o.body.get(*k)?)))).collect();
+        let digest = sha2::Sha256::digest(format!("{kind}\n{}\n{}", o.name, J::Object(content)).as_bytes());
+        let new = format!("{}-{}", o.name, &hex::encode(digest)[..10]);
+        let ns = o.namespace.clone().unwrap_or_default();
+        renamed.insert((kind, ns, o.name.clone()), new.clone());
+        o.body["metadata"]["name"] = J::String(new.clone());
+        o.key = format!("{}{new}", o.key.strip_suffix(o.name.as_str()).unwrap_or_default());
+        o.name = new;
+    }
+    if renamed.is_empty() {
+        return;
+    }
+    for o in objects.iter_mut() {
+        let Some(ns) = o.namespace.clone() else { continue };
+        for (kind, at) in references(&o.kind, &o.body) {
+            if let Some(v) = o.body.pointer_mut(&at)
+                && let Some(new) = v.as_str().and_then(|n| renamed.get(&(kind, ns.clone(), n.to_string())))
+            {
+                *v = J::String(new.clone());
+            }
+        }
+    }
+}
+
+/// A JSON value with the keys of every object in order, for hashing.
+fn canonical(v: &J) -> J {
+    match v {
+        J::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            J::Object(keys.into_iter().map(|k| (k.clone(), canonical(&m[k]))).collect())
+        }
+        J::Array(a) => J::Array(a.iter().map(canonical).collect()),
+        other => other.clone(),
+    }
 }
 
 #[cfg(test)]
@@ -334,6 +415,30 @@ mod tests {
         assert_eq!(objs[0].body["metadata"]["namespace"], "web");
         assert_eq!(objs[1].key, "Namespace/web");
         assert_eq!(objs[1].origin, "k8s/a.yaml:6");
+    }
+
+    #[test]
+    fn hash_suffixes_rename_config_and_secrets_and_every_reference_to_them() {
+        let text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\ndata: {a: b}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: pw}\nstringData: {p: q}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: api}\nspec:\n  template:\n    spec:\n      volumes:\n      - {name: c, configMap: {name: cfg}}\n      - {name: o, configMap: {name: other}}\n      containers:\n      - name: api\n        envFrom:\n        - secretRef: {name: pw}\n        env:\n        - name: X\n          valueFrom: {configMapKeyRef: {name: cfg, key: a}}\n";
+        let build = |text: &str| {
+            let mut objs: Vec<Object> = parse(text, "k8s/a.yaml").unwrap().into_iter().map(|(v, o)| object(&v, o, Some("web"), &[]).unwrap()).collect();
+            hash_suffix(&mut objs);
+            objs
+        };
+        let objs = build(text);
+        let cfg = &objs[0].name;
+        assert!(cfg.starts_with("cfg-") && cfg.len() == 14, "{cfg}");
+        assert_eq!(objs[0].key, format!("ConfigMap/web/{cfg}"));
+        assert_eq!(objs[0].body["metadata"]["name"], J::String(cfg.clone()));
+        let pod = &objs[2].body["spec"]["template"]["spec"];
+        assert_eq!(pod["volumes"][0]["configMap"]["name"], J::String(cfg.clone()));
+        assert_eq!(pod["volumes"][1]["configMap"]["name"], "other", "not of the set: left alone");
+        assert_eq!(pod["containers"][0]["envFrom"][0]["secretRef"]["name"], J::String(objs[1].name.clone()));
+        assert_eq!(pod["containers"][0]["env"][0]["valueFrom"]["configMapKeyRef"]["name"], J::String(cfg.clone()));
+        assert_eq!(objs[2].name, "api");
+        // The same content keeps its name; new content gets a new one.
+        assert_eq!(build(text)[0].name, *cfg);
+        assert_ne!(build(&text.replace("{a: b}", "{a: c}"))[0].name, *cfg);
     }
 
     #[test]

@@ -1,0 +1,106 @@
+//! Drift as it happens: one watch per kind and cluster (tend's label selector) over the objects
+//! state records, reporting an object whose recorded fields changed or that was deleted.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use kube::api::{Api, DynamicObject, ListParams, WatchEvent, WatchParams};
+use serde_json::Value as J;
+use tend_provider::{OnDrift, ResourceAddr};
+
+/// The recorded objects of one kind on one cluster, by (namespace, name).
+pub(crate) type Recorded = HashMap<(Option<String>, String), (ResourceAddr, J)>;
+
+/// Stops its tasks when dropped.
+pub(crate) struct Watches(pub Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Watches {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+/// Whether a live object differs from what was recorded in the fields tend applied.
+pub(crate) fn drifted(recorded: &J, live: &J) -> bool {
+    let view = crate::seen(live, recorded, None);
+    let mut paths = Vec::new();
+    crate::fields::differing(recorded, &view, "", &mut paths);
+    !paths.is_empty()
+}
+
+/// Watch one kind from now on, until aborted: events after the collection's current version;
+/// the watch is resumed from the last version seen when the server ends it, and started over
+/// (with backoff) when that version is gone or the server cannot be reached.
+pub(crate) async fn kind(api: Api<DynamicObject>, selector: String, recorded: Recorded, on_drift: OnDrift) {
+    let mut delay = Duration::from_secs(1);
+    let mut version: Option<String> = None;
+    loop {
+        let rv = match version.take() {
+            Some(v) => v,
+            None => match api.list(&ListParams::default().labels(&selector).limit(1)).await {
+                Ok(page) => page.metadata.resource_version.unwrap_or_default(),
+                Err(e) => {
+                    tracing::debug!("watch: listing failed: {e}; again in {delay:?}");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                    continue;
+                }
+            },
+        };
+        let params = WatchParams::default().labels(&selector).timeout(290);
+        let stream = match api.watch(&params, &rv).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!("watch failed: {e}; again in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+                continue;
+            }
+        };
+        let mut stream = Box::pin(stream);
+        let mut last = rv;
+        let mut gone = false;
+        while let Some(event) = stream.next().await {
+            delay = Duration::from_secs(1);
+            let (object, deleted) = match event {
+                Ok(WatchEvent::Added(o) | WatchEvent::Modified(o)) => (o, false),
+                Ok(WatchEvent::Deleted(o)) => (o, true),
+                Ok(WatchEvent::Bookmark(b)) => {
+                    last = b.metadata.resource_version;
+                    continue;
+                }
+                Ok(WatchEvent::Error(e)) => {
+                    gone = e.code == 410;
+                    break;
+                }
+                Err(_) => break,
+            };
+            if let Some(v) = &object.metadata.resource_version {
+                last.clone_from(v);
+            }
+            let key = (object.metadata.namespace.clone(), object.metadata.name.clone().unwrap_or_default());
+            let Some((addr, rec)) = recorded.get(&key) else { continue };
+            if deleted || drifted(rec, &serde_json::to_value(&object).unwrap_or_default()) {
+                on_drift(addr);
+            }
+        }
+        if !gone {
+            version = Some(last);
+        }
+    }
+}
+
+/// Keep `recorded` free of what state holds only as fingerprints (a Secret's data): it cannot
+/// be compared with a live value.
+pub(crate) fn comparable(recorded: &tend_provider::Attributes) -> J {
+    J::Object(
+        recorded
+            .iter()
+            .filter(|(_, v)| !matches!(v, tend_provider::Value::Fingerprint(_) | tend_provider::Value::Redacted))
+            .map(|(k, v)| (k.clone(), v.to_json_revealed()))
+            .collect(),
+    )
+}
