@@ -5,7 +5,10 @@
 //! tend-bench agent [--pushes 9] [--idle 60] [--tend PATH]
 //! tend-bench ec2 [--instances 1000] [--runs 5] [--tend PATH]
 //! tend-bench plan-latency [--sizes 1000] [--latency-ms 20] [--runs 5]
+//! tend-bench kube [--sets 1000] [--runs 3] [--tend PATH]
 //! ```
+//!
+//! `kube` is described in [`kube`].
 //!
 //! `agent` is described in [`agent`].
 //!
@@ -24,6 +27,7 @@ use anyhow::{Context, Result, bail};
 
 mod agent;
 mod ec2;
+mod kube;
 mod plan;
 
 #[allow(clippy::print_stdout)]
@@ -35,23 +39,22 @@ fn main() -> Result<()> {
         Some("plan-latency") => plan::main(&args[1..]),
         Some("ec2") => {
             let rest = &args[1..];
-            let tend = flag(rest, "--tend").map_or_else(default_tend, PathBuf::from);
-            if !tend.exists() {
-                bail!("{} not found; build it with `cargo build --release`", tend.display());
-            }
+            let tend = built_tend(rest)?;
             ec2::run(&tend, flag(rest, "--instances").unwrap_or("1000").parse()?, flag(rest, "--runs").unwrap_or("5").parse()?)
+        }
+        Some("kube") => {
+            let rest = &args[1..];
+            let tend = built_tend(rest)?;
+            kube::run(&tend, flag(rest, "--sets").unwrap_or("1000").parse()?, flag(rest, "--runs").unwrap_or("3").parse()?)
         }
         Some("agent") => {
             let rest = &args[1..];
-            let tend = flag(rest, "--tend").map_or_else(default_tend, PathBuf::from);
-            if !tend.exists() {
-                bail!("{} not found; build it with `cargo build --release`", tend.display());
-            }
+            let tend = built_tend(rest)?;
             agent::run(&tend, flag(rest, "--pushes").unwrap_or("9").parse()?, flag(rest, "--idle").unwrap_or("60").parse()?)
         }
         _ => {
             println!(
-                "usage: tend-bench local-files [--sizes 1000,10000] [--runs 5] [--tend PATH]\n       tend-bench agent [--pushes 9] [--idle 60] [--tend PATH]\n       tend-bench ec2 [--instances 1000] [--runs 5] [--tend PATH]\n       tend-bench plan-latency [--sizes 1000] [--latency-ms 20] [--runs 5]"
+                "usage: tend-bench local-files [--sizes 1000,10000] [--runs 5] [--tend PATH]\n       tend-bench agent [--pushes 9] [--idle 60] [--tend PATH]\n       tend-bench ec2 [--instances 1000] [--runs 5] [--tend PATH]\n       tend-bench plan-latency [--sizes 1000] [--latency-ms 20] [--runs 5]\n       tend-bench kube [--sets 1000] [--runs 3] [--tend PATH]"
             );
             Ok(())
         }
@@ -93,6 +96,15 @@ fn run_measured(cmd: &[&str]) -> Result<Sample> {
 
 fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).map(String::as_str)
+}
+
+/// The tend binary `--tend` names, else the release build beside this one; it must exist.
+fn built_tend(args: &[String]) -> Result<PathBuf> {
+    let tend = flag(args, "--tend").map_or_else(default_tend, PathBuf::from);
+    if !tend.exists() {
+        bail!("{} not found; build it with `cargo build --release`", tend.display());
+    }
+    Ok(tend)
 }
 
 fn default_tend() -> PathBuf {
