@@ -27,7 +27,7 @@ use crate::{Sample, run_measured, stats};
 struct Server {
     child: Child,
     kubeconfig: PathBuf,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for Server {
@@ -51,11 +51,13 @@ impl Server {
             .with_context(|| format!("starting {}", script.display()))?;
         let mut line = String::new();
         BufReader::new(child.stdout.take().context("its stdout")?).read_line(&mut line)?;
-        let server = Self { child, kubeconfig: dir.path().join("kubeconfig"), _dir: dir };
+        let server = Self { child, kubeconfig: dir.path().join("kubeconfig"), dir };
         if !line.starts_with("ready ") {
             bail!("the fake API server did not start: {line:?}");
         }
-        server.kubectl(&["create", "namespace", "bench"])?;
+        let ns = server.dir.path().join("namespace.yaml");
+        fs_err::write(&ns, "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: bench\n")?;
+        server.kubectl(&["apply", "--server-side", "-f", &ns.to_string_lossy()])?;
         Ok(server)
     }
 

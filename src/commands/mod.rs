@@ -98,10 +98,12 @@ const WIRE_QUIET: &str = "aws_smithy_runtime=info,aws_smithy_runtime_api=info,aw
 /// quiet), `RUST_LOG` overrides.
 pub fn init_logging(verbose: u8, format: LogFormat, daemon: bool) {
     let trace = format!("trace,{WIRE_QUIET}");
+    // kube-rs logs every failed request as an error of its own; tend reports it, once, with
+    // the cluster and what was asked.
     let default = match verbose {
-        0 => "warn",
-        1 if daemon => "tend=info,tend_host=info,tend_source=info,warn",
-        1 => "tend=debug,tend_host=debug,tend_state=debug,tend_source=debug,info",
+        0 => "warn,kube_client::client::builder=off",
+        1 if daemon => "tend=info,tend_host=info,tend_source=info,warn,kube_client::client::builder=off",
+        1 => "tend=debug,tend_host=debug,tend_state=debug,tend_source=debug,info,kube_client::client::builder=off",
         _ => trace.as_str(),
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));

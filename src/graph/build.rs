@@ -54,6 +54,8 @@ async fn add_desired(
             entry.push(Sibling { addr: res.addr.clone(), literal: res.literal_fields() });
         }
     }
+    let secret_files: Vec<(String, String)> = config.secrets.values().map(|d| (d.name.clone(), d.file.clone())).collect();
+    let secret_files = &secret_files;
     // Expanded concurrently (a provider may ask its remote side), a bounded number at a time so
     // that memory stays flat however many resources there are; results come back in order.
     let expanded: Vec<_> = futures_util::stream::iter(config.resources.values())
@@ -63,7 +65,7 @@ async fn add_desired(
             async move {
                 let literal = res.literal_fields();
                 let problems = provider.validate(&res.addr, &literal);
-                let req = ExpandRequest { addr: &res.addr, literal: &literal, siblings, config_root: &config.root };
+                let req = ExpandRequest { addr: &res.addr, literal: &literal, siblings, config_root: &config.root, secret_files };
                 (res, problems, provider.expand(&req).await)
             }
         })

@@ -259,15 +259,20 @@ impl Secrets {
         if let Some(found) = cache.get(name) {
             return found.clone();
         }
-        let result = self.decrypt(name);
-        if let Ok(v) = &result {
-            scrub::remember(v);
-        }
+        let result = self.decrypt(name).map(|(whole, secret)| {
+            match &secret {
+                Some(parts) => parts.iter().for_each(scrub::remember),
+                None => scrub::remember(&whole),
+            }
+            whole
+        });
         cache.insert(name.to_string(), result.clone());
         result
     }
 
-    fn decrypt(&self, name: &str) -> Result<Value, SecretError> {
+    /// The decrypted value, and the parts of it that are secret when that is not all of it (a
+    /// SOPS file's encrypted values).
+    fn decrypt(&self, name: &str) -> Result<(Value, Option<Vec<Value>>), SecretError> {
         let decl = self.decls.get(name).ok_or_else(|| SecretError::MissingKey {
             secret: name.to_string(),
             path: String::new(),
@@ -281,7 +286,7 @@ impl Secrets {
         let path = tend_provider::resolve_inside(&self.root, &decl.file).map_err(|e| read_err(format!("{e} ({})", e.hint())))?;
         let bytes = fs_err::read(&path).map_err(|e| read_err(e.to_string()))?;
         if let Some(format) = sops::detect(&bytes, &decl.file) {
-            return sops::decrypt(&bytes, format, &ids).map(Value::sensitive).map_err(|e| sops_error(e, name, &decl.file, &ids));
+            return sops::decrypt(&bytes, format, &ids).map(|(v, secret)| (v.sensitive(), Some(secret))).map_err(|e| sops_error(e, name, &decl.file, &ids));
         }
         let plaintext = age_file::decrypt(&bytes, &ids).map_err(|(message, recipients)| SecretError::Decrypt {
             secret: name.to_string(),
@@ -291,7 +296,7 @@ impl Secrets {
             tried: ids.describe(),
         })?;
         let format = decl.document.clone().unwrap_or_else(|| document::guess(&decl.file).to_string());
-        document::parse(&plaintext, &format).map(Value::sensitive).map_err(|message| SecretError::Parse {
+        document::parse(&plaintext, &format).map(|v| (v.sensitive(), None)).map_err(|message| SecretError::Parse {
             secret: name.to_string(),
             file: decl.file.clone(),
             format,

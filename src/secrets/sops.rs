@@ -441,9 +441,13 @@ fn new_mac(rules: &Compiled) -> Sha512 {
     mac
 }
 
-/// Decrypt a SOPS file into its data (without metadata), verifying the MAC.
-pub fn decrypt(bytes: &[u8], format: Format, ids: &LoadedIdentities) -> Result<Value, SopsError> {
-    decrypt_document(bytes, format, ids).map(|(tree, _)| node_to_value(&tree))
+/// Decrypt a SOPS file into its data (without metadata), verifying the MAC, and the plaintext of
+/// each value that was encrypted (what is secret: the values a file keeps in the clear, such as
+/// a Kubernetes Secret's `kind` and `metadata`, are not).
+pub fn decrypt(bytes: &[u8], format: Format, ids: &LoadedIdentities) -> Result<(Value, Vec<Value>), SopsError> {
+    let mut secret = Vec::new();
+    let (tree, _) = decrypt_tree(bytes, format, ids, &mut secret)?;
+    Ok((node_to_value(&tree), secret))
 }
 
 /// The decrypted plaintext document in the file's own format (for `tend secrets decrypt/edit`).
@@ -485,6 +489,10 @@ fn yaml_scalar_plain(n: &NodeKind) -> String {
 
 /// Decrypt to the ordered data tree and the file's encryption rules (kept by rekey and edit).
 pub fn decrypt_document(bytes: &[u8], format: Format, ids: &LoadedIdentities) -> Result<(Node, Rules), SopsError> {
+    decrypt_tree(bytes, format, ids, &mut Vec::new())
+}
+
+fn decrypt_tree(bytes: &[u8], format: Format, ids: &LoadedIdentities, secret: &mut Vec<Value>) -> Result<(Node, Rules), SopsError> {
     let text = std::str::from_utf8(bytes).map_err(|_| SopsError::Format("not UTF-8".into()))?;
     let parsed = parse(text, format).map_err(SopsError::Format)?;
     let recipients: Vec<String> = parsed.age.iter().map(|(r, _)| r.clone()).collect();
@@ -517,6 +525,7 @@ pub fn decrypt_document(bytes: &[u8], format: Format, ids: &LoadedIdentities) ->
         }
         let aad = format!("{}:", path.join(":"));
         let plain = decrypt_value(s, &data_key, &aad).map_err(|e| format!("`{}`: {e}", path.join(".")))?;
+        secret.push(plain.clone());
         Ok((plain.clone(), plain))
     };
     let tree = walk(&parsed.data, &mut Vec::new(), &rules, &mut mac, &mut on_leaf).map_err(SopsError::Tampered)?;

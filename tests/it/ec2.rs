@@ -286,25 +286,35 @@ fn a_failed_health_check_leaves_the_old_instance_serving_and_the_new_one_recorde
     assert_eq!(live[0]["ami"], AMI2);
 }
 
-#[test]
-fn a_vm_is_created_and_its_address_flows_into_the_ssh_host_that_configures_it() {
-    let moto = Moto::start();
-    let fleet = crate::support::fleet::Fleet::up(1);
-    let run = Run::new();
+/// An ed25519 key pair for the VMs' SSH hosts: its path and public key.
+fn vm_key(run: &Run) -> (PathBuf, String) {
     let key = run.dir.path().join("id_ed25519");
     let keygen = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key).output().expect("ssh-keygen");
     assert!(keygen.status.success());
     let public = fs_err::read_to_string(key.with_extension("pub")).expect("pub").trim().to_string();
-    // Instances in NET.0/24 boot as real sshd hosts (tests/testbed/vm-boot.py).
+    (key, public)
+}
+
+/// Instances in NET.0/24 boot as real sshd hosts (tests/testbed/vm-boot.py), stopped with the
+/// returned guard.
+fn boot_vms(moto: &Moto, fleet: &crate::support::fleet::Fleet, extra: &[&str]) -> Term {
     let boot = Command::new(crate::support::need::testbed_python())
         .arg(crate::support::repo().join("tests/testbed/vm-boot.py"))
         .args(["--endpoint", &moto.url, "--fleet-work", &fleet.work.to_string_lossy(), "--fleet-id", &fleet.id, "--net", &fleet.net, "--boot-delay", "0.5"])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("vm-boot.py");
-    let _boot = Term(boot);
-    run.write(&format!(
+    Term(boot)
+}
+
+/// A VPC and subnet in NET.0/24, the key pair `ops`, the instance NAME in it whose SSH port
+/// answers before it counts as ready, and the SSH host NAME at its address.
+fn lab(net: &str, public: &str, name: &str, run: &Run, key: &std::path::Path) -> String {
+    let (key, known) = (key.display(), run.dir.path().join("known_hosts"));
+    let known = known.display();
+    format!(
         r#"
 [ec2.vpc.lab]
 cidr_block = "{net}.0/24"
@@ -317,28 +327,38 @@ cidr_block = "{net}.0/24"
 [ec2.key_pair.ops]
 public_key = "{public}"
 
-[ec2.instance.web]
+[ec2.instance.{name}]
 ami = "{AMI}"
 instance_type = "t2.micro"
 subnet_id = "${{ec2.subnet.lab.id}}"
 key_name = "${{ec2.key_pair.ops.name}}"
 health = {{ tcp = 22, timeout = "60s" }}
 
-[host.ssh.web]
-address = "${{ec2.instance.web.private_ip}}"
+[host.ssh.{name}]
+address = "${{ec2.instance.{name}.private_ip}}"
 user = "root"
 identity = "{key}"
 known_hosts = "{known}"
 trust_on_first_use = true
+"#
+    )
+}
 
+#[test]
+fn a_vm_is_created_and_its_address_flows_into_the_ssh_host_that_configures_it() {
+    let moto = Moto::start();
+    let fleet = crate::support::fleet::Fleet::up(1);
+    let run = Run::new();
+    let (key, public) = vm_key(&run);
+    let _boot = boot_vms(&moto, &fleet, &[]);
+    run.write(&format!(
+        r#"{lab}
 [host.file.motd]
 on = ["web"]
 path = "/srv/motd"
 content = "configured by tend on ${{ec2.instance.web.id}}\n"
 "#,
-        net = fleet.net,
-        key = key.display(),
-        known = run.dir.path().join("known_hosts").display(),
+        lab = lab(&fleet.net, &public, "web", &run, &key),
     ));
     let plan = ok(&run.tend(&moto, &["plan"]));
     assert!(plan.contains("+ address") && plan.contains("(known after apply)"), "{plan}");
@@ -368,6 +388,109 @@ content = "configured by tend on ${{ec2.instance.web.id}}\n"
     let written = fs_err::read_to_string(fleet.work.join("hosts").join(&new_host).join("srv/motd")).unwrap_or_else(|e| panic!("{e}\n{}", text(&out)));
     assert_eq!(written, format!("configured by tend on {}\n", live[0]["id"].as_str().unwrap_or_default()));
     assert_eq!(run.tend(&moto, &["plan", "--detailed-exitcode"]).status.code(), Some(0), "converged after the replacement");
+}
+
+#[test]
+fn a_vm_boots_its_ssh_host_is_configured_and_the_cluster_at_its_address_gets_workloads_in_one_apply() {
+    crate::support::need::need(&[crate::support::need::Need::Kubectl]);
+    let moto = Moto::start();
+    let fleet = crate::support::fleet::Fleet::up(1);
+    let run = Run::new();
+    let (key, public) = vm_key(&run);
+    // The cluster's CA is made beforehand (as a k3s install would be given one); its token is a
+    // secret of the repository.
+    let ca = run.dir.path().join("ca");
+    fs_err::create_dir_all(&ca).expect("mkdir");
+    let openssl = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=lab-ca",
+        ])
+        .current_dir(&ca)
+        .output()
+        .expect("openssl");
+    assert!(openssl.status.success(), "{}", String::from_utf8_lossy(&openssl.stderr));
+    let token = "k3s-token-4f0c2b9e";
+    let id = age::x25519::Identity::generate();
+    let age_key = run.dir.path().join("tend.key");
+    fs_err::write(&age_key, format!("{}\n", age::secrecy::ExposeSecret::expose_secret(&id.to_string()))).expect("key");
+    let mut sealed = Vec::new();
+    let mut w =
+        age::Encryptor::with_recipients(std::iter::once(&id.to_public() as &dyn age::Recipient)).expect("recipients").wrap_output(&mut sealed).expect("wrap");
+    std::io::Write::write_all(&mut w, token.as_bytes()).expect("write");
+    w.finish().expect("finish");
+    write_tree(&run.cfg(), &[]);
+    fs_err::create_dir_all(run.cfg().join("secrets")).expect("mkdir");
+    fs_err::write(run.cfg().join("secrets/k3s.age"), sealed).expect("write");
+    // Instances in NET.0/24 boot as real sshd hosts, each serving a Kubernetes API (a test
+    // double) on its address.
+    let kube_work = run.dir.path().join("clusters");
+    let _boot = boot_vms(&moto, &fleet, &["--kube-work", &kube_work.to_string_lossy(), "--kube-ca", &ca.to_string_lossy(), "--kube-token", token]);
+    let ca_pem = fs_err::read_to_string(ca.join("ca.crt")).expect("ca");
+    run.write(&format!(
+        r#"{lab}
+[host.file.k3s]
+on = ["cp"]
+path = "/srv/k3s.yaml"
+content = "node-ip: ${{ec2.instance.cp.private_ip}}\n"
+
+[secret.k3s]
+file = "secrets/k3s.age"
+
+[kube.cluster.cp]
+server = "https://${{ec2.instance.cp.private_ip}}:6443"
+ca = """{ca_pem}"""
+token = "${{secret.k3s}}"
+depends_on = ["host.file.k3s"]
+
+[kube.manifests.app]
+path = "k8s"
+namespace = "app"
+"#,
+        lab = lab(&fleet.net, &public, "cp", &run, &key),
+    ));
+    write_tree(
+        &run.cfg(),
+        &[(
+            "k8s/app.yaml",
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: app\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: node\ndata:\n  ip: ${ec2.instance.cp.private_ip}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n      - name: web\n        image: nginx:1.27\n        envFrom:\n        - configMapRef: {name: node}\n",
+        )],
+    );
+    let age_key = age_key.to_string_lossy().into_owned();
+    let env = [("TEND_AGE_KEY_FILE", age_key.as_str())];
+    let plan = ok(&run.tend_env(&moto, &["plan"], &env));
+    assert!(plan.contains("+ kube.manifests.app[apps/Deployment/app/web]") && plan.contains("(known after apply)"), "{plan}");
+    // One apply from empty: the VM, its SSH configuration, then the cluster at its address.
+    let out = run.tend_env(&moto, &["apply", "--auto-approve"], &env);
+    let live = moto.instances();
+    let ip = live[0]["private_ip"].as_str().expect("ip").to_string();
+    let host = format!("vm{}", ip.rsplit('.').next().unwrap_or_default());
+    let server_log = fs_err::read_to_string(kube_work.join(&host).join("server.log")).unwrap_or_default();
+    assert!(out.status.success(), "{}\nthe VM's API server said:\n{server_log}", text(&out));
+    assert_eq!(fs_err::read_to_string(fleet.work.join("hosts").join(&host).join("srv/k3s.yaml")).expect("configured"), format!("node-ip: {ip}\n"));
+    let kubeconfig = kube_work.join(&host).join("kubeconfig");
+    let get = |what: &[&str]| -> serde_json::Value {
+        let o = Command::new("kubectl").arg("--kubeconfig").arg(&kubeconfig).arg("get").args(what).args(["-o", "json"]).output().expect("kubectl");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).expect("json")
+    };
+    assert_eq!(get(&["configmap", "node", "-n", "app"])["data"]["ip"], ip.as_str(), "the VM's address reached the cluster it serves");
+    assert_eq!(get(&["deployment", "web", "-n", "app"])["status"]["readyReplicas"], 1);
+    assert!(!text(&out).contains(token), "the token never shows");
+    assert_eq!(run.tend_env(&moto, &["plan", "--detailed-exitcode"], &env).status.code(), Some(0), "converged");
 }
 
 /// Stops the process it holds with SIGTERM (vm-boot.py removes its hosts then), pass or fail.

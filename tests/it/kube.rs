@@ -405,6 +405,22 @@ fn an_unreachable_cluster_leaves_its_objects_unplanned_and_the_rest_converges() 
     assert_eq!(fs_err::read_to_string(s.cfg().join("out/note.txt")).expect("the file converged"), "hi\n");
 }
 
+#[test]
+fn refused_credentials_name_the_cluster_and_its_context() {
+    let s = Setup::new(&[("app.yaml", APP)]);
+    // The same kubeconfig with a token the server does not know.
+    let kubeconfig = fs_err::read_to_string(s.kube.kubeconfig()).expect("kubeconfig");
+    let wrong = s.dir.path().join("wrong-kubeconfig");
+    let token = kubeconfig.lines().find_map(|l| l.trim().strip_prefix("token: ")).expect("a token").to_string();
+    fs_err::write(&wrong, kubeconfig.replace(&token, "not-the-token")).expect("write");
+    let toml = s.toml().replace(&s.kube.kubeconfig().display().to_string(), &wrong.display().to_string());
+    s.write("tend.toml", &toml.replace("[kube.cluster.dev]\n", "[kube.cluster.dev]\ncontext = \"fake\"\n"));
+    let err = failed(&s.tend(&["plan"]));
+    assert!(err.contains("kube.cluster.dev (context fake)") && err.contains("401"), "{err}");
+    assert!(err.contains("check the cluster's credentials"), "{err}");
+    assert!(!err.contains("not-the-token"), "{err}");
+}
+
 const CANARY: &str = "kube-canary-5c1e7a";
 
 #[test]
@@ -451,6 +467,77 @@ fn references_and_secrets_inside_manifests_are_evaluated_and_secrets_never_leak(
     let b64 = base64::engine::general_purpose::STANDARD.encode(CANARY);
     for text in &seen {
         assert!(!text.contains(CANARY) && !text.contains(&b64), "the secret leaked: {text}");
+    }
+}
+
+#[test]
+fn a_sops_encrypted_secret_manifest_is_decrypted_in_memory_and_never_written() {
+    crate::support::need::need(&[crate::support::need::Need::Sops]);
+    let sops = crate::support::need::sops().expect("checked by need");
+    let s = Setup::new(&[("ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: web\n")]);
+    let id = age::x25519::Identity::generate();
+    let key = s.dir.path().join("tend.key");
+    fs_err::write(&key, format!("{}\n", id.to_string().expose_secret())).expect("key");
+    fs_err::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    // Encrypted the way Flux documents it, by the real sops: only data and stringData.
+    let cleartext = s.dir.path().join("db.yaml");
+    let encrypt = |text: &str| {
+        fs_err::write(&cleartext, text).expect("write");
+        let out = std::process::Command::new(&sops)
+            .args(["--disable-version-check", "--encrypt", "--age", &id.to_public().to_string(), "--encrypted-regex", "^(data|stringData)$"])
+            .arg(&cleartext)
+            .output()
+            .expect("sops runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        fs_err::remove_file(&cleartext).expect("the plaintext goes");
+        s.write("k8s/db.enc.yaml", &String::from_utf8_lossy(&out.stdout));
+    };
+    encrypt(&format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  password: {CANARY}\n  tls.crt: cert-{CANARY}\n"));
+    let key_env = key.to_string_lossy().into_owned();
+    let env = [("TEND_AGE_KEY_FILE", key_env.as_str())];
+
+    // Undeclared: the file is named, with how to declare it.
+    let err = failed(&s.tend_env(&["plan"], &env));
+    assert!(err.contains("k8s/db.enc.yaml:1: the manifest is encrypted with") && err.contains("no secret declares its file"), "{err}");
+    let toml = s.toml();
+    s.write("tend.toml", &format!("{toml}hash_suffix = true\n\n[secret.db]\nfile = \"k8s/db.enc.yaml\"\n"));
+    let plan = ok(&s.tend_env(&["plan"], &env));
+    assert!(plan.contains("+ kube.manifests.app[Secret/web/db-"), "{plan}");
+    let applied = ok(&s.tend_env(&["apply", "--auto-approve"], &env));
+    let secrets = s.get(&["secrets", "-n", "web"]).expect("list");
+    let secret = &secrets["items"][0];
+    let name = secret["metadata"]["name"].as_str().expect("name").to_string();
+    let decode =
+        |v: &serde_json::Value| String::from_utf8(base64::engine::general_purpose::STANDARD.decode(v.as_str().expect("data")).expect("base64")).expect("utf-8");
+    assert_eq!(decode(&secret["data"]["password"]), CANARY, "decrypted on the way to the cluster");
+    assert_eq!(decode(&secret["data"]["tls.crt"]), format!("cert-{CANARY}"), "keys with dots too");
+    let noop = ok(&s.tend_env(&["plan"], &env));
+    assert!(noop.contains("No changes."), "{noop}");
+
+    // New content under the same name is a new hashed Secret (the file's MAC changed).
+    encrypt(&format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  password: new-{CANARY}\n  tls.crt: cert-{CANARY}\n"));
+    let rotated = ok(&s.tend_env(&["apply", "--auto-approve"], &env));
+    assert!(rotated.contains(&format!("- kube.manifests.app[Secret/web/{name}]")), "{rotated}");
+
+    // Its identity must be readable: a fully encrypted manifest is refused, saying how.
+    fs_err::write(&cleartext, "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  password: x\n").expect("write");
+    let out = std::process::Command::new(&sops)
+        .args(["--disable-version-check", "--encrypt", "--age", &id.to_public().to_string()])
+        .arg(&cleartext)
+        .output()
+        .expect("sops runs");
+    s.write("k8s/db.enc.yaml", &String::from_utf8_lossy(&out.stdout));
+    let err = failed(&s.tend_env(&["plan"], &env));
+    assert!(err.contains("`apiVersion` is encrypted") && err.contains("--encrypted-regex"), "{err}");
+
+    let mut seen = vec![plan, applied, noop, rotated];
+    let mut files = Vec::new();
+    all_files(s.dir.path(), &mut files);
+    for f in files.iter().filter(|f| !f.ends_with("tend.key") && !f.starts_with(s.kube.dir.path())) {
+        seen.push(String::from_utf8_lossy(&fs_err::read(f).unwrap_or_default()).into_owned());
+    }
+    for text in &seen {
+        assert!(!text.contains(CANARY), "the secret leaked: {text}");
     }
 }
 

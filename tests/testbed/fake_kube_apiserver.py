@@ -42,10 +42,12 @@ clients rely on, and is checked against the real `kubectl` in tests/it/kube_fake
   counts requests by `VERB /path`, GET /fake/concurrency gives the most requests of each verb
   served at once.
 
-    python3 fake_kube_apiserver.py WORK_DIR
+    python3 fake_kube_apiserver.py WORK_DIR [--listen ADDRESS:PORT] [--ca DIR] [--token TOKEN]
 
 writes WORK_DIR/kubeconfig (and the certificates) and prints `ready PORT` once it serves on
-127.0.0.1. Stop it with SIGTERM.
+127.0.0.1 (or ADDRESS:PORT: a VM's address inside its network namespace). `--ca DIR` signs the
+server's certificate with DIR/ca.crt and DIR/ca.key instead of a CA of its own (a client that
+knows the CA beforehand); `--token` fixes the bearer token. Stop it with SIGTERM.
 """
 import copy
 import datetime
@@ -53,6 +55,7 @@ import http.server
 import json
 import os
 import re
+import socketserver
 import ssl
 import subprocess
 import sys
@@ -1140,27 +1143,49 @@ def controllers():
                 put(key, obj, False)
 
 
-def certificates(work):
-    """A CA of its own and a server certificate for 127.0.0.1 signed by it (openssl CLI)."""
+class Server(http.server.ThreadingHTTPServer):
+    """Binds without asking DNS for its own name (HTTPServer's getfqdn): inside a network
+    namespace without a resolver that lookup takes seconds."""
+
+    def server_bind(self):
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
+
+def certificates(work, host, ca_dir):
+    """A server certificate for 127.0.0.1 (and `host`) signed by the CA in `ca_dir`, else by a CA
+    of its own (openssl CLI)."""
     run = lambda *a: subprocess.run(a, cwd=work, check=True, capture_output=True)
     curve = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
-    run("openssl", "req", "-x509", *curve, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=fake-kube-apiserver-ca")
+    if ca_dir:
+        for f in ("ca.crt", "ca.key"):
+            with open(os.path.join(ca_dir, f), "rb") as src, open(os.path.join(work, f), "wb") as dst:
+                dst.write(src.read())
+    else:
+        run("openssl", "req", "-x509", *curve, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=fake-kube-apiserver-ca")
     run("openssl", "req", *curve, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=fake-kube-apiserver")
+    extra = f",IP:{host}" if host not in ("127.0.0.1", "localhost") else ""
     with open(os.path.join(work, "san.ext"), "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n")
+        f.write(f"subjectAltName=IP:127.0.0.1,DNS:localhost{extra}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n")
     run("openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "san.ext")
 
 
 def main():
+    global TOKEN
     work = os.path.abspath(sys.argv[1])
+    opts = dict(zip(sys.argv[2::2], sys.argv[3::2]))
+    if len(sys.argv) % 2 != 0 or any(k not in ("--listen", "--ca", "--token") for k in opts):
+        sys.exit("usage: fake_kube_apiserver.py WORK_DIR [--listen ADDRESS:PORT] [--ca DIR] [--token TOKEN]")
+    host, _, port = opts.get("--listen", "127.0.0.1:0").rpartition(":")
+    TOKEN = opts.get("--token", TOKEN)
     os.makedirs(work, exist_ok=True)
-    certificates(work)
+    certificates(work, host, opts.get("--ca"))
     with LOCK:
         for ns in ("default", "kube-system"):
             obj = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "uid": str(uuid.uuid4()), "creationTimestamp": now(), "generation": 1, "resourceVersion": next_rv()}}
             STORE[("", "namespaces", None, ns)] = obj
     threading.Thread(target=controllers, daemon=True).start()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Api)
+    server = Server((host, int(port)), Api)
     server.daemon_threads = True
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(os.path.join(work, "server.crt"), os.path.join(work, "server.key"))
@@ -1172,7 +1197,7 @@ kind: Config
 clusters:
 - name: fake
   cluster:
-    server: https://127.0.0.1:{port}
+    server: https://{host}:{port}
     certificate-authority-data: {ca}
 users:
 - name: fake-admin

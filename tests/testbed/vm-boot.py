@@ -7,6 +7,12 @@ instance stops or is terminated, the host is removed. SIGTERM or SIGINT removes 
 process started. Lets a test run VM -> SSH host chains end to end.
 
     vm-boot.py --endpoint URL --fleet-work DIR --fleet-id ID --net 10.219.0 [--boot-delay 0.5]
+               [--kube-work DIR --kube-ca DIR --kube-token TOKEN]
+
+With --kube-work, each booted host also serves a Kubernetes API (fake_kube_apiserver.py, a test
+double) at its address, port 6443, inside its network namespace, its certificate signed by the CA
+in --kube-ca and its token --kube-token; its kubeconfig is DIR/vmN/kubeconfig. VM -> SSH host ->
+cluster chains run end to end that way.
 
 Needs boto3 (tests/testbed/install.sh puts it in the testbed venv with moto).
 """
@@ -26,7 +32,12 @@ parser.add_argument("--fleet-id", required=True)
 parser.add_argument("--net", required=True, help="first three octets of the subnet, e.g. 10.219.0")
 parser.add_argument("--boot-delay", type=float, default=0.5)
 parser.add_argument("--region", default="us-east-1")
+parser.add_argument("--kube-work")
+parser.add_argument("--kube-ca")
+parser.add_argument("--kube-token")
 args = parser.parse_args()
+KUBE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_kube_apiserver.py")
+clusters = {}  # fleet host name -> its API server process
 
 FLEET = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fleet.sh")
 ENV = dict(os.environ, FLEET_WORK=args.fleet_work, FLEET_ID=args.fleet_id, FLEET_NET=args.net)
@@ -46,9 +57,29 @@ def fleet(*argv, key=""):
     return subprocess.run(["bash", FLEET, *argv], env=env, capture_output=True, text=True)
 
 
+def serve_kube(name, ip):
+    """The host's Kubernetes API, inside its network namespace."""
+    work = os.path.join(args.kube_work, name)
+    os.makedirs(work, exist_ok=True)
+    log = open(os.path.join(work, "server.log"), "w")
+    clusters[name] = subprocess.Popen(
+        ["ip", "netns", "exec", f"{args.fleet_id}-{name}", sys.executable, KUBE, work, "--listen", f"{ip}:6443", "--ca", args.kube_ca, "--token", args.kube_token],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def halt(name):
+    server = clusters.pop(name, None)
+    if server:
+        server.terminate()
+        server.wait()
+    fleet("remove", name)
+
+
 def shutdown(*_):
-    for name in hosts.values():
-        fleet("remove", name)
+    for name in list(hosts.values()):
+        halt(name)
     sys.exit(0)
 
 
@@ -83,7 +114,9 @@ while True:
         done = fleet("add", ip, name, key=public_key(instance.get("KeyName")))
         print(f"boot {iid} {ip} -> {name}: {(done.stdout or done.stderr).strip()}", flush=True)
         hosts[iid] = name
+        if args.kube_work:
+            serve_kube(name, ip)
     for iid in [i for i in hosts if i not in live]:
-        fleet("remove", hosts.pop(iid))
+        halt(hosts.pop(iid))
         print(f"halt {iid}", flush=True)
     time.sleep(0.2)

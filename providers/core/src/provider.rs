@@ -86,6 +86,10 @@ pub struct ExpandRequest<'a> {
     /// Root of the config checkout: files an expansion reads (a directory of manifests) are
     /// resolved inside it with [`crate::resolve_inside`].
     pub config_root: &'a std::path::Path,
+    /// The declared secrets' files, as `(name, file relative to the config root)`: an encrypted
+    /// file an expansion finds (a SOPS-encrypted manifest) is referred to as
+    /// `${secret.NAME...}`, decrypted only where it is used.
+    pub secret_files: &'a [(String, String)],
 }
 
 /// One instance of a configured resource.

@@ -284,9 +284,16 @@ impl KubeProvider {
         let dir = tend_provider::resolve_inside(req.config_root, path).map_err(|e| FieldError::field("path", e.to_string()))?;
         let namespace = req.literal.get("namespace").and_then(Value::as_str);
         let mut raw = Vec::new();
+        let mut sops_macs: HashMap<String, String> = HashMap::new();
         if req.literal.get("kustomize").and_then(Value::as_bool) == Some(true) {
             let text = manifests::kustomize(&dir, path).await?;
-            raw.extend(manifests::parse(&text, &format!("{path} (kustomize build)"))?);
+            let shown = format!("{path} (kustomize build)");
+            let docs = manifests::parse(&text, &shown)?;
+            if docs.iter().any(|(v, _)| manifests::is_sops(v)) {
+                return Err(FieldError::field("path", format!("{shown}: holds a SOPS-encrypted object, which tend decrypts only from a set's own files"))
+                    .with_hint("keep encrypted Secrets in a set without `kustomize`"));
+            }
+            raw.extend(docs);
         } else {
             let files = manifests::files(&dir, req.config_root).map_err(|e| FieldError::field("path", format!("cannot read {path}: {e}")))?;
             for f in files {
@@ -296,7 +303,16 @@ impl KubeProvider {
                     .display()
                     .to_string();
                 let text = std::fs::read_to_string(&f).map_err(|e| FieldError::field("path", format!("cannot read {shown}: {e}")))?;
-                raw.extend(manifests::parse(&text, &shown)?);
+                let mut docs = manifests::parse(&text, &shown)?;
+                if docs.iter().any(|(v, _)| manifests::is_sops(v)) {
+                    if docs.len() > 1 {
+                        return Err(FieldError::field("path", format!("{shown}: a SOPS-encrypted file of manifests must hold one object")));
+                    }
+                    let (v, origin) = &mut docs[0];
+                    let mac = manifests::sops_object(v, &shown, origin, req.secret_files)?;
+                    sops_macs.insert(origin.clone(), mac);
+                }
+                raw.extend(docs);
             }
         }
         if raw.is_empty() && req.literal.get("allow_empty").and_then(Value::as_bool) != Some(true) {
@@ -307,7 +323,8 @@ impl KubeProvider {
         let mut objects = Vec::with_capacity(raw.len());
         let mut keys: BTreeMap<String, usize> = BTreeMap::new();
         for (v, origin) in raw {
-            let o = manifests::object(&v, origin, namespace, &crds)?;
+            let mut o = manifests::object(&v, origin, namespace, &crds)?;
+            o.sops_mac = sops_macs.remove(&o.origin);
             if let Some(first) = keys.get(&o.key) {
                 let first: &manifests::Object = &objects[*first];
                 return Err(FieldError::field("path", format!("{} `{}` is declared twice: {} and {}", o.kind, o.name, first.origin, o.origin)));

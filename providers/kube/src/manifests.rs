@@ -24,6 +24,9 @@ pub(crate) struct Object {
     pub body: J,
     /// `k8s/app/web.yaml:12`.
     pub origin: String,
+    /// The MAC of the SOPS file it was encrypted in: what its content hash covers, since its
+    /// fields are references to the decrypted file.
+    pub sops_mac: Option<String>,
 }
 
 impl Object {
@@ -174,6 +177,50 @@ pub(crate) fn parse(text: &str, shown: &str) -> Result<Vec<(J, String)>, FieldEr
     Ok(out)
 }
 
+/// Whether a value holds a value SOPS encrypted (`ENC[AES256_GCM,...]`).
+fn encrypted(v: &J) -> bool {
+    match v {
+        J::String(s) => s.starts_with("ENC["),
+        J::Array(a) => a.iter().any(encrypted),
+        J::Object(m) => m.values().any(encrypted),
+        _ => false,
+    }
+}
+
+/// Whether a parsed document is encrypted with SOPS (it has the `sops` metadata).
+pub(crate) fn is_sops(v: &J) -> bool {
+    v.get("sops").and_then(|m| m.get("mac")).is_some()
+}
+
+/// A SOPS-encrypted manifest (Flux style: `sops --encrypt --encrypted-regex
+/// '^(data|stringData)$'`), the only document of `file`: each top-level field holding encrypted
+/// values becomes a reference to that field of the secret declaring the file
+/// (`data = "${secret.db.data}"`), so it is decrypted in memory where it is used and never
+/// written anywhere; its identity must be in the clear. Returns the file's MAC.
+pub(crate) fn sops_object(v: &mut J, file: &str, origin: &str, secret_files: &[(String, String)]) -> Result<String, FieldError> {
+    let bad = |what: String| FieldError::field("path", format!("{origin}: {what}"));
+    let same = |a: &str| Path::new(a.trim_start_matches("./")) == Path::new(file);
+    let Some((name, _)) = secret_files.iter().find(|(_, f)| same(f)) else {
+        return Err(bad("the manifest is encrypted with SOPS, and no secret declares its file".into())
+            .with_hint(format!("declare it, and tend decrypts it in memory where it is used: [secret.NAME]\nfile = \"{file}\"")));
+    };
+    let mac = v.pointer("/sops/mac").and_then(J::as_str).unwrap_or_default().to_string();
+    let Some(o) = v.as_object_mut() else { return Err(bad("a manifest must be a table".into())) };
+    o.remove("sops");
+    for identity in ["apiVersion", "kind", "metadata"] {
+        if o.get(identity).is_some_and(encrypted) {
+            return Err(bad(format!("`{identity}` is encrypted: tend needs the object's identity in the clear"))
+                .with_hint("encrypt only the data: sops --encrypt --encrypted-regex '^(data|stringData)$'"));
+        }
+    }
+    for (field, value) in o.iter_mut() {
+        if encrypted(value) {
+            *value = J::String(format!("${{secret.{name}.{field}}}"));
+        }
+    }
+    Ok(mac)
+}
+
 /// Check one object and give it its key; `namespace` is the set's default.
 pub(crate) fn object(v: &J, origin: String, namespace: Option<&str>, crds: &[Crd]) -> Result<Object, FieldError> {
     let bad = |what: &str| FieldError::field("path", format!("{origin}: {what}"));
@@ -217,7 +264,7 @@ pub(crate) fn object(v: &J, origin: String, namespace: Option<&str>, crds: &[Crd
         key.push('/');
     }
     key.push_str(&name);
-    Ok(Object { key, api_version, kind, namespace, name, body, origin })
+    Ok(Object { key, api_version, kind, namespace, name, body, origin, sops_mac: None })
 }
 
 /// The definitions of custom kinds among raw objects.
@@ -356,7 +403,7 @@ pub(crate) fn hash_suffix(objects: &mut [Object]) {
         };
         let content: serde_json::Map<String, J> =
             ["data", "binaryData", "stringData", "type", "immutable"].iter().filter_map(|k| Some(((*k).to_string(), canonical(o.body.get(*k)?)))).collect();
-        let digest = sha2::Sha256::digest(format!("{kind}\n{}\n{}", o.name, J::Object(content)).as_bytes());
+        let digest = sha2::Sha256::digest(format!("{kind}\n{}\n{}\n{}", o.name, J::Object(content), o.sops_mac.as_deref().unwrap_or("")).as_bytes());
         let new = format!("{}-{}", o.name, &hex::encode(digest)[..10]);
         let ns = o.namespace.clone().unwrap_or_default();
         renamed.insert((kind, ns, o.name.clone()), new.clone());
