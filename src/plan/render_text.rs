@@ -162,8 +162,14 @@ fn attribute_lines(out: &mut String, action: Action, before: Option<&Attributes>
         let changed = before.get(k) != after.get(k);
         let forces = if requires_replace.contains(k) { " # forces replacement" } else { "" };
         let line = match (action, b, a) {
-            (Action::Delete, Some(b), _) => format!("      - {k:width$} = {}", show(b)),
-            (_, None, Some(a)) => format!("      + {k:width$} = {}", show(a)),
+            (Action::Delete, Some(b), _) => {
+                whole(out, 6, '-', &format!("{k:width$} = "), b);
+                continue;
+            }
+            (_, None, Some(a)) => {
+                whole(out, 6, '+', &format!("{k:width$} = "), a);
+                continue;
+            }
             // Tables and lists that changed inside: only what changed, as Terraform shows it.
             (_, Some(b @ (Value::Map(_) | Value::List(_))), Some(a)) if changed && std::mem::discriminant(b) == std::mem::discriminant(a) => {
                 nested(out, 6, &format!("{k:width$} = "), b, a, forces, None);
@@ -181,6 +187,38 @@ fn attribute_lines(out: &mut String, action: Action, before: Option<&Attributes>
     if hidden > 0 && action != Action::Create {
         let _ = writeln!(out, "        ({hidden} unchanged attribute{} hidden)", if hidden == 1 { "" } else { "s" });
     }
+}
+
+/// A value added or removed whole, at `pad` spaces: a table or list one entry per line (tables
+/// with their keys aligned), as Terraform shows a new nested block; anything else on one line.
+fn whole(out: &mut String, pad: usize, sign: char, lead: &str, v: &Value) {
+    let inner = pad + 4;
+    match v {
+        Value::Map(m) if !m.is_empty() => {
+            let _ = writeln!(out, "{:pad$}{sign} {lead}{{", "");
+            let keys: Vec<String> = m.keys().map(|k| map_key(k)).collect();
+            let width = keys.iter().map(|k| k.chars().count()).max().unwrap_or(0);
+            for (k, val) in keys.iter().zip(m.values()) {
+                whole(out, inner, sign, &format!("{k:width$} = "), val);
+            }
+            let _ = writeln!(out, "{:pad$}  }}", "");
+        }
+        Value::List(l) if !l.is_empty() => {
+            let _ = writeln!(out, "{:pad$}{sign} {lead}[", "");
+            for val in l {
+                whole(out, inner, sign, "", val);
+            }
+            let _ = writeln!(out, "{:pad$}  ]", "");
+        }
+        other => {
+            let _ = writeln!(out, "{:pad$}{sign} {lead}{}", "", show(other));
+        }
+    }
+}
+
+/// A table key as written in a plan: bare when it is a word, else quoted (`"tend.dev/set"`).
+fn map_key(k: &str) -> String {
+    if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') { k.to_string() } else { format!("{k:?}") }
 }
 
 fn plural(n: usize, what: &str) -> String {
@@ -246,12 +284,8 @@ fn entry(out: &mut String, pad: usize, lead: &str, b: Option<&Value>, a: Option<
         (Some(x), Some(y)) => {
             let _ = writeln!(out, "{:pad$}~ {lead}{} -> {}", "", show(x), show(y));
         }
-        (None, Some(y)) => {
-            let _ = writeln!(out, "{:pad$}+ {lead}{}", "", show(y));
-        }
-        (Some(x), None) => {
-            let _ = writeln!(out, "{:pad$}- {lead}{}", "", show(x));
-        }
+        (None, Some(y)) => whole(out, pad, '+', lead, y),
+        (Some(x), None) => whole(out, pad, '-', lead, x),
         (None, None) => {}
     }
     false

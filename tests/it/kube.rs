@@ -303,6 +303,18 @@ fn a_custom_resource_definition_and_its_resources_apply_in_one_run() {
 }
 
 #[test]
+fn an_object_the_server_rejects_fails_the_apply_with_the_servers_causes_and_the_rest_is_recorded() {
+    // The template's labels do not match the selector: the API server refuses it (422).
+    let s = Setup::new(&[("app.yaml", &APP.replace("    metadata:\n      labels: {app: api}", "    metadata:\n      labels: {app: web}"))]);
+    let err = failed(&s.tend(&["apply", "--auto-approve"]));
+    assert!(err.contains("kube.manifests.app[apps/Deployment/web/api]"), "{err}");
+    assert!(err.contains("spec.template.metadata.labels") && err.contains("does not match template") && err.contains("422"), "{err}");
+    // What was applied is recorded: the next plan only creates the Deployment.
+    let plan = ok(&s.tend(&["plan"]));
+    assert!(plan.contains("Plan: 1 to add, 0 to change"), "{plan}");
+}
+
+#[test]
 fn bad_manifests_and_kinds_are_named_by_file_line_or_object() {
     let s = Setup::new(&[(
         "a.yaml",

@@ -18,9 +18,10 @@ clients rely on, and is checked against the real `kubectl` in tests/it/kube_fake
   Unauthorized, BadRequest, MethodNotAllowed, UnsupportedMediaType);
 - the defaults that trip naive diffs (Deployment replicas, strategy, revisionHistoryLimit,
   progressDeadlineSeconds; containers' imagePullPolicy and terminationMessage*; Service
-  clusterIP, port protocol and targetPort; ...) and the immutable fields it refuses with 422
+  clusterIP, port protocol and targetPort; ...), the immutable fields it refuses with 422
   (workload selectors, a Service's clusterIP, a Job's template, StatefulSet fields, immutable
-  ConfigMaps and Secrets);
+  ConfigMaps and Secrets), and some of its validation (a workload whose selector does not
+  select its template, or without containers: 422 with the field in `causes`);
 - watches from a resourceVersion (or of everything, as ADDED) with label and field selectors;
 - CustomResourceDefinitions: Established within moments, their kinds served (discovery, CRUD,
   apply) from then on and gone with them;
@@ -984,10 +985,31 @@ def immutable(res, name, old, obj):
     return None
 
 
+def validate(res, name, obj):
+    """Some of the API server's validation of a workload: a selector that selects its own pod
+    template, and containers in it."""
+    if res[2] not in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"):
+        return None
+    spec = obj.get("spec") or {}
+    selector = (spec.get("selector") or {}).get("matchLabels") or {}
+    template = spec.get("template") or {}
+    labels = (template.get("metadata") or {}).get("labels") or {}
+    if not selector:
+        return invalid(res, name, "spec.selector", spec.get("selector"), "empty selector is invalid for deployment")
+    if any(labels.get(k) != v for k, v in selector.items()):
+        return invalid(res, name, "spec.template.metadata.labels", labels, "`selector` does not match template `labels`")
+    if not (template.get("spec") or {}).get("containers"):
+        message = f'{res[2]}.{res[0]} "{name}" is invalid: spec.template.spec.containers: Required value'
+        cause = {"reason": "FieldValueRequired", "message": "Required value", "field": "spec.template.spec.containers"}
+        return status(422, "Invalid", message, {"name": name, "group": res[0], "kind": res[2], "causes": [cause]})
+    return None
+
+
 def admit(res, name, old, obj):
-    """Defaults, then the checks of immutable fields: a refusal (Status), or None."""
+    """Defaults, then the checks of immutable fields and of the object: a refusal (Status), or
+    None."""
     apply_defaults(res[2], old, obj)
-    return immutable(res, name, old, obj)
+    return immutable(res, name, old, obj) or validate(res, name, obj)
 
 
 def strip_versions(obj):

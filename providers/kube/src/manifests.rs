@@ -332,6 +332,23 @@ pub(crate) fn needs(obj: &Object, keys: &BTreeMap<String, usize>, crds: &[Crd]) 
     if let Some(c) = crds.iter().find(|c| c.group == obj.group() && c.kind == obj.kind) {
         want(c.key.clone());
     }
+    // A binding after the role it grants and the service accounts it grants it to.
+    if obj.group() == "rbac.authorization.k8s.io" && matches!(obj.kind.as_str(), "RoleBinding" | "ClusterRoleBinding") {
+        let role = |k: &str| obj.body.pointer(&format!("/roleRef/{k}")).and_then(J::as_str);
+        match (role("kind"), role("name"), &obj.namespace) {
+            (Some("ClusterRole"), Some(n), _) => want(format!("rbac.authorization.k8s.io/ClusterRole/{n}")),
+            (Some("Role"), Some(n), Some(ns)) => want(format!("rbac.authorization.k8s.io/Role/{ns}/{n}")),
+            _ => {}
+        }
+        for subject in obj.body.get("subjects").and_then(J::as_array).into_iter().flatten() {
+            let field = |k: &str| subject.get(k).and_then(J::as_str);
+            if let (Some("ServiceAccount"), Some(n)) = (field("kind"), field("name"))
+                && let Some(ns) = field("namespace").or(obj.namespace.as_deref())
+            {
+                want(format!("ServiceAccount/{ns}/{n}"));
+            }
+        }
+    }
     let Some(ns) = &obj.namespace else { return out };
     for (kind, at) in references(&obj.kind, &obj.body) {
         if let Some(n) = obj.body.pointer(&at).and_then(J::as_str) {
@@ -486,6 +503,15 @@ mod tests {
         // The same content keeps its name; new content gets a new one.
         assert_eq!(build(text)[0].name, *cfg);
         assert_ne!(build(&text.replace("{a: b}", "{a: c}"))[0].name, *cfg);
+    }
+
+    #[test]
+    fn bindings_come_after_their_roles_and_service_accounts() {
+        let text = "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: reader}\n---\napiVersion: v1\nkind: ServiceAccount\nmetadata: {name: bot}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: bot-reads}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: reader}\nsubjects:\n- {kind: ServiceAccount, name: bot, namespace: web}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: edit}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: bot-edits}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: edit}\nsubjects:\n- {kind: ServiceAccount, name: bot}\n";
+        let objs: Vec<Object> = parse(text, "k8s/rbac.yaml").unwrap().into_iter().map(|(v, o)| object(&v, o, Some("web"), &[]).unwrap()).collect();
+        let keys: BTreeMap<String, usize> = objs.iter().enumerate().map(|(i, o)| (o.key.clone(), i)).collect();
+        assert_eq!(needs(&objs[2], &keys, &[]), ["rbac.authorization.k8s.io/ClusterRole/reader", "ServiceAccount/web/bot"]);
+        assert_eq!(needs(&objs[4], &keys, &[]), ["rbac.authorization.k8s.io/Role/web/edit", "ServiceAccount/web/bot"]);
     }
 
     #[test]
