@@ -23,25 +23,30 @@ impl Drop for Watches {
     }
 }
 
-/// Whether a live object differs from what was recorded in the fields tend applied.
-pub(crate) fn drifted(recorded: &J, live: &J) -> bool {
-    let view = crate::seen(live, recorded, None);
-    let mut paths = Vec::new();
-    crate::fields::differing(recorded, &view, "", &mut paths);
-    !paths.is_empty()
+/// The live object seen through the fields tend applied.
+fn view(recorded: &J, live: &J) -> J {
+    crate::seen(live, recorded, None)
 }
 
-/// Watch one kind from now on, until aborted: events after the collection's current version;
-/// the watch is resumed from the last version seen when the server ends it, and started over
-/// (with backoff) when that version is gone or the server cannot be reached.
+/// Watch one kind from now on, until aborted. It starts with one LIST (tend's label): each
+/// recorded object as it is now, seen through the fields tend applied, is the baseline — the
+/// server's own spelling of what tend sent (`500m` for `0.5`) never counts as drift — then
+/// takes the events after that list's version. An object whose view changes from its baseline,
+/// or that is deleted, is reported (once per change: the baseline moves on). The watch resumes
+/// from the last version seen when the server ends it, and starts over (with backoff) when that
+/// version is gone or the server cannot be reached.
 pub(crate) async fn kind(api: Api<DynamicObject>, selector: String, recorded: Recorded, on_drift: OnDrift) {
     let mut delay = Duration::from_secs(1);
     let mut version: Option<String> = None;
+    let mut baseline: HashMap<(Option<String>, String), J> = HashMap::new();
     loop {
         let rv = match version.take() {
             Some(v) => v,
-            None => match api.list(&ListParams::default().labels(&selector).limit(1)).await {
-                Ok(page) => page.metadata.resource_version.unwrap_or_default(),
+            None => match list(&api, &selector, &recorded).await {
+                Ok((rv, seen)) => {
+                    baseline = seen;
+                    rv
+                }
                 Err(e) => {
                     tracing::debug!("watch: listing failed: {e}; again in {delay:?}");
                     tokio::time::sleep(delay).await;
@@ -83,12 +88,39 @@ pub(crate) async fn kind(api: Api<DynamicObject>, selector: String, recorded: Re
             }
             let key = (object.metadata.namespace.clone(), object.metadata.name.clone().unwrap_or_default());
             let Some((addr, rec)) = recorded.get(&key) else { continue };
-            if deleted || drifted(rec, &serde_json::to_value(&object).unwrap_or_default()) {
+            if deleted {
+                baseline.remove(&key);
+                on_drift(addr);
+                continue;
+            }
+            let now = view(rec, &serde_json::to_value(&object).unwrap_or_default());
+            if baseline.get(&key) != Some(&now) {
+                baseline.insert(key, now);
                 on_drift(addr);
             }
         }
         if !gone {
             version = Some(last);
+        }
+    }
+}
+
+/// The collection's version and the recorded objects found, each seen through its recorded
+/// fields.
+async fn list(api: &Api<DynamicObject>, selector: &str, recorded: &Recorded) -> Result<(String, HashMap<(Option<String>, String), J>), kube::Error> {
+    let mut params = ListParams::default().labels(selector).limit(500);
+    let mut seen = HashMap::new();
+    loop {
+        let page = api.list(&params).await?;
+        for o in &page.items {
+            let key = (o.metadata.namespace.clone(), o.metadata.name.clone().unwrap_or_default());
+            if let Some((_, rec)) = recorded.get(&key) {
+                seen.insert(key, view(rec, &serde_json::to_value(o).unwrap_or_default()));
+            }
+        }
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(c) => params = params.continue_token(&c),
+            None => return Ok((page.metadata.resource_version.unwrap_or_default(), seen)),
         }
     }
 }
