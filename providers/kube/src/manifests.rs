@@ -358,16 +358,28 @@ pub(crate) fn needs(obj: &Object, keys: &BTreeMap<String, usize>, crds: &[Crd]) 
     out
 }
 
-/// Where a workload's pod template names other objects of its namespace: the kind named and a
-/// JSON pointer to the name (service account, config maps and secrets in volumes, projected
-/// volumes, `envFrom` and `env`, image pull secrets, claims).
+/// Where an object names other objects of its namespace: the kind named and a JSON pointer to
+/// the name — in a workload's pod template its service account, config maps and secrets in
+/// volumes, projected volumes, `envFrom` and `env`, image pull secrets and claims; an Ingress's
+/// TLS secrets; a `ServiceAccount`'s secrets.
 pub(crate) fn references(kind: &str, body: &J) -> Vec<(&'static str, String)> {
+    let count = |at: &str| body.pointer(at).and_then(J::as_array).map_or(0, Vec::len);
+    let named = |at: String| body.pointer(&at).is_some_and(J::is_string).then_some(("Secret", at));
+    // Outside pod templates: an Ingress's TLS secrets, a ServiceAccount's secrets.
+    let others: Vec<(&'static str, String)> = match kind {
+        "Ingress" => (0..count("/spec/tls")).filter_map(|i| named(format!("/spec/tls/{i}/secretName"))).collect(),
+        "ServiceAccount" => (0..count("/imagePullSecrets"))
+            .filter_map(|i| named(format!("/imagePullSecrets/{i}/name")))
+            .chain((0..count("/secrets")).filter_map(|i| named(format!("/secrets/{i}/name"))))
+            .collect(),
+        _ => Vec::new(),
+    };
     let pod_at = match kind {
         "Pod" => "/spec",
         "CronJob" => "/spec/jobTemplate/spec/template/spec",
         _ => "/spec/template/spec",
     };
-    let Some(pod) = body.pointer(pod_at) else { return Vec::new() };
+    let Some(pod) = body.pointer(pod_at) else { return others };
     let mut out = Vec::new();
     let mut at = |kind: &'static str, v: &J, path: String| {
         if v.pointer(&path).is_some_and(J::is_string) {
@@ -402,7 +414,7 @@ pub(crate) fn references(kind: &str, body: &J) -> Vec<(&'static str, String)> {
             }
         }
     }
-    out.into_iter().map(|(k, p)| (k, format!("{pod_at}{p}"))).collect()
+    others.into_iter().chain(out.into_iter().map(|(k, p)| (k, format!("{pod_at}{p}")))).collect()
 }
 
 /// `hash_suffix = true`: every `ConfigMap` and `Secret` of the set is named `NAME-HASH`, the hash of
@@ -483,7 +495,7 @@ mod tests {
 
     #[test]
     fn hash_suffixes_rename_config_and_secrets_and_every_reference_to_them() {
-        let text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\ndata: {a: b}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: pw}\nstringData: {p: q}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: api}\nspec:\n  template:\n    spec:\n      volumes:\n      - {name: c, configMap: {name: cfg}}\n      - {name: o, configMap: {name: other}}\n      containers:\n      - name: api\n        envFrom:\n        - secretRef: {name: pw}\n        env:\n        - name: X\n          valueFrom: {configMapKeyRef: {name: cfg, key: a}}\n";
+        let text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\ndata: {a: b}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: pw}\nstringData: {p: q}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: api}\nspec:\n  template:\n    spec:\n      volumes:\n      - {name: c, configMap: {name: cfg}}\n      - {name: o, configMap: {name: other}}\n      containers:\n      - name: api\n        envFrom:\n        - secretRef: {name: pw}\n        env:\n        - name: X\n          valueFrom: {configMapKeyRef: {name: cfg, key: a}}\n---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: web}\nspec:\n  tls:\n  - {hosts: [a.example], secretName: pw}\n";
         let build = |text: &str| {
             let mut objs: Vec<Object> = parse(text, "k8s/a.yaml").unwrap().into_iter().map(|(v, o)| object(&v, o, Some("web"), &[]).unwrap()).collect();
             hash_suffix(&mut objs);
@@ -499,6 +511,7 @@ mod tests {
         assert_eq!(pod["volumes"][1]["configMap"]["name"], "other", "not of the set: left alone");
         assert_eq!(pod["containers"][0]["envFrom"][0]["secretRef"]["name"], J::String(objs[1].name.clone()));
         assert_eq!(pod["containers"][0]["env"][0]["valueFrom"]["configMapKeyRef"]["name"], J::String(cfg.clone()));
+        assert_eq!(objs[3].body["spec"]["tls"][0]["secretName"], J::String(objs[1].name.clone()), "an Ingress's TLS secret too");
         assert_eq!(objs[2].name, "api");
         // The same content keeps its name; new content gets a new one.
         assert_eq!(build(text)[0].name, *cfg);
