@@ -141,6 +141,9 @@ fn failed(o: &Output) -> String {
 #[test]
 fn a_set_applies_by_server_side_apply_then_plans_nothing_and_prunes_what_leaves_it() {
     let s = Setup::new(&[("app.yaml", APP)]);
+    // What a first plan shows: every object by its address, its fields nested as Terraform shows them.
+    let first = ok(&s.tend(&["plan"])).replace(&s.kube.kubeconfig().display().to_string(), "[kubeconfig]");
+    insta::assert_snapshot!("kube_first_plan", first);
     let out = ok(&s.tend(&["apply", "--auto-approve"]));
     assert!(out.contains("Apply complete: 4 added"), "{out}");
 
