@@ -494,6 +494,40 @@ fn host_files_switch_as_one_generation_with_health_check_switch_back_and_rollbac
 }
 
 #[test]
+fn a_hosts_file_changes_travel_in_one_stream_and_a_refused_one_is_named() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = Fleet::up(1);
+    let files = (0..20).fold(String::new(), |mut out, i| {
+        out.push_str(&format!("[host.file.f{i:02}]\npath = \"/srv/many/d{}/f{i:02}\"\ncontent = \"file {i}\\n\"\nmode = \"0640\"\n\n", i % 3));
+        out
+    });
+    let run = Run::new(&format!("[project]\nname = \"stream\"\n\n{}\n{files}", f.host_toml(1, "")));
+    let plan = ok(&run.tend(&["plan"], &[]));
+    assert!(plan.contains("will write its 20 changed files in one stream"), "{plan}");
+    let out = run.tend(&["apply", "--auto-approve"], &[]);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.contains("host.ssh.h1: wrote 20 files in one stream"), "{text}");
+    for i in 0..20 {
+        let p = f.srv("h1").join(format!("many/d{}/f{i:02}", i % 3));
+        assert_eq!(fs_err::read_to_string(&p).expect("written"), format!("file {i}\n"));
+        assert_eq!(fs_err::metadata(&p).expect("stat").permissions().mode() & 0o777, 0o640);
+    }
+    assert_eq!(run.tend(&["plan", "--detailed-exitcode"], &[]).status.code(), Some(0), "converged");
+    // Two files drift; one of them is now a directory nobody may replace: the other is written,
+    // the refused one is named, and the next plan shows only it.
+    fs_err::write(f.srv("h1").join("many/d0/f00"), "drifted").expect("drift");
+    fs_err::remove_file(f.srv("h1").join("many/d1/f01")).expect("rm");
+    let saved = run.cfg().join("../plan.json");
+    ok(&run.tend(&["plan", "--out", &saved.to_string_lossy()], &[]));
+    fs_err::create_dir(f.srv("h1").join("many/d1/f01")).expect("a directory in its way");
+    let out = run.tend(&["apply", &saved.to_string_lossy()], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("/srv/many/d1/f01"), "the refused file is named: {err}");
+    assert_eq!(fs_err::read_to_string(f.srv("h1").join("many/d0/f00")).expect("written"), "file 0\n", "the other was written");
+}
+
+#[test]
 fn directories_made_for_a_file_get_the_hosts_umask() {
     use std::os::unix::fs::PermissionsExt;
     let f = Fleet::up(1);

@@ -65,6 +65,10 @@ pub struct HostProvider {
     /// Per host: operations that contend on the host (package managers, systemctl, account
     /// databases, commands, release switches) run one at a time; file writes do not wait.
     exclusive: Mutex<HashMap<ResourceAddr, Arc<tokio::sync::Mutex<()>>>>,
+    /// The file writes waiting for each streamed host's commit.
+    pending: resources::Pending,
+    /// Hosts seen keeping generations (their commit switches one; the others' writes a stream).
+    generation_hosts: Mutex<std::collections::HashSet<ResourceAddr>>,
 }
 
 impl std::fmt::Debug for HostProvider {
@@ -76,7 +80,14 @@ impl std::fmt::Debug for HostProvider {
 impl HostProvider {
     /// A provider resolving `source` files inside `config_root`.
     pub fn new(config_root: PathBuf) -> Self {
-        Self { kinds: resources::schemas(), config_root, transports: Mutex::new(HashMap::new()), exclusive: Mutex::new(HashMap::new()) }
+        Self {
+            kinds: resources::schemas(),
+            config_root,
+            transports: Mutex::new(HashMap::new()),
+            exclusive: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
+            generation_hosts: Mutex::new(std::collections::HashSet::new()),
+        }
     }
 
     fn kind(addr: &ResourceAddr) -> Result<&'static dyn HostKind, ProviderError> {
@@ -85,7 +96,14 @@ impl HostProvider {
 
     /// What a kind is handed for an instance on `target`.
     fn cx<'a>(&'a self, generations: Option<&'a generation::Settings>) -> Cx<'a> {
-        Cx { config_root: &self.config_root, generations }
+        Cx { config_root: &self.config_root, generations, stream: None }
+    }
+
+    /// The settings for an instance on `target`: its generations, or, on an SSH host without
+    /// them, the stream its file writes wait in for the host's commit.
+    fn cx_on<'a>(&'a self, target: Option<&'a Target>, generations: Option<&'a generation::Settings>) -> Cx<'a> {
+        let stream = target.filter(|t| generations.is_none() && &*t.addr.kind == "ssh").map(|t| resources::Stream { host: &t.addr, pending: &self.pending });
+        Cx { config_root: &self.config_root, generations, stream }
     }
 
     /// The transport for a host: one connection per host per run, reused for every operation
@@ -147,6 +165,47 @@ impl HostProvider {
     /// The generation settings of the host an instance is on, if it keeps generations.
     fn generations(target: Option<&Target>) -> Option<generation::Settings> {
         target.and_then(|t| generation::settings(&t.attributes))
+    }
+
+    /// The commit of a host without generations: every file write of this apply waiting for it,
+    /// in one stream ([`Transport::write_files`]).
+    async fn write_stream(&self, target: &Target) -> Result<Committed, ProviderError> {
+        let writes = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&target.addr).unwrap_or_default();
+        if writes.is_empty() {
+            return Ok(Committed { attributes: Attributes::new(), message: "no file to write".into() });
+        }
+        let n = writes.len();
+        let t = match self.transport(Some(target)).await {
+            Ok(t) => t,
+            Err(e) => {
+                self.requeue(&target.addr, writes);
+                return Err(e);
+            }
+        };
+        let results = t.write_files(&writes).await;
+        let mut failed: Vec<ProviderError> = Vec::new();
+        let mut again = Vec::new();
+        for (w, r) in writes.into_iter().zip(results) {
+            if let Err(e) = r {
+                failed.push(e.into());
+                again.push(w);
+            }
+        }
+        if !failed.is_empty() {
+            // What was not written waits for the commit to be tried again (a transient failure).
+            self.requeue(&target.addr, again);
+            if failed.len() == 1 {
+                return Err(failed.remove(0));
+            }
+            let kind = if failed.iter().all(|e| e.kind.retryable()) { tend_provider::ErrorKind::Transient } else { tend_provider::ErrorKind::Terminal };
+            let messages: Vec<String> = failed.iter().map(|e| e.message.clone()).collect();
+            return Err(ProviderError::terminal(format!("{} of {n} files not written: {}", failed.len(), messages.join("; "))).with_kind(kind));
+        }
+        Ok(Committed { attributes: Attributes::new(), message: format!("wrote {n} file{} in one stream", if n == 1 { "" } else { "s" }) })
+    }
+
+    fn requeue(&self, host: &ResourceAddr, writes: Vec<crate::transport::FileWrite>) {
+        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).entry(host.clone()).or_default().extend(writes);
     }
 
     fn host_lock(&self, host: &ResourceAddr) -> Arc<tokio::sync::Mutex<()>> {
@@ -340,7 +399,10 @@ impl Provider for HostProvider {
     async fn plan(&self, req: PlanRequest) -> Result<PlannedChange, ProviderError> {
         let generations = Self::generations(req.target.as_ref());
         let kind = Self::kind(&req.addr)?;
-        let mut change = kind.plan(&req, self.cx(generations.as_ref()))?;
+        if let (Some(_), Some(t)) = (&generations, &req.target) {
+            self.generation_hosts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(t.addr.clone());
+        }
+        let mut change = kind.plan(&req, self.cx_on(req.target.as_ref(), generations.as_ref()))?;
         if req.show_content && change.action != tend_provider::Action::NoOp && change.action != tend_provider::Action::Delete {
             // What is there now is read only for a change to something that exists, on a host
             // whose address is known.
@@ -351,8 +413,12 @@ impl Provider for HostProvider {
         Ok(change)
     }
 
-    fn commit_note(&self, _target: &ResourceAddr, changed: usize) -> String {
-        format!("will switch to a new generation of its files ({changed} changed)")
+    fn commit_note(&self, target: &ResourceAddr, changed: usize) -> String {
+        if self.generation_hosts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(target) {
+            format!("will switch to a new generation of its files ({changed} changed)")
+        } else {
+            format!("will write its {changed} changed file{} in one stream", if changed == 1 { "" } else { "s" })
+        }
     }
 
     /// `tend rollback HOST`: the host's own generations of files (a host recorded with
@@ -373,8 +439,7 @@ impl Provider for HostProvider {
     }
 
     async fn commit(&self, req: CommitRequest) -> Result<Committed, ProviderError> {
-        let settings = generation::settings(&req.target.attributes)
-            .ok_or_else(|| ProviderError::terminal(format!("host `{}` has staged files but keeps no generations", req.target.addr.name)))?;
+        let Some(settings) = generation::settings(&req.target.attributes) else { return self.write_stream(&req.target).await };
         let t = self.transport(Some(&req.target)).await?;
         let lock = self.host_lock(&req.target.addr);
         let _serial = lock.lock().await;
@@ -473,7 +538,7 @@ impl Provider for HostProvider {
             _ => None,
         };
         let generations = Self::generations(req.target.as_ref());
-        kind.apply(t.as_ref(), &req, self.cx(generations.as_ref())).await
+        kind.apply(t.as_ref(), &req, self.cx_on(req.target.as_ref(), generations.as_ref())).await
     }
 }
 

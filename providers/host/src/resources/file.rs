@@ -151,8 +151,9 @@ pub fn was_in_generation(req_prior: Option<&tend_provider::PriorRecord>) -> bool
     req_prior.and_then(|p| p.attributes.get("in_generation")).and_then(Value::as_bool).unwrap_or(false)
 }
 
-/// Plan one file; `generations` when its host keeps generations (the change is then staged).
-pub fn plan(req: &PlanRequest, root: &Path, generations: bool) -> Result<PlannedChange, ProviderError> {
+/// Plan one file; `generations` when its host keeps generations, `streamed` when its host takes
+/// its files in one stream (the change is then staged: the host's commit makes it take effect).
+pub fn plan(req: &PlanRequest, root: &Path, generations: bool, streamed: bool) -> Result<PlannedChange, ProviderError> {
     let observed = req.observed.as_ref();
     let Some(config) = &req.config else {
         let mut c = PlannedChange::new(Action::Delete);
@@ -190,7 +191,7 @@ pub fn plan(req: &PlanRequest, root: &Path, generations: bool) -> Result<Planned
     }
     change.before = before;
     change.after = after;
-    change.staged = generations;
+    change.staged = generations || streamed;
     Ok(change)
 }
 
@@ -201,6 +202,7 @@ pub async fn apply(
     req: &ApplyRequest,
     root: &Path,
     generations: Option<&crate::generation::Settings>,
+    stream: Option<super::Stream<'_>>,
 ) -> Result<Option<Observed>, ProviderError> {
     if req.action == Action::Delete {
         // A file of a generation leaves with the host's next generation.
@@ -227,10 +229,11 @@ pub async fn apply(
         attrs.mode = Some(default_mode(config));
     }
     let same_content = observed.is_some_and(|o| get_str(&o.attributes, "sha256") == Some(&sha256_hex(&content)));
-    if same_content {
-        t.set_attrs(path, &attrs).await?;
-    } else {
-        t.write_file(path, &content, &attrs).await?;
+    match stream {
+        // Written by the host's commit, with the host's other files.
+        Some(s) => s.push(crate::transport::FileWrite { path: path.to_string(), content: (!same_content).then(|| content.to_vec().into()), attrs }),
+        None if same_content => t.set_attrs(path, &attrs).await?,
+        None => t.write_file(path, &content, &attrs).await?,
     }
     let after = desired(config, observed, root)?;
     Ok(Some(Observed { id: None, attributes: after }))
@@ -260,10 +263,10 @@ impl super::HostKind for File {
         Ok(observed_file(seen))
     }
     fn plan(&self, req: &PlanRequest, cx: super::Cx<'_>) -> Result<PlannedChange, ProviderError> {
-        plan(req, cx.config_root, cx.generations.is_some())
+        plan(req, cx.config_root, cx.generations.is_some(), cx.stream.is_some())
     }
     async fn apply(&self, t: &dyn Transport, req: &ApplyRequest, cx: super::Cx<'_>) -> Result<Option<Observed>, ProviderError> {
-        apply(t, req, cx.config_root, cx.generations).await
+        apply(t, req, cx.config_root, cx.generations, cx.stream).await
     }
     async fn content(&self, req: &PlanRequest, change: &PlannedChange, cx: super::Cx<'_>, t: Option<&dyn Transport>) -> Vec<tend_provider::ContentChange> {
         match &req.config {

@@ -29,6 +29,34 @@ pub struct Cx<'a> {
     pub config_root: &'a Path,
     /// The generation settings of the host the instance is on, if it keeps generations.
     pub generations: Option<&'a crate::generation::Settings>,
+    /// On a host that takes its files in one stream (over SSH, without generations): where a
+    /// file's write waits for the host's commit, which writes them all at once.
+    pub stream: Option<Stream<'a>>,
+}
+
+/// The writes waiting for each host's commit.
+pub type Pending = std::sync::Mutex<std::collections::HashMap<tend_provider::ResourceAddr, Vec<crate::transport::FileWrite>>>;
+
+/// Where the file writes of one host wait for its commit.
+#[derive(Clone, Copy)]
+pub struct Stream<'a> {
+    /// The host.
+    pub host: &'a tend_provider::ResourceAddr,
+    /// Every host's waiting writes.
+    pub pending: &'a Pending,
+}
+
+impl Stream<'_> {
+    /// Queue a write for the host's commit.
+    pub fn push(&self, w: crate::transport::FileWrite) {
+        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).entry(self.host.clone()).or_default().push(w);
+    }
+}
+
+impl std::fmt::Debug for Stream<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stream").field("host", &self.host.to_string()).finish_non_exhaustive()
+    }
 }
 
 /// What a kind observes of one instance in its host's single round trip.

@@ -200,7 +200,7 @@ impl super::HostKind for Template {
             Some(c) => as_file(c, req.target.as_ref(), cx.config_root)?,
             None => None,
         };
-        super::file::plan(&tend_provider::PlanRequest { config, ..req.clone() }, cx.config_root, cx.generations.is_some())
+        super::file::plan(&tend_provider::PlanRequest { config, ..req.clone() }, cx.config_root, cx.generations.is_some(), cx.stream.is_some())
     }
     async fn apply(
         &self,
@@ -212,7 +212,7 @@ impl super::HostKind for Template {
             Some(c) => as_file(c, req.target.as_ref(), cx.config_root)?,
             None => None,
         };
-        super::file::apply(t, &tend_provider::ApplyRequest { config, ..req.clone() }, cx.config_root, cx.generations).await
+        super::file::apply(t, &tend_provider::ApplyRequest { config, ..req.clone() }, cx.config_root, cx.generations, cx.stream).await
     }
     /// The rendered result's change.
     async fn content(

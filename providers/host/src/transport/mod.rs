@@ -84,6 +84,23 @@ pub struct FileAttrs {
     pub group: Option<String>,
 }
 
+/// One file of [`Transport::write_files`].
+#[derive(Clone)]
+pub struct FileWrite {
+    /// Absolute path on the host.
+    pub path: String,
+    /// New content; `None` when only the attributes change.
+    pub content: Option<zeroize::Zeroizing<Vec<u8>>>,
+    /// Mode, owner, group.
+    pub attrs: FileAttrs,
+}
+
+impl std::fmt::Debug for FileWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileWrite").field("path", &self.path).field("bytes", &self.content.as_ref().map(|c| c.len())).finish_non_exhaustive()
+    }
+}
+
 /// Result of running a command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecOutput {
@@ -194,6 +211,19 @@ pub trait Transport: Send + Sync {
     async fn write_file(&self, path: &str, content: &[u8], attrs: &FileAttrs) -> Result<(), TransportError>;
     /// Set mode / owner / group of an existing path.
     async fn set_attrs(&self, path: &str, attrs: &FileAttrs) -> Result<(), TransportError>;
+    /// Write several files, each as [`Transport::write_file`] does (or, without content, set
+    /// its attributes as [`Transport::set_attrs`] does), in as few round trips as the transport
+    /// can; one result per file, in order. The default writes them one by one.
+    async fn write_files(&self, files: &[FileWrite]) -> Vec<Result<(), TransportError>> {
+        let mut out = Vec::with_capacity(files.len());
+        for f in files {
+            out.push(match &f.content {
+                Some(c) => self.write_file(&f.path, c, &f.attrs).await,
+                None => self.set_attrs(&f.path, &f.attrs).await,
+            });
+        }
+        out
+    }
     /// Create a directory (and missing parents) with the given attributes on the leaf.
     async fn create_dir(&self, path: &str, attrs: &FileAttrs) -> Result<(), TransportError>;
     /// Remove a file.

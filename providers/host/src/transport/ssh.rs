@@ -16,7 +16,7 @@ use russh::client::{self, Handle};
 use russh::keys::PublicKeyOrCertificate;
 use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKey};
 
-use super::{ExecOutput, FileAttrs, FileType, Lines, MAX_COMMAND_OUTPUT, OutputSink, PathStat, StatRequest, Transport, TransportError};
+use super::{ExecOutput, FileAttrs, FileType, FileWrite, Lines, MAX_COMMAND_OUTPUT, OutputSink, PathStat, StatRequest, Transport, TransportError};
 
 /// How to reach and trust one host.
 #[derive(Debug, Clone)]
@@ -448,6 +448,17 @@ impl SshTransport {
         Ok(out)
     }
 
+    async fn write_files_one_by_one(&self, files: &[FileWrite]) -> Vec<Result<(), TransportError>> {
+        let mut out = Vec::with_capacity(files.len());
+        for f in files {
+            out.push(match &f.content {
+                Some(c) => self.write_file(&f.path, c, &f.attrs).await,
+                None => self.set_attrs(&f.path, &f.attrs).await,
+            });
+        }
+        out
+    }
+
     fn err(&self, op: &'static str, path: &str, source: std::io::Error) -> TransportError {
         TransportError { host: self.target.name.clone(), op, path: path.to_string(), source }
     }
@@ -512,6 +523,59 @@ fn chown_arg(attrs: &FileAttrs) -> Option<String> {
     }
 }
 
+/// The shell command that writes `path` atomically from what `source` prints (`cat`: stdin).
+fn write_command(path: &str, attrs: &FileAttrs, source: &str) -> String {
+    let dir = quote(std::path::Path::new(path).parent().map_or_else(|| "/".into(), |d| d.to_string_lossy().into_owned()).as_str());
+    let name = std::path::Path::new(path).file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
+    // Relative to the directory once it is entered: no name is resolved through links again.
+    let tmp = quote(&format!("./.{name}.tend-{}", std::process::id()));
+    let p = quote(&format!("./{name}"));
+    let attrs = FileAttrs { mode: Some(attrs.mode.unwrap_or(0o644)), ..attrs.clone() };
+    // Parent directories get the host's umask (0755), as local ones do. The directory is
+    // checked for links that are not safe to follow (as locally), then entered once, and
+    // everything after is relative to it; the temporary file is private, and made afresh (a
+    // link planted under its name is removed, never followed).
+    // `mv` onto a directory (or a link to one) would move the file into it: refused instead.
+    let shown = quote(&name);
+    format!(
+        "mkdir -p {dir} && {SAFE_DIR} {dir} && cd -P {dir} && {stale} && umask 077 && rm -f {tmp} && set -C && {source} > {tmp}{} && {{ if [ -d {p} ]; then echo {shown}' is a directory (or a link to one) now, not a file: not replaced' >&2; false; else mv -f {tmp} {p}; fi; }} || {{ rc=$?; rm -f {tmp}; exit $rc; }}",
+        attr_commands(&tmp, &attrs),
+        stale = stale_temp_cleanup(&name),
+    )
+}
+
+/// The shell command that sets the attributes of `path`, refusing a path that has become a link
+/// since it was observed (chmod and chown follow links).
+fn attrs_command(path: &str, attrs: &FileAttrs) -> String {
+    format!("if [ -L {p} ]; then echo 'it is a symlink now (not followed)' >&2; exit 1; fi{}", attr_commands(&quote(path), attrs), p = quote(path))
+}
+
+/// One script writing every file: per file, a subshell doing what `write_file` (or `set_attrs`)
+/// does, its content in a base64 here-document, then `tend-wrote INDEX STATUS BASE64(stderr)`.
+fn write_script(files: &[FileWrite]) -> String {
+    use base64::Engine;
+    use std::fmt::Write as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut s = String::from("exec 2>/dev/null\n");
+    for (i, f) in files.iter().enumerate() {
+        match &f.content {
+            Some(content) => {
+                let _ = writeln!(s, "e=$( ( {} ) 2>&1 <<'TEND_CONTENT'", write_command(&f.path, &f.attrs, "base64 -d"));
+                for chunk in b64.encode(content.as_slice()).as_bytes().chunks(76) {
+                    s.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+                    s.push('\n');
+                }
+                s.push_str("TEND_CONTENT\n)");
+            }
+            None => {
+                let _ = write!(s, "e=$( ( {} ) 2>&1 )", attrs_command(&f.path, &f.attrs));
+            }
+        }
+        let _ = writeln!(s, "; rc=$?; printf 'tend-wrote {i} %s %s\\n' \"$rc\" \"$(printf '%s' \"$e\" | base64 | tr -d '\\n')\"");
+    }
+    s
+}
+
 fn attr_commands(path: &str, attrs: &FileAttrs) -> String {
     let mut cmd = String::new();
     if let Some(m) = attrs.mode {
@@ -555,29 +619,61 @@ impl Transport for SshTransport {
     }
 
     async fn write_file(&self, path: &str, content: &[u8], attrs: &FileAttrs) -> Result<(), TransportError> {
-        let dir = quote(std::path::Path::new(path).parent().map_or_else(|| "/".into(), |d| d.to_string_lossy().into_owned()).as_str());
-        let name = std::path::Path::new(path).file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
-        // Relative to the directory once it is entered: no name is resolved through links again.
-        let tmp = quote(&format!("./.{name}.tend-{}", std::process::id()));
-        let p = quote(&format!("./{name}"));
-        let attrs = FileAttrs { mode: Some(attrs.mode.unwrap_or(0o644)), ..attrs.clone() };
-        // Parent directories get the host's umask (0755), as local ones do. The directory is
-        // checked for links that are not safe to follow (as locally), then entered once, and
-        // everything after is relative to it; the temporary file is private, and made afresh (a
-        // link planted under its name is removed, never followed).
-        let cmd = format!(
-            "mkdir -p {dir} && {SAFE_DIR} {dir} && cd -P {dir} && {stale} && umask 077 && rm -f {tmp} && set -C && cat > {tmp}{} && mv -f {tmp} {p} || {{ rc=$?; rm -f {tmp}; exit $rc; }}",
-            attr_commands(&tmp, &attrs),
-            stale = stale_temp_cleanup(&name),
-        );
-        self.run_ok("write", path, &cmd, content).await.map(|_| ())
+        self.run_ok("write", path, &write_command(path, attrs, "cat"), content).await.map(|_| ())
     }
 
     async fn set_attrs(&self, path: &str, attrs: &FileAttrs) -> Result<(), TransportError> {
-        // chmod and chown follow links: refuse a path that has become one since it was observed.
-        let cmd =
-            format!("if [ -L {p} ]; then echo 'it is a symlink now (not followed)' >&2; exit 1; fi{}", attr_commands(&quote(path), attrs), p = quote(path));
-        self.run_ok("chmod/chown", path, &cmd, b"").await.map(|_| ())
+        self.run_ok("chmod/chown", path, &attrs_command(path, attrs), b"").await.map(|_| ())
+    }
+
+    /// Every file in one shell script on one channel: each file's content travels base64-encoded
+    /// in a here-document of the script (on stdin, never on argv), each is written exactly as
+    /// `write_file` writes one, in a subshell of its own, and reports its exit status and error.
+    async fn write_files(&self, files: &[FileWrite]) -> Vec<Result<(), TransportError>> {
+        if files.len() < 2 {
+            return self.write_files_one_by_one(files).await;
+        }
+        let script = write_script(files);
+        let limit = self.target.operation_timeout.saturating_mul(u32::try_from(files.len().min(1000)).unwrap_or(1000).div_ceil(50).max(1));
+        let out = match self
+            .run_bounded("sh -s", script.as_bytes(), limit, &format!("write {} files", files.len()), "operation_timeout", MAX_OBSERVE_OUTPUT, None)
+            .await
+        {
+            Ok(out) => out,
+            Err(e) => return files.iter().map(|f| Err(self.err("write", &f.path, io(e.kind(), e.to_string())))).collect(),
+        };
+        let mut results: Vec<Option<Result<(), TransportError>>> = files.iter().map(|_| None).collect();
+        for line in out.stdout.lines() {
+            let mut parts = line.splitn(4, ' ');
+            let (Some("tend-wrote"), Some(i), Some(rc), msg) = (parts.next(), parts.next(), parts.next(), parts.next()) else { continue };
+            let (Ok(i), Ok(rc)) = (i.parse::<usize>(), rc.parse::<i32>()) else { continue };
+            let Some(slot) = results.get_mut(i) else { continue };
+            *slot = Some(if rc == 0 {
+                Ok(())
+            } else {
+                use base64::Engine;
+                let msg = msg
+                    .and_then(|m| base64::engine::general_purpose::STANDARD.decode(m).ok())
+                    .map(|m| String::from_utf8_lossy(&m).trim().to_string())
+                    .unwrap_or_default();
+                let op = if files[i].content.is_some() { "write" } else { "chmod/chown" };
+                Err(self.err(op, &files[i].path, io(std::io::ErrorKind::Other, if msg.is_empty() { format!("exit status {rc}") } else { msg })))
+            });
+        }
+        let stopped = out.stderr.trim().to_string();
+        results
+            .into_iter()
+            .zip(files)
+            .map(|(r, f)| {
+                r.unwrap_or_else(|| {
+                    Err(self.err(
+                        "write",
+                        &f.path,
+                        io(std::io::ErrorKind::Other, format!("the host's shell stopped before this file (exit status {}): {stopped}", out.status)),
+                    ))
+                })
+            })
+            .collect()
     }
 
     async fn create_dir(&self, path: &str, attrs: &FileAttrs) -> Result<(), TransportError> {
@@ -637,9 +733,52 @@ pub(crate) const EVAL_STDIN: &str = "sh -c 'eval \"$(cat)\"'";
 
 #[cfg(test)]
 mod tests {
+    use super::{FileAttrs, FileWrite, write_script};
+
     #[test]
     fn quotes_for_sh() {
         assert_eq!(super::quote("/srv/a b"), "'/srv/a b'");
         assert_eq!(super::quote("it's"), "'it'\\''s'");
+    }
+
+    #[test]
+    fn one_script_writes_every_file_and_reports_each() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let at = |p: &str| dir.path().join(p).to_string_lossy().into_owned();
+        std::fs::create_dir_all(dir.path().join("b")).expect("mkdir");
+        std::fs::write(dir.path().join("b/keep"), "same").expect("write");
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("b/link")).expect("link");
+        let binary: Vec<u8> = (0..=255).collect();
+        let files = vec![
+            FileWrite {
+                path: at("a/one.txt"),
+                content: Some(b"hello\nTEND_CONTENT\n".to_vec().into()),
+                attrs: FileAttrs { mode: Some(0o600), ..FileAttrs::default() },
+            },
+            FileWrite { path: at("b/bin"), content: Some(binary.clone().into()), attrs: FileAttrs::default() },
+            FileWrite { path: at("b/empty"), content: Some(Vec::new().into()), attrs: FileAttrs::default() },
+            FileWrite { path: at("b/link"), content: None, attrs: FileAttrs { mode: Some(0o600), ..FileAttrs::default() } },
+            FileWrite { path: at("b/keep"), content: None, attrs: FileAttrs { mode: Some(0o640), ..FileAttrs::default() } },
+        ];
+        let out = std::process::Command::new("sh")
+            .arg("-s")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().expect("stdin").write_all(write_script(&files).as_bytes())?;
+                c.wait_with_output()
+            })
+            .expect("sh runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let status: Vec<&str> = stdout.lines().map(|l| l.split(' ').nth(2).unwrap_or("?")).collect();
+        assert_eq!(status, ["0", "0", "0", "1", "0"], "{stdout}");
+        assert_eq!(std::fs::read(dir.path().join("a/one.txt")).expect("read"), b"hello\nTEND_CONTENT\n");
+        assert_eq!(std::fs::read(dir.path().join("b/bin")).expect("read"), binary);
+        assert_eq!(std::fs::read(dir.path().join("b/empty")).expect("read"), b"");
+        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(dir.path().join("a/one.txt")).expect("stat").permissions()) & 0o777, 0o600);
+        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(dir.path().join("b/keep")).expect("stat").permissions()) & 0o777, 0o640);
+        assert!(stdout.lines().nth(3).is_some_and(|l| l.split(' ').nth(3).is_some_and(|m| !m.is_empty())), "the refusal says why: {stdout}");
     }
 }
