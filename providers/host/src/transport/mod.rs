@@ -84,6 +84,18 @@ pub struct FileAttrs {
     pub group: Option<String>,
 }
 
+/// Each file written (or its attributes set) by its own call, in order.
+pub async fn one_by_one<T: Transport + ?Sized>(t: &T, files: &[FileWrite]) -> Vec<Result<(), TransportError>> {
+    let mut out = Vec::with_capacity(files.len());
+    for f in files {
+        out.push(match &f.content {
+            Some(c) => t.write_file(&f.path, c, &f.attrs).await,
+            None => t.set_attrs(&f.path, &f.attrs).await,
+        });
+    }
+    out
+}
+
 /// One file of [`Transport::write_files`].
 #[derive(Clone)]
 pub struct FileWrite {
@@ -215,14 +227,7 @@ pub trait Transport: Send + Sync {
     /// its attributes as [`Transport::set_attrs`] does), in as few round trips as the transport
     /// can; one result per file, in order. The default writes them one by one.
     async fn write_files(&self, files: &[FileWrite]) -> Vec<Result<(), TransportError>> {
-        let mut out = Vec::with_capacity(files.len());
-        for f in files {
-            out.push(match &f.content {
-                Some(c) => self.write_file(&f.path, c, &f.attrs).await,
-                None => self.set_attrs(&f.path, &f.attrs).await,
-            });
-        }
-        out
+        one_by_one(self, files).await
     }
     /// Create a directory (and missing parents) with the given attributes on the leaf.
     async fn create_dir(&self, path: &str, attrs: &FileAttrs) -> Result<(), TransportError>;

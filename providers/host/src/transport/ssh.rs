@@ -448,17 +448,6 @@ impl SshTransport {
         Ok(out)
     }
 
-    async fn write_files_one_by_one(&self, files: &[FileWrite]) -> Vec<Result<(), TransportError>> {
-        let mut out = Vec::with_capacity(files.len());
-        for f in files {
-            out.push(match &f.content {
-                Some(c) => self.write_file(&f.path, c, &f.attrs).await,
-                None => self.set_attrs(&f.path, &f.attrs).await,
-            });
-        }
-        out
-    }
-
     fn err(&self, op: &'static str, path: &str, source: std::io::Error) -> TransportError {
         TransportError { host: self.target.name.clone(), op, path: path.to_string(), source }
     }
@@ -631,7 +620,7 @@ impl Transport for SshTransport {
     /// `write_file` writes one, in a subshell of its own, and reports its exit status and error.
     async fn write_files(&self, files: &[FileWrite]) -> Vec<Result<(), TransportError>> {
         if files.len() < 2 {
-            return self.write_files_one_by_one(files).await;
+            return super::one_by_one(self, files).await;
         }
         let script = write_script(files);
         let limit = self.target.operation_timeout.saturating_mul(u32::try_from(files.len().min(1000)).unwrap_or(1000).div_ceil(50).max(1));
