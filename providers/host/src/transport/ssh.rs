@@ -512,8 +512,8 @@ fn chown_arg(attrs: &FileAttrs) -> Option<String> {
     }
 }
 
-/// The shell command that writes `path` atomically from what `source` prints (`cat`: stdin).
-fn write_command(path: &str, attrs: &FileAttrs, source: &str) -> String {
+/// The shell command that writes `path` atomically from its stdin.
+fn write_command(path: &str, attrs: &FileAttrs) -> String {
     let dir = quote(std::path::Path::new(path).parent().map_or_else(|| "/".into(), |d| d.to_string_lossy().into_owned()).as_str());
     let name = std::path::Path::new(path).file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
     // Relative to the directory once it is entered: no name is resolved through links again.
@@ -527,7 +527,7 @@ fn write_command(path: &str, attrs: &FileAttrs, source: &str) -> String {
     // `mv` onto a directory (or a link to one) would move the file into it: refused instead.
     let shown = quote(&name);
     format!(
-        "mkdir -p {dir} && {SAFE_DIR} {dir} && cd -P {dir} && {stale} && umask 077 && rm -f {tmp} && set -C && {source} > {tmp}{} && {{ if [ -d {p} ]; then echo {shown}' is a directory (or a link to one) now, not a file: not replaced' >&2; false; else mv -f {tmp} {p}; fi; }} || {{ rc=$?; rm -f {tmp}; exit $rc; }}",
+        "mkdir -p {dir} && {SAFE_DIR} {dir} && cd -P {dir} && {stale} && umask 077 && rm -f {tmp} && set -C && cat > {tmp}{} && {{ if [ -d {p} ]; then echo {shown}' is a directory (or a link to one) now, not a file: not replaced' >&2; false; else mv -f {tmp} {p}; fi; }} || {{ rc=$?; rm -f {tmp}; exit $rc; }}",
         attr_commands(&tmp, &attrs),
         stale = stale_temp_cleanup(&name),
     )
@@ -539,28 +539,61 @@ fn attrs_command(path: &str, attrs: &FileAttrs) -> String {
     format!("if [ -L {p} ]; then echo 'it is a symlink now (not followed)' >&2; exit 1; fi{}", attr_commands(&quote(path), attrs), p = quote(path))
 }
 
-/// One script writing every file: per file, a subshell doing what `write_file` (or `set_attrs`)
-/// does, its content in a base64 here-document, then `tend-wrote INDEX STATUS BASE64(stderr)`.
+/// One script writing every file, as `write_file` and `set_attrs` do, with the work done once per
+/// directory where it can be: per directory one subshell that makes, checks and enters it (and
+/// clears stale temporaries of its files); per file only its temporary (content base64-encoded in
+/// a here-document), its mode and owner, and the rename. Everything it prints goes to stdout in
+/// order: `tend-dir` or `tend-file` starts a part, what a command printed follows, and
+/// `tend-wrote INDEX STATUS` ends each file.
 fn write_script(files: &[FileWrite]) -> String {
     use base64::Engine;
     use std::fmt::Write as _;
     let b64 = base64::engine::general_purpose::STANDARD;
-    let mut s = String::from("exec 2>/dev/null\n");
-    for (i, f) in files.iter().enumerate() {
-        match &f.content {
-            Some(content) => {
-                let _ = writeln!(s, "e=$( ( {} ) 2>&1 <<'TEND_CONTENT'", write_command(&f.path, &f.attrs, "base64 -d"));
-                for chunk in b64.encode(content.as_slice()).as_bytes().chunks(76) {
-                    s.push_str(std::str::from_utf8(chunk).unwrap_or_default());
-                    s.push('\n');
-                }
-                s.push_str("TEND_CONTENT\n)");
-            }
-            None => {
-                let _ = write!(s, "e=$( ( {} ) 2>&1 )", attrs_command(&f.path, &f.attrs));
-            }
+    let mut s = String::from("exec 2>&1\n");
+    let mut dirs: Vec<(String, Vec<usize>)> = Vec::new();
+    for (i, f) in files.iter().enumerate().filter(|(_, f)| f.content.is_some()) {
+        let dir = std::path::Path::new(&f.path).parent().map_or_else(|| "/".into(), |d| d.to_string_lossy().into_owned());
+        match dirs.iter_mut().find(|(d, _)| *d == dir) {
+            Some((_, idx)) => idx.push(i),
+            None => dirs.push((dir, vec![i])),
         }
-        let _ = writeln!(s, "; rc=$?; printf 'tend-wrote {i} %s %s\\n' \"$rc\" \"$(printf '%s' \"$e\" | base64 | tr -d '\\n')\"");
+    }
+    let name_of = |f: &FileWrite| std::path::Path::new(&f.path).file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
+    for (dir, idx) in &dirs {
+        let qd = quote(dir);
+        let stale: Vec<String> = idx.iter().map(|&i| stale_temp_cleanup(&name_of(&files[i]))).collect();
+        let _ = writeln!(s, "echo tend-dir; ( if mkdir -p {qd} && {SAFE_DIR} {qd} && cd -P {qd} && {}; then umask 077; set -C", stale.join(" && "));
+        for &i in idx {
+            let f = &files[i];
+            let name = name_of(f);
+            let tmp = quote(&format!("./.{name}.tend-{}", std::process::id()));
+            let p = quote(&format!("./{name}"));
+            let attrs = FileAttrs { mode: Some(f.attrs.mode.unwrap_or(0o644)), ..f.attrs.clone() };
+            let _ = writeln!(
+                s,
+                "echo tend-file; if {{ {{ [ ! -e {tmp} ] && [ ! -L {tmp} ]; }} || rm -f {tmp}; }} && base64 -d > {tmp} <<'TEND_CONTENT'{} && {{ if [ -d {p} ]; then echo {shown}' is a directory (or a link to one) now, not a file: not replaced'; false; else mv -f {tmp} {p}; fi; }}; then echo 'tend-wrote {i} 0'; else rc=$?; rm -f {tmp}; echo \"tend-wrote {i} $rc\"; fi",
+                attr_commands(&tmp, &attrs),
+                shown = quote(&name),
+            );
+            for chunk in b64.encode(f.content.as_deref().map_or(&[][..], Vec::as_slice)).as_bytes().chunks(76) {
+                s.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+                s.push('\n');
+            }
+            s.push_str("TEND_CONTENT\n");
+        }
+        s.push_str("else rc=$?;");
+        for &i in idx {
+            let _ = write!(s, " echo \"tend-wrote {i} $rc\";");
+        }
+        s.push_str(" fi )\n");
+    }
+    for (i, f) in files.iter().enumerate().filter(|(_, f)| f.content.is_none()) {
+        let p = quote(&f.path);
+        let _ = writeln!(
+            s,
+            "echo tend-file; if [ -L {p} ]; then echo 'it is a symlink now (not followed)'; echo 'tend-wrote {i} 1'; elif true{}; then echo 'tend-wrote {i} 0'; else echo \"tend-wrote {i} $?\"; fi",
+            attr_commands(&p, &f.attrs)
+        );
     }
     s
 }
@@ -608,7 +641,7 @@ impl Transport for SshTransport {
     }
 
     async fn write_file(&self, path: &str, content: &[u8], attrs: &FileAttrs) -> Result<(), TransportError> {
-        self.run_ok("write", path, &write_command(path, attrs, "cat"), content).await.map(|_| ())
+        self.run_ok("write", path, &write_command(path, attrs), content).await.map(|_| ())
     }
 
     async fn set_attrs(&self, path: &str, attrs: &FileAttrs) -> Result<(), TransportError> {
@@ -632,19 +665,24 @@ impl Transport for SshTransport {
             Err(e) => return files.iter().map(|f| Err(self.err("write", &f.path, io(e.kind(), e.to_string())))).collect(),
         };
         let mut results: Vec<Option<Result<(), TransportError>>> = files.iter().map(|_| None).collect();
+        // What commands printed since the last part began: the cause of the next failure.
+        let mut said: Vec<&str> = Vec::new();
         for line in out.stdout.lines() {
-            let mut parts = line.splitn(4, ' ');
-            let (Some("tend-wrote"), Some(i), Some(rc), msg) = (parts.next(), parts.next(), parts.next(), parts.next()) else { continue };
+            if line == "tend-dir" || line == "tend-file" {
+                said.clear();
+                continue;
+            }
+            let mut parts = line.splitn(3, ' ');
+            let (Some("tend-wrote"), Some(i), Some(rc)) = (parts.next(), parts.next(), parts.next()) else {
+                said.push(line);
+                continue;
+            };
             let (Ok(i), Ok(rc)) = (i.parse::<usize>(), rc.parse::<i32>()) else { continue };
             let Some(slot) = results.get_mut(i) else { continue };
             *slot = Some(if rc == 0 {
                 Ok(())
             } else {
-                use base64::Engine;
-                let msg = msg
-                    .and_then(|m| base64::engine::general_purpose::STANDARD.decode(m).ok())
-                    .map(|m| String::from_utf8_lossy(&m).trim().to_string())
-                    .unwrap_or_default();
+                let msg = said.join("; ");
                 let op = if files[i].content.is_some() { "write" } else { "chmod/chown" };
                 Err(self.err(op, &files[i].path, io(std::io::ErrorKind::Other, if msg.is_empty() { format!("exit status {rc}") } else { msg })))
             });
@@ -761,13 +799,19 @@ mod tests {
             })
             .expect("sh runs");
         let stdout = String::from_utf8_lossy(&out.stdout);
-        let status: Vec<&str> = stdout.lines().map(|l| l.split(' ').nth(2).unwrap_or("?")).collect();
-        assert_eq!(status, ["0", "0", "0", "1", "0"], "{stdout}");
+        let mut status: Vec<(usize, &str)> = stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("tend-wrote "))
+            .filter_map(|l| l.split_once(' '))
+            .map(|(i, rc)| (i.parse().unwrap_or(99), rc))
+            .collect();
+        status.sort_unstable();
+        assert_eq!(status, [(0, "0"), (1, "0"), (2, "0"), (3, "1"), (4, "0")], "{stdout}");
         assert_eq!(std::fs::read(dir.path().join("a/one.txt")).expect("read"), b"hello\nTEND_CONTENT\n");
         assert_eq!(std::fs::read(dir.path().join("b/bin")).expect("read"), binary);
         assert_eq!(std::fs::read(dir.path().join("b/empty")).expect("read"), b"");
         assert_eq!(std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(dir.path().join("a/one.txt")).expect("stat").permissions()) & 0o777, 0o600);
         assert_eq!(std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(dir.path().join("b/keep")).expect("stat").permissions()) & 0o777, 0o640);
-        assert!(stdout.lines().nth(3).is_some_and(|l| l.split(' ').nth(3).is_some_and(|m| !m.is_empty())), "the refusal says why: {stdout}");
+        assert!(stdout.contains("it is a symlink now (not followed)\ntend-wrote 3 1"), "the refusal says why: {stdout}");
     }
 }
