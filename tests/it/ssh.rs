@@ -501,26 +501,43 @@ fn a_hosts_file_changes_travel_in_one_stream_and_a_refused_one_is_named() {
         out.push_str(&format!("[host.file.f{i:02}]\npath = \"/srv/many/d{}/f{i:02}\"\ncontent = \"file {i}\\n\"\nmode = \"0640\"\n\n", i % 3));
         out
     });
-    let run = Run::new(&format!("[project]\nname = \"stream\"\n\n{}\n{files}", f.host_toml(1, "")));
-    let plan = ok(&run.tend(&["plan"], &[]));
-    assert!(plan.contains("will write its 20 changed files in one stream"), "{plan}");
-    let out = run.tend(&["apply", "--auto-approve"], &[]);
+    // A secret's file is written on its own, from the channel's stdin: never in the stream's
+    // script, which a shell may spool to a temporary file.
+    let secret =
+        "[secret.token]\nfile = \"secrets/token.age\"\n\n[host.file.token]\npath = \"/srv/many/token\"\ncontent = \"${secret.token}\"\nmode = \"0600\"\n";
+    let run = Run::new(&format!("[project]\nname = \"stream\"\n\n{}\n{files}{secret}", f.host_toml(1, "")));
+    let id = age::x25519::Identity::generate();
+    let key = run.cfg().join("../tend.key");
+    fs_err::write(&key, format!("{}\n", age::secrecy::ExposeSecret::expose_secret(&id.to_string()))).expect("key");
+    let mut sealed = Vec::new();
+    let mut w =
+        age::Encryptor::with_recipients(std::iter::once(&id.to_public() as &dyn age::Recipient)).expect("recipients").wrap_output(&mut sealed).expect("wrap");
+    std::io::Write::write_all(&mut w, b"stream-canary-7d1").expect("write");
+    w.finish().expect("finish");
+    fs_err::create_dir_all(run.cfg().join("secrets")).expect("mkdir");
+    fs_err::write(run.cfg().join("secrets/token.age"), sealed).expect("write");
+    let key = key.to_string_lossy().into_owned();
+    let env = [("TEND_AGE_KEY_FILE", key.as_str())];
+    let plan = ok(&run.tend(&["plan"], &env));
+    assert!(plan.contains("will write its 20 changed files in one stream"), "the secret's file is not among them: {plan}");
+    let out = run.tend(&["apply", "--auto-approve"], &env);
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success() && text.contains("host.ssh.h1: wrote 20 files in one stream"), "{text}");
+    assert_eq!(fs_err::read_to_string(f.srv("h1").join("many/token")).expect("written"), "stream-canary-7d1");
     for i in 0..20 {
         let p = f.srv("h1").join(format!("many/d{}/f{i:02}", i % 3));
         assert_eq!(fs_err::read_to_string(&p).expect("written"), format!("file {i}\n"));
         assert_eq!(fs_err::metadata(&p).expect("stat").permissions().mode() & 0o777, 0o640);
     }
-    assert_eq!(run.tend(&["plan", "--detailed-exitcode"], &[]).status.code(), Some(0), "converged");
+    assert_eq!(run.tend(&["plan", "--detailed-exitcode"], &env).status.code(), Some(0), "converged");
     // Two files drift; one of them is now a directory nobody may replace: the other is written,
     // the refused one is named, and the next plan shows only it.
     fs_err::write(f.srv("h1").join("many/d0/f00"), "drifted").expect("drift");
     fs_err::remove_file(f.srv("h1").join("many/d1/f01")).expect("rm");
     let saved = run.cfg().join("../plan.json");
-    ok(&run.tend(&["plan", "--out", &saved.to_string_lossy()], &[]));
+    ok(&run.tend(&["plan", "--out", &saved.to_string_lossy()], &env));
     fs_err::create_dir(f.srv("h1").join("many/d1/f01")).expect("a directory in its way");
-    let out = run.tend(&["apply", &saved.to_string_lossy()], &[]);
+    let out = run.tend(&["apply", &saved.to_string_lossy()], &env);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("/srv/many/d1/f01"), "the refused file is named: {err}");

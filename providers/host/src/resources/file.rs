@@ -191,7 +191,8 @@ pub fn plan(req: &PlanRequest, root: &Path, generations: bool, streamed: bool) -
     }
     change.before = before;
     change.after = after;
-    change.staged = generations || streamed;
+    // A secret's content stays out of the host's stream (see `apply`).
+    change.staged = generations || (streamed && !is_secret(config));
     Ok(change)
 }
 
@@ -229,6 +230,9 @@ pub async fn apply(
         attrs.mode = Some(default_mode(config));
     }
     let same_content = observed.is_some_and(|o| get_str(&o.attributes, "sha256") == Some(&sha256_hex(&content)));
+    // A secret's content is never put in the host's stream: a shell may keep a here-document in
+    // a temporary file. It is written directly, from the channel's stdin, as without a stream.
+    let stream = stream.filter(|_| !is_secret(config) || same_content);
     match stream {
         // Written by the host's commit, with the host's other files.
         Some(s) => s.push(crate::transport::FileWrite { path: path.to_string(), content: (!same_content).then(|| content.to_vec().into()), attrs }),
