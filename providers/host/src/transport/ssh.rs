@@ -539,10 +539,13 @@ fn attrs_command(path: &str, attrs: &FileAttrs) -> String {
     format!("if [ -L {p} ]; then echo 'it is a symlink now (not followed)' >&2; exit 1; fi{}", attr_commands(&quote(path), attrs), p = quote(path))
 }
 
+/// A mode and a chown argument, shared by files whose temporaries are set at once.
+type AttrGroup = (u32, Option<String>);
+
 /// One script writing every file, as `write_file` and `set_attrs` do, with the work done once per
 /// directory where it can be: per directory one subshell that makes, checks and enters it (and
-/// clears stale temporaries of its files); per file only its temporary (content base64-encoded in
-/// a here-document), its mode and owner, and the rename. Everything it prints goes to stdout in
+/// clears stale temporaries of its files), writes every temporary (content base64-encoded in a
+/// here-document), sets mode and owner once per mode and owner, then renames each into place. Everything it prints goes to stdout in
 /// order: `tend-dir` or `tend-file` starts a part, what a command printed follows, and
 /// `tend-wrote INDEX STATUS` ends each file.
 fn write_script(files: &[FileWrite]) -> String {
@@ -563,23 +566,50 @@ fn write_script(files: &[FileWrite]) -> String {
         let qd = quote(dir);
         let stale: Vec<String> = idx.iter().map(|&i| stale_temp_cleanup(&name_of(&files[i]))).collect();
         let _ = writeln!(s, "echo tend-dir; ( if mkdir -p {qd} && {SAFE_DIR} {qd} && cd -P {qd} && {}; then umask 077; set -C", stale.join(" && "));
+        // The temporaries, each with its content.
         for &i in idx {
             let f = &files[i];
-            let name = name_of(f);
-            let tmp = quote(&format!("./.{name}.tend-{}", std::process::id()));
-            let p = quote(&format!("./{name}"));
-            let attrs = FileAttrs { mode: Some(f.attrs.mode.unwrap_or(0o644)), ..f.attrs.clone() };
+            let tmp = quote(&format!("./.{}.tend-{}", name_of(f), std::process::id()));
             let _ = writeln!(
                 s,
-                "echo tend-file; if {{ {{ [ ! -e {tmp} ] && [ ! -L {tmp} ]; }} || rm -f {tmp}; }} && base64 -d > {tmp} <<'TEND_CONTENT'{} && {{ if [ -d {p} ]; then echo {shown}' is a directory (or a link to one) now, not a file: not replaced'; false; else mv -f {tmp} {p}; fi; }}; then echo 'tend-wrote {i} 0'; else rc=$?; rm -f {tmp}; echo \"tend-wrote {i} $rc\"; fi",
-                attr_commands(&tmp, &attrs),
-                shown = quote(&name),
+                "echo tend-file; if {{ {{ [ ! -e {tmp} ] && [ ! -L {tmp} ]; }} || rm -f {tmp}; }} && base64 -d > {tmp} <<'TEND_CONTENT'; then w{i}=1; else rc=$?; rm -f {tmp}; echo \"tend-wrote {i} $rc\"; fi"
             );
             for chunk in b64.encode(f.content.as_deref().map_or(&[][..], Vec::as_slice)).as_bytes().chunks(76) {
                 s.push_str(std::str::from_utf8(chunk).unwrap_or_default());
                 s.push('\n');
             }
             s.push_str("TEND_CONTENT\n");
+        }
+        // Their mode and owner, once per mode and owner: a temporary whose attributes could not
+        // be set is removed (and its file reported below).
+        let mut groups: Vec<(AttrGroup, Vec<usize>)> = Vec::new();
+        for &i in idx {
+            let key = (files[i].attrs.mode.unwrap_or(0o644), chown_arg(&files[i].attrs));
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, members)) => members.push(i),
+                None => groups.push((key, vec![i])),
+            }
+        }
+        for ((mode, owner), members) in &groups {
+            s.push_str("echo tend-dir; set --;");
+            for &i in members {
+                let tmp = quote(&format!("./.{}.tend-{}", name_of(&files[i]), std::process::id()));
+                let _ = write!(s, " [ \"${{w{i}:-}}\" = 1 ] && set -- \"$@\" {tmp};");
+            }
+            let chown = owner.as_ref().map(|o| format!(" && chown {} \"$@\"", quote(o))).unwrap_or_default();
+            let _ = writeln!(s, " if [ $# -gt 0 ] && ! {{ chmod {mode:o} \"$@\"{chown}; }}; then rm -f \"$@\"; fi");
+        }
+        // Each into place.
+        for &i in idx {
+            let f = &files[i];
+            let name = name_of(f);
+            let tmp = quote(&format!("./.{name}.tend-{}", std::process::id()));
+            let p = quote(&format!("./{name}"));
+            let _ = writeln!(
+                s,
+                "if [ \"${{w{i}:-}}\" = 1 ]; then echo tend-file; if [ ! -f {tmp} ]; then echo 'its mode or owner could not be set'; echo 'tend-wrote {i} 1'; elif [ -d {p} ]; then echo {shown}' is a directory (or a link to one) now, not a file: not replaced'; rm -f {tmp}; echo 'tend-wrote {i} 1'; elif mv -f {tmp} {p}; then echo 'tend-wrote {i} 0'; else rc=$?; rm -f {tmp}; echo \"tend-wrote {i} $rc\"; fi; fi",
+                shown = quote(&name),
+            );
         }
         s.push_str("else rc=$?;");
         for &i in idx {
