@@ -512,31 +512,54 @@ fn chown_arg(attrs: &FileAttrs) -> Option<String> {
     }
 }
 
+/// Where a file is written: its directory (as given) and name, and — quoted, relative to the
+/// directory once it is entered, so no name is resolved through links again — its temporary and
+/// itself.
+struct Placed {
+    dir: String,
+    name: String,
+    tmp: String,
+    file: String,
+}
+
+fn placed(path: &str) -> Placed {
+    let dir = std::path::Path::new(path).parent().map_or_else(|| "/".into(), |d| d.to_string_lossy().into_owned());
+    let name = std::path::Path::new(path).file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = quote(&format!("./.{name}.tend-{}", std::process::id()));
+    let file = quote(&format!("./{name}"));
+    Placed { dir, name, tmp, file }
+}
+
+/// What a refused write says: `mv` onto a directory (or a link to one) would move the file into
+/// it.
+fn directory_in_the_way(name: &str) -> String {
+    format!("{}' is a directory (or a link to one) now, not a file: not replaced'", quote(name))
+}
+
+/// What a refused change of mode or owner says: chmod and chown follow links.
+const LINK_IN_THE_WAY: &str = "'it is a symlink now (not followed)'";
+
 /// The shell command that writes `path` atomically from its stdin.
 fn write_command(path: &str, attrs: &FileAttrs) -> String {
-    let dir = quote(std::path::Path::new(path).parent().map_or_else(|| "/".into(), |d| d.to_string_lossy().into_owned()).as_str());
-    let name = std::path::Path::new(path).file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
-    // Relative to the directory once it is entered: no name is resolved through links again.
-    let tmp = quote(&format!("./.{name}.tend-{}", std::process::id()));
-    let p = quote(&format!("./{name}"));
+    let Placed { dir, name, tmp, file: p } = placed(path);
+    let dir = quote(&dir);
     let attrs = FileAttrs { mode: Some(attrs.mode.unwrap_or(0o644)), ..attrs.clone() };
     // Parent directories get the host's umask (0755), as local ones do. The directory is
     // checked for links that are not safe to follow (as locally), then entered once, and
     // everything after is relative to it; the temporary file is private, and made afresh (a
     // link planted under its name is removed, never followed).
-    // `mv` onto a directory (or a link to one) would move the file into it: refused instead.
-    let shown = quote(&name);
     format!(
-        "mkdir -p {dir} && {SAFE_DIR} {dir} && cd -P {dir} && {stale} && umask 077 && rm -f {tmp} && set -C && cat > {tmp}{} && {{ if [ -d {p} ]; then echo {shown}' is a directory (or a link to one) now, not a file: not replaced' >&2; false; else mv -f {tmp} {p}; fi; }} || {{ rc=$?; rm -f {tmp}; exit $rc; }}",
+        "mkdir -p {dir} && {SAFE_DIR} {dir} && cd -P {dir} && {stale} && umask 077 && rm -f {tmp} && set -C && cat > {tmp}{} && {{ if [ -d {p} ]; then echo {refused} >&2; false; else mv -f {tmp} {p}; fi; }} || {{ rc=$?; rm -f {tmp}; exit $rc; }}",
         attr_commands(&tmp, &attrs),
         stale = stale_temp_cleanup(&name),
+        refused = directory_in_the_way(&name),
     )
 }
 
 /// The shell command that sets the attributes of `path`, refusing a path that has become a link
-/// since it was observed (chmod and chown follow links).
+/// since it was observed.
 fn attrs_command(path: &str, attrs: &FileAttrs) -> String {
-    format!("if [ -L {p} ]; then echo 'it is a symlink now (not followed)' >&2; exit 1; fi{}", attr_commands(&quote(path), attrs), p = quote(path))
+    format!("if [ -L {p} ]; then echo {LINK_IN_THE_WAY} >&2; exit 1; fi{}", attr_commands(&quote(path), attrs), p = quote(path))
 }
 
 /// A mode and a chown argument, shared by files whose temporaries are set at once.
@@ -553,28 +576,26 @@ fn write_script(files: &[FileWrite]) -> String {
     use std::fmt::Write as _;
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut s = String::from("exec 2>&1\n");
-    let mut dirs: Vec<(String, Vec<usize>)> = Vec::new();
-    for (i, f) in files.iter().enumerate().filter(|(_, f)| f.content.is_some()) {
-        let dir = std::path::Path::new(&f.path).parent().map_or_else(|| "/".into(), |d| d.to_string_lossy().into_owned());
-        match dirs.iter_mut().find(|(d, _)| *d == dir) {
+    let at: Vec<Placed> = files.iter().map(|f| placed(&f.path)).collect();
+    let mut dirs: Vec<(&str, Vec<usize>)> = Vec::new();
+    for (i, _) in files.iter().enumerate().filter(|(_, f)| f.content.is_some()) {
+        match dirs.iter_mut().find(|(d, _)| *d == at[i].dir) {
             Some((_, idx)) => idx.push(i),
-            None => dirs.push((dir, vec![i])),
+            None => dirs.push((&at[i].dir, vec![i])),
         }
     }
-    let name_of = |f: &FileWrite| std::path::Path::new(&f.path).file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
     for (dir, idx) in &dirs {
         let qd = quote(dir);
-        let stale: Vec<String> = idx.iter().map(|&i| stale_temp_cleanup(&name_of(&files[i]))).collect();
+        let stale: Vec<String> = idx.iter().map(|&i| stale_temp_cleanup(&at[i].name)).collect();
         let _ = writeln!(s, "echo tend-dir; ( if mkdir -p {qd} && {SAFE_DIR} {qd} && cd -P {qd} && {}; then umask 077; set -C", stale.join(" && "));
         // The temporaries, each with its content.
         for &i in idx {
-            let f = &files[i];
-            let tmp = quote(&format!("./.{}.tend-{}", name_of(f), std::process::id()));
+            let tmp = &at[i].tmp;
             let _ = writeln!(
                 s,
                 "echo tend-file; if {{ {{ [ ! -e {tmp} ] && [ ! -L {tmp} ]; }} || rm -f {tmp}; }} && base64 -d > {tmp} <<'TEND_CONTENT'; then w{i}=1; else rc=$?; rm -f {tmp}; echo \"tend-wrote {i} $rc\"; fi"
             );
-            for chunk in b64.encode(f.content.as_deref().map_or(&[][..], Vec::as_slice)).as_bytes().chunks(76) {
+            for chunk in b64.encode(files[i].content.as_deref().map_or(&[][..], Vec::as_slice)).as_bytes().chunks(76) {
                 s.push_str(std::str::from_utf8(chunk).unwrap_or_default());
                 s.push('\n');
             }
@@ -593,22 +614,18 @@ fn write_script(files: &[FileWrite]) -> String {
         for ((mode, owner), members) in &groups {
             s.push_str("echo tend-dir; set --;");
             for &i in members {
-                let tmp = quote(&format!("./.{}.tend-{}", name_of(&files[i]), std::process::id()));
-                let _ = write!(s, " [ \"${{w{i}:-}}\" = 1 ] && set -- \"$@\" {tmp};");
+                let _ = write!(s, " [ \"${{w{i}:-}}\" = 1 ] && set -- \"$@\" {};", at[i].tmp);
             }
             let chown = owner.as_ref().map(|o| format!(" && chown {} \"$@\"", quote(o))).unwrap_or_default();
             let _ = writeln!(s, " if [ $# -gt 0 ] && ! {{ chmod {mode:o} \"$@\"{chown}; }}; then rm -f \"$@\"; fi");
         }
         // Each into place.
         for &i in idx {
-            let f = &files[i];
-            let name = name_of(f);
-            let tmp = quote(&format!("./.{name}.tend-{}", std::process::id()));
-            let p = quote(&format!("./{name}"));
+            let Placed { name, tmp, file: p, .. } = &at[i];
             let _ = writeln!(
                 s,
-                "if [ \"${{w{i}:-}}\" = 1 ]; then echo tend-file; if [ ! -f {tmp} ]; then echo 'its mode or owner could not be set'; echo 'tend-wrote {i} 1'; elif [ -d {p} ]; then echo {shown}' is a directory (or a link to one) now, not a file: not replaced'; rm -f {tmp}; echo 'tend-wrote {i} 1'; elif mv -f {tmp} {p}; then echo 'tend-wrote {i} 0'; else rc=$?; rm -f {tmp}; echo \"tend-wrote {i} $rc\"; fi; fi",
-                shown = quote(&name),
+                "if [ \"${{w{i}:-}}\" = 1 ]; then echo tend-file; if [ ! -f {tmp} ]; then echo 'its mode or owner could not be set'; echo 'tend-wrote {i} 1'; elif [ -d {p} ]; then echo {refused}; rm -f {tmp}; echo 'tend-wrote {i} 1'; elif mv -f {tmp} {p}; then echo 'tend-wrote {i} 0'; else rc=$?; rm -f {tmp}; echo \"tend-wrote {i} $rc\"; fi; fi",
+                refused = directory_in_the_way(name),
             );
         }
         s.push_str("else rc=$?;");
@@ -621,7 +638,7 @@ fn write_script(files: &[FileWrite]) -> String {
         let p = quote(&f.path);
         let _ = writeln!(
             s,
-            "echo tend-file; if [ -L {p} ]; then echo 'it is a symlink now (not followed)'; echo 'tend-wrote {i} 1'; elif true{}; then echo 'tend-wrote {i} 0'; else echo \"tend-wrote {i} $?\"; fi",
+            "echo tend-file; if [ -L {p} ]; then echo {LINK_IN_THE_WAY}; echo 'tend-wrote {i} 1'; elif true{}; then echo 'tend-wrote {i} 0'; else echo \"tend-wrote {i} $?\"; fi",
             attr_commands(&p, &f.attrs)
         );
     }
