@@ -48,9 +48,7 @@ pub(crate) async fn kind(api: Api<DynamicObject>, selector: String, recorded: Re
                     rv
                 }
                 Err(e) => {
-                    tracing::debug!("watch: listing failed: {e}; again in {delay:?}");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(30));
+                    back_off(&mut delay, "listing", &e).await;
                     continue;
                 }
             },
@@ -59,9 +57,7 @@ pub(crate) async fn kind(api: Api<DynamicObject>, selector: String, recorded: Re
         let stream = match api.watch(&params, &rv).await {
             Ok(s) => s,
             Err(e) => {
-                tracing::debug!("watch failed: {e}; again in {delay:?}");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(30));
+                back_off(&mut delay, "watching", &e).await;
                 continue;
             }
         };
@@ -103,6 +99,13 @@ pub(crate) async fn kind(api: Api<DynamicObject>, selector: String, recorded: Re
             version = Some(last);
         }
     }
+}
+
+/// Wait `delay` after a failed call, then double it, up to 30 s.
+async fn back_off(delay: &mut Duration, what: &str, e: &kube::Error) {
+    tracing::debug!("watch: {what} failed: {e}; again in {delay:?}");
+    tokio::time::sleep(*delay).await;
+    *delay = (*delay * 2).min(Duration::from_secs(30));
 }
 
 /// The collection's version and the recorded objects found, each seen through its recorded
