@@ -366,12 +366,12 @@ fn bad_manifests_and_kinds_are_named_by_file_line_or_object() {
     let err = failed(&s.tend(&["plan"]));
     assert!(err.contains("c.yaml") && err.contains("outside the repository"), "{err}");
     fs_err::remove_file(s.cfg().join("k8s/c.yaml")).expect("unlink");
-    s.write("shared/y.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: shared\n");
-    std::os::unix::fs::symlink("../shared/y.yaml", s.cfg().join("k8s/c.yaml")).expect("link");
+    s.write("common/y.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: shared\n");
+    std::os::unix::fs::symlink("../common/y.yaml", s.cfg().join("k8s/c.yaml")).expect("link");
     let plan = ok(&s.tend(&["plan"]));
     assert!(plan.contains("+ kube.manifests.app[ConfigMap/web/shared]"), "{plan}");
     // A name YAML reads as another type is named as such.
-    s.write("shared/y.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: y\n");
+    s.write("common/y.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: y\n");
     let err = failed(&s.tend(&["plan"]));
     assert!(err.contains("k8s/c.yaml:1: the ConfigMap's `metadata.name` is") && err.contains("true, not a string: quote it"), "{err}");
     fs_err::remove_file(s.cfg().join("k8s/c.yaml")).expect("unlink");
