@@ -15,4 +15,5 @@ mod secrets;
 mod secrets_cli;
 mod secrets_sops;
 mod ssh;
+mod ssh_rootfs;
 mod support;

@@ -7,26 +7,26 @@ use std::time::SystemTime;
 use crate::support::fleet::Fleet;
 use crate::support::write_tree;
 
-struct Run {
+pub(crate) struct Run {
     dir: tempfile::TempDir,
 }
 
 impl Run {
-    fn new(tend_toml: &str) -> Self {
+    pub(crate) fn new(tend_toml: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         write_tree(&dir.path().join("cfg"), &[("tend.toml", tend_toml)]);
         Self { dir }
     }
 
-    fn cfg(&self) -> PathBuf {
+    pub(crate) fn cfg(&self) -> PathBuf {
         self.dir.path().join("cfg")
     }
 
-    fn write(&self, tend_toml: &str) {
+    pub(crate) fn write(&self, tend_toml: &str) {
         write_tree(&self.cfg(), &[("tend.toml", tend_toml)]);
     }
 
-    fn tend(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+    pub(crate) fn tend(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tend"));
         cmd.args(["-C", &self.cfg().to_string_lossy(), "--state", &self.dir.path().join("state.db").to_string_lossy()])
             .args(args)
@@ -41,7 +41,7 @@ impl Run {
     }
 }
 
-fn ok(o: &Output) -> String {
+pub(crate) fn ok(o: &Output) -> String {
     assert!(o.status.success(), "exit {:?}\nstdout:\n{}\nstderr:\n{}", o.status.code(), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     String::from_utf8_lossy(&o.stdout).into_owned()
 }

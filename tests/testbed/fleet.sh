@@ -6,6 +6,11 @@
 # host holds from outside. The rest of the filesystem is the machine's own: manage files under
 # /srv. Root logs in with one ed25519 client key; host keys are pinned in WORK/known_hosts.
 #
+# With FLEET_ROOTFS (a root filesystem, tests/testbed/rootfs.sh), every session of a host is
+# chrooted into its own overlay of that tree instead: the host installs packages and creates
+# accounts in its own /usr and /etc (what it changed is WORK/hosts/NAME/upper), with /proc,
+# /dev and /srv (still WORK/hosts/NAME/srv) mounted in. sshd itself runs as the machine's.
+#
 #   fleet.sh up N          hosts h1..hN at NET.11 .. NET.(10+N)
 #   fleet.sh add IP NAME   one more host (a VM that booted)
 #   fleet.sh remove NAME   stop one host, delete its namespace (a VM that went away)
@@ -16,6 +21,7 @@
 #   FLEET_ID    [a-z0-9]{1,4}, prefix of namespaces ID-NAME, links ID-vNAME, bridge ID-br (f0)
 #   FLEET_NET   first three octets of the fleet's /24; the bridge is NET.1   (default 10.213.0)
 #   FLEET_KEY   one more public key to authorize (optional; vm-boot.py passes a VM's key pair)
+#   FLEET_ROOTFS  a root filesystem for every host's sessions (optional, see above)
 # Concurrent fleets need distinct FLEET_WORK, FLEET_ID and FLEET_NET.
 #
 # Afterwards:  ssh -F WORK/ssh_config NAME
@@ -80,8 +86,18 @@ CFG
   ip -n "$ns" link set "$inner" up
   ip -n "$ns" route add default via "$NET.1"
   # The mount namespace lives as long as this sshd; /srv inside it is the host's own.
-  ip netns exec "$ns" unshare --mount --propagation private \
-    sh -c "mount --bind '$d/srv' /srv && exec /usr/sbin/sshd -f '$d/sshd_config'"
+  if [ -n "${FLEET_ROOTFS:-}" ]; then
+    # Sessions are chrooted into /mnt of this namespace only: an overlay of the root filesystem.
+    mkdir -p "$d/upper" "$d/overlay-work"
+    echo "ChrootDirectory /mnt" >> "$d/sshd_config"
+    ip netns exec "$ns" unshare --mount --propagation private sh -c "
+      mount -t overlay overlay -o 'lowerdir=$FLEET_ROOTFS,upperdir=$d/upper,workdir=$d/overlay-work' /mnt &&
+      mount --bind '$d/srv' /mnt/srv && mount -t proc proc /mnt/proc && mount --rbind /dev /mnt/dev &&
+      exec /usr/sbin/sshd -f '$d/sshd_config'"
+  else
+    ip netns exec "$ns" unshare --mount --propagation private \
+      sh -c "mount --bind '$d/srv' /srv && exec /usr/sbin/sshd -f '$d/sshd_config'"
+  fi
   printf '%s %s\n' "$ip" "$(cut -d' ' -f1,2 "$d/ssh_host_ed25519_key.pub")" >> "$W/known_hosts"
   printf 'Host %s\n  HostName %s\n' "$name" "$ip" >> "$W/ssh_config"
   local _
@@ -134,5 +150,5 @@ case "${1:-}" in
     rm -f "$W/fleet.env" "$W/ssh_config" "$W/keys/authorized_keys"
     if [ -d "$W" ]; then : > "$W/known_hosts"; fi
     echo "fleet $ID: down" ;;
-  *) sed -n '2,22p' "$0"; exit 2 ;;
+  *) sed -n '2,28p' "$0"; exit 2 ;;
 esac

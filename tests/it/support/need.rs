@@ -21,6 +21,7 @@ pub enum Need {
     Age,
     Git,
     Kubectl,
+    Rootfs,
 }
 
 impl Need {
@@ -33,6 +34,7 @@ impl Need {
             Self::Age => "age",
             Self::Git => "git",
             Self::Kubectl => "kubectl",
+            Self::Rootfs => "rootfs",
         }
     }
 
@@ -58,6 +60,15 @@ impl Need {
             Self::Age => found("age").and_then(|()| found("age-keygen")),
             Self::Git => found("git").and_then(|()| found("python3")),
             Self::Kubectl => ["kubectl", "openssl", "python3"].into_iter().try_for_each(found),
+            Self::Rootfs => {
+                Self::Sshd.check()?;
+                let root = rootfs();
+                if root.join(".tend-rootfs").is_file() {
+                    Ok(())
+                } else {
+                    Err(format!("no Debian root filesystem in {} (tests/testbed/rootfs.sh builds it)", root.display()))
+                }
+            }
         }
     }
 }
@@ -80,6 +91,11 @@ pub fn testbed() -> PathBuf {
         return PathBuf::from(dir);
     }
     Path::new(&std::env::var_os("HOME").unwrap_or_default()).join(".cache/tend-testbed")
+}
+
+/// The Debian root filesystem tests/testbed/rootfs.sh builds for hosts that install packages.
+pub fn rootfs() -> PathBuf {
+    testbed().join("rootfs/bookworm")
 }
 
 /// The testbed venv's python (with boto3).
