@@ -587,19 +587,29 @@ fn write_script(files: &[FileWrite]) -> String {
     for (dir, idx) in &dirs {
         let qd = quote(dir);
         let stale: Vec<String> = idx.iter().map(|&i| stale_temp_cleanup(&at[i].name)).collect();
-        let _ = writeln!(s, "echo tend-dir; ( if mkdir -p {qd} && {SAFE_DIR} {qd} && cd -P {qd} && {}; then umask 077; set -C", stale.join(" && "));
-        // The temporaries, each with its content.
+        // The directory is made, checked and entered once; the temporaries go into a private
+        // directory beside the files (mode 0700: nothing can be planted in it), named as the
+        // files, so that one `mv` renames them all into place, each atomically.
+        let _ = writeln!(
+            s,
+            "echo tend-dir; ( if mkdir -p {qd} && {SAFE_DIR} {qd} && cd -P {qd} && {} && {STALE_STREAM_CLEANUP} && t=$(mktemp -d ./.tend-stream.XXXXXX); then umask 077; set -C",
+            stale.join(" && ")
+        );
+        // The temporaries, each with its content: small ones with the shell's own printf (no
+        // process per file), large ones through base64.
         for &i in idx {
-            let tmp = &at[i].tmp;
-            let _ = writeln!(
-                s,
-                "echo tend-file; if {{ {{ [ ! -e {tmp} ] && [ ! -L {tmp} ]; }} || rm -f {tmp}; }} && base64 -d > {tmp} <<'TEND_CONTENT'; then w{i}=1; else rc=$?; rm -f {tmp}; echo \"tend-wrote {i} $rc\"; fi"
-            );
-            for chunk in b64.encode(files[i].content.as_deref().map_or(&[][..], Vec::as_slice)).as_bytes().chunks(76) {
-                s.push_str(std::str::from_utf8(chunk).unwrap_or_default());
-                s.push('\n');
+            let tmp = format!("\"$t\"/{}", quote(&at[i].name));
+            let content = files[i].content.as_deref().map_or(&[][..], Vec::as_slice);
+            if content.len() <= PRINTF_MAX {
+                let _ = writeln!(s, "echo tend-file; if printf %b {} > {tmp}; then w{i}=1; else echo \"tend-wrote {i} $?\"; fi", printf_arg(content));
+            } else {
+                let _ = writeln!(s, "echo tend-file; if base64 -d > {tmp} <<'TEND_CONTENT'; then w{i}=1; else echo \"tend-wrote {i} $?\"; fi");
+                for chunk in b64.encode(content).as_bytes().chunks(76) {
+                    s.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+                    s.push('\n');
+                }
+                s.push_str("TEND_CONTENT\n");
             }
-            s.push_str("TEND_CONTENT\n");
         }
         // Their mode and owner, once per mode and owner: a temporary whose attributes could not
         // be set is removed (and its file reported below).
@@ -614,21 +624,32 @@ fn write_script(files: &[FileWrite]) -> String {
         for ((mode, owner), members) in &groups {
             s.push_str("echo tend-dir; set --;");
             for &i in members {
-                let _ = write!(s, " [ \"${{w{i}:-}}\" = 1 ] && set -- \"$@\" {};", at[i].tmp);
+                let _ = write!(s, " [ \"${{w{i}:-}}\" = 1 ] && set -- \"$@\" \"$t\"/{};", quote(&at[i].name));
             }
             let chown = owner.as_ref().map(|o| format!(" && chown {} \"$@\"", quote(o))).unwrap_or_default();
             let _ = writeln!(s, " if [ $# -gt 0 ] && ! {{ chmod {mode:o} \"$@\"{chown}; }}; then rm -f \"$@\"; fi");
         }
-        // Each into place.
+        // A directory (or a link to one) where a file goes is refused: `mv` would move the file
+        // into it. The rest are renamed into place by one `mv`.
+        s.push_str("echo tend-dir; set --;");
         for &i in idx {
-            let Placed { name, tmp, file: p, .. } = &at[i];
-            let _ = writeln!(
+            let name = quote(&at[i].name);
+            let _ = write!(
                 s,
-                "if [ \"${{w{i}:-}}\" = 1 ]; then echo tend-file; if [ ! -f {tmp} ]; then echo 'its mode or owner could not be set'; echo 'tend-wrote {i} 1'; elif [ -d {p} ]; then echo {refused}; rm -f {tmp}; echo 'tend-wrote {i} 1'; elif mv -f {tmp} {p}; then echo 'tend-wrote {i} 0'; else rc=$?; rm -f {tmp}; echo \"tend-wrote {i} $rc\"; fi; fi",
-                refused = directory_in_the_way(name),
+                " if [ \"${{w{i}:-}}\" = 1 ]; then if [ ! -f \"$t\"/{name} ]; then w{i}=attrs; elif [ -d {p} ]; then w{i}=dir; rm -f \"$t\"/{name}; else set -- \"$@\" \"$t\"/{name}; fi; fi;",
+                p = at[i].file
             );
         }
-        s.push_str("else rc=$?;");
+        s.push_str(" moved=; if [ $# -gt 0 ]; then moved=$(mv -f -- \"$@\" . 2>&1); fi\n");
+        for &i in idx {
+            let name = quote(&at[i].name);
+            let _ = writeln!(
+                s,
+                "echo tend-file; case \"${{w{i}:-}}\" in attrs) echo 'its mode or owner could not be set'; echo 'tend-wrote {i} 1' ;; dir) echo {refused}; echo 'tend-wrote {i} 1' ;; 1) if [ -e \"$t\"/{name} ]; then echo \"$moved\"; echo 'tend-wrote {i} 1'; else echo 'tend-wrote {i} 0'; fi ;; esac",
+                refused = directory_in_the_way(&at[i].name),
+            );
+        }
+        s.push_str("rm -rf \"$t\"; else rc=$?;");
         for &i in idx {
             let _ = write!(s, " echo \"tend-wrote {i} $rc\";");
         }
@@ -802,6 +823,36 @@ fn stale_temp_cleanup(name: &str) -> String {
     format!("for t in {}*; do if [ -f \"$t\" ] && [ -n \"$(find \"$t\" -maxdepth 0 -mmin +10 2>/dev/null)\" ]; then rm -f \"$t\"; fi; done", quote(&glob))
 }
 
+/// Files up to this size travel as an argument of the host shell's built-in `printf` (no process
+/// per file); larger ones through `base64 -d`.
+const PRINTF_MAX: usize = 64 * 1024;
+
+/// `content` as one single-quoted shell word that `printf %b` prints back byte for byte: printable
+/// ASCII as itself (a quote closed, escaped and reopened), every other byte and the backslash as a
+/// `\0ooo` octal escape (always three digits, so a digit after it is never read as part of it).
+fn printf_arg(content: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut w = String::with_capacity(content.len() + 2);
+    w.push('\'');
+    for &b in content {
+        match b {
+            b'\'' => w.push_str("'\\''"),
+            b'\\' => w.push_str("\\0134"),
+            b'\n' | b'\t' | 0x20..=0x7e => w.push(char::from(b)),
+            _ => {
+                let _ = write!(w, "\\0{b:03o}");
+            }
+        }
+    }
+    w.push('\'');
+    w
+}
+
+/// Shell that removes the private temporary directories of a stream that a killed run left
+/// (older than ten minutes; `find` runs only when there is one).
+const STALE_STREAM_CLEANUP: &str =
+    r#"for t in ./.tend-stream.*; do if [ -d "$t" ] && [ ! -L "$t" ] && [ -n "$(find "$t" -maxdepth 0 -mmin +10 2>/dev/null)" ]; then rm -rf "$t"; fi; done"#;
+
 /// A shell that reads its script from stdin, then runs it with stdin at end of file.
 pub(crate) const EVAL_STDIN: &str = "sh -c 'eval \"$(cat)\"'";
 
@@ -815,14 +866,29 @@ mod tests {
         assert_eq!(super::quote("it's"), "'it'\\''s'");
     }
 
+    /// The stream's script, run by each shell found here (dash, bash, busybox ash): every byte
+    /// of small (printf) and large (base64) content, names that need quoting, attributes, and a
+    /// refusal with its reason.
     #[test]
     fn one_script_writes_every_file_and_reports_each() {
+        let shells: Vec<Vec<&str>> = [vec!["sh"], vec!["dash"], vec!["bash"], vec!["busybox", "sh"]]
+            .into_iter()
+            .filter(|c| std::process::Command::new(c[0]).args(&c[1..]).arg("-c").arg("true").output().is_ok_and(|o| o.status.success()))
+            .collect();
+        assert!(!shells.is_empty(), "no shell found");
+        for shell in shells {
+            writes_every_file_with(&shell);
+        }
+    }
+
+    fn writes_every_file_with(shell: &[&str]) {
         let dir = tempfile::tempdir().expect("tmp");
         let at = |p: &str| dir.path().join(p).to_string_lossy().into_owned();
-        std::fs::create_dir_all(dir.path().join("b")).expect("mkdir");
+        std::fs::create_dir_all(dir.path().join("b/dir")).expect("mkdir");
         std::fs::write(dir.path().join("b/keep"), "same").expect("write");
         std::os::unix::fs::symlink("/etc/passwd", dir.path().join("b/link")).expect("link");
-        let binary: Vec<u8> = (0..=255).collect();
+        let binary: Vec<u8> = (0..=255).chain(b"7\\0101'%b%s\n".iter().copied()).collect();
+        let large: Vec<u8> = (0..200_000u32).map(|i| u8::try_from(i % 251).unwrap_or(0)).collect();
         let files = vec![
             FileWrite {
                 path: at("a/one.txt"),
@@ -833,8 +899,11 @@ mod tests {
             FileWrite { path: at("b/empty"), content: Some(Vec::new().into()), attrs: FileAttrs::default() },
             FileWrite { path: at("b/link"), content: None, attrs: FileAttrs { mode: Some(0o600), ..FileAttrs::default() } },
             FileWrite { path: at("b/keep"), content: None, attrs: FileAttrs { mode: Some(0o640), ..FileAttrs::default() } },
+            FileWrite { path: at("b/it's large"), content: Some(large.clone().into()), attrs: FileAttrs::default() },
+            FileWrite { path: at("b/dir"), content: Some(b"x".to_vec().into()), attrs: FileAttrs::default() },
         ];
-        let out = std::process::Command::new("sh")
+        let out = std::process::Command::new(shell[0])
+            .args(&shell[1..])
             .arg("-s")
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
@@ -853,12 +922,26 @@ mod tests {
             .map(|(i, rc)| (i.parse().unwrap_or(99), rc))
             .collect();
         status.sort_unstable();
-        assert_eq!(status, [(0, "0"), (1, "0"), (2, "0"), (3, "1"), (4, "0")], "{stdout}");
+        assert_eq!(status, [(0, "0"), (1, "0"), (2, "0"), (3, "1"), (4, "0"), (5, "0"), (6, "1")], "{shell:?}: {stdout}");
         assert_eq!(std::fs::read(dir.path().join("a/one.txt")).expect("read"), b"hello\nTEND_CONTENT\n");
-        assert_eq!(std::fs::read(dir.path().join("b/bin")).expect("read"), binary);
+        assert_eq!(std::fs::read(dir.path().join("b/bin")).expect("read"), binary, "{shell:?}");
         assert_eq!(std::fs::read(dir.path().join("b/empty")).expect("read"), b"");
+        assert_eq!(std::fs::read(dir.path().join("b/it's large")).expect("read"), large);
         assert_eq!(std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(dir.path().join("a/one.txt")).expect("stat").permissions()) & 0o777, 0o600);
+        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(dir.path().join("b/bin")).expect("stat").permissions()) & 0o777, 0o644);
         assert_eq!(std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(dir.path().join("b/keep")).expect("stat").permissions()) & 0o777, 0o640);
         assert!(stdout.contains("it is a symlink now (not followed)\ntend-wrote 3 1"), "the refusal says why: {stdout}");
+        assert!(stdout.contains("is a directory (or a link to one) now, not a file: not replaced\ntend-wrote 6 1"), "{stdout}");
+        assert!(
+            dir.path().join("b/dir").is_dir() && std::fs::read_dir(dir.path().join("b/dir")).expect("ls").next().is_none(),
+            "nothing moved into the directory"
+        );
+        let mut left: Vec<String> = ["a", "b"]
+            .iter()
+            .flat_map(|d| std::fs::read_dir(dir.path().join(d)).expect("ls"))
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["bin", "dir", "empty", "it's large", "keep", "link", "one.txt"], "no temporaries left");
     }
 }
