@@ -154,7 +154,7 @@ fn the_needs_table_names_only_known_needs() {
         let prefix = words.next().expect("a prefix");
         assert!(prefix.contains("::"), "`{prefix}`: a prefix names a test module (`module::`)");
         for w in words {
-            assert!(["root", "sshd", "moto", "sops", "age", "git", "kubectl"].contains(&w), "unknown need `{w}` in tests/testbed/needs");
+            assert!(["root", "sshd", "moto", "sops", "age", "git", "kubectl", "rootfs"].contains(&w), "unknown need `{w}` in tests/testbed/needs");
         }
     }
 }
