@@ -319,7 +319,8 @@ mod tests {
         assert!(bomb.len() < 600, "a few hundred bytes");
         let started = std::time::Instant::now();
         let err = parse_yaml(0, &bomb).expect_err("refused");
-        assert!(started.elapsed() < std::time::Duration::from_secs(2), "took {:?}", started.elapsed());
+        // A guard against expanding it (hundreds of millions of nodes), not a speed goal.
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "took {:?}", started.elapsed());
         assert!(err.summary.contains("YAML expands to more than"), "{}", err.summary);
         let line = bomb[..err.labels[0].span.start as usize].lines().count();
         assert!((6..=9).contains(&line), "points at the alias that goes past the limit, line {line}");

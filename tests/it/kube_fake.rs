@@ -76,7 +76,14 @@ fn kubectl_server_side_apply_owns_fields_conflicts_and_takes_over_when_forced() 
     assert_eq!(managers(&web), [("kubectl".to_string(), "Apply".to_string())]);
     let owned = &web["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"];
     assert!(owned["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"api\"}"]["f:image"].is_object(), "containers are owned by name: {owned}");
-    let rv = web["metadata"]["resourceVersion"].clone();
+    // Its controller (the fake's) reports the rollout within a second or two, each status
+    // update a new resourceVersion: wait for it to settle first.
+    let settled = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while get(&["deployment", "web"])["status"]["readyReplicas"].as_i64() != Some(2) {
+        assert!(std::time::Instant::now() < settled, "the deployment never became ready");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let rv = get(&["deployment", "web"])["metadata"]["resourceVersion"].clone();
 
     // Applying the same again changes nothing, its resourceVersion included.
     ok(&k.kubectl(&["apply", "--server-side", "-f", &app]));
