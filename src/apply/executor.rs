@@ -139,24 +139,25 @@ impl Ctx {
     }
 
     /// Run one step; its error text never carries a secret's plaintext. A commit returns what
-    /// it did, for the report.
-    pub async fn run(&self, step: Step) -> Result<Option<String>, StepError> {
+    /// it did, for the report; `not_applied` are its staged members that failed or were skipped.
+    pub async fn run(&self, step: Step, not_applied: Vec<ResourceAddr>) -> Result<Option<String>, StepError> {
         if let Step::Commit(t) = step {
-            return self.commit(t).await.map(Some).map_err(|e| redacted(e, &self.secrets));
+            return self.commit(t, not_applied).await.map(Some).map_err(|e| redacted(e, &self.secrets));
         }
         self.run_unredacted(step).await.map(|()| None).map_err(|e| redacted(e, &self.secrets))
     }
 
     /// Commit the staged changes on target `t`: every staged instance on it that exists after
-    /// this apply is a member; the provider's result is merged into the target's record.
-    async fn commit(&self, t: usize) -> Result<String, StepError> {
+    /// this apply is a member (but those in `not_applied`); the provider's result is merged into
+    /// the target's record.
+    async fn commit(&self, t: usize, not_applied: Vec<ResourceAddr>) -> Result<String, StepError> {
         let host = &self.plan.changes[t];
         let members: Vec<(ResourceAddr, Attributes)> = {
             let known = self.known_snapshot();
             self.plan
                 .changes
                 .iter()
-                .filter(|c| c.staged && c.target.as_ref() == Some(&host.addr) && c.action != Action::Delete)
+                .filter(|c| c.staged && c.target.as_ref() == Some(&host.addr) && c.action != Action::Delete && !not_applied.contains(&c.addr))
                 .map(|c| {
                     let attrs = if c.is_change() { known.get(&c.addr).map(|a| (**a).clone()) } else { c.prior.as_deref().cloned() };
                     (c.addr.clone(), attrs.unwrap_or_default())
@@ -167,7 +168,7 @@ impl Ctx {
         let record = self.store.get(&host.addr).await.map_err(|e| state_err(&e))?;
         let before = record.as_ref().map(|r| Observed { id: r.remote_id.clone(), attributes: (*r.attributes).clone() });
         let provider = &self.providers[&*host.addr.provider];
-        let req = tend_provider::CommitRequest { target: target.clone(), prior: record.as_ref().map(|r| (*r.attributes).clone()), members };
+        let req = tend_provider::CommitRequest { target: target.clone(), prior: record.as_ref().map(|r| (*r.attributes).clone()), members, not_applied };
         let result = provider.commit(req).await;
         let (attrs, message, failure) = match result {
             Ok(c) => (c.attributes, c.message, None),

@@ -304,7 +304,7 @@ async fn walk(
     });
     let mut remaining: Vec<usize> = sched.waits_on.iter().map(BTreeSet::len).collect();
     let mut ready: BTreeSet<usize> = (0..sched.steps.len()).filter(|s| remaining[*s] == 0).collect();
-    let mut skip_cause: HashMap<usize, ResourceAddr> = HashMap::new();
+    let mut skips = Skips::default();
     let mut done: HashSet<usize> = HashSet::new();
     let mut failed_destroy: HashSet<usize> = HashSet::new();
     let mut out = ApplyOutcome::default();
@@ -318,7 +318,7 @@ async fn walk(
             let (Step::Main(i) | Step::Deposed(i) | Step::Destroy(i) | Step::Commit(i)) = step;
             let c = &plan.changes[i];
             let cancelled = opts.cancel.load(Ordering::SeqCst);
-            if let Some(cause) = skip_cause.get(&s).cloned().or_else(|| cancelled.then(|| c.addr.clone())) {
+            if let Some(cause) = skips.cause.get(&s).cloned().or_else(|| cancelled.then(|| c.addr.clone())) {
                 if cancelled {
                     out.interrupted = true;
                 }
@@ -330,12 +330,12 @@ async fn walk(
                     out.results.push((c.addr.clone(), action, outcome));
                     out.skipped += 1;
                 }
-                finish(s, &sched, &mut remaining, &mut ready, &mut done, Some(&cause), &mut skip_cause);
+                finish(s, &sched, &mut remaining, &mut ready, &mut done, Some(&cause), &mut skips, &c.addr);
                 continue;
             }
             if !c.is_change() && !matches!(step, Step::Commit(_)) {
                 ctx.settle_noop(i);
-                finish(s, &sched, &mut remaining, &mut ready, &mut done, None, &mut skip_cause);
+                finish(s, &sched, &mut remaining, &mut ready, &mut done, None, &mut skips, &c.addr);
                 continue;
             }
             // A destroy-before-create replacement starts with its Destroy step.
@@ -348,11 +348,12 @@ async fn walk(
                 reporter.pre_apply(&c.addr, c.action);
             }
             let ctx = ctx.clone();
+            let not_applied = skips.not_applied.remove(&s).unwrap_or_default();
             running += 1;
             tasks.spawn(async move {
                 let started = Instant::now();
                 let span = tracing::info_span!("resource", addr = %ctx.plan.changes[i].addr, provider = %ctx.plan.changes[i].addr.provider, action = ?ctx.plan.changes[i].action);
-                let result = tracing::Instrument::instrument(ctx.run(step), span).await;
+                let result = tracing::Instrument::instrument(ctx.run(step, not_applied), span).await;
                 (s, step, result, started.elapsed())
             });
         }
@@ -393,7 +394,7 @@ async fn walk(
                 Some(c.addr.clone())
             }
         };
-        finish(s, &sched, &mut remaining, &mut ready, &mut done, failure.as_ref(), &mut skip_cause);
+        finish(s, &sched, &mut remaining, &mut ready, &mut done, failure.as_ref(), &mut skips, &c.addr);
     }
     // A step whose turn never came (steps waiting on each other) is a failure, never silence.
     for (s, step) in sched.steps.iter().enumerate().filter(|(s, _)| !done.contains(s)) {
@@ -422,7 +423,20 @@ fn add(mut s: Summary, a: Action) -> Summary {
     s
 }
 
-/// Mark a step done; release its dependents, passing on a failure as their skip cause.
+/// Why steps are skipped, and what did not apply of each commit's members.
+#[derive(Default)]
+struct Skips {
+    /// A step that will not run, and the failure that stops it.
+    cause: HashMap<usize, ResourceAddr>,
+    /// Per commit step, its staged members that failed or were skipped: the commit still runs
+    /// (what was staged takes effect, or the provider refuses to commit without them).
+    not_applied: HashMap<usize, Vec<ResourceAddr>>,
+}
+
+/// Mark step `s` (of the change at `addr`) done; release its dependents, passing on a failure as
+/// their skip cause — except to a commit of another target's staged changes, which is told
+/// which member did not apply.
+#[allow(clippy::too_many_arguments)]
 fn finish(
     s: usize,
     sched: &Schedule,
@@ -430,12 +444,20 @@ fn finish(
     ready: &mut BTreeSet<usize>,
     done: &mut HashSet<usize>,
     failed: Option<&ResourceAddr>,
-    skip_cause: &mut HashMap<usize, ResourceAddr>,
+    skips: &mut Skips,
+    addr: &ResourceAddr,
 ) {
     done.insert(s);
+    let (Step::Main(i) | Step::Deposed(i) | Step::Destroy(i) | Step::Commit(i)) = sched.steps[s];
     for &d in &sched.dependents[s] {
         if let Some(cause) = failed {
-            skip_cause.entry(d).or_insert_with(|| cause.clone());
+            match sched.steps[d] {
+                // A member of a commit (not its target) that did not apply.
+                Step::Commit(t) if t != i => skips.not_applied.entry(d).or_default().push(addr.clone()),
+                _ => {
+                    skips.cause.entry(d).or_insert_with(|| cause.clone());
+                }
+            }
         }
         remaining[d] -= 1;
         if remaining[d] == 0 {

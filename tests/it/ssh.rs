@@ -491,6 +491,19 @@ fn host_files_switch_as_one_generation_with_health_check_switch_back_and_rollbac
     let kept = fs_err::read_dir(f.srv("h1").join("tend/generations")).expect("generations").count();
     assert_eq!(kept, 3);
     assert_eq!(read("/srv/etc/motd"), "v6\n");
+
+    // A file that needs a failing command is skipped: the generation is not switched without
+    // it (the commit names it), and the host keeps what it had.
+    let g6 = current();
+    let mut site = generations_site(&f, "v7", "healthy", false);
+    site.push_str("\n[host.command.broken]\nrun = \"exit 3\"\n\n[host.file.late]\npath = \"/srv/etc/late\"\ncontent = \"late\\n\"\ndepends_on = [\"host.command.broken\"]\n");
+    run.write(&site);
+    let out = run.tend(&["apply", "--auto-approve"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not switched to a new generation: host.file.late[h1] did not apply"), "{err}");
+    assert_eq!(current(), g6);
+    assert_eq!(read("/srv/etc/motd"), "v6\n");
 }
 
 #[test]

@@ -609,8 +609,12 @@ pub struct CommitRequest {
     /// What is recorded of the target.
     pub prior: Option<Attributes>,
     /// Every staged instance placed on the target that exists after this apply (changed or
-    /// not), with its attributes as recorded.
+    /// not), with its attributes as recorded — but those that did not apply.
     pub members: Vec<(ResourceAddr, Attributes)>,
+    /// Staged changes on the target that failed or were skipped in this apply (something they
+    /// need failed). The commit runs anyway: what was staged may take effect without them, or
+    /// the provider refuses (an all-or-nothing switch) naming them.
+    pub not_applied: Vec<ResourceAddr>,
 }
 
 /// Input to [`Provider::act`].

@@ -99,10 +99,11 @@ impl HostProvider {
         Cx { config_root: &self.config_root, generations, stream: None }
     }
 
-    /// The settings for an instance on `target`: its generations, or, on an SSH host without
-    /// them, the stream its file writes wait in for the host's commit.
+    /// The settings for an instance on `target`: its generations, or, on a host without them,
+    /// the stream (over SSH) or batch (locally) its file writes wait in for the host's commit.
     fn cx_on<'a>(&'a self, target: Option<&'a Target>, generations: Option<&'a generation::Settings>) -> Cx<'a> {
-        let stream = target.filter(|t| generations.is_none() && &*t.addr.kind == "ssh").map(|t| resources::Stream { host: &t.addr, pending: &self.pending });
+        let stream =
+            target.filter(|t| generations.is_none() && resources::is_host(&t.addr.kind)).map(|t| resources::Stream { host: &t.addr, pending: &self.pending });
         Cx { config_root: &self.config_root, generations, stream }
     }
 
@@ -201,7 +202,7 @@ impl HostProvider {
             let messages: Vec<String> = failed.iter().map(|e| e.message.clone()).collect();
             return Err(ProviderError::terminal(format!("{} of {n} files not written: {}", failed.len(), messages.join("; "))).with_kind(kind));
         }
-        Ok(Committed { attributes: Attributes::new(), message: format!("wrote {n} file{} in one stream", if n == 1 { "" } else { "s" }) })
+        Ok(Committed { attributes: Attributes::new(), message: format!("wrote {n} file{} {}", if n == 1 { "" } else { "s" }, together(&target.addr)) })
     }
 
     fn requeue(&self, host: &ResourceAddr, writes: Vec<crate::transport::FileWrite>) {
@@ -417,7 +418,7 @@ impl Provider for HostProvider {
         if self.generation_hosts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(target) {
             format!("will switch to a new generation of its files ({changed} changed)")
         } else {
-            format!("will write its {changed} changed file{} in one stream", if changed == 1 { "" } else { "s" })
+            format!("will write its {changed} changed file{} {}", if changed == 1 { "" } else { "s" }, together(target))
         }
     }
 
@@ -440,6 +441,14 @@ impl Provider for HostProvider {
 
     async fn commit(&self, req: CommitRequest) -> Result<Committed, ProviderError> {
         let Some(settings) = generation::settings(&req.target.attributes) else { return self.write_stream(&req.target).await };
+        if !req.not_applied.is_empty() {
+            // A generation is all of the host's files: none is switched to without all of them.
+            let names: Vec<String> = req.not_applied.iter().map(ToString::to_string).collect();
+            return Err(ProviderError::terminal(format!(
+                "not switched to a new generation: {} did not apply; the host keeps its current generation",
+                names.join(", ")
+            )));
+        }
         let t = self.transport(Some(&req.target)).await?;
         let lock = self.host_lock(&req.target.addr);
         let _serial = lock.lock().await;
@@ -540,6 +549,11 @@ impl Provider for HostProvider {
         let generations = Self::generations(req.target.as_ref());
         kind.apply(t.as_ref(), &req, self.cx_on(req.target.as_ref(), generations.as_ref())).await
     }
+}
+
+/// How a host's file writes travel together: one stream over SSH, one batch on this machine.
+fn together(host: &ResourceAddr) -> &'static str {
+    if &*host.kind == "ssh" { "in one stream" } else { "in one batch" }
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The `local` transport: the machine tend runs on, through the file system and `sh`.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -9,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 
-use super::{ExecOutput, FileAttrs, FileType, Lines, MAX_COMMAND_OUTPUT, OutputSink, PathStat, StatRequest, Transport, TransportError};
+use super::{ExecOutput, FileAttrs, FileType, FileWrite, Lines, MAX_COMMAND_OUTPUT, OutputSink, PathStat, StatRequest, Transport, TransportError};
 use crate::users::Users;
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -159,9 +160,17 @@ impl LocalTransport {
     /// created in that descriptor (`O_EXCL`), its mode and owner set on its own descriptor, and
     /// renamed into place within it.
     fn write_blocking(&self, path: &str, content: &[u8], attrs: &FileAttrs) -> Result<(), TransportError> {
-        use rustix::fs::{Mode, OFlags};
-        let target = Path::new(path);
-        let parent = target.parent().unwrap_or(Path::new("/"));
+        let parent = Path::new(path).parent().unwrap_or(Path::new("/"));
+        let dir = self.open_parent(path)?;
+        let result = self.write_in(&dir, path, content, attrs);
+        remove_dead_temp_files(parent);
+        result
+    }
+
+    /// The directory `path` is written in, made where missing, resolved where it was when
+    /// observed, and opened following only safe links.
+    fn open_parent(&self, path: &str) -> Result<rustix::fd::OwnedFd, TransportError> {
+        let parent = Path::new(path).parent().unwrap_or(Path::new("/"));
         if !parent.exists() {
             fs_err::create_dir_all(parent).map_err(self.err("create directory", &parent.to_string_lossy()))?;
         }
@@ -178,12 +187,18 @@ impl LocalTransport {
                 ),
             )));
         }
-        let dir = open_dir_nofollow(parent).map_err(self.err("open directory", &parent.to_string_lossy()))?;
-        let name = target.file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
+        open_dir_nofollow(parent).map_err(self.err("open directory", &parent.to_string_lossy()))
+    }
+
+    /// Write `path` atomically in its open directory `dir`: a private temporary made afresh
+    /// (`O_EXCL`, never through a link), mode and owner set on its descriptor, renamed into place.
+    fn write_in(&self, dir: &rustix::fd::OwnedFd, path: &str, content: &[u8], attrs: &FileAttrs) -> Result<(), TransportError> {
+        use rustix::fs::{Mode, OFlags};
+        let name = Path::new(path).file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
         let temp = format!(".{name}.tend-{}-{}", std::process::id(), TEMP_COUNTER.fetch_add(1, Ordering::Relaxed));
         let result = (|| {
             let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-            let fd = rustix::fs::openat(&dir, temp.as_str(), flags, Mode::from_raw_mode(0o600)).map_err(|e| self.err("write", path)(e.into()))?;
+            let fd = rustix::fs::openat(dir, temp.as_str(), flags, Mode::from_raw_mode(0o600)).map_err(|e| self.err("write", path)(e.into()))?;
             #[allow(clippy::disallowed_types)] // a descriptor from openat; errors name the path
             let mut file = std::fs::File::from(fd);
             file.write_all(content).map_err(self.err("write", path))?;
@@ -191,13 +206,30 @@ impl LocalTransport {
             self.apply_attrs_fd(&file, path, &FileAttrs { mode: Some(attrs.mode.unwrap_or(0o644)), ..attrs.clone() })?;
             drop(file);
             // renameat replaces whatever is at the target, a link included; it never follows one.
-            rustix::fs::renameat(&dir, temp.as_str(), &dir, name.as_str()).map_err(|e| self.err("rename into place", path)(e.into()))
+            rustix::fs::renameat(dir, temp.as_str(), dir, name.as_str()).map_err(|e| self.err("rename into place", path)(e.into()))
         })();
         if result.is_err() {
-            let _ = rustix::fs::unlinkat(&dir, temp.as_str(), rustix::fs::AtFlags::empty());
+            let _ = rustix::fs::unlinkat(dir, temp.as_str(), rustix::fs::AtFlags::empty());
         }
-        remove_dead_temp_files(parent);
         result
+    }
+
+    /// Every file of a batch in one blocking task, each directory resolved and opened once.
+    fn write_files_blocking(&self, files: &[FileWrite]) -> Vec<Result<(), TransportError>> {
+        let mut dirs: HashMap<&Path, rustix::fd::OwnedFd> = HashMap::new();
+        files
+            .iter()
+            .map(|f| {
+                let Some(content) = &f.content else { return self.apply_attrs(Path::new(&f.path), &f.attrs) };
+                let parent = Path::new(&f.path).parent().unwrap_or(Path::new("/"));
+                if !dirs.contains_key(parent) {
+                    let dir = self.open_parent(&f.path)?;
+                    remove_dead_temp_files(parent);
+                    dirs.insert(parent, dir);
+                }
+                self.write_in(&dirs[parent], &f.path, content, &f.attrs)
+            })
+            .collect()
     }
 }
 
@@ -364,6 +396,13 @@ impl Transport for LocalTransport {
     async fn write_file(&self, path: &str, content: &[u8], attrs: &FileAttrs) -> Result<(), TransportError> {
         let (me, path, content, attrs) = (self.clone(), path.to_string(), zeroize::Zeroizing::new(content.to_vec()), attrs.clone());
         blocking(move || me.write_blocking(&path, &content, &attrs)).await
+    }
+
+    /// All in one blocking task (not one hand-off to the blocking pool per file), each
+    /// directory resolved and opened once; every file written as [`Transport::write_file`] does.
+    async fn write_files(&self, files: &[FileWrite]) -> Vec<Result<(), TransportError>> {
+        let (me, files) = (self.clone(), files.to_vec());
+        tokio::task::spawn_blocking(move || me.write_files_blocking(&files)).await.expect("transport tasks do not panic")
     }
 
     async fn set_attrs(&self, path: &str, attrs: &FileAttrs) -> Result<(), TransportError> {
