@@ -99,11 +99,11 @@ impl HostProvider {
         Cx { config_root: &self.config_root, generations, stream: None }
     }
 
-    /// The settings for an instance on `target`: its generations, or, on a host without them,
-    /// the stream (over SSH) or batch (locally) its file writes wait in for the host's commit.
+    /// The settings for an instance on `target`: its generations, and the stream (over SSH) or
+    /// batch (locally) its file writes (or, with generations, its blob uploads) wait in for the
+    /// host's commit.
     fn cx_on<'a>(&'a self, target: Option<&'a Target>, generations: Option<&'a generation::Settings>) -> Cx<'a> {
-        let stream =
-            target.filter(|t| generations.is_none() && resources::is_host(&t.addr.kind)).map(|t| resources::Stream { host: &t.addr, pending: &self.pending });
+        let stream = target.filter(|t| resources::is_host(&t.addr.kind)).map(|t| resources::Stream { host: &t.addr, pending: &self.pending });
         Cx { config_root: &self.config_root, generations, stream }
     }
 
@@ -452,6 +452,14 @@ impl Provider for HostProvider {
         let t = self.transport(Some(&req.target)).await?;
         let lock = self.host_lock(&req.target.addr);
         let _serial = lock.lock().await;
+        // The staged contents first, all in one stream.
+        let blobs = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&req.target.addr).unwrap_or_default();
+        if !blobs.is_empty() {
+            let failed: Vec<String> = t.write_files(&blobs).await.into_iter().filter_map(Result::err).map(|e| ProviderError::from(e).message).collect();
+            if !failed.is_empty() {
+                return Err(ProviderError::terminal(format!("not switched to a new generation: uploading its contents failed: {}", failed.join("; "))));
+            }
+        }
         let count = req.members.len();
         let attributes = generation::commit(t.as_ref(), &settings, &req.members).await?;
         let message = match get_str(&attributes, "generation") {

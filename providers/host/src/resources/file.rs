@@ -219,7 +219,13 @@ pub async fn apply(
     let content = desired_content(config, root)?.ok_or_else(|| ProviderError::terminal("content is not known"))?;
     if let Some(g) = generations {
         let blob = crate::generation::blob_path(g, &sha256_hex(&content));
-        t.write_file(&blob, &content, &FileAttrs { mode: Some(0o600), ..FileAttrs::default() }).await?;
+        let attrs = FileAttrs { mode: Some(0o600), ..FileAttrs::default() };
+        // Uploaded with the host's other blobs in one stream before its commit builds the
+        // generation; a secret's content directly, from the channel's stdin.
+        match stream.filter(|_| !is_secret(config)) {
+            Some(s) => s.push(crate::transport::FileWrite { path: blob, content: Some(content.to_vec().into()), attrs }),
+            None => t.write_file(&blob, &content, &attrs).await?,
+        }
         let mut after = desired(config, req.observed.as_ref().filter(|o| get_str(&o.attributes, "path") == Some(path)), root)?;
         after.insert("in_generation".into(), Value::Bool(true));
         return Ok(Some(Observed { id: None, attributes: after }));

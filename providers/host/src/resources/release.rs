@@ -163,8 +163,17 @@ pub async fn apply(t: &dyn Transport, req: &ApplyRequest, root: &Path) -> Result
     if !existing.contains(&generation_id) {
         let tmp = format!("{path}/releases/{generation_id}.tmp");
         let _ = t.exec(&format!("rm -rf {}", quote(&tmp)), None).await?;
-        for (rel, bytes) in files(root, src)? {
-            t.write_file(&format!("{tmp}/{rel}"), &bytes, &FileAttrs { mode: Some(0o644), ..FileAttrs::default() }).await?;
+        // The whole tree in one stream (one write per file on a transport without streams).
+        let writes: Vec<crate::transport::FileWrite> = files(root, src)?
+            .into_iter()
+            .map(|(rel, bytes)| crate::transport::FileWrite {
+                path: format!("{tmp}/{rel}"),
+                content: Some(bytes.into()),
+                attrs: FileAttrs { mode: Some(0o644), ..FileAttrs::default() },
+            })
+            .collect();
+        for result in t.write_files(&writes).await {
+            result?;
         }
         let out = t.exec(&format!("mv -T {} {}", quote(&tmp), quote(&format!("{path}/releases/{generation_id}"))), None).await?;
         if out.status != 0 {
