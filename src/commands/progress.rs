@@ -43,10 +43,17 @@ impl CliReporter {
     }
 
     fn line(&self, s: &str) {
-        #[allow(clippy::print_stderr)]
         match &self.bar {
             Some(b) => b.println(s),
-            None => eprintln!("{s}"),
+            // One write per line: stderr is unbuffered, and `eprintln!` writes the line and its
+            // newline apart (20,000 extra system calls for an apply of 10,000 files).
+            None => {
+                use std::io::Write;
+                let mut line = String::with_capacity(s.len() + 1);
+                line.push_str(s);
+                line.push('\n');
+                let _ = std::io::stderr().lock().write_all(line.as_bytes());
+            }
         }
     }
 
