@@ -43,17 +43,16 @@ impl CliReporter {
     }
 
     fn line(&self, s: &str) {
-        match &self.bar {
-            Some(b) => b.println(s),
+        if let Some(b) = &self.bar {
+            b.println(s);
+        } else {
             // One write per line: stderr is unbuffered, and `eprintln!` writes the line and its
             // newline apart (20,000 extra system calls for an apply of 10,000 files).
-            None => {
-                use std::io::Write;
-                let mut line = String::with_capacity(s.len() + 1);
-                line.push_str(s);
-                line.push('\n');
-                let _ = std::io::stderr().lock().write_all(line.as_bytes());
-            }
+            use std::io::Write;
+            let mut line = String::with_capacity(s.len() + 1);
+            line.push_str(s);
+            line.push('\n');
+            let _ = std::io::stderr().lock().write_all(line.as_bytes());
         }
     }
 
