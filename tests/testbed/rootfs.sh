@@ -21,7 +21,8 @@ if [ "$(cat "$DEST/.tend-rootfs" 2>/dev/null)" = "$VERSION" ]; then echo "$DEST"
 command -v debootstrap >/dev/null || { echo "rootfs: debootstrap is not installed" >&2; exit 1; }
 mkdir -p "$ROOT/rootfs"
 tmp=$(mktemp -d "$ROOT/rootfs/.bookworm.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+# --one-file-system: never into a /proc or /sys a failed debootstrap left mounted inside.
+trap 'rm -rf --one-file-system "$tmp"' EXIT
 echo "rootfs: debootstrap bookworm into $DEST (about a minute, once)" >&2
 debootstrap --variant=minbase --include=openssh-server bookworm "$tmp" "${TEND_DEBIAN_MIRROR:-http://deb.debian.org/debian}" >"$tmp.log" 2>&1 \
   || { tail -n 20 "$tmp.log" >&2; rm -f "$tmp.log"; exit 1; }
@@ -32,7 +33,7 @@ chmod 0755 "$tmp"
 chroot "$tmp" apt-get clean
 chroot "$tmp" env DEBIAN_FRONTEND=noninteractive apt-get install --download-only -y -q hello jq >/dev/null
 echo "$VERSION" > "$tmp/.tend-rootfs"
-rm -rf "$DEST"
+rm -rf --one-file-system "$DEST"
 mv "$tmp" "$DEST"
 trap - EXIT
 echo "$DEST"

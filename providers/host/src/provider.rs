@@ -171,18 +171,23 @@ impl HostProvider {
     /// The commit of a host without generations: every file write of this apply waiting for it,
     /// in one stream ([`Transport::write_files`]).
     async fn write_stream(&self, target: &Target) -> Result<Committed, ProviderError> {
-        let writes = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&target.addr).unwrap_or_default();
-        if writes.is_empty() {
+        if self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&target.addr).is_none_or(Vec::is_empty) {
             return Ok(Committed { attributes: Attributes::new(), message: "no file to write".into() });
         }
+        let t = self.transport(Some(target)).await?;
+        let n = self.write_pending(&target.addr, t.as_ref()).await?;
+        Ok(Committed { attributes: Attributes::new(), message: format!("wrote {n} file{} {}", if n == 1 { "" } else { "s" }, together(&target.addr)) })
+    }
+
+    /// Write every file waiting for `host`'s commit in one [`Transport::write_files`]; what was
+    /// not written waits for the commit to be tried again (a transient failure). How many were
+    /// written.
+    async fn write_pending(&self, host: &ResourceAddr, t: &dyn Transport) -> Result<usize, ProviderError> {
+        let writes = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(host).unwrap_or_default();
         let n = writes.len();
-        let t = match self.transport(Some(target)).await {
-            Ok(t) => t,
-            Err(e) => {
-                self.requeue(&target.addr, writes);
-                return Err(e);
-            }
-        };
+        if n == 0 {
+            return Ok(0);
+        }
         let results = t.write_files(&writes).await;
         let mut failed: Vec<ProviderError> = Vec::new();
         let mut again = Vec::new();
@@ -192,21 +197,16 @@ impl HostProvider {
                 again.push(w);
             }
         }
-        if !failed.is_empty() {
-            // What was not written waits for the commit to be tried again (a transient failure).
-            self.requeue(&target.addr, again);
-            if failed.len() == 1 {
-                return Err(failed.remove(0));
-            }
-            let kind = if failed.iter().all(|e| e.kind.retryable()) { tend_provider::ErrorKind::Transient } else { tend_provider::ErrorKind::Terminal };
-            let messages: Vec<String> = failed.iter().map(|e| e.message.clone()).collect();
-            return Err(ProviderError::terminal(format!("{} of {n} files not written: {}", failed.len(), messages.join("; "))).with_kind(kind));
+        if failed.is_empty() {
+            return Ok(n);
         }
-        Ok(Committed { attributes: Attributes::new(), message: format!("wrote {n} file{} {}", if n == 1 { "" } else { "s" }, together(&target.addr)) })
-    }
-
-    fn requeue(&self, host: &ResourceAddr, writes: Vec<crate::transport::FileWrite>) {
-        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).entry(host.clone()).or_default().extend(writes);
+        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).entry(host.clone()).or_default().extend(again);
+        if failed.len() == 1 {
+            return Err(failed.remove(0));
+        }
+        let kind = if failed.iter().all(|e| e.kind.retryable()) { tend_provider::ErrorKind::Transient } else { tend_provider::ErrorKind::Terminal };
+        let messages: Vec<String> = failed.iter().map(|e| e.message.clone()).collect();
+        Err(ProviderError::terminal(format!("{} of {n} files not written: {}", failed.len(), messages.join("; "))).with_kind(kind))
     }
 
     fn host_lock(&self, host: &ResourceAddr) -> Arc<tokio::sync::Mutex<()>> {
@@ -453,12 +453,9 @@ impl Provider for HostProvider {
         let lock = self.host_lock(&req.target.addr);
         let _serial = lock.lock().await;
         // The staged contents first, all in one stream.
-        let blobs = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&req.target.addr).unwrap_or_default();
-        if !blobs.is_empty() {
-            let failed: Vec<String> = t.write_files(&blobs).await.into_iter().filter_map(Result::err).map(|e| ProviderError::from(e).message).collect();
-            if !failed.is_empty() {
-                return Err(ProviderError::terminal(format!("not switched to a new generation: uploading its contents failed: {}", failed.join("; "))));
-            }
+        if let Err(mut e) = self.write_pending(&req.target.addr, t.as_ref()).await {
+            e.message = format!("not switched to a new generation: uploading its contents failed: {}", e.message);
+            return Err(e);
         }
         let count = req.members.len();
         let attributes = generation::commit(t.as_ref(), &settings, &req.members).await?;

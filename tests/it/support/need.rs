@@ -25,6 +25,9 @@ pub enum Need {
 }
 
 impl Need {
+    /// Every need, for the check of tests/testbed/needs.
+    const ALL: [Self; 8] = [Self::Root, Self::Sshd, Self::Moto, Self::Sops, Self::Age, Self::Git, Self::Kubectl, Self::Rootfs];
+
     fn word(self) -> &'static str {
         match self {
             Self::Root => "root",
@@ -154,7 +157,7 @@ fn the_needs_table_names_only_known_needs() {
         let prefix = words.next().expect("a prefix");
         assert!(prefix.contains("::"), "`{prefix}`: a prefix names a test module (`module::`)");
         for w in words {
-            assert!(["root", "sshd", "moto", "sops", "age", "git", "kubectl", "rootfs"].contains(&w), "unknown need `{w}` in tests/testbed/needs");
+            assert!(Need::ALL.iter().any(|n| n.word() == w), "unknown need `{w}` in tests/testbed/needs");
         }
     }
 }

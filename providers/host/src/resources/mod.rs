@@ -29,8 +29,8 @@ pub struct Cx<'a> {
     pub config_root: &'a Path,
     /// The generation settings of the host the instance is on, if it keeps generations.
     pub generations: Option<&'a crate::generation::Settings>,
-    /// On a host that takes its files in one stream (over SSH, without generations): where a
-    /// file's write waits for the host's commit, which writes them all at once.
+    /// On a host: where a file's write (or, with generations, its content's upload) waits for
+    /// the host's commit, which writes them all at once (one stream over SSH, one batch locally).
     pub stream: Option<Stream<'a>>,
 }
 

@@ -567,10 +567,11 @@ type AttrGroup = (u32, Option<String>);
 
 /// One script writing every file, as `write_file` and `set_attrs` do, with the work done once per
 /// directory where it can be: per directory one subshell that makes, checks and enters it (and
-/// clears stale temporaries of its files), writes every temporary (content base64-encoded in a
-/// here-document), sets mode and owner once per mode and owner, then renames each into place. Everything it prints goes to stdout in
-/// order: `tend-dir` or `tend-file` starts a part, what a command printed follows, and
-/// `tend-wrote INDEX STATUS` ends each file.
+/// clears stale temporaries), writes every temporary into a private directory beside the files
+/// (content as an argument of the shell's `printf`, or base64-encoded in a here-document when
+/// large), sets mode and owner once per mode and owner, then renames them all into place with one
+/// `mv`. Everything it prints goes to stdout in order: `tend-dir` or `tend-file` starts a part,
+/// what a command printed follows, and `tend-wrote INDEX STATUS` ends each file.
 fn write_script(files: &[FileWrite]) -> String {
     use base64::Engine;
     use std::fmt::Write as _;
@@ -716,9 +717,9 @@ impl Transport for SshTransport {
         self.run_ok("chmod/chown", path, &attrs_command(path, attrs), b"").await.map(|_| ())
     }
 
-    /// Every file in one shell script on one channel: each file's content travels base64-encoded
-    /// in a here-document of the script (on stdin, never on argv), each is written exactly as
-    /// `write_file` writes one, in a subshell of its own, and reports its exit status and error.
+    /// Every file in one shell script on one channel ([`write_script`]): the contents travel in
+    /// the script on stdin (never on argv), each file is written atomically and symlink-safely as
+    /// `write_file` writes one, and reports its own exit status and error.
     async fn write_files(&self, files: &[FileWrite]) -> Vec<Result<(), TransportError>> {
         if files.len() < 2 {
             return super::one_by_one(self, files).await;
