@@ -37,10 +37,10 @@ fn secret_field(config: &Attributes, attrs: &Attributes, k: &str) -> bool {
 /// The attributes to record: every field that derives from a secret (EC2 tags and `user_data`,
 /// a file's content, ...) becomes its fingerprint, whatever the provider reported for it.
 pub fn protect_record(config: &Attributes, attrs: &mut Attributes, key: &str) {
-    let secret: Vec<String> = attrs.keys().filter(|k| secret_field(config, attrs, k)).cloned().collect();
+    let secret: Vec<String> = attrs.keys().filter(|k| secret_field(config, attrs, k)).map(ToString::to_string).collect();
     for k in secret {
         let v = attrs.get(&k).map(|v| fingerprint(v, key)).unwrap_or_default();
-        attrs.insert(k, v);
+        attrs.insert(k.into(), v);
     }
 }
 

@@ -89,7 +89,7 @@ async fn reconcile_inner(opts: &AgentOptions, shared: &Arc<Shared>, fetch: bool)
     shared.status.lock().await.record_plan(&plan, suspended);
     for c in plan.changes.iter().filter(|c| c.reason == ChangeReason::Drift || c.drift_reported) {
         let fields: Vec<String> = match (&c.before, &c.after) {
-            (Some(b), Some(a)) => a.iter().filter(|(k, v)| b.get(*k) != Some(*v)).map(|(k, _)| k.clone()).collect(),
+            (Some(b), Some(a)) => a.iter().filter(|(k, v)| b.get(k) != Some(*v)).map(|(k, _)| k.to_string()).collect(),
             _ => vec!["(absent)".into()],
         };
         tracing::warn!(addr = %c.addr, fields = %fields.join(","), corrected = !c.drift_reported && mode == Mode::Apply && !suspended, "drift detected");

@@ -68,7 +68,7 @@ pub async fn run(cli: &Cli, cmd: &StateCommand) -> Result<ExitCode, Failure> {
                     println!("  prevent_destroy: true");
                 }
                 println!("  attributes:");
-                let w = rec.attributes.keys().map(String::len).max().unwrap_or(0);
+                let w = rec.attributes.keys().map(tend_provider::Key::len).max().unwrap_or(0);
                 for (k, v) in rec.attributes.iter() {
                     println!("    {k:w$} = {v}");
                 }

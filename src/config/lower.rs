@@ -199,7 +199,7 @@ impl Lowerer<'_> {
                             if let Err(d) = check_type(&expr, &f.ty, fnode.span, name) {
                                 self.diags.push(d);
                             } else {
-                                res.fields.insert(name.to_string(), Field { expr, key_span: fkey.span, span: fnode.span });
+                                res.fields.insert(name.into(), Field { expr, key_span: fkey.span, span: fnode.span });
                             }
                         }
                     }
@@ -487,9 +487,9 @@ fn missing_path(value: &Value, r: &super::Reference, referrer: &ResourceAddr) ->
         let Some(next) = next else {
             let so_far = std::iter::once(r.field.as_str()).chain(r.path[..i].iter().map(String::as_str)).collect::<Vec<_>>().join(".");
             let hint = match &cur {
-                Value::Map(m) => match nearest(seg, m.keys().map(String::as_str)) {
+                Value::Map(m) => match nearest(seg, m.keys().map(tend_provider::Key::as_str)) {
                     Some(s) => format!("did you mean `{s}`?"),
-                    None => format!("`{so_far}` has keys: {}", m.keys().map(String::as_str).collect::<Vec<_>>().join(", ")),
+                    None => format!("`{so_far}` has keys: {}", m.keys().map(tend_provider::Key::as_str).collect::<Vec<_>>().join(", ")),
                 },
                 Value::List(l) => format!("`{so_far}` is a list of {} items", l.len()),
                 other => format!("`{so_far}` is a {}, not a table", other.type_name()),

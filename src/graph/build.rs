@@ -35,6 +35,10 @@ pub async fn build(config: &Config, registry: &Registry, providers: &Providers, 
     if diags.is_empty() {
         diags.extend(check_cycles(config, &g));
     }
+    // Rebuilt at once from sorted entries, the maps' nodes are full (inserted one by one, they
+    // are left half empty).
+    g.index = std::mem::take(&mut g.index).into_iter().collect();
+    g.instances = std::mem::take(&mut g.instances).into_iter().collect();
     if diags.is_empty() { Ok(g) } else { Err(Diagnostics { items: diags, sources: config.sources.clone() }) }
 }
 

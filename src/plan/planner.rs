@@ -396,7 +396,7 @@ async fn refresh(input: &PlanInput<'_>, order: &[NodeIndex], errors: &mut Vec<Pl
         if input.options.refresh_only
             && let Some(c) = &config
         {
-            cx.secret_fields.insert(node.addr.clone(), c.iter().filter(|(_, v)| v.is_sensitive()).map(|(k, _)| k.clone()).collect());
+            cx.secret_fields.insert(node.addr.clone(), c.iter().filter(|(_, v)| v.is_sensitive()).map(|(k, _)| k.to_string()).collect());
         }
         let (batch, places) = batches.entry(node.addr.provider.to_string()).or_insert_with(|| {
             let n = per_provider[&*node.addr.provider];
@@ -513,7 +513,7 @@ fn refreshed_attributes(recorded: &Attributes, observed: &Attributes, secret: &[
         .map(|(k, was)| {
             let now = match observed.get(k) {
                 None | Some(Value::Unknown | Value::Redacted) => was.clone(),
-                Some(v) if was.is_sensitive() || v.is_sensitive() || secret.contains(k) => crate::hash::fingerprint(v, key),
+                Some(v) if was.is_sensitive() || v.is_sensitive() || secret.iter().any(|s| s == k) => crate::hash::fingerprint(v, key),
                 Some(v) => {
                     let mut v = v.clone();
                     crate::secrets::scrub::scrub_value(&mut v);

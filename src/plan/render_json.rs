@@ -27,13 +27,13 @@ fn split(attrs: &Attributes, hide: &[&str]) -> (J, Vec<String>, Vec<String>) {
     let mut obj = serde_json::Map::new();
     for (k, v) in attrs {
         if v.is_sensitive() || hide.contains(&k.as_str()) {
-            sensitive.push(k.clone());
-            obj.insert(k.clone(), J::Null);
+            sensitive.push(k.to_string());
+            obj.insert(k.to_string(), J::Null);
         } else if v.is_known() {
-            obj.insert(k.clone(), v.to_json());
+            obj.insert(k.to_string(), v.to_json());
         } else {
-            unknown.push(k.clone());
-            obj.insert(k.clone(), if matches!(v, Value::Unknown) { J::Null } else { v.to_json() });
+            unknown.push(k.to_string());
+            obj.insert(k.to_string(), if matches!(v, Value::Unknown) { J::Null } else { v.to_json() });
         }
     }
     (J::Object(obj), unknown, sensitive)

@@ -142,10 +142,10 @@ fn attribute_lines(out: &mut String, action: Action, before: Option<&Attributes>
     let empty = Attributes::new();
     let before = before.unwrap_or(&empty);
     let after = after.unwrap_or(&empty);
-    let mut keys: Vec<&String> = before.keys().chain(after.keys()).collect();
+    let mut keys: Vec<&tend_provider::Key> = before.keys().chain(after.keys()).collect();
     keys.sort();
     keys.dedup();
-    let shown = |k: &String| match (action, before.get(k), after.get(k)) {
+    let shown = |k: &str| match (action, before.get(k), after.get(k)) {
         (Action::Delete, Some(_), _) | (_, None, Some(_)) => true,
         (_, Some(b), Some(a)) => b != a,
         _ => false,
@@ -160,7 +160,7 @@ fn attribute_lines(out: &mut String, action: Action, before: Option<&Attributes>
         let sensitive = b.is_some_and(Value::is_sensitive) || a.is_some_and(Value::is_sensitive);
         let (b, a) = if sensitive { (b.map(|_| &hidden_value), a.map(|_| &hidden_value)) } else { (b, a) };
         let changed = before.get(k) != after.get(k);
-        let forces = if requires_replace.contains(k) { " # forces replacement" } else { "" };
+        let forces = if requires_replace.iter().any(|r| r == k) { " # forces replacement" } else { "" };
         let line = match (action, b, a) {
             (Action::Delete, Some(b), _) => {
                 whole(out, 6, '-', &format!("{k:width$} = "), b);
@@ -232,10 +232,10 @@ fn nested(out: &mut String, pad: usize, lead: &str, b: &Value, a: &Value, forces
     match (b, a) {
         (Value::Map(bm), Value::Map(am)) => {
             let _ = writeln!(out, "{:pad$}~ {lead}{{{forces}", "");
-            let mut keys: Vec<&String> = bm.keys().chain(am.keys()).collect();
+            let mut keys: Vec<&tend_provider::Key> = bm.keys().chain(am.keys()).collect();
             keys.sort();
             keys.dedup();
-            let shown = |k: &&String| bm.get(*k) != am.get(*k) || Some(k.as_str()) == identity;
+            let shown = |k: &&tend_provider::Key| bm.get(k) != am.get(k) || Some(k.as_str()) == identity;
             let width = keys.iter().filter(|k| shown(k)).map(|k| k.len()).max().unwrap_or(0);
             let mut hidden = 0;
             for k in keys {

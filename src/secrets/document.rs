@@ -85,7 +85,7 @@ fn dotenv(text: &str) -> Result<tend_provider::Map<Value>, String> {
         } else {
             v.split(" #").next().unwrap_or(v).trim_end().to_string()
         };
-        out.insert(k.trim().to_string(), Value::String(v));
+        out.insert(k.trim().into(), Value::String(v));
     }
     Ok(out)
 }

@@ -249,7 +249,7 @@ impl Secrets {
             SecretError::MissingKey {
                 secret: name.to_string(),
                 path: path.join("."),
-                available: at.as_map().map(|m| m.keys().cloned().collect()).unwrap_or_default(),
+                available: at.as_map().map(|m| m.keys().map(ToString::to_string).collect()).unwrap_or_default(),
             }
         })
     }

@@ -293,7 +293,7 @@ fn unflatten(flat: &BTreeMap<String, String>) -> Value {
             }
             let name = p.strip_prefix("map_").unwrap_or(p);
             let Value::Map(m) = cur else { break };
-            cur = m.entry(name.to_string()).or_insert_with(|| {
+            cur = m.entry(name.into()).or_insert_with(|| {
                 if last {
                     Value::String(v.clone())
                 } else if next_is_list {

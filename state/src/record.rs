@@ -33,11 +33,20 @@ pub struct Record {
     /// The target the instance lives on (e.g. its host), with the values used at apply.
     pub target: Option<ResourceAddr>,
     /// Addresses it depended on, so deleting it later is still ordered.
+    #[serde(deserialize_with = "exact_vec")]
     pub dependencies: Vec<ResourceAddr>,
     /// `lifecycle.prevent_destroy` at apply.
     pub prevent_destroy: bool,
     /// When it was last applied.
     pub updated_at: String,
+}
+
+/// A list read as long as it is: a state holds one per record, and a list grown while reading
+/// keeps room for four.
+fn exact_vec<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+    let mut v = Vec::<T>::deserialize(d)?;
+    v.shrink_to_fit();
+    Ok(v)
 }
 
 /// All records plus the identity of this state.

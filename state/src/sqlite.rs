@@ -328,12 +328,16 @@ impl StateStore for SqliteStore {
             records: std::collections::BTreeMap::new(),
             owner,
         };
+        let mut records = Vec::new();
         for row in rows {
             let (addr, data) = row.map_err(&err)?;
             let record: Record =
                 serde_json::from_str(&data).map_err(|e| StateError::Corrupt { path: self.path.clone(), source: format!("record `{addr}`: {e}").into() })?;
-            snapshot.records.insert(record.addr.clone(), record);
+            records.push((record.addr.clone(), record));
         }
+        // Built at once from the sorted records, the map's nodes are full; inserted one by
+        // one, they would be half empty.
+        snapshot.records = records.into_iter().collect();
         Ok(snapshot)
     }
 

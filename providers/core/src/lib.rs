@@ -35,7 +35,7 @@ mod value;
 pub use addr::{AddrError, ResourceAddr};
 pub use error::{ErrorKind, ProviderError};
 pub use jail::{JailError, normalise_path, resolve_inside};
-pub use map::Map;
+pub use map::{Key, Map};
 pub use path::{Difference, FieldPath, PathError, Segment, diff, identity_key, pair_elements};
 pub use provider::{
     ActRequest, Acted, Action, ApplyRequest, Attributes, CONTENT_SHOWN_MAX, CommitRequest, Committed, ContentChange, ExpandRequest, FieldError, Health,

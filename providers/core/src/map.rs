@@ -5,18 +5,23 @@
 //! `Value`s), where a sorted vector takes what the entries take. Iteration, equality and
 //! serialization are in key order, exactly as a `BTreeMap`'s, so everything derived from a map
 //! (plans, hashes, JSON) stays deterministic.
+//!
+//! Keys are [`Key`]s: a key of up to 24 bytes (every field name) is stored inline, without an
+//! allocation of its own.
 
-use std::borrow::Borrow;
 use std::fmt;
 
 use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// An ordered map from `String` keys, stored as a vector sorted by key (keys unique).
+/// A map's key: a string, inline up to 24 bytes. It dereferences to `str`.
+pub type Key = compact_str::CompactString;
+
+/// An ordered map from string keys, stored as a vector sorted by key (keys unique).
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Map<V> {
-    entries: Vec<(String, V)>,
+    entries: Vec<(Key, V)>,
 }
 
 impl<V> Default for Map<V> {
@@ -46,39 +51,27 @@ impl<V> Map<V> {
         self.entries.is_empty()
     }
 
-    fn find<Q: Ord + ?Sized>(&self, key: &Q) -> Result<usize, usize>
-    where
-        String: Borrow<Q>,
-    {
-        self.entries.binary_search_by(|(k, _)| k.borrow().cmp(key))
+    fn find(&self, key: &str) -> Result<usize, usize> {
+        self.entries.binary_search_by(|(k, _)| k.as_str().cmp(key))
     }
 
     /// The value of `key`.
-    pub fn get<Q: Ord + ?Sized>(&self, key: &Q) -> Option<&V>
-    where
-        String: Borrow<Q>,
-    {
+    pub fn get(&self, key: &str) -> Option<&V> {
         self.find(key).ok().map(|i| &self.entries[i].1)
     }
 
     /// The value of `key`, to change.
-    pub fn get_mut<Q: Ord + ?Sized>(&mut self, key: &Q) -> Option<&mut V>
-    where
-        String: Borrow<Q>,
-    {
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut V> {
         self.find(key).ok().map(|i| &mut self.entries[i].1)
     }
 
     /// Whether `key` has a value.
-    pub fn contains_key<Q: Ord + ?Sized>(&self, key: &Q) -> bool
-    where
-        String: Borrow<Q>,
-    {
+    pub fn contains_key(&self, key: &str) -> bool {
         self.find(key).is_ok()
     }
 
     /// Set `key` to `value`; returns the value it replaced.
-    pub fn insert(&mut self, key: String, value: V) -> Option<V> {
+    pub fn insert(&mut self, key: Key, value: V) -> Option<V> {
         match self.find(key.as_str()) {
             Ok(i) => Some(std::mem::replace(&mut self.entries[i].1, value)),
             Err(i) => {
@@ -89,7 +82,7 @@ impl<V> Map<V> {
     }
 
     /// A new entry at its place `i`; small maps grow by what they need, not by doubling.
-    fn insert_at(&mut self, i: usize, key: String, value: V) {
+    fn insert_at(&mut self, i: usize, key: Key, value: V) {
         if self.entries.len() < 16 {
             self.entries.reserve_exact(1);
         }
@@ -97,20 +90,17 @@ impl<V> Map<V> {
     }
 
     /// Remove `key`; returns its value.
-    pub fn remove<Q: Ord + ?Sized>(&mut self, key: &Q) -> Option<V>
-    where
-        String: Borrow<Q>,
-    {
+    pub fn remove(&mut self, key: &str) -> Option<V> {
         self.find(key).ok().map(|i| self.entries.remove(i).1)
     }
 
     /// The entry of `key`, to fill when it has no value.
-    pub fn entry(&mut self, key: String) -> Entry<'_, V> {
+    pub fn entry(&mut self, key: Key) -> Entry<'_, V> {
         Entry { map: self, key }
     }
 
     /// Keep the entries `keep` says to.
-    pub fn retain(&mut self, mut keep: impl FnMut(&String, &mut V) -> bool) {
+    pub fn retain(&mut self, mut keep: impl FnMut(&Key, &mut V) -> bool) {
         self.entries.retain_mut(|(k, v)| keep(k, v));
     }
 
@@ -125,7 +115,7 @@ impl<V> Map<V> {
     }
 
     /// Keys in order.
-    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &String> + ExactSizeIterator + Clone {
+    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &Key> + ExactSizeIterator + Clone {
         self.entries.iter().map(|(k, _)| k)
     }
 
@@ -141,11 +131,11 @@ impl<V> Map<V> {
 
     /// Entries sorted and deduplicated: of equal keys the last one wins, as inserting them one
     /// by one into a `BTreeMap` would.
-    fn from_vec(mut entries: Vec<(String, V)>) -> Self {
+    fn from_vec(mut entries: Vec<(Key, V)>) -> Self {
         if !entries.is_sorted_by(|a, b| a.0 < b.0) {
             // Stable: equal keys keep their order, so the last of them is the one inserted last.
             entries.sort_by(|a, b| a.0.cmp(&b.0));
-            let mut out: Vec<(String, V)> = Vec::with_capacity(entries.len());
+            let mut out: Vec<(Key, V)> = Vec::with_capacity(entries.len());
             for e in entries {
                 match out.last_mut() {
                     Some(last) if last.0 == e.0 => *last = e,
@@ -164,34 +154,31 @@ impl<V: fmt::Debug> fmt::Debug for Map<V> {
     }
 }
 
-impl<V, Q: Ord + ?Sized> std::ops::Index<&Q> for Map<V>
-where
-    String: Borrow<Q>,
-{
+impl<V> std::ops::Index<&str> for Map<V> {
     type Output = V;
 
-    fn index(&self, key: &Q) -> &V {
+    fn index(&self, key: &str) -> &V {
         self.get(key).expect("no entry found for key")
     }
 }
 
-impl<V> FromIterator<(String, V)> for Map<V> {
-    fn from_iter<I: IntoIterator<Item = (String, V)>>(iter: I) -> Self {
-        let mut v: Vec<(String, V)> = iter.into_iter().collect();
+impl<K: Into<Key>, V> FromIterator<(K, V)> for Map<V> {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        let mut v: Vec<(Key, V)> = iter.into_iter().map(|(k, v)| (k.into(), v)).collect();
         v.shrink_to_fit();
         Self::from_vec(v)
     }
 }
 
-impl<V, const N: usize> From<[(String, V); N]> for Map<V> {
-    fn from(a: [(String, V); N]) -> Self {
-        Self::from_vec(Vec::from(a))
+impl<K: Into<Key>, V, const N: usize> From<[(K, V); N]> for Map<V> {
+    fn from(a: [(K, V); N]) -> Self {
+        a.into_iter().collect()
     }
 }
 
-impl<V> Extend<(String, V)> for Map<V> {
-    fn extend<I: IntoIterator<Item = (String, V)>>(&mut self, iter: I) {
-        let more: Vec<(String, V)> = iter.into_iter().collect();
+impl<K: Into<Key>, V> Extend<(K, V)> for Map<V> {
+    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
+        let more: Vec<(Key, V)> = iter.into_iter().map(|(k, v)| (k.into(), v)).collect();
         if more.is_empty() {
             return;
         }
@@ -204,7 +191,7 @@ impl<V> Extend<(String, V)> for Map<V> {
 /// The entry of one key ([`Map::entry`]).
 pub struct Entry<'a, V> {
     map: &'a mut Map<V>,
-    key: String,
+    key: Key,
 }
 
 impl<'a, V> Entry<'a, V> {
@@ -223,10 +210,10 @@ impl<'a, V> Entry<'a, V> {
 
 /// Iterator over `(&key, &value)` in key order.
 #[derive(Clone)]
-pub struct Iter<'a, V>(std::slice::Iter<'a, (String, V)>);
+pub struct Iter<'a, V>(std::slice::Iter<'a, (Key, V)>);
 
 impl<'a, V> Iterator for Iter<'a, V> {
-    type Item = (&'a String, &'a V);
+    type Item = (&'a Key, &'a V);
 
     fn next(&mut self) -> Option<Self::Item> {
         self.0.next().map(|(k, v)| (k, v))
@@ -246,10 +233,10 @@ impl<V> DoubleEndedIterator for Iter<'_, V> {
 impl<V> ExactSizeIterator for Iter<'_, V> {}
 
 /// Iterator over `(&key, &mut value)` in key order.
-pub struct IterMut<'a, V>(std::slice::IterMut<'a, (String, V)>);
+pub struct IterMut<'a, V>(std::slice::IterMut<'a, (Key, V)>);
 
 impl<'a, V> Iterator for IterMut<'a, V> {
-    type Item = (&'a String, &'a mut V);
+    type Item = (&'a Key, &'a mut V);
 
     fn next(&mut self) -> Option<Self::Item> {
         self.0.next().map(|(k, v)| (&*k, v))
@@ -269,7 +256,7 @@ impl<V> DoubleEndedIterator for IterMut<'_, V> {
 impl<V> ExactSizeIterator for IterMut<'_, V> {}
 
 impl<'a, V> IntoIterator for &'a Map<V> {
-    type Item = (&'a String, &'a V);
+    type Item = (&'a Key, &'a V);
     type IntoIter = Iter<'a, V>;
 
     fn into_iter(self) -> Self::IntoIter {
@@ -278,7 +265,7 @@ impl<'a, V> IntoIterator for &'a Map<V> {
 }
 
 impl<'a, V> IntoIterator for &'a mut Map<V> {
-    type Item = (&'a String, &'a mut V);
+    type Item = (&'a Key, &'a mut V);
     type IntoIter = IterMut<'a, V>;
 
     fn into_iter(self) -> Self::IntoIter {
@@ -287,8 +274,8 @@ impl<'a, V> IntoIterator for &'a mut Map<V> {
 }
 
 impl<V> IntoIterator for Map<V> {
-    type Item = (String, V);
-    type IntoIter = std::vec::IntoIter<(String, V)>;
+    type Item = (Key, V);
+    type IntoIter = std::vec::IntoIter<(Key, V)>;
 
     fn into_iter(self) -> Self::IntoIter {
         self.entries.into_iter()
@@ -317,7 +304,7 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for Map<V> {
 
             fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Map<V>, A::Error> {
                 let mut entries = Vec::with_capacity(access.size_hint().unwrap_or(0).min(4096));
-                while let Some((k, v)) = access.next_entry::<String, V>()? {
+                while let Some((k, v)) = access.next_entry::<Key, V>()? {
                     entries.push((k, v));
                 }
                 entries.shrink_to_fit();
@@ -341,17 +328,17 @@ mod tests {
         let (mut ours, mut theirs) = (Map::new(), BTreeMap::new());
         for (k, v) in ops {
             match v {
-                Some(v) => assert_eq!(ours.insert(k.to_string(), v), theirs.insert(k.to_string(), v)),
+                Some(v) => assert_eq!(ours.insert(k.into(), v), theirs.insert(k.to_string(), v)),
                 None => assert_eq!(ours.remove(k), theirs.remove(k)),
             }
-            assert_eq!(ours.iter().collect::<Vec<_>>(), theirs.iter().collect::<Vec<_>>());
+            assert_eq!(ours.iter().map(|(k, v)| (k.as_str(), v)).collect::<Vec<_>>(), theirs.iter().map(|(k, v)| (k.as_str(), v)).collect::<Vec<_>>());
         }
         assert_eq!((ours.get("c"), ours.get("nope"), ours["z"], ours.len()), (Some(&5), None, 6, 3));
         let collected: Map<i32> = [("x".to_string(), 1), ("a".to_string(), 2), ("x".to_string(), 3)].into_iter().collect();
-        assert_eq!(collected.iter().collect::<Vec<_>>(), [(&"a".to_string(), &2), (&"x".to_string(), &3)], "sorted, the last of equal keys wins");
+        assert_eq!(collected.iter().map(|(k, v)| (k.as_str(), *v)).collect::<Vec<_>>(), [("a", 2), ("x", 3)], "sorted, the last of equal keys wins");
         let mut extended = collected.clone();
         extended.extend([("b".to_string(), 9), ("x".to_string(), 4)]);
-        assert_eq!(extended.keys().map(String::as_str).collect::<Vec<_>>(), ["a", "b", "x"]);
+        assert_eq!(extended.keys().map(Key::as_str).collect::<Vec<_>>(), ["a", "b", "x"]);
         assert_eq!(extended["x"], 4, "extend replaces, as BTreeMap's does");
         let json = serde_json::to_string(&extended).expect("serializes");
         assert_eq!(json, r#"{"a":2,"b":9,"x":4}"#);

@@ -112,8 +112,7 @@ pub struct Difference {
 /// Kubernetes merges containers, ports and volumes by `name`.
 pub fn identity_key(a: &[Value], b: &[Value]) -> Option<&'static str> {
     const KEYS: [&str; 3] = ["name", "key", "id"];
-    KEYS.into_iter()
-        .find(|k| a.iter().chain(b).all(|v| v.as_map().and_then(|m| m.get(*k)).and_then(Value::as_str).is_some()) && !(a.is_empty() && b.is_empty()))
+    KEYS.into_iter().find(|k| a.iter().chain(b).all(|v| v.as_map().and_then(|m| m.get(k)).and_then(Value::as_str).is_some()) && !(a.is_empty() && b.is_empty()))
 }
 
 /// The elements of two versions of a list, paired as [`diff`] compares them and plans show
@@ -141,7 +140,7 @@ pub fn pair_elements<'a>(before: &'a [Value], after: &'a [Value]) -> Vec<(Segmen
 /// other lists by position; a sensitive or unknown value is one leaf.
 pub fn diff(before: &Attributes, after: &Attributes) -> Vec<Difference> {
     let mut out = Vec::new();
-    let mut keys: Vec<&String> = before.keys().chain(after.keys()).collect();
+    let mut keys: Vec<&crate::Key> = before.keys().chain(after.keys()).collect();
     keys.sort();
     keys.dedup();
     for k in keys {
@@ -154,11 +153,11 @@ fn diff_value(path: &FieldPath, before: Option<&Value>, after: Option<&Value>, o
     match (before, after) {
         (Some(b), Some(a)) if b == a => {}
         (Some(Value::Map(b)), Some(Value::Map(a))) => {
-            let mut keys: Vec<&String> = b.keys().chain(a.keys()).collect();
+            let mut keys: Vec<&crate::Key> = b.keys().chain(a.keys()).collect();
             keys.sort();
             keys.dedup();
             for k in keys {
-                diff_value(&path.join(Segment::Field(k.clone())), b.get(k), a.get(k), out);
+                diff_value(&path.join(Segment::Field(k.to_string())), b.get(k), a.get(k), out);
             }
         }
         (Some(Value::List(b)), Some(Value::List(a))) => {

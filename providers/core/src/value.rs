@@ -132,7 +132,7 @@ impl Value {
         use serde_json::Value as J;
         match self.reveal() {
             Self::List(l) => J::Array(l.iter().map(Value::to_json_revealed).collect()),
-            Self::Map(m) => J::Object(m.iter().map(|(k, v)| (k.clone(), v.to_json_revealed())).collect()),
+            Self::Map(m) => J::Object(m.iter().map(|(k, v)| (k.to_string(), v.to_json_revealed())).collect()),
             other => other.to_json(),
         }
     }
@@ -246,7 +246,7 @@ impl Value {
             Self::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
             Self::String(s) => J::String(s.clone()),
             Self::List(l) => J::Array(l.iter().map(Value::to_json).collect()),
-            Self::Map(m) => J::Object(m.iter().map(|(k, v)| (k.clone(), v.to_json())).collect()),
+            Self::Map(m) => J::Object(m.iter().map(|(k, v)| (k.to_string(), v.to_json())).collect()),
             Self::Unknown => serde_json::json!({ "$unknown": true }),
             Self::Sensitive(_) | Self::Redacted => serde_json::json!({ "$sensitive": true }),
             Self::Fingerprint(f) => serde_json::json!({ "$sensitive": f }),
@@ -341,9 +341,9 @@ mod tests {
     #[test]
     fn json_round_trip_keeps_unknown() {
         let mut m = crate::Map::new();
-        m.insert("ip".to_string(), Value::Unknown);
-        m.insert("n".to_string(), Value::Int(3));
-        m.insert("l".to_string(), Value::List(vec![Value::from("a"), Value::Bool(true)]));
+        m.insert("ip".into(), Value::Unknown);
+        m.insert("n".into(), Value::Int(3));
+        m.insert("l".into(), Value::List(vec![Value::from("a"), Value::Bool(true)]));
         let v = Value::Map(m);
         assert!(!v.is_known());
         assert_eq!(Value::from_json(&v.to_json()), v);

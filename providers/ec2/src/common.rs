@@ -30,7 +30,7 @@ pub fn user_tags(config: &Attributes) -> BTreeMap<String, String> {
     config
         .get("tags")
         .and_then(Value::as_map)
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect())
+        .map(|m| m.iter().map(|(k, v)| (k.to_string(), v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect())
         .unwrap_or_default()
 }
 
@@ -44,7 +44,7 @@ pub fn split_tags(tags: &[Tag]) -> (Option<String>, Option<String>, Value) {
             MANAGED_BY => managed = Some(v.to_string()),
             ADDRESS => addr = Some(v.to_string()),
             _ => {
-                user.insert(k.to_string(), Value::from(v));
+                user.insert(k.into(), Value::from(v));
             }
         }
     }
@@ -117,7 +117,7 @@ pub fn plan(schema: &KindSchema, req: &PlanRequest, recorded_only: &[&str]) -> P
     let mut after = Attributes::new();
     for f in schema.fields.iter().filter(|f| f.role == tend_provider::Role::Input) {
         if let Some(v) = config.get(f.name) {
-            after.insert(f.name.to_string(), v.clone());
+            after.insert(f.name.into(), v.clone());
         }
     }
     if !after.contains_key("tags") {
@@ -125,7 +125,7 @@ pub fn plan(schema: &KindSchema, req: &PlanRequest, recorded_only: &[&str]) -> P
     }
     let Some(observed) = observed else {
         for f in schema.fields.iter().filter(|f| f.role == tend_provider::Role::Output) {
-            after.insert(f.name.to_string(), Value::Unknown);
+            after.insert(f.name.into(), Value::Unknown);
         }
         return PlannedChange { after, ..PlannedChange::new(Action::Create) };
     };
@@ -144,7 +144,7 @@ pub fn plan(schema: &KindSchema, req: &PlanRequest, recorded_only: &[&str]) -> P
         if differs {
             changed.push(name.clone());
             if schema.field(name).is_some_and(|f| f.update == UpdateMode::Replace) {
-                replace.push(name.clone());
+                replace.push(name.to_string());
             }
         }
     }
@@ -165,9 +165,9 @@ pub fn plan(schema: &KindSchema, req: &PlanRequest, recorded_only: &[&str]) -> P
     }
     for f in schema.fields.iter().filter(|f| f.role == tend_provider::Role::Output) {
         let v = if replace.is_empty() { observed.attributes.get(f.name).cloned().unwrap_or(Value::Null) } else { Value::Unknown };
-        after.insert(f.name.to_string(), v);
+        after.insert(f.name.into(), v);
         if let Some(o) = observed.attributes.get(f.name) {
-            before.insert(f.name.to_string(), o.clone());
+            before.insert(f.name.into(), o.clone());
         }
     }
     let note = (action == Action::Create).then(|| "already exists as desired (tagged by tend); tend will record it".to_string());
@@ -187,7 +187,7 @@ pub fn strings(config: &Attributes, name: &str) -> Vec<String> {
 /// Tags to add and keys to remove so that `have` becomes `want` (user tags only).
 pub fn tag_diff(have: &Value, want: &BTreeMap<String, String>) -> (Vec<Tag>, Vec<Tag>) {
     let have: BTreeMap<String, String> =
-        have.as_map().map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect()).unwrap_or_default();
+        have.as_map().map(|m| m.iter().map(|(k, v)| (k.to_string(), v.as_str().unwrap_or_default().to_string())).collect()).unwrap_or_default();
     let add = want.iter().filter(|(k, v)| have.get(*k) != Some(*v)).map(|(k, v)| Tag::builder().key(k).value(v).build()).collect();
     let remove = have.keys().filter(|k| !want.contains_key(*k)).map(|k| Tag::builder().key(k).build()).collect();
     (add, remove)

@@ -44,7 +44,7 @@ pub async fn apply(c: &Client, project: &str, addr: &str, req: &ApplyRequest) ->
     }
     let config = req.config.as_ref().ok_or_else(|| ProviderError::terminal("no config to apply"))?;
     let mut a = config.clone();
-    a.entry("tags".to_string()).or_insert_with(|| Value::Map(tend_provider::Map::new()));
+    a.entry("tags".into()).or_insert_with(|| Value::Map(tend_provider::Map::new()));
     if let Some(o) = observed {
         let id = o.id.clone().unwrap_or_default();
         retag(c, &id, &o.attributes, config).await?;

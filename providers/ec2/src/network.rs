@@ -66,10 +66,10 @@ fn rules(perms: &[IpPermission]) -> Value {
             continue; // rules naming other groups are not managed here
         }
         let mut m = tend_provider::Map::new();
-        m.insert("protocol".to_string(), Value::from(p.ip_protocol().unwrap_or("-1")));
-        m.insert("from_port".to_string(), Value::Int(i64::from(p.from_port().unwrap_or(0))));
-        m.insert("to_port".to_string(), Value::Int(i64::from(p.to_port().unwrap_or(0))));
-        m.insert("cidr_blocks".to_string(), Value::List(cidrs));
+        m.insert("protocol".into(), Value::from(p.ip_protocol().unwrap_or("-1")));
+        m.insert("from_port".into(), Value::Int(i64::from(p.from_port().unwrap_or(0))));
+        m.insert("to_port".into(), Value::Int(i64::from(p.to_port().unwrap_or(0))));
+        m.insert("cidr_blocks".into(), Value::List(cidrs));
         out.push(Value::Map(m));
     }
     out.sort_by_key(ToString::to_string);
@@ -111,9 +111,9 @@ fn id_of(req: &ApplyRequest) -> Option<String> {
 fn merged(id: &str, config: &Attributes, extra: &[(&str, Value)]) -> Observed {
     let mut a = config.clone();
     a.insert("id".into(), Value::from(id));
-    a.entry("tags".to_string()).or_insert_with(|| Value::Map(tend_provider::Map::new()));
+    a.entry("tags".into()).or_insert_with(|| Value::Map(tend_provider::Map::new()));
     for (k, v) in extra {
-        a.insert((*k).to_string(), v.clone());
+        a.insert((*k).into(), v.clone());
     }
     Observed { id: Some(id.to_string()), attributes: a }
 }

@@ -113,7 +113,7 @@ impl HostProvider {
         let target = target.ok_or_else(|| ProviderError::terminal("resource is not placed on a host"))?;
         let settings: String = ["address", "port", "user", "identity", "jump", "known_hosts", "host_key", "ssh_config"]
             .iter()
-            .map(|k| target.attributes.get(*k).map(ToString::to_string).unwrap_or_default())
+            .map(|k| target.attributes.get(k).map(ToString::to_string).unwrap_or_default())
             .collect::<Vec<_>>()
             .join("|");
         let cell = {

@@ -43,7 +43,7 @@ fn text<'a>(a: &'a Attributes, k: &str) -> Option<&'a str> {
 /// Whether every value that says how to reach the cluster is known (it may come from something
 /// not applied yet: a VM's address).
 pub(crate) fn settled(target: &Target) -> bool {
-    CONNECTION.iter().all(|k| target.attributes.get(*k).is_none_or(Value::is_known))
+    CONNECTION.iter().all(|k| target.attributes.get(k).is_none_or(Value::is_known))
 }
 
 impl Clusters {
@@ -55,7 +55,7 @@ impl Clusters {
         h.update(target.addr.to_string());
         for k in CONNECTION {
             h.update([0]);
-            h.update(a.get(*k).map(|v| v.to_json_revealed().to_string()).unwrap_or_default());
+            h.update(a.get(k).map(|v| v.to_json_revealed().to_string()).unwrap_or_default());
         }
         let id = hex::encode(h.finalize());
         let mut conns = self.conns.lock().await;

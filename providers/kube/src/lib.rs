@@ -185,7 +185,7 @@ fn parse_key(addr: &ResourceAddr, namespaced: bool) -> Result<Key, ProviderError
 
 /// The object's own fields of a config (the set's left out), secrets revealed.
 fn object_of(config: &Attributes) -> J {
-    J::Object(config.iter().filter(|(k, _)| !SET_FIELDS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.to_json_revealed())).collect())
+    J::Object(config.iter().filter(|(k, _)| !SET_FIELDS.contains(&k.as_str())).map(|(k, v)| (k.to_string(), v.to_json_revealed())).collect())
 }
 
 /// Whether a live object says it is not to be deleted (`tend.dev/prune: disabled`).
@@ -222,7 +222,7 @@ fn attributes(body: &J) -> Attributes {
     let mut out = Attributes::new();
     for (k, v) in body.as_object().into_iter().flatten() {
         let v = Value::from_json(v);
-        out.insert(k.clone(), if secret && (k == "data" || k == "stringData") { v.sensitive() } else { v });
+        out.insert(k.as_str().into(), if secret && (k == "data" || k == "stringData") { v.sensitive() } else { v });
     }
     out
 }
@@ -679,9 +679,9 @@ impl KubeProvider {
 fn cluster_record(config: &Attributes) -> Attributes {
     let mut out = Attributes::new();
     for k in cluster::CONNECTION {
-        if let Some(v) = config.get(*k) {
+        if let Some(v) = config.get(k) {
             let v = if matches!(*k, "token" | "client_key") { v.clone().sensitive() } else { v.clone() };
-            out.insert((*k).to_string(), v);
+            out.insert((*k).into(), v);
         }
     }
     out
@@ -699,7 +699,7 @@ fn rule_of(v: &Value) -> Result<health::Rule, String> {
 
 /// Attributes as one JSON object (secrets revealed: for comparing and sending only).
 fn json_of(a: &Attributes) -> J {
-    J::Object(a.iter().map(|(k, v)| (k.clone(), v.to_json_revealed())).collect())
+    J::Object(a.iter().map(|(k, v)| (k.to_string(), v.to_json_revealed())).collect())
 }
 
 /// The same error again, for each of the objects it concerns.

@@ -135,7 +135,7 @@ pub(crate) fn comparable(recorded: &tend_provider::Attributes) -> J {
         recorded
             .iter()
             .filter(|(_, v)| !matches!(v, tend_provider::Value::Fingerprint(_) | tend_provider::Value::Redacted))
-            .map(|(k, v)| (k.clone(), v.to_json_revealed()))
+            .map(|(k, v)| (k.to_string(), v.to_json_revealed()))
             .collect(),
     )
 }

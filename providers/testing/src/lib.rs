@@ -195,7 +195,7 @@ pub struct FakeProvider {
 }
 
 fn stored(config: &Attributes) -> Attributes {
-    let mut a: Attributes = ["value", "immutable", "spec"].iter().filter_map(|k| config.get(*k).map(|v| ((*k).to_string(), v.clone()))).collect();
+    let mut a: Attributes = ["value", "immutable", "spec"].iter().filter_map(|k| config.get(k).map(|v| ((*k).to_string(), v.clone()))).collect();
     a.insert("echo".into(), config.get("value").cloned().unwrap_or(Value::Null));
     a
 }
@@ -316,7 +316,7 @@ impl Provider for FakeProvider {
         let (action, replace) = match &before {
             None => (Action::Create, vec![]),
             Some(b) if b.get("immutable") != after.get("immutable") => (Action::Replace { create_first: false }, vec!["immutable".to_string()]),
-            Some(b) if ["value", "echo", "spec"].iter().any(|k| b.get(*k) != after.get(*k)) => (Action::Update, vec![]),
+            Some(b) if ["value", "echo", "spec"].iter().any(|k| b.get(k) != after.get(k)) => (Action::Update, vec![]),
             Some(_) => (Action::NoOp, vec![]),
         };
         let keep_id = matches!(action, Action::Update | Action::NoOp);

@@ -34,7 +34,7 @@ pub fn observed(prior: Option<&Attributes>, creates_exists: bool, unless_ok: boo
 }
 
 fn shown(config: &Attributes) -> Attributes {
-    ["run", "cwd"].iter().filter_map(|f| config.get(*f).map(|v| ((*f).to_string(), v.clone()))).collect()
+    ["run", "cwd"].iter().filter_map(|f| config.get(f).map(|v| ((*f).to_string(), v.clone()))).collect()
 }
 
 /// Plan one command.

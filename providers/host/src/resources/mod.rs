@@ -177,7 +177,7 @@ pub fn schemas() -> Vec<KindSchema> {
 
 /// The observed attributes that the plan compares: those it also plans.
 pub fn before_for(observed: Option<&tend_provider::Observed>, after: &Attributes) -> Attributes {
-    observed.map(|o| o.attributes.iter().filter(|(k, _)| after.contains_key(*k)).map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default()
+    observed.map(|o| o.attributes.iter().filter(|(k, _)| after.contains_key(k)).map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default()
 }
 
 /// The action for a resource whose whole state is `after`: create what is missing, update what

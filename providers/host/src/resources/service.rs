@@ -140,7 +140,7 @@ impl super::HostKind for Service {
     async fn apply(&self, t: &dyn Transport, req: &ApplyRequest, _cx: super::Cx<'_>) -> Result<Option<Observed>, ProviderError> {
         // An update whose enabled/running already match is a restart on change.
         let matches = req.config.as_ref().is_some_and(|c| {
-            ["enabled", "running"].iter().all(|f| c.get(*f).is_none_or(|v| req.observed.as_ref().and_then(|o| o.attributes.get(*f)) == Some(v)))
+            ["enabled", "running"].iter().all(|f| c.get(f).is_none_or(|v| req.observed.as_ref().and_then(|o| o.attributes.get(f)) == Some(v)))
         });
         apply(t, req, req.action == Action::Update && matches).await
     }

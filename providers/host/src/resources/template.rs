@@ -63,7 +63,7 @@ pub fn check_variables(req: &tend_provider::ExpandRequest<'_>, instances: &[tend
     let keys = |v: Option<&Value>| -> Option<Vec<String>> {
         match v {
             None => Some(Vec::new()),
-            Some(Value::Map(m)) => Some(m.keys().cloned().collect()),
+            Some(Value::Map(m)) => Some(m.keys().map(ToString::to_string).collect()),
             Some(_) => None,
         }
     };
@@ -111,7 +111,7 @@ impl Context {
             for (k, v) in m {
                 self.sensitive |= v.is_sensitive();
                 self.unknown |= !v.is_known();
-                self.vars.insert(k.clone(), v.to_json_revealed());
+                self.vars.insert(k.to_string(), v.to_json_revealed());
             }
         }
     }
