@@ -45,6 +45,16 @@ impl std::fmt::Debug for Pending {
     }
 }
 
+/// The committing caller's duty: when it is dropped (done waiting, or cancelled while it
+/// waited), everything queued is committed.
+struct Lead<'a>(&'a SqliteStore);
+
+impl Drop for Lead<'_> {
+    fn drop(&mut self) {
+        self.0.commit_queued();
+    }
+}
+
 enum Write {
     Put { addr: String, data: String },
     PutAll(Vec<(String, String)>, Vec<String>),
@@ -142,25 +152,36 @@ impl SqliteStore {
             !std::mem::replace(&mut p.committing, true)
         };
         if lead {
-            // Synchronous to the end: nothing can cancel it half-way.
-            loop {
-                let batch = {
-                    let mut p = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                    if p.writes.is_empty() {
-                        p.committing = false;
-                        break;
-                    }
-                    std::mem::take(&mut p.writes)
-                };
-                self.commit_batch(batch);
-            }
+            let lead = Lead(self);
+            // Let the tasks that are ready to run reach their own writes first, so that one
+            // transaction takes them all: committing costs about as much for ten records as for
+            // one. Were this caller dropped while it waits, its guard commits what is queued.
+            tokio::task::yield_now().await;
+            drop(lead);
         }
         rx.await.expect("the committing caller answers every write it takes")
+    }
+
+    /// Commit what is queued, batch after batch, until nothing is. Synchronous to the end:
+    /// nothing can cancel it half-way.
+    fn commit_queued(&self) {
+        loop {
+            let batch = {
+                let mut p = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if p.writes.is_empty() {
+                    p.committing = false;
+                    break;
+                }
+                std::mem::take(&mut p.writes)
+            };
+            self.commit_batch(batch);
+        }
     }
 
     /// One transaction for the whole batch, statements prepared once; each write bumps the
     /// serial by one. Should the transaction fail, each write is tried alone for its own answer.
     fn commit_batch(&self, batch: Vec<(Write, tokio::sync::oneshot::Sender<Result<u64, StateError>>)>) {
+        tracing::trace!(writes = batch.len(), "state commit");
         let mut conn = self.conn();
         let together = (|| -> rusqlite::Result<Vec<Result<u64, StateError>>> {
             let tx = conn.transaction()?;
@@ -522,6 +543,26 @@ mod tests {
         // Durable: another connection sees all of them.
         let again = SqliteStore::open(&path).unwrap().load().await.unwrap();
         assert_eq!((again.records.len(), again.serial), (201, start + 200));
+    }
+
+    #[tokio::test]
+    async fn a_write_whose_caller_is_dropped_while_it_waits_is_committed_and_the_next_write_goes_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let store = SqliteStore::open(&path).unwrap();
+        // Polled once: the write is queued and its caller waits for others to join; then the
+        // caller is dropped.
+        {
+            let rec = record("host.file.dropped");
+            let mut write = std::pin::pin!(store.put(&rec));
+            let first = std::future::poll_fn(|cx| std::task::Poll::Ready(write.as_mut().poll(cx))).await;
+            assert!(first.is_pending(), "the write was still waiting when its caller went away");
+        }
+        // What it queued is in state, and the store still commits.
+        let next = tokio::time::timeout(std::time::Duration::from_secs(30), store.put(&record("host.file.next"))).await;
+        next.expect("the next write is not left waiting for a commit nobody makes").unwrap();
+        let again = SqliteStore::open(&path).unwrap().load().await.unwrap();
+        assert_eq!(again.records.keys().map(ToString::to_string).collect::<Vec<_>>(), ["host.file.dropped", "host.file.next"]);
     }
 
     fn record(addr: &str) -> Record {
