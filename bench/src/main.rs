@@ -239,7 +239,9 @@ fn local_files(args: &[String]) -> Result<()> {
             println!("| {n} | {name} | {tmin:.3} | {tmed:.3} | {:.1} | {:.1} | {rmin:.1} | {rmed:.1} |", tmin / bmin, tmed / bmed);
         }
         let (cmin, cmed, create_rss_min, create_rss_med) = stats(&create);
-        println!("| {n} | create baseline: the N files written by a plain loop | {cmin:.3} | {cmed:.3} | 1.0 | 1.0 | {create_rss_min:.1} | {create_rss_med:.1} |");
+        println!(
+            "| {n} | create baseline: the N files written by a plain loop | {cmin:.3} | {cmed:.3} | 1.0 | 1.0 | {create_rss_min:.1} | {create_rss_med:.1} |"
+        );
         let (tmin, tmed, rmin, rmed) = stats(&apply_empty);
         println!(
             "| {n} | tend apply from empty (× the create baseline) | {tmin:.3} | {tmed:.3} | {:.1} | {:.1} | {rmin:.1} | {rmed:.1} |",

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 /// Ordered by provider, kind, name, then key, so sorted output is deterministic. The parts are
 /// shared strings: addresses are cloned into graphs, plans and records, and a clone allocates
 /// nothing.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+#[derive(Clone, Eq, Debug, Serialize, Deserialize)]
 #[serde(into = "String", try_from = "String")]
 pub struct ResourceAddr {
     /// Provider name, e.g. `host`.
@@ -24,6 +24,58 @@ pub struct ResourceAddr {
     pub name: Arc<str>,
     /// Instance key, e.g. the host name for host resources.
     pub key: Option<Arc<str>>,
+}
+
+/// Two parts in order; the same shared string (an interned provider, kind or key) is equal
+/// without comparing its bytes. Addresses are the keys of every map of a plan, so this is most
+/// of the comparisons a plan makes.
+fn part_cmp(a: &Arc<str>, b: &Arc<str>) -> std::cmp::Ordering {
+    if Arc::ptr_eq(a, b) { std::cmp::Ordering::Equal } else { a.cmp(b) }
+}
+
+fn part_eq(a: &Arc<str>, b: &Arc<str>) -> bool {
+    Arc::ptr_eq(a, b) || a == b
+}
+
+impl PartialEq for ResourceAddr {
+    fn eq(&self, other: &Self) -> bool {
+        part_eq(&self.name, &other.name)
+            && part_eq(&self.kind, &other.kind)
+            && part_eq(&self.provider, &other.provider)
+            && match (&self.key, &other.key) {
+                (Some(a), Some(b)) => part_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            }
+    }
+}
+
+/// Hashed as its parts' strings, as equality compares them.
+impl std::hash::Hash for ResourceAddr {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.provider.hash(state);
+        self.kind.hash(state);
+        self.name.hash(state);
+        self.key.hash(state);
+    }
+}
+
+/// By provider, kind, name, then key (no key first), as the parts' strings compare.
+impl Ord for ResourceAddr {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        part_cmp(&self.provider, &other.provider).then_with(|| part_cmp(&self.kind, &other.kind)).then_with(|| part_cmp(&self.name, &other.name)).then_with(
+            || match (&self.key, &other.key) {
+                (Some(a), Some(b)) => part_cmp(a, b),
+                (a, b) => a.is_some().cmp(&b.is_some()),
+            },
+        )
+    }
+}
+
+impl PartialOrd for ResourceAddr {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 /// Why a string is not a valid resource address.
@@ -142,6 +194,23 @@ mod tests {
         let a: ResourceAddr = "host.file.motd[web]".parse().unwrap();
         assert_eq!(a.key.as_deref(), Some("web"));
         assert_eq!(a.base().to_string(), "host.file.motd");
+    }
+
+    #[test]
+    fn orders_as_its_parts_do_whether_or_not_they_are_shared() {
+        let mut addrs: Vec<ResourceAddr> = ["host.file.b[web]", "host.file.b", "ec2.instance.z", "host.file.a[web]", "host.file.b[db]", "host.dir.c"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        // The same address built apart (a name is never shared) and cloned (all parts shared).
+        let built: ResourceAddr = "host.file.b[web]".parse().unwrap();
+        assert_eq!((&built, built.cmp(&addrs[0])), (&addrs[0], std::cmp::Ordering::Equal));
+        assert_eq!(built.clone(), built);
+        addrs.sort();
+        let sorted: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+        assert_eq!(sorted, ["ec2.instance.z", "host.dir.c", "host.file.a[web]", "host.file.b", "host.file.b[db]", "host.file.b[web]"]);
+        let keyed: ResourceAddr = "host.file.b[web]".parse().unwrap();
+        assert_ne!(keyed, keyed.base(), "a key makes another address");
     }
 
     #[test]
