@@ -134,7 +134,7 @@ impl Ctx {
         let mut values = self.config(c).unwrap_or_default();
         values.extend(c.prior.as_deref().cloned().unwrap_or_default());
         // Planned values that were redacted in a saved plan do not replace re-evaluated ones.
-        values.extend(c.after.clone().unwrap_or_default().into_iter().filter(|(_, v)| v.is_known() && *v != Value::Redacted));
+        values.extend(c.after.iter().flat_map(|a| a.iter()).filter(|(_, v)| v.is_known() && **v != Value::Redacted).map(|(k, v)| (k.clone(), v.clone())));
         self.known_snapshot().insert(c.addr.clone(), Arc::new(values));
     }
 

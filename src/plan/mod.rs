@@ -92,10 +92,11 @@ pub struct Change {
     pub action: Action,
     /// Why.
     pub reason: ChangeReason,
-    /// Attributes now (`None` when absent).
-    pub before: Option<Attributes>,
+    /// Attributes now (`None` when absent). Shared: a no-op's `before` and `after` are one map,
+    /// the one its record holds.
+    pub before: Option<std::sync::Arc<Attributes>>,
     /// Attributes after apply (`None` when deleted); unknown values are known after apply.
-    pub after: Option<Attributes>,
+    pub after: Option<std::sync::Arc<Attributes>>,
     /// Fields forcing replacement.
     pub requires_replace: Vec<String>,
     /// Upstream changes that trigger this one.

@@ -190,7 +190,7 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
     errors.extend(super::claims::conflicts(
         input.config,
         input.providers,
-        changes.iter().filter(|c| c.action != Action::Delete).filter_map(|c| Some((c.target.as_ref(), &c.addr, c.after.as_ref()?))),
+        changes.iter().filter(|c| c.action != Action::Delete).filter_map(|c| Some((c.target.as_ref(), &c.addr, c.after.as_deref()?))),
     ));
     redact_errors(input.secrets, errors.iter_mut().chain(unplanned.iter_mut()));
     // Targets whose staged changes take effect together, announced in their provider's words.
@@ -287,7 +287,8 @@ fn guard_content(changes: &mut [Change], secrets: &Secrets) {
     let mut kept = 0usize;
     for c in changes.iter_mut().filter(|c| !c.content.is_empty()) {
         let secret_here = |field: &str| {
-            let sensitive = |a: &Option<Attributes>| a.as_ref().is_some_and(|a| a.get(field).is_some_and(|v| v.is_sensitive() || matches!(v, Value::Redacted)));
+            let sensitive =
+                |a: &Option<Arc<Attributes>>| a.as_ref().is_some_and(|a| a.get(field).is_some_and(|v| v.is_sensitive() || matches!(v, Value::Redacted)));
             sensitive(&c.before) || sensitive(&c.after) || c.after.iter().chain(&c.before).any(|a| a.values().any(Value::is_sensitive))
         };
         let secret: Vec<bool> = c.content.iter().map(|cc| secret_here(&cc.field)).collect();
@@ -623,12 +624,23 @@ async fn plan_desired(
     let keep = decided.action != Action::NoOp || has_dependents(input.graph, n);
     // A staged no-op is still a member of its target's next commit: keep what it recorded.
     let keep_prior = keep || decided.staged;
+    // One map where they are the same — the record's, a plan's `before` and `after` of a no-op —
+    // and nothing in it is secret (a secret's plaintext equals what an older record kept in
+    // plain, but is shown redacted).
+    let plain = |a: &Attributes| !a.values().any(Value::is_sensitive);
+    let after = Arc::new(decided.after);
+    let after = match record {
+        Some(r) if plain(&after) && *r.attributes == *after => r.attributes.clone(),
+        _ => after,
+    };
+    let before = decided.before;
+    let before = observed.as_ref().map(|_| if plain(&before) && before == *after { after.clone() } else { Arc::new(before) });
     let change = Change {
         addr: addr.clone(),
         action: decided.action,
         reason: decided.reason,
-        before: observed.as_ref().map(|_| decided.before.clone()),
-        after: Some(decided.after),
+        before,
+        after: Some(after),
         requires_replace: decided.requires_replace,
         triggered_by: decided.triggered_by,
         note: decided.note,
@@ -777,7 +789,7 @@ async fn plan_orphan(
         addr: addr.clone(),
         action: Action::Delete,
         reason: ChangeReason::Removed,
-        before: Some(if planned.before.is_empty() { (*record.attributes).clone() } else { planned.before }),
+        before: Some(if planned.before.is_empty() { record.attributes.clone() } else { Arc::new(planned.before) }),
         after: None,
         requires_replace: Vec::new(),
         triggered_by: Vec::new(),

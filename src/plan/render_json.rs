@@ -96,7 +96,7 @@ fn change_json(c: &Change) -> J {
         "after_unknown": after_unknown,
         "after_sensitive": after_sensitive,
         "requires_replace": c.requires_replace,
-        "diff": diff_json(c.action, c.before.as_ref(), c.after.as_ref()),
+        "diff": diff_json(c.action, c.before.as_deref(), c.after.as_deref()),
         "triggered_by": c.triggered_by.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "drift_reported": c.drift_reported,
         "note": c.note,

@@ -134,7 +134,7 @@ fn symbol(a: Action) -> &'static str {
 }
 
 fn attributes(out: &mut String, c: &Change) {
-    attribute_lines(out, c.action, c.before.as_ref(), c.after.as_ref(), &c.requires_replace);
+    attribute_lines(out, c.action, c.before.as_deref(), c.after.as_deref(), &c.requires_replace);
 }
 
 /// The attributes that change from `before` to `after`, and how many did not.

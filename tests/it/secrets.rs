@@ -253,6 +253,30 @@ fn a_file_that_held_a_secret_never_shows_it_in_a_diff_once_its_content_is_plain(
 }
 
 #[test]
+fn a_file_written_in_plain_then_from_a_secret_with_the_same_content_is_planned_as_sensitive() {
+    let s = Setup::new();
+    let app = s.cfg().join("app.toml");
+    let with_secret = format!(
+        "{}\n[host.file.token_file]\npath = \"${{path.root}}/out/token\"\ncontent = \"${{secret.token}}\"\n",
+        fs_err::read_to_string(&app).expect("read")
+    );
+    // First the content is written into the config itself, then it comes from the secret: the
+    // same bytes, so nothing changes on the host, but what the plan shows of it is now secret.
+    fs_err::write(&app, with_secret.replace("${secret.token}", &format!("{CANARY}-token"))).expect("write");
+    let first = s.tend(&["apply", "--auto-approve"], Some(&s.key));
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    fs_err::write(&app, &with_secret).expect("write");
+    let plan = s.tend(&["plan", "--json"], Some(&s.key));
+    assert!(plan.status.success(), "{}", String::from_utf8_lossy(&plan.stderr));
+    assert_clean("the JSON plan", &plan.stdout);
+    let json: serde_json::Value = serde_json::from_slice(&plan.stdout).expect("JSON plan");
+    let change = json["changes"].as_array().expect("changes").iter().find(|c| c["address"] == "host.file.token_file[this]").expect("the file is planned");
+    assert_eq!(change["action"], "no-op", "{change}");
+    assert!(change["after_sensitive"].as_array().expect("list").iter().any(|f| f == "sha256"), "the hash of secret content is sensitive: {change}");
+    assert!(change["after"]["sha256"].is_null(), "{change}");
+}
+
+#[test]
 fn a_secret_that_cannot_be_decrypted_fails_the_plan_naming_it() {
     let s = Setup::new();
     let none = s.tend(&["apply", "--auto-approve"], None);
