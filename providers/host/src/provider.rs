@@ -271,14 +271,26 @@ impl HostProvider {
             });
             slots.push((stat, copy, probe, want.claims && item.config.is_some()));
         }
-        let (stats, probe_out) = transport.observe(&stats_wanted, &probe_scripts).await?;
+        let (mut stats, probe_out) = transport.observe(&stats_wanted, &probe_scripts).await?;
+        // Where claimed paths resolve, before the observations take the stats' strings.
+        let claimed: Vec<Option<usize>> = slots.iter().map(|&(stat, _, _, claims)| stat.filter(|_| claims)).collect();
+        let resolved = slot_paths(&stats, &claimed);
         let mut out = Vec::with_capacity(items.len());
         for (item, &(stat, copy, probe, _)) in items.iter().zip(&slots) {
-            let seen = Seen { stat: stat.map(|i| &stats[i]), copy: copy.map(|i| &stats[i]), probed: probe.map(|i| probe_out[i].as_str()) };
+            let (stat, copy) = match (stat, copy) {
+                (Some(i), Some(j)) => {
+                    let [s, c] = stats.get_disjoint_mut([i, j]).map_err(|e| ProviderError::terminal(format!("stat slots overlap: {e}")))?;
+                    (Some(s), Some(c))
+                }
+                (Some(i), None) => (Some(&mut stats[i]), None),
+                (None, Some(j)) => (None, Some(&mut stats[j])),
+                (None, None) => (None, None),
+            };
+            let seen = Seen { stat, copy, probed: probe.map(|i| probe_out[i].as_str()) };
             out.push(Self::kind(&item.addr)?.observed(item, seen, transport.as_ref()).await);
         }
-        let claimed: Vec<Option<usize>> = slots.iter().map(|&(stat, _, _, claims)| stat.filter(|_| claims)).collect();
-        self.symlinked_conflicts(items, &slot_paths(&stats, &claimed), &mut out);
+        drop(stats);
+        self.symlinked_conflicts(items, &resolved, &mut out);
         Ok(out)
     }
 
