@@ -6,7 +6,7 @@
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use tend_provider::{Attributes, Value};
+use tend_provider::{Attributes, Key, Value};
 
 /// The keyed hash of evaluated config, `hmac-sha256:<hex>`.
 pub fn inputs_hash(config: &Attributes, key: &str) -> String {
@@ -37,10 +37,10 @@ fn secret_field(config: &Attributes, attrs: &Attributes, k: &str) -> bool {
 /// The attributes to record: every field that derives from a secret (EC2 tags and `user_data`,
 /// a file's content, ...) becomes its fingerprint, whatever the provider reported for it.
 pub fn protect_record(config: &Attributes, attrs: &mut Attributes, key: &str) {
-    let secret: Vec<String> = attrs.keys().filter(|k| secret_field(config, attrs, k)).map(ToString::to_string).collect();
+    let secret: Vec<Key> = attrs.keys().filter(|k| secret_field(config, attrs, k)).cloned().collect();
     for k in secret {
         let v = attrs.get(&k).map(|v| fingerprint(v, key)).unwrap_or_default();
-        attrs.insert(k.into(), v);
+        attrs.insert(k, v);
     }
 }
 

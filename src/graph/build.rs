@@ -35,11 +35,14 @@ pub async fn build(config: &Config, registry: &Registry, providers: &Providers, 
     if diags.is_empty() {
         diags.extend(check_cycles(config, &g));
     }
+    if !diags.is_empty() {
+        return Err(Diagnostics { items: diags, sources: config.sources.clone() });
+    }
     // Rebuilt at once from sorted entries, the maps' nodes are full (inserted one by one, they
     // are left half empty).
     g.index = std::mem::take(&mut g.index).into_iter().collect();
     g.instances = std::mem::take(&mut g.instances).into_iter().collect();
-    if diags.is_empty() { Ok(g) } else { Err(Diagnostics { items: diags, sources: config.sources.clone() }) }
+    Ok(g)
 }
 
 /// Add every configured resource's instances, each resource expanded by its provider

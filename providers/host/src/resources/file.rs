@@ -70,7 +70,6 @@ pub fn observed(stat: &PathStat) -> Option<Observed> {
 
 /// Turn a stat into observed attributes, taking its strings (it is left without them).
 pub fn observed_taking(stat: &mut PathStat) -> Option<Observed> {
-    stat.file_type?;
     let strings = (std::mem::take(&mut stat.path), std::mem::take(&mut stat.owner), std::mem::take(&mut stat.group), stat.sha256.take());
     observed_of(stat, strings)
 }
