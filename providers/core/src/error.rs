@@ -85,7 +85,8 @@ pub struct ProviderError {
     /// What a user can do about it, if known.
     pub hint: Option<String>,
     /// What exists now, if the call failed after creating something (recorded as tainted).
-    pub partial: Option<Observed>,
+    /// Boxed: it is rare, and a read result is as large as its error.
+    pub partial: Option<Box<Observed>>,
     /// The underlying cause.
     #[source]
     pub source: Option<Box<dyn std::error::Error + Send + Sync>>,

@@ -185,7 +185,7 @@ async fn create(c: &Client, project: &str, addr: &str, req: &ApplyRequest, confi
     tracing::info!(%addr, %id, "instance launched");
     let running = wait_for(c, &id, &["running"], Duration::from_mins(10)).await.map_err(|mut e| {
         // The instance exists: record it so the next plan replaces it rather than leaking it.
-        e.partial = Some(Observed { id: Some(id.clone()), attributes: Attributes::new() });
+        e.partial = Some(Box::new(Observed { id: Some(id.clone()), attributes: Attributes::new() }));
         e
     })?;
     Ok(recorded(&running, config))

@@ -235,23 +235,46 @@ impl HostProvider {
         self.read_host(&items).await
     }
 
-    /// Observe every item placed on one host with one `stat_many` call.
+    /// Observe every item placed on one host: one `observe` call (one round trip) for all of
+    /// them, or on a transport where calls cost nothing (the local host) one per batch, so that
+    /// the stats of a large read are not all held at once.
     async fn read_host(&self, items: &[&ReadItem]) -> Result<Vec<Result<Option<Observed>, ProviderError>>, ProviderError> {
         // A host whose address is only known after apply holds nothing we could observe yet.
         if items[0].target.as_ref().is_some_and(|t| t.attributes.values().any(|v| !v.is_known())) {
             return Ok(items.iter().map(|_| Ok(None)).collect());
         }
         let transport = self.transport(items[0].target.as_ref()).await?;
-        let mut stats_wanted = Vec::new();
+        let generations = items[0].target.as_ref().and_then(|t| generation::settings(&t.attributes));
+        let mut out = Vec::with_capacity(items.len());
+        let mut claims = Claims::default();
+        let size = transport.observe_batch().max(1);
+        for (n, batch) in items.chunks(size).enumerate() {
+            self.read_batch(batch, n * size, transport.as_ref(), generations.as_ref(), &mut out, &mut claims).await?;
+        }
+        self.symlinked_conflicts(items, &claims, &mut out);
+        Ok(out)
+    }
+
+    /// Observe `items` (the items of a read from `first` on) with one `observe` call, appending
+    /// their observations to `out` and where their claimed paths land to `claims`.
+    async fn read_batch(
+        &self,
+        items: &[&ReadItem],
+        first: usize,
+        transport: &dyn crate::transport::Transport,
+        generations: Option<&generation::Settings>,
+        out: &mut Vec<Result<Option<Observed>, ProviderError>>,
+        claims: &mut Claims,
+    ) -> Result<(), ProviderError> {
+        let mut stats_wanted = Vec::with_capacity(items.len());
         let mut probe_scripts = Vec::new();
         // Per item: its stat, its copy's stat (a staged file on a host that keeps generations:
         // its link and the copy in `current`), its probe's output, whether its path is a claim.
         let mut slots: Vec<Slots> = Vec::with_capacity(items.len());
-        let generations = items[0].target.as_ref().and_then(|t| generation::settings(&t.attributes));
         for item in items {
             let kind = Self::kind(&item.addr)?;
             let mut want = kind.observe(item);
-            let copy = match (&generations, &mut want.path) {
+            let copy = match (generations, &mut want.path) {
                 (Some(g), Some(path)) if kind.staged() => {
                     stats_wanted.push(StatRequest { path: generation::copy_path(g, &path.path), hash: true, content: false });
                     path.hash = false;
@@ -272,10 +295,13 @@ impl HostProvider {
             slots.push((stat, copy, probe, want.claims && item.config.is_some()));
         }
         let (mut stats, probe_out) = transport.observe(&stats_wanted, &probe_scripts).await?;
+        drop(stats_wanted);
         // Where claimed paths resolve, before the observations take the stats' strings.
-        let claimed: Vec<Option<usize>> = slots.iter().map(|&(stat, _, _, claims)| stat.filter(|_| claims)).collect();
-        let resolved = slot_paths(&stats, &claimed);
-        let mut out = Vec::with_capacity(items.len());
+        for (i, &(stat, _, _, claimed)) in slots.iter().enumerate() {
+            if let Some(stat) = stat.filter(|_| claimed) {
+                claims.note(&stats[stat], first + i);
+            }
+        }
         for (item, &(stat, copy, probe, _)) in items.iter().zip(&slots) {
             let (stat, copy) = match (stat, copy) {
                 (Some(i), Some(j)) => {
@@ -287,28 +313,36 @@ impl HostProvider {
                 (None, None) => (None, None),
             };
             let seen = Seen { stat, copy, probed: probe.map(|i| probe_out[i].as_str()) };
-            out.push(Self::kind(&item.addr)?.observed(item, seen, transport.as_ref()).await);
+            out.push(Self::kind(&item.addr)?.observed(item, seen, transport).await);
         }
-        drop(stats);
-        self.symlinked_conflicts(items, &resolved, &mut out);
-        Ok(out)
+        Ok(())
     }
 
     /// Two resources whose paths differ in config but are one file on the host (a directory on
     /// the way is a symlink) would undo each other on every apply: each is a conflict naming
     /// the other. Paths equal in config are the engine's to report.
-    fn symlinked_conflicts(&self, items: &[&ReadItem], resolved: &[Option<(String, String)>], out: &mut [Result<Option<Observed>, ProviderError>]) {
+    fn symlinked_conflicts(&self, items: &[&ReadItem], claims: &Claims, out: &mut [Result<Option<Observed>, ProviderError>]) {
+        // Without a symlink on the way every claimed path lands where it says: distinct paths
+        // are distinct files (and equal ones are the engine's to report).
+        if claims.linked.is_empty() {
+            return;
+        }
+        let linked: HashMap<usize, &str> = claims.linked.iter().map(|(i, real)| (*i, real.as_str())).collect();
+        let lexical: HashMap<usize, String> = claims
+            .claimed
+            .iter()
+            .filter_map(|&i| Some((i, tend_provider::normalise_path(&Self::kind(&items[i].addr).ok()?.observe(items[i]).path?.path))))
+            .collect();
         let mut by_real: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-        for (i, r) in resolved.iter().enumerate() {
-            if let Some((_, real)) = r {
-                by_real.entry(real.as_str()).or_default().push(i);
-            }
+        for (&i, path) in &lexical {
+            by_real.entry(linked.get(&i).copied().unwrap_or(path.as_str())).or_default().push(i);
         }
         let claim = |i: usize| {
             self.kinds.iter().find(|k| k.kind == &*items[i].addr.kind).and_then(|k| k.fields.iter().find(|f| f.name == "path")).and_then(|f| f.claim)
         };
-        for (real, who) in by_real {
-            let lexical = |i: usize| resolved[i].as_ref().map(|(p, _)| p.as_str()).unwrap_or_default();
+        for (real, mut who) in by_real {
+            who.sort_unstable();
+            let lexical = |i: usize| lexical.get(&i).map(String::as_str).unwrap_or_default();
             if who.len() < 2 || who.iter().all(|&i| lexical(i) == lexical(who[0])) || who.iter().all(|&i| claim(i) != Some(tend_provider::Claim::Exclusive)) {
                 continue;
             }
@@ -326,18 +360,27 @@ impl HostProvider {
     }
 }
 
-/// For each item whose path is a claim (desired, and observed with its directory resolved):
-/// the path as written (normalised) and where it lands on the host.
-fn slot_paths(stats: &[crate::transport::PathStat], claimed: &[Option<usize>]) -> Vec<Option<(String, String)>> {
-    claimed
-        .iter()
-        .map(|slot| {
-            let st = &stats[(*slot)?];
-            let name = std::path::Path::new(&st.path).file_name()?.to_str()?;
-            let real_dir = st.real_dir.as_deref()?;
-            Some((tend_provider::normalise_path(&st.path), tend_provider::normalise_path(&format!("{real_dir}/{name}"))))
-        })
-        .collect()
+/// Which items of a read claim their path, and where those whose directory is reached through
+/// a symlink land on the host.
+#[derive(Default)]
+struct Claims {
+    /// The items (places in the read) whose claimed path was observed with its directory resolved.
+    claimed: Vec<usize>,
+    /// Of those, the ones that land elsewhere than they say: the path they land on.
+    linked: Vec<(usize, String)>,
+}
+
+impl Claims {
+    /// Note where `stat`'s path, claimed by the item at `item`, lands.
+    fn note(&mut self, stat: &crate::transport::PathStat, item: usize) {
+        let Some(name) = std::path::Path::new(&stat.path).file_name().and_then(|n| n.to_str()) else { return };
+        let Some(real_dir) = stat.real_dir.as_deref() else { return };
+        self.claimed.push(item);
+        let real = tend_provider::normalise_path(&format!("{real_dir}/{name}"));
+        if real != tend_provider::normalise_path(&stat.path) {
+            self.linked.push((item, real));
+        }
+    }
 }
 
 /// The generation `tend rollback` goes to: the one `to` names (a prefix of its id is enough), or

@@ -369,7 +369,7 @@ impl Provider for FakeProvider {
         let obs = Observed { id: Some(id), attributes };
         if config.get("partial") == Some(&Value::Bool(true)) {
             let mut e = ProviderError::terminal(format!("injected failure after creating {addr}"));
-            e.partial = Some(obs.clone());
+            e.partial = Some(Box::new(obs.clone()));
             self.store(addr, obs);
             return Err(e);
         }

@@ -217,6 +217,13 @@ pub trait Transport: Send + Sync {
         }
         Ok((found, outputs))
     }
+    /// How many paths one [`Transport::observe`] call should take at most. A transport whose
+    /// calls cost a round trip takes them all at once (the default); one whose calls cost
+    /// nothing (the local host) takes them in batches, so that a read of many paths does not
+    /// hold all their stats at once.
+    fn observe_batch(&self) -> usize {
+        usize::MAX
+    }
     /// Read a file; `None` when it does not exist.
     async fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>, TransportError>;
     /// Write a file atomically with the given attributes.
