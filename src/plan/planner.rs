@@ -74,11 +74,14 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
     let (mut observed, _) = refresh(&input, &order, &mut errors).await;
     // Instances whose config could not even be evaluated for refresh are reported once, there.
     let mut blocked: BTreeSet<ResourceAddr> = errors[refresh_errors_before..].iter().filter_map(|e| e.addr.clone()).collect();
-    let mut known: HashMap<ResourceAddr, Arc<Attributes>> = HashMap::with_capacity(order.len());
-    let mut actions: HashMap<ResourceAddr, Action> = HashMap::with_capacity(order.len());
-    // Each result goes to its place in `order`, so output is the same however planning
-    // interleaves (and no second list of changes is made to sort them).
-    let mut changes: Vec<Option<Change>> = std::iter::repeat_with(|| None).take(order.len()).collect();
+    // What later instances read of earlier ones: only instances something depends on are kept
+    // (most have no dependents), so neither map is sized for every instance.
+    let mut known: HashMap<ResourceAddr, Arc<Attributes>> = HashMap::new();
+    let mut actions: HashMap<ResourceAddr, Action> = HashMap::new();
+    // Each result is kept with its place in `order` and sorted by it at the end, so output is
+    // the same however planning interleaves. Pushed as planned: the list's memory is touched
+    // as the observations it replaces are freed, not all at once before them.
+    let mut changes: Vec<(usize, Change)> = Vec::with_capacity(order.len());
     let mut planned_errors: Vec<(usize, PlanError)> = Vec::new();
     let mut unplanned: Vec<(usize, PlanError)> = Vec::new();
     let mut unobservable: BTreeSet<ResourceAddr> = BTreeSet::new();
@@ -94,8 +97,8 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
             if blocked.contains(addr) {
                 continue;
             }
-            let deps = input.graph.dependencies(n);
-            if let Some((up, _)) = deps.iter().find(|(d, _)| blocked.contains(d)) {
+            let upstream = input.graph.graph.neighbors_directed(n, Direction::Incoming).map(|d| &input.graph.graph[d].addr).filter(|d| blocked.contains(*d)).min();
+            if let Some(up) = upstream {
                 tracing::debug!(%addr, upstream = %up, "not planned: upstream failed to plan");
                 if unobservable.contains(up) {
                     unobservable.insert(addr.clone());
@@ -124,13 +127,13 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
                 Some(Ok(o)) => o,
                 None => None,
             };
-            ready.push((pos, n, deps, obs));
+            ready.push((pos, n, obs));
         }
         // Plan the wave concurrently, bounded per provider, and a bounded number of instances in
         // flight so that memory stays flat; results come back in order.
         let (known_now, actions_now) = (&known, &actions);
         let mut planned = futures_util::stream::iter(ready)
-            .map(|(pos, n, deps, obs)| {
+            .map(|(pos, n, obs)| {
                 let input = &input;
                 let limits = &limits;
                 async move {
@@ -140,6 +143,7 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
                         None => None,
                     };
                     let record = input.state.records.get(&node.addr);
+                    let deps = input.graph.dependencies(n);
                     let result = if node.desired {
                         plan_desired(input, n, &deps, record, obs, known_now, actions_now).await
                     } else {
@@ -160,7 +164,7 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
             match result {
                 Ok((change, values)) => {
                     learned.push((addr, change.action, values));
-                    changes[pos] = Some(change);
+                    changes.push((pos, change));
                 }
                 Err(e) => {
                     planned_errors.push((pos, e));
@@ -170,15 +174,16 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
         }
         drop(planned);
         for (addr, action, values) in learned {
+            // Values are kept exactly where something depends on the instance: that is also
+            // where its action is read (a target being replaced, a trigger).
             if let Some(values) = values {
                 known.insert(addr.clone(), Arc::new(values));
+                actions.insert(addr.clone(), action);
             }
-            actions.insert(addr.clone(), action);
         }
     }
-    // Collected in place (an `Option<Change>` is the size of a `Change`): no second list.
-    changes.retain(Option::is_some);
-    let mut changes: Vec<Change> = changes.into_iter().map(|c| c.expect("kept only the planned")).collect();
+    changes.sort_unstable_by_key(|(pos, _)| *pos);
+    let mut changes: Vec<Change> = changes.into_iter().map(|(_, c)| c).collect();
     let left_out = select(&input, &mut changes);
     guard_content(&mut changes, input.secrets);
     planned_errors.sort_by_key(|(pos, _)| *pos);
@@ -351,7 +356,8 @@ struct ReadContext {
 async fn refresh(input: &PlanInput<'_>, order: &[NodeIndex], errors: &mut Vec<PlanError>) -> (Vec<Option<ReadResult>>, ReadContext) {
     let mut cx = ReadContext::default();
     // What is known before planning: config evaluated against recorded attributes.
-    let mut prior_known: HashMap<ResourceAddr, Arc<Attributes>> = HashMap::with_capacity(order.len());
+    // (Only instances something depends on are kept: not sized for every instance.)
+    let mut prior_known: HashMap<ResourceAddr, Arc<Attributes>> = HashMap::new();
     // Per provider: its items, and each item's place in `order`.
     let mut batches: BTreeMap<String, (ReadRequest, Vec<usize>)> = BTreeMap::new();
     let mut per_provider: HashMap<&str, usize> = HashMap::new();
@@ -874,7 +880,7 @@ mod tests {
             target: None,
             dependencies: Vec::new(),
             prevent_destroy: false,
-            updated_at: String::new(),
+            updated_at: Default::default(),
         }
     }
 
