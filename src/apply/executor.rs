@@ -81,7 +81,7 @@ pub fn deposed_addr(addr: &ResourceAddr, id: &str) -> ResourceAddr {
 /// object without a remote id (nothing to tell it from its replacement by).
 fn deposed_record(r: &Record) -> Option<Record> {
     let id = r.remote_id.as_deref()?;
-    Some(Record { addr: deposed_addr(&r.addr, id), updated_at: now_rfc3339(), ..r.clone() })
+    Some(Record { addr: deposed_addr(&r.addr, id), updated_at: now_rfc3339().into(), ..r.clone() })
 }
 
 /// Every part of a failure with the secrets of this run replaced.
@@ -203,7 +203,7 @@ impl Ctx {
             let mut merged = (*rec.attributes).clone();
             merged.extend(attrs.clone());
             rec.attributes = Arc::new(merged);
-            rec.updated_at = now_rfc3339();
+            rec.updated_at = now_rfc3339().into();
             self.store.put(&rec).await.map_err(|e| state_err(&e))?;
             Arc::make_mut(self.known_snapshot().entry(addr.clone()).or_default()).extend(attrs.clone());
         }
@@ -336,12 +336,12 @@ impl Ctx {
             addr: c.addr.clone(),
             remote_id: o.id.clone(),
             status,
-            inputs_hash: hash.to_string(),
+            inputs_hash: hash.into(),
             attributes: Arc::new(attributes),
             target: c.target.clone(),
             dependencies: c.depends_on.clone(),
             prevent_destroy: c.lifecycle.prevent_destroy,
-            updated_at: now_rfc3339(),
+            updated_at: now_rfc3339().into(),
         }
     }
 

@@ -83,7 +83,7 @@ pub(crate) async fn record_refresh(plan: &Plan, store: &dyn StateStore, who: &st
     let mut records: Vec<Record> = Vec::new();
     for r in &plan.refreshed {
         if let (Some(after), Some(recorded)) = (&r.after, store.get(&r.addr).await?) {
-            records.push(Record { attributes: Arc::new(after.clone()), remote_id: r.after_id.clone(), updated_at: now_rfc3339(), ..recorded });
+            records.push(Record { attributes: Arc::new(after.clone()), remote_id: r.after_id.clone(), updated_at: now_rfc3339().into(), ..recorded });
         }
     }
     let outcome = ApplyOutcome { refreshed: Some((records.len(), forgotten.len())), ..ApplyOutcome::default() };

@@ -49,12 +49,12 @@ pub async fn run(cli: &Cli, address: &str, id: &str) -> Result<ExitCode, Failure
         remote_id: Some(id.to_string()),
         status: RecordStatus::Ready,
         // No inputs recorded: the next plan converges the object to the config.
-        inputs_hash: String::new(),
+        inputs_hash: tend_state::InputsHash::Empty,
         attributes: std::sync::Arc::new(obs.attributes),
         target: n.target.clone(),
         dependencies: Vec::new(),
         prevent_destroy: false,
-        updated_at: now_rfc3339(),
+        updated_at: now_rfc3339().into(),
     };
     let put = store.put(&rec).await;
     store.unlock().await?;

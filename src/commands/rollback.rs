@@ -88,9 +88,9 @@ async fn act(
         let mut updated = rec.clone();
         updated.attributes = Arc::new(acted.observed.attributes);
         if acted.replan {
-            updated.inputs_hash = String::new(); // the next plan sees a change and converges it again
+            updated.inputs_hash = tend_state::InputsHash::Empty; // the next plan sees a change and converges it again
         }
-        updated.updated_at = now_rfc3339();
+        updated.updated_at = now_rfc3339().into();
         store.put(&updated).await?;
         #[allow(clippy::print_stdout)]
         {

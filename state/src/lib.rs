@@ -18,7 +18,7 @@ mod store;
 mod time;
 
 pub use error::StateError;
-pub use record::{HistoryEntry, HistoryError, HistoryOutcome, LockInfo, Record, RecordStatus, Snapshot};
+pub use record::{HistoryEntry, HistoryError, HistoryOutcome, InputsHash, LockInfo, Record, RecordStatus, Snapshot};
 pub use sqlite::SqliteStore;
 pub use store::StateStore;
 pub use time::now_rfc3339;

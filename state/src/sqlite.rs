@@ -350,10 +350,24 @@ impl StateStore for SqliteStore {
             owner,
         };
         let mut records = Vec::new();
+        // The targets and dependencies records name are a few addresses (hosts) named by many
+        // records: each is kept once and shared, not once per record that names it.
+        let mut named: std::collections::HashSet<ResourceAddr> = std::collections::HashSet::new();
+        let mut shared = |a: ResourceAddr| match named.get(&a) {
+            Some(known) => known.clone(),
+            None => {
+                named.insert(a.clone());
+                a
+            }
+        };
         for row in rows {
             let (addr, data) = row.map_err(&err)?;
-            let record: Record =
+            let mut record: Record =
                 serde_json::from_str(&data).map_err(|e| StateError::Corrupt { path: self.path.clone(), source: format!("record `{addr}`: {e}").into() })?;
+            record.target = record.target.map(&mut shared);
+            for d in &mut record.dependencies {
+                *d = shared(d.clone());
+            }
             records.push((record.addr.clone(), record));
         }
         // Built at once from the sorted records, the map's nodes are full; inserted one by
@@ -575,7 +589,7 @@ mod tests {
             target: None,
             dependencies: vec![],
             prevent_destroy: false,
-            updated_at: now_rfc3339(),
+            updated_at: now_rfc3339().into(),
         }
     }
 
