@@ -97,7 +97,8 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
             if blocked.contains(addr) {
                 continue;
             }
-            let upstream = input.graph.graph.neighbors_directed(n, Direction::Incoming).map(|d| &input.graph.graph[d].addr).filter(|d| blocked.contains(*d)).min();
+            let upstream =
+                input.graph.graph.neighbors_directed(n, Direction::Incoming).map(|d| &input.graph.graph[d].addr).filter(|d| blocked.contains(*d)).min();
             if let Some(up) = upstream {
                 tracing::debug!(%addr, upstream = %up, "not planned: upstream failed to plan");
                 if unobservable.contains(up) {
@@ -880,7 +881,7 @@ mod tests {
             target: None,
             dependencies: Vec::new(),
             prevent_destroy: false,
-            updated_at: Default::default(),
+            updated_at: "".into(),
         }
     }
 

@@ -252,6 +252,6 @@ mod tests {
         }
         assert!(matches!(InputsHash::from(hmac.as_str()), InputsHash::HmacSha256(b) if b[0] == 0x01 && b[31] == 0xef), "kept as its bytes");
         assert!(matches!(InputsHash::from(""), InputsHash::Empty));
-        assert!(InputsHash::from(hmac.as_str()) != hmac.replace("ef", "ee"), "a different hash differs");
+        assert_ne!(InputsHash::from(hmac.as_str()), InputsHash::from(hmac.replace("ef", "ee")), "a different hash differs");
     }
 }

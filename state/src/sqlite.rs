@@ -353,12 +353,12 @@ impl StateStore for SqliteStore {
         // The targets and dependencies records name are a few addresses (hosts) named by many
         // records: each is kept once and shared, not once per record that names it.
         let mut named: std::collections::HashSet<ResourceAddr> = std::collections::HashSet::new();
-        let mut shared = |a: ResourceAddr| match named.get(&a) {
-            Some(known) => known.clone(),
-            None => {
-                named.insert(a.clone());
-                a
+        let mut shared = |a: ResourceAddr| {
+            if let Some(known) = named.get(&a) {
+                return known.clone();
             }
+            named.insert(a.clone());
+            a
         };
         for row in rows {
             let (addr, data) = row.map_err(&err)?;
