@@ -228,7 +228,7 @@ pub fn node_value(n: &Node) -> Value {
         NodeKind::Bool(b) => Value::Bool(*b),
         NodeKind::Int(i) => Value::Int(*i),
         NodeKind::Float(f) => Value::Float(*f),
-        NodeKind::String(s) => Value::String(s.clone()),
+        NodeKind::String(s) => Value::from(s.as_str()),
         NodeKind::List(l) => Value::List(l.iter().map(node_value).collect()),
         NodeKind::Map(m) => Value::Map(m.iter().map(|(k, v)| (k.name.clone(), node_value(v))).collect::<Attributes>()),
     }

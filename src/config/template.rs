@@ -19,7 +19,7 @@ pub struct Scope<'a> {
 /// Parse one string into an expression. `$${` writes a literal `${`.
 pub fn parse(text: &str, span: Span, scope: &Scope<'_>) -> Result<Expr, Diagnostic> {
     if !text.contains("${") {
-        return Ok(Expr::Literal(Value::String(text.to_string())));
+        return Ok(Expr::Literal(Value::from(text.to_string())));
     }
     let mut parts: Vec<Part> = Vec::new();
     let mut lit = String::new();
@@ -72,8 +72,8 @@ pub fn parse(text: &str, span: Span, scope: &Scope<'_>) -> Result<Expr, Diagnost
         return Ok(Expr::Literal(v));
     }
     Ok(match parts.as_slice() {
-        [] => Expr::Literal(Value::String(String::new())),
-        [Part::Lit(s)] => Expr::Literal(Value::String(s.clone())),
+        [] => Expr::Literal(Value::from("")),
+        [Part::Lit(s)] => Expr::Literal(Value::from(s.as_str())),
         _ => Expr::Template(parts),
     })
 }
@@ -111,7 +111,7 @@ fn resolve(inner: &str, span: Span, scope: &Scope<'_>) -> Result<Resolved, Diagn
         return Ok(Resolved::EachKey);
     }
     if inner == "path.root" {
-        return Ok(Resolved::Value(Value::String(scope.root.to_string())));
+        return Ok(Resolved::Value(Value::from(scope.root.to_string())));
     }
     parse_reference(inner, span).map(Resolved::Ref)
 }

@@ -86,7 +86,7 @@ pub fn settings(doc: &Node, root: &Path, root_str: &str, opts: &super::LoadOptio
         return Settings { project, variables: BTreeMap::new(), providers, recipients };
     };
     let expand_root = |v: Value| match v {
-        Value::String(s) => Value::String(s.replace("${path.root}", root_str)),
+        Value::String(s) => Value::from(s.replace("${path.root}", root_str).as_str()),
         other => other,
     };
     // [variables] first: environments are checked against it.
@@ -263,7 +263,7 @@ fn merge(
             Value::Int(_) => raw.parse().map(Value::Int).ok(),
             Value::Bool(_) => raw.parse().map(Value::Bool).ok(),
             Value::Float(_) => raw.parse().map(Value::Float).ok(),
-            _ => Some(Value::String(raw.clone())),
+            _ => Some(Value::from(raw.clone())),
         };
         match value {
             Some(v) => {

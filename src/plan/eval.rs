@@ -90,7 +90,7 @@ impl Resolver<'_> {
                 match parts.as_slice() {
                     [Part::Ref(r)] => return self.lookup(referrer, r),
                     [Part::Secret(r)] => return self.secret(r),
-                    [Part::EachKey] => return each_key(referrer).map(Value::String),
+                    [Part::EachKey] => return each_key(referrer).map(Value::from),
                     _ => {}
                 }
                 let mut s = zeroize::Zeroizing::new(String::new());
@@ -103,7 +103,7 @@ impl Resolver<'_> {
                         }
                         Part::Ref(r) => self.lookup(referrer, r)?,
                         Part::Secret(r) => self.secret(r)?,
-                        Part::EachKey => Value::String(each_key(referrer)?),
+                        Part::EachKey => Value::from(each_key(referrer)?),
                     };
                     match v {
                         Value::Unknown => return Ok(Value::Unknown),
@@ -114,7 +114,7 @@ impl Resolver<'_> {
                         }
                     }
                 }
-                let s = Value::String(std::mem::take(&mut *s));
+                let s = Value::from(std::mem::take(&mut *s));
                 if sensitive { s.sensitive() } else { s }
             }
         })

@@ -20,7 +20,7 @@ pub fn guess(file: &str) -> &'static str {
 pub fn parse(plaintext: &[u8], format: &str) -> Result<Value, String> {
     let text = std::str::from_utf8(plaintext).map_err(|_| "it is not UTF-8 text".to_string())?;
     match format {
-        "raw" => Ok(Value::String(text.strip_suffix('\n').unwrap_or(text).to_string())),
+        "raw" => Ok(Value::from(text.strip_suffix('\n').unwrap_or(text).to_string())),
         "json" => serde_json::from_str::<serde_json::Value>(text)
             .map(|j| Value::from_json(&j))
             .map_err(|e| format!("line {} column {}: {}", e.line(), e.column(), e.classify_message())),
@@ -56,11 +56,11 @@ impl Classify for serde_json::Error {
 
 fn from_toml(t: &toml::Value) -> Value {
     match t {
-        toml::Value::String(s) => Value::String(s.clone()),
+        toml::Value::String(s) => Value::from(s.clone()),
         toml::Value::Integer(i) => Value::Int(*i),
         toml::Value::Float(f) => Value::Float(*f),
         toml::Value::Boolean(b) => Value::Bool(*b),
-        toml::Value::Datetime(d) => Value::String(d.to_string()),
+        toml::Value::Datetime(d) => Value::from(d.to_string()),
         toml::Value::Array(a) => Value::List(a.iter().map(from_toml).collect()),
         toml::Value::Table(m) => Value::Map(m.iter().map(|(k, v)| (k.clone(), from_toml(v))).collect()),
     }
@@ -85,7 +85,7 @@ fn dotenv(text: &str) -> Result<tend_provider::Map<Value>, String> {
         } else {
             v.split(" #").next().unwrap_or(v).trim_end().to_string()
         };
-        out.insert(k.trim().into(), Value::String(v));
+        out.insert(k.trim().into(), Value::from(v));
     }
     Ok(out)
 }

@@ -63,7 +63,7 @@ pub fn scrub_value(v: &mut Value) {
     match v {
         Value::String(s) => {
             if let std::borrow::Cow::Owned(clean) = scrub(s) {
-                *s = clean;
+                *s = clean.into();
             }
         }
         Value::List(items) => items.iter_mut().for_each(scrub_value),

@@ -177,7 +177,7 @@ fn key(name: &str) -> Key {
 
 fn text_of(v: &Value) -> Option<String> {
     match v.reveal() {
-        Value::String(s) => Some(s.clone()),
+        Value::String(s) => Some(s.to_string()),
         Value::Bool(b) => Some(b.to_string()),
         Value::Int(i) => Some(i.to_string()),
         _ => None,
@@ -295,7 +295,7 @@ fn unflatten(flat: &BTreeMap<String, String>) -> Value {
             let Value::Map(m) = cur else { break };
             cur = m.entry(name.into()).or_insert_with(|| {
                 if last {
-                    Value::String(v.clone())
+                    Value::from(v.clone())
                 } else if next_is_list {
                     Value::List(Vec::new())
                 } else {
@@ -353,7 +353,7 @@ fn decrypt_value(s: &str, data_key: &[u8], aad: &str) -> Result<Value, String> {
         "int" | "int64" => Value::Int(text.parse().map_err(|_| "bad int")?),
         "float" => Value::Float(text.parse().map_err(|_| "bad float")?),
         "bool" => Value::Bool(matches!(text.as_str(), "1" | "t" | "T" | "true" | "TRUE" | "True")),
-        _ => Value::String(text),
+        _ => Value::from(text),
     })
 }
 
@@ -384,7 +384,7 @@ fn random<const N: usize>() -> [u8; N] {
 
 fn scalar_value(kind: &NodeKind) -> Option<Value> {
     Some(match kind {
-        NodeKind::String(s) => Value::String(s.clone()),
+        NodeKind::String(s) => Value::from(s.clone()),
         NodeKind::Int(i) => Value::Int(*i),
         NodeKind::Float(f) => Value::Float(*f),
         NodeKind::Bool(b) => Value::Bool(*b),
@@ -419,7 +419,7 @@ fn walk(node: &Node, path: &mut Vec<String>, rules: &Compiled, mac: &mut Sha512,
                 mac.update(mac_bytes(&plain));
             }
             leaf(match stored.reveal() {
-                Value::String(s) => NodeKind::String(s.clone()),
+                Value::String(s) => NodeKind::String(s.to_string()),
                 Value::Int(i) => NodeKind::Int(*i),
                 Value::Float(f) => NodeKind::Float(*f),
                 Value::Bool(b) => NodeKind::Bool(*b),
@@ -565,11 +565,11 @@ pub fn encrypt(plain: &[u8], format: Format, recipients: &[(String, BoxedRecipie
             return Ok((v.clone(), v.clone()));
         }
         let aad = format!("{}:", path.join(":"));
-        Ok((v.clone(), Value::String(encrypt_value(v, &*data_key, &aad)?)))
+        Ok((v.clone(), Value::from(encrypt_value(v, &*data_key, &aad)?)))
     };
     let tree = walk(&data, &mut Vec::new(), &compiled, &mut mac, &mut on_leaf)?;
     let lastmodified = crate::secrets::tools::now_utc();
-    let mac = encrypt_value(&Value::String(hex::encode_upper(mac.finalize())), &*data_key, &lastmodified)?;
+    let mac = encrypt_value(&Value::from(hex::encode_upper(mac.finalize())), &*data_key, &lastmodified)?;
     let mut age = Vec::new();
     for (name, r) in recipients {
         let enc = super::tools::encrypt(&*data_key, std::slice::from_ref(r), true)?;

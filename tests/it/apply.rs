@@ -66,7 +66,7 @@ async fn outputs_flow_into_dependents_at_apply_time() {
     assert!(bench.apply(&root).await.success());
     let objects = bench.fake.objects();
     let a_id = objects["fake.thing.a"].id.clone().expect("a has an id");
-    assert_eq!(objects["fake.thing.b"].attributes["value"], Value::String(format!("a is {a_id}")));
+    assert_eq!(objects["fake.thing.b"].attributes["value"], Value::from(format!("a is {a_id}")));
     // And a second plan is all no-ops.
     assert!(!bench.plan(&root).await.has_changes());
 }

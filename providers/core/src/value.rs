@@ -26,8 +26,9 @@ pub enum Value {
     Int(i64),
     /// Float.
     Float(f64),
-    /// String.
-    String(String),
+    /// String: up to 24 bytes stored inline. Built from a `String`, it keeps that buffer (see
+    /// `From<String>`).
+    String(compact_str::CompactString),
     /// List.
     List(Vec<Value>),
     /// Table.
@@ -44,9 +45,27 @@ pub enum Value {
     Fingerprint(String),
 }
 
-/// The plaintext of a [`Value::Sensitive`]: redacted in `Debug`, zeroized on drop.
-#[derive(Clone, PartialEq)]
+/// The plaintext of a [`Value::Sensitive`]: redacted in `Debug`, zeroized on drop. Its strings
+/// are kept in heap buffers of their own, never inline (see [`heap_copy`]).
+#[derive(PartialEq)]
 pub struct Sensitive(Box<Value>);
+
+impl Clone for Sensitive {
+    fn clone(&self) -> Self {
+        Self(Box::new(heap_copy(&self.0)))
+    }
+}
+
+/// A copy of `v` whose strings are copied from buffer to buffer: a short string is not
+/// stored inline, so a secret's text is not carried through the stack on its way.
+fn heap_copy(v: &Value) -> Value {
+    match v {
+        Value::String(s) => Value::String(compact_str::CompactString::from_string_buffer(s.as_str().to_owned())),
+        Value::List(l) => Value::List(l.iter().map(heap_copy).collect()),
+        Value::Map(m) => Value::Map(m.iter().map(|(k, v)| (k.clone(), heap_copy(v))).collect()),
+        other => other.clone(),
+    }
+}
 
 impl Sensitive {
     /// The plaintext value.
@@ -91,7 +110,8 @@ impl PartialEq for Value {
             (Self::Bool(a), Self::Bool(b)) => a == b,
             (Self::Int(a), Self::Int(b)) => a == b,
             (Self::Float(a), Self::Float(b)) => a == b,
-            (Self::String(a), Self::String(b)) | (Self::Fingerprint(a), Self::Fingerprint(b)) => a == b,
+            (Self::String(a), Self::String(b)) => a == b,
+            (Self::Fingerprint(a), Self::Fingerprint(b)) => a == b,
             (Self::List(a), Self::List(b)) => a == b,
             (Self::Map(a), Self::Map(b)) => a == b,
             _ => false,
@@ -105,7 +125,12 @@ impl Value {
     pub fn sensitive(self) -> Self {
         match self {
             Self::Sensitive(_) | Self::Redacted | Self::Unknown | Self::Fingerprint(_) => self,
-            other => Self::Sensitive(Sensitive(Box::new(other))),
+            mut other => {
+                // Its strings move to buffers of their own, and what held them is wiped.
+                let secret = Sensitive(Box::new(heap_copy(&other)));
+                wipe(&mut other);
+                Self::Sensitive(secret)
+            }
         }
     }
 
@@ -223,7 +248,7 @@ impl Value {
     /// The text a value takes when interpolated into a string template.
     pub fn to_template_string(&self) -> String {
         match self {
-            Self::String(s) => s.clone(),
+            Self::String(s) => s.to_string(),
             Self::Null => String::new(),
             Self::Bool(b) => b.to_string(),
             Self::Int(i) => i.to_string(),
@@ -244,7 +269,7 @@ impl Value {
             Self::Bool(b) => J::Bool(*b),
             Self::Int(i) => J::from(*i),
             Self::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
-            Self::String(s) => J::String(s.clone()),
+            Self::String(s) => J::String(s.to_string()),
             Self::List(l) => J::Array(l.iter().map(Value::to_json).collect()),
             Self::Map(m) => J::Object(m.iter().map(|(k, v)| (k.to_string(), v.to_json())).collect()),
             Self::Unknown => serde_json::json!({ "$unknown": true }),
@@ -260,7 +285,7 @@ impl Value {
             J::Null => Self::Null,
             J::Bool(b) => Self::Bool(*b),
             J::Number(n) => n.as_i64().map_or_else(|| Self::Float(n.as_f64().unwrap_or(0.0)), Self::Int),
-            J::String(s) => Self::String(s.clone()),
+            J::String(s) => Self::String(s.as_str().into()),
             J::Array(a) => Self::List(a.iter().map(Value::from_json).collect()),
             J::Object(o) if o.len() == 1 && o.get("$unknown") == Some(&J::Bool(true)) => Self::Unknown,
             J::Object(o) if o.len() == 1 && o.get("$sensitive") == Some(&J::Bool(true)) => Self::Redacted,
@@ -272,15 +297,18 @@ impl Value {
     }
 }
 
+/// A copy of `s`: inline when it is short.
 impl From<&str> for Value {
     fn from(s: &str) -> Self {
-        Self::String(s.to_string())
+        Self::String(s.into())
     }
 }
 
+/// `s` itself, its buffer kept even when it is short: the text may be a secret's, and copying it
+/// inline would free that buffer unwiped.
 impl From<String> for Value {
     fn from(s: String) -> Self {
-        Self::String(s)
+        Self::String(compact_str::CompactString::from_string_buffer(s))
     }
 }
 
@@ -321,6 +349,23 @@ impl<'de> Deserialize<'de> for Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_strings_are_inline_but_a_secrets_are_kept_in_buffers_of_their_own() {
+        let heap = |v: &Value| match v.reveal() {
+            Value::String(s) => s.is_heap_allocated(),
+            other => panic!("not a string: {other:?}"),
+        };
+        assert!(!heap(&Value::from("0644")), "a short copied string is inline");
+        assert!(heap(&Value::from(String::from("0644"))), "a String keeps its buffer");
+        let secret = Value::from("hunter2").sensitive();
+        assert!(heap(&secret), "made sensitive, a short string moves to a buffer");
+        assert!(heap(&secret.clone()), "and its copies too");
+        let nested = Value::List(vec![Value::from("pw")]).sensitive();
+        let Value::Sensitive(inner) = &nested else { panic!("sensitive") };
+        assert!(matches!(inner.reveal(), Value::List(l) if heap(&l[0])), "inside lists too");
+        assert_eq!(secret, Value::from("hunter2"), "the same content");
+    }
 
     #[test]
     fn sensitive_values_compare_by_content_and_never_show_it() {

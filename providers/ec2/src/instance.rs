@@ -88,7 +88,7 @@ pub fn digest_user_data(config: &mut Attributes) {
         && !v.is_sensitive()
     {
         let text = v.as_str().unwrap_or_default().to_string();
-        config.insert("user_data".into(), Value::String(format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes())))));
+        config.insert("user_data".into(), Value::from(format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes())))));
     }
 }
 

@@ -582,7 +582,7 @@ impl Provider for HostProvider {
         let to = rollback_target(t.host(), &gens, &current, get_str(&req.args, "to"))?;
         resources::release::switch(t.as_ref(), path, &to).await?;
         let mut a = now.attributes.clone();
-        a.insert("current".into(), Value::String(to));
+        a.insert("current".into(), Value::from(to));
         // The next plan sees a change and moves the release forward again.
         Ok(switched("current", Observed { id: None, attributes: a }, true))
     }

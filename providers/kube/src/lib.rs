@@ -941,7 +941,7 @@ impl KubeProvider {
         let conn = self.clusters.get(&target, &self.root).await?;
         let version = cluster::retried(|| conn.client.apiserver_version()).await.map_err(|e| conn.error(&e, "asking its version"))?;
         let mut attrs = cluster_record(config);
-        attrs.insert("server_version".into(), Value::String(version.git_version));
+        attrs.insert("server_version".into(), Value::from(version.git_version));
         Ok(Observed { id: None, attributes: attrs })
     }
 

@@ -306,7 +306,7 @@ impl Provider for FakeProvider {
         self.shared.planning.fetch_sub(1, Ordering::SeqCst);
         let before = req.observed.as_ref().map(|o| {
             let mut a = o.attributes.clone();
-            a.insert("id".into(), o.id.clone().map_or(Value::Null, Value::String));
+            a.insert("id".into(), o.id.clone().map_or(Value::Null, Value::from));
             a
         });
         let Some(config) = &req.config else {
@@ -365,7 +365,7 @@ impl Provider for FakeProvider {
             _ => format!("fake-{}", self.shared.next_id.fetch_add(1, Ordering::SeqCst) + 1),
         };
         let mut attributes = stored(&config);
-        attributes.insert("id".into(), Value::String(id.clone()));
+        attributes.insert("id".into(), Value::from(id.clone()));
         let obs = Observed { id: Some(id), attributes };
         if config.get("partial") == Some(&Value::Bool(true)) {
             let mut e = ProviderError::terminal(format!("injected failure after creating {addr}"));

@@ -94,8 +94,8 @@ pub async fn apply(t: &dyn Transport, req: &ApplyRequest) -> Result<Option<Obser
     // What it printed is kept with its record, bounded (the engine removes secrets from it).
     let mut attributes = shown(config);
     attributes.insert("exit_status".into(), Value::Int(i64::from(out.status)));
-    attributes.insert("stdout".into(), Value::String(tail(&out.stdout, OUTPUT_KEPT)));
-    attributes.insert("stderr".into(), Value::String(tail(&out.stderr, OUTPUT_KEPT)));
+    attributes.insert("stdout".into(), Value::from(tail(&out.stdout, OUTPUT_KEPT)));
+    attributes.insert("stderr".into(), Value::from(tail(&out.stderr, OUTPUT_KEPT)));
     Ok(Some(Observed { id: None, attributes }))
 }
 

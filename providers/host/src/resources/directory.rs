@@ -39,7 +39,7 @@ pub fn observed(stat: &PathStat) -> Option<Observed> {
     let ft = stat.file_type?;
     let mut a = Attributes::new();
     a.insert("path".into(), Value::from(stat.path.as_str()));
-    a.insert("mode".into(), Value::from(format_mode(stat.mode)));
+    a.insert("mode".into(), Value::from(format_mode(stat.mode).as_str()));
     a.insert("owner".into(), Value::from(stat.owner.as_str()));
     a.insert("group".into(), Value::from(stat.group.as_str()));
     if ft != FileType::Directory {

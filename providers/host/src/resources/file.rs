@@ -78,12 +78,13 @@ pub fn observed_taking(stat: &mut PathStat) -> Option<Observed> {
 fn observed_of(stat: &PathStat, (path, owner, group, sha256): (String, String, String, Option<String>)) -> Option<Observed> {
     let ft = stat.file_type?;
     let mut a = Attributes::with_capacity(if ft == FileType::File { 6 } else { 5 });
-    a.insert("path".into(), Value::String(path));
-    a.insert("mode".into(), Value::from(format_mode(stat.mode)));
-    a.insert("owner".into(), Value::String(owner));
-    a.insert("group".into(), Value::String(group));
+    a.insert("path".into(), Value::from(path));
+    // Modes and names are short: stored inline, without an allocation each.
+    a.insert("mode".into(), Value::from(format_mode(stat.mode).as_str()));
+    a.insert("owner".into(), Value::from(owner.as_str()));
+    a.insert("group".into(), Value::from(group.as_str()));
     if ft == FileType::File {
-        a.insert("sha256".into(), sha256.map_or(Value::Null, Value::String));
+        a.insert("sha256".into(), sha256.map_or(Value::Null, Value::from));
         a.insert("size".into(), Value::Int(i64::try_from(stat.size).unwrap_or(i64::MAX)));
     } else {
         a.insert("type".into(), Value::from(type_name(ft)));
@@ -139,7 +140,7 @@ fn desired(config: &Attributes, observed: Option<&Observed>, root: &Path) -> Res
     let secret = is_secret(config);
     let mark = |v: Value| if secret { v.sensitive() } else { v };
     if let Some(bytes) = desired_content(config, root)? {
-        a.insert("sha256".into(), mark(Value::String(sha256_hex(&bytes))));
+        a.insert("sha256".into(), mark(Value::from(sha256_hex(&bytes))));
         a.insert("size".into(), mark(Value::Int(i64::try_from(bytes.len()).unwrap_or(i64::MAX))));
     } else {
         a.insert("sha256".into(), Value::Unknown);

@@ -42,7 +42,7 @@ pub fn rendered(config: &Attributes, target: Option<&tend_provider::Target>) -> 
             if ctx.unknown {
                 out.insert(field.into(), Value::Unknown);
             } else {
-                out.insert(field.into(), Value::String(ctx.render(text, &format!("`{field}`"))?));
+                out.insert(field.into(), Value::from(ctx.render(text, &format!("`{field}`"))?));
             }
         }
     }
@@ -76,8 +76,8 @@ pub fn observed(stat: &PathStat, config: Option<&Attributes>) -> Option<Observed
     }
     let text = String::from_utf8_lossy(stat.content.as_deref().unwrap_or_default()).into_owned();
     let current = config.and_then(|c| current_line(&text, c));
-    a.insert("line".into(), current.map_or(Value::Null, Value::String));
-    a.insert("mode".into(), Value::from(format_mode(stat.mode)));
+    a.insert("line".into(), current.map_or(Value::Null, Value::from));
+    a.insert("mode".into(), Value::from(format_mode(stat.mode).as_str()));
     Some(Observed { id: None, attributes: a })
 }
 

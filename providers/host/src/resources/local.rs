@@ -39,7 +39,7 @@ fn hostname() -> String {
 /// The attributes a local host has.
 pub fn attributes(config: &Attributes) -> Attributes {
     let mut a = Attributes::new();
-    a.insert("hostname".into(), Value::String(hostname()));
+    a.insert("hostname".into(), Value::from(hostname()));
     a.insert("labels".into(), config.get("labels").cloned().unwrap_or(Value::Map(tend_provider::Map::new())));
     for f in ["vars", "generations", "health", "command_timeout"] {
         if let Some(v) = config.get(f) {

@@ -63,7 +63,7 @@ pub fn observed(stdout: &str, names: &[String]) -> Observed {
         .map(|n| Value::from(n.as_str()))
         .collect();
     let mut a = Attributes::new();
-    a.insert("manager".into(), Value::String(manager));
+    a.insert("manager".into(), Value::from(manager));
     a.insert("installed".into(), Value::List(installed));
     Observed { id: None, attributes: a }
 }

@@ -129,7 +129,7 @@ pub fn plan(req: &PlanRequest, root: &Path) -> Result<PlannedChange, ProviderErr
     let generation_id = generation(root, required_str(config, "source")?)?;
     let mut after = Attributes::new();
     after.insert("path".into(), config.get("path").cloned().unwrap_or(Value::Null));
-    after.insert("current".into(), Value::String(generation_id));
+    after.insert("current".into(), Value::from(generation_id));
     let before = super::before_for(observed, &after);
     let action = super::converge_action(observed.is_some(), req.prior.is_some(), &before, &after);
     Ok(PlannedChange { before, after, ..PlannedChange::new(action) })
@@ -195,7 +195,7 @@ pub async fn apply(t: &dyn Transport, req: &ApplyRequest, root: &Path) -> Result
     let gens: Vec<Value> = out.stdout.lines().filter(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_hexdigit())).map(Value::from).collect();
     let mut a = Attributes::new();
     a.insert("path".into(), Value::from(path));
-    a.insert("current".into(), Value::String(generation_id));
+    a.insert("current".into(), Value::from(generation_id));
     a.insert("generations".into(), Value::List(gens));
     Ok(Some(Observed { id: None, attributes: a }))
 }

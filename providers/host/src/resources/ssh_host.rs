@@ -172,7 +172,7 @@ pub fn plan(req: &PlanRequest) -> PlannedChange {
 pub fn observed(config: &Attributes, trusted_key: Option<String>) -> Observed {
     let mut attributes = shown(config);
     if let Some(k) = trusted_key {
-        attributes.insert("trusted_key".into(), Value::String(k));
+        attributes.insert("trusted_key".into(), Value::from(k));
     }
     Observed { id: None, attributes }
 }

@@ -158,7 +158,7 @@ pub fn as_file(config: &Attributes, target: Option<&Target>, root: &Path) -> Res
     }
     let text = fs_err::read_to_string(tend_provider::resolve_inside(root, src)?)
         .map_err(|e| ProviderError::terminal(format!("template `{src}` cannot be read")).with_source(e))?;
-    let content = Value::String(ctx.render(&text, &format!("template `{src}`"))?);
+    let content = Value::from(ctx.render(&text, &format!("template `{src}`"))?);
     file.insert("content".into(), if ctx.sensitive { content.sensitive() } else { content });
     Ok(Some(file))
 }
