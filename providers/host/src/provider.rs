@@ -229,16 +229,17 @@ impl HostProvider {
     async fn read_host_bounded(
         &self,
         limit: &tokio::sync::Semaphore,
-        items: Vec<&ReadItem>,
+        mut items: Vec<&mut ReadItem>,
     ) -> Result<Vec<Result<Option<Observed>, ProviderError>>, ProviderError> {
         let _permit = limit.acquire().await.expect("the semaphore is never closed");
-        self.read_host(&items).await
+        self.read_host(&mut items).await
     }
 
     /// Observe every item placed on one host: one `observe` call (one round trip) for all of
     /// them, or on a transport where calls cost nothing (the local host) one per batch, so that
-    /// the stats of a large read are not all held at once.
-    async fn read_host(&self, items: &[&ReadItem]) -> Result<Vec<Result<Option<Observed>, ProviderError>>, ProviderError> {
+    /// the stats of a large read are not all held at once. What an item's observation no longer
+    /// needs (its evaluated config, its record) is dropped as soon as it is made.
+    async fn read_host(&self, items: &mut [&mut ReadItem]) -> Result<Vec<Result<Option<Observed>, ProviderError>>, ProviderError> {
         // A host whose address is only known after apply holds nothing we could observe yet.
         if items[0].target.as_ref().is_some_and(|t| t.attributes.values().any(|v| !v.is_known())) {
             return Ok(items.iter().map(|_| Ok(None)).collect());
@@ -248,7 +249,7 @@ impl HostProvider {
         let mut out = Vec::with_capacity(items.len());
         let mut claims = Claims::default();
         let size = transport.observe_batch().max(1);
-        for (n, batch) in items.chunks(size).enumerate() {
+        for (n, batch) in items.chunks_mut(size).enumerate() {
             self.read_batch(batch, n * size, transport.as_ref(), generations.as_ref(), &mut out, &mut claims).await?;
         }
         self.symlinked_conflicts(items, &claims, &mut out);
@@ -259,7 +260,7 @@ impl HostProvider {
     /// their observations to `out` and where their claimed paths land to `claims`.
     async fn read_batch(
         &self,
-        items: &[&ReadItem],
+        items: &mut [&mut ReadItem],
         first: usize,
         transport: &dyn crate::transport::Transport,
         generations: Option<&generation::Settings>,
@@ -271,7 +272,7 @@ impl HostProvider {
         // Per item: its stat, its copy's stat (a staged file on a host that keeps generations:
         // its link and the copy in `current`), its probe's output, whether its path is a claim.
         let mut slots: Vec<Slots> = Vec::with_capacity(items.len());
-        for item in items {
+        for item in items.iter() {
             let kind = Self::kind(&item.addr)?;
             let mut want = kind.observe(item);
             let copy = match (generations, &mut want.path) {
@@ -302,7 +303,7 @@ impl HostProvider {
                 claims.note(&stats[stat], first + i);
             }
         }
-        for (item, &(stat, copy, probe, _)) in items.iter().zip(&slots) {
+        for (item, &(stat, copy, probe, _)) in items.iter_mut().zip(&slots) {
             let (stat, copy) = match (stat, copy) {
                 (Some(i), Some(j)) => {
                     let [s, c] = stats.get_disjoint_mut([i, j]).map_err(|e| ProviderError::terminal(format!("stat slots overlap: {e}")))?;
@@ -314,6 +315,8 @@ impl HostProvider {
             };
             let seen = Seen { stat, copy, probed: probe.map(|i| probe_out[i].as_str()) };
             out.push(Self::kind(&item.addr)?.observed(item, seen, transport).await);
+            item.config = None;
+            item.prior = None;
         }
         Ok(())
     }
@@ -321,37 +324,40 @@ impl HostProvider {
     /// Two resources whose paths differ in config but are one file on the host (a directory on
     /// the way is a symlink) would undo each other on every apply: each is a conflict naming
     /// the other. Paths equal in config are the engine's to report.
-    fn symlinked_conflicts(&self, items: &[&ReadItem], claims: &Claims, out: &mut [Result<Option<Observed>, ProviderError>]) {
+    fn symlinked_conflicts(&self, items: &[&mut ReadItem], claims: &Claims, out: &mut [Result<Option<Observed>, ProviderError>]) {
         // Without a symlink on the way every claimed path lands where it says: distinct paths
         // are distinct files (and equal ones are the engine's to report).
         if claims.linked.is_empty() {
             return;
         }
-        let linked: HashMap<usize, &str> = claims.linked.iter().map(|(i, real)| (*i, real.as_str())).collect();
-        let lexical: HashMap<usize, String> = claims
-            .claimed
-            .iter()
-            .filter_map(|&i| Some((i, tend_provider::normalise_path(&Self::kind(&items[i].addr).ok()?.observe(items[i]).path?.path))))
-            .collect();
-        let mut by_real: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-        for (&i, path) in &lexical {
-            by_real.entry(linked.get(&i).copied().unwrap_or(path.as_str())).or_default().push(i);
+        // Each file reached through a link, with every item that lands on it and the path that
+        // item gives: a linked item its own; any other item whose path is that file, that path
+        // (its configured path is gone by now; the hash of it was kept).
+        let mut by_real: BTreeMap<&str, Vec<(usize, &str)>> = BTreeMap::new();
+        for l in &claims.linked {
+            by_real.entry(l.real.as_str()).or_default().push((l.item, l.lexical.as_str()));
+        }
+        let reals: HashMap<u64, &str> = claims.linked.iter().map(|l| (path_hash(&l.real), l.real.as_str())).collect();
+        for &(i, h) in &claims.claimed {
+            if let Some(real) = reals.get(&h)
+                && !claims.linked.iter().any(|l| l.item == i)
+            {
+                by_real.entry(real).or_default().push((i, real));
+            }
         }
         let claim = |i: usize| {
             self.kinds.iter().find(|k| k.kind == &*items[i].addr.kind).and_then(|k| k.fields.iter().find(|f| f.name == "path")).and_then(|f| f.claim)
         };
         for (real, mut who) in by_real {
             who.sort_unstable();
-            let lexical = |i: usize| lexical.get(&i).map(String::as_str).unwrap_or_default();
-            if who.len() < 2 || who.iter().all(|&i| lexical(i) == lexical(who[0])) || who.iter().all(|&i| claim(i) != Some(tend_provider::Claim::Exclusive)) {
+            if who.len() < 2 || who.iter().all(|&(_, p)| p == who[0].1) || who.iter().all(|&(i, _)| claim(i) != Some(tend_provider::Claim::Exclusive)) {
                 continue;
             }
-            for &i in &who {
-                let others: Vec<String> = who.iter().filter(|&&j| j != i).map(|&j| format!("`{}` ({})", items[j].addr, lexical(j))).collect();
+            for &(i, lexical) in &who {
+                let others: Vec<String> = who.iter().filter(|&&(j, _)| j != i).map(|&(j, p)| format!("`{}` ({p})", items[j].addr)).collect();
                 let host = items[i].target.as_ref().map(|t| t.addr.to_string()).unwrap_or_default();
                 out[i] = Err(ProviderError::conflict(format!(
-                    "{} and the path of {} are one file on `{host}`, {real}, through a symlink: each apply would undo the other",
-                    lexical(i),
+                    "{lexical} and the path of {} are one file on `{host}`, {real}, through a symlink: each apply would undo the other",
                     others.join(" and ")
                 ))
                 .with_hint("keep one resource per file: merge them, or point them at different files"));
@@ -364,10 +370,28 @@ impl HostProvider {
 /// a symlink land on the host.
 #[derive(Default)]
 struct Claims {
-    /// The items (places in the read) whose claimed path was observed with its directory resolved.
-    claimed: Vec<usize>,
-    /// Of those, the ones that land elsewhere than they say: the path they land on.
-    linked: Vec<(usize, String)>,
+    /// The items (places in the read) whose claimed path was observed with its directory
+    /// resolved, each with a hash of that path (normalised): all a plan without symlinks keeps.
+    claimed: Vec<(usize, u64)>,
+    /// Of those, the ones that land elsewhere than they say.
+    linked: Vec<Linked>,
+}
+
+/// A claimed path reached through a symlink.
+struct Linked {
+    /// The item's place in the read.
+    item: usize,
+    /// Its path as written (normalised).
+    lexical: String,
+    /// Where it lands.
+    real: String,
+}
+
+/// A hash of a path, to find which claimed path is the file a link leads to (a collision could
+/// only report a conflict that is not there, never miss one).
+fn path_hash(path: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(path)
 }
 
 impl Claims {
@@ -375,10 +399,11 @@ impl Claims {
     fn note(&mut self, stat: &crate::transport::PathStat, item: usize) {
         let Some(name) = std::path::Path::new(&stat.path).file_name().and_then(|n| n.to_str()) else { return };
         let Some(real_dir) = stat.real_dir.as_deref() else { return };
-        self.claimed.push(item);
+        let lexical = tend_provider::normalise_path(&stat.path);
+        self.claimed.push((item, path_hash(&lexical)));
         let real = tend_provider::normalise_path(&format!("{real_dir}/{name}"));
-        if real != tend_provider::normalise_path(&stat.path) {
-            self.linked.push((item, real));
+        if real != lexical {
+            self.linked.push(Linked { item, lexical, real });
         }
     }
 }
@@ -418,10 +443,17 @@ impl Provider for HostProvider {
 
     async fn read(&self, req: ReadRequest) -> Vec<Result<Option<Observed>, ProviderError>> {
         let mut results: Vec<Option<Result<Option<Observed>, ProviderError>>> = req.items.iter().map(|_| None).collect();
-        let mut by_host: BTreeMap<ResourceAddr, Vec<usize>> = BTreeMap::new();
-        for (i, item) in req.items.iter().enumerate() {
-            match (&item.target, Self::kind(&item.addr)) {
-                (Some(t), Ok(k)) if !k.is_host() => by_host.entry(t.addr.clone()).or_default().push(i),
+        let mut req = req;
+        // Per host: the places of its items in the read, and the items (each host's reader
+        // drops what an item no longer needs once it is observed).
+        let mut by_host: BTreeMap<ResourceAddr, (Vec<usize>, Vec<&mut ReadItem>)> = BTreeMap::new();
+        for (i, item) in req.items.iter_mut().enumerate() {
+            match (item.target.as_ref().map(|t| t.addr.clone()), Self::kind(&item.addr)) {
+                (Some(t), Ok(k)) if !k.is_host() => {
+                    let (places, items) = by_host.entry(t).or_default();
+                    places.push(i);
+                    items.push(item);
+                }
                 (_, Ok(_)) => results[i] = Some(Ok(None)),
                 (_, Err(e)) => results[i] = Some(Err(e)),
             }
@@ -430,12 +462,13 @@ impl Provider for HostProvider {
         // and one command.
         let limit = tokio::sync::Semaphore::new(hosts_at_once(by_host.len()));
         let mut pending = Vec::with_capacity(by_host.len());
-        for indices in by_host.values() {
-            let items: Vec<&ReadItem> = indices.iter().map(|i| &req.items[*i]).collect();
+        let mut places = Vec::with_capacity(by_host.len());
+        for (indices, items) in by_host.into_values() {
+            places.push(indices);
             pending.push(self.read_host_bounded(&limit, items));
         }
         let observed = futures_util::future::join_all(pending).await;
-        for (indices, result) in by_host.values().zip(observed) {
+        for (indices, result) in places.iter().zip(observed) {
             match result {
                 Ok(found) => {
                     for (i, r) in indices.iter().zip(found) {

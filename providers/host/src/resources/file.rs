@@ -62,29 +62,19 @@ pub fn observe_path(config: Option<&Attributes>, prior: Option<&Attributes>) -> 
     prior.and_then(|p| get_str(p, "path")).or_else(|| config.and_then(|c| get_str(c, "path"))).map(str::to_string)
 }
 
-/// Turn a stat into observed attributes.
+/// Turn a stat into observed attributes. Its strings are copied, not taken: a stat is made on
+/// a thread of the blocking pool, and what it holds is freed there once its batch is observed,
+/// where an observation lives on (until planned) in the memory of the thread that plans.
 pub fn observed(stat: &PathStat) -> Option<Observed> {
-    let strings = (stat.path.clone(), stat.owner.clone(), stat.group.clone(), stat.sha256.clone());
-    observed_of(stat, strings)
-}
-
-/// Turn a stat into observed attributes, taking its strings (it is left without them).
-pub fn observed_taking(stat: &mut PathStat) -> Option<Observed> {
-    let strings = (std::mem::take(&mut stat.path), std::mem::take(&mut stat.owner), std::mem::take(&mut stat.group), stat.sha256.take());
-    observed_of(stat, strings)
-}
-
-/// The attributes of `stat`, with its path, owner, group and hash given apart.
-fn observed_of(stat: &PathStat, (path, owner, group, sha256): (String, String, String, Option<String>)) -> Option<Observed> {
     let ft = stat.file_type?;
     let mut a = Attributes::with_capacity(if ft == FileType::File { 6 } else { 5 });
-    a.insert("path".into(), Value::from(path));
+    a.insert("path".into(), Value::from(stat.path.as_str()));
     // Modes and names are short: stored inline, without an allocation each.
     a.insert("mode".into(), Value::from(format_mode(stat.mode).as_str()));
-    a.insert("owner".into(), Value::from(owner.as_str()));
-    a.insert("group".into(), Value::from(group.as_str()));
+    a.insert("owner".into(), Value::from(stat.owner.as_str()));
+    a.insert("group".into(), Value::from(stat.group.as_str()));
     if ft == FileType::File {
-        a.insert("sha256".into(), sha256.map_or(Value::Null, Value::from));
+        a.insert("sha256".into(), stat.sha256.as_deref().map_or(Value::Null, Value::from));
         a.insert("size".into(), Value::Int(i64::try_from(stat.size).unwrap_or(i64::MAX)));
     } else {
         a.insert("type".into(), Value::from(type_name(ft)));
@@ -355,6 +345,6 @@ pub fn observe_file(item: &tend_provider::ReadItem, hash: bool) -> super::Observ
 pub fn observed_file(seen: super::Seen<'_>) -> Option<Observed> {
     match seen.copy {
         Some(copy) => seen.stat.and_then(|live| crate::generation::observed(live, copy)),
-        None => seen.stat.and_then(observed_taking),
+        None => seen.stat.as_deref().and_then(observed),
     }
 }
