@@ -339,7 +339,7 @@ impl Ctx {
             inputs_hash: hash.into(),
             attributes: Arc::new(attributes),
             target: c.target.clone(),
-            dependencies: c.depends_on.clone(),
+            dependencies: c.depends_on.to_vec(),
             prevent_destroy: c.lifecycle.prevent_destroy,
             updated_at: now_rfc3339().into(),
         }

@@ -141,7 +141,7 @@ fn schedule(plan: &Plan) -> Schedule {
     let mut steps: Vec<Step> = (0..n).map(Step::Main).collect();
     let mut waits_on: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); n];
     for (i, c) in plan.changes.iter().enumerate() {
-        for d in &c.depends_on {
+        for d in c.depends_on.iter() {
             let Some(&j) = index.get(d) else { continue };
             if c.action == Action::Delete && c.target.as_ref() == Some(d) && plan.changes[j].action != Action::Delete {
                 // Deleted from a target that stays: its values (how to reach it) are known once

@@ -105,8 +105,9 @@ pub struct Change {
     pub note: Option<String>,
     /// Drift found and left alone because of `drift = "report"`.
     pub drift_reported: bool,
-    /// Direct dependencies (instance addresses).
-    pub depends_on: Vec<ResourceAddr>,
+    /// Direct dependencies (instance addresses). Shared: the changes of a plan name a few
+    /// lists many times over (every file on one host depends on that host).
+    pub depends_on: std::sync::Arc<[ResourceAddr]>,
     /// Dependencies through address-list fields (`on_change`).
     pub trigger_deps: Vec<ResourceAddr>,
     /// What it depended on at its last apply and no longer does: a deletion of one of them

@@ -85,6 +85,7 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
     let mut planned_errors: Vec<(usize, PlanError)> = Vec::new();
     let mut unplanned: Vec<(usize, PlanError)> = Vec::new();
     let mut unobservable: BTreeSet<ResourceAddr> = BTreeSet::new();
+    let mut dependency_lists: HashSet<Arc<[ResourceAddr]>> = HashSet::new();
     // At most this many plan calls of one provider at a time.
     let limits: HashMap<&str, tokio::sync::Semaphore> =
         input.providers.keys().map(|name| (name.as_str(), tokio::sync::Semaphore::new(PLAN_CALLS_PER_PROVIDER))).collect();
@@ -163,7 +164,8 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
         while let Some((pos, n, result)) = planned.next().await {
             let addr = &input.graph.graph[n].addr;
             match result {
-                Ok((change, values)) => {
+                Ok((mut change, values)) => {
+                    change.depends_on = shared_list(&mut dependency_lists, change.depends_on);
                     learned.push((addr, change.action, values));
                     changes.push((pos, change));
                 }
@@ -332,6 +334,15 @@ fn eval_error(addr: &ResourceAddr, e: &super::EvalError) -> PlanError {
     PlanError { kind: ErrorKind::Terminal, addr: Some(addr.clone()), message: e.to_string(), hint }
 }
 
+/// `list`, or the equal list already in `lists` (then `list` is freed).
+fn shared_list(lists: &mut HashSet<Arc<[ResourceAddr]>>, list: Arc<[ResourceAddr]>) -> Arc<[ResourceAddr]> {
+    if let Some(known) = lists.get(&list) {
+        return known.clone();
+    }
+    lists.insert(list.clone());
+    list
+}
+
 /// Whether anything depends on this node (only then are its values kept for references).
 fn has_dependents(graph: &ResourceGraph, n: NodeIndex) -> bool {
     graph.graph.neighbors_directed(n, Direction::Outgoing).next().is_some()
@@ -413,7 +424,10 @@ async fn refresh(input: &PlanInput<'_>, order: &[NodeIndex], errors: &mut Vec<Pl
         places.push(pos);
         batch.items.push(ReadItem { addr: node.addr.clone(), prior: prior_of(record, config.as_ref(), &input.state.hmac_key), config, target });
     }
-    let mut tasks = tokio::task::JoinSet::new();
+    // The providers' reads run concurrently in this task, not spawned onto other threads: what
+    // they observe is then held in the memory of the thread that plans, which frees each
+    // observation once its instance is planned and reuses that memory for the plan.
+    let mut reads = Vec::with_capacity(batches.len());
     for (name, (req, places)) in batches {
         let Some(provider) = input.providers.get(&name).cloned() else {
             errors.push(PlanError {
@@ -424,17 +438,17 @@ async fn refresh(input: &PlanInput<'_>, order: &[NodeIndex], errors: &mut Vec<Pl
             });
             continue;
         };
-        tasks.spawn(async move {
+        reads.push(async move {
             let started = std::time::Instant::now();
             let results = provider.read(req).await;
             tracing::debug!(provider = %name, items = places.len(), duration_ms = started.elapsed().as_millis(), "refreshed");
-            places.into_iter().zip(results.into_iter().map(|r| r.map_err(Box::new))).collect::<Vec<_>>()
+            (places, results)
         });
     }
     let mut out: Vec<Option<ReadResult>> = std::iter::repeat_with(|| None).take(order.len()).collect();
-    while let Some(done) = tasks.join_next().await {
-        for (pos, result) in done.expect("refresh tasks do not panic") {
-            out[pos] = Some(result);
+    for (places, results) in futures_util::future::join_all(reads).await {
+        for (pos, result) in places.into_iter().zip(results) {
+            out[pos] = Some(result.map_err(Box::new));
         }
     }
     (out, cx)
