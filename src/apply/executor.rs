@@ -107,11 +107,13 @@ impl Ctx {
     /// What was recorded, with fingerprints of secret fields given back as the desired value
     /// where they match it (see [`crate::hash::reveal_prior`]).
     fn prior(&self, c: &Change, config: Option<&Attributes>) -> Option<PriorRecord> {
-        c.prior.as_ref().map(|a| PriorRecord { id: c.prior_id.clone(), attributes: crate::hash::reveal_prior(config, a, &self.hmac_key) })
+        c.prior
+            .as_ref()
+            .map(|a| PriorRecord { id: c.prior_id.as_deref().map(str::to_string), attributes: crate::hash::reveal_prior(config, a, &self.hmac_key) })
     }
 
     fn observed(c: &Change) -> Option<Observed> {
-        c.observed.as_ref().map(|a| Observed { id: c.observed_id.clone(), attributes: a.clone() })
+        c.observed.as_ref().map(|a| Observed { id: c.observed_id.as_deref().map(str::to_string), attributes: a.clone() })
     }
 
     /// Evaluate a change's config with every upstream value known.

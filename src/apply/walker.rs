@@ -478,25 +478,25 @@ mod tests {
             reason: ChangeReason::None,
             before: None,
             after: None,
-            requires_replace: Vec::new(),
-            triggered_by: Vec::new(),
+            requires_replace: thin_vec::ThinVec::new(),
+            triggered_by: thin_vec::ThinVec::new(),
             note: None,
             drift_reported: false,
             depends_on: depends_on.iter().map(|d| d.parse().expect("address")).collect(),
-            trigger_deps: Vec::new(),
-            released: Vec::new(),
+            trigger_deps: thin_vec::ThinVec::new(),
+            released: thin_vec::ThinVec::new(),
             target: None,
             config: None,
             observed: None,
             observed_id: None,
             prior: None,
             prior_id: None,
-            lifecycle: crate::config::Lifecycle::default(),
+            lifecycle: std::sync::Arc::default(),
             staged: false,
             held_back: None,
             kind: None,
             runs: false,
-            content: Vec::new(),
+            content: thin_vec::ThinVec::new(),
         }
     }
 
@@ -555,7 +555,7 @@ mod tests {
         // A workload moves from the old config to the new one; the old goes after it.
         // Both live in a namespace that does not change (and so need not outlive anything).
         let mut web = change("fake.thing.web", Action::Update, &["fake.thing.cfg_new", "fake.thing.ns"]);
-        web.released = vec!["fake.thing.cfg_old".parse().expect("address")];
+        web.released = vec!["fake.thing.cfg_old".parse().expect("address")].into();
         let p = plan(vec![
             change("fake.thing.ns", Action::NoOp, &[]),
             change("fake.thing.cfg_new", Action::Create, &["fake.thing.ns"]),
@@ -567,7 +567,7 @@ mod tests {
         assert_eq!(s[3], ("main:fake.thing.cfg_old".to_string(), vec!["main:fake.thing.web".to_string()]));
         // An order that would close a cycle is not added.
         let mut a = change("fake.thing.a", Action::Update, &["fake.thing.b"]);
-        a.released = vec!["fake.thing.gone".parse().expect("address")];
+        a.released = vec!["fake.thing.gone".parse().expect("address")].into();
         let p = plan(vec![a, change("fake.thing.b", Action::Update, &[]), change("fake.thing.gone", Action::Delete, &["fake.thing.b"])]);
         assert_eq!(shape(&p)[2], ("main:fake.thing.gone".to_string(), vec![]), "b must outlive gone, and a waits for b");
     }

@@ -141,7 +141,7 @@ pub struct Field {
 }
 
 /// `lifecycle = { ... }`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Lifecycle {
     /// Build the replacement before deleting the old object.
     pub create_before_destroy: bool,

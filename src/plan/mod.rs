@@ -13,6 +13,7 @@ mod render_text;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use thin_vec::ThinVec;
 
 pub use eval::{EvalError, Resolver, eval_fields};
 pub use planner::{PlanInput, plan};
@@ -98,22 +99,22 @@ pub struct Change {
     /// Attributes after apply (`None` when deleted); unknown values are known after apply.
     pub after: Option<std::sync::Arc<Attributes>>,
     /// Fields forcing replacement.
-    pub requires_replace: Vec<String>,
+    pub requires_replace: ThinVec<String>,
     /// Upstream changes that trigger this one.
-    pub triggered_by: Vec<ResourceAddr>,
+    pub triggered_by: ThinVec<ResourceAddr>,
     /// A note from the provider or the engine.
-    pub note: Option<String>,
+    pub note: Option<Box<str>>,
     /// Drift found and left alone because of `drift = "report"`.
     pub drift_reported: bool,
     /// Direct dependencies (instance addresses). Shared: the changes of a plan name a few
     /// lists many times over (every file on one host depends on that host).
     pub depends_on: std::sync::Arc<[ResourceAddr]>,
     /// Dependencies through address-list fields (`on_change`).
-    pub trigger_deps: Vec<ResourceAddr>,
+    pub trigger_deps: ThinVec<ResourceAddr>,
     /// What it depended on at its last apply and no longer does: a deletion of one of them
     /// waits for this change (a workload moves to a new config map before the old one goes).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub released: Vec<ResourceAddr>,
+    #[serde(default, skip_serializing_if = "ThinVec::is_empty")]
+    pub released: ThinVec<ResourceAddr>,
     /// The target the instance lives on.
     pub target: Option<ResourceAddr>,
     /// Config expressions, evaluated again at apply (`None` for removed resources, and for
@@ -122,13 +123,13 @@ pub struct Change {
     /// What refresh observed (`None` for no-ops).
     pub observed: Option<Attributes>,
     /// Remote id observed.
-    pub observed_id: Option<String>,
+    pub observed_id: Option<Box<str>>,
     /// Attributes recorded at the last apply (shared with the state snapshot).
     pub prior: Option<std::sync::Arc<Attributes>>,
     /// Remote id recorded at the last apply.
-    pub prior_id: Option<String>,
-    /// Lifecycle settings.
-    pub lifecycle: Lifecycle,
+    pub prior_id: Option<Box<str>>,
+    /// Lifecycle settings (shared: most changes of a plan have the same).
+    pub lifecycle: std::sync::Arc<Lifecycle>,
     /// Takes effect when its target commits (a host's next generation of files).
     #[serde(default)]
     pub staged: bool,
@@ -145,7 +146,7 @@ pub struct Change {
     /// What changes inside content (a file's), for the text plan's diffs. Never saved with a
     /// plan file.
     #[serde(skip)]
-    pub content: Vec<tend_provider::ContentChange>,
+    pub content: ThinVec<tend_provider::ContentChange>,
 }
 
 impl Change {

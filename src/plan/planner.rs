@@ -11,6 +11,7 @@ use tend_provider::{
     Value,
 };
 use tend_state::{Record, RecordStatus, Snapshot};
+use thin_vec::ThinVec;
 
 use super::eval::{Resolver, eval_fields};
 use super::{Change, ChangeReason, PLAN_FORMAT, Plan, PlanError};
@@ -85,7 +86,9 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
     let mut planned_errors: Vec<(usize, PlanError)> = Vec::new();
     let mut unplanned: Vec<(usize, PlanError)> = Vec::new();
     let mut unobservable: BTreeSet<ResourceAddr> = BTreeSet::new();
+    // Lists and settings many changes hold alike, each kept once.
     let mut dependency_lists: HashSet<Arc<[ResourceAddr]>> = HashSet::new();
+    let mut lifecycles: HashSet<Arc<Lifecycle>> = HashSet::new();
     // At most this many plan calls of one provider at a time.
     let limits: HashMap<&str, tokio::sync::Semaphore> =
         input.providers.keys().map(|name| (name.as_str(), tokio::sync::Semaphore::new(PLAN_CALLS_PER_PROVIDER))).collect();
@@ -110,32 +113,33 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
                 blocked.insert(addr.clone());
                 continue;
             }
-            // Taken out of the map: each observation is used once, and freed as planning goes on.
-            let obs = match observed[pos].take() {
+            match &observed[pos] {
                 // The target shows the config contradicting itself (two resources that are one
                 // object there): an error of the plan, as a conflict found in the config is.
                 Some(Err(e)) if e.kind == ErrorKind::Conflict => {
-                    planned_errors.push((pos, provider_error(addr, &e, e.message.clone())));
+                    planned_errors.push((pos, provider_error(addr, e, e.message.clone())));
                     blocked.insert(addr.clone());
                     continue;
                 }
                 Some(Err(e)) => {
                     // One host that cannot be observed does not stop the others.
-                    unplanned.push((pos, provider_error(addr, &e, format!("cannot observe it: {e}"))));
+                    unplanned.push((pos, provider_error(addr, e, format!("cannot observe it: {e}"))));
                     unobservable.insert(addr.clone());
                     blocked.insert(addr.clone());
                     continue;
                 }
-                Some(Ok(o)) => o,
-                None => None,
-            };
-            ready.push((pos, n, obs));
+                _ => {}
+            }
+            ready.push((pos, n));
         }
         // Plan the wave concurrently, bounded per provider, and a bounded number of instances in
         // flight so that memory stays flat; results come back in order.
         let (known_now, actions_now) = (&known, &actions);
         let mut planned = futures_util::stream::iter(ready)
-            .map(|(pos, n, obs)| {
+            .map(|(pos, n)| {
+                // Taken as it is planned: each observation is used once, and freed as planning
+                // goes on.
+                let obs = observed[pos].take().and_then(Result::ok).flatten();
                 let input = &input;
                 let limits = &limits;
                 async move {
@@ -165,8 +169,12 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
             let addr = &input.graph.graph[n].addr;
             match result {
                 Ok((mut change, values)) => {
-                    change.depends_on = shared_list(&mut dependency_lists, change.depends_on);
-                    learned.push((addr, change.action, values));
+                    change.depends_on = shared(&mut dependency_lists, change.depends_on);
+                    change.lifecycle = shared(&mut lifecycles, change.lifecycle);
+                    // Only what something downstream reads (most instances: nothing).
+                    if let Some(values) = values {
+                        learned.push((addr, change.action, values));
+                    }
                     changes.push((pos, change));
                 }
                 Err(e) => {
@@ -179,10 +187,8 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
         for (addr, action, values) in learned {
             // Values are kept exactly where something depends on the instance: that is also
             // where its action is read (a target being replaced, a trigger).
-            if let Some(values) = values {
-                known.insert(addr.clone(), Arc::new(values));
-                actions.insert(addr.clone(), action);
-            }
+            known.insert(addr.clone(), Arc::new(values));
+            actions.insert(addr.clone(), action);
         }
     }
     changes.sort_unstable_by_key(|(pos, _)| *pos);
@@ -334,13 +340,13 @@ fn eval_error(addr: &ResourceAddr, e: &super::EvalError) -> PlanError {
     PlanError { kind: ErrorKind::Terminal, addr: Some(addr.clone()), message: e.to_string(), hint }
 }
 
-/// `list`, or the equal list already in `lists` (then `list` is freed).
-fn shared_list(lists: &mut HashSet<Arc<[ResourceAddr]>>, list: Arc<[ResourceAddr]>) -> Arc<[ResourceAddr]> {
-    if let Some(known) = lists.get(&list) {
-        return known.clone();
+/// `value`, or the equal one already in `known` (then `value` is freed).
+fn shared<T: ?Sized + Eq + std::hash::Hash>(known: &mut HashSet<Arc<T>>, value: Arc<T>) -> Arc<T> {
+    if let Some(same) = known.get(&value) {
+        return same.clone();
     }
-    lists.insert(list.clone());
-    list
+    known.insert(value.clone());
+    value
 }
 
 /// Whether anything depends on this node (only then are its values kept for references).
@@ -662,29 +668,29 @@ async fn plan_desired(
         reason: decided.reason,
         before,
         after: Some(after),
-        requires_replace: decided.requires_replace,
-        triggered_by: decided.triggered_by,
-        note: decided.note,
+        requires_replace: decided.requires_replace.into(),
+        triggered_by: decided.triggered_by.into(),
+        note: decided.note.map(String::into_boxed_str),
         drift_reported: decided.drift_reported,
         released: record
             .filter(|_| decided.action != Action::NoOp)
             .map(|r| r.dependencies.iter().filter(|d| !deps.iter().any(|(a, _)| a == *d)).cloned().collect())
             .unwrap_or_default(),
         depends_on: deps.iter().map(|(a, _)| a.clone()).collect(),
-        trigger_deps,
+        trigger_deps: trigger_deps.into(),
         target: node.target.clone(),
         config: keep.then_some(exprs),
         observed: observed.as_ref().filter(|_| decided.action != Action::NoOp).map(|o| o.attributes.clone()),
-        observed_id: observed.and_then(|o| o.id),
+        observed_id: observed.and_then(|o| o.id).map(String::into_boxed_str),
         prior: record.filter(|_| keep_prior).map(|r| r.attributes.clone()),
-        prior_id: record.and_then(|r| r.remote_id.clone()),
+        prior_id: record.and_then(|r| r.remote_id.as_deref()).map(Box::from),
         // The resource's `timeout`, else what the instance's own kind says.
-        lifecycle: Lifecycle { timeout_secs: res.lifecycle.timeout_secs.or(node.timeout_secs), ..res.lifecycle.clone() },
+        lifecycle: Arc::new(Lifecycle { timeout_secs: res.lifecycle.timeout_secs.or(node.timeout_secs), ..res.lifecycle.clone() }),
         staged: decided.staged,
         held_back,
         kind: node.kind.as_deref().map(str::to_string),
         runs: kind_schema(input.providers, addr).is_some_and(|k| k.runs),
-        content: if decided.action == Action::NoOp && held_back.is_none() { Vec::new() } else { decided.content },
+        content: if decided.action == Action::NoOp && held_back.is_none() { ThinVec::new() } else { decided.content.into() },
     };
     Ok((change, values))
 }
@@ -812,25 +818,25 @@ async fn plan_orphan(
         reason: ChangeReason::Removed,
         before: Some(if planned.before.is_empty() { record.attributes.clone() } else { Arc::new(planned.before) }),
         after: None,
-        requires_replace: Vec::new(),
-        triggered_by: Vec::new(),
-        note: planned.note,
+        requires_replace: ThinVec::new(),
+        triggered_by: ThinVec::new(),
+        note: planned.note.map(String::into_boxed_str),
         drift_reported: false,
         depends_on: deps.iter().map(|(a, _)| a.clone()).collect(),
-        trigger_deps: Vec::new(),
-        released: Vec::new(),
+        trigger_deps: ThinVec::new(),
+        released: ThinVec::new(),
         target: node.target.clone(),
         config: None,
         observed: observed.as_ref().map(|o| o.attributes.clone()),
-        observed_id: observed.and_then(|o| o.id),
+        observed_id: observed.and_then(|o| o.id).map(String::into_boxed_str),
         prior: Some(record.attributes.clone()),
-        prior_id: record.remote_id.clone(),
-        lifecycle: Lifecycle { prevent_destroy: record.prevent_destroy, ..Lifecycle::default() },
+        prior_id: record.remote_id.as_deref().map(Box::from),
+        lifecycle: Arc::new(Lifecycle { prevent_destroy: record.prevent_destroy, ..Lifecycle::default() }),
         staged: planned.staged,
         held_back: None,
         kind: None,
         runs: false,
-        content: Vec::new(),
+        content: ThinVec::new(),
     };
     Ok((change, (*record.attributes).clone()))
 }
