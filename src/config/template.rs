@@ -19,7 +19,7 @@ pub struct Scope<'a> {
 /// Parse one string into an expression. `$${` writes a literal `${`.
 pub fn parse(text: &str, span: Span, scope: &Scope<'_>) -> Result<Expr, Diagnostic> {
     if !text.contains("${") {
-        return Ok(Expr::Literal(Value::from(text.to_string())));
+        return Ok(Expr::Literal(Value::from(text)));
     }
     let mut parts: Vec<Part> = Vec::new();
     let mut lit = String::new();

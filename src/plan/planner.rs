@@ -169,8 +169,8 @@ pub async fn plan(input: PlanInput<'_>) -> Plan {
             let addr = &input.graph.graph[n].addr;
             match result {
                 Ok((mut change, values)) => {
-                    change.depends_on = shared(&mut dependency_lists, change.depends_on);
-                    change.lifecycle = shared(&mut lifecycles, change.lifecycle);
+                    change.depends_on = tend_provider::shared(&mut dependency_lists, change.depends_on);
+                    change.lifecycle = tend_provider::shared(&mut lifecycles, change.lifecycle);
                     // Only what something downstream reads (most instances: nothing).
                     if let Some(values) = values {
                         learned.push((addr, change.action, values));
@@ -338,15 +338,6 @@ fn eval_error(addr: &ResourceAddr, e: &super::EvalError) -> PlanError {
         _ => None,
     };
     PlanError { kind: ErrorKind::Terminal, addr: Some(addr.clone()), message: e.to_string(), hint }
-}
-
-/// `value`, or the equal one already in `known` (then `value` is freed).
-fn shared<T: ?Sized + Eq + std::hash::Hash>(known: &mut HashSet<Arc<T>>, value: Arc<T>) -> Arc<T> {
-    if let Some(same) = known.get(&value) {
-        return same.clone();
-    }
-    known.insert(value.clone());
-    value
 }
 
 /// Whether anything depends on this node (only then are its values kept for references).

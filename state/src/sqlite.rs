@@ -353,20 +353,13 @@ impl StateStore for SqliteStore {
         // The targets and dependencies records name are a few addresses (hosts) named by many
         // records: each is kept once and shared, not once per record that names it.
         let mut named: std::collections::HashSet<ResourceAddr> = std::collections::HashSet::new();
-        let mut shared = |a: ResourceAddr| {
-            if let Some(known) = named.get(&a) {
-                return known.clone();
-            }
-            named.insert(a.clone());
-            a
-        };
         for row in rows {
             let (addr, data) = row.map_err(&err)?;
             let mut record: Record =
                 serde_json::from_str(&data).map_err(|e| StateError::Corrupt { path: self.path.clone(), source: format!("record `{addr}`: {e}").into() })?;
-            record.target = record.target.map(&mut shared);
+            record.target = record.target.map(|t| tend_provider::shared(&mut named, t));
             for d in &mut record.dependencies {
-                *d = shared(d.clone());
+                *d = tend_provider::shared(&mut named, d.clone());
             }
             records.push((record.addr.clone(), record));
         }

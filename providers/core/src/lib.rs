@@ -44,3 +44,14 @@ pub use provider::{
 };
 pub use schema::{Claim, DEFAULT_TIMEOUT, FieldSchema, FieldType, KindSchema, Role, UpdateMode};
 pub use value::{Sensitive, Value};
+
+/// `value`, or the equal one already in `known` (then `value` is dropped): what many holders
+/// have alike — a host's address named by every record on it, a plan's shared lists — is kept
+/// once and shared.
+pub fn shared<T: Clone + Eq + std::hash::Hash, S: std::hash::BuildHasher>(known: &mut std::collections::HashSet<T, S>, value: T) -> T {
+    if let Some(same) = known.get(&value) {
+        return same.clone();
+    }
+    known.insert(value.clone());
+    value
+}

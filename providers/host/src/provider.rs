@@ -295,25 +295,15 @@ impl HostProvider {
             });
             slots.push((stat, copy, probe, want.claims && item.config.is_some()));
         }
-        let (mut stats, probe_out) = transport.observe(&stats_wanted, &probe_scripts).await?;
+        let (stats, probe_out) = transport.observe(&stats_wanted, &probe_scripts).await?;
         drop(stats_wanted);
-        // Where claimed paths resolve, before the observations take the stats' strings.
         for (i, &(stat, _, _, claimed)) in slots.iter().enumerate() {
             if let Some(stat) = stat.filter(|_| claimed) {
                 claims.note(&stats[stat], first + i);
             }
         }
         for (item, &(stat, copy, probe, _)) in items.iter_mut().zip(&slots) {
-            let (stat, copy) = match (stat, copy) {
-                (Some(i), Some(j)) => {
-                    let [s, c] = stats.get_disjoint_mut([i, j]).map_err(|e| ProviderError::terminal(format!("stat slots overlap: {e}")))?;
-                    (Some(s), Some(c))
-                }
-                (Some(i), None) => (Some(&mut stats[i]), None),
-                (None, Some(j)) => (None, Some(&mut stats[j])),
-                (None, None) => (None, None),
-            };
-            let seen = Seen { stat, copy, probed: probe.map(|i| probe_out[i].as_str()) };
+            let seen = Seen { stat: stat.map(|i| &stats[i]), copy: copy.map(|i| &stats[i]), probed: probe.map(|i| probe_out[i].as_str()) };
             out.push(Self::kind(&item.addr)?.observed(item, seen, transport).await);
             item.config = None;
             item.prior = None;
@@ -441,9 +431,8 @@ impl Provider for HostProvider {
         resources::kind(&addr.kind).map(|k| k.validate(literal, self.cx(None))).unwrap_or_default()
     }
 
-    async fn read(&self, req: ReadRequest) -> Vec<Result<Option<Observed>, ProviderError>> {
+    async fn read(&self, mut req: ReadRequest) -> Vec<Result<Option<Observed>, ProviderError>> {
         let mut results: Vec<Option<Result<Option<Observed>, ProviderError>>> = req.items.iter().map(|_| None).collect();
-        let mut req = req;
         // Per host: the places of its items in the read, and the items (each host's reader
         // drops what an item no longer needs once it is observed).
         let mut by_host: BTreeMap<ResourceAddr, (Vec<usize>, Vec<&mut ReadItem>)> = BTreeMap::new();

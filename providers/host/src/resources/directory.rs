@@ -138,7 +138,7 @@ impl super::HostKind for Directory {
         super::file::observe_file(item, false)
     }
     async fn observed(&self, _item: &tend_provider::ReadItem, seen: super::Seen<'_>, _t: &dyn Transport) -> Result<Option<Observed>, ProviderError> {
-        Ok(seen.stat.and_then(|s| observed(s)))
+        Ok(seen.stat.and_then(observed))
     }
     fn plan(&self, req: &PlanRequest, _cx: super::Cx<'_>) -> Result<PlannedChange, ProviderError> {
         plan(req)

@@ -345,6 +345,6 @@ pub fn observe_file(item: &tend_provider::ReadItem, hash: bool) -> super::Observ
 pub fn observed_file(seen: super::Seen<'_>) -> Option<Observed> {
     match seen.copy {
         Some(copy) => seen.stat.and_then(|live| crate::generation::observed(live, copy)),
-        None => seen.stat.as_deref().and_then(observed),
+        None => seen.stat.and_then(observed),
     }
 }

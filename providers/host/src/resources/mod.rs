@@ -70,16 +70,14 @@ pub struct Observe {
     pub script: Option<String>,
 }
 
-/// What came back for one instance. The stats are the instance's own, to take from: an
-/// observation may move their strings instead of copying them (a plan holds every instance's
-/// stat and observation at once).
-#[derive(Debug)]
+/// What came back for one instance.
+#[derive(Debug, Clone, Copy)]
 pub struct Seen<'a> {
     /// The stat of [`Observe::path`].
-    pub stat: Option<&'a mut PathStat>,
+    pub stat: Option<&'a PathStat>,
     /// On a host that keeps generations, the stat of the file's copy in the current generation
     /// (for kinds that are [`HostKind::staged`]).
-    pub copy: Option<&'a mut PathStat>,
+    pub copy: Option<&'a PathStat>,
     /// The output of [`Observe::script`].
     pub probed: Option<&'a str>,
 }
