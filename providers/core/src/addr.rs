@@ -10,12 +10,18 @@ use serde::{Deserialize, Serialize};
 /// The stable identity of a resource instance: `PROVIDER.KIND.NAME` and, for resources that
 /// expand into several instances (a file on several hosts), an instance key: `host.file.motd[web]`.
 ///
-/// Ordered by provider, kind, name, then key, so sorted output is deterministic. The parts are
-/// shared strings: addresses are cloned into graphs, plans and records, and a clone allocates
-/// nothing.
-#[derive(Clone, Eq, Debug, Serialize, Deserialize)]
+/// Ordered by provider, kind, name, then key, so sorted output is deterministic. An address is one
+/// pointer to its shared [`AddrParts`] (read them as fields: `addr.name`): addresses are cloned
+/// into graphs, plans and records, a dozen times per instance, and a clone allocates nothing and
+/// takes 8 bytes where four string slices would take 64.
+#[derive(Clone, Eq, Serialize, Deserialize)]
 #[serde(into = "String", try_from = "String")]
-pub struct ResourceAddr {
+pub struct ResourceAddr(Arc<AddrParts>);
+
+/// The parts of a [`ResourceAddr`]. Provider, kind and key are interned: every address shares one
+/// copy of each.
+#[derive(Debug, Eq)]
+pub struct AddrParts {
     /// Provider name, e.g. `host`.
     pub provider: Arc<str>,
     /// Resource kind within the provider, e.g. `file`.
@@ -24,6 +30,20 @@ pub struct ResourceAddr {
     pub name: Arc<str>,
     /// Instance key, e.g. the host name for host resources.
     pub key: Option<Arc<str>>,
+}
+
+impl std::ops::Deref for ResourceAddr {
+    type Target = AddrParts;
+
+    fn deref(&self) -> &AddrParts {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ResourceAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResourceAddr").field("provider", &self.provider).field("kind", &self.kind).field("name", &self.name).field("key", &self.key).finish()
+    }
 }
 
 /// Two parts in order; the same shared string (an interned provider, kind or key) is equal
@@ -37,7 +57,7 @@ fn part_eq(a: &Arc<str>, b: &Arc<str>) -> bool {
     Arc::ptr_eq(a, b) || a == b
 }
 
-impl PartialEq for ResourceAddr {
+impl PartialEq for AddrParts {
     fn eq(&self, other: &Self) -> bool {
         part_eq(&self.name, &other.name)
             && part_eq(&self.kind, &other.kind)
@@ -47,6 +67,12 @@ impl PartialEq for ResourceAddr {
                 (None, None) => true,
                 _ => false,
             }
+    }
+}
+
+impl PartialEq for ResourceAddr {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
     }
 }
 
@@ -63,6 +89,9 @@ impl std::hash::Hash for ResourceAddr {
 /// By provider, kind, name, then key (no key first), as the parts' strings compare.
 impl Ord for ResourceAddr {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        if Arc::ptr_eq(&self.0, &other.0) {
+            return std::cmp::Ordering::Equal;
+        }
         part_cmp(&self.provider, &other.provider).then_with(|| part_cmp(&self.kind, &other.kind)).then_with(|| part_cmp(&self.name, &other.name)).then_with(
             || match (&self.key, &other.key) {
                 (Some(a), Some(b)) => part_cmp(a, b),
@@ -110,13 +139,17 @@ fn intern(s: &str) -> Arc<str> {
 impl ResourceAddr {
     /// An address without an instance key.
     pub fn new(provider: &str, kind: &str, name: impl Into<Arc<str>>) -> Self {
-        Self { provider: intern(provider), kind: intern(kind), name: name.into(), key: None }
+        Self(Arc::new(AddrParts { provider: intern(provider), kind: intern(kind), name: name.into(), key: None }))
     }
 
     /// The same resource with the given instance key.
     #[must_use]
     pub fn with_key<K: AsRef<str>>(&self, key: Option<K>) -> Self {
-        Self { key: key.map(|k| intern(k.as_ref())), ..self.clone() }
+        let key = key.map(|k| intern(k.as_ref()));
+        if key.is_none() && self.key.is_none() {
+            return self.clone();
+        }
+        Self(Arc::new(AddrParts { provider: self.provider.clone(), kind: self.kind.clone(), name: self.name.clone(), key }))
     }
 
     /// The resource this instance belongs to (the address without its key).
@@ -211,6 +244,17 @@ mod tests {
         assert_eq!(sorted, ["ec2.instance.z", "host.dir.c", "host.file.a[web]", "host.file.b", "host.file.b[db]", "host.file.b[web]"]);
         let keyed: ResourceAddr = "host.file.b[web]".parse().unwrap();
         assert_ne!(keyed, keyed.base(), "a key makes another address");
+    }
+
+    #[test]
+    fn an_address_is_one_pointer_and_its_clones_share_their_parts() {
+        assert_eq!(std::mem::size_of::<ResourceAddr>(), std::mem::size_of::<usize>());
+        let a: ResourceAddr = "host.file.motd[web]".parse().unwrap();
+        let b = a.clone();
+        assert!(Arc::ptr_eq(&a.name, &b.name));
+        let c: ResourceAddr = "host.file.motd[db]".parse().unwrap();
+        assert!(Arc::ptr_eq(&a.provider, &c.provider) && Arc::ptr_eq(&a.kind, &c.kind), "provider and kind are interned");
+        assert_eq!(format!("{a:?}"), r#"ResourceAddr { provider: "host", kind: "file", name: "motd", key: Some("web") }"#);
     }
 
     #[test]

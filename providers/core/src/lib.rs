@@ -32,7 +32,7 @@ mod provider;
 mod schema;
 mod value;
 
-pub use addr::{AddrError, ResourceAddr};
+pub use addr::{AddrError, AddrParts, ResourceAddr};
 pub use error::{ErrorKind, ProviderError};
 pub use jail::{JailError, normalise_path, resolve_inside};
 pub use map::{Key, Map};
