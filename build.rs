@@ -1,4 +1,5 @@
-//! Records the commit tend is built from, for `tend --version`.
+//! Records the commit tend is built from, for `tend --version`, and links the binary with packed
+//! relocations on GNU/Linux.
 
 use std::process::Command;
 
@@ -18,6 +19,14 @@ fn main() {
         if let Some(head) = git(&["symbolic-ref", "-q", "HEAD"]) {
             println!("cargo:rerun-if-changed={dir}/{head}");
         }
+    }
+    // A position-independent binary carries one relocation per pointer in its read-only data
+    // (2 MB of `.rela.dyn` for tend), all read at start: RELR packs them into 25 KB, which takes
+    // 2-3.5 MB off every run's resident memory. The linker emits them only where the C library
+    // it links against can read them (glibc 2.36) and ignores the option where it does not know it.
+    let var = |k: &str| std::env::var(k).unwrap_or_default();
+    if var("CARGO_CFG_TARGET_OS") == "linux" && var("CARGO_CFG_TARGET_ENV") == "gnu" {
+        println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
     }
     println!("cargo:rerun-if-changed=build.rs");
 }
