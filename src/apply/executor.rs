@@ -45,7 +45,14 @@ pub struct Ctx {
     pub hmac_key: String,
     /// Where readiness progress goes.
     pub reporter: Arc<dyn crate::report::Reporter>,
+    /// One permit per change that may run at once (`--parallelism`). A step holds one while it
+    /// asks a provider to do something, not while it waits for its record to be written: the
+    /// records of the steps that wait meanwhile are written together, in one transaction.
+    pub slots: Arc<tokio::sync::Semaphore>,
 }
+
+/// A step's permit to run (see [`Ctx::slots`]).
+pub type Slot = tokio::sync::OwnedSemaphorePermit;
 
 /// A failed step (see [`StepFailure`]).
 pub type StepError = StepFailure;
@@ -142,11 +149,16 @@ impl Ctx {
 
     /// Run one step; its error text never carries a secret's plaintext. A commit returns what
     /// it did, for the report; `not_applied` are its staged members that failed or were skipped.
-    pub async fn run(&self, step: Step, not_applied: Vec<ResourceAddr>) -> Result<Option<String>, StepError> {
+    pub async fn run(&self, step: Step, slot: Slot, not_applied: Vec<ResourceAddr>) -> Result<Option<String>, StepError> {
         if let Step::Commit(t) = step {
             return self.commit(t, not_applied).await.map(Some).map_err(|e| redacted(e, &self.secrets));
         }
-        self.run_unredacted(step).await.map(|()| None).map_err(|e| redacted(e, &self.secrets))
+        self.run_unredacted(step, slot).await.map(|()| None).map_err(|e| redacted(e, &self.secrets))
+    }
+
+    /// A step's permit to run; waits for one.
+    pub async fn slot(&self) -> Slot {
+        self.slots.clone().acquire_owned().await.expect("the slots are never closed")
     }
 
     /// Commit the staged changes on target `t`: every staged instance on it that exists after
@@ -262,10 +274,10 @@ impl Ctx {
         unreachable!("the loop returns")
     }
 
-    async fn run_unredacted(&self, step: Step) -> Result<(), StepError> {
+    async fn run_unredacted(&self, step: Step, slot: Slot) -> Result<(), StepError> {
         match step {
             Step::Commit(_) => unreachable!("run handles commits"),
-            Step::Main(i) => self.run_main(i).await,
+            Step::Main(i) => self.run_main(i, slot).await,
             Step::Deposed(i) => {
                 let c = &self.plan.changes[i];
                 self.apply_one(c, Action::Delete, None, Self::observed(c)).await?;
@@ -347,7 +359,7 @@ impl Ctx {
         }
     }
 
-    async fn run_main(&self, i: usize) -> Result<(), StepError> {
+    async fn run_main(&self, i: usize, slot: Slot) -> Result<(), StepError> {
         let c = &self.plan.changes[i];
         if c.action == Action::Delete {
             self.apply_one(c, Action::Delete, None, Self::observed(c)).await?;
@@ -393,9 +405,16 @@ impl Ctx {
             self.store.put_all(&puts, std::slice::from_ref(&candidate.addr)).await.map_err(|e| state_err(&e))?;
         } else {
             let old = if create_first { self.old_as_deposed(c).await? } else { None };
-            match old {
-                Some(old) => self.store.put_all(&[rec.clone(), old], &[]).await.map_err(|e| state_err(&e))?,
-                None => self.store.put(&rec).await.map_err(|e| state_err(&e))?,
+            let _slot = if let Some(old) = old {
+                self.store.put_all(&[rec.clone(), old], &[]).await.map_err(|e| state_err(&e))?;
+                slot
+            } else {
+                // Recorded without holding a slot, so that other steps run meanwhile and their
+                // records join this one's transaction; taken again for the health check, which
+                // asks the provider.
+                drop(slot);
+                self.store.put(&rec).await.map_err(|e| state_err(&e))?;
+                self.slot().await
             };
             Self::check_promised(c, &obs)?;
             if let Err(e) = self.await_ready(c, false, &config, &obs).await {

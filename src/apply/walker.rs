@@ -301,6 +301,7 @@ async fn walk(
         secrets: opts.secrets.clone(),
         hmac_key,
         reporter: reporter.clone(),
+        slots: Arc::new(tokio::sync::Semaphore::new(opts.parallelism.max(1))),
     });
     let mut remaining: Vec<usize> = sched.waits_on.iter().map(BTreeSet::len).collect();
     let mut ready: BTreeSet<usize> = (0..sched.steps.len()).filter(|s| remaining[*s] == 0).collect();
@@ -309,11 +310,10 @@ async fn walk(
     let mut failed_destroy: HashSet<usize> = HashSet::new();
     let mut out = ApplyOutcome::default();
     let mut tasks = tokio::task::JoinSet::new();
-    let mut running = 0usize;
-    let parallelism = opts.parallelism.max(1);
     loop {
-        while running < parallelism {
-            let Some(s) = ready.pop_first() else { break };
+        // Start what is ready while a slot is free (see `Ctx::slots`: a step waiting for its
+        // record to be written holds none).
+        while let Some(&s) = ready.first() {
             let step = sched.steps[s];
             let (Step::Main(i) | Step::Deposed(i) | Step::Destroy(i) | Step::Commit(i)) = step;
             let c = &plan.changes[i];
@@ -330,14 +330,18 @@ async fn walk(
                     out.results.push((c.addr.clone(), action, outcome));
                     out.skipped += 1;
                 }
+                ready.remove(&s);
                 finish(s, &sched, &mut remaining, &mut ready, &mut done, Some(&cause), &mut skips, &c.addr);
                 continue;
             }
             if !c.is_change() && !matches!(step, Step::Commit(_)) {
+                ready.remove(&s);
                 ctx.settle_noop(i);
                 finish(s, &sched, &mut remaining, &mut ready, &mut done, None, &mut skips, &c.addr);
                 continue;
             }
+            let Ok(slot) = ctx.slots.clone().try_acquire_owned() else { break };
+            ready.remove(&s);
             // A destroy-before-create replacement starts with its Destroy step.
             let starts = match step {
                 Step::Main(_) => c.action != (Action::Replace { create_first: false }),
@@ -349,16 +353,22 @@ async fn walk(
             }
             let ctx = ctx.clone();
             let not_applied = skips.not_applied.remove(&s).unwrap_or_default();
-            running += 1;
             tasks.spawn(async move {
                 let started = Instant::now();
                 let span = tracing::info_span!("resource", addr = %ctx.plan.changes[i].addr, provider = %ctx.plan.changes[i].addr.provider, action = ?ctx.plan.changes[i].action);
-                let result = tracing::Instrument::instrument(ctx.run(step, not_applied), span).await;
+                let result = tracing::Instrument::instrument(ctx.run(step, slot, not_applied), span).await;
                 (s, step, result, started.elapsed())
             });
         }
-        let Some(joined) = tasks.join_next().await else { break };
-        running -= 1;
+        let joined = tokio::select! {
+            joined = tasks.join_next() => joined,
+            // A slot came free while steps wait for one: start them.
+            free = ctx.slots.acquire(), if !ready.is_empty() => {
+                drop(free);
+                continue;
+            }
+        };
+        let Some(joined) = joined else { break };
         let (s, step, result, elapsed) = joined.expect("apply steps do not panic");
         let (Step::Main(i) | Step::Deposed(i) | Step::Destroy(i) | Step::Commit(i)) = step;
         let c = &plan.changes[i];

@@ -179,7 +179,7 @@ impl SqliteStore {
     }
 
     /// One transaction for the whole batch, statements prepared once; each write bumps the
-    /// serial by one. Should the transaction fail, each write is tried alone for its own answer.
+    /// serial by one (the counter is moved once, by the batch's count). Should the transaction fail, each write is tried alone for its own answer.
     fn commit_batch(&self, batch: Vec<(Write, tokio::sync::oneshot::Sender<Result<u64, StateError>>)>) {
         tracing::trace!(writes = batch.len(), "state commit");
         let mut conn = self.conn();
@@ -189,7 +189,9 @@ impl SqliteStore {
             {
                 let mut put = tx.prepare_cached("INSERT INTO resources (addr, data) VALUES (?1, ?2) ON CONFLICT(addr) DO UPDATE SET data = excluded.data")?;
                 let mut remove = tx.prepare_cached("DELETE FROM resources WHERE addr = ?1")?;
-                let mut bump = tx.prepare_cached("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'serial' RETURNING CAST(value AS INTEGER)")?;
+                let mut bump =
+                    tx.prepare_cached("UPDATE meta SET value = CAST(value AS INTEGER) + ?1 WHERE key = 'serial' RETURNING CAST(value AS INTEGER)")?;
+                let mut writes = 0i64;
                 for (w, _) in &batch {
                     let done = match w {
                         Write::Put { addr, data } => put.execute(params![addr, data])?,
@@ -209,8 +211,17 @@ impl SqliteStore {
                         out.push(Err(StateError::NoSuchRecord { addr: addr.clone() }));
                         continue;
                     }
-                    let serial: i64 = bump.query_row([], |r| r.get(0))?;
-                    out.push(Ok(u64::try_from(serial).unwrap_or(0)));
+                    writes += 1;
+                    out.push(Ok(0));
+                }
+                // Each write has its own serial, in order; the counter moves once.
+                if writes > 0 {
+                    let last: i64 = bump.query_row([writes], |r| r.get(0))?;
+                    let mut serial = last - writes;
+                    for r in out.iter_mut().flatten() {
+                        serial += 1;
+                        *r = u64::try_from(serial).unwrap_or(0);
+                    }
                 }
             }
             tx.commit()?;

@@ -415,3 +415,21 @@ async fn a_refresh_records_drift_forgets_what_is_gone_and_refuses_to_forget_ever
     assert!(!all.is_applyable(), "{:?}", all.refreshed);
     insta::assert_snapshot!(all.errors[0].message.clone() + "\n" + all.errors[0].hint.as_deref().unwrap_or(""));
 }
+
+#[tokio::test]
+async fn no_more_changes_run_at_once_than_the_parallelism_and_every_one_is_recorded() {
+    let mut bench = Bench::new();
+    bench.fake = bench.fake.clone().with_apply_latency(std::time::Duration::from_millis(5));
+    let mut text = String::new();
+    for i in 0..40 {
+        text.push_str(&format!("[fake.thing.t{i:02}]\nvalue = \"v{i}\"\n\n"));
+    }
+    let root = config(&bench, "many", &text);
+    let outcome = bench.apply(&root).await;
+    assert!(outcome.success(), "{outcome:?}");
+    // The bench applies with a parallelism of 4: steps waiting for their records to be written
+    // hold no slot, but no more than 4 provider calls ever run together.
+    assert_eq!(bench.fake.most_concurrent_applies(), 4);
+    assert_eq!(bench.records().await.len(), 40);
+    assert_eq!(outcome.applied.add, 40);
+}

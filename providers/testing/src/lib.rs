@@ -42,6 +42,11 @@ struct Shared {
     /// `plan` calls running now, and the most seen at once.
     planning: AtomicU64,
     most_planning: AtomicU64,
+    /// How long each `apply` call takes.
+    apply_latency: Mutex<std::time::Duration>,
+    /// `apply` calls running now, and the most seen at once.
+    applying: AtomicU64,
+    most_applying: AtomicU64,
 }
 
 /// Registers the fake provider; clones share one in-memory "cloud".
@@ -77,6 +82,18 @@ impl FakeFactory {
     pub fn with_plan_latency(self, latency: std::time::Duration) -> Self {
         *self.shared.plan_latency.lock().expect("fake lock") = latency;
         self
+    }
+
+    /// Make every `apply` call take `latency`.
+    #[must_use]
+    pub fn with_apply_latency(self, latency: std::time::Duration) -> Self {
+        *self.shared.apply_latency.lock().expect("fake lock") = latency;
+        self
+    }
+
+    /// The most `apply` calls that ran at the same time.
+    pub fn most_concurrent_applies(&self) -> u64 {
+        self.shared.most_applying.load(Ordering::SeqCst)
     }
 
     /// Make every delete fail (or work again).
@@ -198,6 +215,15 @@ fn stored(config: &Attributes) -> Attributes {
     let mut a: Attributes = ["value", "immutable", "spec"].iter().filter_map(|k| config.get(k).map(|v| ((*k).to_string(), v.clone()))).collect();
     a.insert("echo".into(), config.get("value").cloned().unwrap_or(Value::Null));
     a
+}
+
+/// Counts a call as running until dropped.
+struct Running<'a>(&'a AtomicU64);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl FakeProvider {
@@ -326,6 +352,13 @@ impl Provider for FakeProvider {
     }
 
     async fn apply(&self, req: ApplyRequest) -> Result<Option<Observed>, ProviderError> {
+        let now = self.shared.applying.fetch_add(1, Ordering::SeqCst) + 1;
+        let _running = Running(&self.shared.applying);
+        self.shared.most_applying.fetch_max(now, Ordering::SeqCst);
+        let latency = *self.shared.apply_latency.lock().expect("fake lock");
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
         let addr = req.addr.to_string();
         let verb = match req.action {
             Action::Create => "create",
