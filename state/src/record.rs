@@ -63,7 +63,7 @@ impl From<&str> for InputsHash {
         if s.is_empty() {
             return Self::Empty;
         }
-        let digest = s.strip_prefix(HMAC_SHA256).filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        let digest = s.strip_prefix(HMAC_SHA256).filter(|h| h.len() == 64);
         let mut bytes = [0u8; 32];
         match digest {
             Some(h) if hex_into(h, &mut bytes) => Self::HmacSha256(bytes),

@@ -179,7 +179,8 @@ impl SqliteStore {
     }
 
     /// One transaction for the whole batch, statements prepared once; each write bumps the
-    /// serial by one (the counter is moved once, by the batch's count). Should the transaction fail, each write is tried alone for its own answer.
+    /// serial by one (the counter is moved once, by the batch's count). Should the transaction
+    /// fail, each write is tried alone for its own answer.
     fn commit_batch(&self, batch: Vec<(Write, tokio::sync::oneshot::Sender<Result<u64, StateError>>)>) {
         tracing::trace!(writes = batch.len(), "state commit");
         let mut conn = self.conn();

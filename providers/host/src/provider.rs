@@ -1,6 +1,6 @@
 //! [`HostProvider`]: dispatch to the kinds, batching observation per host.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -328,9 +328,10 @@ impl HostProvider {
             by_real.entry(l.real.as_str()).or_default().push((l.item, l.lexical.as_str()));
         }
         let reals: HashMap<u64, &str> = claims.linked.iter().map(|l| (path_hash(&l.real), l.real.as_str())).collect();
+        let linked: HashSet<usize> = claims.linked.iter().map(|l| l.item).collect();
         for &(i, h) in &claims.claimed {
             if let Some(real) = reals.get(&h)
-                && !claims.linked.iter().any(|l| l.item == i)
+                && !linked.contains(&i)
             {
                 by_real.entry(real).or_default().push((i, real));
             }
